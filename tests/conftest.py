@@ -1,0 +1,55 @@
+"""Shared pytest setup: Keras 2 before TensorFlow loads, seeds, real-data location."""
+
+import os
+import pathlib
+import random
+import sys
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: The team's real datasets (never copied into the repository). Override with
+#: BVAE_SHARED_DATA=/path/to/data.
+SHARED_DATA = pathlib.Path(os.environ.get("BVAE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_clear_keras():
+    """Seeds Python/NumPy (and TF when loaded) and clears the Keras session per test."""
+    random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 -- seeds code that uses the legacy global RNG
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        tf.keras.backend.clear_session()
+        tf.random.set_seed(0)
+    yield
+
+
+@pytest.fixture
+def shared_data() -> pathlib.Path:
+    """Path of ../shared/data; skips the test with a clear message when it is absent."""
+    if not (SHARED_DATA / "bvae").is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATA}/bvae (set BVAE_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def jd_dir(shared_data: pathlib.Path) -> pathlib.Path:
+    """The released, pre-split JD dataset (``<behavior>_{train,valid,test}`` files)."""
+    path = shared_data / "bvae" / "JD"
+    if not path.is_dir():
+        pytest.skip(f"JD dataset not found at {path}")
+    return path
+
+
+@pytest.fixture
+def jd_events(shared_data: pathlib.Path) -> pathlib.Path:
+    """The raw, timestamped JD event log (``JD_events.csv.gz``)."""
+    path = shared_data / "bvae" / "JD_events.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"JD event log not found at {path}")
+    return path

@@ -1,0 +1,43 @@
+"""The installed stack is the one the README promises."""
+
+import importlib
+import os
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+
+def test_packages_import_and_keras_is_legacy():
+    for name in ("bvae_tf", "components", "pipeline", "serving"):
+        importlib.import_module(name)
+    assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
+    import tensorflow as tf
+
+    assert tf.keras.__name__.startswith("tf_keras"), tf.keras.__name__
+    assert tf.__version__.startswith("2.16.")
+
+
+@pytest.mark.parametrize(
+    ("module", "version_prefix"),
+    [
+        ("tfx", "1.16."),
+        ("tensorflow_data_validation", "1.16."),
+        ("tensorflow_model_analysis", "0.47."),
+        ("tensorflow_transform", "1.16."),
+        ("apache_beam", "2.60."),
+        ("tensorflow_recommenders", "v0.7.3"),
+    ],
+)
+def test_pinned_stack_versions(module, version_prefix):
+    mod = importlib.import_module(module)
+    assert mod.__version__.startswith(version_prefix), (module, mod.__version__)
+
+
+def test_serving_apis_and_metadata_import():
+    from ml_metadata.proto import metadata_store_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    assert predict_pb2.PredictRequest().model_spec.name == ""
+    assert hasattr(prediction_service_pb2_grpc, "PredictionServiceStub")
+    assert metadata_store_pb2.ConnectionConfig().WhichOneof("config") is None
