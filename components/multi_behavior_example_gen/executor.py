@@ -1,0 +1,203 @@
+"""Executor of the multi-behavior ExampleGen: one Beam pipeline, then the accounting.
+
+Output layout (the stock ExampleGen's, so StatisticsGen, SchemaGen, ExampleValidator
+and Transform read it as is)::
+
+    <examples.uri>/Split-train/data_tfrecord-*-of-*.gz   gzipped TFRecords of tf.Example
+    <examples.uri>/Split-eval/...
+    <examples.uri>/Split-test/...
+    <examples.uri>/accounting.json                        the accounting record
+
+Artifact properties: ``split_names`` ``["train", "eval", "test"]``; custom properties
+``payload_format`` ``FORMAT_TF_EXAMPLE``, ``file_format`` ``tfrecords_gzip``, ``span``,
+``version`` (when set), ``input_fingerprint``, ``accounting`` (the record as JSON) and
+``accounting_<figure>`` integers (``accounting.flat_properties``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from absl import logging
+from tfx import types
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+
+from bvae_tf import features
+from components.multi_behavior_example_gen import accounting, transforms
+from components.multi_behavior_example_gen.config import ExampleGenConfig
+
+SPAN_KEY = "span"
+VERSION_KEY = "version"
+FINGERPRINT_KEY = "input_fingerprint"
+_GLOB_CHARACTERS = "*?["
+
+
+def _is_data_file(path: str) -> bool:
+    name = os.path.basename(path.rstrip("/"))
+    return not name.startswith((".", "_")) and not fileio.isdir(path)
+
+
+def resolve_input_files(config: ExampleGenConfig) -> tuple[list[Any], list[str]]:
+    """Lists the input files (driver side; metadata only, no data is read).
+
+    Args:
+      config: the component's configuration.
+
+    Returns:
+      ``(files, skipped)``: raw log: sorted paths; release: sorted
+      ``(path, behavior, split)`` tuples and the release files of behaviors not kept.
+
+    Raises:
+      ValueError: if ``input_base`` does not exist or holds no input file (names it).
+    """
+    base = config.input_base
+    if config.splits_from_files:
+        if not fileio.isdir(base):
+            raise ValueError(f"release input_base {base!r} is not a folder")
+        files, skipped = [], []
+        for prefix, behavior in sorted(config.behavior_mapping.items()):
+            for suffix, split in features.RELEASE_SPLIT_MAPPING.items():
+                path = os.path.join(base, f"{prefix}_{suffix}")
+                if not fileio.exists(path):
+                    continue
+                if behavior in config.behaviors:
+                    files.append((path, behavior, split))
+                else:
+                    skipped.append(path)
+        if not files:
+            raise ValueError(
+                f"release input_base {base!r} holds none of the files "
+                f"<prefix>_<suffix> for prefixes {sorted(config.behavior_mapping)} "
+                f"and suffixes {sorted(features.RELEASE_SPLIT_MAPPING)}"
+            )
+        return files, skipped
+    if fileio.isdir(base):
+        paths = [os.path.join(base, name) for name in fileio.listdir(base)]
+    elif any(ch in base for ch in _GLOB_CHARACTERS):
+        paths = fileio.glob(base)
+    elif fileio.exists(base):
+        paths = [base]
+    else:
+        raise ValueError(f"input_base {base!r} does not exist")
+    files = sorted(p for p in paths if _is_data_file(p))
+    if not files:
+        raise ValueError(f"input_base {base!r} matches no data file")
+    return files, []
+
+
+def input_fingerprint(paths: Sequence[str]) -> str:
+    """Size and mtime fingerprint of the files, in the stock ExampleGen's format."""
+    total_bytes = xor_checksum = sum_checksum = 0
+    for path in paths:
+        stat = fileio.stat(path)
+        total_bytes += stat.length
+        mtime = int(stat.mtime_nsec / 1e9)
+        xor_checksum ^= mtime
+        sum_checksum += mtime
+    return (
+        f"split:single_split,num_files:{len(paths)},total_bytes:{total_bytes},"
+        f"xor_checksum:{xor_checksum},sum_checksum:{sum_checksum}"
+    )
+
+
+def _check_record(record: Mapping[str, Any], input_base: str) -> None:
+    gap = accounting.identity_gap(record)
+    if gap:
+        raise RuntimeError(f"accounting identity broken: {gap} rows of {input_base!r} unaccounted")
+    valid = record["rows_read"] - record["rows_rejected_total"]
+    if valid <= 0:
+        raise ValueError(
+            f"no valid rows in {input_base!r}: {record['rows_read']} rows read, "
+            f"rejected {record['rows_rejected']}"
+        )
+    if record["splits"][features.TRAIN]["examples"] == 0:
+        raise ValueError(
+            f"no train example left from {input_base!r} after deduplication and filters "
+            f"(item filter dropped {record['item_filter']['events_dropped']} events, user "
+            f"filter {record['user_filter']['events_dropped']}); lower "
+            f"min_item_target_events/min_user_target_events or move the split"
+        )
+    for split in features.SPLITS[1:]:
+        if record["splits"][split]["examples"] == 0:
+            logging.warning("MultiBehaviorExampleGen: split %r is empty.", split)
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Reads multi-behavior logs and writes per-user tf.Examples split by time."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        """Runs the ExampleGen.
+
+        Args:
+          input_dict: unused (the component has no input channel).
+          output_dict: ``examples``: one ``Examples`` artifact.
+          exec_properties: the component's parameters (``ExampleGenConfig`` fields,
+            ``span``, ``version``).
+
+        Raises:
+          ValueError: on a bad parameter, a missing input path, an input without valid
+            rows, or no train example left after the filters.
+          RuntimeError: if the accounting identity does not hold.
+        """
+        self._log_startup(input_dict, output_dict, exec_properties)
+        config = ExampleGenConfig.from_exec_properties(exec_properties)
+        files, skipped = resolve_input_files(config)
+        paths = [f if isinstance(f, str) else f[0] for f in files]
+        logging.info(
+            "MultiBehaviorExampleGen: %d input file(s) from %s", len(paths), config.input_base
+        )
+
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY]
+        )
+        examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
+        accounting_uri = os.path.join(examples.uri, accounting.ACCOUNTING_FILE)
+        with self._make_beam_pipeline() as pipeline:
+            splits = pipeline | "GenerateExamples" >> transforms.GenerateExamples(
+                config, files, accounting_uri, skipped
+            )
+            for split, serialized in splits.items():
+                _ = serialized | f"WriteSplit[{split}]" >> write_split.WriteSplit(
+                    artifact_utils.get_split_uri([examples], split),
+                    example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+                )
+
+        with fileio.open(accounting_uri, "r") as f:
+            record = json.load(f)
+        logging.info(
+            "MultiBehaviorExampleGen: %d rows read, %d rejected, %d duplicates, %d events "
+            "kept; examples %s",
+            record["rows_read"],
+            record["rows_rejected_total"],
+            record["duplicates_dropped"],
+            record["events_kept"],
+            {s: record["splits"][s]["examples"] for s in features.SPLITS},
+        )
+        _check_record(record, config.input_base)
+
+        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(
+            examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+        )
+        examples.set_int_custom_property(SPAN_KEY, int(exec_properties.get(SPAN_KEY) or 0))
+        if exec_properties.get(VERSION_KEY) is not None:
+            examples.set_int_custom_property(VERSION_KEY, int(exec_properties[VERSION_KEY]))
+        examples.set_string_custom_property(FINGERPRINT_KEY, input_fingerprint(paths))
+        examples.set_string_custom_property(
+            accounting.ACCOUNTING_PROPERTY, json.dumps(record, sort_keys=True)
+        )
+        for name, value in accounting.flat_properties(record).items():
+            examples.set_int_custom_property(name, value)

@@ -1,0 +1,251 @@
+"""Row-level parsing of raw event logs and of the released pre-split files.
+
+Pure Python, no Beam: the Beam steps in ``transforms.py`` call these per file.
+
+A parsed event is the plain tuple ``(user, item, behavior, timestamp, split)``:
+``user``/``item`` are the raw ids as ``str`` (stripped), ``behavior`` a canonical
+behavior name, ``timestamp`` unix seconds (``int`` when integral, else ``float``; for
+the release format the 1-based line number, which orders a file's events) and
+``split`` ``""`` for raw logs (split later by time) or the split name the release file
+gives.
+
+Raw-log CSV conventions (RFC 4180 via the ``csv`` module): the first non-blank record
+of each file is the header (a UTF-8 BOM is ignored); columns are found by name, extra
+columns are ignored; CRLF or LF line ends; quoted fields may hold commas, quotes and
+newlines; blank lines are skipped (counted, not rows); fields are stripped of
+surrounding spaces; behavior labels match case-insensitively. Bytes that are not UTF-8
+reject only the record that holds them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, NamedTuple
+
+# Rejection reasons (keys of the accounting record).
+WRONG_COLUMN_COUNT = "wrong_column_count"
+BAD_TIMESTAMP = "bad_timestamp"
+EMPTY_ID = "empty_id"
+UNKNOWN_BEHAVIOR = "unknown_behavior"
+UNDECODABLE_BYTES = "undecodable_bytes"
+#: The ``csv`` module refused the record (e.g. a field over ``csv.field_size_limit``).
+MALFORMED_CSV = "malformed_csv"
+REJECTION_REASONS: tuple[str, ...] = (
+    WRONG_COLUMN_COUNT,
+    BAD_TIMESTAMP,
+    EMPTY_ID,
+    UNKNOWN_BEHAVIOR,
+    UNDECODABLE_BYTES,
+    MALFORMED_CSV,
+)
+
+Event = tuple[str, str, str, int | float, str]
+
+
+class Rejection(NamedTuple):
+    """A record that was not turned into an event.
+
+    Attributes:
+      reason: one of ``REJECTION_REASONS``.
+      first_line: 1-based physical line where the record starts.
+      last_line: 1-based physical line where it ends (> first_line for quoted newlines).
+    """
+
+    reason: str
+    first_line: int
+    last_line: int
+
+
+class FileSummary(NamedTuple):
+    """What one file held.
+
+    Attributes:
+      rows_read: records after the header, blank lines excluded.
+      blank_lines: blank lines skipped.
+      behavior_not_kept: valid rows whose behavior is mapped but not kept.
+    """
+
+    rows_read: int
+    blank_lines: int
+    behavior_not_kept: int
+
+
+# Bytes that are not UTF-8 decode to lone surrogates U+DC80..U+DCFF under the
+# "surrogateescape" error handler.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _has_undecodable(text: str) -> bool:
+    return _UNDECODABLE.search(text) is not None
+
+
+def open_text(binary: IO[bytes]) -> io.TextIOWrapper:
+    """Wraps a binary stream as text: UTF-8, BOM dropped, bad bytes kept escaped."""
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def parse_timestamp(text: str) -> int | float:
+    """Parses unix seconds or an ISO-8601 date-time.
+
+    Args:
+      text: e.g. ``"1522454400"``, ``"1522454400.5"``, ``"2018-03-31T00:00:00Z"``,
+        ``"2018-03-31 08:00:00+08:00"``; ISO values without an offset are UTC.
+
+    Returns:
+      Unix seconds, ``int`` when integral.
+
+    Raises:
+      ValueError: if the text is neither, or not finite.
+    """
+    value: float
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError as e:
+            raise ValueError(f"timestamp {text!r} is neither unix seconds nor ISO-8601") from e
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        value = moment.timestamp()
+    if not math.isfinite(value):
+        raise ValueError(f"timestamp {text!r} is not finite")
+    return int(value) if value.is_integer() else value
+
+
+class RawLogParser:
+    """Turns the records of one raw-log CSV file into events and rejections.
+
+    Args:
+      columns: (user, item, behavior, timestamp) header names.
+      behavior_mapping: lower-cased raw label -> behavior name.
+      behaviors: behaviors kept; mapped labels of other behaviors are counted in
+        ``FileSummary.behavior_not_kept``.
+    """
+
+    def __init__(
+        self,
+        columns: tuple[str, str, str, str],
+        behavior_mapping: Mapping[str, str],
+        behaviors: Iterable[str],
+    ) -> None:
+        self._columns = columns
+        self._mapping = dict(behavior_mapping)
+        self._kept = frozenset(behaviors)
+
+    def _header_indices(self, header: list[str], path: str) -> tuple[int, int, int, int]:
+        names = [name.strip() for name in header]
+        missing = [c for c in self._columns if c not in names]
+        if missing:
+            raise ValueError(
+                f"{path}: header {names} lacks column(s) {missing} (expected {list(self._columns)})"
+            )
+        user, item, behavior, timestamp = (names.index(c) for c in self._columns)
+        return user, item, behavior, timestamp
+
+    def parse(self, text: IO[str], path: str) -> Iterator[Event | Rejection | FileSummary]:
+        """Yields events and rejections in file order, then one ``FileSummary``.
+
+        Args:
+          text: the file as text (see ``open_text``).
+          path: its name, for error messages.
+
+        Raises:
+          ValueError: if the header lacks a configured column (names the file).
+        """
+        reader = csv.reader(text)
+        rows_read = blank_lines = not_kept = 0
+        indices: tuple[int, int, int, int] | None = None
+        width = 0
+        previous_line = 0
+        while True:
+            first_line = previous_line + 1
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                previous_line = reader.line_num
+                if indices is None:
+                    raise ValueError(f"{path}: unreadable CSV header") from None
+                rows_read += 1
+                yield Rejection(MALFORMED_CSV, first_line, reader.line_num)
+                continue
+            previous_line = reader.line_num
+            if not record or (len(record) == 1 and not record[0].strip()):
+                blank_lines += 1
+                continue
+            if indices is None:
+                indices = self._header_indices(record, path)
+                width = len(record)
+                continue
+            rows_read += 1
+            result = self._to_event(record, width, indices)
+            if isinstance(result, str):
+                yield Rejection(result, first_line, reader.line_num)
+            elif result[2] in self._kept:
+                yield result
+            else:
+                not_kept += 1
+        yield FileSummary(rows_read, blank_lines, not_kept)
+
+    def _to_event(
+        self, record: list[str], width: int, indices: tuple[int, int, int, int]
+    ) -> Event | str:
+        """The record's event, or the reason it is rejected (checked in this order)."""
+        if len(record) != width:
+            return WRONG_COLUMN_COUNT
+        if _has_undecodable("".join(record)):
+            return UNDECODABLE_BYTES
+        user_i, item_i, behavior_i, timestamp_i = indices
+        user = record[user_i].strip()
+        item = record[item_i].strip()
+        if not user or not item:
+            return EMPTY_ID
+        behavior = self._mapping.get(record[behavior_i].strip().lower())
+        if behavior is None:
+            return UNKNOWN_BEHAVIOR
+        try:
+            timestamp = parse_timestamp(record[timestamp_i].strip())
+        except ValueError:
+            return BAD_TIMESTAMP
+        return (user, item, behavior, timestamp, "")
+
+
+def parse_release_file(
+    text: IO[str], behavior: str, split: str
+) -> Iterator[Event | Rejection | FileSummary]:
+    """Parses one released ``<prefix>_<suffix>`` file of ``user item`` lines.
+
+    Args:
+      text: the file as text (see ``open_text``).
+      behavior: the canonical behavior of the file.
+      split: the split name of the file (``features.SPLITS``).
+
+    Yields:
+      Events (timestamp = 1-based line number) and rejections in file order, then
+      one ``FileSummary``.
+    """
+    rows_read = blank_lines = 0
+    for line_number, line in enumerate(text, start=1):
+        fields = line.split()
+        if not fields:
+            blank_lines += 1
+            continue
+        rows_read += 1
+        if len(fields) != 2:
+            yield Rejection(WRONG_COLUMN_COUNT, line_number, line_number)
+        elif _has_undecodable(line):
+            yield Rejection(UNDECODABLE_BYTES, line_number, line_number)
+        else:
+            yield (fields[0], fields[1], behavior, line_number, split)
+    yield FileSummary(rows_read, blank_lines, 0)
