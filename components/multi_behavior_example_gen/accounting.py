@@ -25,6 +25,7 @@ import apache_beam as beam
 
 from bvae_tf import features
 from components.multi_behavior_example_gen import parsing
+from components.multi_behavior_example_gen.config import RELEASE
 
 #: File written into the ``Examples`` artifact directory, beside ``Split-*``.
 ACCOUNTING_FILE = "accounting.json"
@@ -130,7 +131,7 @@ def build_record(
       summary: the merged summary of the run.
       samples: ``(reason, [(path, first_line, last_line), ...])`` per rejection reason.
       cuts: the ``(eval start, test start)`` timestamps used, unix seconds; ``None`` for
-        the release format (split by file).
+        the release format (split by file) and when no event was left to cut.
       config: ``ExampleGenConfig.to_json_dict()``.
       input_files: the files read.
       skipped_files: release files of behaviors not kept (not read).
@@ -139,6 +140,7 @@ def build_record(
       The record; see ``docs/multi_behavior_example_gen.md`` for its schema.
     """
     get = summary.get
+    from_files = config["input_format"] == RELEASE
     behaviors = list(config["behaviors"])
     rejected = {reason: int(get(rejected_key(reason), 0)) for reason in parsing.REJECTION_REASONS}
     sample_map = {
@@ -187,8 +189,8 @@ def build_record(
             "events_dropped": int(get(COLD_EVENTS_DROPPED, 0)),
         },
         "split": {
-            "method": "release_files" if cuts is None else config["split_method"],
-            "boundaries": None if cuts is None else list(config["split_boundaries"]),
+            "method": "release_files" if from_files else config["split_method"],
+            "boundaries": None if from_files else list(config["split_boundaries"]),
             "cut_timestamps": None if cuts is None else list(cuts),
         },
         "splits": splits,

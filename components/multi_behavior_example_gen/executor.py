@@ -63,8 +63,10 @@ def resolve_input_files(config: ExampleGenConfig) -> tuple[list[Any], list[str]]
         if not fileio.isdir(base):
             raise ValueError(f"release input_base {base!r} is not a folder")
         files, skipped = [], []
+        expected = set()
         for prefix, behavior in sorted(config.behavior_mapping.items()):
             for suffix, split in features.RELEASE_SPLIT_MAPPING.items():
+                expected.add(f"{prefix}_{suffix}")
                 path = os.path.join(base, f"{prefix}_{suffix}")
                 if not fileio.exists(path):
                     continue
@@ -72,6 +74,18 @@ def resolve_input_files(config: ExampleGenConfig) -> tuple[list[Any], list[str]]
                     files.append((path, behavior, split))
                 else:
                     skipped.append(path)
+        unknown = sorted(
+            name
+            for name in fileio.listdir(base)
+            if name.rstrip("/") not in expected and not name.startswith((".", "_"))
+        )
+        if unknown:
+            logging.warning(
+                "MultiBehaviorExampleGen: release folder %r: files not read (no prefix of %s): %s",
+                base,
+                sorted(config.behavior_mapping),
+                unknown,
+            )
         if not files:
             raise ValueError(
                 f"release input_base {base!r} holds none of the files "
@@ -79,14 +93,22 @@ def resolve_input_files(config: ExampleGenConfig) -> tuple[list[Any], list[str]]
                 f"and suffixes {sorted(features.RELEASE_SPLIT_MAPPING)}"
             )
         return files, skipped
+    # An existing path is taken literally, even when its name holds glob characters.
     if fileio.isdir(base):
         paths = [os.path.join(base, name) for name in fileio.listdir(base)]
-    elif any(ch in base for ch in _GLOB_CHARACTERS):
-        paths = fileio.glob(base)
     elif fileio.exists(base):
         paths = [base]
+    elif any(ch in base for ch in _GLOB_CHARACTERS):
+        paths = fileio.glob(base)
     else:
         raise ValueError(f"input_base {base!r} does not exist")
+    folders = sorted(p for p in paths if fileio.isdir(p))
+    if folders:
+        logging.warning(
+            "MultiBehaviorExampleGen: input_base %r: folders not read (no recursion): %s",
+            base,
+            folders,
+        )
     files = sorted(p for p in paths if _is_data_file(p))
     if not files:
         raise ValueError(f"input_base {base!r} matches no data file")
@@ -114,16 +136,36 @@ def _check_record(record: Mapping[str, Any], input_base: str) -> None:
         raise RuntimeError(f"accounting identity broken: {gap} rows of {input_base!r} unaccounted")
     valid = record["rows_read"] - record["rows_rejected_total"]
     if valid <= 0:
+        samples = {reason: s for reason, s in record["rejected_samples"].items() if s}
+        where = f", first rejected at {samples}" if samples else ""
         raise ValueError(
             f"no valid rows in {input_base!r}: {record['rows_read']} rows read, "
-            f"rejected {record['rows_rejected']}"
+            f"rejected {record['rows_rejected']}{where}"
         )
     if record["splits"][features.TRAIN]["examples"] == 0:
+        kept = record["events_kept"]
+        cuts = record["split"]["cut_timestamps"]
+        if kept and cuts:
+            starts = [
+                record["splits"][s]["min_timestamp"]
+                for s in features.SPLITS[1:]
+                if record["splits"][s]["min_timestamp"] is not None
+            ]
+            placement = (
+                f", none before the eval cut {cuts[0]} (earliest kept: {min(starts)}; an "
+                f"event exactly at a cut goes to the later split)"
+            )
+        elif kept:
+            placement = ", none in a train file"
+        else:
+            placement = ""
         raise ValueError(
-            f"no train example left from {input_base!r} after deduplication and filters "
-            f"(item filter dropped {record['item_filter']['events_dropped']} events, user "
-            f"filter {record['user_filter']['events_dropped']}); lower "
-            f"min_item_target_events/min_user_target_events or move the split"
+            f"no train example left from {input_base!r}: of {valid} valid rows, "
+            f"{record['behavior_not_kept']} have a behavior not kept, "
+            f"{record['duplicates_dropped']} are duplicates, the item filter dropped "
+            f"{record['item_filter']['events_dropped']} events and the user filter "
+            f"{record['user_filter']['events_dropped']}; {kept} events are kept{placement}. "
+            f"Lower min_item_target_events/min_user_target_events or move split_boundaries"
         )
     for split in features.SPLITS[1:]:
         if record["splits"][split]["examples"] == 0:

@@ -14,7 +14,12 @@ of each file is the header (a UTF-8 BOM is ignored); columns are found by name, 
 columns are ignored; CRLF or LF line ends; quoted fields may hold commas, quotes and
 newlines; blank lines are skipped (counted, not rows); fields are stripped of
 surrounding spaces; behavior labels match case-insensitively. Bytes that are not UTF-8
-reject only the record that holds them.
+reject only the record that holds them. Quoting is strict: text after a closing quote
+or a quote left open at the end of the file makes the record malformed. A record that
+spans several lines (a quoted field holding newlines) and is rejected for its shape
+(wrong column count, malformed CSV) is taken for a stray quote: only its first line is
+rejected and reading resumes at the next line, so one stray quote never swallows the
+rows after it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, NamedTuple
@@ -75,9 +79,22 @@ class FileSummary(NamedTuple):
     behavior_not_kept: int
 
 
+#: Timestamps outside the calendar years 1..9999 (``datetime``'s range), unix seconds,
+#: are rejected: such values are unit mistakes (e.g. milliseconds) or corruption, and
+#: one of them would stretch the time span that ``time_fractions`` cuts.
+MIN_TIMESTAMP = -62135596800  # 0001-01-01T00:00:00Z
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
+
 # Bytes that are not UTF-8 decode to lone surrogates U+DC80..U+DCFF under the
 # "surrogateescape" error handler.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
+# Unix seconds: ASCII digits only (``int``/``float`` alone would also take "1_000",
+# non-ASCII digits, "nan" and "inf").
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+#: Rejections for the shape of a record, after which a multi-line record is re-read
+#: line by line (see the module docstring).
+_SHAPE_REASONS = frozenset({WRONG_COLUMN_COUNT, MALFORMED_CSV})
 
 
 def _has_undecodable(text: str) -> bool:
@@ -93,33 +110,71 @@ def parse_timestamp(text: str) -> int | float:
     """Parses unix seconds or an ISO-8601 date-time.
 
     Args:
-      text: e.g. ``"1522454400"``, ``"1522454400.5"``, ``"2018-03-31T00:00:00Z"``,
-        ``"2018-03-31 08:00:00+08:00"``; ISO values without an offset are UTC.
+      text: e.g. ``"1522454400"``, ``"1522454400.5"``, ``"1.5e9"``,
+        ``"2018-03-31T00:00:00Z"``, ``"2018-03-31 08:00:00+08:00"``; ISO values without
+        an offset are UTC. Unix seconds are ASCII digits with an optional sign,
+        fraction and exponent.
 
     Returns:
-      Unix seconds, ``int`` when integral.
+      Unix seconds, ``int`` when integral, in ``[MIN_TIMESTAMP, MAX_TIMESTAMP]``.
 
     Raises:
-      ValueError: if the text is neither, or not finite.
+      ValueError: if the text is neither, or lies outside the years 1..9999.
     """
     value: float
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
+    if _INTEGER.fullmatch(text):
+        value = int(text)
+    elif _DECIMAL.fullmatch(text):
         value = float(text)
-    except ValueError:
+    else:
         try:
             moment = datetime.datetime.fromisoformat(text)
-        except ValueError as e:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.UTC)
+            value = moment.timestamp()
+        except (ValueError, OverflowError) as e:
             raise ValueError(f"timestamp {text!r} is neither unix seconds nor ISO-8601") from e
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.UTC)
-        value = moment.timestamp()
-    if not math.isfinite(value):
-        raise ValueError(f"timestamp {text!r} is not finite")
-    return int(value) if value.is_integer() else value
+    if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
+        raise ValueError(
+            f"timestamp {text!r} lies outside the years 1..9999 "
+            f"([{MIN_TIMESTAMP}, {MAX_TIMESTAMP}] unix seconds)"
+        )
+    return int(value) if isinstance(value, int) or value.is_integer() else value
+
+
+class _Lines:
+    """The physical lines of a text stream for ``csv.reader``, with push-back.
+
+    Lines are numbered from 1. ``csv.reader`` pulls one line at a time and never reads
+    ahead, so the lines pulled since ``start_record`` are exactly the current record's.
+    """
+
+    def __init__(self, text: Iterable[str]) -> None:
+        self._text = iter(text)
+        self._pushed: list[str] = []  # lines to serve again, last first
+        self.record: list[str] = []
+        self.next_number = 1
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._pushed.pop() if self._pushed else next(self._text)
+        self.record.append(line)
+        self.next_number += 1
+        return line
+
+    def start_record(self) -> int:
+        """Starts a record; returns the number of its first line."""
+        self.record = []
+        return self.next_number
+
+    def push_back_tail(self) -> None:
+        """Makes every line of the current record but the first to be read again."""
+        tail = self.record[1:]
+        self._pushed.extend(reversed(tail))
+        self.next_number -= len(tail)
+        self.record = self.record[:1]
 
 
 class RawLogParser:
@@ -149,6 +204,9 @@ class RawLogParser:
             raise ValueError(
                 f"{path}: header {names} lacks column(s) {missing} (expected {list(self._columns)})"
             )
+        repeated = [c for c in self._columns if names.count(c) > 1]
+        if repeated:
+            raise ValueError(f"{path}: header {names} repeats column(s) {repeated}")
         user, item, behavior, timestamp = (names.index(c) for c in self._columns)
         return user, item, behavior, timestamp
 
@@ -160,38 +218,37 @@ class RawLogParser:
           path: its name, for error messages.
 
         Raises:
-          ValueError: if the header lacks a configured column (names the file).
+          ValueError: if the header is unreadable, lacks a configured column or repeats
+            one (names the file).
         """
-        reader = csv.reader(text)
+        lines = _Lines(text)
+        reader = csv.reader(lines, strict=True)
         rows_read = blank_lines = not_kept = 0
         indices: tuple[int, int, int, int] | None = None
         width = 0
-        previous_line = 0
         while True:
-            first_line = previous_line + 1
+            first_line = lines.start_record()
             try:
-                record = next(reader)
+                record: list[str] | None = next(reader)
             except StopIteration:
                 break
             except csv.Error:
-                previous_line = reader.line_num
-                if indices is None:
-                    raise ValueError(f"{path}: unreadable CSV header") from None
-                rows_read += 1
-                yield Rejection(MALFORMED_CSV, first_line, reader.line_num)
-                continue
-            previous_line = reader.line_num
-            if not record or (len(record) == 1 and not record[0].strip()):
+                record = None
+            if record is not None and (not record or (len(record) == 1 and not record[0].strip())):
                 blank_lines += 1
                 continue
             if indices is None:
+                if record is None:
+                    raise ValueError(f"{path}: unreadable CSV header (line {first_line})")
                 indices = self._header_indices(record, path)
                 width = len(record)
                 continue
             rows_read += 1
-            result = self._to_event(record, width, indices)
+            result = MALFORMED_CSV if record is None else self._to_event(record, width, indices)
             if isinstance(result, str):
-                yield Rejection(result, first_line, reader.line_num)
+                if result in _SHAPE_REASONS and len(lines.record) > 1:
+                    lines.push_back_tail()
+                yield Rejection(result, first_line, lines.next_number - 1)
             elif result[2] in self._kept:
                 yield result
             else:

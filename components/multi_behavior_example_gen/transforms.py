@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
@@ -41,17 +42,31 @@ from components.multi_behavior_example_gen.config import (
 
 SUMMARY = "summary"
 SAMPLES = "samples"
-#: A rejected record spanning this many physical lines is logged as a warning: RFC 4180
-#: lets a quoted field hold newlines, so one stray quote can swallow the lines after it
-#: (up to ``csv.field_size_limit()`` characters) into a single rejected record.
+#: A rejected record spanning this many physical lines is logged as a warning. Records
+#: rejected for their shape are re-read line by line (``parsing.RawLogParser``), so
+#: this only flags a well-formed record whose quoted fields hold that many newlines.
 _LONG_RECORD_LINES = 100
 
 UserEvents = tuple[str, list[tuple[Any, str, str, str]]]
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _open_binary(path: str) -> IO[bytes]:
+    """Opens a file, decompressing it when it starts with the gzip magic bytes.
+
+    The content decides, not the name, so ``x.CSV.GZ`` or a gzipped ``x.csv`` read as
+    gzip and a plain file named ``x.csv.gz`` reads as text. Streams that cannot seek
+    fall back to the name (``.gz``/``.gzip``).
+    """
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    if path.endswith((".gz", ".gzip")):
+    if raw.seekable():
+        gzipped = raw.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
+        raw.seek(0)
+    else:
+        gzipped = path.lower().endswith((".gz", ".gzip"))
+    if gzipped:
         return gzip.GzipFile(fileobj=raw, mode="rb")
     return raw
 
@@ -70,6 +85,13 @@ class _ParseFileFn(beam.DoFn):
 
     def process(self, element: Any) -> Iterator[Any]:
         path = self._path(element)
+        try:
+            yield from self._process_file(element, path)
+        except (OSError, EOFError, zlib.error) as e:
+            # A corrupt or truncated .gz, or an I/O failure: fail naming the file.
+            raise ValueError(f"{path}: cannot read the file: {e}") from e
+
+    def _process_file(self, element: Any, path: str) -> Iterator[Any]:
         counts = dict.fromkeys(parsing.REJECTION_REASONS, 0)
         with _open_binary(path) as binary, parsing.open_text(binary) as text:
             for out in self._parse(element, text):
@@ -77,7 +99,7 @@ class _ParseFileFn(beam.DoFn):
                     counts[out.reason] += 1
                     if out.last_line - out.first_line >= _LONG_RECORD_LINES:
                         logging.warning(
-                            "%s: rejected record spans lines %d-%d (an unclosed quote?)",
+                            "%s: rejected record spans lines %d-%d",
                             path,
                             out.first_line,
                             out.last_line,

@@ -85,7 +85,9 @@ def test_every_rejection_reason_is_counted_with_its_lines_and_spares_other_rows(
         b"u5,,pv,5\n"  # 7: empty item id
         b"u6,i6,share,6\n"  # 8: unknown label
         b"u7,i\xff7,pv,7\n"  # 9: undecodable bytes
-        b'u8,"i\n8",buy,8,x\n'  # 10-11: wrong count over two lines
+        # 10-11: wrong count over two lines: only line 10 is rejected for it, then
+        # line 11 is read on its own (user '8"', label '8': unknown behavior).
+        b'u8,"i\n8",buy,8,x\n'
         b"u9,i9,buy,9\n"  # 12: ok
     )
     events, rejections, summary = _parse(data)
@@ -98,9 +100,10 @@ def test_every_rejection_reason_is_counted_with_its_lines_and_spares_other_rows(
         parsing.Rejection(parsing.EMPTY_ID, 7, 7),
         parsing.Rejection(parsing.UNKNOWN_BEHAVIOR, 8, 8),
         parsing.Rejection(parsing.UNDECODABLE_BYTES, 9, 9),
-        parsing.Rejection(parsing.WRONG_COLUMN_COUNT, 10, 11),
+        parsing.Rejection(parsing.WRONG_COLUMN_COUNT, 10, 10),
+        parsing.Rejection(parsing.UNKNOWN_BEHAVIOR, 11, 11),
     ]
-    assert summary.rows_read == 10
+    assert summary.rows_read == 11
     assert summary.rows_read == len(events) + len(rejections)
 
 
