@@ -6,7 +6,8 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: install test test-slow test-all demo lint format clean
+.PHONY: install test test-slow test-all demo lint format clean pipeline-jd synthetic-log serve \
+	bench-train bench-example-gen bench-pipeline-jd bench-serve
 
 install:
 	@bash scripts/install.sh
@@ -25,6 +26,31 @@ test-all: install
 ## The main job on the embedded synthetic data.
 demo: install
 	$(PY) -m pipeline.demo
+
+## The pipeline on the real JD log (../shared/data); test table beside the paper's.
+pipeline-jd: install
+	$(PY) -m pipeline.jd
+
+## Write the seeded synthetic event log (SYNTH_OUT=path, default out/data/synthetic_events.csv.gz).
+synthetic-log: install
+	$(PY) -m components.synthetic_logs --output $(or $(SYNTH_OUT),out/data/synthetic_events.csv.gz)
+
+## Local TF Serving-protocol server on the Pusher's output (gRPC 8500, REST 8501).
+serve: install
+	$(PY) -m serving.server --model_base_path $(or $(SERVING_MODEL_DIR),out/serving) --model_name bvae --rest_api_port 8501 --enable_batching
+
+## Benchmarks (print figures; run on a quiet machine).
+bench-train: install
+	$(PY) benchmarks/train_speed.py $(BENCH_ARGS)
+
+bench-example-gen: install
+	$(PY) benchmarks/example_gen_jd.py $(BENCH_ARGS)
+
+bench-pipeline-jd: install
+	$(PY) benchmarks/pipeline_jd.py $(BENCH_ARGS)
+
+bench-serve: install
+	$(PY) -m benchmarks.serve_load $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

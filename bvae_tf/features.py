@@ -135,3 +135,15 @@ def item_ids_output(behavior: str) -> str:
 def scores_output(behavior: str) -> str:
     """``serving_default`` output: ``[batch, K] float32`` scores of those items."""
     return f"{behavior}_scores"
+
+
+#: Signature of the exported model for offline evaluation and batch scoring (what the
+#: pipeline's evaluator calls, so an old blessed model is scored by its own graph):
+#: inputs ``<b>_items`` ``[batch, None] int64`` vocabulary indices (rows padded with
+#: -1, as ``transform_features`` outputs them), outputs ``<b>_logits``.
+SCORE_SIGNATURE = "score_items"
+
+
+def logits_output(behavior: str) -> str:
+    """``score_items`` output: ``[batch, num_items] float32`` logits of behavior b."""
+    return f"{behavior}_logits"

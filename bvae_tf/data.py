@@ -1,0 +1,232 @@
+"""The BVAE release format and ``tf.data`` pipelines over per-behavior CSR matrices.
+
+Release format (the paper's JD/UB data, ../shared/data/README.md): one file per
+behavior and split, ``<prefix>_<suffix>``, each line ``user_id item_id`` (1-based
+integers, space separated); prefixes map to behaviors by
+``features.RELEASE_BEHAVIOR_MAPPING`` (``target`` -> purchase, ...) and suffixes to
+splits by ``features.RELEASE_SPLIT_MAPPING`` (``valid`` -> eval, ...).
+
+Datasets yield exactly what parsing transformed tf.Examples gives: dicts of
+``tf.SparseTensor`` int64 ``[batch, None]`` item indices, ``features.items_key(b)``
+(train items) and, for evaluation, ``features.heldout_key(b)`` (the split's items).
+Rows are gathered in-graph from the CSR arrays, so feeding costs well under a
+millisecond per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from absl import logging
+
+from bvae_tf import features as F
+
+
+@dataclasses.dataclass
+class MultiBehaviorData:
+    """Interactions of ``num_users`` users with ``num_items`` items, per split/behavior.
+
+    Attributes:
+      behaviors: the behaviors to model, in priority order.
+      num_users: ``n`` (0-based user index = release id - 1).
+      num_items: ``m`` (0-based item index = release id - 1).
+      splits: ``{split: {behavior: csr_matrix [n, m] float32 of 0/1}}`` for the splits
+        in ``features.SPLITS``; a missing file gives an empty matrix.
+    """
+
+    behaviors: tuple[str, ...]
+    num_users: int
+    num_items: int
+    splits: dict[str, dict[str, sp.csr_matrix]]
+
+    def matrix(self, split: str, behavior: str) -> sp.csr_matrix:
+        """``[n, m]`` 0/1 CSR matrix of one split and behavior.
+
+        Raises:
+          ValueError: for an unknown split or behavior.
+        """
+        if split not in self.splits:
+            raise ValueError(f"unknown split {split!r}; have {sorted(self.splits)}")
+        if behavior not in self.splits[split]:
+            raise ValueError(f"unknown behavior {behavior!r}; have {sorted(self.splits[split])}")
+        return self.splits[split][behavior]
+
+    def train_users(self) -> np.ndarray:
+        """``[n_train]`` int64 users with any train interaction of the modelled behaviors."""
+        total = sum(self.matrix(F.TRAIN, b).getnnz(axis=1) for b in self.behaviors)
+        return np.flatnonzero(total).astype(np.int64)
+
+    def split_users(self, split: str, behaviors: Sequence[str] | None = None) -> np.ndarray:
+        """``[n_split]`` int64 users with >= 1 item of ``split`` for any of ``behaviors``."""
+        behaviors = self.behaviors if behaviors is None else behaviors
+        total = sum(self.matrix(split, b).getnnz(axis=1) for b in behaviors)
+        return np.flatnonzero(total).astype(np.int64)
+
+
+def _read_pairs(path: pathlib.Path) -> np.ndarray:
+    tokens = path.read_bytes().split()
+    if len(tokens) % 2:
+        raise ValueError(f"{path}: expected 'user item' pairs, got an odd number of fields")
+    try:
+        pairs = np.array(tokens, dtype=np.int64).reshape(-1, 2)
+    except ValueError as e:
+        raise ValueError(f"{path}: ids must be integers") from e
+    if len(pairs) and pairs.min() < 1:
+        raise ValueError(f"{path}: ids must be 1-based positive integers, found {pairs.min()}")
+    return pairs
+
+
+def load_release(
+    data_dir: str | pathlib.Path, behaviors: Sequence[str] | None = None
+) -> MultiBehaviorData:
+    """Reads a released, pre-split dataset (e.g. ../shared/data/bvae/JD).
+
+    Args:
+      data_dir: folder with ``<prefix>_<suffix>`` files.
+      behaviors: canonical behaviors to model (default: those, in
+        ``features.DEFAULT_BEHAVIORS`` order, whose train file is non-empty; JD gives
+        purchase, click, favorite).
+
+    Returns:
+      :class:`MultiBehaviorData`; ``num_users`` / ``num_items`` are the largest ids
+      over all files, so every item of every split is rankable.
+
+    Raises:
+      ValueError: if the folder has no release files, a file is malformed, or a
+        requested behavior has no file.
+    """
+    data_dir = pathlib.Path(data_dir)
+    if not data_dir.is_dir():
+        raise ValueError(f"data dir {str(data_dir)!r} does not exist")
+    pairs: dict[str, dict[str, np.ndarray]] = {s: {} for s in F.SPLITS}
+    for prefix, behavior in F.RELEASE_BEHAVIOR_MAPPING.items():
+        for suffix, split in F.RELEASE_SPLIT_MAPPING.items():
+            path = data_dir / f"{prefix}_{suffix}"
+            if path.is_file():
+                pairs[split][behavior] = _read_pairs(path)
+    found = {b for split in pairs.values() for b in split}
+    if not found:
+        raise ValueError(f"no release files '<behavior>_<split>' found in {str(data_dir)!r}")
+    if behaviors is None:
+        behaviors = [b for b in F.DEFAULT_BEHAVIORS if len(pairs[F.TRAIN].get(b, ())) > 0]
+        skipped = sorted(found - set(behaviors))
+        if skipped:
+            logging.info("behaviors without train interactions, not modelled: %s", skipped)
+    behaviors = F.validate_behaviors(behaviors)
+    unknown = [b for b in behaviors if b not in found]
+    if unknown:
+        raise ValueError(f"behaviors {unknown} have no files in {str(data_dir)!r}")
+    everything = [p for split in pairs.values() for p in split.values() if len(p)]
+    num_users = int(max(p[:, 0].max() for p in everything))
+    num_items = int(max(p[:, 1].max() for p in everything))
+    splits = {
+        split: {b: to_csr(pairs[split].get(b), num_users, num_items) for b in sorted(found)}
+        for split in F.SPLITS
+    }
+    return MultiBehaviorData(tuple(behaviors), num_users, num_items, splits)
+
+
+def to_csr(pairs: np.ndarray | None, num_users: int, num_items: int) -> sp.csr_matrix:
+    """1-based ``[k, 2]`` (user, item) pairs -> ``[n, m]`` 0/1 float32 CSR (duplicates once)."""
+    if pairs is None or not len(pairs):
+        return sp.csr_matrix((num_users, num_items), dtype=np.float32)
+    matrix = sp.csr_matrix(
+        (np.ones(len(pairs), np.float32), (pairs[:, 0] - 1, pairs[:, 1] - 1)),
+        shape=(num_users, num_items),
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    matrix.sort_indices()
+    return matrix
+
+
+def _csr_dataset(
+    users: np.ndarray,
+    tables: Mapping[str, sp.csr_matrix],
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+):
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    arrays = {
+        key: (tf.constant(t.indptr.astype(np.int64)), tf.constant(t.indices.astype(np.int64)))
+        for key, t in tables.items()
+    }
+
+    def lookup(batch_users):
+        out = {}
+        for key, (indptr, indices) in arrays.items():
+            ragged = tf.RaggedTensor.from_row_splits(indices, indptr, validate=False)
+            out[key] = tf.gather(ragged, batch_users).to_sparse()
+        return out
+
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(users, np.int64))
+    if shuffle:
+        ds = ds.shuffle(len(users), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    return ds.map(lookup, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def train_dataset(
+    data: MultiBehaviorData,
+    batch_size: int = 500,
+    seed: int = 0,
+    shuffle: bool = True,
+    behaviors: Sequence[str] | None = None,
+):
+    """Training batches: ``{items_key(b): SparseTensor [B, None] int64}`` for all b.
+
+    One pass = one epoch over the users with any train interaction (the released
+    code's protocol), reshuffled every epoch from ``seed``.
+
+    Args:
+      data: the dataset.
+      batch_size: users per batch.
+      seed: shuffle seed.
+      shuffle: reshuffle every epoch.
+      behaviors: behaviors to include (default ``data.behaviors``).
+
+    Returns:
+      ``tf.data.Dataset``.
+    """
+    behaviors = data.behaviors if behaviors is None else tuple(behaviors)
+    tables = {F.items_key(b): data.matrix(F.TRAIN, b) for b in behaviors}
+    return _csr_dataset(data.train_users(), tables, batch_size, shuffle, seed)
+
+
+def eval_dataset(
+    data: MultiBehaviorData,
+    split: str = F.EVAL,
+    batch_size: int = 2000,
+    behaviors: Sequence[str] | None = None,
+):
+    """Evaluation batches over the users with >= 1 ``split`` item of any behavior.
+
+    Each element holds ``items_key(b)`` (train items: model input and exclusions) and
+    ``heldout_key(b)`` (the split's items) as ``SparseTensor [B, None] int64``.
+
+    Args:
+      data: the dataset.
+      split: ``features.EVAL`` or ``features.TEST``.
+      batch_size: users per batch.
+      behaviors: behaviors to include (default ``data.behaviors``).
+
+    Returns:
+      ``tf.data.Dataset`` (fixed order).
+    """
+    behaviors = data.behaviors if behaviors is None else tuple(behaviors)
+    tables = {}
+    for b in behaviors:
+        tables[F.items_key(b)] = data.matrix(F.TRAIN, b)
+        tables[F.heldout_key(b)] = data.matrix(split, b)
+    users = data.split_users(split, behaviors)
+    return _csr_dataset(users, tables, batch_size, shuffle=False, seed=0)

@@ -1,0 +1,346 @@
+"""Reproduction experiments on a released dataset: BVAE, VAE (T.), VAE (U.).
+
+    python -m bvae_tf.experiment --data ../shared/data/bvae/JD --model bvae --seeds 3 \\
+        --out results/jd --name bvae_gated
+
+Per seed: train with validation early stopping (sum over behaviors of valid NDCG@5,
+best weights restored), then score the test split once (the honest protocol). With
+``--paper-protocol`` the test split is also scored after every epoch and, per
+behavior, the epoch with the best test NDCG@5 is reported as well, labelled
+"paper protocol": this is how the released code selected its numbers, and it is
+optimistic. Models:
+
+- ``bvae``: BVAE over all behaviors (``--gate-mode``, ``--reference``, ablations);
+- ``vae_t``: VAE (T.), one Mult-VAE per behavior on that behavior's data (each
+  selected on its own valid NDCG@5);
+- ``vae_u``: VAE (U.), one Mult-VAE on the union of all behaviors, scored per behavior.
+
+Writes ``<out>/<name>.json`` after every seed (partial results survive) and
+``<out>/<name>.md``, a table in the paper's layout (behavior x method x
+Prec/Rec/NDCG/HR@K, mean +- sample std over seeds). ``--combine a.json b.json ...
+--markdown table.md`` renders several runs as one table; files of the same method
+(e.g. seeds run separately with ``--first-seed``) are pooled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from absl import logging
+
+from bvae_tf import features as F
+from bvae_tf import metrics as M
+
+MODELS = ("bvae", "vae_t", "vae_u")
+METHOD_LABELS = {"bvae": "BVAE", "vae_t": "VAE (T.)", "vae_u": "VAE (U.)"}
+ABLATIONS = {"no_base": "use_base", "no_gff": "use_gff", "no_tff": "use_tff", "no_sdwl": "use_sdwl"}
+TABLE_METRICS = (("precision", "Prec"), ("recall", "Rec"), ("ndcg", "NDCG"), ("hit_rate", "HR"))
+HONEST = "honest"
+PAPER = "paper"
+VALID = "valid"
+PROTOCOLS = (VALID, HONEST, PAPER)
+PROTOCOL_TITLES = {
+    VALID: "validation split at the selected epoch (what model selection saw)",
+    HONEST: "honest protocol: selected on valid NDCG@5, test scored once",
+    PAPER: "paper protocol: per behavior, the epoch with the best TEST NDCG@5 (optimistic)",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", help="released dataset folder (<behavior>_<split> files)")
+    p.add_argument("--model", choices=MODELS, default="bvae")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--out", default="results", help="output folder")
+    p.add_argument("--name", help="output file stem (default: the model)")
+    p.add_argument("--behaviors", nargs="+", help="behaviors (default: all with train data)")
+    p.add_argument("--gate-mode", choices=("gated", "reference"), default=None)
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="the released code's configuration (model.reference_config)",
+    )
+    p.add_argument("--ablation", nargs="*", choices=sorted(ABLATIONS), default=[])
+    p.add_argument("--sdwl-form", choices=("reference", "paper"))
+    p.add_argument("--beta-schedule", choices=("linear", "reference"))
+    p.add_argument("--beta-cap", type=float)
+    p.add_argument("--anneal-steps", type=int)
+    p.add_argument("--latent-dim", type=int)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--eval-batch-size", type=int, default=2000)
+    p.add_argument("--paper-protocol", action="store_true", help="also score test per epoch")
+    p.add_argument("--table-k", type=int, default=5)
+    p.add_argument("--log-dir", help="TensorBoard root (one sub-folder per run)")
+    p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    p.add_argument("--jit-compile", action="store_true", help="XLA for the decoder loss")
+    p.add_argument(
+        "--optimizer-jit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="XLA-compile the Adam update (faster steps, slow to compile)",
+    )
+    p.add_argument("--combine", nargs="+", help="result JSON files to render as one table")
+    p.add_argument("--markdown", help="with --combine: the Markdown file to write")
+    p.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=PROTOCOLS,
+        default=[HONEST, PAPER],
+        help="with --combine: which tables to render",
+    )
+    return p
+
+
+def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: str = "bvae"):
+    from bvae_tf import model as Mo
+
+    overrides = {"seed": seed, "variant": variant}
+    for flag, field in (
+        ("gate_mode", "gate_mode"),
+        ("sdwl_form", "sdwl_form"),
+        ("beta_schedule", "beta_schedule"),
+        ("beta_cap", "beta_cap"),
+        ("anneal_steps", "anneal_steps"),
+        ("latent_dim", "latent_dim"),
+        ("dropout", "dropout"),
+        ("lr", "learning_rate"),
+        ("precision", "precision"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[field] = value
+    if args.jit_compile:
+        overrides["jit_compile"] = True
+    for name in args.ablation:
+        overrides[ABLATIONS[name]] = False
+    if args.reference:
+        return Mo.reference_config(behaviors, num_items, **overrides)
+    return Mo.BVAEConfig(behaviors=tuple(behaviors), num_items=num_items, **overrides)
+
+
+def _paper_best(history: list[dict], behaviors: Sequence[str], name: str = "test") -> dict:
+    """Per behavior, the metrics of the epoch with the best ``name`` NDCG@5."""
+    out = {}
+    for b in behaviors:
+        key = f"{name}/{b}/{M.SELECTION_METRIC}"
+        best = max(history, key=lambda h: h.get(key, -1.0))
+        prefix = f"{name}/{b}/"
+        out[b] = {k[len(prefix) :]: v for k, v in best.items() if k.startswith(prefix)}
+        out[b]["epoch"] = best["epoch"]
+    return out
+
+
+def _train_one(args, data, behaviors, *, variant, seed, log_dir):
+    import tensorflow as tf
+
+    from bvae_tf import data as D
+    from bvae_tf import model as Mo
+    from bvae_tf import training
+
+    tf.keras.utils.set_random_seed(seed)
+    cfg = _config(args, behaviors, data.num_items, seed, variant)
+    model = Mo.build_model(cfg, optimizer_jit_compile=args.optimizer_jit)
+    train = D.train_dataset(data, args.batch_size, seed=seed, behaviors=behaviors)
+    valid = D.eval_dataset(data, F.EVAL, args.eval_batch_size, behaviors=behaviors)
+    test = D.eval_dataset(data, F.TEST, args.eval_batch_size, behaviors=behaviors)
+    result = training.fit(
+        model,
+        train,
+        valid,
+        epochs=args.epochs,
+        patience=args.patience,
+        log_dir=log_dir,
+        monitor_datasets={"test": test} if args.paper_protocol else None,
+    )
+    start = time.perf_counter()
+    scored = M.evaluate(model, test)
+    test_seconds = time.perf_counter() - start
+    best = result.history[result.best_epoch - 1]
+    run = {
+        "config": cfg.to_dict(),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds + test_seconds,
+        "seconds_per_epoch": result.train_seconds / max(result.epochs_run, 1),
+        HONEST: {b: dict(r.metrics, num_users=r.num_users) for b, r in scored.behaviors.items()},
+        "valid": {
+            b: {k.split("/", 2)[2]: v for k, v in best.items() if k.startswith(f"valid/{b}/")}
+            for b in behaviors
+        },
+    }
+    if args.paper_protocol:
+        run[PAPER] = _paper_best(result.history, behaviors)
+    run["curve"] = [
+        {k: v for k, v in h.items() if k.endswith(M.SELECTION_METRIC) or "/" not in k}
+        for h in result.history
+    ]
+    return run
+
+
+def _merge_runs(parts: list[dict]) -> dict:
+    """Joins per-behavior VAE (T.) runs into one run record."""
+    merged = {"parts": parts, HONEST: {}, "valid": {}, "best_epoch": {}, "train_seconds": 0.0}
+    for part in parts:
+        (b,) = part["config"]["behaviors"]
+        merged[HONEST][b] = part[HONEST][b]
+        merged["valid"][b] = part["valid"][b]
+        merged["best_epoch"][b] = part["best_epoch"]
+        merged["train_seconds"] += part["train_seconds"]
+        if PAPER in part:
+            merged.setdefault(PAPER, {})[b] = part[PAPER][b]
+    return merged
+
+
+def summarize(runs: list[dict], protocol: str) -> dict:
+    """``{behavior: {metric: [mean, sample std]}}`` over runs (std 0 for one run)."""
+    runs = [r for r in runs if protocol in r]
+    if not runs:
+        return {}
+    out = {}
+    for b in runs[0][protocol]:
+        out[b] = {}
+        for key in runs[0][protocol][b]:
+            values = np.array([r[protocol][b][key] for r in runs], np.float64)
+            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            out[b][key] = [float(values.mean()), std]
+    return out
+
+
+def render_markdown(
+    results: list[dict], k: int = 5, protocols: Sequence[str] = (HONEST, PAPER)
+) -> str:
+    """Tables in the paper's layout: behavior x method, Prec/Rec/NDCG/HR@k, mean +- std."""
+    lines = []
+    for protocol in protocols:
+        rows = [(r, r["summary"].get(protocol)) for r in results if r["summary"].get(protocol)]
+        if not rows:
+            continue
+        seeds = sorted({len(r["runs"]) for r, _ in rows})
+        lines.append(f"### {PROTOCOL_TITLES[protocol]} (seeds per method: {seeds})")
+        lines.append("")
+        header = " | ".join(f"{label}@{k}" for _, label in TABLE_METRICS)
+        lines.append(f"| Behavior | Method | {header} |")
+        lines.append("|---|---|" + "---|" * len(TABLE_METRICS))
+        behaviors: list[str] = []
+        for result, summary in rows:
+            for b in [*result.get("behaviors", []), *sorted(summary)]:
+                if b in summary and b not in behaviors:
+                    behaviors.append(b)
+        for b in behaviors:
+            for result, summary in rows:
+                if b not in summary:
+                    continue
+                cells = []
+                for metric, _ in TABLE_METRICS:
+                    mean, std = summary[b].get(M.metric_key(metric, k), [math.nan, math.nan])
+                    cells.append(f"{mean:.4f} ± {std:.4f}")
+                lines.append(f"| {b} | {result['method']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write(path: pathlib.Path, result: dict, k: int) -> None:
+    result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
+    path.parent.joinpath(path.name + ".json").write_text(
+        json.dumps(result, indent=1, sort_keys=True)
+    )
+    path.parent.joinpath(path.name + ".md").write_text(render_markdown([result], k))
+
+
+def run(args) -> dict:
+    """Runs one experiment (all seeds) and writes its JSON and Markdown."""
+    from bvae_tf import data as D
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    data = D.load_release(args.data, args.behaviors)
+    name = args.name or args.model
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    label = METHOD_LABELS[args.model]
+    if args.model == "bvae" and (args.reference or args.gate_mode or args.ablation):
+        extras = (["reference"] if args.reference else []) + (
+            [f"gates={args.gate_mode}"] if args.gate_mode else []
+        )
+        label = f"{label} ({', '.join(extras + ['-' + a[3:].upper() for a in args.ablation])})"
+    result = {
+        "name": name,
+        "model": args.model,
+        "method": label,
+        "data": str(args.data),
+        "behaviors": list(data.behaviors),
+        "command": " ".join(["python -m bvae_tf.experiment", *args.argv]),
+        "protocol": PROTOCOL_TITLES[HONEST],
+        "runs": [],
+    }
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        logging.info("%s: seed %d", name, seed)
+        log_dir = None if args.log_dir is None else pathlib.Path(args.log_dir) / f"{name}_s{seed}"
+        if args.model == "vae_t":
+            parts = [
+                _train_one(
+                    args,
+                    data,
+                    (b,),
+                    variant="bvae",
+                    seed=seed,
+                    log_dir=None if log_dir is None else log_dir / b,
+                )
+                for b in data.behaviors
+            ]
+            record = _merge_runs(parts)
+        else:
+            variant = "union_vae" if args.model == "vae_u" else "bvae"
+            record = _train_one(
+                args, data, data.behaviors, variant=variant, seed=seed, log_dir=log_dir
+            )
+        record["seed"] = seed
+        result["runs"].append(record)
+        _write(out / name, result, args.table_k)
+        logging.info("%s: seed %d test %s", name, seed, json.dumps(record[HONEST]))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (``bvae-experiment``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    args.argv = argv
+    logging.set_verbosity(logging.INFO)
+    if args.combine:
+        results: list[dict] = []
+        for path in args.combine:
+            result = json.loads(pathlib.Path(path).read_text())
+            same = [r for r in results if r["method"] == result["method"]]
+            if same:  # e.g. seeds run in separate invocations: pool them
+                same[0]["runs"] += result["runs"]
+            else:
+                results.append(result)
+        for result in results:
+            result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
+        text = render_markdown(results, args.table_k, args.protocols)
+        if args.markdown:
+            pathlib.Path(args.markdown).write_text(text)
+        print(text)
+        return 0
+    if not args.data:
+        _parser().error("--data is required (or --combine)")
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,432 @@
+"""Layers of BVAE: sparse semi-encoders, the two gates, factorized decoders and top-K.
+
+Inputs are sparse per-behavior item lists (``tf.SparseTensor`` from VarLen parsing or
+``tf.RaggedTensor``), held here as :class:`SparseRows` (row, item) pairs. An encoder
+computes ``l2_normalise(x) @ W + b`` as a weighted embedding lookup (weights
+``1/sqrt(n_u)``, dropout applied to those weights), which equals the dense Mult-VAE
+encoder on the multi-hot row without building it; a user with no items gets the bias,
+with finite outputs and gradients (no norm of a zero row is taken, tf#56796).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+from tensorflow_recommenders.layers import factorized_top_k
+
+_PACKAGE = "bvae"
+GATE_MODES = ("reference", "gated")
+
+
+class SparseRows(NamedTuple):
+    """A batch of item sets as (row, item) pairs.
+
+    Attributes:
+      rows: ``[nnz]`` int64 row in the batch.
+      cols: ``[nnz]`` int64 item index in ``[0, num_items)``.
+      batch_size: scalar int64 ``B`` (rows may be empty).
+    """
+
+    rows: tf.Tensor
+    cols: tf.Tensor
+    batch_size: tf.Tensor
+
+
+def to_sparse_rows(items, num_items: int, name: str = "items") -> SparseRows:
+    """Converts one behavior's item lists to :class:`SparseRows`, deduplicated.
+
+    Args:
+      items: ``tf.SparseTensor`` ``[B, None]`` (values = item indices, as VarLen
+        parsing gives) or ``tf.RaggedTensor`` ``[B, None]``; integer dtype.
+      num_items: ``m``; every index must lie in ``[0, m)``.
+      name: feature name used in error messages.
+
+    Returns:
+      :class:`SparseRows` with each (row, item) pair once, ordered by row then item.
+
+    Raises:
+      ValueError: if ``items`` is neither sparse nor ragged.
+      tf.errors.InvalidArgumentError: (at run time) if an index is out of range.
+    """
+    if isinstance(items, tf.SparseTensor):
+        rows = items.indices[:, 0]
+        cols = items.values
+        batch_size = items.dense_shape[0]
+    elif isinstance(items, tf.RaggedTensor):
+        rows = items.value_rowids()
+        cols = items.flat_values
+        batch_size = items.nrows()
+    else:
+        raise ValueError(
+            f"feature {name!r} must be a tf.SparseTensor or tf.RaggedTensor of item "
+            f"indices, got {type(items).__name__}"
+        )
+    rows = tf.cast(rows, tf.int64)
+    cols = tf.cast(cols, tf.int64)
+    batch_size = tf.cast(batch_size, tf.int64)
+    in_range = tf.reduce_all((cols >= 0) & (cols < num_items))
+    check = tf.debugging.Assert(
+        in_range, [f"{name}: item index outside [0, num_items={num_items})"], summarize=1
+    )
+    with tf.control_dependencies([check]):
+        keys = tf.identity(rows * num_items + cols)
+    return _from_keys(keys, num_items, batch_size)
+
+
+def _from_keys(keys: tf.Tensor, num_items: int, batch_size: tf.Tensor) -> SparseRows:
+    unique, _ = tf.unique(keys)
+    unique = tf.sort(unique)
+    return SparseRows(unique // num_items, unique % num_items, batch_size)
+
+
+def union_rows(parts: list[SparseRows], num_items: int) -> SparseRows:
+    """Union multi-hot ``x^{B0}`` of several behaviors' item sets (paper eq. 1)."""
+    if len(parts) == 1:
+        return parts[0]
+    keys = tf.concat([p.rows * num_items + p.cols for p in parts], axis=0)
+    return _from_keys(keys, num_items, parts[0].batch_size)
+
+
+def normalised_weights(items: SparseRows, dropout: float, seed: tf.Tensor | None) -> tf.Tensor:
+    """Per-entry weights of the L2-normalised, dropped-out multi-hot row.
+
+    ``x_u / ||x_u||`` has value ``1/sqrt(n_u)`` at each of the user's ``n_u`` items;
+    with dropout (rate ``rho``) each entry is kept with probability ``1 - rho`` and
+    scaled by ``1/(1 - rho)``, exactly ``tf.nn.dropout(l2_normalize(x))`` on the dense
+    row (Mult-VAE).
+
+    Args:
+      items: the row entries.
+      dropout: rate ``rho`` in ``[0, 1)``; used only when ``seed`` is given.
+      seed: ``[2]`` int64 stateless seed (training) or None (no dropout).
+
+    Returns:
+      ``[nnz]`` float32 weights.
+    """
+    ones = tf.ones_like(items.rows, tf.float32)
+    counts = tf.math.unsorted_segment_sum(ones, items.rows, items.batch_size)
+    weights = tf.math.rsqrt(tf.gather(counts, items.rows))
+    if seed is not None and dropout > 0.0:
+        keep = 1.0 - dropout
+        mask = tf.random.stateless_uniform(tf.shape(weights), seed=seed) < keep
+        weights = tf.where(mask, weights / keep, tf.zeros_like(weights))
+    return weights
+
+
+def _xavier(seed: int) -> tf.keras.initializers.Initializer:
+    return tf.keras.initializers.GlorotUniform(seed=seed)
+
+
+def _bias_init(seed: int) -> tf.keras.initializers.Initializer:
+    return tf.keras.initializers.TruncatedNormal(stddev=0.001, seed=seed)
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class SparseLinearEncoder(tf.keras.layers.Layer):
+    """One linear semi-encoder ``x @ W + b`` on a sparse weighted row (eq. 1-2).
+
+    Args:
+      num_items: ``m``, rows of ``W``.
+      latent_dim: ``d``, columns of ``W``.
+      seed: initialiser seed (Xavier-uniform ``W``, bias truncated normal std 0.001,
+        as the released code).
+    """
+
+    def __init__(self, num_items: int, latent_dim: int, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_items = int(num_items)
+        self.latent_dim = int(latent_dim)
+        self.seed = int(seed)
+
+    def build(self, input_shape=None):
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.num_items, self.latent_dim),
+            initializer=_xavier(self.seed),
+        )
+        self.bias = self.add_weight(
+            name="bias", shape=(self.latent_dim,), initializer=_bias_init(self.seed + 1)
+        )
+        super().build(input_shape)
+
+    def call(self, items: SparseRows, weights: tf.Tensor) -> tf.Tensor:
+        """Encodes a batch.
+
+        Args:
+          items: the (row, item) entries.
+          weights: ``[nnz]`` float32 value of each entry.
+
+        Returns:
+          ``[B, d]`` output in the layer's compute dtype.
+        """
+        if not self.built:
+            self.build()
+        embedded = tf.gather(self.kernel, items.cols)
+        embedded *= tf.cast(weights, embedded.dtype)[:, None]
+        summed = tf.math.unsorted_segment_sum(embedded, items.rows, items.batch_size)
+        return summed + tf.cast(self.bias, summed.dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_items": self.num_items,
+            "latent_dim": self.latent_dim,
+            "seed": self.seed,
+        }
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class GlobalFeatureFilter(tf.keras.layers.Layer):
+    """GFF gate of one behavior: ``mu_k = g_k * mu_0`` (eq. 3-4).
+
+    - ``mode="reference"``: eq. 3 as printed and released, ``g_k = softmax(mu_0 W + b)``
+      with ``W`` of shape ``[d, 1]``: a softmax over one logit, identically 1, so
+      ``mu_k = mu_0``.
+    - ``mode="gated"``: a feature-wise gate ``g_k = 2 * sigmoid(mu_0 W + b)``,
+      ``W`` ``[d, d]``, zero-initialised so training starts from the reference
+      (``g_k = 1``) and may filter (``g < 1``) or amplify (``g > 1``) each dimension.
+
+    Args:
+      latent_dim: ``d``.
+      mode: ``"reference"`` or ``"gated"``.
+      seed: initialiser seed.
+
+    Raises:
+      ValueError: if ``mode`` is unknown.
+    """
+
+    def __init__(self, latent_dim: int, mode: str = "gated", seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in GATE_MODES:
+            raise ValueError(f"gate mode must be one of {GATE_MODES}, got {mode!r}")
+        self.latent_dim = int(latent_dim)
+        self.mode = mode
+        self.seed = int(seed)
+
+    def build(self, input_shape=None):
+        width = 1 if self.mode == "reference" else self.latent_dim
+        init = _xavier(self.seed) if self.mode == "reference" else "zeros"
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.latent_dim, width), initializer=init
+        )
+        self.bias = self.add_weight(name="bias", shape=(width,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, mu0: tf.Tensor) -> tf.Tensor:
+        """``[B, d]`` shared mean -> ``[B, d]`` behavior mean."""
+        logits = tf.matmul(mu0, self.kernel) + self.bias
+        if self.mode == "reference":
+            gate = tf.nn.softmax(logits, axis=-1)
+        else:
+            gate = 2.0 * tf.sigmoid(logits)
+        return gate * mu0
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_dim": self.latent_dim,
+            "mode": self.mode,
+            "seed": self.seed,
+        }
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class TargetFeatureFusion(tf.keras.layers.Layer):
+    """TFF gate of target behavior k: ``z_hat_k = sum_k' G_kk' * z_k'`` (eq. 7-8).
+
+    - ``mode="reference"``: ``G_kk' = softmax(z_k' W_Gk + b_Gk)`` with ``W_Gk`` of
+      shape ``[d, 1]``, a softmax over one logit, identically 1: a plain sum.
+    - ``mode="gated"``: the same logits ``a_k' = z_k' W_Gk + b_Gk`` (``W_Gk`` ``[d, 1]``,
+      eq. 8) with the softmax taken across the ``c`` behaviors (MMoE-style),
+      ``z_hat_k = c * sum_k' softmax_k'(a)_k' z_k'``; ``W_Gk`` starts at zero, so
+      training starts from the reference sum.
+
+    Args:
+      latent_dim: ``d``.
+      mode: ``"reference"`` or ``"gated"``.
+      seed: initialiser seed.
+
+    Raises:
+      ValueError: if ``mode`` is unknown.
+    """
+
+    def __init__(self, latent_dim: int, mode: str = "gated", seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in GATE_MODES:
+            raise ValueError(f"gate mode must be one of {GATE_MODES}, got {mode!r}")
+        self.latent_dim = int(latent_dim)
+        self.mode = mode
+        self.seed = int(seed)
+
+    def build(self, input_shape=None):
+        init = _xavier(self.seed) if self.mode == "reference" else "zeros"
+        self.kernel = self.add_weight(name="kernel", shape=(self.latent_dim, 1), initializer=init)
+        self.bias = self.add_weight(name="bias", shape=(1,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, latents: list[tf.Tensor]) -> tf.Tensor:
+        """``c`` tensors ``[B, d]`` -> fused ``[B, d]``."""
+        stacked = tf.stack(latents, axis=1)  # [B, c, d]
+        logits = tf.einsum("bcd,do->bco", stacked, self.kernel) + self.bias  # [B, c, 1]
+        if self.mode == "reference":
+            gates = tf.nn.softmax(logits, axis=-1)
+        else:
+            gates = tf.nn.softmax(logits, axis=1) * float(len(latents))
+        return tf.reduce_sum(gates * stacked, axis=1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_dim": self.latent_dim,
+            "mode": self.mode,
+            "seed": self.seed,
+        }
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class ItemDecoder(tf.keras.layers.Layer):
+    """Behavior decoder ``f_theta^k`` as a factorized scorer (eq. 9).
+
+    ``logits = z_hat @ E^T + b = [z_hat, 1] @ [E, b]^T``: item embeddings ``E``
+    ``[m, d]`` with the bias ``b`` ``[m]`` folded in as a last column, so that the
+    logits and the top-K index (:class:`DecoderTopK`) are the same computation.
+
+    Args:
+      num_items: ``m``.
+      latent_dim: ``d``.
+      seed: initialiser seed (Xavier-uniform ``E``, bias truncated normal std 0.001).
+    """
+
+    def __init__(self, num_items: int, latent_dim: int, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_items = int(num_items)
+        self.latent_dim = int(latent_dim)
+        self.seed = int(seed)
+
+    def build(self, input_shape=None):
+        self.item_embeddings = self.add_weight(
+            name="item_embeddings",
+            shape=(self.num_items, self.latent_dim),
+            initializer=_xavier(self.seed),
+        )
+        self.item_bias = self.add_weight(
+            name="item_bias", shape=(self.num_items,), initializer=_bias_init(self.seed + 1)
+        )
+        super().build(input_shape)
+
+    def item_table(self) -> tf.Tensor:
+        """``[m, d + 1]`` item embeddings with the bias as last column (compute dtype)."""
+        if not self.built:
+            self.build()
+        table = tf.concat([self.item_embeddings, self.item_bias[:, None]], axis=1)
+        return tf.cast(table, self.compute_dtype)
+
+    def queries(self, z_hat: tf.Tensor) -> tf.Tensor:
+        """``[B, d]`` -> ``[B, d + 1]`` with a trailing column of ones (compute dtype)."""
+        z_hat = tf.cast(z_hat, self.compute_dtype)
+        return tf.concat([z_hat, tf.ones_like(z_hat[:, :1])], axis=1)
+
+    def call(self, z_hat: tf.Tensor) -> tf.Tensor:
+        """``[B, d]`` latent -> ``[B, m]`` float32 logits."""
+        table = self.item_table()
+        return tf.cast(tf.matmul(self.queries(z_hat), table, transpose_b=True), tf.float32)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_items": self.num_items,
+            "latent_dim": self.latent_dim,
+            "seed": self.seed,
+        }
+
+
+class DecoderTopK(factorized_top_k.BruteForce):
+    """Exact top-K over an :class:`ItemDecoder`'s own item table (TFRS ``BruteForce``).
+
+    A brute-force retrieval layer whose index is the live decoder table (item
+    embeddings with the bias folded in, queries ``[z_hat, 1]``): it can never go stale
+    after training and adds no variables, so ``index`` is not used.
+    ``query_with_exclusions`` takes per-user exclusion lists of any length
+    (``tf.RaggedTensor``, ``tf.SparseTensor``, a dense ``[B, n]`` tensor padded with
+    -1, or :class:`SparseRows`), sets their scores to ``-inf`` and takes
+    ``tf.math.top_k`` (ties: lower item index first). The TFRS base version needs a
+    static exclusion width (``k + exclusions.shape[1]``) and lowers excluded scores by
+    1e5 instead of removing them, so it is overridden. If fewer than ``k`` items
+    remain, the tail holds excluded items with score ``-inf``.
+
+    Args:
+      decoder: the :class:`ItemDecoder` whose logits are ranked.
+      k: default number of items.
+    """
+
+    def __init__(self, decoder: ItemDecoder, k: int = 10, **kwargs):
+        super().__init__(k=k, **kwargs)
+        self.decoder = decoder
+
+    def index(self, candidates=None, identifiers=None):
+        raise ValueError("DecoderTopK indexes its decoder's item table; there is nothing to index")
+
+    def index_from_dataset(self, candidates=None):
+        return self.index(candidates)
+
+    def is_exact(self) -> bool:
+        return True
+
+    def _check_k(self, k: int | None) -> int:
+        k = self._k if k is None else k
+        if not isinstance(k, int) or not 1 <= k <= self.decoder.num_items:
+            raise ValueError(f"k must be an int in [1, {self.decoder.num_items}], got {k!r}")
+        return k
+
+    def call(self, queries: tf.Tensor, k: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """``[B, d]`` latents -> (scores ``[B, k]`` float32, items ``[B, k]`` int64)."""
+        k = self._check_k(k)
+        values, indices = tf.math.top_k(self.decoder(queries), k=k)
+        return values, tf.cast(indices, tf.int64)
+
+    def query_with_exclusions(
+        self, queries: tf.Tensor, exclusions, k: int | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Top-K with each user's ``exclusions`` removed.
+
+        Args:
+          queries: ``[B, d]`` latents.
+          exclusions: items to drop per user: ``[B, None]`` ragged/sparse int, a
+            dense ``[B, n]`` int tensor padded with negative values, or
+            :class:`SparseRows`.
+          k: number of items (default: constructor ``k``).
+
+        Returns:
+          (scores ``[B, k]`` float32, item indices ``[B, k]`` int64), descending.
+        """
+        k = self._check_k(k)
+        scores = self.decoder(queries)
+        if isinstance(exclusions, SparseRows):
+            return self._top_k(scores, exclusions, k)
+        if not isinstance(exclusions, tf.SparseTensor | tf.RaggedTensor):
+            dense = tf.cast(exclusions, tf.int64)
+            exclusions = tf.RaggedTensor.from_tensor(dense, padding=tf.constant(-1, tf.int64))
+            exclusions = tf.ragged.boolean_mask(exclusions, exclusions >= 0)
+        excluded = to_sparse_rows(exclusions, self.decoder.num_items, name="exclusions")
+        return self._top_k(scores, excluded, k)
+
+    @staticmethod
+    def _top_k(scores: tf.Tensor, excluded: SparseRows, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+        values, indices = tf.math.top_k(mask_scores(scores, excluded), k=k)
+        return values, tf.cast(indices, tf.int64)
+
+
+def mask_scores(scores: tf.Tensor, excluded: SparseRows) -> tf.Tensor:
+    """Sets ``scores[row, item]`` to ``-inf`` for every excluded (row, item) pair.
+
+    Args:
+      scores: ``[B, m]`` float32.
+      excluded: pairs to mask.
+
+    Returns:
+      ``[B, m]`` float32 copy with the pairs at ``-inf``.
+    """
+    index = tf.stack([excluded.rows, excluded.cols], axis=1)
+    fill = tf.fill(tf.shape(excluded.rows), tf.constant(-float("inf"), scores.dtype))
+    return tf.tensor_scatter_nd_update(scores, index, fill)

@@ -1,0 +1,407 @@
+"""Top-K ranking metrics: Prec@K, Rec@K, NDCG@K, HR@K with full ranking.
+
+Protocol (the BVAE paper's, see ../shared/data/README.md):
+
+- every item is ranked; the user's train items of the evaluated behavior are
+  excluded (they can never be recommended, nor hit);
+- ``Prec@K = hits / K``, ``Rec@K = hits / |H|``, ``NDCG@K = DCG@K / IDCG@K`` with
+  ``DCG@K = sum_{hit at rank r <= K} 1 / log2(r + 1)`` and IDCG over
+  ``min(K, |H|)`` positions, ``HR@K = 1`` if any hit; ``H`` = the user's held-out
+  items, including ids unknown to the model (counted in ``|H|``, never hit);
+- averaged over the users with ``|H| >= 1``; the others are counted as excluded.
+  No value is ever NaN.
+
+Ties are broken against the model, deterministically: items are ordered by score
+(descending), then non-held-out before held-out items (so equal scores never earn a
+hit), then by item index. A NaN score counts as ``+inf`` for other items and as a
+miss for a held-out item. With this order the rank of held-out item ``i`` is::
+
+    rank_i = #{j: s_j > s_i} + #{j not held out: s_j == s_i} + position of i among
+             the held-out items tied with it (1-based, by item index)
+
+over non-excluded items ``j``. The pure numpy functions (``heldout_ranks``,
+``metrics_from_ranks``, ``ranking_metrics``) define the numbers; ``evaluate`` streams
+a ``tf.data`` dataset through a model, computes the same ranks in TensorFlow (only
+for held-out items that reach the top ``max(ks)``) and aggregates them with
+``metrics_from_ranks``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from bvae_tf import features as F
+
+DEFAULT_KS: tuple[int, ...] = (5, 10, 15, 20)
+METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "hit_rate")
+#: The model-selection score: sum over behaviors of this metric on the valid split.
+SELECTION_METRIC = "ndcg@5"
+
+
+def metric_key(metric: str, k: int) -> str:
+    """``"ndcg", 5 -> "ndcg@5"``."""
+    return f"{metric}@{k}"
+
+
+def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
+    ks = tuple(ks)
+    if not ks or any(not isinstance(k, int | np.integer) or k < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {ks!r}")
+    return tuple(int(k) for k in ks)
+
+
+def _csr(matrix, shape: tuple[int, int], name: str) -> sp.csr_matrix:
+    csr = sp.csr_matrix(matrix, dtype=np.float32)
+    if csr.shape != shape:
+        raise ValueError(f"{name} has shape {csr.shape}, scores have {shape}")
+    csr.sum_duplicates()
+    csr.sort_indices()
+    return csr
+
+
+def heldout_ranks(
+    scores: np.ndarray, heldout, excluded=None, chunk: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rank of every held-out item under the tie-break of the module docstring.
+
+    Args:
+      scores: ``[n, m]`` float array, the model's scores (any float dtype; compared
+        as given).
+      heldout: ``[n, m]`` sparse (anything ``scipy.sparse.csr_matrix`` accepts), the
+        held-out items; values are ignored.
+      excluded: optional ``[n, m]`` sparse, the items excluded from the ranking
+        (the user's train items of that behavior).
+      chunk: held-out entries compared per step (memory ``chunk * m``).
+
+    Returns:
+      ``(rows, ranks)``: ``[nnz]`` int64 user row and ``[nnz]`` float64 1-based rank
+      of each held-out entry in CSR order; ``inf`` for items that can never be hit
+      (excluded, or NaN score).
+
+    Raises:
+      ValueError: on mismatched shapes.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be [n, m], got shape {scores.shape}")
+    heldout = _csr(heldout, scores.shape, "heldout")
+    ranked = np.where(np.isnan(scores), np.inf, scores).astype(scores.dtype, copy=False)
+    if excluded is not None:
+        excluded = _csr(excluded, scores.shape, "excluded").tocoo()
+        ranked = ranked.copy()
+        ranked[excluded.row, excluded.col] = -np.inf
+    rows = np.repeat(np.arange(scores.shape[0]), np.diff(heldout.indptr))
+    cols = heldout.indices.astype(np.int64)
+    raw = scores[rows, cols]
+    rel = ranked[rows, cols]
+    valid = ~np.isnan(raw) & (rel != -np.inf)
+    greater = np.zeros(len(rows), np.int64)
+    equal = np.zeros(len(rows), np.int64)
+    for start in range(0, len(rows), chunk):
+        part = slice(start, start + chunk)
+        row_scores = ranked[rows[part]]
+        greater[part] = (row_scores > rel[part, None]).sum(axis=1)
+        equal[part] = (row_scores == rel[part, None]).sum(axis=1)
+    # Held-out items tied with each other: sizes of (row, score) groups among the
+    # valid ones, and each item's position in its group by item index.
+    idx = np.flatnonzero(valid)
+    order = idx[np.lexsort((cols[idx], rel[idx], rows[idx]))]
+    new_group = np.ones(len(order), bool)
+    new_group[1:] = (rows[order][1:] != rows[order][:-1]) | (rel[order][1:] != rel[order][:-1])
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    sizes = np.diff(np.append(starts, len(order)))
+    position = np.arange(len(order)) - starts[group] + 1
+    ranks = np.full(len(rows), np.inf)
+    ranks[order] = greater[order] + equal[order] - sizes[group] + position
+    return rows.astype(np.int64), ranks
+
+
+def _ideal_dcg(max_k: int) -> np.ndarray:
+    """``[max_k + 1]``: IDCG of ``j`` relevant items at the top, ``j = 0..max_k``."""
+    return np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, max_k + 2)))])
+
+
+def metrics_from_ranks(
+    rows: np.ndarray,
+    ranks: np.ndarray,
+    num_heldout: np.ndarray,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, np.ndarray]:
+    """Per-user metrics from the ranks of held-out items.
+
+    Args:
+      rows: ``[h]`` int user of each ranked held-out item (misses may be omitted).
+      ranks: ``[h]`` float 1-based rank (``inf`` = never hit).
+      num_heldout: ``[n]`` int ``|H|`` per user, including unknown ids.
+      ks: cut-offs.
+
+    Returns:
+      ``{"precision@K" | "recall@K" | "ndcg@K" | "hit_rate@K": [n_scored] float64}``
+      for the ``n_scored`` users with ``|H| >= 1``, in user order.
+
+    Raises:
+      ValueError: on bad ``ks`` or mismatched lengths.
+    """
+    ks = _check_ks(ks)
+    rows = np.asarray(rows, np.int64)
+    ranks = np.asarray(ranks, np.float64)
+    num_heldout = np.asarray(num_heldout, np.int64)
+    if rows.shape != ranks.shape:
+        raise ValueError(f"rows {rows.shape} and ranks {ranks.shape} differ in length")
+    n = len(num_heldout)
+    scored = num_heldout > 0
+    ideal = _ideal_dcg(max(ks))
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        hit = ranks <= k
+        hits = np.bincount(rows[hit], minlength=n).astype(np.float64)
+        dcg = np.bincount(rows[hit], weights=1.0 / np.log2(ranks[hit] + 1.0), minlength=n)
+        idcg = ideal[np.minimum(k, num_heldout)]
+        denominator = np.maximum(num_heldout, 1)
+        out[metric_key("precision", k)] = (hits / k)[scored]
+        out[metric_key("recall", k)] = (hits / denominator)[scored]
+        out[metric_key("ndcg", k)] = (dcg / np.where(idcg > 0, idcg, 1.0))[scored]
+        out[metric_key("hit_rate", k)] = (hits > 0).astype(np.float64)[scored]
+    return out
+
+
+@dataclasses.dataclass
+class RankingResult:
+    """Mean metrics of one behavior.
+
+    Attributes:
+      metrics: ``{"ndcg@5": value, ...}`` means over scored users (0.0 when none).
+      num_users: users scored (``|H| >= 1``).
+      num_excluded: users seen without held-out items (not scored).
+    """
+
+    metrics: dict[str, float]
+    num_users: int
+    num_excluded: int
+
+
+def ranking_metrics(
+    scores: np.ndarray,
+    heldout,
+    excluded=None,
+    ks: Sequence[int] = DEFAULT_KS,
+    num_unknown: np.ndarray | None = None,
+) -> RankingResult:
+    """Mean Prec/Rec/NDCG/HR@K of a score matrix (pure numpy; the definition).
+
+    Args:
+      scores: ``[n, m]`` float scores.
+      heldout: ``[n, m]`` sparse held-out items.
+      excluded: optional ``[n, m]`` sparse items excluded from the ranking.
+      ks: cut-offs.
+      num_unknown: optional ``[n]`` int held-out ids unknown to the model (counted in
+        ``|H|``, never hit).
+
+    Returns:
+      :class:`RankingResult`.
+    """
+    ks = _check_ks(ks)
+    scores = np.asarray(scores)
+    rows, ranks = heldout_ranks(scores, heldout, excluded)
+    num_heldout = np.bincount(rows, minlength=scores.shape[0])
+    if num_unknown is not None:
+        num_heldout = num_heldout + np.asarray(num_unknown, np.int64).reshape(-1)
+    per_user = metrics_from_ranks(rows, ranks, num_heldout, ks)
+    return _mean_result({k: (v.sum(), len(v)) for k, v in per_user.items()}, num_heldout)
+
+
+def _mean_result(sums: Mapping[str, tuple[float, int]], num_heldout: np.ndarray) -> RankingResult:
+    num_users = int((num_heldout > 0).sum())
+    metrics = {k: (float(s) / num_users if num_users else 0.0) for k, (s, _) in sums.items()}
+    return RankingResult(metrics, num_users, int(len(num_heldout) - num_users))
+
+
+# --- streaming evaluation of a model ----------------------------------------------------
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """Metrics of every behavior on one dataset.
+
+    Attributes:
+      behaviors: ``{behavior: RankingResult}``.
+    """
+
+    behaviors: dict[str, RankingResult]
+
+    def flat(self) -> dict[str, float]:
+        """``{"<behavior>/ndcg@5": value, ..., "<behavior>/num_users": n, ...}``."""
+        out: dict[str, float] = {}
+        for b, result in self.behaviors.items():
+            out.update({f"{b}/{k}": v for k, v in result.metrics.items()})
+            out[f"{b}/num_users"] = float(result.num_users)
+            out[f"{b}/num_excluded"] = float(result.num_excluded)
+        return out
+
+    def metric_sum(self, key: str = SELECTION_METRIC) -> float:
+        """Sum over behaviors of one metric (default: the selection score)."""
+        return float(sum(r.metrics[key] for r in self.behaviors.values()))
+
+
+_RANK_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _relaxed_spec(element_spec):
+    """The dataset's element spec with every dimension unknown (one trace per dataset)."""
+    import tensorflow as tf
+
+    def relax(spec):
+        shape = tf.TensorShape([None] * spec.shape.rank) if spec.shape.rank is not None else None
+        if isinstance(spec, tf.SparseTensorSpec):
+            return tf.SparseTensorSpec(shape, spec.dtype)
+        if isinstance(spec, tf.RaggedTensorSpec):
+            return tf.RaggedTensorSpec(shape, spec.dtype, spec.ragged_rank, spec.row_splits_dtype)
+        return tf.TensorSpec(shape, spec.dtype)
+
+    return tf.nest.map_structure(relax, element_spec)
+
+
+def _rank_fn(model, behaviors: tuple[str, ...], max_k: int, element_spec) -> Callable:
+    import tensorflow as tf
+
+    from bvae_tf import layers as L
+
+    cache = _RANK_FNS.setdefault(model, {})
+    spec = _relaxed_spec(element_spec)
+    key = (behaviors, max_k, repr(spec))
+    if key in cache:
+        return cache[key]
+
+    @tf.function(input_signature=[spec])
+    def rank_batch(batch):
+        logits = model(batch, training=False)
+        out = {}
+        for b in behaviors:
+            scores = logits[b]
+            num_items = scores.shape[1]
+            excluded = L.to_sparse_rows(batch[F.items_key(b)], num_items, F.items_key(b))
+            heldout = L.to_sparse_rows(batch[F.heldout_key(b)], num_items, F.heldout_key(b))
+            count = tf.math.unsorted_segment_sum(
+                tf.ones_like(heldout.rows), heldout.rows, heldout.batch_size
+            )
+            unknown_key = F.oov_key(F.heldout_key(b))
+            if unknown_key in batch:
+                count += tf.reshape(tf.cast(batch[unknown_key], tf.int64), [-1])
+            rows, ranks = candidate_ranks(scores, excluded, heldout, max_k)
+            out[b] = (rows, ranks, count)
+        return out
+
+    cache[key] = rank_batch
+    return rank_batch
+
+
+def candidate_ranks(scores, excluded, heldout, max_k: int):
+    """Ranks (module docstring) of the held-out items that can reach the top ``max_k``.
+
+    TensorFlow version of :func:`heldout_ranks` for one batch: a held-out item scoring
+    below the ``max_k``-th best non-excluded score has rank > ``max_k`` and is
+    omitted; the others are ranked exactly against the whole row.
+
+    Args:
+      scores: ``[B, m]`` float32 logits.
+      excluded: ``layers.SparseRows`` items excluded from the ranking.
+      heldout: ``layers.SparseRows`` held-out items (deduplicated).
+      max_k: the largest cut-off.
+
+    Returns:
+      ``(rows [h'] int64, ranks [h'] int64)`` for the ``h'`` candidate items.
+    """
+    import tensorflow as tf
+
+    from bvae_tf import layers as L
+
+    inf = tf.constant(float("inf"), scores.dtype)
+    index = tf.stack([heldout.rows, heldout.cols], axis=1)
+    raw = tf.gather_nd(scores, index)
+    is_nan = tf.math.is_nan(scores)
+    scores = tf.cond(tf.reduce_any(is_nan), lambda: tf.where(is_nan, inf, scores), lambda: scores)
+    ranked = L.mask_scores(scores, excluded)
+    relevant = tf.gather_nd(ranked, index)
+    k = tf.minimum(max_k, tf.shape(scores)[1])
+    kth = tf.math.top_k(ranked, k=k).values[:, -1]
+    candidate = (
+        ~tf.math.is_nan(raw) & (relevant > -inf) & (relevant >= tf.gather(kth, heldout.rows))
+    )
+    rows = tf.boolean_mask(heldout.rows, candidate)
+    cols = tf.boolean_mask(heldout.cols, candidate)
+    value = tf.boolean_mask(relevant, candidate)
+    row_scores = tf.gather(ranked, rows)
+    greater = tf.reduce_sum(tf.cast(row_scores > value[:, None], tf.int64), axis=1)
+    equal = tf.reduce_sum(tf.cast(row_scores == value[:, None], tf.int64), axis=1)
+    # Group candidates by (row, score); order inside a group by item index.
+    bits = tf.cast(tf.bitcast(value + 0.0, tf.uint32), tf.int64)
+    _, group = tf.unique(rows * (2**32) + bits, out_idx=tf.int64)
+    num_groups = tf.size(group, tf.int64)
+    order = tf.cast(
+        tf.argsort(group * tf.cast(tf.shape(scores)[1], tf.int64) + cols, stable=True), tf.int64
+    )
+    sorted_group = tf.gather(group, order)
+    positions = tf.range(tf.size(order, tf.int64), dtype=tf.int64)
+    first = tf.math.unsorted_segment_min(positions, sorted_group, num_groups)
+    within = positions - tf.gather(first, sorted_group) + 1
+    position = tf.scatter_nd(order[:, None], within, tf.shape(order, tf.int64))
+    sizes = tf.math.unsorted_segment_sum(tf.ones_like(group), group, num_groups)
+    ranks = greater + equal - tf.gather(sizes, group) + position
+    return rows, ranks
+
+
+def evaluate(
+    model,
+    dataset,
+    ks: Sequence[int] = DEFAULT_KS,
+    behaviors: Sequence[str] | None = None,
+) -> EvaluationResult:
+    """Streams a dataset through a model and returns its ranking metrics.
+
+    Args:
+      model: callable ``model(features, training=False) -> {b: [B, m] float32}``
+        (a :class:`bvae_tf.model.BVAE` or a reloaded one).
+      dataset: ``tf.data.Dataset`` of feature dicts holding, for every behavior b,
+        ``features.items_key(b)`` (train items: model input and exclusions) and
+        ``features.heldout_key(b)`` (targets) as ``[B, None]`` int64 sparse or ragged
+        tensors, and optionally ``features.oov_key(features.heldout_key(b))``
+        ``[B]`` (or ``[B, 1]``) int64 counts of held-out ids unknown to the model.
+      ks: cut-offs.
+      behaviors: behaviors to score (default ``model.behaviors``).
+
+    Returns:
+      :class:`EvaluationResult` with the same numbers as :func:`ranking_metrics` on
+      the full score matrix.
+
+    Raises:
+      ValueError: on bad ``ks`` or when no behaviors are given or known.
+    """
+    ks = _check_ks(ks)
+    behaviors = tuple(behaviors if behaviors is not None else getattr(model, "behaviors", ()))
+    if not behaviors:
+        raise ValueError("evaluate needs behaviors (the model has no .behaviors)")
+    fn = _rank_fn(model, behaviors, max(ks), dataset.element_spec)
+    sums = {b: {} for b in behaviors}
+    counts = {b: [] for b in behaviors}
+    for batch in dataset:
+        out = fn(batch)
+        for b, (rows, ranks, num_heldout) in out.items():
+            count = num_heldout.numpy()
+            per_user = metrics_from_ranks(rows.numpy(), ranks.numpy().astype(np.float64), count, ks)
+            for key, values in per_user.items():
+                total, n = sums[b].get(key, (0.0, 0))
+                sums[b][key] = (total + float(values.sum()), n + len(values))
+            counts[b].append(count)
+    results = {}
+    for b in behaviors:
+        num_heldout = np.concatenate(counts[b]) if counts[b] else np.zeros(0, np.int64)
+        if not sums[b]:
+            sums[b] = {metric_key(name, k): (0.0, 0) for k in ks for name in METRICS}
+        results[b] = _mean_result(sums[b], num_heldout)
+    return EvaluationResult(results)

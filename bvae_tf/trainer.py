@@ -1,0 +1,427 @@
+"""TFX Trainer entry point (``run_fn``) and the serving export of the BVAE model.
+
+``run_fn`` trains a :class:`bvae_tf.model.BVAE` on the Transform output (train split,
+early stopping on the eval split, ``bvae_tf.training.fit``) and exports a SavedModel
+whose signatures carry the Transform graph, so clients send raw item ids:
+
+``serving_default`` (names in ``bvae_tf.features``)::
+
+    inputs:  examples        string  [batch]     serialized tf.Examples; only
+                                                 <b>_items (raw ids) are read
+    outputs: <b>_item_ids    string  [batch, K]  top-K raw item ids of behavior b,
+                                                 the user's own <b>_items excluded
+             <b>_scores      float32 [batch, K]  their decoder logits, descending
+             oov_count       int64   [batch]     ids dropped as unknown, all behaviors
+
+``transform_features`` (evaluation tooling)::
+
+    inputs:  examples        string  [batch]     serialized tf.Examples with
+                                                 <b>_items and optionally <b>_heldout
+    outputs: <b>_items, <b>_heldout              int64 [batch, max_len] vocabulary
+                                                 indices, each row padded with -1
+             <b>_items_oov, <b>_heldout_oov      int64 [batch] unknown ids dropped
+
+``score_items`` (offline evaluation and batch scoring; the pipeline's evaluator
+scores every model, old blessed ones included, through its own graph)::
+
+    inputs:  <b>_items       int64   [batch, None]      vocabulary indices, rows padded
+                                                         with -1 (transform_features)
+    outputs: <b>_logits      float32 [batch, num_items]  decoder logits of behavior b
+
+Trainer ``custom_config``::
+
+    {"behaviors": [...],                      # from the pipeline config
+     "model": {...},                          # BVAEConfig fields (not behaviors/num_items)
+     "training": {"epochs": 200, "patience": 20, "batch_size": 500,
+                  "eval_batch_size": 2000, "seed": 0,
+                  "distribution_strategy": "auto", "devices": null},
+     "top_k": 10}
+
+``distribution_strategy``: ``"auto"`` (MultiWorkerMirrored when ``TF_CONFIG`` names
+several workers, Mirrored over all GPUs when there are several, else the default
+strategy: one GPU if present, else the CPU), ``"default"``, ``"mirrored"`` (over
+``devices``, default all GPUs or the CPU) or ``"multi_worker_mirrored"`` (cluster
+from ``TF_CONFIG``; only the chief writes the exported model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+
+from bvae_tf import features, training
+from bvae_tf import model as model_lib
+
+#: File in the model run directory with the training outcome (epochs, best epoch, history).
+FIT_RESULT_FILE = "fit_result.json"
+#: Padding of the dense ``transform_features`` outputs.
+PADDING = -1
+DEFAULT_TRAINING: Mapping[str, Any] = {
+    "epochs": 200,
+    "patience": 20,
+    "batch_size": 500,
+    "eval_batch_size": 2000,
+    "seed": 0,
+    "distribution_strategy": "auto",
+    "devices": None,
+    "verbose": 1,
+}
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker_mirrored")
+
+
+def training_settings(custom: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Training settings with defaults filled in.
+
+    Raises:
+      ValueError: on unknown keys or bad values.
+    """
+    custom = dict(custom or {})
+    unknown = sorted(set(custom) - set(DEFAULT_TRAINING))
+    if unknown:
+        raise ValueError(f"unknown training settings {unknown}; known: {sorted(DEFAULT_TRAINING)}")
+    settings = {**DEFAULT_TRAINING, **custom}
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"training.{name} must be an integer >= 1, got {value!r}")
+    for name in ("patience", "seed", "verbose"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"training.{name} must be an integer >= 0, got {value!r}")
+    if settings["distribution_strategy"] not in STRATEGIES:
+        raise ValueError(
+            f"training.distribution_strategy must be one of {list(STRATEGIES)}, "
+            f"got {settings['distribution_strategy']!r}"
+        )
+    devices = settings["devices"]
+    if devices is not None and (
+        isinstance(devices, str) or not all(isinstance(d, str) for d in devices)
+    ):
+        raise ValueError(f"training.devices must be a list of device names, got {devices!r}")
+    return settings
+
+
+def _worker_count() -> int:
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}").get("cluster", {})
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def make_strategy(
+    name: str = "auto", devices: Sequence[str] | None = None
+) -> tf.distribute.Strategy:
+    """The ``tf.distribute`` strategy named by the training settings (module docstring).
+
+    Raises:
+      ValueError: if ``name`` is unknown.
+    """
+    if name == "auto":
+        if _worker_count() > 1:
+            name = "multi_worker_mirrored"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown distribution strategy {name!r}; expected one of {list(STRATEGIES)}")
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
+
+
+def _record_files(file_patterns: Sequence[str]) -> list[str]:
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"no TFRecord files match {list(file_patterns)}")
+    return files
+
+
+def examples_dataset(
+    file_patterns: Sequence[str],
+    feature_spec: Mapping[str, Any],
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Batches of parsed (transformed) tf.Examples from gzipped TFRecord files.
+
+    The serialized examples are cached in memory after the first pass; with
+    ``shuffle`` they are reshuffled every epoch from ``seed`` (one pass = one epoch).
+
+    Args:
+      file_patterns: TFRecord file globs (TFX ``fn_args.train_files`` and the like).
+      feature_spec: the features to parse (``tf.io`` feature spec).
+      batch_size: examples per batch.
+      shuffle: reshuffle the examples every epoch.
+      seed: the shuffle seed.
+
+    Returns:
+      ``tf.data.Dataset`` of feature dicts (VarLen features as ``[batch, None]``
+      SparseTensors).
+
+    Raises:
+      ValueError: if no file matches.
+    """
+    files = _record_files(file_patterns)
+    compression = "GZIP" if files[0].endswith(".gz") else None
+    ds = tf.data.TFRecordDataset(files, compression_type=compression).cache()
+    if shuffle:
+        count = sum(1 for _ in ds)
+        ds = ds.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
+    spec = dict(feature_spec)
+    ds = ds.batch(batch_size).map(
+        lambda records: tf.io.parse_example(records, spec),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    # Under MultiWorkerMirroredStrategy each worker takes every n-th batch: the split
+    # may have fewer files than there are workers, so file sharding could not work.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _spec_of(tf_transform_output: tft.TFTransformOutput, keys: Sequence[str]) -> dict[str, Any]:
+    spec = tf_transform_output.transformed_feature_spec()
+    missing = [k for k in keys if k not in spec]
+    if missing:
+        raise ValueError(f"the Transform output lacks features {missing}; it has {sorted(spec)}")
+    return {k: spec[k] for k in keys}
+
+
+def train_feature_keys(behaviors: Sequence[str]) -> list[str]:
+    """Transformed features the model trains on: ``<b>_items``."""
+    return [features.items_key(b) for b in behaviors]
+
+
+def eval_feature_keys(behaviors: Sequence[str]) -> list[str]:
+    """Transformed features ``metrics.evaluate`` reads: items, held-out, unknown counts."""
+    keys = []
+    for b in behaviors:
+        keys += [
+            features.items_key(b),
+            features.heldout_key(b),
+            features.oov_key(features.heldout_key(b)),
+        ]
+    return keys
+
+
+def export_serving_model(
+    model: model_lib.BVAE,
+    tf_transform_output: tft.TFTransformOutput,
+    export_dir: str,
+    top_k: int = features.DEFAULT_TOP_K,
+) -> str:
+    """Saves ``model`` with the ``serving_default``, ``transform_features`` and
+    ``score_items`` signatures of the module docstring (Transform graph and item
+    vocabulary inside).
+
+    Args:
+      model: a trained BVAE over the Transform output's item vocabulary.
+      tf_transform_output: the Transform output the model was trained on.
+      export_dir: SavedModel directory to write.
+      top_k: K of ``serving_default``, in ``[1, num_items]``.
+
+    Returns:
+      ``export_dir``.
+
+    Raises:
+      ValueError: if ``top_k`` is out of range or the vocabulary size differs from
+        the model's ``num_items``.
+    """
+    behaviors = tuple(model.behaviors)
+    vocab_size = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
+    if vocab_size != model.num_items:
+        raise ValueError(
+            f"the item vocabulary has {vocab_size} items but the model scores {model.num_items}"
+        )
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= model.num_items:
+        raise ValueError(f"top_k must be an integer in [1, {model.num_items}], got {top_k!r}")
+
+    # Keras saves a subclassed model only once it has been called on inputs.
+    model(
+        {
+            features.items_key(b): tf.SparseTensor(
+                tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.int64), [0, 0]
+            )
+            for b in behaviors
+        }
+    )
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    model.item_ids = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCABULARY),
+            key_dtype=tf.int64,
+            key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+            value_dtype=tf.string,
+            value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+        ),
+        default_value="",
+    )
+    raw_spec = tf_transform_output.raw_feature_spec()
+    items_spec = {features.items_key(b): raw_spec[features.items_key(b)] for b in behaviors}
+    eval_spec = dict(items_spec)
+    for b in behaviors:
+        if features.heldout_key(b) in raw_spec:
+            eval_spec[features.heldout_key(b)] = raw_spec[features.heldout_key(b)]
+    examples_spec = tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT)
+
+    @tf.function(input_signature=[examples_spec])
+    def serve(examples):
+        transformed = model.tft_layer(tf.io.parse_example(examples, items_spec))
+        inputs = {features.items_key(b): transformed[features.items_key(b)] for b in behaviors}
+        outputs = {}
+        for b, (scores, items) in model.recommend(inputs, k=top_k).items():
+            outputs[features.item_ids_output(b)] = model.item_ids.lookup(items)
+            outputs[features.scores_output(b)] = scores
+        outputs[features.OOV_COUNT] = tf.add_n(
+            [
+                tf.reshape(transformed[features.oov_key(features.items_key(b))], [-1])
+                for b in behaviors
+            ]
+        )
+        return outputs
+
+    @tf.function(input_signature=[examples_spec])
+    def transform_features(examples):
+        transformed = model.tft_layer(tf.io.parse_example(examples, eval_spec))
+        return {
+            key: tf.sparse.to_dense(value, default_value=PADDING)
+            if isinstance(value, tf.SparseTensor)
+            else value
+            for key, value in transformed.items()
+        }
+
+    score_spec = {
+        features.items_key(b): tf.TensorSpec([None, None], tf.int64, name=features.items_key(b))
+        for b in behaviors
+    }
+
+    @tf.function(input_signature=[score_spec])
+    def score_items(padded):
+        logits = model({key: dense_to_sparse(value) for key, value in padded.items()})
+        return {features.logits_output(b): logits[b] for b in behaviors}
+
+    # Serving and evaluation use the signatures only; without the per-layer Keras
+    # traces the SavedModel is smaller and loads faster (reload it with
+    # ``tf.saved_model.load``, not ``tf.keras.models.load_model``).
+    model.save(
+        export_dir,
+        save_format="tf",
+        save_traces=False,
+        signatures={
+            features.SERVING_SIGNATURE: serve.get_concrete_function(),
+            features.TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
+            features.SCORE_SIGNATURE: score_items.get_concrete_function(),
+        },
+    )
+    logging.info("Serving model (top %d per behavior) exported to %s.", top_k, export_dir)
+    return export_dir
+
+
+def dense_to_sparse(padded: tf.Tensor) -> tf.SparseTensor:
+    """Inverse of the ``transform_features`` padding: ``[batch, max_len]`` int64 rows
+    padded with -1 -> ``[batch, None]`` SparseTensor of the indices."""
+    return tf.RaggedTensor.from_tensor(padded, padding=PADDING).to_sparse()
+
+
+# TFX Trainer calls this.
+def run_fn(fn_args: Any) -> None:
+    """Trains the BVAE on the Transform output and exports the serving model.
+
+    Args:
+      fn_args: TFX ``FnArgs``: ``train_files`` / ``eval_files`` (transformed
+        examples of the train / eval split), ``transform_output``,
+        ``serving_model_dir``, ``model_run_dir`` (TensorBoard logs and
+        ``fit_result.json``) and ``custom_config`` (module docstring).
+
+    Raises:
+      ValueError: on a bad ``custom_config`` (the message names the value).
+    """
+    config = dict(fn_args.custom_config or {})
+    behaviors = features.validate_behaviors(config.get("behaviors") or ())
+    settings = training_settings(config.get("training"))
+    top_k = config.get("top_k", features.DEFAULT_TOP_K)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
+    model_values = dict(config.get("model") or {})
+    for reserved in ("behaviors", "num_items"):
+        if reserved in model_values:
+            raise ValueError(f"model.{reserved} is set by the pipeline; remove it from the config")
+    model_config = model_lib.BVAEConfig(behaviors=behaviors, num_items=num_items, **model_values)
+
+    tf.keras.utils.set_random_seed(settings["seed"])
+    strategy = make_strategy(settings["distribution_strategy"], settings["devices"])
+    logging.info(
+        "Training BVAE on %d items, behaviors %s, with %s (%d replicas).",
+        num_items,
+        list(behaviors),
+        type(strategy).__name__,
+        strategy.num_replicas_in_sync,
+    )
+    train_ds = examples_dataset(
+        fn_args.train_files,
+        _spec_of(tf_transform_output, train_feature_keys(behaviors)),
+        settings["batch_size"],
+        shuffle=True,
+        seed=settings["seed"],
+    )
+    eval_ds = examples_dataset(
+        fn_args.eval_files,
+        _spec_of(tf_transform_output, eval_feature_keys(behaviors)),
+        settings["eval_batch_size"],
+    )
+    with strategy.scope():
+        model = model_lib.build_model(model_config)
+    result = training.fit(
+        model,
+        train_ds,
+        eval_ds,
+        epochs=settings["epochs"],
+        patience=settings["patience"],
+        log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
+        verbose=settings["verbose"],
+    )
+    logging.info(
+        "Best epoch %d of %d (valid score %.4f).",
+        result.best_epoch,
+        result.epochs_run,
+        result.best_score,
+    )
+    chief = _is_chief(strategy)
+    export_dir = fn_args.serving_model_dir if chief else tempfile.mkdtemp(prefix="bvae-worker-")
+    export_serving_model(model, tf_transform_output, export_dir, top_k=top_k)
+    if chief:
+        tf.io.gfile.makedirs(fn_args.model_run_dir)
+        summary = {
+            "best_epoch": result.best_epoch,
+            "best_score": result.best_score,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "train_seconds": result.train_seconds,
+            "eval_seconds": result.eval_seconds,
+            "model_config": model_config.to_dict(),
+            "training": settings,
+            "top_k": top_k,
+            "history": result.history,
+        }
+        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, FIT_RESULT_FILE), "w") as f:
+            json.dump(summary, f, indent=1, sort_keys=True)
+    else:
+        tf.io.gfile.rmtree(export_dir)

@@ -1,0 +1,227 @@
+"""The one training loop (experiment CLI and TFX Trainer): fit with early stopping.
+
+``fit`` runs Keras ``Model.fit`` on a :class:`bvae_tf.model.BVAE` (so it works under
+any ``tf.distribute`` strategy the model was built in) and, after every epoch, scores
+the validation dataset with ``metrics.evaluate`` (full ranking). Model selection is
+the sum over behaviors of valid NDCG@5; training stops after ``patience`` epochs
+without improvement and the best epoch's weights are restored. Per epoch it writes
+TensorBoard scalars (loss, per-behavior reconstruction NLL, KL, SDWL weight, mean
+sigma, beta, every ranking metric) and logs one progress line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+import time
+from collections.abc import Mapping, Sequence
+
+import tensorflow as tf
+from absl import logging
+
+from bvae_tf import metrics as M
+
+
+@dataclasses.dataclass
+class FitResult:
+    """Outcome of :func:`fit`.
+
+    Attributes:
+      best_epoch: 1-based epoch whose weights the model holds (0: no epoch ran).
+      best_score: its selection score (sum over behaviors of valid ``selection_metric``).
+      epochs_run: epochs trained.
+      stopped_early: whether patience ran out before ``epochs``.
+      history: one dict per epoch: ``epoch``, train trackers (``loss``,
+        ``<task>_nll`` ...), ``<name>/<behavior>/<metric>@K`` for the validation
+        (``valid``) and every monitored dataset, ``selection_score``, ``train_seconds``
+        and ``eval_seconds``.
+      train_seconds: wall time in training steps (evaluation excluded).
+      eval_seconds: wall time in evaluation.
+    """
+
+    best_epoch: int
+    best_score: float
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, float]]
+    train_seconds: float
+    eval_seconds: float
+
+
+def compile_model(model, optimizer_jit_compile: bool = False) -> None:
+    """Compiles ``model`` with ``model.make_optimizer`` in its distribution scope.
+
+    No-op if the model is already compiled.
+
+    Args:
+      model: a :class:`bvae_tf.model.BVAE`.
+      optimizer_jit_compile: XLA-compile the optimizer update (see ``make_optimizer``).
+    """
+    from bvae_tf import model as Mo
+
+    if getattr(model, "optimizer", None) is not None and model._is_compiled:
+        return
+    with model.distribute_strategy.scope():
+        model.compile(optimizer=Mo.make_optimizer(model.bvae_config, optimizer_jit_compile))
+
+
+def _summary_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_./-]", "_", key.replace("@", "_at_"))
+
+
+def fit(
+    model,
+    train_dataset,
+    eval_dataset,
+    *,
+    epochs: int = 200,
+    patience: int = 20,
+    ks: Sequence[int] = M.DEFAULT_KS,
+    selection_metric: str = M.SELECTION_METRIC,
+    log_dir: str | pathlib.Path | None = None,
+    monitor_datasets: Mapping[str, object] | None = None,
+    steps_per_epoch: int | None = None,
+    verbose: int = 1,
+) -> FitResult:
+    """Trains with validation-based early stopping and restores the best weights.
+
+    Args:
+      model: a :class:`bvae_tf.model.BVAE` (compiled with Adam at its configured
+        learning rate if it is not compiled yet).
+      train_dataset: ``tf.data.Dataset`` of ``{items_key(b): SparseTensor}``; one pass
+        is an epoch unless ``steps_per_epoch`` is given (then it should repeat).
+      eval_dataset: ``tf.data.Dataset`` for ``metrics.evaluate`` (``items_key(b)``,
+        ``heldout_key(b)``, optional unknown-id counts): the selection split.
+      epochs: maximum epochs.
+      patience: epochs without a better selection score before stopping.
+      ks: cut-offs of the reported metrics (must include the selection K).
+      selection_metric: metric summed over behaviors for selection, e.g. ``"ndcg@5"``.
+      log_dir: TensorBoard folder (None: no summaries).
+      monitor_datasets: ``{name: dataset}`` also scored every epoch and recorded in
+        the history, never used for selection (e.g. the test split for the paper's
+        optimistic protocol).
+      steps_per_epoch: batches per epoch (for repeated datasets).
+      verbose: 0 silent, 1 one log line per epoch, 2 also the Keras progress bar.
+
+    Returns:
+      :class:`FitResult`.
+
+    Raises:
+      ValueError: on non-positive ``epochs`` / negative ``patience`` or a
+        ``selection_metric`` whose K is not in ``ks``.
+    """
+    if epochs < 1 or patience < 0:
+        raise ValueError(f"need epochs >= 1 and patience >= 0, got {epochs}, {patience}")
+    ks = tuple(ks)
+    name, _, k = selection_metric.partition("@")
+    if name not in M.METRICS or not k.isdigit() or int(k) not in ks:
+        raise ValueError(f"selection_metric {selection_metric!r} must be <metric>@K, K in {ks}")
+    compile_model(model)
+    monitor = _RankingMonitor(
+        eval_dataset,
+        dict(monitor_datasets or {}),
+        ks=ks,
+        selection_metric=selection_metric,
+        patience=patience,
+        log_dir=log_dir,
+        verbose=verbose,
+    )
+    start = time.perf_counter()
+    model.fit(
+        train_dataset,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=[monitor],
+        verbose=2 if verbose >= 2 else 0,
+    )
+    elapsed = time.perf_counter() - start
+    monitor.restore()
+    return FitResult(
+        best_epoch=monitor.best_epoch,
+        best_score=monitor.best_score,
+        epochs_run=len(monitor.history),
+        stopped_early=len(monitor.history) < epochs,
+        history=monitor.history,
+        train_seconds=elapsed - monitor.eval_seconds,
+        eval_seconds=monitor.eval_seconds,
+    )
+
+
+class _RankingMonitor(tf.keras.callbacks.Callback):
+    """Epoch-end ranking evaluation, early stopping, best weights, TensorBoard."""
+
+    def __init__(
+        self, eval_dataset, monitor_datasets, *, ks, selection_metric, patience, log_dir, verbose
+    ):
+        super().__init__()
+        self.eval_dataset = eval_dataset
+        self.monitor_datasets = monitor_datasets
+        self.ks = ks
+        self.selection_metric = selection_metric
+        self.patience = patience
+        self.verbose = verbose
+        self.history: list[dict[str, float]] = []
+        self.best_epoch = 0
+        self.best_score = float("-inf")
+        self.best_weights = None
+        self.eval_seconds = 0.0
+        self._wait = 0
+        self._epoch_start = 0.0
+        self._writer = None
+        if log_dir is not None:
+            self._writer = tf.summary.create_file_writer(str(log_dir))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        train_seconds = time.perf_counter() - self._epoch_start
+        record = {"epoch": float(epoch + 1)}
+        record.update({k: float(v) for k, v in (logs or {}).items()})
+        start = time.perf_counter()
+        valid = M.evaluate(self.model, self.eval_dataset, ks=self.ks)
+        record.update({f"valid/{k}": v for k, v in valid.flat().items()})
+        for name, dataset in self.monitor_datasets.items():
+            result = M.evaluate(self.model, dataset, ks=self.ks)
+            record.update({f"{name}/{k}": v for k, v in result.flat().items()})
+        eval_seconds = time.perf_counter() - start
+        self.eval_seconds += eval_seconds
+        score = valid.metric_sum(self.selection_metric)
+        record.update(selection_score=score, train_seconds=train_seconds, eval_seconds=eval_seconds)
+        self.history.append(record)
+        if logs is not None:
+            logs.update({k: v for k, v in record.items() if "/" in k or k == "selection_score"})
+        improved = score > self.best_score
+        if improved:
+            self.best_score, self.best_epoch, self._wait = score, epoch + 1, 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self._wait += 1
+            if self._wait >= self.patience:
+                self.model.stop_training = True
+        if self._writer is not None:
+            with self._writer.as_default(step=epoch + 1):
+                for key, value in record.items():
+                    if key != "epoch":
+                        tf.summary.scalar(_summary_name(key), value)
+            self._writer.flush()
+        if self.verbose:
+            per_behavior = " ".join(
+                f"{b}={r.metrics[self.selection_metric]:.4f}" for b, r in valid.behaviors.items()
+            )
+            logging.info(
+                "epoch %d: loss %.3f, valid %s %s (sum %.4f%s), train %.1fs, eval %.1fs",
+                epoch + 1,
+                record.get("loss", float("nan")),
+                self.selection_metric,
+                per_behavior,
+                score,
+                ", best" if improved else f", best {self.best_score:.4f}@{self.best_epoch}",
+                train_seconds,
+                eval_seconds,
+            )
+
+    def restore(self):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)

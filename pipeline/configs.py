@@ -1,0 +1,383 @@
+"""The one configuration surface of the pipeline: defaults, a JSON file, overrides.
+
+A run is configured by ``PipelineConfig``: its defaults run on the embedded
+synthetic log; a JSON file (``--config``, or the ``BVAE_PIPELINE_CONFIG``
+environment variable for the TFX CLI, which runs the runner without arguments)
+changes any field; ``--set section.key=value`` overrides one value (JSON-decoded
+when it parses, else taken as a string). Example (``pipeline/config/jd.json``)::
+
+    {"pipeline_name": "bvae-jd",
+     "data": {"input_base": "../shared/data/bvae/JD_events.csv.gz",
+              "behaviors": ["purchase", "click", "favorite"],
+              "split_method": "cut_timestamps",
+              "split_boundaries": [1522454400, 1523145600]},
+     "evaluation": {"lower_bounds": {"*": {"ndcg@5": 0.04}}}}
+
+Sections:
+
+* ``data``: the ExampleGen's parameters (``components.multi_behavior_example_gen``
+  ``ExampleGenConfig``: input path and format, behaviors and their mapping, target
+  behavior, item/user filters, split method and boundaries, cold-user step).
+  ``input_base: null`` (the default) means the embedded synthetic log.
+* ``synthetic``: ``components.synthetic_logs.SyntheticLogConfig`` arguments of that
+  log, generated (seeded, byte-identical for the same arguments) at
+  ``<output_root>/data/synthetic_events-<hash of the arguments>.csv.gz`` when it
+  does not exist yet.
+* ``vocab_frequency_threshold``: Transform's minimum item frequency.
+* ``model``, ``training``: the Trainer's ``custom_config`` (``bvae_tf.trainer``).
+* ``top_k``: items returned per behavior by ``serving_default``.
+* ``evaluation``: the evaluator's gate (``components.ranking_evaluator.gate``).
+* roots: ``output_root`` (default ``out``) holds ``pipelines/<name>``,
+  ``metadata/<name>/metadata.db`` and ``serving/``; each can be set on its own.
+
+Relative local paths are resolved against the current directory (run from the
+repository root); URIs (``gs://...``) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bvae_tf import features
+from components.multi_behavior_example_gen.config import ExampleGenConfig
+from components.ranking_evaluator.gate import GateConfig
+
+#: Environment variable naming a JSON config file (used when no --config is given).
+CONFIG_ENV = "BVAE_PIPELINE_CONFIG"
+PIPELINE_DIR = pathlib.Path(__file__).resolve().parent
+#: Curated schemas (generated once by ``pipeline.schema_tool``, reviewed, committed).
+SCHEMA_DIR = PIPELINE_DIR / "schema"
+DEFAULT_SCHEMA = str(SCHEMA_DIR / "default" / "schema.pbtxt")
+#: Preset configurations shipped with the repository.
+CONFIG_DIR = PIPELINE_DIR / "config"
+
+DEFAULT_PIPELINE_NAME = "bvae"
+DEFAULT_MODEL_NAME = "bvae"
+DEFAULT_OUTPUT_ROOT = "out"
+#: File name prefix of the synthetic log under ``<output_root>/data/``.
+SYNTHETIC_LOG_PREFIX = "synthetic_events"
+
+#: Trainer entry points (dotted paths: the image/venv must have the package installed).
+RUN_FN = "bvae_tf.trainer.run_fn"
+PREPROCESSING_FN = "bvae_tf.preprocessing.preprocessing_fn"
+
+#: Beam options of the local runs: the DirectRunner in this process (fastest for
+#: small inputs; see ``beam_runner.py`` for multi-process and cluster runners).
+DEFAULT_BEAM_PIPELINE_ARGS: tuple[str, ...] = ()
+
+
+def _default_data() -> dict[str, Any]:
+    return {"input_base": None}
+
+
+def _default_synthetic() -> dict[str, Any]:
+    return {"seed": 0}
+
+
+def _default_training() -> dict[str, Any]:
+    return {}
+
+
+def _default_model() -> dict[str, Any]:
+    return {}
+
+
+def _default_evaluation() -> dict[str, Any]:
+    # Random ranking of the synthetic log's ~130 items scores NDCG@5 ~0.03; a trained
+    # model ~0.3 (eval split). A retrained model may lose at most 0.01 NDCG@5.
+    return {"lower_bounds": {"*": {"ndcg@5": 0.1}}, "regression_tolerance": 0.01}
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Every setting of a pipeline run (see the module docstring).
+
+    Attributes:
+      pipeline_name: TFX pipeline name (MLMD context); letters, digits, ``-``, ``_``.
+      model_name: name servers know the model under (``<serving_model_dir>/<name>/``).
+      output_root: parent of the default roots below.
+      pipeline_root, metadata_path, serving_model_dir: explicit roots (``None``:
+        under ``output_root``).
+      data: ``ExampleGenConfig`` keyword arguments.
+      synthetic: keyword arguments of the synthetic log generator.
+      schema_path: curated ``schema.pbtxt`` imported by ImportSchemaGen; ``None``
+        infers a schema with SchemaGen instead (for new data).
+      vocab_frequency_threshold: minimum train frequency of a vocabulary item.
+      model: BVAE hyperparameters (Trainer ``custom_config["model"]``).
+      training: training loop settings (Trainer ``custom_config["training"]``).
+      top_k: K of ``serving_default``.
+      evaluation: ``GateConfig`` keyword arguments.
+      beam_pipeline_args: Beam options of the Beam-based components.
+      enable_cache: reuse unchanged component outputs from earlier runs.
+    """
+
+    pipeline_name: str = DEFAULT_PIPELINE_NAME
+    model_name: str = DEFAULT_MODEL_NAME
+    output_root: str = DEFAULT_OUTPUT_ROOT
+    pipeline_root: str | None = None
+    metadata_path: str | None = None
+    serving_model_dir: str | None = None
+    data: Mapping[str, Any] = dataclasses.field(default_factory=_default_data)
+    synthetic: Mapping[str, Any] = dataclasses.field(default_factory=_default_synthetic)
+    schema_path: str | None = DEFAULT_SCHEMA
+    vocab_frequency_threshold: int = 1
+    model: Mapping[str, Any] = dataclasses.field(default_factory=_default_model)
+    training: Mapping[str, Any] = dataclasses.field(default_factory=_default_training)
+    top_k: int = features.DEFAULT_TOP_K
+    evaluation: Mapping[str, Any] = dataclasses.field(default_factory=_default_evaluation)
+    beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_PIPELINE_ARGS
+    enable_cache: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("pipeline_name", "model_name"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, str)
+                or not value
+                or not value.replace("-", "").replace("_", "").isalnum()
+            ):
+                raise ValueError(f"{name} must be letters, digits, '-' and '_', got {value!r}")
+        for name in ("data", "synthetic", "model", "training", "evaluation"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        for name in ("vocab_frequency_threshold", "top_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.beam_pipeline_args, str) or not all(
+            isinstance(a, str) for a in self.beam_pipeline_args
+        ):
+            raise ValueError(
+                f"beam_pipeline_args must be a list of strings, got {self.beam_pipeline_args!r}"
+            )
+        object.__setattr__(self, "beam_pipeline_args", tuple(self.beam_pipeline_args))
+        if not isinstance(self.enable_cache, bool):
+            raise ValueError(f"enable_cache must be a bool, got {self.enable_cache!r}")
+        # Fail now, naming the value, rather than inside a component at run time.
+        self.example_gen_config()
+        self.gate_config()
+        if self.schema_path is not None:
+            check_schema_covers(self.schema_path, self.behaviors)
+        self._check_trainer_sections()
+        if self.uses_synthetic_data:
+            from components import synthetic_logs
+
+            synthetic_logs.SyntheticLogConfig(**self.synthetic)
+
+    def _check_trainer_sections(self) -> None:
+        from bvae_tf import model as model_lib
+        from bvae_tf import trainer
+
+        trainer.training_settings(self.training)
+        for reserved in ("behaviors", "num_items"):
+            if reserved in self.model:
+                raise ValueError(f"model.{reserved} is set by the pipeline; remove it")
+        known = {f.name for f in dataclasses.fields(model_lib.BVAEConfig)}
+        unknown = sorted(set(self.model) - known)
+        if unknown:
+            raise ValueError(f"unknown model settings {unknown}; known: {sorted(known)}")
+        # num_items is only known after Transform; any valid size checks the rest.
+        model_lib.BVAEConfig(behaviors=self.behaviors, num_items=1, **self.model)
+
+    # --- derived values -----------------------------------------------------------------
+    @property
+    def uses_synthetic_data(self) -> bool:
+        """Whether the input is the embedded synthetic log (``data.input_base`` unset)."""
+        return not self.data.get("input_base")
+
+    @property
+    def synthetic_log_path(self) -> str:
+        """Where the synthetic log lives (generated on demand by the runners)."""
+        digest = hashlib.sha256(
+            json.dumps(dict(self.synthetic), sort_keys=True).encode("utf-8")
+        ).hexdigest()[:10]
+        name = f"{SYNTHETIC_LOG_PREFIX}-{digest}.csv.gz"
+        return resolve_path(os.path.join(self.output_root, "data", name))
+
+    def example_gen_arguments(self) -> dict[str, Any]:
+        """``MultiBehaviorExampleGen`` keyword arguments, with the input path resolved."""
+        values = dict(self.data)
+        values["input_base"] = (
+            self.synthetic_log_path
+            if self.uses_synthetic_data
+            else resolve_path(values["input_base"])
+        )
+        return values
+
+    def example_gen_config(self) -> ExampleGenConfig:
+        """The validated ExampleGen configuration."""
+        return ExampleGenConfig(**self.example_gen_arguments())
+
+    def gate_config(self) -> GateConfig:
+        """The validated evaluator gate."""
+        return GateConfig.from_dict(self.evaluation)
+
+    @property
+    def behaviors(self) -> tuple[str, ...]:
+        """The behaviors the pipeline models, in order."""
+        return tuple(self.example_gen_config().behaviors)
+
+    @property
+    def resolved_pipeline_root(self) -> str:
+        return resolve_path(
+            self.pipeline_root or os.path.join(self.output_root, "pipelines", self.pipeline_name)
+        )
+
+    @property
+    def resolved_metadata_path(self) -> str:
+        return resolve_path(
+            self.metadata_path
+            or os.path.join(self.output_root, "metadata", self.pipeline_name, "metadata.db")
+        )
+
+    @property
+    def resolved_serving_model_dir(self) -> str:
+        return resolve_path(self.serving_model_dir or os.path.join(self.output_root, "serving"))
+
+    def transform_custom_config(self) -> dict[str, Any]:
+        """``custom_config`` of Transform (``bvae_tf.preprocessing``)."""
+        return {
+            "behaviors": list(self.behaviors),
+            "vocab_frequency_threshold": self.vocab_frequency_threshold,
+        }
+
+    def trainer_custom_config(self) -> dict[str, Any]:
+        """``custom_config`` of the Trainer (``bvae_tf.trainer.run_fn``)."""
+        return {
+            "behaviors": list(self.behaviors),
+            "model": dict(self.model),
+            "training": dict(self.training),
+            "top_k": self.top_k,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (round-trips through ``from_dict``)."""
+        values = dataclasses.asdict(self)
+        values["beam_pipeline_args"] = list(self.beam_pipeline_args)
+        return json.loads(json.dumps(values))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> PipelineConfig:
+        """Builds a config from a mapping of (some) fields.
+
+        Raises:
+          ValueError: on unknown keys or bad values.
+        """
+        if not isinstance(values, Mapping):
+            raise ValueError(f"a pipeline config must be a JSON object, got {values!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown pipeline config keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def resolve_path(path: str) -> str:
+    """An absolute path for a local path; a URI (``scheme://...``) unchanged."""
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _parse_override(override: str) -> tuple[list[str], Any]:
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"an override must look like 'section.key=value', got {override!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Returns a copy of ``values`` with ``section.key=value`` overrides applied.
+
+    Raises:
+      ValueError: if an override is malformed or goes through a non-mapping value.
+    """
+    result = copy.deepcopy(dict(values))
+    for override in overrides:
+        path, value = _parse_override(override)
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {override!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Defaults, updated by the JSON file at ``path`` (sections replace wholesale
+    only for non-mapping values; mappings merge one level), then by ``overrides``.
+
+    Args:
+      path: a JSON config file, or ``None`` for the defaults.
+      overrides: ``section.key=value`` strings.
+
+    Raises:
+      ValueError: if the file is missing or not a JSON object, or a value is bad.
+    """
+    values = PipelineConfig().to_dict()
+    if path:
+        try:
+            text = pathlib.Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"cannot read pipeline config {path!r}: {e}") from e
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"pipeline config {path!r} is not valid JSON: {e}") from e
+        if not isinstance(loaded, Mapping):
+            raise ValueError(f"pipeline config {path!r} must hold a JSON object")
+        for key, value in loaded.items():
+            if isinstance(value, Mapping) and isinstance(values.get(key), Mapping):
+                values[key] = {**values[key], **value}
+            else:
+                values[key] = value
+    return PipelineConfig.from_dict(apply_overrides(values, overrides))
+
+
+def schema_features(schema_path: str) -> set[str]:
+    """Feature names of a text-format TFMD schema file.
+
+    Raises:
+      ValueError: if the file cannot be read or parsed.
+    """
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    try:
+        text = pathlib.Path(schema_path).read_text(encoding="utf-8")
+        schema = text_format.Parse(text, schema_pb2.Schema())
+    except (OSError, text_format.ParseError) as e:
+        raise ValueError(f"cannot read the schema {schema_path!r}: {e}") from e
+    return {feature.name for feature in schema.feature}
+
+
+def check_schema_covers(schema_path: str, behaviors: Sequence[str]) -> None:
+    """Checks that a curated schema describes exactly the configured behaviors.
+
+    Raises:
+      ValueError: if a behavior's ``<b>_items`` / ``<b>_heldout`` is missing from the
+        schema or the schema has item features of other behaviors.
+    """
+    names = schema_features(schema_path)
+    expected = {features.USER_ID} | {
+        key(b) for b in behaviors for key in (features.items_key, features.heldout_key)
+    }
+    missing = sorted(expected - names)
+    extra = sorted(n for n in names - expected)
+    if missing or extra:
+        raise ValueError(
+            f"schema {schema_path!r} does not match behaviors {list(behaviors)}: "
+            f"missing {missing}, unexpected {extra}; set schema_path to a matching "
+            "curated schema, or to null to infer one"
+        )

@@ -1,0 +1,207 @@
+"""What the last pipeline run did, read back from its ML Metadata store.
+
+``summarize`` collects, for the latest run of a pipeline: each component's state
+(``COMPLETE``, ``CACHED``, ...) and wall time, the ExampleGen accounting record, the
+evaluator's report (eval and test metrics per behavior, gate decision) and the
+Pusher's outcome. ``format_summary`` prints it for ``make demo``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import pipeline as pipeline_lib
+
+_RUN_CONTEXT = "pipeline_run"
+_NODE_CONTEXT = "node"
+_ACCOUNTING_FILE = "accounting.json"
+_EVALUATION_FILE = "evaluation.json"
+
+
+@dataclasses.dataclass
+class NodeRun:
+    """One component execution of a run.
+
+    Attributes:
+      node_id: the component id (``pipeline.NODE_IDS``).
+      state: MLMD execution state name (``COMPLETE``, ``CACHED``, ``FAILED``, ...).
+      seconds: wall time from the execution's creation to its last update.
+      outputs: output key -> artifacts.
+    """
+
+    node_id: str
+    state: str
+    seconds: float
+    outputs: dict[str, list[metadata_store_pb2.Artifact]]
+
+
+def open_store(metadata_path: str) -> mlmd.MetadataStore:
+    """A read-only connection to a SQLite MLMD file.
+
+    Raises:
+      ValueError: if the file does not exist.
+    """
+    if not os.path.isfile(metadata_path):
+        raise ValueError(f"no metadata store at {metadata_path!r}: has the pipeline run?")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return mlmd.MetadataStore(config)
+
+
+def latest_run(store: mlmd.MetadataStore, pipeline_name: str) -> tuple[str, dict[str, NodeRun]]:
+    """The latest run of ``pipeline_name``: its id and its component executions.
+
+    Raises:
+      ValueError: if the store has no run of that pipeline.
+    """
+    prefix = f"{pipeline_name}."
+    runs = []
+    for context in store.get_contexts_by_type(_RUN_CONTEXT):
+        executions = store.get_executions_by_context(context.id)
+        nodes = {}
+        for execution in executions:
+            for ctx in store.get_contexts_by_execution(execution.id):
+                if ctx.type == _NODE_CONTEXT and ctx.name.startswith(prefix):
+                    nodes[execution.id] = ctx.name[len(prefix) :]
+        if nodes:
+            runs.append((context.create_time_since_epoch, context.name, executions, nodes))
+    if not runs:
+        raise ValueError(f"the metadata store has no run of pipeline {pipeline_name!r}")
+    _, run_id, executions, nodes = max(runs, key=lambda r: r[0])
+    result: dict[str, NodeRun] = {}
+    for execution in executions:
+        if execution.id not in nodes:
+            continue
+        outputs: dict[str, list[metadata_store_pb2.Artifact]] = {}
+        events = [
+            e
+            for e in store.get_events_by_execution_ids([execution.id])
+            if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+        ]
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        for event in events:
+            key = event.path.steps[0].key if event.path.steps else ""
+            outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+        state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
+        result[nodes[execution.id]] = NodeRun(nodes[execution.id], state, seconds, outputs)
+    return run_id, result
+
+
+def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
+    if key not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[key]
+    return getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
+
+
+def _read_json(path: str) -> Any:
+    from tfx.dsl.io import fileio
+
+    with fileio.open(path, "r") as f:
+        return json.loads(f.read())
+
+
+def summarize(metadata_path: str, pipeline_name: str) -> dict[str, Any]:
+    """Summary of the latest run (see the module docstring); plain JSON types.
+
+    Raises:
+      ValueError: if there is no such run.
+    """
+    run_id, nodes = latest_run(open_store(metadata_path), pipeline_name)
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "components": {
+            node_id: {"state": nodes[node_id].state, "seconds": round(nodes[node_id].seconds, 1)}
+            for node_id in pipeline_lib.NODE_IDS
+            if node_id in nodes
+        },
+    }
+    example_gen = nodes.get(pipeline_lib.EXAMPLE_GEN)
+    if example_gen and example_gen.outputs.get("examples"):
+        uri = example_gen.outputs["examples"][0].uri
+        summary["examples_uri"] = uri
+        summary["accounting"] = _read_json(os.path.join(uri, _ACCOUNTING_FILE))
+    evaluator = nodes.get(pipeline_lib.EVALUATOR)
+    if evaluator and evaluator.outputs.get("evaluation"):
+        summary["evaluation"] = _read_json(
+            os.path.join(evaluator.outputs["evaluation"][0].uri, _EVALUATION_FILE)
+        )
+    if evaluator and evaluator.outputs.get("blessing"):
+        blessing = evaluator.outputs["blessing"][0]
+        summary["blessed"] = bool(_custom(blessing, "blessed"))
+        summary["blessing_message"] = _custom(blessing, "blessing_message")
+    pusher = nodes.get(pipeline_lib.PUSHER)
+    if pusher and pusher.outputs.get("pushed_model"):
+        pushed = pusher.outputs["pushed_model"][0]
+        summary["pushed"] = bool(_custom(pushed, "pushed"))
+        summary["pushed_destination"] = _custom(pushed, "pushed_destination")
+        summary["pushed_version"] = _custom(pushed, "pushed_version")
+    return summary
+
+
+def metrics_table(
+    per_behavior: Mapping[str, Mapping[str, float]],
+    ks: Sequence[int] = (5,),
+    metrics: Sequence[str] = ("precision", "recall", "ndcg", "hit_rate"),
+) -> list[str]:
+    """Lines of a fixed-width table: behavior x metric@K (+ users scored)."""
+    names = [f"{m}@{k}" for k in ks for m in metrics]
+    lines = [f"{'behavior':<12}{'users':>7}" + "".join(f"{n:>13}" for n in names)]
+    for behavior, values in per_behavior.items():
+        cells = "".join(f"{values[n]:>13.4f}" for n in names)
+        lines.append(f"{behavior:<12}{values.get('num_users', 0):>7}" + cells)
+    return lines
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """Human-readable report of ``summarize``'s output."""
+    lines = [f"Pipeline run {summary['run_id']}"]
+    lines.append("Components:")
+    for node_id, info in summary["components"].items():
+        lines.append(f"  {node_id:<32}{info['state']:<10}{info['seconds']:>8.1f} s")
+    accounting = summary.get("accounting")
+    if accounting:
+        lines.append("Accounting (ExampleGen):")
+        lines.append(f"  rows read            {accounting.get('rows_read')}")
+        rejected = accounting.get("rows_rejected", {})
+        lines.append(
+            f"  rows rejected        {sum(rejected.values())} "
+            + json.dumps({k: v for k, v in rejected.items() if v})
+        )
+        lines.append(f"  duplicates dropped   {accounting.get('duplicates_dropped')}")
+        for step in ("item_filter", "user_filter", "cold_eval_users"):
+            if isinstance(accounting.get(step), Mapping):
+                lines.append(f"  {step:<20} {json.dumps(accounting[step], sort_keys=True)}")
+        lines.append(f"  events kept          {accounting.get('events_kept')}")
+        for split, info in accounting.get("splits", {}).items():
+            lines.append(
+                f"  {split:<6} users {info.get('examples'):>6}  events "
+                + json.dumps(info.get("events_per_behavior", {}), sort_keys=True)
+            )
+    evaluation = summary.get("evaluation")
+    if evaluation:
+        for split, per_behavior in evaluation["splits"].items():
+            role = "gate" if split == evaluation["gate_config"]["eval_split"] else "reported"
+            lines.append(f"Metrics on the {split} split ({role}), K=5 and 10:")
+            lines += ["  " + line for line in metrics_table(per_behavior, ks=(5, 10))]
+    if "blessed" in summary:
+        lines.append(
+            f"Blessed: {'yes' if summary['blessed'] else 'no'} -- {summary['blessing_message']}"
+        )
+    if "pushed" in summary:
+        if summary["pushed"]:
+            lines.append(
+                f"Pushed: version {summary['pushed_version']} at {summary['pushed_destination']}"
+            )
+        else:
+            lines.append("Pushed: nothing (the model was not blessed)")
+    return "\n".join(lines)

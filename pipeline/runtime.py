@@ -1,0 +1,66 @@
+"""What every runner does before it hands the pipeline to its orchestrator.
+
+Reads the configuration (``--config FILE`` / ``$BVAE_PIPELINE_CONFIG`` and
+``--set section.key=value``) and makes sure the synthetic input exists when the
+configuration uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+from collections.abc import Sequence
+
+from absl import logging
+
+from pipeline import configs
+
+
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    """The flags shared by the runners: ``--config`` and repeatable ``--set``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--config",
+        default=os.environ.get(configs.CONFIG_ENV),
+        help=f"JSON pipeline config (default: ${configs.CONFIG_ENV}, else the built-in defaults)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (JSON-decoded when possible); repeatable",
+    )
+    return parser
+
+
+def load(args: argparse.Namespace) -> configs.PipelineConfig:
+    """The configuration named by parsed runner flags."""
+    return configs.load_config(args.config, args.overrides)
+
+
+def ensure_input(config: configs.PipelineConfig) -> str:
+    """Generates the synthetic log if the config uses it and it is missing.
+
+    Returns:
+      The input path the ExampleGen will read.
+
+    Raises:
+      ValueError: if the synthetic generator's arguments are invalid.
+    """
+    path = config.example_gen_arguments()["input_base"]
+    if config.uses_synthetic_data and not pathlib.Path(path).exists():
+        from components import synthetic_logs
+
+        summary = synthetic_logs.write_log(
+            path, synthetic_logs.SyntheticLogConfig(**config.synthetic)
+        )
+        logging.info("Synthetic log written to %s: %s", path, summary)
+    return path
+
+
+def parse(description: str, argv: Sequence[str] | None = None) -> configs.PipelineConfig:
+    """Parses runner flags and loads the configuration."""
+    return load(argument_parser(description).parse_args(argv))

@@ -1,0 +1,114 @@
+"""Drafts a curated schema from StatisticsGen output (then review it and commit it).
+
+::
+
+    python -m pipeline.schema_tool --statistics <StatisticsGen artifact dir> \\
+        --behaviors purchase,click,favorite,cart --output pipeline/schema/default/schema.pbtxt
+
+TFDV infers a schema from the train split's statistics and extends it with the eval
+split's (where the held-out features appear); the rules below turn the inference,
+which over-fits the sample, into the data contract of ``bvae_tf.features``:
+
+* environments ``TRAINING`` (train split), ``EVALUATION`` (eval/test splits) and
+  ``SERVING`` (requests: only the item histories);
+* ``user_id``: one bytes value in every example; not part of serving requests;
+* ``<b>_items``: a bytes list in every example, possibly empty (a user may lack a
+  behavior), no value domain (item ids are an open set: the vocabulary is
+  Transform's job);
+* ``<b>_heldout``: like ``<b>_items``, only in ``EVALUATION``;
+* every split must hold at least one example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.types import artifact_utils, standard_artifacts
+
+from bvae_tf import features
+from pipeline import validation
+
+HEADER = (
+    "# Curated schema of the per-user tf.Examples (see bvae_tf/features.py).\n"
+    "# Drafted by `python -m pipeline.schema_tool` from StatisticsGen output, reviewed.\n"
+    "# Imported by ImportSchemaGen; validated per split environment by\n"
+    "# pipeline.validation.StrictExampleValidator (TRAINING: train; EVALUATION: eval, test).\n"
+)
+
+
+def curate(inferred: schema_pb2.Schema, behaviors: Sequence[str]) -> schema_pb2.Schema:
+    """Applies the module's rules to an inferred schema.
+
+    Args:
+      inferred: TFDV's inferred schema (train + eval statistics).
+      behaviors: the configured behaviors.
+
+    Returns:
+      The curated schema.
+
+    Raises:
+      ValueError: if the inferred schema lacks a feature of the contract.
+    """
+    behaviors = features.validate_behaviors(behaviors)
+    by_name = {f.name: f for f in inferred.feature}
+    expected = [features.USER_ID] + [
+        key(b) for b in behaviors for key in (features.items_key, features.heldout_key)
+    ]
+    missing = [name for name in expected if name not in by_name]
+    if missing:
+        raise ValueError(f"the statistics lack features {missing} (behaviors {list(behaviors)})")
+    schema = schema_pb2.Schema()
+    schema.default_environment.extend(
+        [
+            validation.TRAINING_ENVIRONMENT,
+            validation.EVALUATION_ENVIRONMENT,
+            validation.SERVING_ENVIRONMENT,
+        ]
+    )
+    for name in expected:
+        feature = schema.feature.add(name=name, type=by_name[name].type)
+        if feature.type != schema_pb2.BYTES:
+            raise ValueError(f"feature {name!r} must be bytes, inferred {feature.type}")
+        feature.presence.min_fraction = 1.0
+        feature.presence.min_count = 1
+        if name == features.USER_ID:
+            feature.value_count.min = 1
+            feature.value_count.max = 1
+            feature.not_in_environment.append(validation.SERVING_ENVIRONMENT)
+        elif name.endswith(features.HELDOUT_SUFFIX):
+            feature.not_in_environment.extend(
+                [validation.TRAINING_ENVIRONMENT, validation.SERVING_ENVIRONMENT]
+            )
+    schema.dataset_constraints.min_examples_count = 1
+    return schema
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--statistics", required=True, help="StatisticsGen artifact directory")
+    parser.add_argument("--behaviors", required=True, help="comma-separated behaviors")
+    parser.add_argument("--output", required=True, help="schema.pbtxt to write")
+    args = parser.parse_args(argv)
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.uri = args.statistics
+    artifact.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
+    train = stats_artifact_utils.load_statistics(artifact, features.TRAIN).proto()
+    evaluation = stats_artifact_utils.load_statistics(artifact, features.EVAL).proto()
+    inferred = tfdv.update_schema(tfdv.infer_schema(train), evaluation)
+    schema = curate(inferred, args.behaviors.split(","))
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    tfdv.write_schema_text(schema, args.output)
+    with open(args.output, encoding="utf-8") as f:
+        body = f.read()
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write(HEADER + body)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""ExampleValidator that validates each split in its schema environment and fails
+the run on anomalies, with TFDV's report.
+
+The stock ExampleValidator validates every split against every feature and only
+records anomalies (letting the pipeline continue). Here:
+
+* a split is validated in its TFDV schema environment: ``TRAINING`` for the train
+  split (no ``<b>_heldout`` there), ``EVALUATION`` for eval and test (the held-out
+  targets must be present); see ``pipeline/schema/*/schema.pbtxt``;
+* the anomalies are written as usual (``Split-<split>/SchemaDiff.pb``, a binary
+  ``tensorflow_metadata`` ``Anomalies`` proto), then the execution raises with every anomaly's
+  feature, severity, short and long description, so bad data stops the run before
+  Transform and training.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow_data_validation as tfdv
+from absl import logging
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tfx import types
+from tfx.components.example_validator import component as example_validator_component
+from tfx.components.example_validator import executor as example_validator_executor
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.dsl.components.base import executor_spec
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, json_utils, writer_utils
+
+from bvae_tf import features
+
+#: Schema environments (``default_environment`` in the curated schemas).
+TRAINING_ENVIRONMENT = "TRAINING"
+EVALUATION_ENVIRONMENT = "EVALUATION"
+SERVING_ENVIRONMENT = "SERVING"
+
+
+class DataAnomaliesError(RuntimeError):
+    """Raised when the examples do not match the schema."""
+
+
+def environment_for(split: str, schema: schema_pb2.Schema) -> str | None:
+    """The schema environment a split is validated in (``None`` if the schema has none)."""
+    if not schema.default_environment:
+        return None
+    wanted = TRAINING_ENVIRONMENT if split == features.TRAIN else EVALUATION_ENVIRONMENT
+    return wanted if wanted in schema.default_environment else None
+
+
+def describe_anomalies(anomalies: anomalies_pb2.Anomalies) -> list[str]:
+    """One line per anomaly: ``feature [severity]: short description -- description``."""
+    lines = []
+    for feature, info in sorted(anomalies.anomaly_info.items()):
+        severity = anomalies_pb2.AnomalyInfo.Severity.Name(info.severity)
+        lines.append(f"{feature} [{severity}]: {info.short_description} -- {info.description}")
+    if anomalies.HasField("dataset_anomaly_info"):
+        info = anomalies.dataset_anomaly_info
+        lines.append(f"<dataset>: {info.short_description} -- {info.description}")
+    return lines
+
+
+class Executor(example_validator_executor.Executor):
+    """Validates each split in its environment; raises if any split has an anomaly."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        """Writes each split's anomalies, then fails if there are any.
+
+        Args:
+          input_dict: ``statistics`` (ExampleStatistics) and ``schema`` (Schema).
+          output_dict: ``anomalies`` (ExampleAnomalies), one ``SchemaDiff.pb`` per split.
+          exec_properties: ``exclude_splits`` (JSON list) and optional
+            ``custom_validation_config``.
+
+        Raises:
+          DataAnomaliesError: listing each split's anomalies and where they are stored.
+        """
+        self._log_startup(input_dict, output_dict, exec_properties)
+        exclude = (
+            json_utils.loads(
+                exec_properties.get(standard_component_specs.EXCLUDE_SPLITS_KEY, "null")
+            )
+            or []
+        )
+        statistics = artifact_utils.get_single_instance(
+            input_dict[standard_component_specs.STATISTICS_KEY]
+        )
+        splits = [
+            s for s in artifact_utils.decode_split_names(statistics.split_names) if s not in exclude
+        ]
+        anomalies_artifact = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.ANOMALIES_KEY]
+        )
+        anomalies_artifact.split_names = artifact_utils.encode_split_names(splits)
+        anomalies_artifact.span = statistics.span
+        schema = io_utils.SchemaReader().read(
+            io_utils.get_only_uri_in_dir(
+                artifact_utils.get_single_uri(input_dict[standard_component_specs.SCHEMA_KEY])
+            )
+        )
+        custom_validation = exec_properties.get(
+            standard_component_specs.CUSTOM_VALIDATION_CONFIG_KEY
+        )
+        report: list[str] = []
+        blessed: dict[str, int] = {}
+        for split in splits:
+            environment = environment_for(split, schema)
+            stats = stats_artifact_utils.load_statistics(statistics, split).proto()
+            anomalies = tfdv.validate_statistics(
+                statistics=stats,
+                schema=schema,
+                environment=environment,
+                custom_validation_config=custom_validation,
+            )
+            path = os.path.join(
+                artifact_utils.get_split_uri([anomalies_artifact], split),
+                example_validator_executor.DEFAULT_FILE_NAME,
+            )
+            writer_utils.write_anomalies(path, anomalies)
+            lines = describe_anomalies(anomalies)
+            blessed[split] = (
+                example_validator_executor.NOT_BLESSED_VALUE
+                if lines
+                else example_validator_executor.BLESSED_VALUE
+            )
+            logging.info(
+                "Split %s validated in environment %s: %d anomalies (%s).",
+                split,
+                environment,
+                len(lines),
+                path,
+            )
+            if lines:
+                report.append(f"split {split!r}, environment {environment} ({path}):")
+                report.extend(f"  {line}" for line in lines)
+        anomalies_artifact.set_json_value_custom_property(
+            example_validator_executor.ARTIFACT_PROPERTY_BLESSED_KEY, blessed
+        )
+        if report:
+            raise DataAnomaliesError(
+                "the examples do not match the schema (TFDV anomalies):\n" + "\n".join(report)
+            )
+
+
+class StrictExampleValidator(example_validator_component.ExampleValidator):
+    """``ExampleValidator`` that validates per environment and fails on anomalies."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

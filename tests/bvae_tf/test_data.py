@@ -1,0 +1,117 @@
+"""Release-format reader and tf.data pipelines."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bvae_tf import data as D
+from bvae_tf import features as F
+
+pytestmark = pytest.mark.unit
+
+
+def _write_release(folder, files):
+    for name, pairs in files.items():
+        (folder / name).write_text("".join(f"{u} {i}\n" for u, i in pairs))
+
+
+@pytest.fixture
+def release(tmp_path):
+    _write_release(
+        tmp_path,
+        {
+            "target_train": [(1, 1), (1, 2), (2, 3), (2, 3)],
+            "target_valid": [(1, 4)],
+            "target_test": [(3, 5)],
+            "click_train": [(1, 3), (3, 1), (3, 2)],
+            "click_valid": [],
+            "click_test": [(2, 6)],
+            "cart_train": [],
+            "cart_test": [(4, 6)],
+            "unrelated.txt": [(9, 9)],
+        },
+    )
+    return tmp_path
+
+
+def test_load_release_maps_names_ids_and_skips_empty_train(release):
+    data = D.load_release(release)
+    assert data.behaviors == (F.PURCHASE, F.CLICK)  # cart has no train data
+    assert (data.num_users, data.num_items) == (4, 6)
+    purchase = data.matrix(F.TRAIN, F.PURCHASE)
+    assert purchase.shape == (4, 6)
+    assert purchase.toarray()[1].tolist() == [0, 0, 1, 0, 0, 0]  # duplicate kept once
+    assert data.matrix(F.EVAL, F.PURCHASE)[0, 3] == 1.0
+    assert data.matrix(F.TEST, F.CART)[3, 5] == 1.0
+    assert data.train_users().tolist() == [0, 1, 2]
+    assert data.split_users(F.TEST).tolist() == [1, 2]
+
+
+def test_load_release_explicit_behaviors_and_errors(release, tmp_path_factory):
+    data = D.load_release(release, behaviors=[F.CLICK, F.CART])
+    assert data.behaviors == (F.CLICK, F.CART)
+    with pytest.raises(ValueError, match="favorite"):
+        D.load_release(release, behaviors=[F.FAVORITE])
+    empty = tmp_path_factory.mktemp("empty")
+    with pytest.raises(ValueError, match="no release files"):
+        D.load_release(empty)
+    with pytest.raises(ValueError, match="does not exist"):
+        D.load_release(empty / "missing")
+    bad = tmp_path_factory.mktemp("bad")
+    (bad / "target_train").write_text("1 2 3\n")
+    with pytest.raises(ValueError, match="pairs"):
+        D.load_release(bad)
+    (bad / "target_train").write_text("0 2\n")
+    with pytest.raises(ValueError, match="1-based"):
+        D.load_release(bad)
+    with pytest.raises(ValueError, match="split"):
+        data.matrix("holdout", F.CLICK)
+
+
+def test_train_dataset_yields_sparse_rows_of_every_user_once(tiny_data):
+    ds = D.train_dataset(tiny_data, batch_size=5, seed=1)
+    spec = ds.element_spec
+    assert set(spec) == {F.items_key(b) for b in tiny_data.behaviors}
+    assert all(isinstance(s, tf.SparseTensorSpec) and s.dtype == tf.int64 for s in spec.values())
+    seen = []
+    rebuilt = {b: np.zeros((tiny_data.num_users, tiny_data.num_items)) for b in tiny_data.behaviors}
+    users = tiny_data.train_users()
+    order = []
+    for batch in ds:
+        n = int(batch[F.items_key("purchase")].dense_shape[0])
+        order.append(n)
+        seen.append(batch)
+    assert sum(order) == len(users)
+
+    # Reshuffled each epoch but repeatable with the same seed.
+    def epochs(dataset, n=2):
+        return [
+            [b[F.items_key("click")].values.numpy().tolist() for b in dataset] for _ in range(n)
+        ]
+
+    first = epochs(D.train_dataset(tiny_data, batch_size=5, seed=1))
+    assert first == epochs(D.train_dataset(tiny_data, batch_size=5, seed=1))
+    assert first[0] != first[1]
+    unshuffled = D.train_dataset(tiny_data, batch_size=100, shuffle=False)
+    batch = next(iter(unshuffled))
+    for b in tiny_data.behaviors:
+        st = batch[F.items_key(b)]
+        rows = users[st.indices.numpy()[:, 0]]
+        rebuilt[b][rows, st.values.numpy()] = 1.0
+        np.testing.assert_array_equal(
+            rebuilt[b][users], tiny_data.matrix(F.TRAIN, b).toarray()[users]
+        )
+
+
+def test_eval_dataset_has_inputs_and_targets(tiny_data):
+    ds = D.eval_dataset(tiny_data, F.TEST, batch_size=100)
+    batch = next(iter(ds))
+    users = tiny_data.split_users(F.TEST)
+    for b in tiny_data.behaviors:
+        held = batch[F.heldout_key(b)]
+        dense = np.zeros((len(users), tiny_data.num_items))
+        dense[held.indices.numpy()[:, 0], held.values.numpy()] = 1
+        np.testing.assert_array_equal(dense, tiny_data.matrix(F.TEST, b).toarray()[users])
+        assert F.items_key(b) in batch
+    with pytest.raises(ValueError, match="batch_size"):
+        D.eval_dataset(tiny_data, F.TEST, batch_size=0)

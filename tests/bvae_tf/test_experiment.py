@@ -1,0 +1,128 @@
+"""The experiment CLI end to end on a tiny release-format dataset."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bvae_tf import experiment
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def release_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "release"
+    folder.mkdir()
+    for prefix in ("target", "click", "favourite"):
+        for suffix, density in (("train", 0.3), ("valid", 0.06), ("test", 0.06)):
+            pairs = np.argwhere(rng.random((20, 25)) < density) + 1
+            (folder / f"{prefix}_{suffix}").write_text("".join(f"{u} {i}\n" for u, i in pairs))
+    (folder / "cart_train").write_text("")
+    return folder
+
+
+def _run(release_dir, out, *extra):
+    argv = [
+        "--data",
+        str(release_dir),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--patience",
+        "1",
+        "--latent-dim",
+        "4",
+        "--batch-size",
+        "8",
+        "--no-optimizer-jit",
+        *extra,
+    ]
+    assert experiment.main(argv) == 0
+
+
+def test_bvae_two_seeds_json_and_paper_layout_markdown(release_dir, tmp_path):
+    _run(
+        release_dir,
+        tmp_path,
+        "--model",
+        "bvae",
+        "--seeds",
+        "2",
+        "--paper-protocol",
+        "--gate-mode",
+        "reference",
+        "--name",
+        "ref",
+    )
+    result = json.loads((tmp_path / "ref.json").read_text())
+    assert result["behaviors"] == ["purchase", "click", "favorite"]
+    assert [r["seed"] for r in result["runs"]] == [0, 1]
+    assert result["method"] == "BVAE (gates=reference)"
+    for protocol in ("honest", "paper"):
+        summary = result["summary"][protocol]
+        mean, std = summary["click"]["ndcg@5"]
+        assert 0.0 <= mean <= 1.0 and std >= 0.0
+    assert result["runs"][0]["config"]["gate_mode"] == "reference"
+    table = (tmp_path / "ref.md").read_text()
+    assert "| Behavior | Method | Prec@5 | Rec@5 | NDCG@5 | HR@5 |" in table
+    assert "| favorite | BVAE (gates=reference) |" in table
+    assert "paper protocol" in table and "honest protocol" in table
+    # Files of the same method are pooled (seeds run in separate invocations).
+    pooled = tmp_path / "pooled.md"
+    experiment.main(
+        [
+            "--combine",
+            str(tmp_path / "ref.json"),
+            str(tmp_path / "ref.json"),
+            "--markdown",
+            str(pooled),
+            "--protocols",
+            "valid",
+        ]
+    )
+    text = pooled.read_text()
+    assert "seeds per method: [4]" in text and "validation split" in text
+
+
+def test_baselines_and_combined_table(release_dir, tmp_path):
+    _run(
+        release_dir,
+        tmp_path,
+        "--model",
+        "vae_t",
+        "--seeds",
+        "1",
+        "--behaviors",
+        "purchase",
+        "click",
+    )
+    _run(release_dir, tmp_path, "--model", "vae_u", "--seeds", "1")
+    vae_t = json.loads((tmp_path / "vae_t.json").read_text())
+    assert set(vae_t["runs"][0]["honest"]) == {"purchase", "click"}
+    assert [p["config"]["behaviors"] for p in vae_t["runs"][0]["parts"]] == [
+        ["purchase"],
+        ["click"],
+    ]
+    vae_u = json.loads((tmp_path / "vae_u.json").read_text())
+    assert vae_u["runs"][0]["config"]["variant"] == "union_vae"
+    md = tmp_path / "all.md"
+    experiment.main(
+        [
+            "--combine",
+            str(tmp_path / "vae_t.json"),
+            str(tmp_path / "vae_u.json"),
+            "--markdown",
+            str(md),
+        ]
+    )
+    text = md.read_text()
+    assert "| purchase | VAE (T.) |" in text and "| purchase | VAE (U.) |" in text
+    assert "| favorite | VAE (U.) |" in text
+
+
+def test_cli_rejects_missing_data(capsys):
+    with pytest.raises(SystemExit):
+        experiment.main([])

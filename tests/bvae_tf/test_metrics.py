@@ -1,0 +1,206 @@
+"""Ranking metrics: hand-worked values, tie-breaking, exclusions, independent checks."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from bvae_tf import metrics as M
+
+pytestmark = pytest.mark.unit
+
+
+def _csr(rows_of_items, m):
+    rows = [r for r, items in enumerate(rows_of_items) for _ in items]
+    cols = [c for items in rows_of_items for c in items]
+    return sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(rows_of_items), m))
+
+
+def test_recall_is_hits_over_heldout():
+    # K=20, 50 held-out items, 10 of them at ranks 1..10, the rest below the top 20.
+    ranks = np.concatenate([np.arange(1, 11), np.full(40, np.inf)])
+    out = M.metrics_from_ranks(np.zeros(50, int), ranks, np.array([50]), ks=(20,))
+    assert out["recall@20"][0] == pytest.approx(10 / 50)  # 0.2
+    assert out["precision@20"][0] == pytest.approx(10 / 20)
+    assert out["hit_rate@20"][0] == 1.0
+
+
+def test_idcg_over_min_k_and_heldout():
+    # 5 held-out, K=10, one hit at rank 1: DCG = 1,
+    # IDCG = 1 + 1/log2(3) + 1/log2(4) + 1/log2(5) + 1/log2(6) = 2.9485 -> 0.3391.
+    ranks = np.array([1.0, np.inf, np.inf, np.inf, np.inf])
+    out = M.metrics_from_ranks(np.zeros(5, int), ranks, np.array([5]), ks=(10,))
+    assert out["ndcg@10"][0] == pytest.approx(0.3391, abs=1e-4)
+
+
+def test_hand_worked_scores():
+    # Scores of 6 items; item 0 is a train item (excluded), items 2 and 4 are held out.
+    # Ranking without item 0: 1 (0.8), 2 (0.7), 3 (0.5), 4 (0.4), 5 (0.1).
+    scores = np.array([[0.9, 0.8, 0.7, 0.5, 0.4, 0.1]], np.float32)
+    result = M.ranking_metrics(scores, _csr([[2, 4]], 6), _csr([[0]], 6), ks=(2, 5))
+    # @2: hit at rank 2 -> P = 1/2, R = 1/2, NDCG = (1/log2 3) / (1 + 1/log2 3).
+    assert result.metrics["precision@2"] == pytest.approx(0.5)
+    assert result.metrics["recall@2"] == pytest.approx(0.5)
+    assert result.metrics["ndcg@2"] == pytest.approx(0.63093 / 1.63093, abs=1e-5)
+    # @5: hits at ranks 2 and 4 -> NDCG = (1/log2 3 + 1/log2 5) / (1 + 1/log2 3).
+    assert result.metrics["ndcg@5"] == pytest.approx((0.63093 + 0.43068) / 1.63093, abs=1e-5)
+    assert result.metrics["hit_rate@5"] == 1.0
+
+
+def test_excluded_top_item_is_removed_before_top_k():
+    # The train item has the top score; the held-out item is second: after exclusion
+    # it is ranked first. Without exclusion it would be second.
+    scores = np.array([[5.0, 4.0, 1.0, 0.0]], np.float32)
+    excluded = M.ranking_metrics(scores, _csr([[1]], 4), _csr([[0]], 4), ks=(1,))
+    assert excluded.metrics["hit_rate@1"] == 1.0
+    assert excluded.metrics["ndcg@1"] == 1.0
+    not_excluded = M.ranking_metrics(scores, _csr([[1]], 4), None, ks=(1,))
+    assert not_excluded.metrics["hit_rate@1"] == 0.0
+
+
+def test_excluded_heldout_item_counts_but_never_hits():
+    scores = np.array([[5.0, 4.0, 1.0, 0.0]], np.float32)
+    result = M.ranking_metrics(scores, _csr([[0, 1]], 4), _csr([[0]], 4), ks=(1,))
+    assert result.metrics["recall@1"] == pytest.approx(0.5)
+
+
+def test_ties_never_favour_the_model():
+    scores = np.zeros((3, 50), np.float32)
+    heldout = _csr([[0, 1, 2], [49], [0]], 50)
+    result = M.ranking_metrics(scores, heldout, ks=M.DEFAULT_KS)
+    for key, value in result.metrics.items():
+        assert value == 0.0, key
+    rows, ranks = M.heldout_ranks(scores, heldout)
+    # The held-out items come after the 47 (resp. 49) tied non-held-out items.
+    assert sorted(ranks[rows == 0]) == [48, 49, 50]
+    assert list(ranks[rows == 1]) == [50]
+
+
+def test_tie_break_is_deterministic_and_partial_ties_are_pessimistic():
+    # Item 1 (held out) ties with item 2 (not held out): the held-out item goes second.
+    scores = np.array([[3.0, 2.0, 2.0, 1.0]], np.float32)
+    _, ranks = M.heldout_ranks(scores, _csr([[1]], 4))
+    assert list(ranks) == [3.0]
+    # Two tied held-out items take consecutive ranks in item order.
+    _, ranks = M.heldout_ranks(scores, _csr([[1, 2]], 4))
+    assert list(ranks) == [2.0, 3.0]
+
+
+def test_nan_scores_are_misses_and_rank_above_heldout():
+    scores = np.array([[np.nan, 1.0, 0.5, np.nan]], np.float32)
+    _, ranks = M.heldout_ranks(scores, _csr([[1, 3]], 4))
+    assert list(ranks) == [3.0, np.inf]  # two NaN items count as +inf; item 3 is a miss
+
+
+def test_users_without_heldout_are_counted_and_never_nan():
+    scores = np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)
+    result = M.ranking_metrics(scores, _csr([[1], [], [2, 3], []], 10))
+    assert result.num_users == 2 and result.num_excluded == 2
+    assert all(math.isfinite(v) for v in result.metrics.values())
+    empty = M.ranking_metrics(scores, _csr([[], [], [], []], 10))
+    assert empty.num_users == 0 and all(v == 0.0 for v in empty.metrics.values())
+
+
+def test_unknown_heldout_ids_count_in_denominators():
+    scores = np.array([[3.0, 2.0, 1.0]], np.float32)
+    # One known held-out item at rank 1 plus 3 unknown ids: |H| = 4.
+    result = M.ranking_metrics(scores, _csr([[0]], 3), ks=(5,), num_unknown=np.array([3]))
+    assert result.metrics["recall@5"] == pytest.approx(0.25)
+    idcg = sum(1 / math.log2(r + 1) for r in range(1, 5))
+    assert result.metrics["ndcg@5"] == pytest.approx(1 / idcg)
+
+
+def test_bad_ks_rejected():
+    with pytest.raises(ValueError, match="ks"):
+        M.metrics_from_ranks(np.zeros(0, int), np.zeros(0), np.zeros(1, int), ks=(0,))
+
+
+def _independent(scores, heldout, excluded, k):
+    """Textbook metrics by sorting every row: (-score, held-out last, item index)."""
+    n, m = scores.shape
+    totals = {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "hit_rate": 0.0}
+    users = 0
+    for u in range(n):
+        relevant = set(heldout[u].indices.tolist())
+        if not relevant:
+            continue
+        users += 1
+        banned = set(excluded[u].indices.tolist()) if excluded is not None else set()
+        items = [i for i in range(m) if i not in banned]
+        ranked = sorted(items, key=lambda i: (-scores[u, i], i in relevant, i))
+        gains = [1.0 if i in relevant else 0.0 for i in ranked[:k]]
+        dcg = sum(g / math.log2(r + 2) for r, g in enumerate(gains))
+        idcg = sum(1 / math.log2(r + 2) for r in range(min(k, len(relevant))))
+        hits = sum(gains)
+        totals["precision"] += hits / k
+        totals["recall"] += hits / len(relevant)
+        totals["ndcg"] += dcg / idcg
+        totals["hit_rate"] += float(hits > 0)
+    return {key: value / users for key, value in totals.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_independent_sort_on_random_data_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    n, m = 40, 60
+    # Few distinct values -> many ties.
+    scores = rng.integers(0, 6, size=(n, m)).astype(np.float32)
+    heldout = sp.random(n, m, density=0.08, random_state=seed, format="csr")
+    excluded = sp.random(n, m, density=0.1, random_state=seed + 100, format="csr")
+    excluded = excluded - excluded.multiply(heldout > 0)
+    excluded.eliminate_zeros()
+    result = M.ranking_metrics(scores, heldout, excluded, ks=(1, 5, 10))
+    for k in (1, 5, 10):
+        expected = _independent(scores, heldout, excluded, k)
+        for name, value in expected.items():
+            assert result.metrics[f"{name}@{k}"] == pytest.approx(value, abs=1e-12), (name, k)
+
+
+def test_ndcg_matches_sklearn_without_ties():
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(30, 25))
+    relevance = (rng.random((30, 25)) < 0.15).astype(float)
+    relevance[relevance.sum(axis=1) == 0, 0] = 1.0
+    result = M.ranking_metrics(scores, sp.csr_matrix(relevance), ks=(5,))
+    expected = np.mean([ndcg_score(relevance[[u]], scores[[u]], k=5) for u in range(30)])
+    assert result.metrics["ndcg@5"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_tensorflow_ranks_equal_numpy_ranks():
+    import tensorflow as tf
+
+    from bvae_tf import layers as L
+
+    rng = np.random.default_rng(7)
+    n, m = 25, 40
+    scores = rng.integers(0, 4, size=(n, m)).astype(np.float32)
+    scores[3, 5] = np.nan
+    scores[4, :] = np.nan
+    heldout = sp.random(n, m, density=0.15, random_state=1, format="lil")
+    heldout[3, 5] = 1.0
+    heldout = heldout.tocsr()
+    excluded = sp.random(n, m, density=0.2, random_state=2, format="csr")
+    rows, ranks = M.heldout_ranks(scores, heldout, excluded)
+
+    def rows_of(matrix):
+        coo = sp.csr_matrix(matrix).tocoo()
+        return L.SparseRows(
+            tf.constant(coo.row, tf.int64), tf.constant(coo.col, tf.int64), tf.constant(n, tf.int64)
+        )
+
+    max_k = 15
+    tf_rows, tf_ranks = M.candidate_ranks(
+        tf.constant(scores), rows_of(excluded), rows_of(heldout), max_k
+    )
+    # Same multiset of ranks <= max_k per user (ranks above max_k may be omitted).
+    expected = sorted((int(r), int(k)) for r, k in zip(rows, ranks, strict=True) if k <= max_k)
+    got = sorted(
+        (int(r), int(k))
+        for r, k in zip(tf_rows.numpy(), tf_ranks.numpy(), strict=True)
+        if k <= max_k
+    )
+    assert got == expected
+    assert len(expected) > 30

@@ -1,0 +1,458 @@
+"""BVAE model: equations, gates, ablations, Mult-VAE reduction, top-K, serialization."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bvae_tf import features as F
+from bvae_tf import layers as L
+from bvae_tf import losses
+from bvae_tf import model as Mo
+
+from .conftest import BEHAVIORS, NUM_ITEMS, sparse_batch
+
+pytestmark = pytest.mark.unit
+
+
+def _config(**overrides):
+    values = dict(behaviors=BEHAVIORS, num_items=NUM_ITEMS, latent_dim=8)
+    values.update(overrides)
+    return Mo.BVAEConfig(**values)
+
+
+def _model(batch, **overrides):
+    model = Mo.build_model(_config(**overrides), optimizer_jit_compile=False)
+    model(batch)
+    return model
+
+
+def _dense(batch, key):
+    sp_tensor = batch[key]
+    dense = np.zeros((int(sp_tensor.dense_shape[0]), NUM_ITEMS), np.float32)
+    dense[sp_tensor.indices.numpy()[:, 0], sp_tensor.values.numpy()] = 1.0
+    return dense
+
+
+def _normalised(x):
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _numpy_forward(model, batch):
+    """Eq. 1-10 on dense multi-hot rows (evaluation: eps = 0, no dropout)."""
+    cfg = model.bvae_config
+    xs = {b: _dense(batch, F.items_key(b)) for b in cfg.behaviors}
+    union = np.clip(sum(xs.values()), 0, 1)
+    w, b = (v.numpy() for v in model.mean_encoder.weights)
+    mu0 = _normalised(union) @ w + b
+    mus = []
+    for f in model.filters:
+        kernel, bias = (v.numpy() for v in f.weights)
+        logits = mu0 @ kernel + bias
+        if f.mode == "reference":
+            gate = np.exp(logits - logits.max(-1, keepdims=True))
+            gate /= gate.sum(-1, keepdims=True)
+        else:
+            gate = 2.0 / (1.0 + np.exp(-logits))
+        mus.append(gate * mu0)
+    mus = mus or [mu0] * len(cfg.tasks)
+    z_hat = []
+    for fuse in model.fusions:
+        kernel, bias = (v.numpy() for v in fuse.weights)
+        a = np.stack([z @ kernel + bias for z in mus], axis=1)  # [B, c, 1]
+        if fuse.mode == "reference":
+            g = np.ones_like(a)
+        else:
+            g = np.exp(a - a.max(1, keepdims=True))
+            g = g / g.sum(1, keepdims=True) * len(mus)
+        z_hat.append((g * np.stack(mus, axis=1)).sum(1))
+    z_hat = z_hat or mus
+    out = []
+    for z, dec in zip(z_hat, model.decoders, strict=True):
+        e, bias = (v.numpy() for v in dec.weights)
+        out.append(z @ e.T + bias)
+    return out
+
+
+@pytest.mark.parametrize("gate_mode", ["reference", "gated"])
+def test_forward_matches_dense_equations(tiny_batch, gate_mode):
+    model = _model(tiny_batch, gate_mode=gate_mode)
+    # Make the gated reading non-trivial before comparing.
+    rng = np.random.default_rng(0)
+    for layer in model.filters + model.fusions:
+        for v in layer.weights:
+            v.assign(rng.normal(scale=0.3, size=v.shape))
+    logits = model(tiny_batch)
+    expected = _numpy_forward(model, tiny_batch)
+    for b, e in zip(BEHAVIORS, expected, strict=True):
+        assert logits[b].shape == (tiny_batch[F.items_key(b)].dense_shape[0], NUM_ITEMS)
+        assert logits[b].dtype == tf.float32
+        np.testing.assert_allclose(logits[b].numpy(), e, rtol=1e-4, atol=1e-5)
+
+
+def test_reference_gates_are_identity_and_sum(tiny_batch):
+    model = _model(tiny_batch, gate_mode="reference")
+    rng = np.random.default_rng(1)
+    for layer in model.filters + model.fusions:
+        for v in layer.weights:
+            v.assign(rng.normal(size=v.shape))
+    enc = model.encode(tiny_batch)
+    mu = [enc["mu"][b].numpy() for b in BEHAVIORS]
+    for m in mu[1:]:
+        np.testing.assert_array_equal(m, mu[0])  # GFF: softmax over one logit = 1
+    for b in BEHAVIORS:
+        np.testing.assert_allclose(enc["z_hat"][b].numpy(), 3 * mu[0], rtol=1e-6)  # TFF sum
+
+
+def test_gated_reading_starts_at_reference_and_is_not_degenerate(tiny_batch):
+    ref = _model(tiny_batch, gate_mode="reference")
+    gated = _model(tiny_batch, gate_mode="gated")
+    for a, b in zip(
+        [ref.mean_encoder, *ref.std_encoders, *ref.decoders],
+        [gated.mean_encoder, *gated.std_encoders, *gated.decoders],
+        strict=True,
+    ):
+        b.set_weights(a.get_weights())
+    for b in BEHAVIORS:
+        np.testing.assert_allclose(ref(tiny_batch)[b], gated(tiny_batch)[b], rtol=1e-5, atol=1e-6)
+    gated.filters[0].bias.assign(tf.fill(gated.filters[0].bias.shape, -2.0))
+    gated.fusions[1].kernel.assign(tf.random.normal(gated.fusions[1].kernel.shape, seed=1))
+    changed = gated(tiny_batch)
+    assert not np.allclose(changed["purchase"], ref(tiny_batch)["purchase"])
+    assert not np.allclose(changed["click"], ref(tiny_batch)["click"])
+
+
+def test_empty_rows_give_finite_outputs_loss_and_gradients(tiny_data):
+    # Users 0 (no items at all) and 1 (no clicks) only.
+    batch = sparse_batch(
+        {F.items_key(b): tiny_data.matrix(F.TRAIN, b) for b in BEHAVIORS}, rows=[0, 1]
+    )
+    model = _model(batch)
+    logits = model(batch)
+    assert all(np.isfinite(v.numpy()).all() for v in logits.values())
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(batch, training=True)
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert np.isfinite(loss.numpy())
+    for g in grads:
+        if g is not None:
+            values = g.values if isinstance(g, tf.IndexedSlices) else g
+            assert np.isfinite(values.numpy()).all()
+
+
+def test_single_behavior_is_mult_vae(tiny_data):
+    """c = 1: no gates, no SDWL; loss = mean(NLL) + beta * mean(KL) as Mult-VAE."""
+    b = "purchase"
+    batch = sparse_batch({F.items_key(b): tiny_data.matrix(F.TRAIN, b)})
+    model = Mo.build_model(
+        Mo.BVAEConfig(behaviors=(b,), num_items=NUM_ITEMS, latent_dim=8, anneal_steps=0)
+    )
+    model(batch)
+    assert not model.filters and not model.fusions and len(model.std_encoders) == 1
+    x = _dense(batch, F.items_key(b))
+    w_mu, b_mu = (v.numpy() for v in model.mean_encoder.weights)
+    w_lv, b_lv = (v.numpy() for v in model.std_encoders[0].weights)
+    e, bias = (v.numpy() for v in model.decoders[0].weights)
+    # Mult-VAE: one encoder m -> 2d on the normalised row, linear decoder.
+    h = _normalised(x) @ np.concatenate([w_mu, w_lv], 1) + np.concatenate([b_mu, b_lv])
+    mu, logvar = h[:, :8], h[:, 8:]
+    logits = mu @ e.T + bias
+    log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    nll = -(log_softmax * x).sum(1)
+    kl = 0.5 * (-logvar + np.exp(logvar) + mu**2 - 1).sum(1)
+    expected = nll.mean() + 0.2 * kl.mean()
+    np.testing.assert_allclose(model(batch)[b].numpy(), logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.compute_loss(batch).numpy(), expected, rtol=1e-5)
+
+
+def test_training_mode_uses_shared_dropout_mask_for_single_behavior(tiny_data):
+    b = "click"
+    batch = sparse_batch({F.items_key(b): tiny_data.matrix(F.TRAIN, b)})
+    model = Mo.build_model(Mo.BVAEConfig(behaviors=(b,), num_items=NUM_ITEMS, latent_dim=4))
+    model(batch)
+    first = model(batch, training=True)[b].numpy()
+    again = model(batch, training=True)[b].numpy()
+    np.testing.assert_array_equal(first, again)  # seeded by (seed, step)
+    model.anneal_step.assign_add(1)
+    assert not np.allclose(model(batch, training=True)[b].numpy(), first)
+
+
+def test_ablation_switches(tiny_batch):
+    base = _model(tiny_batch)
+    assert len(base.std_encoders) == 3 and len(base.filters) == 3 and len(base.fusions) == 3
+    no_base = _model(tiny_batch, use_base=False)
+    assert len(no_base.std_encoders) == 1
+    enc = no_base.encode(tiny_batch)
+    np.testing.assert_array_equal(enc["logvar"]["purchase"], enc["logvar"]["click"])
+    assert not _model(tiny_batch, use_gff=False).filters
+    assert not _model(tiny_batch, use_tff=False).fusions
+    no_sdwl = _model(tiny_batch, use_sdwl=False)
+    no_sdwl.compute_loss(tiny_batch)
+    assert no_sdwl.metrics[2].name == "purchase_nll"
+    weights = {m.name: float(m.result()) for m in no_sdwl.metrics}
+    assert weights["purchase_sdwl_weight"] == 1.0
+    with_sdwl = _model(tiny_batch)
+    with_sdwl.compute_loss(tiny_batch)
+    weights = {m.name: float(m.result()) for m in with_sdwl.metrics}
+    assert weights["purchase_sdwl_weight"] != 1.0
+
+
+def test_union_vae_scores_every_behavior_with_one_decoder(tiny_batch):
+    model = _model(tiny_batch, variant="union_vae")
+    assert len(model.decoders) == 1 and not model.filters and not model.fusions
+    logits = model(tiny_batch)
+    np.testing.assert_array_equal(logits["purchase"], logits["favorite"])
+    recs = model.recommend(tiny_batch, k=5)
+    # Exclusions differ per behavior even though the scores are shared.
+    assert set(recs) == set(BEHAVIORS)
+
+
+def test_fit_reduces_loss_and_counts_steps(tiny_data):
+    from bvae_tf import data as D
+
+    model = Mo.build_model(_config(learning_rate=1e-2, dropout=0.0), optimizer_jit_compile=False)
+    ds = D.train_dataset(tiny_data, batch_size=8, seed=0)
+    history = model.fit(ds, epochs=5, verbose=0).history["loss"]
+    assert history[-1] < history[0]
+    assert int(model.anneal_step.numpy()) == 5 * 3  # 24 users / batch 8 = 3 steps
+    assert float(model.beta()) == pytest.approx(0.2 * 15 / 200_000)
+
+
+def test_same_seed_same_weights_and_noise(tiny_batch):
+    a, b = _model(tiny_batch, seed=3), _model(tiny_batch, seed=3)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(
+        a(tiny_batch, training=True)["click"], b(tiny_batch, training=True)["click"]
+    )
+    c = _model(tiny_batch, seed=4)
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+
+
+def test_recommend_equals_argsort_with_exclusions(tiny_batch):
+    model = _model(tiny_batch, gate_mode="gated")
+    logits = model(tiny_batch)
+    recs = model.recommend(tiny_batch, k=7)
+    for b in BEHAVIORS:
+        scores, items = (t.numpy() for t in recs[b])
+        assert scores.dtype == np.float32 and items.dtype == np.int64
+        masked = logits[b].numpy().copy()
+        sp_tensor = tiny_batch[F.items_key(b)]
+        masked[sp_tensor.indices.numpy()[:, 0], sp_tensor.values.numpy()] = -np.inf
+        expected = np.argsort(-masked, axis=1, kind="stable")[:, :7]
+        np.testing.assert_array_equal(items, expected)
+        np.testing.assert_array_equal(scores, np.take_along_axis(masked, expected, 1))
+        for u in range(items.shape[0]):
+            seen = set(sp_tensor.values.numpy()[sp_tensor.indices.numpy()[:, 0] == u])
+            assert not seen & set(items[u])
+
+
+def test_recommend_in_serving_function_batch_one_and_zero(tiny_batch):
+    model = _model(tiny_batch)
+    spec = {F.items_key(b): tf.SparseTensorSpec([None, None], tf.int64) for b in BEHAVIORS}
+
+    @tf.function(input_signature=[spec])
+    def serve(features):
+        out = {}
+        for b, (scores, items) in model.recommend(features, k=4).items():
+            out[F.scores_output(b)] = scores
+            out[F.item_ids_output(b)] = items
+        return out
+
+    one = serve(
+        {k: tf.sparse.slice(v, [2, 0], [1, v.dense_shape[1]]) for k, v in tiny_batch.items()}
+    )
+    full = model.recommend(tiny_batch, k=4)
+    for b in BEHAVIORS:
+        assert one[F.item_ids_output(b)].shape == (1, 4)
+        np.testing.assert_array_equal(one[F.item_ids_output(b)][0], full[b][1][2])
+    empty = {
+        k: tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.int64), [0, 0])
+        for k in tiny_batch
+    }
+    zero = serve(empty)
+    assert zero[F.scores_output("click")].shape == (0, 4)
+
+
+def test_recommend_rejects_bad_k(tiny_batch):
+    model = _model(tiny_batch)
+    with pytest.raises(ValueError, match="k must be"):
+        model.recommend(tiny_batch, k=NUM_ITEMS + 1)
+
+
+def test_keras_saved_model_round_trip(tiny_batch, tmp_path):
+    model = _model(tiny_batch, gate_mode="gated")
+    for layer in model.filters:
+        layer.bias.assign(tf.fill(layer.bias.shape, 0.5))
+    model.save(tmp_path / "model", save_traces=False)
+    loaded = tf.keras.models.load_model(tmp_path / "model")
+    assert isinstance(loaded, Mo.BVAE)
+    assert loaded.bvae_config == model.bvae_config
+    before, after = model(tiny_batch), loaded(tiny_batch)
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(before[b].numpy(), after[b].numpy())
+    np.testing.assert_array_equal(
+        model.recommend(tiny_batch, 5)["click"][1], loaded.recommend(tiny_batch, 5)["click"][1]
+    )
+
+
+def test_tf_saved_model_function_round_trip(tiny_batch, tmp_path):
+    model = _model(tiny_batch)
+    spec = {F.items_key(b): tf.SparseTensorSpec([None, None], tf.int64) for b in BEHAVIORS}
+    module = tf.Module()
+    module.model = model
+    module.scores = tf.function(model.call, input_signature=[spec])
+    module.top_k = tf.function(
+        lambda features: model.recommend(features, 3), input_signature=[spec]
+    )
+    tf.saved_model.save(module, str(tmp_path / "sm"))
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    reference, restored = model(tiny_batch), loaded.scores(tiny_batch)
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(reference[b].numpy(), restored[b].numpy())
+    np.testing.assert_array_equal(
+        loaded.top_k(tiny_batch)["favorite"][1], model.recommend(tiny_batch, 3)["favorite"][1]
+    )
+
+
+def test_config_round_trip_and_validation():
+    cfg = _config(gate_mode="reference", logvar_range=(-5, 5))
+    assert Mo.BVAEConfig.from_dict(cfg.to_dict()) == cfg
+    assert Mo.BVAE.from_config(Mo.BVAE(cfg).get_config()).bvae_config == cfg
+    with pytest.raises(ValueError, match="gate_mode"):
+        _config(gate_mode="softmax")
+    with pytest.raises(ValueError, match="dropout"):
+        _config(dropout=1.0)
+    with pytest.raises(ValueError, match="unknown BVAEConfig keys"):
+        Mo.BVAEConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="behavior"):
+        _config(behaviors=("a", "a"))
+    ref = Mo.reference_config(BEHAVIORS, NUM_ITEMS)
+    assert (ref.gate_mode, ref.sdwl_form, ref.beta_schedule) == ("reference",) * 3
+
+
+def test_input_validation(tiny_batch):
+    model = _model(tiny_batch)
+    with pytest.raises(ValueError, match="lacks features"):
+        model({F.items_key("purchase"): tiny_batch[F.items_key("purchase")]})
+    with pytest.raises(ValueError, match="SparseTensor"):
+        model({k: tf.sparse.to_dense(v) for k, v in tiny_batch.items()})
+    bad = dict(tiny_batch)
+    bad[F.items_key("click")] = tf.SparseTensor(
+        [[0, 0]], tf.constant([NUM_ITEMS], tf.int64), [1, 1]
+    )
+    bad = {
+        k: (v if k == F.items_key("click") else tf.sparse.slice(v, [0, 0], [1, 100]))
+        for k, v in bad.items()
+    }
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_items"):
+        model(bad)
+
+
+def test_ragged_input_equals_sparse_input(tiny_batch):
+    model = _model(tiny_batch)
+    ragged = {k: tf.RaggedTensor.from_sparse(v) for k, v in tiny_batch.items()}
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(model(ragged)[b], model(tiny_batch)[b])
+
+
+def test_mixed_float16_trains_with_loss_scaling(tiny_data):
+    from bvae_tf import data as D
+
+    model = Mo.build_model(_config(precision="mixed_float16"), optimizer_jit_compile=False)
+    assert isinstance(model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+    history = model.fit(D.train_dataset(tiny_data, batch_size=12), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.decoders[0].item_embeddings.dtype == tf.float32
+
+
+def test_mixed_bfloat16_outputs_float32(tiny_batch):
+    model = _model(tiny_batch, precision="mixed_bfloat16")
+    assert model(tiny_batch)["click"].dtype == tf.float32
+    assert np.isfinite(model.compute_loss(tiny_batch, training=True).numpy())
+
+
+def test_xla_loss_and_gradients_match_plain(tiny_batch):
+    plain = _model(tiny_batch)
+    jit = _model(tiny_batch, jit_compile=True)
+    jit.set_weights(plain.get_weights())
+    results = []
+    for model in (plain, jit):
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(tiny_batch, training=True)
+        grad = tape.gradient(loss, model.decoders[1].item_embeddings)
+        results.append((loss.numpy(), tf.convert_to_tensor(grad).numpy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+
+
+def test_multinomial_nll_value_and_gradient_match_dense_autodiff():
+    rng = np.random.default_rng(0)
+    q = tf.constant(np.concatenate([rng.normal(size=(5, 3)), np.ones((5, 1))], 1), tf.float32)
+    table = tf.constant(rng.normal(size=(9, 4)), tf.float32)
+    x = (rng.random((5, 9)) < 0.3).astype(np.float32)
+    x[2] = 0.0  # a user without targets
+    rows, cols = np.nonzero(x)
+    upstream = tf.constant(rng.random(5), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([q, table])
+        fused = losses.multinomial_nll(q, table, rows, cols, 5)
+        dense = -tf.reduce_sum(tf.nn.log_softmax(tf.matmul(q, table, transpose_b=True)) * x, 1)
+        a = tf.reduce_sum(fused * upstream)
+        b = tf.reduce_sum(dense * upstream)
+    np.testing.assert_allclose(fused.numpy(), dense.numpy(), rtol=1e-5)
+    for ga, gb in zip(tape.gradient(a, [q, table]), tape.gradient(b, [q, table]), strict=True):
+        np.testing.assert_allclose(ga.numpy(), gb.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_sdwl_forms_hand_worked():
+    nll = tf.constant([4.0, 8.0])
+    kl = tf.constant([1.0, 3.0])
+    log_sigma = tf.math.log(tf.constant([1.0, 2.0]))
+    beta = tf.constant(0.5)
+    # reference: mean[nll / (2 s^2) + log s^2] + beta * mean kl
+    #   = mean[4/2 + 0, 8/8 + log 4] + 0.5 * 2 = (2 + 1 + 1.3863) / 2 + 1 = 3.1931
+    ref, weight = losses.sdwl_term(nll, kl, log_sigma, beta, "reference")
+    assert float(ref) == pytest.approx((2 + 1 + np.log(4)) / 2 + 1.0, rel=1e-6)
+    np.testing.assert_allclose(weight.numpy(), [0.5, 0.125], rtol=1e-6)
+    # paper: mean[(nll + beta kl) / (2 s^2) + log s] = mean[4.5/2, 9.5/8 + log 2]
+    paper, _ = losses.sdwl_term(nll, kl, log_sigma, beta, "paper")
+    assert float(paper) == pytest.approx((2.25 + 9.5 / 8 + np.log(2)) / 2, rel=1e-6)
+    off, ones = losses.sdwl_term(nll, kl, None, beta)
+    assert float(off) == pytest.approx(6.0 + 1.0)
+    assert ones.numpy().tolist() == [1.0, 1.0]
+
+
+def test_log_mean_sigma_is_stable():
+    logvar = tf.constant([[0.0, 0.0], [2 * np.log(3.0), 0.0], [-200.0, -200.0]])
+    np.testing.assert_allclose(
+        losses.log_mean_sigma(logvar).numpy(), [0.0, np.log(2.0), -100.0], rtol=1e-6
+    )
+
+
+def test_beta_schedules():
+    # Written definition: reaches the cap after anneal_steps.
+    assert float(losses.kl_beta(100_000, 0.2, 200_000, "linear")) == pytest.approx(0.1)
+    assert float(losses.kl_beta(400_000, 0.2, 200_000, "linear")) == pytest.approx(0.2)
+    # Reference code: min(cap, step / steps): the cap after 40,000 steps.
+    assert float(losses.kl_beta(20_000, 0.2, 200_000, "reference")) == pytest.approx(0.1)
+    assert float(losses.kl_beta(100_000, 0.2, 200_000, "reference")) == pytest.approx(0.2)
+    assert float(losses.kl_beta(5, 0.3, 0)) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="schedule"):
+        losses.kl_beta(1, 0.2, 10, "cosine")
+
+
+def test_logvar_is_clamped(tiny_batch):
+    model = _model(tiny_batch, logvar_range=(-1.0, 1.0))
+    for encoder in model.std_encoders:
+        encoder.bias.assign(tf.fill(encoder.bias.shape, 50.0))
+    enc = model.encode(tiny_batch)
+    assert float(tf.reduce_max(enc["logvar"]["click"])) == 1.0
+
+
+def test_sparse_rows_dedupes_and_rejects_dense():
+    st = tf.SparseTensor([[0, 0], [0, 1], [1, 0]], tf.constant([3, 3, 1], tf.int64), [2, 2])
+    rows = L.to_sparse_rows(st, 5)
+    assert rows.rows.numpy().tolist() == [0, 1] and rows.cols.numpy().tolist() == [3, 1]
+    with pytest.raises(ValueError, match="SparseTensor"):
+        L.to_sparse_rows(tf.constant([[1, 2]]), 5)

@@ -1,0 +1,229 @@
+"""Tests for the TFX Trainer run_fn and the serving export (signatures, reload)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+import bvae_tf  # noqa: F401
+from bvae_tf import features, trainer
+from bvae_tf import model as model_lib
+from tests.pipeline import tiny
+
+pytestmark = pytest.mark.unit
+
+TOP_K = 5
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny.build(tmp_path_factory.mktemp("tiny"))
+
+
+def _fn_args(data, tmp_path, **training):
+    return FnArgs(
+        train_files=data.transformed_files(features.TRAIN),
+        eval_files=data.transformed_files(features.EVAL),
+        transform_output=data.transform_output,
+        serving_model_dir=str(tmp_path / "model" / "Format-Serving"),
+        model_run_dir=str(tmp_path / "model_run"),
+        custom_config={
+            "behaviors": list(tiny.BEHAVIORS),
+            "model": {"latent_dim": 8},
+            "training": {"epochs": 2, "patience": 2, "batch_size": 16, "verbose": 0, **training},
+            "top_k": TOP_K,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [{}, {"distribution_strategy": "mirrored", "devices": ["/cpu:0"]}],
+    ids=["default", "mirrored-1-device"],
+)
+def test_run_fn_trains_and_exports(data, tmp_path, strategy):
+    args = _fn_args(data, tmp_path, **strategy)
+    trainer.run_fn(args)
+    with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
+        result = json.load(f)
+    assert result["epochs_run"] == 2
+    assert 1 <= result["best_epoch"] <= 2
+    assert result["model_config"]["num_items"] == 30
+    assert os.listdir(os.path.join(args.model_run_dir, "tensorboard"))
+    loaded = tf.saved_model.load(args.serving_model_dir)
+    out = loaded.signatures[features.SERVING_SIGNATURE](
+        examples=tf.constant(data.serialized(features.EVAL)[:3])
+    )
+    for b in tiny.BEHAVIORS:
+        assert out[features.item_ids_output(b)].shape == (3, TOP_K)
+        assert out[features.scores_output(b)].dtype == tf.float32
+
+
+@pytest.fixture(scope="module")
+def exported(data, tmp_path_factory):
+    """An (untrained, seeded) model exported next to the same model kept in memory."""
+    output = tft.TFTransformOutput(data.transform_output)
+    num_items = output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
+    model = model_lib.build_model(
+        model_lib.BVAEConfig(behaviors=tiny.BEHAVIORS, num_items=num_items, latent_dim=8)
+    )
+    ds = trainer.examples_dataset(
+        data.transformed_files(features.TRAIN),
+        output.transformed_feature_spec(),
+        batch_size=16,
+    )
+    model.fit(ds, epochs=1, verbose=0)
+    export_dir = str(tmp_path_factory.mktemp("export") / "serving")
+    trainer.export_serving_model(model, output, export_dir, top_k=TOP_K)
+    return model, output, export_dir
+
+
+@pytest.fixture(scope="module")
+def signatures(exported):
+    return tf.saved_model.load(exported[2]).signatures
+
+
+def _serve(signatures, serialized):
+    return signatures[features.SERVING_SIGNATURE](examples=tf.constant(serialized, dtype=tf.string))
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+    _, _, export_dir = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run(
+        [cli, "show", "--dir", export_dir, "--all"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"signature_def['{features.SERVING_SIGNATURE}']" in shown
+    assert f"signature_def['{features.TRANSFORM_SIGNATURE}']" in shown
+    assert f"signature_def['{features.SCORE_SIGNATURE}']" in shown
+    assert f"inputs['{features.SERVING_INPUT}'] tensor_info:" in shown
+    for b in tiny.BEHAVIORS:
+        assert f"outputs['{features.item_ids_output(b)}']" in shown
+    assert f"outputs['{features.OOV_COUNT}']" in shown
+
+
+def test_reloaded_model_answers_like_the_in_memory_model(data, exported, signatures):
+    model, output, _ = exported
+    serialized = data.serialized(features.EVAL)
+    out = _serve(signatures, serialized)
+    vocab = [v.decode() for v in output.vocabulary_by_name(features.ITEM_VOCABULARY)]
+    transformed = output.transform_features_layer()(
+        tf.io.parse_example(
+            serialized,
+            {features.items_key(b): tf.io.VarLenFeature(tf.string) for b in tiny.BEHAVIORS},
+        )
+    )
+    inputs = {features.items_key(b): transformed[features.items_key(b)] for b in tiny.BEHAVIORS}
+    expected = model.recommend(inputs, k=TOP_K)
+    logits = model(inputs)
+    for b in tiny.BEHAVIORS:
+        scores, items = expected[b]
+        ids = out[features.item_ids_output(b)].numpy().astype(str)
+        assert ids.tolist() == [[vocab[i] for i in row] for row in items.numpy()]
+        np.testing.assert_allclose(
+            out[features.scores_output(b)].numpy(), scores.numpy(), rtol=1e-5
+        )
+        # Scores are the logits of those items, descending, and never the user's own items.
+        np.testing.assert_allclose(
+            np.take_along_axis(logits[b].numpy(), items.numpy(), axis=1), scores.numpy(), rtol=1e-5
+        )
+        assert np.all(np.diff(scores.numpy(), axis=1) <= 0)
+        for row, raw in zip(ids, data.raw_rows[features.EVAL], strict=True):
+            own = {v.decode() for v in raw[features.items_key(b)]}
+            assert not own & set(row)
+
+
+def test_score_items_gives_the_in_memory_logits(data, exported, signatures):
+    model, output, _ = exported
+    batch = next(
+        iter(
+            trainer.examples_dataset(
+                data.transformed_files(features.EVAL),
+                output.transformed_feature_spec(),
+                batch_size=1000,
+            )
+        )
+    )
+    inputs = {features.items_key(b): batch[features.items_key(b)] for b in tiny.BEHAVIORS}
+    score = signatures[features.SCORE_SIGNATURE]
+    got = score(**{k: tf.sparse.to_dense(v, default_value=-1) for k, v in inputs.items()})
+    expected = model(inputs)
+    for b in tiny.BEHAVIORS:
+        np.testing.assert_allclose(
+            got[features.logits_output(b)].numpy(), expected[b].numpy(), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_batch_of_one_and_of_zero_keep_their_shapes(data, signatures):
+    one = _serve(signatures, data.serialized(features.EVAL)[:1])
+    zero = _serve(signatures, [])
+    for b in tiny.BEHAVIORS:
+        assert one[features.item_ids_output(b)].shape == (1, TOP_K)
+        assert one[features.scores_output(b)].shape == (1, TOP_K)
+        assert zero[features.item_ids_output(b)].shape == (0, TOP_K)
+    assert one[features.OOV_COUNT].shape == (1,)
+    assert zero[features.OOV_COUNT].shape == (0,)
+
+
+def test_unknown_ids_are_counted_and_an_empty_history_is_ranked(signatures):
+    request = tiny.serialize(
+        {
+            features.items_key("purchase"): [b"item-001", b"nope", b"never-seen"],
+            features.items_key("click"): [b"nope-again"],
+        }
+    )
+    empty = tiny.serialize({})
+    out = _serve(signatures, [request, empty])
+    assert out[features.OOV_COUNT].numpy().tolist() == [3, 0]
+    assert b"item-001" not in out[features.item_ids_output("purchase")].numpy()[0]
+    assert np.all(np.isfinite(out[features.scores_output("purchase")].numpy()))
+
+
+def test_transform_features_matches_the_materialized_transform(data, exported, signatures):
+    _, output, _ = exported
+    got = signatures[features.TRANSFORM_SIGNATURE](
+        examples=tf.constant(data.serialized(features.EVAL))
+    )
+    expected = next(
+        iter(
+            trainer.examples_dataset(
+                data.transformed_files(features.EVAL),
+                output.transformed_feature_spec(),
+                batch_size=1000,
+            )
+        )
+    )
+    for key, value in expected.items():
+        if isinstance(value, tf.SparseTensor):
+            np.testing.assert_array_equal(
+                tf.sparse.to_dense(trainer.dense_to_sparse(got[key])).numpy(),
+                tf.sparse.to_dense(value).numpy(),
+            )
+        else:
+            np.testing.assert_array_equal(got[key].numpy(), value.numpy())
+    assert int(tf.reduce_sum(got[features.oov_key(features.heldout_key("purchase"))])) > 0
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ({"epochs": 0}, "training.epochs"),
+        ({"distribution_strategy": "tpu"}, "distribution_strategy"),
+        ({"bogus": 1}, "unknown training settings"),
+    ],
+)
+def test_bad_training_settings_are_clear_errors(training, message):
+    with pytest.raises(ValueError, match=message):
+        trainer.training_settings(training)
+
+
+def test_top_k_out_of_range_is_a_clear_error(exported, tmp_path):
+    model, output, _ = exported
+    with pytest.raises(ValueError, match="top_k"):
+        trainer.export_serving_model(model, output, str(tmp_path / "x"), top_k=10_000)

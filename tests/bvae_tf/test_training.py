@@ -1,0 +1,119 @@
+"""Training loop and streaming evaluation on tiny synthetic data."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bvae_tf import data as D
+from bvae_tf import features as F
+from bvae_tf import metrics as M
+from bvae_tf import model as Mo
+from bvae_tf import training as T
+
+from .conftest import BEHAVIORS, NUM_ITEMS
+
+pytestmark = pytest.mark.unit
+
+
+def _model(**overrides):
+    cfg = Mo.BVAEConfig(behaviors=BEHAVIORS, num_items=NUM_ITEMS, latent_dim=8, **overrides)
+    return Mo.build_model(cfg, optimizer_jit_compile=False)
+
+
+def test_evaluate_equals_numpy_metrics_on_full_scores(tiny_data):
+    model = _model()
+    ds = D.eval_dataset(tiny_data, F.TEST, batch_size=7)
+    # Unknown held-out ids (dropped by the vocabulary) count in |H|.
+    unknown = np.arange(tiny_data.num_users) % 3
+    users = tiny_data.split_users(F.TEST)
+    key = F.oov_key(F.heldout_key("click"))
+    ds_oov = D.eval_dataset(tiny_data, F.TEST, batch_size=len(users)).map(
+        lambda b: {**b, key: tf.constant(unknown[users], tf.int64)}
+    )
+    streamed = M.evaluate(model, ds)
+    streamed_oov = M.evaluate(model, ds_oov)
+    train_batch = next(iter(D.eval_dataset(tiny_data, F.TEST, batch_size=1000)))
+    logits = model(train_batch)
+    for b in BEHAVIORS:
+        expected = M.ranking_metrics(
+            logits[b].numpy(),
+            tiny_data.matrix(F.TEST, b)[users],
+            tiny_data.matrix(F.TRAIN, b)[users],
+        )
+        assert streamed.behaviors[b].num_users == expected.num_users
+        assert streamed.behaviors[b].num_excluded == expected.num_excluded
+        for k, v in expected.metrics.items():
+            assert streamed.behaviors[b].metrics[k] == pytest.approx(v, abs=1e-12), (b, k)
+    with_unknown = M.ranking_metrics(
+        logits["click"].numpy(),
+        tiny_data.matrix(F.TEST, "click")[users],
+        tiny_data.matrix(F.TRAIN, "click")[users],
+        num_unknown=unknown[users],
+    )
+    assert streamed_oov.behaviors["click"].metrics == pytest.approx(with_unknown.metrics)
+    assert streamed_oov.behaviors["click"].num_users == with_unknown.num_users
+    assert with_unknown.metrics["recall@20"] < streamed.behaviors["click"].metrics["recall@20"]
+    flat = streamed.flat()
+    assert "favorite/ndcg@5" in flat and "favorite/num_users" in flat
+    assert streamed.metric_sum() == pytest.approx(sum(flat[f"{b}/ndcg@5"] for b in BEHAVIORS))
+
+
+def test_fit_early_stops_restores_best_and_logs(tiny_data, tmp_path):
+    model = _model(learning_rate=3e-2)
+    train = D.train_dataset(tiny_data, batch_size=12, seed=0)
+    valid = D.eval_dataset(tiny_data, F.EVAL)
+    test = D.eval_dataset(tiny_data, F.TEST)
+    result = T.fit(
+        model,
+        train,
+        valid,
+        epochs=12,
+        patience=2,
+        log_dir=tmp_path / "tb",
+        monitor_datasets={"test": test},
+    )
+    assert 1 <= result.best_epoch <= result.epochs_run <= 12
+    scores = [h["selection_score"] for h in result.history]
+    assert result.best_score == max(scores) == scores[result.best_epoch - 1]
+    if result.stopped_early:
+        assert result.epochs_run - result.best_epoch == 2
+    # The model holds the best epoch's weights.
+    assert M.evaluate(model, valid).metric_sum() == pytest.approx(result.best_score, abs=1e-9)
+    record = result.history[0]
+    for key in (
+        "loss",
+        "purchase_nll",
+        "click_kl",
+        "favorite_sdwl_weight",
+        "beta",
+        "valid/click/ndcg@5",
+        "test/purchase/recall@20",
+        "eval_seconds",
+    ):
+        assert key in record, key
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_fit_under_one_device_mirrored_strategy(tiny_data):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = _model()
+    result = T.fit(
+        model,
+        D.train_dataset(tiny_data, batch_size=12),
+        D.eval_dataset(tiny_data, F.EVAL),
+        epochs=2,
+        patience=5,
+        verbose=0,
+    )
+    assert result.epochs_run == 2 and np.isfinite(result.history[-1]["loss"])
+    assert int(model.anneal_step.numpy()) in (2, 4)  # restored best epoch's step
+
+
+def test_fit_rejects_bad_arguments(tiny_data):
+    model = _model()
+    ds = D.train_dataset(tiny_data)
+    with pytest.raises(ValueError, match="epochs"):
+        T.fit(model, ds, ds, epochs=0)
+    with pytest.raises(ValueError, match="selection_metric"):
+        T.fit(model, ds, ds, selection_metric="ndcg@7")

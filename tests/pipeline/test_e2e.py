@@ -1,0 +1,142 @@
+"""End to end: the local pipeline on the synthetic log, then the TFX CLI re-run gated.
+
+Run 1 (LocalDagRunner, Python API): every component executes once; the model is
+blessed and pushed as ``<serving>/<model>/<version>/`` and answers
+``serving_default``. Run 2 (``tfx pipeline create`` + ``tfx run create``, the runner
+reading ``$BVAE_PIPELINE_CONFIG``): same data and cache, an impossible absolute bound:
+the blessing is written, not blessed, and nothing new is pushed.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import bvae_tf  # noqa: F401
+from bvae_tf import features
+from pipeline import configs, local_runner, report
+from pipeline import pipeline as pipeline_lib
+from serving import warmup
+
+pytestmark = pytest.mark.e2e
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CONFIG = {
+    "enable_cache": True,
+    "model": {"latent_dim": 16},
+    # ~0.2 s per epoch after the first: enough to clear the default NDCG@5 >= 0.1 bound.
+    "training": {"epochs": 60, "patience": 10, "batch_size": 100},
+    "top_k": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    path = root / "config.json"
+    path.write_text(json.dumps({**CONFIG, "output_root": str(root)}))
+    return root, path, configs.load_config(str(path))
+
+
+@pytest.fixture(scope="module")
+def first_run(workspace):
+    _, _, config = workspace
+    local_runner.run(config)
+    return report.summarize(config.resolved_metadata_path, config.pipeline_name)
+
+
+def _versions(config) -> list[str]:
+    base = pathlib.Path(config.resolved_serving_model_dir) / config.model_name
+    return sorted(p.name for p in base.iterdir()) if base.exists() else []
+
+
+def test_first_run_executes_every_component_blesses_and_pushes(workspace, first_run):
+    _, _, config = workspace
+    components = first_run["components"]
+    executed = [n for n in pipeline_lib.NODE_IDS if n != pipeline_lib.BASELINE_RESOLVER]
+    assert {n: components[n]["state"] for n in executed} == {n: "COMPLETE" for n in executed}
+    accounting = first_run["accounting"]
+    assert accounting["identity_holds"] is True
+    assert sum(accounting["rows_rejected"].values()) > 0  # the log's deliberate bad rows
+    evaluation = first_run["evaluation"]
+    assert set(evaluation["splits"]) == {features.EVAL, features.TEST}
+    for split in (features.EVAL, features.TEST):
+        assert set(evaluation["splits"][split]) == set(config.behaviors)
+        purchase = evaluation["splits"][split]["purchase"]
+        assert purchase["num_users"] > 0
+        assert 0.0 <= purchase["ndcg@5"] <= 1.0
+    assert evaluation["baseline"] is None  # first model: nothing blessed before
+    assert config.gate_config().bounds_for("purchase") == {"ndcg@5": 0.1}
+    assert all(c["passed"] for c in evaluation["gate"]["checks"])
+    assert first_run["blessed"] is True
+    assert first_run["pushed"] is True
+    version_dir = pathlib.Path(first_run["pushed_destination"])
+    assert version_dir.parent == pathlib.Path(config.resolved_serving_model_dir) / config.model_name
+    assert _versions(config) == [first_run["pushed_version"]]
+    assert (version_dir / "saved_model.pb").is_file()
+    assert warmup.warmup_file(version_dir).is_file()
+    text = report.format_summary(first_run)
+    assert "Blessed: yes" in text
+    assert str(version_dir) in text
+
+
+def test_pushed_model_answers_serving_default(first_run):
+    version_dir = first_run["pushed_destination"]
+    eval_dir = pathlib.Path(first_run["examples_uri"]) / "Split-eval"
+    records = [
+        r.numpy()
+        for r in tf.data.TFRecordDataset(sorted(map(str, eval_dir.iterdir())), "GZIP").take(8)
+    ]
+    serve = tf.saved_model.load(version_dir).signatures[features.SERVING_SIGNATURE]
+    out = serve(examples=tf.constant(records))
+    for behavior in ("purchase", "click"):
+        ids = out[features.item_ids_output(behavior)].numpy()
+        scores = out[features.scores_output(behavior)].numpy()
+        assert ids.shape == scores.shape == (len(records), CONFIG["top_k"])
+        assert np.all(np.diff(scores, axis=1) <= 0)
+        for record, row in zip(records, ids, strict=True):
+            example = tf.train.Example.FromString(record)
+            own = set(example.features.feature[features.items_key(behavior)].bytes_list.value)
+            assert not own & set(row)
+    assert out[features.OOV_COUNT].numpy().tolist() == [0] * len(records)
+
+
+def test_cli_rerun_with_an_impossible_bound_is_not_blessed_and_pushes_nothing(workspace, first_run):
+    root, path, config = workspace
+    strict = json.loads(path.read_text())
+    strict["evaluation"] = {"lower_bounds": {"*": {"ndcg@5": 1.5}}}
+    strict_path = root / "strict.json"
+    strict_path.write_text(json.dumps(strict))
+    env = {
+        **os.environ,
+        configs.CONFIG_ENV: str(strict_path),
+        "LOCAL_HOME": str(root / "tfx_home"),
+    }
+    tfx_cli = os.path.join(os.path.dirname(sys.executable), "tfx")
+    for command in (
+        ["pipeline", "create", "--engine", "local", "--pipeline_path", "pipeline/local_runner.py"],
+        ["run", "create", "--engine", "local", "--pipeline_name", config.pipeline_name],
+    ):
+        done = subprocess.run(
+            [tfx_cli, *command], cwd=REPO, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    second = report.summarize(config.resolved_metadata_path, config.pipeline_name)
+    assert second["run_id"] != first_run["run_id"]
+    for node in (pipeline_lib.EXAMPLE_GEN, pipeline_lib.TRANSFORM, pipeline_lib.TRAINER):
+        assert second["components"][node]["state"] == "CACHED"
+    assert second["components"][pipeline_lib.EVALUATOR]["state"] == "COMPLETE"
+    assert second["blessed"] is False
+    assert "ndcg@5" in second["blessing_message"]
+    # The latest blessed model (run 1's) was the baseline, and it did not regress.
+    assert second["evaluation"]["baseline"] is not None
+    assert all(
+        c["passed"] for c in second["evaluation"]["gate"]["checks"] if c["kind"] == "no_regression"
+    )
+    assert second["pushed"] is False
+    assert _versions(config) == [first_run["pushed_version"]]

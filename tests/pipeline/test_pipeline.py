@@ -1,0 +1,164 @@
+"""Tests for the pipeline definition, its configuration and the Kubeflow V2 compile."""
+
+import json
+import pathlib
+
+import pytest
+
+import bvae_tf  # noqa: F401
+from pipeline import configs, kubeflow_v2_runner, local_runner, runtime
+from pipeline import pipeline as pipeline_lib
+
+pytestmark = pytest.mark.unit
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_defaults_run_on_the_synthetic_log_with_the_curated_schema(tmp_path):
+    config = configs.load_config(overrides=[f"output_root={tmp_path}"])
+    assert config.uses_synthetic_data
+    assert config.behaviors == ("purchase", "click", "favorite", "cart")
+    assert config.schema_path == configs.DEFAULT_SCHEMA
+    gate = config.gate_config()
+    assert gate.bounds_for("cart") == {"ndcg@5": 0.1}
+    assert gate.regression_metrics == ("ndcg@5",)
+    assert gate.regression_tolerance == 0.01
+    assert config.resolved_pipeline_root == str(tmp_path / "pipelines" / "bvae")
+    assert config.resolved_metadata_path == str(tmp_path / "metadata" / "bvae" / "metadata.db")
+    assert config.resolved_serving_model_dir == str(tmp_path / "serving")
+    path = config.example_gen_arguments()["input_base"]
+    assert path.startswith(str(tmp_path / "data" / "synthetic_events-"))
+
+
+def test_jd_preset_loads_with_its_schema_and_cut_points():
+    config = configs.load_config(str(configs.CONFIG_DIR / "jd.json"))
+    assert config.behaviors == ("purchase", "click", "favorite")
+    data = config.example_gen_config()
+    assert data.split_method == "cut_timestamps"
+    assert data.split_boundaries == (1522454400, 1523145600)
+    assert config.example_gen_arguments()["input_base"].endswith(
+        "shared/data/bvae/JD_events.csv.gz"
+    )
+
+
+def test_file_then_overrides_merge_into_sections(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"training": {"epochs": 3}, "top_k": 5}))
+    config = configs.load_config(
+        str(path), ["training.patience=2", 'evaluation.lower_bounds={"*": {"ndcg@5": 0.2}}']
+    )
+    assert config.training == {"epochs": 3, "patience": 2}
+    assert config.top_k == 5
+    assert config.gate_config().bounds_for("click") == {"ndcg@5": 0.2}
+    assert config.trainer_custom_config()["top_k"] == 5
+    assert config.transform_custom_config()["behaviors"] == list(config.behaviors)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["nonsense=1"], "unknown pipeline config keys"),
+        (["top_k=0"], "top_k"),
+        (["pipeline_name=a b"], "pipeline_name"),
+        (["data.split_method=random"], "split_method"),
+        (["evaluation.regression_tolerance=-1"], "regression_tolerance"),
+        (['data.behaviors=["purchase", "click"]'], "does not match behaviors"),
+        (["training"], "section.key=value"),
+        (["training.epochs=0"], "training.epochs"),
+        (["model.latent_dim=0"], "latent_dim"),
+        (["model.hidden=3"], "unknown model settings"),
+        (["model.num_items=5"], "model.num_items"),
+        (["synthetic.num_users=0"], "num_users"),
+    ],
+)
+def test_bad_values_fail_at_load_time_naming_the_value(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        configs.load_config(overrides=overrides)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="cannot read pipeline config"):
+        configs.load_config(str(tmp_path / "nope.json"))
+
+
+def test_schema_can_be_inferred_for_other_behaviors(tmp_path):
+    config = configs.load_config(
+        overrides=[
+            'data.behaviors=["purchase", "click"]',
+            "schema_path=null",
+            f"output_root={tmp_path}",
+        ]
+    )
+    pipeline = local_runner.build(config)
+    schema_gen = next(c for c in pipeline.components if c.id == pipeline_lib.SCHEMA_GEN)
+    assert type(schema_gen).__name__ == "SchemaGen"
+
+
+def test_pipeline_has_every_component_wired(tmp_path):
+    config = configs.load_config(overrides=[f"output_root={tmp_path}"])
+    pipeline = local_runner.build(config)
+    assert sorted(c.id for c in pipeline.components) == sorted(pipeline_lib.NODE_IDS)
+    by_id = {c.id: c for c in pipeline.components}
+    assert type(by_id[pipeline_lib.SCHEMA_GEN]).__name__ == "ImportSchemaGen"
+    # Anomalies stop the run before Transform.
+    assert by_id[pipeline_lib.EXAMPLE_VALIDATOR] in by_id[pipeline_lib.TRANSFORM].upstream_nodes
+    evaluator = by_id[pipeline_lib.EVALUATOR]
+    assert by_id[pipeline_lib.BASELINE_RESOLVER] in evaluator.upstream_nodes
+    assert by_id[pipeline_lib.EVALUATOR] in by_id[pipeline_lib.PUSHER].upstream_nodes
+    trainer = by_id[pipeline_lib.TRAINER]
+    custom = json.loads(trainer.exec_properties["custom_config"])
+    assert custom["behaviors"] == list(config.behaviors)
+    assert trainer.exec_properties["run_fn"] == configs.RUN_FN
+
+
+def test_synthetic_input_is_generated_once(tmp_path):
+    config = configs.load_config(
+        overrides=[f"output_root={tmp_path}", 'synthetic={"num_users": 30, "num_items": 20}']
+    )
+    path = pathlib.Path(runtime.ensure_input(config))
+    assert path.is_file()
+    stamp = path.stat().st_mtime_ns
+    assert runtime.ensure_input(config) == str(path)
+    assert path.stat().st_mtime_ns == stamp
+
+
+def test_kubeflow_v2_pipeline_compiles_to_json(tmp_path):
+    config = configs.load_config(overrides=["data.input_base=gs://bucket/events.csv.gz"])
+    path = kubeflow_v2_runner.compile_pipeline(
+        config,
+        pipeline_root="gs://bucket/root",
+        serving_model_dir="gs://bucket/serving",
+        image="registry.example/bvae-tfx:1",
+        output=str(tmp_path / "bvae.json"),
+        schema_path="/app/pipeline/schema/default/schema.pbtxt",
+    )
+    spec = json.loads(pathlib.Path(path).read_text())
+    pipeline_spec = spec.get("pipelineSpec", spec)
+    tasks = pipeline_spec["root"]["dag"]["tasks"]
+    for node_id in pipeline_lib.NODE_IDS:
+        if node_id == pipeline_lib.BASELINE_RESOLVER:
+            # Compiled into one metadata query per resolved channel.
+            assert f"{node_id}-model-resolver" in tasks
+            assert f"{node_id}-model-blessing-resolver" in tasks
+        else:
+            assert node_id in tasks, node_id
+    evaluator_inputs = tasks[pipeline_lib.EVALUATOR]["inputs"]["artifacts"]
+    assert evaluator_inputs["baseline_model"]["taskOutputArtifact"]["producerTask"] == (
+        f"{pipeline_lib.BASELINE_RESOLVER}-model-resolver"
+    )
+    executors = json.dumps(pipeline_spec["deploymentSpec"]["executors"])
+    assert "registry.example/bvae-tfx:1" in executors
+    assert "components.ranking_evaluator.executor.Executor" in executors
+    assert "components.versioned_pusher.executor.Executor" in executors
+    assert "gs://bucket/root" in json.dumps(spec)
+    assert "/app/pipeline/schema/default/schema.pbtxt" in json.dumps(spec)
+
+
+def test_beam_runner_takes_beam_options_after_the_separator(tmp_path):
+    from pipeline import beam_runner
+
+    config = configs.load_config(overrides=[f"output_root={tmp_path}"])
+    args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    pipeline = beam_runner.build(config, args)
+    assert pipeline.beam_pipeline_args == args
+    assert beam_runner.build(config).beam_pipeline_args == list(config.beam_pipeline_args)

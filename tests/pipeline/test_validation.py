@@ -1,0 +1,111 @@
+"""Tests for the strict ExampleValidator (per-environment validation, fail on anomalies)
+and the schema curation rules."""
+
+import os
+
+import pytest
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+
+from bvae_tf import features
+from pipeline import configs, schema_tool, validation
+from tests.pipeline import tiny
+
+pytestmark = pytest.mark.unit
+
+BEHAVIORS = configs.PipelineConfig().behaviors  # the default schema's behaviors
+
+
+def _stats_for(rows, path):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for row in rows:
+            writer.write(tiny.serialize(row))
+    return tfdv.generate_statistics_from_tfrecord(str(path), output_path=str(path) + ".stats")
+
+
+def _row(user, heldout):
+    row = {features.USER_ID: [user.encode()]}
+    for b in BEHAVIORS:
+        row[features.items_key(b)] = [b"a", b"b"] if b != "cart" else []
+        if heldout:
+            row[features.heldout_key(b)] = [b"c"]
+    return row
+
+
+def _run(tmp_path, splits):
+    """Runs the executor on statistics of ``splits`` ({split: rows})."""
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.uri = str(tmp_path / "stats")
+    statistics.split_names = artifact_utils.encode_split_names(list(splits))
+    for split, rows in splits.items():
+        directory = tmp_path / "stats" / f"Split-{split}"
+        directory.mkdir(parents=True)
+        stats = _stats_for(rows, tmp_path / f"{split}.tfrecord")
+        (directory / "FeatureStats.pb").write_bytes(stats.SerializeToString())
+    schema = standard_artifacts.Schema()
+    schema.uri = os.path.dirname(configs.DEFAULT_SCHEMA)
+    anomalies = standard_artifacts.ExampleAnomalies()
+    anomalies.uri = str(tmp_path / "anomalies")
+    validation.Executor().Do(
+        {
+            standard_component_specs.STATISTICS_KEY: [statistics],
+            standard_component_specs.SCHEMA_KEY: [schema],
+        },
+        {standard_component_specs.ANOMALIES_KEY: [anomalies]},
+        {standard_component_specs.EXCLUDE_SPLITS_KEY: "[]"},
+    )
+    return anomalies
+
+
+def test_each_split_is_valid_in_its_environment(tmp_path):
+    anomalies = _run(
+        tmp_path,
+        {
+            features.TRAIN: [_row("u1", heldout=False), _row("u2", heldout=False)],
+            features.EVAL: [_row("u1", heldout=True)],
+        },
+    )
+    assert anomalies.get_json_value_custom_property("blessed") == {"train": 1, "eval": 1}
+    for split in (features.TRAIN, features.EVAL):
+        assert (tmp_path / "anomalies" / f"Split-{split}" / "SchemaDiff.pb").is_file()
+
+
+def test_anomalies_fail_the_run_with_tfdvs_report(tmp_path):
+    broken = _row("u3", heldout=True)
+    del broken[features.heldout_key("click")]  # the eval target is missing
+    broken[features.USER_ID] = [b"u3", b"u4"]  # and a user id repeated
+    with pytest.raises(validation.DataAnomaliesError) as raised:
+        _run(
+            tmp_path,
+            {features.TRAIN: [_row("u1", heldout=False)], features.EVAL: [broken]},
+        )
+    message = str(raised.value)
+    assert "split 'eval', environment EVALUATION" in message
+    assert "click_heldout" in message
+    assert "user_id" in message
+    assert "split 'train'" not in message
+    # The report is also on disk, as TFDV wrote it.
+    written = anomalies_pb2.Anomalies.FromString(
+        (tmp_path / "anomalies" / "Split-eval" / "SchemaDiff.pb").read_bytes()
+    )
+    assert "click_heldout" in written.anomaly_info
+
+
+def test_curation_rules_turn_an_inferred_schema_into_the_contract():
+    inferred = schema_pb2.Schema()
+    for name in ("user_id", "purchase_items", "purchase_heldout"):
+        feature = inferred.feature.add(name=name, type=schema_pb2.BYTES)
+        feature.value_count.min = 1
+        feature.domain = "overfit"
+    curated = schema_tool.curate(inferred, ["purchase"])
+    by_name = {f.name: f for f in curated.feature}
+    assert list(by_name) == ["user_id", "purchase_items", "purchase_heldout"]
+    assert by_name["user_id"].value_count.max == 1
+    assert not by_name["purchase_items"].HasField("value_count")  # empty lists allowed
+    assert not by_name["purchase_items"].domain
+    assert list(by_name["purchase_heldout"].not_in_environment) == ["TRAINING", "SERVING"]
+    assert curated.dataset_constraints.min_examples_count == 1
+    with pytest.raises(ValueError, match="click_items"):
+        schema_tool.curate(inferred, ["purchase", "click"])

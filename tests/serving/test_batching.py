@@ -1,0 +1,120 @@
+"""Server-side batching: concurrent calls share model calls, each gets its own rows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent import futures
+
+import numpy as np
+import pytest
+
+from serving.batching import Batcher
+
+pytestmark = pytest.mark.unit
+
+
+class _Model:
+    """Doubles ``x``; fails on any row equal to -1; first call can be held back."""
+
+    def __init__(self):
+        self.batch_sizes: list[int] = []
+        self.hold = threading.Event()
+        self.entered = threading.Event()
+        self.hold.set()
+
+    def __call__(self, inputs):
+        self.entered.set()
+        self.hold.wait(10)
+        x = inputs["x"]
+        self.batch_sizes.append(len(x))
+        if np.any(x == -1):
+            raise ValueError("row -1 is bad")
+        return {"y": x * 2, "n": np.full(len(x), len(x))}
+
+
+def _call_concurrently(batcher, model, inputs_list):
+    """Holds the model on a first call until the other calls have queued up behind it."""
+    model.hold.clear()
+    model.entered.clear()
+    with futures.ThreadPoolExecutor(len(inputs_list) + 1) as pool:
+        first = pool.submit(batcher, {"x": np.array([100])})
+        assert model.entered.wait(10)
+        rest = [pool.submit(batcher, inputs) for inputs in inputs_list]
+        deadline = time.monotonic() + 10
+        while batcher._queue.qsize() < len(inputs_list) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        model.hold.set()
+        return first.result(), rest
+
+
+def test_queued_calls_run_as_one_batch_and_get_their_own_rows():
+    model = _Model()
+    batcher = Batcher(model, max_batch_size=16)
+    inputs = [{"x": np.array([i, i + 10])} for i in range(5)]  # 5 calls of 2 rows
+    first, rest = _call_concurrently(batcher, model, inputs)
+    assert first["y"].tolist() == [200]
+    for call, result in zip(inputs, rest, strict=True):
+        assert result.result()["y"].tolist() == (call["x"] * 2).tolist()
+    assert model.batch_sizes == [1, 10]  # the held call, then all 5 queued calls at once
+    batcher.close()
+
+
+def test_batches_never_exceed_the_maximum():
+    model = _Model()
+    batcher = Batcher(model, max_batch_size=4)
+    inputs = [{"x": np.array([i, i])} for i in range(5)]  # 10 rows behind the held call
+    _, rest = _call_concurrently(batcher, model, inputs)
+    assert [r.result()["y"][0] for r in rest] == [0, 2, 4, 6, 8]
+    assert model.batch_sizes[0] == 1
+    assert max(model.batch_sizes) <= 4
+    assert sum(model.batch_sizes) == 11
+    batcher.close()
+
+
+def test_a_failing_call_fails_alone():
+    model = _Model()
+    batcher = Batcher(model, max_batch_size=16)
+    inputs = [{"x": np.array([1])}, {"x": np.array([-1])}, {"x": np.array([3])}]
+    _, rest = _call_concurrently(batcher, model, inputs)
+    assert rest[0].result()["y"].tolist() == [2]
+    with pytest.raises(ValueError, match="row -1"):
+        rest[1].result()
+    assert rest[2].result()["y"].tolist() == [6]
+    batcher.close()
+
+
+def test_empty_large_and_mismatched_calls():
+    model = _Model()
+    batcher = Batcher(model, max_batch_size=2)
+    assert batcher({"x": np.zeros(0, int)})["y"].shape == (0,)
+    assert batcher({"x": np.arange(5)})["n"].tolist() == [5] * 5  # larger than max: alone
+    with pytest.raises(ValueError, match="same 0th-dimension size"):
+        batcher({"x": np.arange(2), "z": np.arange(3)})
+    with pytest.raises(ValueError, match="same 0th-dimension size"):
+        batcher({"x": np.array(1)})
+    batcher.close()
+    assert batcher({"x": np.array([4])})["y"].tolist() == [8]  # closed: runs unbatched
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_batch_size": 0},
+        {"max_batch_size": 2, "num_threads": 0},
+        {"max_batch_size": 2, "batch_timeout_s": -1},
+    ],
+)
+def test_bad_options_are_rejected(kwargs):
+    with pytest.raises(ValueError, match="max_batch_size"):
+        Batcher(lambda inputs: inputs, **kwargs)
+
+
+def test_a_batch_timeout_waits_for_more_calls():
+    model = _Model()
+    batcher = Batcher(model, max_batch_size=8, batch_timeout_s=0.5)
+    with futures.ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(batcher, {"x": np.array([i])}) for i in (1, 2)]
+        assert [c.result()["y"].tolist() for c in calls] == [[2], [4]]
+    assert model.batch_sizes == [2]
+    batcher.close()

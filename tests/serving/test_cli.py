@@ -1,0 +1,96 @@
+"""``python -m serving.client`` against the local server: table, JSON, files, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from bvae_tf import features
+from serving import client as client_cli
+from serving.client import serialize_histories
+from tests.serving.conftest import MODEL_NAME, TOP_K, assert_same_ranking
+
+pytestmark = pytest.mark.e2e
+
+
+def _run(local_server, capsys, *args):
+    code = client_cli.main(["--server", local_server.target, "--model_name", MODEL_NAME, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_json_matches_the_python_client(local_server, client, capsys):
+    code, out, _ = _run(
+        local_server,
+        capsys,
+        "--json",
+        "predict",
+        "--history",
+        "purchase=i1,i2",
+        "--history",
+        "click=i3,zz",
+        "--top_k",
+        "3",
+    )
+    assert code == 0
+    (user,) = json.loads(out)
+    expected = client.recommend(
+        [{features.PURCHASE: ["i1", "i2"], features.CLICK: ["i3", "zz"]}], top_k=3
+    )[0]
+    assert user["oov_count"] == expected.oov_count == 1
+    assert user["model_version"] == 1
+    assert set(user["recommendations"]) == set(expected.items)
+    for b, items in user["recommendations"].items():
+        assert_same_ranking([(r["item_id"], r["score"]) for r in items], expected.items[b])
+
+
+def test_predict_table_from_files(local_server, capsys, tmp_path):
+    histories = tmp_path / "users.jsonl"
+    histories.write_text(
+        json.dumps({"user_id": "u1", "purchase": ["i1"]}) + "\n\n" + json.dumps({}) + "\n"
+    )
+    code, out, _ = _run(local_server, capsys, "predict", "--histories_file", str(histories))
+    assert code == 0
+    assert "user u1  (model version 1, unknown item ids dropped: 0)" in out
+    assert "user 1  (model version 1" in out
+    header = next(line for line in out.splitlines() if line.strip().startswith("rank"))
+    assert all(b in header for b in (features.PURCHASE, features.CLICK, features.FAVORITE))
+    assert sum(line.strip().startswith(f"{TOP_K} ") for line in out.splitlines()) == 2
+
+    records = tmp_path / "users.tfrecord.gz"
+    with tf.io.TFRecordWriter(str(records), options="GZIP") as writer:
+        for record in serialize_histories([{features.CLICK: ["i2"]}]):
+            writer.write(record)
+    code, out, _ = _run(local_server, capsys, "--json", "predict", "--examples_file", str(records))
+    assert code == 0
+    assert len(json.loads(out)) == 1
+
+
+def test_metadata_and_status_commands(local_server, capsys):
+    code, out, _ = _run(local_server, capsys, "--json", "metadata")
+    assert code == 0
+    metadata = json.loads(out)
+    serving = metadata["signatures"][features.SERVING_SIGNATURE]
+    assert serving["inputs"] == {features.SERVING_INPUT: {"dtype": "string", "shape": [-1]}}
+    assert serving["outputs"][features.scores_output(features.CLICK)] == {
+        "dtype": "float",
+        "shape": [-1, TOP_K],
+    }
+    code, out, _ = _run(local_server, capsys, "status")
+    assert code == 0
+    assert "version 1: AVAILABLE" in out
+
+
+def test_errors_exit_with_status_1(local_server, capsys):
+    code = client_cli.main(["--server", local_server.target, "--model_name", "nope", "status"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "NOT_FOUND: Could not find any versions of model nope" in err
+    code, _, err = _run(local_server, capsys, "predict", "--history", "cart=i1")
+    assert code == 1
+    assert "'cart'" in err
+    code, _, err = _run(local_server, capsys, "predict", "--history", "no-equals-sign")
+    assert code == 1
+    assert "BEHAVIOR=ID1,ID2" in err

@@ -1,0 +1,317 @@
+"""Version handling of the local server: hot reload under load, incomplete and bad
+versions, retries while the server is down, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_status_pb2, predict_pb2, prediction_log_pb2
+
+from bvae_tf import features
+from serving import server as server_lib
+from serving.client import ServingClient, build_history_request
+from serving.server import BatchingOptions, LocalServer, ModelServer, complete_versions
+from tests.serving.conftest import MODEL_NAME, publish
+
+pytestmark = pytest.mark.e2e
+
+_State = get_model_status_pb2.ModelVersionStatus.State
+
+
+def _wait_for(condition, timeout_s=30.0, what="condition"):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _states(client):
+    return {
+        s.version: (s.state, s.status.error_message)
+        for s in client.get_model_status().model_version_status
+    }
+
+
+@pytest.mark.parametrize(
+    "batching", [None, BatchingOptions(max_batch_size=4)], ids=["unbatched", "batched"]
+)
+def test_hot_reload_switches_without_a_failed_call(tmp_path, model_template, batching):
+    publish(model_template, tmp_path, 1, seed=1)
+    history = [{features.PURCHASE: ["i1"], features.CLICK: ["i2", "i3"]}]
+    with LocalServer(
+        tmp_path, MODEL_NAME, port=0, poll_wait_seconds=0.1, batching=batching
+    ) as server:
+        versions: list[list[int]] = [[] for _ in range(4)]
+        answers: dict[int, object] = {}
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def call(index: int) -> None:
+            with ServingClient(server.target, model_name=MODEL_NAME, timeout_s=10) as client:
+                while not stop.is_set():
+                    try:
+                        (result,) = client.recommend(history)
+                    except Exception as e:
+                        errors.append(e)
+                        return
+                    versions[index].append(result.model_version)
+                    answers[result.model_version] = result.items
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        _wait_for(lambda: all(len(v) >= 5 for v in versions), what="answers from version 1")
+        publish(model_template, tmp_path, 2, seed=2)
+        _wait_for(
+            lambda: all(v and v[-1] == 2 for v in versions) or errors,
+            what="every client answered by version 2",
+        )
+        count = [len(v) for v in versions]
+        _wait_for(
+            lambda: all(len(v) >= c + 5 for v, c in zip(versions, count, strict=True)) or errors,
+            what="more answers from version 2",
+        )
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+        assert errors == []
+        for seen in versions:
+            switch = seen.index(2)
+            assert set(seen[:switch]) == {1}
+            assert set(seen[switch:]) == {2}  # never back to the old version
+        assert answers[1] != answers[2]  # the seeds differ, so do the rankings
+        with ServingClient(server.target, model_name=MODEL_NAME) as client:
+            assert _states(client) == {2: (_State.AVAILABLE, ""), 1: (_State.END, "")}
+
+
+@pytest.mark.parametrize(
+    "batching", [None, BatchingOptions(max_batch_size=4)], ids=["unbatched", "batched"]
+)
+def test_in_flight_calls_finish_on_the_old_version(tmp_path, model_template, monkeypatch, batching):
+    """A call running on version 1 while version 2 is swapped in completes on version 1."""
+    entered, release = threading.Event(), threading.Event()
+    make_runner = server_lib._numpy_runner
+
+    def held_runner(function, signature):
+        run = make_runner(function, signature)
+
+        def held(inputs):
+            if not release.is_set():
+                entered.set()
+                release.wait(30)
+            return run(inputs)
+
+        return held
+
+    monkeypatch.setattr(server_lib, "_numpy_runner", held_runner)
+    publish(model_template, tmp_path, 1, seed=1)
+    model_server = ModelServer(
+        tmp_path, MODEL_NAME, poll_wait_seconds=0, enable_warmup=False, batching=batching
+    )
+    model_server.start()
+    request = build_history_request(
+        [{}],
+        model_name=MODEL_NAME,
+        signature=model_server.current.signature_defs[features.SERVING_SIGNATURE],
+    )
+    answers = []
+    in_flight = threading.Thread(target=lambda: answers.append(model_server.predict(request)))
+    in_flight.start()
+    assert entered.wait(30)
+    publish(model_template, tmp_path, 2, seed=2)
+    assert model_server.poll() == 2
+    assert model_server.current.version == 2
+    release.set()
+    in_flight.join(30)
+    assert [a.model_spec.version.value for a in answers] == [1]
+    assert features.OOV_COUNT in answers[0].outputs
+    assert model_server.predict(request).model_spec.version.value == 2
+    model_server.stop()
+
+
+def test_incomplete_and_broken_versions_are_not_served(tmp_path, model_template):
+    publish(model_template, tmp_path, 2)
+    model_dir = tmp_path / MODEL_NAME
+    # A staging folder, a non-numeric folder, a version without its variables.
+    shutil.copytree(model_dir / "2", model_dir / ".tmp-9")
+    shutil.copytree(model_dir / "2", model_dir / "latest")
+    shutil.copytree(model_dir / "2", model_dir / "8")
+    os.remove(model_dir / "8" / "variables" / "variables.index")
+    assert sorted(complete_versions(model_dir)) == [2]
+
+    with LocalServer(tmp_path, MODEL_NAME, port=0, poll_wait_seconds=0.1) as server:
+        client = ServingClient(server.target, model_name=MODEL_NAME, timeout_s=10)
+        assert client.recommend([{}])[0].model_version == 2
+        # Version 10: complete files but a corrupt graph -> the load fails.
+        shutil.copytree(model_dir / "2", model_dir / ".tmp-10")
+        (model_dir / ".tmp-10" / "saved_model.pb").write_bytes(b"not a SavedModel")
+        os.rename(model_dir / ".tmp-10", model_dir / "10")
+        _wait_for(lambda: _states(client).get(10, (0,))[0] == _State.END, what="version 10 END")
+        assert "failed" in _states(client)[10][1]
+        assert client.recommend([{}])[0].model_version == 2
+
+        # Version 11: loads, but its warm-up request is invalid -> not served either.
+        shutil.copytree(model_dir / "2", model_dir / ".tmp-11")
+        bad = predict_pb2.PredictRequest()
+        bad.model_spec.name = MODEL_NAME
+        bad.inputs["history"].string_val.append(b"")
+        log = prediction_log_pb2.PredictionLog(predict_log={"request": bad})
+        warmup = model_dir / ".tmp-11" / "assets.extra" / "tf_serving_warmup_requests"
+        with tf.io.TFRecordWriter(str(warmup)) as writer:
+            writer.write(log.SerializeToString())
+        os.rename(model_dir / ".tmp-11", model_dir / "11")
+        _wait_for(lambda: _states(client).get(11, (0,))[0] == _State.END, what="version 11 END")
+        assert "input tensor alias not found in signature: history" in _states(client)[11][1]
+        assert client.recommend([{}])[0].model_version == 2
+        assert _states(client)[2] == (_State.AVAILABLE, "")
+        client.close()
+
+
+def test_server_without_versions_answers_not_found_then_serves(tmp_path, model_template):
+    with LocalServer(tmp_path, MODEL_NAME, port=0, poll_wait_seconds=0.1) as server:
+        client = ServingClient(server.target, model_name=MODEL_NAME, timeout_s=10)
+        with pytest.raises(grpc.RpcError) as info:
+            client.get_model_metadata()
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert client.retries == 0  # only UNAVAILABLE is retried
+        publish(model_template, tmp_path, 3)
+        _wait_for(lambda: server.model_server.current is not None, what="version 3")
+        assert client.recommend([{}])[0].model_version == 3
+        client.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_client_retries_unavailable_until_the_server_is_up(tmp_path, model_template):
+    publish(model_template, tmp_path, 1)
+    port = _free_port()
+    client = ServingClient(
+        f"127.0.0.1:{port}",
+        model_name=MODEL_NAME,
+        max_attempts=30,
+        initial_backoff_s=0.05,
+        max_backoff_s=0.2,
+    )
+    server = LocalServer(tmp_path, MODEL_NAME, port=port, poll_wait_seconds=0)
+    starter = threading.Timer(0.5, server.start)
+    starter.start()
+    try:
+        assert client.recommend([{}])[0].model_version == 1
+        assert client.retries >= 1
+    finally:
+        starter.join()
+        server.stop(grace_seconds=0)
+        client.close()
+
+    down = ServingClient(
+        f"127.0.0.1:{_free_port()}", model_name=MODEL_NAME, max_attempts=3, initial_backoff_s=0.01
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        down.get_model_status()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert down.retries == 2
+    down.close()
+
+
+def test_cli_server_stops_gracefully_on_sigterm(tmp_path, model_template):
+    publish(model_template, tmp_path, 1)
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serving.server",
+            f"--model_base_path={tmp_path}",
+            f"--model_name={MODEL_NAME}",
+            f"--port={port}",
+            "--enable_batching",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        client = ServingClient(
+            f"127.0.0.1:{port}", model_name=MODEL_NAME, max_attempts=60, max_backoff_s=0.5
+        )
+        assert client.recommend([{}])[0].model_version == 1
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "Received SIGTERM" in output
+    assert "Server stopped" in output
+
+
+def test_calls_beyond_the_bound_are_refused_not_queued(tmp_path, model_template, monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    make_runner = server_lib._numpy_runner
+
+    def held_runner(function, signature):
+        run = make_runner(function, signature)
+
+        def held(inputs):
+            entered.set()
+            release.wait(30)
+            return run(inputs)
+
+        return held
+
+    monkeypatch.setattr(server_lib, "_numpy_runner", held_runner)
+    publish(model_template, tmp_path, 1)
+    with LocalServer(
+        tmp_path,
+        MODEL_NAME,
+        port=0,
+        poll_wait_seconds=0,
+        max_workers=2,
+        max_concurrent_rpcs=1,
+        enable_warmup=False,
+    ) as server:
+        client = ServingClient(server.target, model_name=MODEL_NAME, timeout_s=30)
+        client.signature()
+        first = threading.Thread(target=client.recommend, args=([{}],))
+        first.start()
+        try:
+            assert entered.wait(30)
+            with pytest.raises(grpc.RpcError) as info:
+                client.get_model_status()
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            release.set()
+            first.join(30)
+        assert client.get_model_status().model_version_status[0].version == 1
+        client.close()
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
+            LocalServer(tmp_path, MODEL_NAME, port=port, poll_wait_seconds=0).start()
+        server = LocalServer(tmp_path, MODEL_NAME, port=0, rest_api_port=port, poll_wait_seconds=0)
+        with pytest.raises(OSError):
+            server.start()
+        assert server._grpc is None  # the gRPC side was stopped again

@@ -1,0 +1,81 @@
+"""TF Serving warm-up file written into an export with the client's request builder."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from bvae_tf import features
+from serving import warmup
+from tests.serving.conftest import MODEL_NAME
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def export_dir(model_template, tmp_path):
+    path = tmp_path / "export"
+    shutil.copytree(model_template / "seed1", path)
+    shutil.rmtree(path / warmup.ASSETS_EXTRA)
+    return path
+
+
+def _requests(path):
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+    ]
+
+
+def test_default_warmup_requests_run_on_the_model(export_dir):
+    path = warmup.write_warmup_requests(export_dir, model_name=MODEL_NAME)
+    assert path == export_dir / "assets.extra" / "tf_serving_warmup_requests"
+    requests = _requests(path)
+    assert [len(r.inputs[features.SERVING_INPUT].string_val) for r in requests] == [1, 1, 2]
+    serve = tf.saved_model.load(str(export_dir)).signatures[features.SERVING_SIGNATURE]
+    for request in requests:
+        assert request.model_spec.name == MODEL_NAME
+        assert request.model_spec.signature_name == features.SERVING_SIGNATURE
+        outputs = serve(examples=tf.make_ndarray(request.inputs[features.SERVING_INPUT]))
+        assert outputs[features.OOV_COUNT].shape[0] == len(
+            request.inputs[features.SERVING_INPUT].string_val
+        )
+    # The second request holds one unknown id per behavior (3 behaviors).
+    second = serve(examples=tf.make_ndarray(requests[1].inputs[features.SERVING_INPUT]))
+    assert second[features.OOV_COUNT].numpy().tolist() == [3]
+
+
+def test_given_histories_are_written(export_dir):
+    histories = [{features.CLICK: ["i1", "i2"]}, {features.PURCHASE: ["i3"]}, {}]
+    requests = _requests(
+        warmup.write_warmup_requests(export_dir, model_name=MODEL_NAME, histories=histories)
+    )
+    assert len(requests) == 4
+    assert len(requests[-1].inputs[features.SERVING_INPUT].string_val) == 3
+    example = tf.train.Example.FromString(requests[0].inputs[features.SERVING_INPUT].string_val[0])
+    assert list(example.features.feature[features.items_key(features.CLICK)].bytes_list.value) == [
+        b"i1",
+        b"i2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"histories": [{"cart": ["i1"]}]}, "'cart'"),
+        ({"histories": []}, "1 to 999 users"),
+        ({"histories": [{}] * 1000}, "1 to 999 users"),
+        ({"signature_name": "nosig"}, "no signature 'nosig'"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(export_dir, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        warmup.write_warmup_requests(export_dir, model_name=MODEL_NAME, **kwargs)
+
+
+def test_a_folder_without_a_saved_model_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="is not a SavedModel"):
+        warmup.write_warmup_requests(tmp_path, model_name=MODEL_NAME)
