@@ -271,10 +271,9 @@ def run(args) -> dict:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     label = METHOD_LABELS[args.model]
-    if args.model == "bvae" and (args.reference or args.gate_mode or args.ablation):
-        extras = (["reference"] if args.reference else []) + (
-            [f"gates={args.gate_mode}"] if args.gate_mode else []
-        )
+    if args.model == "bvae":
+        cfg = _config(args, data.behaviors, data.num_items, args.first_seed)
+        extras = ["reference config"] if args.reference else [f"gates={cfg.gate_mode}"]
         label = f"{label} ({', '.join(extras + ['-' + a[3:].upper() for a in args.ablation])})"
     result = {
         "name": name,

@@ -42,12 +42,14 @@ import hashlib
 import json
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from bvae_tf import features
-from components.multi_behavior_example_gen.config import ExampleGenConfig
-from components.ranking_evaluator.gate import GateConfig
+from components.multi_behavior_example_gen.config import CUT_TIMESTAMPS, ExampleGenConfig
+from components.ranking_evaluator.gate import ALL_BEHAVIORS, GateConfig
+
+_T = TypeVar("_T")
 
 #: Environment variable naming a JSON config file (used when no --config is given).
 CONFIG_ENV = "BVAE_PIPELINE_CONFIG"
@@ -140,13 +142,20 @@ class PipelineConfig:
             value = getattr(self, name)
             if (
                 not isinstance(value, str)
-                or not value
+                or not value.isascii()
                 or not value.replace("-", "").replace("_", "").isalnum()
             ):
-                raise ValueError(f"{name} must be letters, digits, '-' and '_', got {value!r}")
+                raise ValueError(
+                    f"{name} must be ASCII letters, digits, '-' and '_', got {value!r}"
+                )
+        _check_path("output_root", self.output_root, optional=False)
+        for name in ("pipeline_root", "metadata_path", "serving_model_dir"):
+            _check_path(name, getattr(self, name), optional=True)
+        _check_path("schema_path", self.schema_path, optional=True)
         for name in ("data", "synthetic", "model", "training", "evaluation"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        self._check_data_section()
         for name in ("vocab_frequency_threshold", "top_k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -161,21 +170,69 @@ class PipelineConfig:
         if not isinstance(self.enable_cache, bool):
             raise ValueError(f"enable_cache must be a bool, got {self.enable_cache!r}")
         # Fail now, naming the value, rather than inside a component at run time.
-        self.example_gen_config()
-        self.gate_config()
+        self._check_split()
+        self._check_gate()
         if self.schema_path is not None:
             check_schema_covers(self.schema_path, self.behaviors)
         self._check_trainer_sections()
-        if self.uses_synthetic_data:
-            from components import synthetic_logs
+        self._check_synthetic_section()
 
-            synthetic_logs.SyntheticLogConfig(**self.synthetic)
+    def _check_data_section(self) -> None:
+        known = {f.name for f in dataclasses.fields(ExampleGenConfig)}
+        unknown = sorted(set(self.data) - known)
+        if unknown:
+            raise ValueError(f"unknown data settings {unknown}; known: {sorted(known)}")
+        base = self.data.get("input_base")
+        if base is not None and (not isinstance(base, str) or not base.strip()):
+            raise ValueError(
+                f"data.input_base must be a path, or null for the synthetic log; got {base!r}"
+            )
+
+    def _check_split(self) -> None:
+        data = self.example_gen_config()
+        if data.split_method == CUT_TIMESTAMPS and all(0 <= v <= 1 for v in data.split_boundaries):
+            raise ValueError(
+                f"data.split_boundaries {list(data.split_boundaries)} look like fractions, "
+                f"but split_method {CUT_TIMESTAMPS!r} takes unix seconds (every event would "
+                "fall in the test split); set split_method to time_fractions or "
+                "event_fractions, or give timestamps"
+            )
+
+    def _check_gate(self) -> None:
+        gate = _build("evaluation", self.gate_config)
+        behaviors = self.behaviors
+        for behavior, bounds in gate.lower_bounds.items():
+            if behavior != ALL_BEHAVIORS and behavior not in behaviors:
+                raise ValueError(
+                    f"evaluation.lower_bounds names behavior {behavior!r}, which is not "
+                    f"modelled (behaviors: {list(behaviors)}); its bounds would never apply"
+                )
+            for name, value in bounds.items():
+                if value < 0:
+                    raise ValueError(
+                        f"evaluation.lower_bounds[{behavior!r}][{name!r}] must be >= 0 "
+                        f"(metrics lie in [0, 1]), got {value!r}"
+                    )
+
+    def _check_synthetic_section(self) -> None:
+        from components import synthetic_logs
+
+        known = {f.name for f in dataclasses.fields(synthetic_logs.SyntheticLogConfig)}
+        unknown = sorted(set(self.synthetic) - known)
+        if unknown:
+            raise ValueError(f"unknown synthetic settings {unknown}; known: {sorted(known)}")
+        if not self.uses_synthetic_data:
+            return
+        seed = self.synthetic.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"synthetic.seed must be an integer >= 0, got {seed!r}")
+        _build("synthetic", lambda: synthetic_logs.SyntheticLogConfig(**self.synthetic))
 
     def _check_trainer_sections(self) -> None:
         from bvae_tf import model as model_lib
         from bvae_tf import trainer
 
-        trainer.training_settings(self.training)
+        _build("training", lambda: trainer.training_settings(self.training))
         for reserved in ("behaviors", "num_items"):
             if reserved in self.model:
                 raise ValueError(f"model.{reserved} is set by the pipeline; remove it")
@@ -184,13 +241,16 @@ class PipelineConfig:
         if unknown:
             raise ValueError(f"unknown model settings {unknown}; known: {sorted(known)}")
         # num_items is only known after Transform; any valid size checks the rest.
-        model_lib.BVAEConfig(behaviors=self.behaviors, num_items=1, **self.model)
+        _build(
+            "model",
+            lambda: model_lib.BVAEConfig(behaviors=self.behaviors, num_items=1, **self.model),
+        )
 
     # --- derived values -----------------------------------------------------------------
     @property
     def uses_synthetic_data(self) -> bool:
-        """Whether the input is the embedded synthetic log (``data.input_base`` unset)."""
-        return not self.data.get("input_base")
+        """Whether the input is the embedded synthetic log (``data.input_base`` null)."""
+        return self.data.get("input_base") is None
 
     @property
     def synthetic_log_path(self) -> str:
@@ -212,8 +272,12 @@ class PipelineConfig:
         return values
 
     def example_gen_config(self) -> ExampleGenConfig:
-        """The validated ExampleGen configuration."""
-        return ExampleGenConfig(**self.example_gen_arguments())
+        """The validated ExampleGen configuration.
+
+        Raises:
+          ValueError: naming the ``data`` value that is not accepted.
+        """
+        return _build("data", lambda: ExampleGenConfig(**self.example_gen_arguments()))
 
     def gate_config(self) -> GateConfig:
         """The validated evaluator gate."""
@@ -277,6 +341,24 @@ class PipelineConfig:
         if unknown:
             raise ValueError(f"unknown pipeline config keys {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+
+def _build(section: str, factory: Callable[[], _T]) -> _T:
+    """``factory()``, with a ``TypeError`` (a value of the wrong type reaching a
+    constructor or a comparison) turned into a ``ValueError`` naming the section."""
+    try:
+        return factory()
+    except TypeError as e:
+        raise ValueError(f"{section}: a value has the wrong type ({e})") from e
+
+
+def _check_path(name: str, value: Any, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(
+            f"{name} must be a non-empty path{' or null' if optional else ''}, got {value!r}"
+        )
 
 
 def resolve_path(path: str) -> str:

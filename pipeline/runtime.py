@@ -42,13 +42,15 @@ def load(args: argparse.Namespace) -> configs.PipelineConfig:
 
 
 def ensure_input(config: configs.PipelineConfig) -> str:
-    """Generates the synthetic log if the config uses it and it is missing.
+    """Generates the synthetic log if the config uses it and it is missing, and checks
+    that a local input holds what the ExampleGen will read, before anything runs.
 
     Returns:
       The input path the ExampleGen will read.
 
     Raises:
-      ValueError: if the synthetic generator's arguments are invalid.
+      ValueError: if the synthetic generator's arguments are invalid, or a local
+        ``data.input_base`` does not exist or holds no input file (named).
     """
     path = config.example_gen_arguments()["input_base"]
     if config.uses_synthetic_data and not pathlib.Path(path).exists():
@@ -58,6 +60,13 @@ def ensure_input(config: configs.PipelineConfig) -> str:
             path, synthetic_logs.SyntheticLogConfig(**config.synthetic)
         )
         logging.info("Synthetic log written to %s: %s", path, summary)
+    elif "://" not in path:
+        from components.multi_behavior_example_gen import executor
+
+        try:
+            executor.resolve_input_files(config.example_gen_config())
+        except ValueError as e:
+            raise ValueError(f"data.input_base: {e}") from e
     return path
 
 

@@ -242,8 +242,10 @@ def recommendations_from_outputs(
       top_k: keep at most this many items per behavior (``None``: all K).
 
     Raises:
-      ValueError: if an output is missing or ``top_k`` exceeds K.
+      ValueError: if an output is missing or ``top_k`` is below 1 or exceeds K.
     """
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
     missing = [
         name
         for b in behaviors
@@ -527,8 +529,8 @@ class ServingClient:
           batch_size: users per Predict request.
 
         Raises:
-          ValueError: for an unknown behavior, a bad item id, ``top_k`` above the
-            model's K, or ``batch_size`` < 1.
+          ValueError: for an unknown behavior, a bad item id, ``top_k`` below 1 or
+            above the model's K, or ``batch_size`` < 1.
           grpc.RpcError: with TF Serving's status when the server rejects the call.
         """
         serialized = serialize_histories(histories, self.behaviors())
@@ -545,7 +547,7 @@ class ServingClient:
 
         Raises:
           ValueError: for a value that is neither bytes nor a tf.Example, ``top_k``
-            above the model's K, or ``batch_size`` < 1.
+            below 1 or above the model's K, or ``batch_size`` < 1.
           grpc.RpcError: with TF Serving's status when the server rejects the call.
         """
         serialized = []

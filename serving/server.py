@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import contextlib
 import dataclasses
 import http.server
 import json
+import math
 import os
 import pathlib
 import re
@@ -96,6 +98,11 @@ _HTTP_STATUS = {
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: Largest version number: versions are int64 in ``ModelSpec`` (TF Serving ignores
+#: folders whose name does not parse as one).
+MAX_VERSION = 2**63 - 1
+#: Seconds an idle REST connection is kept (TF Serving's ``--rest_api_timeout_in_ms``).
+DEFAULT_REST_API_TIMEOUT_S = 30.0
 
 
 class ServingError(Exception):
@@ -111,14 +118,18 @@ def complete_versions(model_dir: str | os.PathLike) -> dict[int, pathlib.Path]:
     """Complete version folders under ``<model_base_path>/<model_name>``.
 
     Returns:
-      Version number -> folder, for every folder named by a non-negative integer that
-      holds ``saved_model.pb`` and ``variables/variables.index``. Empty when
-      ``model_dir`` does not exist.
+      Version number -> folder, for every folder named by a non-negative integer (at
+      most :data:`MAX_VERSION`) that holds ``saved_model.pb`` and
+      ``variables/variables.index``. Empty when ``model_dir`` does not exist.
     """
     versions = {}
     with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(model_dir) as it:
         for entry in it:
-            if not _VERSION_DIR.fullmatch(entry.name) or not entry.is_dir():
+            if (
+                not _VERSION_DIR.fullmatch(entry.name)
+                or int(entry.name) > MAX_VERSION
+                or not entry.is_dir()
+            ):
                 continue
             path = pathlib.Path(entry.path)
             if (path / signatures.SAVED_MODEL_FILENAME).is_file() and (
@@ -126,6 +137,23 @@ def complete_versions(model_dir: str | os.PathLike) -> dict[int, pathlib.Path]:
             ).is_file():
                 versions[int(entry.name)] = path
     return versions
+
+
+def version_fingerprint(path: pathlib.Path) -> tuple[tuple[str, int, int], ...]:
+    """``(relative path, size, mtime in ns)`` of every file under a version folder.
+
+    Two equal fingerprints mean nobody wrote to the folder in between: a version that
+    failed to load is retried once its files change (a copy that was still running
+    completes), and a version whose files change while it loads is not served.
+    """
+    files = []
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            with contextlib.suppress(FileNotFoundError):
+                info = os.stat(full)
+                files.append((os.path.relpath(full, path), info.st_size, info.st_mtime_ns))
+    return tuple(sorted(files))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,9 +288,15 @@ class ModelServer:
         at :meth:`start` (TF Serving's ``--file_system_poll_wait_seconds``).
       enable_warmup: replay ``assets.extra/tf_serving_warmup_requests`` on load.
       batching: batch concurrent Predict calls; ``None``: each call runs alone.
+      max_input_elements: most elements an input tensor may hold. A TensorProto may
+        list fewer values than its shape holds (TensorFlow repeats the last one), so
+        a request of a few bytes could otherwise make the server build a tensor of
+        any size; every element costs a request at least one byte, so
+        :class:`LocalServer` sets this to its ``max_request_bytes``.
 
     Raises:
-      ValueError: if ``model_name`` is empty or ``poll_wait_seconds`` negative.
+      ValueError: if ``model_name`` is empty, ``poll_wait_seconds`` negative or
+        ``max_input_elements`` below 1.
     """
 
     def __init__(
@@ -273,11 +307,15 @@ class ModelServer:
         poll_wait_seconds: float = 1.0,
         enable_warmup: bool = True,
         batching: BatchingOptions | None = None,
+        max_input_elements: int = DEFAULT_MAX_REQUEST_BYTES,
     ):
         if not model_name or "/" in model_name:
             raise ValueError(f"model_name must be a non-empty folder name, got {model_name!r}")
         if poll_wait_seconds < 0:
             raise ValueError(f"poll_wait_seconds must be >= 0, got {poll_wait_seconds}")
+        if max_input_elements < 1:
+            raise ValueError(f"max_input_elements must be >= 1, got {max_input_elements}")
+        self._max_input_elements = max_input_elements
         self.model_name = model_name
         self.model_dir = pathlib.Path(model_base_path) / model_name
         self._poll_wait_seconds = poll_wait_seconds
@@ -285,7 +323,8 @@ class ModelServer:
         self._batching = batching
         self._current: ServableVersion | None = None
         self._states: dict[int, tuple[int, str]] = {}
-        self._failed: dict[int, float] = {}
+        #: Versions that failed to load -> their folder's fingerprint at that load.
+        self._failed: dict[int, tuple[tuple[str, int, int], ...]] = {}
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
@@ -345,16 +384,24 @@ class ModelServer:
             if current is not None and current.version == version:
                 return None
             path = versions[version]
-            mtime = (path / signatures.SAVED_MODEL_FILENAME).stat().st_mtime
-            if self._failed.get(version) == mtime:
+            fingerprint = version_fingerprint(path)
+            if self._failed.get(version) == fingerprint:
                 return None
-            return self._load_and_switch(version, path, mtime)
+            return self._load_and_switch(version, path, fingerprint)
 
     def _set_state(self, version: int, state: int, error: str = "") -> None:
         with self._lock:
             self._states[version] = (state, error)
 
-    def _load_and_switch(self, version: int, path: pathlib.Path, mtime: float) -> int | None:
+    def _load_and_switch(
+        self, version: int, path: pathlib.Path, fingerprint: tuple[tuple[str, int, int], ...]
+    ) -> int | None:
+        """Loads and warms up a version; switches to it unless it failed or changed.
+
+        A failure is remembered with the folder's fingerprint, so the version is tried
+        again only once its files change. A version whose files changed during the
+        load (a copy still running) is dropped and loaded again at the next poll.
+        """
         self._set_state(version, _State.LOADING)
         started = time.monotonic()
         servable = None
@@ -368,8 +415,19 @@ class ModelServer:
                 f"Loading servable: {{name: {self.model_name} version: {version}}} failed: {e}"
             )
             logging.error("%s", message)
-            self._failed[version] = mtime
+            self._failed[version] = fingerprint
             self._set_state(version, _State.END, message)
+            return None
+        if version_fingerprint(path) != fingerprint:
+            servable.close()
+            logging.warning(
+                "Files of version %d of model %s changed while it loaded; not serving it, "
+                "loading it again at the next poll",
+                version,
+                self.model_name,
+            )
+            with self._lock:
+                self._states.pop(version, None)
             return None
         with self._lock:
             previous, self._current = self._current, servable
@@ -447,7 +505,7 @@ class ModelServer:
             raise ServingError(
                 grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
             )
-        inputs = _parse_inputs(signature, request)
+        inputs = _parse_inputs(signature, request, self._max_input_elements)
         aliases = _output_aliases(signature, request)
         try:
             outputs = runner(inputs)
@@ -533,9 +591,16 @@ class ModelServer:
 
 
 def _parse_inputs(
-    signature: meta_graph_pb2.SignatureDef, request: predict_pb2.PredictRequest
+    signature: meta_graph_pb2.SignatureDef,
+    request: predict_pb2.PredictRequest,
+    max_elements: int,
 ) -> dict[str, np.ndarray]:
-    """Checks the request's inputs against the signature (predict_util.cc) and converts them."""
+    """Checks the request's inputs against the signature (predict_util.cc) and converts them.
+
+    A tensor whose shape is not a valid tensor shape (unknown rank, a negative size)
+    or holds more than ``max_elements`` elements fails as TensorFlow's
+    ``Tensor::FromProto`` does: ``tensor parsing error``.
+    """
     if len(request.inputs) != len(signature.inputs):
         sent, wanted = set(request.inputs), set(signature.inputs)
         raise ServingError(
@@ -559,6 +624,20 @@ def _parse_inputs(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"input tensor alias {alias}: expects dtype {signatures.dtype_name(info.dtype)} "
                 f"but {signatures.dtype_name(proto.dtype)} is provided",
+            )
+        shape = proto.tensor_shape
+        sizes = [dim.size for dim in shape.dim]
+        if shape.unknown_rank or any(size < 0 for size in sizes):
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"tensor parsing error: {alias}: shape {sizes}"
+                f"{' of unknown rank' if shape.unknown_rank else ''} is not a tensor shape",
+            )
+        if math.prod(sizes) > max_elements:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"tensor parsing error: {alias}: shape {sizes} holds {math.prod(sizes)} "
+                f"elements, more than the {max_elements} a request may hold",
             )
         try:
             array = tensor_protos.to_ndarray(proto)
@@ -646,10 +725,21 @@ def _json_value(array: np.ndarray, alias: str) -> object:
 
 
 def _from_json(value: object) -> object:
-    """Decodes REST ``{"b64": …}`` objects (any depth) into bytes."""
+    """Decodes REST ``{"b64": …}`` objects (any depth) into bytes.
+
+    Raises:
+      ValueError: for a ``b64`` value that is not a base64 string (TF Serving:
+        ``Unable to base64 decode``) or any other JSON object.
+    """
     if isinstance(value, dict):
         if set(value) == {"b64"}:
-            return base64.b64decode(value["b64"])
+            encoded = value["b64"]
+            if not isinstance(encoded, str):
+                raise ValueError(f"Unable to base64 decode: 'b64' holds {encoded!r}, not a string")
+            try:
+                return base64.b64decode(encoded, validate=True)
+            except binascii.Error as e:
+                raise ValueError(f"Unable to base64 decode {encoded[:64]!r}: {e}") from e
         raise ValueError(f"unexpected JSON object {sorted(value)}; only {{'b64': …}} is allowed")
     if isinstance(value, list):
         return [_from_json(v) for v in value]
@@ -686,11 +776,18 @@ def _rest_predict_request(
             columns = {names[0]: _from_json(instances)}
         else:
             columns = {name: [] for name in names}
-            for row, is_named in zip(instances, named, strict=True):
+            for index, (row, is_named) in enumerate(zip(instances, named, strict=True)):
                 if not is_named:
                     raise ServingError(
                         grpc.StatusCode.INVALID_ARGUMENT,
                         "Expecting object as instances for a signature with several inputs",
+                    )
+                extra = sorted(set(row) - set(names))
+                if extra:
+                    raise ServingError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"instances[{index}] names inputs {extra} that are not in the "
+                        f"signature; inputs expected to be in the set {{{','.join(names)}}}.",
                     )
                 for name in names:
                     if name not in row:
@@ -729,6 +826,8 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
     max_request_bytes: int
     #: Bounds the calls handled at once (the gRPC bound); more get HTTP 429.
     slots: threading.BoundedSemaphore
+    #: Seconds a connection may stay idle or take to send a request (socket timeout).
+    timeout: float
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
@@ -749,7 +848,13 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             return None
         spec = model_pb2.ModelSpec(name=match["name"])
         if match["version"] is not None:
-            spec.version.value = int(match["version"])
+            version = int(match["version"])
+            if version > MAX_VERSION:
+                self._send(
+                    400, {"error": f"Failed to convert version: {match['version']} to numeric."}
+                )
+                return None
+            spec.version.value = version
         if match["label"] is not None:
             spec.version_label = match["label"]
         return spec, match["rest"] or ""
@@ -764,6 +869,8 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             self._send(_HTTP_STATUS.get(e.code, 500), {"error": e.message})
         except (ValueError, json.JSONDecodeError) as e:
             self._send(400, {"error": str(e)})
+        except RecursionError:
+            self._send(400, {"error": "request JSON is nested too deeply"})
         except Exception as e:
             logging.exception("Unexpected REST error")
             self._send(500, {"error": f"{type(e).__name__}: {e}"})
@@ -783,7 +890,16 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             self._answer(lambda: self._status(spec))
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            self._send(411, {"error": "chunked requests are not supported; send Content-Length"})
+            return
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        if not (declared.isascii() and declared.isdigit()):
+            self.close_connection = True
+            self._send(400, {"error": f"Content-Length must be a byte count, got {declared!r}"})
+            return
+        length = int(declared)
         if length > self.max_request_bytes:
             self.close_connection = True
             self._send(
@@ -859,9 +975,12 @@ class LocalServer:
       max_request_bytes: largest request accepted (gRPC and REST).
       enable_warmup: replay each version's warm-up requests on load.
       batching: batch concurrent Predict calls; ``None``: each call runs alone.
+      rest_api_timeout_s: a REST connection idle (or sending its request) for longer
+        is closed, so idle clients do not hold server threads.
 
     Raises:
-      ValueError: on a non-positive worker count, RPC bound or request size.
+      ValueError: on a non-positive worker count, RPC bound, request size or REST
+        timeout.
     """
 
     def __init__(
@@ -878,11 +997,13 @@ class LocalServer:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         enable_warmup: bool = True,
         batching: BatchingOptions | None = None,
+        rest_api_timeout_s: float = DEFAULT_REST_API_TIMEOUT_S,
     ):
         for name, value in (
             ("max_workers", max_workers),
             ("max_concurrent_rpcs", max_concurrent_rpcs),
             ("max_request_bytes", max_request_bytes),
+            ("rest_api_timeout_s", rest_api_timeout_s),
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
@@ -892,6 +1013,7 @@ class LocalServer:
             poll_wait_seconds=poll_wait_seconds,
             enable_warmup=enable_warmup,
             batching=batching,
+            max_input_elements=max_request_bytes,
         )
         self._host = host
         self._requested_port = port
@@ -899,6 +1021,7 @@ class LocalServer:
         self._max_workers = max_workers
         self._max_concurrent_rpcs = max_concurrent_rpcs
         self._max_request_bytes = max_request_bytes
+        self._rest_api_timeout_s = rest_api_timeout_s
         self._grpc: grpc.Server | None = None
         self._rest: http.server.ThreadingHTTPServer | None = None
         self._rest_thread: threading.Thread | None = None
@@ -950,6 +1073,7 @@ class LocalServer:
                     "model_server": self.model_server,
                     "max_request_bytes": self._max_request_bytes,
                     "slots": threading.BoundedSemaphore(self._max_concurrent_rpcs),
+                    "timeout": self._rest_api_timeout_s,
                 },
             )
             server_class = type(
@@ -1000,6 +1124,11 @@ class LocalServer:
         self.stop(grace_seconds=1.0)
 
 
+class _StartInterrupted(BaseException):
+    """SIGTERM/SIGINT before the server started (a ``BaseException``, so that the
+    load's ``except Exception`` does not take it for a failed version)."""
+
+
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m serving.server",
@@ -1011,6 +1140,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port")
     parser.add_argument(
         "--rest_api_port", type=int, default=0, help="REST port; 0 (default) disables REST"
+    )
+    parser.add_argument(
+        "--rest_api_timeout_in_ms",
+        type=int,
+        default=int(DEFAULT_REST_API_TIMEOUT_S * 1000),
+        help="close REST connections idle for longer",
     )
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     parser.add_argument("--grpc_max_threads", type=int, default=8, help="gRPC worker threads")
@@ -1060,6 +1195,7 @@ def main(argv: list[str] | None = None) -> int:
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_request_bytes=args.max_request_bytes,
         enable_warmup=not args.no_warmup,
+        rest_api_timeout_s=args.rest_api_timeout_in_ms / 1000,
         batching=BatchingOptions(
             max_batch_size=args.max_batch_size,
             batch_timeout_s=args.batch_timeout_micros / 1e6,
@@ -1068,22 +1204,40 @@ def main(argv: list[str] | None = None) -> int:
         if args.enable_batching
         else None,
     )
-    stopping, stopped = threading.Event(), threading.Event()
+    started, stopping, stopped = threading.Event(), threading.Event(), threading.Event()
+    stop_begun = threading.Event()
 
     def stop() -> None:
         server.stop(args.grace_seconds)
         stopped.set()
 
+    def begin_stop() -> None:
+        stop_begun.set()
+        threading.Thread(target=stop, name="shutdown", daemon=True).start()
+
     def shut_down(signum: int, _frame: object) -> None:
         if stopping.is_set():
             return
         stopping.set()
+        if not started.is_set():
+            # Still loading, no call accepted yet: abandon the start.
+            logging.info("Received %s while starting; stopping", signal.Signals(signum).name)
+            raise _StartInterrupted
         logging.info("Received %s; finishing running calls", signal.Signals(signum).name)
-        threading.Thread(target=stop, name="shutdown", daemon=True).start()
+        begin_stop()
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
-    server.start()
+    try:
+        server.start()
+        started.set()
+    except _StartInterrupted:
+        server.stop(grace_seconds=0)
+        logging.info("Server stopped")
+        return 0
+    if stopping.is_set() and not stop_begun.is_set():
+        # The signal came while starting but did not interrupt it.
+        begin_stop()
     server.wait()
     stopped.wait()
     logging.info("Server stopped")

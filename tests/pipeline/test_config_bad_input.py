@@ -1,0 +1,130 @@
+"""Careless and hostile configurations fail when the config loads, naming the value.
+
+Every case here was either accepted (and failed, or silently did something else, deep
+inside a run) or escaped as a ``TypeError`` without naming the setting.
+"""
+
+import pytest
+
+from pipeline import configs, local_runner, runtime
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # An unknown key of a section named, not "unexpected keyword argument".
+        (["data.foo=1"], r"unknown data settings \['foo'\]"),
+        (["data..input_base=x"], r"unknown data settings \[''\]"),
+        (["synthetic.bogus=1"], r"unknown synthetic settings \['bogus'\]"),
+        # Checked even when the synthetic log is not used (a typo is still a typo).
+        (["data.input_base=/data/events.csv", "synthetic.bogus=1"], "unknown synthetic"),
+        # An empty input path used to fall back on the synthetic log without a word.
+        (["data.input_base="], "data.input_base must be a path, or null"),
+        (['data.input_base="  "'], "data.input_base must be a path, or null"),
+        (["data.input_base=5"], "data.input_base must be a path, or null"),
+        # Fractions left in place when switching to cut timestamps: all events -> test.
+        (["data.split_method=cut_timestamps"], r"\[0.8, 0.9\] look like fractions"),
+        # Values of the wrong type reach a constructor: ValueError naming the section.
+        (['model.latent_dim="8"'], "^model: a value has the wrong type"),
+        (["synthetic.num_users=abc"], "^synthetic: a value has the wrong type"),
+        (["evaluation.ks=5"], "^evaluation: a value has the wrong type"),
+        (["synthetic.seed=-1"], "synthetic.seed must be an integer >= 0, got -1"),
+        # A bound on a behavior that is not modelled (a typo) would silently not gate.
+        (
+            ['evaluation.lower_bounds={"purchse": {"ndcg@5": 0.1}}'],
+            "names behavior 'purchse', which is not modelled",
+        ),
+        (
+            ['evaluation.lower_bounds={"*": {"ndcg@5": -0.5}}'],
+            r"lower_bounds\['\*'\]\['ndcg@5'\] must be >= 0",
+        ),
+        # Paths of the wrong type or empty.
+        (["schema_path=5"], "schema_path must be a non-empty path or null, got 5"),
+        (['schema_path=""'], "schema_path must be a non-empty path or null"),
+        (["output_root=5"], "output_root must be a non-empty path, got 5"),
+        (["output_root=null"], "output_root must be a non-empty path, got None"),
+        (["output_root="], "output_root must be a non-empty path"),
+        (["pipeline_root=5"], "pipeline_root must be a non-empty path or null"),
+        (["serving_model_dir=[]"], "serving_model_dir must be a non-empty path or null"),
+        (["metadata_path=5"], "metadata_path must be a non-empty path or null"),
+        (["pipeline_name=\u00e4"], "pipeline_name must be ASCII"),
+    ],
+)
+def test_bad_values_fail_at_load_naming_the_value(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        configs.load_config(overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["top_k=0"], "top_k must be an integer >= 1, got 0"),
+        (["top_k=abc"], "top_k must be an integer >= 1, got 'abc'"),
+        (["top_k=5.0"], "top_k must be an integer >= 1, got 5.0"),
+        (["vocab_frequency_threshold=-1"], "vocab_frequency_threshold"),
+        (["data.behaviors=[]"], "at least one behavior"),
+        (['data.behaviors=["purchase", "purchase"]'], "distinct"),
+        (['data.behaviors=["purchase", "dance"]'], "'dance' is not produced by behavior_mapping"),
+        (
+            ['data.behaviors=["click", "favorite"]', "schema_path=null"],
+            "target_behavior 'purchase' must be one of",
+        ),
+        (["data.split_boundaries=[0.9, 0.8]"], "must increase"),
+        (["data.split_boundaries=[0, 0.5]"], r"must lie in \(0, 1\)"),
+        (["data.split_boundaries=[0.5, 1]"], r"must lie in \(0, 1\)"),
+        (["data.split_boundaries=[NaN, 0.5]"], "two finite numbers"),
+        (["schema_path=/nonexistent/schema.pbtxt"], "cannot read the schema"),
+        (['data.behaviors=["purchase", "click", "favorite"]'], "does not match behaviors"),
+        (["top_k.x=5"], "'top_k' is not a section"),
+        (["=1"], "section.key=value"),
+    ],
+)
+def test_checks_that_already_held(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        configs.load_config(overrides=overrides)
+
+
+def test_cut_timestamps_and_bounds_above_one_stay_allowed():
+    config = configs.load_config(
+        overrides=[
+            "data.split_method=cut_timestamps",
+            "data.split_boundaries=[1522454400, 1523145600]",
+            # The e2e test's impossible bound: never blessed, but a valid setting.
+            'evaluation.lower_bounds={"*": {"ndcg@5": 1.5}, "click": {"recall@10": 0}}',
+        ]
+    )
+    assert config.example_gen_config().split_boundaries == (1522454400, 1523145600)
+    assert config.gate_config().bounds_for("click") == {"ndcg@5": 1.5, "recall@10": 0.0}
+    assert configs.load_config(overrides=["data.input_base=null"]).uses_synthetic_data
+
+
+@pytest.mark.parametrize(
+    "input_base", ["{tmp}/missing.csv.gz", "{tmp}/empty_folder", "{tmp}/nothing-*.csv"]
+)
+def test_runner_rejects_a_missing_input_before_anything_runs(tmp_path, input_base):
+    (tmp_path / "empty_folder").mkdir()
+    output_root = tmp_path / "out"
+    base = input_base.format(tmp=tmp_path)
+    with pytest.raises(ValueError, match=r"^data.input_base: .*input_base '.*' (does not|matches)"):
+        local_runner.main(
+            ["--set", f"data.input_base={base}", "--set", f"output_root={output_root}"]
+        )
+    assert not output_root.exists()
+
+
+def test_runner_flags_fail_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv(configs.CONFIG_ENV, raising=False)
+    output_root = tmp_path / "out"
+    with pytest.raises(ValueError, match="unknown data settings"):
+        local_runner.main(["--set", "data.nope=1", "--set", f"output_root={output_root}"])
+    with pytest.raises(SystemExit):
+        runtime.parse("test", ["--set"])
+    monkeypatch.setenv(configs.CONFIG_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="cannot read pipeline config"):
+        runtime.parse("test", [])
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        runtime.parse("test", ["--config", str(tmp_path / "list.json")])
+    assert not output_root.exists()

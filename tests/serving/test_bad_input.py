@@ -1,0 +1,307 @@
+"""The local server and client against careless and hostile input.
+
+Tensors whose shape is not a tensor shape or that a few bytes expand into millions of
+elements, malformed REST requests (bad base64, bad ``Content-Length``, chunked
+bodies, version numbers beyond int64, nesting), idle connections, version folders
+that are half copied, change while loading or overflow int64, and SIGTERM while the
+first version loads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from bvae_tf import features
+from serving import server as server_lib
+from serving.client import recommendations_from_outputs, serialize_histories
+from serving.server import LocalServer, ModelServer, complete_versions
+from tests.serving.conftest import MODEL_NAME, TOP_K, publish
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = serialize_histories([{features.PURCHASE: ["i1"], features.CLICK: ["nope"]}])[0]
+
+
+@pytest.fixture
+def predict(local_server):
+    channel = grpc.insecure_channel(local_server.target)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    yield lambda request: stub.Predict(request, timeout=20)
+    channel.close()
+
+
+def _request(values, dims=None, unknown_rank=False):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    proto = request.inputs[features.SERVING_INPUT]
+    proto.dtype = types_pb2.DT_STRING
+    proto.string_val.extend(values)
+    for size in [len(values)] if dims is None else dims:
+        proto.tensor_shape.dim.add().size = size
+    proto.tensor_shape.unknown_rank = unknown_rank
+    return request
+
+
+def _rejected(predict, request):
+    with pytest.raises(grpc.RpcError) as info:
+        predict(request)
+    return info.value.code(), info.value.details()
+
+
+# --- gRPC tensors ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("dims", "unknown_rank"), [([-1], False), ([1], True)], ids=["negative", "unknown-rank"]
+)
+def test_a_shape_that_is_no_tensor_shape_is_a_parsing_error(predict, dims, unknown_rank):
+    code, details = _rejected(predict, _request([EXAMPLE], dims, unknown_rank))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("tensor parsing error: examples: shape")
+
+
+def test_a_few_bytes_cannot_ask_for_a_huge_tensor(predict):
+    # One value, shape [100000]: TensorFlow repeats the last value to fill a tensor,
+    # so a 40-byte request would otherwise run 100,000 users (the bound: the
+    # fixture's max_request_bytes, 64 KiB, elements).
+    request = _request([EXAMPLE], dims=[100_000])
+    assert request.ByteSize() < 100
+    code, details = _rejected(predict, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "holds 100000 elements, more than the 65536 a request may hold" in details
+    # Filling within the bound still works as TensorFlow reads it.
+    response = predict(_request([EXAMPLE], dims=[3]))
+    oov = response.outputs[features.OOV_COUNT]
+    assert [d.size for d in oov.tensor_shape.dim] == [3]
+
+
+def test_thousands_of_items_unicode_and_empty_ids_are_counted_not_fatal(client):
+    unknown = [f"u{i}" for i in range(3000)] + ["", "\u00fc", "\u65e5\u672c", "\x00"]
+    recs = client.recommend(
+        [{features.PURCHASE: ["i1", *unknown]}, {features.CLICK: ["i2"] * 2000}] * 2
+    )
+    assert [r.oov_count for r in recs] == [len(unknown), 0] * 2
+    assert all("i1" not in dict(r.items[features.PURCHASE]) for r in recs[::2])
+    many = client.recommend([{features.CLICK: [f"i{i % 12}"]} for i in range(500)])
+    assert len(many) == 500 and all(len(r.items[features.PURCHASE]) == TOP_K for r in many)
+
+
+def test_top_k_below_one_is_an_error_not_a_silent_cut():
+    outputs = {
+        features.item_ids_output(features.PURCHASE): np.array([[b"i1", b"i2"]], dtype=object),
+        features.scores_output(features.PURCHASE): np.array([[2.0, 1.0]], np.float32),
+        features.OOV_COUNT: np.array([0]),
+    }
+    for top_k in (0, -1):
+        with pytest.raises(ValueError, match=f"top_k must be an integer >= 1, got {top_k}"):
+            recommendations_from_outputs(outputs, [features.PURCHASE], model_version=1, top_k=top_k)
+
+
+# --- REST --------------------------------------------------------------------------------
+def _http(port, head, body=b"", timeout_s=5.0):
+    """Status code and JSON body of one raw HTTP exchange (``None`` if no answer)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(head.encode("latin-1") + body)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except TimeoutError:
+            pass
+    if not data:
+        return None, None
+    header, _, payload = data.partition(b"\r\n\r\n")
+    return int(header.split()[1]), json.loads(payload or b"null")
+
+
+PREDICT = f"/v1/models/{MODEL_NAME}:predict"
+B64 = base64.b64encode(EXAMPLE).decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "expected"),
+    [
+        (PREDICT, {"instances": [{"b64": "!!!*"}]}, {}, (400, "Unable to base64 decode")),
+        (PREDICT, {"instances": [{"b64": 5}]}, {}, (400, "Unable to base64 decode")),
+        (PREDICT, {"instances": [{"b64": None}]}, {}, (400, "Unable to base64 decode")),
+        (
+            PREDICT,
+            {"instances": [{"examples": {"b64": B64}, "extra": 1}]},
+            {},
+            (400, "instances[0] names inputs ['extra'] that are not in the signature"),
+        ),
+        (
+            PREDICT,
+            '{"instances": ' + "[" * 5000 + "]" * 5000 + "}",
+            {},
+            (400, "nested too deeply"),
+        ),
+        (PREDICT, {"instances": []}, {"Content-Length": "-1"}, (400, "got '-1'")),
+        (PREDICT, {"instances": []}, {"Content-Length": "abc"}, (400, "got 'abc'")),
+        (
+            PREDICT,
+            "",
+            {"Content-Length": None, "Transfer-Encoding": "chunked"},
+            (411, "chunked requests are not supported"),
+        ),
+        (
+            f"/v1/models/{MODEL_NAME}/versions/99999999999999999999999:predict",
+            {"instances": []},
+            {},
+            (400, "Failed to convert version: 99999999999999999999999 to numeric."),
+        ),
+        # Accepted: any content type (TF Serving ignores it), a batch of 0.
+        (PREDICT, {"instances": [{"b64": B64}]}, {"Content-Type": "text/plain"}, (200, None)),
+        (PREDICT, {"instances": []}, {}, (200, None)),
+    ],
+    ids=[
+        "bad-b64",
+        "b64-int",
+        "b64-null",
+        "extra-key-in-row",
+        "deep-nesting",
+        "negative-length",
+        "non-numeric-length",
+        "chunked",
+        "version-beyond-int64",
+        "text-content-type",
+        "empty-batch",
+    ],
+)
+def test_rest_bad_requests(local_server, path, body, headers, expected):
+    status, message = expected
+    if not isinstance(body, str):
+        body = json.dumps(body)
+    headers = {k: v for k, v in {"Content-Length": str(len(body)), **headers}.items() if v}
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    got, payload = _http(
+        local_server.rest_port,
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{lines}\r\n",
+        body.encode(),
+    )
+    assert got == status, payload
+    if message is not None:
+        assert message in payload["error"]
+    else:
+        assert "predictions" in payload
+    got, _ = _http(
+        local_server.rest_port, f"GET /v1/models/{MODEL_NAME} HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
+    assert got == 200  # still serving
+
+
+def test_idle_rest_connections_are_closed(exported_model_base):
+    base, name = exported_model_base
+    with LocalServer(base, name, port=0, rest_api_port=0, rest_api_timeout_s=0.5) as server:
+        started = time.monotonic()
+        # Silent, and a body shorter than its Content-Length: both closed at the timeout.
+        assert _http(server.rest_port, "") == (None, None)
+        half = f"POST {PREDICT} HTTP/1.1\r\nContent-Length: 100\r\n\r\n"
+        assert _http(server.rest_port, half, b"{") == (None, None)
+        assert time.monotonic() - started < 4.0
+
+
+# --- version folders ---------------------------------------------------------------------
+def _fake_version(model_dir, name):
+    (model_dir / name / "variables").mkdir(parents=True)
+    (model_dir / name / "saved_model.pb").write_bytes(b"")
+    (model_dir / name / "variables" / "variables.index").write_bytes(b"")
+
+
+def test_version_numbers_beyond_int64_are_not_versions(tmp_path):
+    for name in ("99999999999999999999999", "9223372036854775808", "9223372036854775807", "3"):
+        _fake_version(tmp_path, name)
+    assert sorted(complete_versions(tmp_path)) == [3, 2**63 - 1]
+
+
+def test_a_failed_version_is_retried_once_its_files_change(tmp_path, model_template):
+    publish(model_template, tmp_path, 1)
+    model_server = ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=0)
+    model_server.start()
+    # Version 2 "complete" while its variables are still being copied: cut in half.
+    staging = tmp_path / MODEL_NAME / ".tmp-2"
+    shutil.copytree(model_template / "seed2", staging)
+    data = next((staging / "variables").glob("variables.data-*"))
+    full = data.read_bytes()
+    data.write_bytes(full[: len(full) // 2])
+    staging.rename(tmp_path / MODEL_NAME / "2")
+    assert model_server.poll() is None
+    assert model_server.poll() is None  # unchanged: not retried
+    assert model_server.current.version == 1
+    # The copy completes; saved_model.pb is untouched.
+    (tmp_path / MODEL_NAME / "2" / "variables" / data.name).write_bytes(full)
+    assert model_server.poll() == 2
+    assert model_server.current.version == 2
+    model_server.stop()
+
+
+def test_a_version_changing_while_it_loads_is_not_served(tmp_path, model_template, monkeypatch):
+    publish(model_template, tmp_path, 1)
+    model_server = ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=0)
+    model_server.start()
+    load = server_lib.load_version
+    copies = []
+
+    def load_while_copying(version, path, batching=None):
+        loaded = load(version, path, batching)
+        if not copies:  # the copy writes one more file while the load runs
+            copies.append(path)
+            (path / "assets.extra" / "late_file").write_bytes(b"x")
+        return loaded
+
+    monkeypatch.setattr(server_lib, "load_version", load_while_copying)
+    shutil.copytree(model_template / "seed2", tmp_path / MODEL_NAME / "2")
+    assert model_server.poll() is None
+    assert model_server.current.version == 1
+    assert model_server.poll() == 2  # unchanged since: loaded and served
+    model_server.stop()
+
+
+def test_sigterm_while_the_first_version_loads_exits(tmp_path, model_template):
+    publish(model_template, tmp_path, 1)
+    code = (
+        "import os, signal, sys\n"
+        "from serving import server\n"
+        "load = server.load_version\n"
+        "def load_and_signal(*args):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return load(*args)\n"
+        "server.load_version = load_and_signal\n"
+        "sys.exit(server.main(sys.argv[1:]))\n"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            f"--model_base_path={tmp_path}",
+            f"--model_name={MODEL_NAME}",
+            f"--port={port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=45)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "Received SIGTERM while starting" in output
+    assert "Server stopped" in output
