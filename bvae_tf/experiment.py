@@ -252,6 +252,15 @@ def render_markdown(
     return "\n".join(lines)
 
 
+def method_key(result: dict) -> str:
+    """What makes two result files the same method: the model and every
+    configuration value except the seed (so seeds run separately are pooled)."""
+    runs = result.get("runs") or [{}]
+    configs = [part["config"] for part in runs[0].get("parts", [runs[0]]) if "config" in part]
+    stripped = [{k: v for k, v in c.items() if k not in ("seed", "behaviors")} for c in configs]
+    return json.dumps([result.get("model"), stripped], sort_keys=True)
+
+
 def _write(path: pathlib.Path, result: dict, k: int) -> None:
     result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
     path.parent.joinpath(path.name + ".json").write_text(
@@ -323,9 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         results: list[dict] = []
         for path in args.combine:
             result = json.loads(pathlib.Path(path).read_text())
-            same = [r for r in results if r["method"] == result["method"]]
+            same = [r for r in results if method_key(r) == method_key(result)]
             if same:  # e.g. seeds run in separate invocations: pool them
                 same[0]["runs"] += result["runs"]
+                if len(result["method"]) > len(same[0]["method"]):
+                    same[0]["method"] = result["method"]
             else:
                 results.append(result)
         for result in results:

@@ -6,7 +6,8 @@ records anomalies (letting the pipeline continue). Here:
 
 * a split is validated in its TFDV schema environment: ``TRAINING`` for the train
   split (no ``<b>_heldout`` there), ``EVALUATION`` for eval and test (the held-out
-  targets must be present); see ``pipeline/schema/*/schema.pbtxt``;
+  targets must be present); see ``pipeline/schema/*/schema.pbtxt``. A schema
+  inferred by SchemaGen gets these environments first (:func:`with_split_environments`);
 * the anomalies are written as usual (``Split-<split>/SchemaDiff.pb``, a binary
   ``tensorflow_metadata`` ``Anomalies`` proto), then the execution raises with every anomaly's
   feature, severity, short and long description, so bad data stops the run before
@@ -47,6 +48,49 @@ def environment_for(split: str, schema: schema_pb2.Schema) -> str | None:
         return None
     wanted = TRAINING_ENVIRONMENT if split == features.TRAIN else EVALUATION_ENVIRONMENT
     return wanted if wanted in schema.default_environment else None
+
+
+def with_split_environments(schema: schema_pb2.Schema) -> schema_pb2.Schema:
+    """An inferred schema made fit to validate the splits, if it has no environments.
+
+    A schema inferred by SchemaGen (``schema_path: null``) has no environments, yet
+    the ``<b>_heldout`` features exist only in the eval and test examples: validated
+    as is, the train split would report them as dropped columns. This adds the
+    ``TRAINING``/``EVALUATION``/``SERVING`` environments, marks every ``<b>_heldout``
+    feature as absent from ``TRAINING`` and ``SERVING``, and drops value domains that
+    inference may have put on ``user_id`` and the item-id features (ids are an open
+    set; the vocabulary is Transform's job), as the curated schemas do
+    (``pipeline.schema_tool``). A schema that declares environments is returned
+    unchanged.
+
+    Args:
+      schema: a TFDV schema.
+
+    Returns:
+      The adjusted copy, or ``schema`` itself.
+    """
+    if schema.default_environment:
+        return schema
+    out = schema_pb2.Schema()
+    out.CopyFrom(schema)
+    out.default_environment.extend(
+        [TRAINING_ENVIRONMENT, EVALUATION_ENVIRONMENT, SERVING_ENVIRONMENT]
+    )
+    id_suffixes = (features.ITEMS_SUFFIX, features.HELDOUT_SUFFIX)
+    domains = {d.name for d in out.string_domain if d.name}
+    used: set[str] = set()
+    for feature in out.feature:
+        is_id = feature.name == features.USER_ID or feature.name.endswith(id_suffixes)
+        if is_id:
+            feature.ClearField("domain_info")
+        elif feature.HasField("domain"):
+            used.add(feature.domain)
+        if feature.name.endswith(features.HELDOUT_SUFFIX):
+            feature.not_in_environment.extend([TRAINING_ENVIRONMENT, SERVING_ENVIRONMENT])
+    kept = [d for d in out.string_domain if d.name in used or d.name not in domains]
+    del out.string_domain[:]
+    out.string_domain.extend(kept)
+    return out
 
 
 def describe_anomalies(anomalies: anomalies_pb2.Anomalies) -> list[str]:
@@ -99,9 +143,11 @@ class Executor(example_validator_executor.Executor):
         )
         anomalies_artifact.split_names = artifact_utils.encode_split_names(splits)
         anomalies_artifact.span = statistics.span
-        schema = io_utils.SchemaReader().read(
-            io_utils.get_only_uri_in_dir(
-                artifact_utils.get_single_uri(input_dict[standard_component_specs.SCHEMA_KEY])
+        schema = with_split_environments(
+            io_utils.SchemaReader().read(
+                io_utils.get_only_uri_in_dir(
+                    artifact_utils.get_single_uri(input_dict[standard_component_specs.SCHEMA_KEY])
+                )
             )
         )
         custom_validation = exec_properties.get(

@@ -126,3 +126,29 @@ def test_baselines_and_combined_table(release_dir, tmp_path):
 def test_cli_rejects_missing_data(capsys):
     with pytest.raises(SystemExit):
         experiment.main([])
+
+
+def _result(model, method, seed, value, **config):
+    run = {"seed": seed, "config": {"seed": seed, "gate_mode": "gated", **config}}
+    run["honest"] = {"purchase": {"ndcg@5": value}}
+    return {"model": model, "method": method, "behaviors": ["purchase"], "runs": [run]}
+
+
+@pytest.mark.unit
+def test_combine_pools_seeds_of_one_configuration_only(tmp_path):
+    files = []
+    for i, result in enumerate(
+        [
+            _result("bvae", "BVAE", 0, 0.1),
+            _result("bvae", "BVAE (gates=gated)", 1, 0.3),
+            _result("bvae", "BVAE (gates=reference)", 0, 0.5, gate_mode="reference"),
+        ]
+    ):
+        files.append(tmp_path / f"r{i}.json")
+        files[-1].write_text(json.dumps(result))
+    md = tmp_path / "t.md"
+    assert experiment.main(["--combine", *map(str, files), "--markdown", str(md)]) == 0
+    rows = [line for line in md.read_text().splitlines() if line.startswith("| purchase")]
+    assert len(rows) == 2
+    assert "BVAE (gates=gated)" in rows[0] and "0.2000 ± 0.1414" in rows[0]
+    assert "BVAE (gates=reference)" in rows[1] and "0.5000 ± 0.0000" in rows[1]

@@ -34,8 +34,9 @@ def _row(user, heldout):
     return row
 
 
-def _run(tmp_path, splits):
-    """Runs the executor on statistics of ``splits`` ({split: rows})."""
+def _run(tmp_path, splits, schema_dir=None):
+    """Runs the executor on statistics of ``splits`` ({split: rows}) against the
+    schema in ``schema_dir`` (default: the default curated schema)."""
     statistics = standard_artifacts.ExampleStatistics()
     statistics.uri = str(tmp_path / "stats")
     statistics.split_names = artifact_utils.encode_split_names(list(splits))
@@ -45,7 +46,7 @@ def _run(tmp_path, splits):
         stats = _stats_for(rows, tmp_path / f"{split}.tfrecord")
         (directory / "FeatureStats.pb").write_bytes(stats.SerializeToString())
     schema = standard_artifacts.Schema()
-    schema.uri = os.path.dirname(configs.DEFAULT_SCHEMA)
+    schema.uri = str(schema_dir or os.path.dirname(configs.DEFAULT_SCHEMA))
     anomalies = standard_artifacts.ExampleAnomalies()
     anomalies.uri = str(tmp_path / "anomalies")
     validation.Executor().Do(
@@ -70,6 +71,32 @@ def test_each_split_is_valid_in_its_environment(tmp_path):
     assert anomalies.get_json_value_custom_property("blessed") == {"train": 1, "eval": 1}
     for split in (features.TRAIN, features.EVAL):
         assert (tmp_path / "anomalies" / f"Split-{split}" / "SchemaDiff.pb").is_file()
+
+
+def test_an_inferred_schema_gets_the_split_environments(tmp_path):
+    train = [_row("u1", heldout=False), _row("u2", heldout=False)]
+    evaluation = [_row("u1", heldout=True)]
+    # As SchemaGen does with schema_path: null: inferred from statistics holding the
+    # held-out features, and without environments.
+    inferred = tfdv.infer_schema(_stats_for(evaluation, tmp_path / "infer.tfrecord"))
+    assert not inferred.default_environment
+    as_is = tfdv.validate_statistics(_stats_for(train, tmp_path / "t.tfrecord"), inferred)
+    assert any(name.endswith(features.HELDOUT_SUFFIX) for name in as_is.anomaly_info)
+
+    schema_dir = tmp_path / "inferred"
+    schema_dir.mkdir()
+    tfdv.write_schema_text(inferred, str(schema_dir / "schema.pbtxt"))
+    anomalies = _run(
+        tmp_path / "run", {features.TRAIN: train, features.EVAL: evaluation}, schema_dir
+    )
+    assert anomalies.get_json_value_custom_property("blessed") == {"train": 1, "eval": 1}
+    with_envs = validation.with_split_environments(inferred)
+    assert list(with_envs.default_environment) == ["TRAINING", "EVALUATION", "SERVING"]
+    user_id = {f.name: f for f in inferred.feature}[features.USER_ID]
+    assert user_id.WhichOneof("domain_info")  # inferred from one user: a closed domain
+    user_id = {f.name: f for f in with_envs.feature}[features.USER_ID]
+    assert user_id.WhichOneof("domain_info") is None
+    assert validation.with_split_environments(with_envs) is with_envs
 
 
 def test_anomalies_fail_the_run_with_tfdvs_report(tmp_path):
