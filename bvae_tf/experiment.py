@@ -222,18 +222,18 @@ def summarize(runs: list[dict], protocol: str) -> dict:
 def render_markdown(
     results: list[dict], k: int = 5, protocols: Sequence[str] = (HONEST, PAPER)
 ) -> str:
-    """Tables in the paper's layout: behavior x method, Prec/Rec/NDCG/HR@k, mean +- std."""
+    """Tables in the paper's layout: behavior x method, Prec/Rec/NDCG/HR@k, mean +- std,
+    and the number of seeds behind each row."""
     lines = []
     for protocol in protocols:
         rows = [(r, r["summary"].get(protocol)) for r in results if r["summary"].get(protocol)]
         if not rows:
             continue
-        seeds = sorted({len(r["runs"]) for r, _ in rows})
-        lines.append(f"### {PROTOCOL_TITLES[protocol]} (seeds per method: {seeds})")
+        lines.append(f"### {PROTOCOL_TITLES[protocol]}")
         lines.append("")
         header = " | ".join(f"{label}@{k}" for _, label in TABLE_METRICS)
-        lines.append(f"| Behavior | Method | {header} |")
-        lines.append("|---|---|" + "---|" * len(TABLE_METRICS))
+        lines.append(f"| Behavior | Method | {header} | Seeds |")
+        lines.append("|---|---|" + "---|" * len(TABLE_METRICS) + "---|")
         behaviors: list[str] = []
         for result, summary in rows:
             for b in [*result.get("behaviors", []), *sorted(summary)]:
@@ -247,9 +247,42 @@ def render_markdown(
                 for metric, _ in TABLE_METRICS:
                     mean, std = summary[b].get(M.metric_key(metric, k), [math.nan, math.nan])
                     cells.append(f"{mean:.4f} ± {std:.4f}")
-                lines.append(f"| {b} | {result['method']} | " + " | ".join(cells) + " |")
+                seeds = len([r for r in result["runs"] if protocol in r])
+                lines.append(f"| {b} | {result['method']} | " + " | ".join(cells) + f" | {seeds} |")
         lines.append("")
     return "\n".join(lines)
+
+
+#: BVAEConfig fields a method label leaves out (not choices of the method).
+_UNLABELLED = ("behaviors", "num_items", "seed", "variant", "precision", "jit_compile")
+
+
+def method_label(model: str, config: dict) -> str:
+    """The table label of a run: ``BVAE (gates=<mode>, <every other setting that
+    differs from BVAEConfig's defaults>, -<ablation>...)``; baselines by name.
+
+    Args:
+      model: one of :data:`MODELS`.
+      config: ``BVAEConfig.to_dict()`` of the run.
+    """
+    if model != "bvae":
+        return METHOD_LABELS[model]
+    from bvae_tf import model as Mo
+
+    # JSON round trip: tuples read back from a result file are lists.
+    defaults = json.loads(json.dumps(Mo.BVAEConfig(behaviors=("x",), num_items=1).to_dict()))
+    config = json.loads(json.dumps(config))
+    parts = [f"gates={config.get('gate_mode', defaults['gate_mode'])}"]
+    ablations = []
+    for key, default in defaults.items():
+        value = config.get(key, default)
+        if key in _UNLABELLED or key == "gate_mode" or value == default:
+            continue
+        if key in ABLATIONS.values():
+            ablations.append("-" + key[len("use_") :].upper())
+        else:
+            parts.append(f"{key}={value}")
+    return f"{METHOD_LABELS[model]} ({', '.join(parts + ablations)})"
 
 
 def method_key(result: dict) -> str:
@@ -282,8 +315,7 @@ def run(args) -> dict:
     label = METHOD_LABELS[args.model]
     if args.model == "bvae":
         cfg = _config(args, data.behaviors, data.num_items, args.first_seed)
-        extras = ["reference config"] if args.reference else [f"gates={cfg.gate_mode}"]
-        label = f"{label} ({', '.join(extras + ['-' + a[3:].upper() for a in args.ablation])})"
+        label = method_label(args.model, cfg.to_dict())
     result = {
         "name": name,
         "model": args.model,
@@ -335,12 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             same = [r for r in results if method_key(r) == method_key(result)]
             if same:  # e.g. seeds run in separate invocations: pool them
                 same[0]["runs"] += result["runs"]
-                if len(result["method"]) > len(same[0]["method"]):
-                    same[0]["method"] = result["method"]
             else:
                 results.append(result)
         for result in results:
             result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
+            if result.get("model") == "bvae" and "config" in result["runs"][0]:
+                result["method"] = method_label("bvae", result["runs"][0]["config"])
         text = render_markdown(results, args.table_k, args.protocols)
         if args.markdown:
             pathlib.Path(args.markdown).write_text(text)

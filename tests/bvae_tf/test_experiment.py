@@ -60,15 +60,16 @@ def test_bvae_two_seeds_json_and_paper_layout_markdown(release_dir, tmp_path):
     result = json.loads((tmp_path / "ref.json").read_text())
     assert result["behaviors"] == ["purchase", "click", "favorite"]
     assert [r["seed"] for r in result["runs"]] == [0, 1]
-    assert result["method"] == "BVAE (gates=reference)"
+    # The label names every setting that differs from the defaults.
+    assert result["method"] == "BVAE (gates=reference, latent_dim=4)"
     for protocol in ("honest", "paper"):
         summary = result["summary"][protocol]
         mean, std = summary["click"]["ndcg@5"]
         assert 0.0 <= mean <= 1.0 and std >= 0.0
     assert result["runs"][0]["config"]["gate_mode"] == "reference"
     table = (tmp_path / "ref.md").read_text()
-    assert "| Behavior | Method | Prec@5 | Rec@5 | NDCG@5 | HR@5 |" in table
-    assert "| favorite | BVAE (gates=reference) |" in table
+    assert "| Behavior | Method | Prec@5 | Rec@5 | NDCG@5 | HR@5 | Seeds |" in table
+    assert "| favorite | BVAE (gates=reference, latent_dim=4) |" in table
     assert "paper protocol" in table and "honest protocol" in table
     # Files of the same method are pooled (seeds run in separate invocations).
     pooled = tmp_path / "pooled.md"
@@ -84,7 +85,9 @@ def test_bvae_two_seeds_json_and_paper_layout_markdown(release_dir, tmp_path):
         ]
     )
     text = pooled.read_text()
-    assert "seeds per method: [4]" in text and "validation split" in text
+    assert "validation split" in text
+    rows = [line for line in text.splitlines() if line.startswith("| click |")]
+    assert len(rows) == 1 and rows[0].endswith("| 4 |")
 
 
 def test_baselines_and_combined_table(release_dir, tmp_path):
@@ -150,5 +153,5 @@ def test_combine_pools_seeds_of_one_configuration_only(tmp_path):
     assert experiment.main(["--combine", *map(str, files), "--markdown", str(md)]) == 0
     rows = [line for line in md.read_text().splitlines() if line.startswith("| purchase")]
     assert len(rows) == 2
-    assert "BVAE (gates=gated)" in rows[0] and "0.2000 ± 0.1414" in rows[0]
-    assert "BVAE (gates=reference)" in rows[1] and "0.5000 ± 0.0000" in rows[1]
+    assert "BVAE (gates=gated)" in rows[0] and "0.2000 ± 0.1414 | nan ± nan | 2 |" in rows[0]
+    assert "BVAE (gates=reference)" in rows[1] and "0.5000 ± 0.0000 | nan ± nan | 1 |" in rows[1]
