@@ -42,7 +42,7 @@ if __package__ in (None, ""):  # run as a script: import the repository's packag
 from absl import logging
 from tfx import v1 as tfx
 
-from pipeline import configs, runtime
+from pipeline import configs, local_runner, runtime
 from pipeline import pipeline as pipeline_lib
 
 
@@ -70,7 +70,10 @@ def main(argv=None) -> None:
         argv, beam_args = argv[:split], argv[split + 1 :]
     config = runtime.parse(__doc__.split("\n\n")[0], argv)
     runtime.ensure_input(config)
+    before = local_runner.latest_run_id(config)
     tfx.orchestration.experimental.BeamDagRunner().run(build(config, beam_args))
+    if local_runner.latest_run_id(config) not in (None, before):  # not a CLI compile
+        local_runner.print_summary(config)
 
 
 if __name__ == "__main__":

@@ -12,21 +12,14 @@ blessing and the pushed model's path.
 
 from absl import logging
 
-from pipeline import local_runner, report, runtime
+from pipeline import local_runner, runtime
 
 
 def main(argv=None) -> None:
     logging.set_verbosity(logging.INFO)
     config = runtime.parse(__doc__.split("\n\n")[0], argv)
     local_runner.run(config)
-    summary = report.summarize(config.resolved_metadata_path, config.pipeline_name)
-    print()
-    print(report.format_summary(summary))
-    if summary.get("pushed"):
-        print(
-            "Serve it: python -m serving.server --model_base_path "
-            f"{config.resolved_serving_model_dir} --model_name {config.model_name}"
-        )
+    local_runner.print_summary(config)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
 The TFX CLI runs this file without arguments: point ``$BVAE_PIPELINE_CONFIG`` at a
 config file to change what it runs. Outputs go under ``output_root`` (default
 ``out/``): ``pipelines/<name>/`` (artifacts), ``metadata/<name>/metadata.db``
-(MLMD) and ``serving/<model_name>/<version>/`` (pushed models).
+(MLMD) and ``serving/<model_name>/<version>/`` (pushed models). After a run it prints
+a summary: the ExampleGen's accounting, eval and test metrics per behavior, the
+blessing and the pushed path.
 """
 
 import os
@@ -25,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: import the repository's packag
 from absl import logging
 from tfx import v1 as tfx
 
-from pipeline import configs, runtime
+from pipeline import configs, report, runtime
 from pipeline import pipeline as pipeline_lib
 
 
@@ -48,9 +50,42 @@ def run(config: configs.PipelineConfig) -> None:
     tfx.orchestration.LocalDagRunner().run(build(config))
 
 
+def latest_run_id(config: configs.PipelineConfig) -> str | None:
+    """The id of the latest run of the config's pipeline in its MLMD store, if any."""
+    try:
+        run_id, _ = report.latest_run(
+            report.open_store(config.resolved_metadata_path), config.pipeline_name
+        )
+    except ValueError:
+        return None
+    return run_id
+
+
+def print_summary(config: configs.PipelineConfig) -> dict:
+    """Prints the latest run's summary (accounting, metrics, blessing, pushed path)
+    and how to serve the pushed model; returns the summary (``report.summarize``)."""
+    summary = report.summarize(config.resolved_metadata_path, config.pipeline_name)
+    print()
+    print(report.format_summary(summary))
+    print(f"Artifacts: {config.resolved_pipeline_root}")
+    if summary.get("pushed"):
+        python = os.path.relpath(sys.executable) if sys.executable else "python"
+        print(
+            f"Serve it: {python} -m serving.server --model_base_path "
+            f"{config.resolved_serving_model_dir} --model_name {config.model_name}"
+        )
+    return summary
+
+
 def main(argv=None) -> None:
     logging.set_verbosity(logging.INFO)
-    run(runtime.parse(__doc__.split("\n\n")[0], argv))
+    config = runtime.parse(__doc__.split("\n\n")[0], argv)
+    before = latest_run_id(config)
+    run(config)
+    # Under ``tfx pipeline create`` the TFX CLI only compiles (run() is patched and
+    # runs nothing): print a summary only when this call made a new run.
+    if latest_run_id(config) not in (None, before):
+        print_summary(config)
 
 
 if __name__ == "__main__":

@@ -88,14 +88,58 @@ def curate(inferred: schema_pb2.Schema, behaviors: Sequence[str]) -> schema_pb2.
     return schema
 
 
+def statistics_dir(path: str) -> str:
+    """The StatisticsGen artifact directory that ``path`` names.
+
+    ``path`` is an artifact directory (holding ``Split-train/`` and ``Split-eval/``)
+    or the folder of a pipeline's artifacts of that kind
+    (``<pipeline_root>/StatisticsGen/statistics``), whose newest execution is used.
+
+    Raises:
+      ValueError: naming ``path`` and what it should hold.
+    """
+
+    def holds_splits(folder: str) -> bool:
+        return all(
+            os.path.isdir(os.path.join(folder, f"Split-{split}"))
+            for split in (features.TRAIN, features.EVAL)
+        )
+
+    if holds_splits(path):
+        return path
+    executions = []
+    if os.path.isdir(path):
+        executions = [
+            name
+            for name in os.listdir(path)
+            if name.isdigit() and holds_splits(os.path.join(path, name))
+        ]
+    if executions:
+        return os.path.join(path, max(executions, key=int))
+    raise ValueError(
+        f"--statistics {path!r} holds no StatisticsGen output: give "
+        "<pipeline_root>/StatisticsGen/statistics or one of its numbered folders "
+        f"(with Split-{features.TRAIN}/ and Split-{features.EVAL}/)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--statistics", required=True, help="StatisticsGen artifact directory")
+    parser.add_argument(
+        "--statistics",
+        required=True,
+        help="StatisticsGen artifact directory, or <pipeline_root>/StatisticsGen/statistics "
+        "(its newest execution)",
+    )
     parser.add_argument("--behaviors", required=True, help="comma-separated behaviors")
     parser.add_argument("--output", required=True, help="schema.pbtxt to write")
     args = parser.parse_args(argv)
+    try:
+        uri = statistics_dir(args.statistics)
+    except ValueError as e:
+        parser.error(str(e))
     artifact = standard_artifacts.ExampleStatistics()
-    artifact.uri = args.statistics
+    artifact.uri = uri
     artifact.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
     train = stats_artifact_utils.load_statistics(artifact, features.TRAIN).proto()
     evaluation = stats_artifact_utils.load_statistics(artifact, features.EVAL).proto()

@@ -26,6 +26,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import bvae_tf
+
+if __name__ == "__main__":  # the CLI: quiet TensorFlow start-up
+    bvae_tf.quiet_cli()
+
 import grpc
 import numpy as np
 import tensorflow as tf
@@ -641,8 +646,15 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=5.0, help="deadline per call, seconds")
     parser.add_argument("--max_attempts", type=int, default=4, help="attempts on UNAVAILABLE")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    # --json is also accepted after the subcommand.
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="top-K items per behavior for users")
+    predict = commands.add_parser(
+        "predict", help="top-K items per behavior for users", parents=[json_flag]
+    )
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--history",
@@ -654,8 +666,12 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     source.add_argument("--examples_file", help="TFRecord (.gz: GZIP) of tf.Examples")
     predict.add_argument("--top_k", type=int, default=None, help="default: all the model returns")
     predict.add_argument("--batch_size", type=int, default=64, help="users per request")
-    commands.add_parser("metadata", help="the model's signatures (GetModelMetadata)")
-    commands.add_parser("status", help="the model's versions and states (GetModelStatus)")
+    commands.add_parser(
+        "metadata", help="the model's signatures (GetModelMetadata)", parents=[json_flag]
+    )
+    commands.add_parser(
+        "status", help="the model's versions and states (GetModelStatus)", parents=[json_flag]
+    )
     return parser.parse_args(argv)
 
 

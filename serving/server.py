@@ -54,6 +54,11 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
 
+import bvae_tf
+
+if __name__ == "__main__":  # the CLI: quiet TensorFlow start-up
+    bvae_tf.quiet_cli()
+
 import grpc
 import numpy as np
 import tensorflow as tf

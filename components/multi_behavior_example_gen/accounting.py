@@ -172,13 +172,14 @@ def build_record(
         "item_filter": {
             "min_target_events": config["min_item_target_events"],
             "items_dropped": int(get(ITEMS_DROPPED, 0)),
-            "items_kept": int(get(ITEMS_KEPT, 0)),
+            # null when the filter is off (it did not run, so nothing was counted)
+            "items_kept": int(get(ITEMS_KEPT, 0)) if config["min_item_target_events"] else None,
             "events_dropped": int(get(ITEM_EVENTS_DROPPED, 0)),
         },
         "user_filter": {
             "min_target_events": config["min_user_target_events"],
             "users_dropped": int(get(USERS_DROPPED, 0)),
-            "users_kept": int(get(USERS_KEPT, 0)),
+            "users_kept": int(get(USERS_KEPT, 0)) if config["min_user_target_events"] else None,
             "events_dropped": int(get(USER_EVENTS_DROPPED, 0)),
         },
         "cold_eval_users": {

@@ -236,6 +236,9 @@ def test_release_folder_is_imported_without_resplitting(tmp_path):
     assert record["rows_rejected"]["wrong_column_count"] == 1
     assert record["split"]["method"] == "release_files"
     assert record["identity_holds"] and record["rows_read"] == 9
+    # Filters off: nothing was counted, which the record says rather than "0 kept".
+    assert record["item_filter"]["items_kept"] is None
+    assert record["user_filter"]["users_kept"] is None
 
 
 def test_missing_path_fails_naming_it(tmp_path):

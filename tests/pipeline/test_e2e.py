@@ -118,6 +118,7 @@ def test_cli_rerun_with_an_impossible_bound_is_not_blessed_and_pushes_nothing(wo
         "LOCAL_HOME": str(root / "tfx_home"),
     }
     tfx_cli = os.path.join(os.path.dirname(sys.executable), "tfx")
+    printed = []
     for command in (
         ["pipeline", "create", "--engine", "local", "--pipeline_path", "pipeline/local_runner.py"],
         ["run", "create", "--engine", "local", "--pipeline_name", config.pipeline_name],
@@ -126,6 +127,10 @@ def test_cli_rerun_with_an_impossible_bound_is_not_blessed_and_pushes_nothing(wo
             [tfx_cli, *command], cwd=REPO, env=env, capture_output=True, text=True, check=False
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        printed.append(done.stdout)
+    # The runner prints a summary after a run, not when the CLI only compiles.
+    assert "Blessed:" not in printed[0]
+    assert "Blessed: no" in printed[1] and "Pushed: nothing" in printed[1]
     second = report.summarize(config.resolved_metadata_path, config.pipeline_name)
     assert second["run_id"] != first_run["run_id"]
     for node in (pipeline_lib.EXAMPLE_GEN, pipeline_lib.TRANSFORM, pipeline_lib.TRAINER):

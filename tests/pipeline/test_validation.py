@@ -136,3 +136,19 @@ def test_curation_rules_turn_an_inferred_schema_into_the_contract():
     assert curated.dataset_constraints.min_examples_count == 1
     with pytest.raises(ValueError, match="click_items"):
         schema_tool.curate(inferred, ["purchase", "click"])
+
+
+def test_schema_tool_finds_the_newest_statistics_or_names_the_bad_path(tmp_path):
+    base = tmp_path / "StatisticsGen" / "statistics"
+    for execution in ("3", "12"):
+        for split in (features.TRAIN, features.EVAL):
+            (base / execution / f"Split-{split}").mkdir(parents=True)
+    (base / "99").mkdir()  # an execution without statistics is ignored
+    assert schema_tool.statistics_dir(str(base)) == str(base / "12")
+    assert schema_tool.statistics_dir(str(base / "3")) == str(base / "3")
+    with pytest.raises(ValueError, match="holds no StatisticsGen output"):
+        schema_tool.statistics_dir(str(tmp_path / "missing"))
+    with pytest.raises(SystemExit):
+        schema_tool.main(
+            ["--statistics", str(tmp_path), "--behaviors", "purchase", "--output", "x.pbtxt"]
+        )

@@ -66,6 +66,12 @@ def test_predict_table_from_files(local_server, capsys, tmp_path):
     code, out, _ = _run(local_server, capsys, "--json", "predict", "--examples_file", str(records))
     assert code == 0
     assert len(json.loads(out)) == 1
+    # --json may also follow the subcommand.
+    code, after, _ = _run(
+        local_server, capsys, "predict", "--examples_file", str(records), "--json"
+    )
+    assert code == 0
+    assert json.loads(after) == json.loads(out)
 
 
 def test_metadata_and_status_commands(local_server, capsys):
