@@ -291,7 +291,21 @@ def method_key(result: dict) -> str:
     runs = result.get("runs") or [{}]
     configs = [part["config"] for part in runs[0].get("parts", [runs[0]]) if "config" in part]
     stripped = [{k: v for k, v in c.items() if k not in ("seed", "behaviors")} for c in configs]
-    return json.dumps([result.get("model"), stripped], sort_keys=True)
+    return json.dumps([result.get("model"), stripped, training_settings(result)], sort_keys=True)
+
+
+#: The training-loop flags that make two runs of one configuration different methods.
+_TRAINING_FLAGS = ("epochs", "patience", "batch_size")
+
+
+def training_settings(result: dict) -> dict:
+    """``{epochs, patience, batch_size}`` of a result (read back from its command
+    line for files written before the result recorded them)."""
+    if "training" in result:
+        return result["training"]
+    tokens = result.get("command", "").split()[3:]  # after "python -m bvae_tf.experiment"
+    args, _ = _parser().parse_known_args(tokens)
+    return {flag: getattr(args, flag) for flag in _TRAINING_FLAGS}
 
 
 def _write(path: pathlib.Path, result: dict, k: int) -> None:
@@ -324,6 +338,7 @@ def run(args) -> dict:
         "behaviors": list(data.behaviors),
         "command": " ".join(["python -m bvae_tf.experiment", *args.argv]),
         "protocol": PROTOCOL_TITLES[HONEST],
+        "training": {flag: getattr(args, flag) for flag in _TRAINING_FLAGS},
         "runs": [],
     }
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -373,6 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
             if result.get("model") == "bvae" and "config" in result["runs"][0]:
                 result["method"] = method_label("bvae", result["runs"][0]["config"])
+        labels = [r["method"] for r in results]
+        for result in results:  # same label, other training loop: say which
+            if labels.count(result["method"]) > 1:
+                t = training_settings(result)
+                result["method"] += f" [≤{t['epochs']} epochs, patience {t['patience']}]"
         text = render_markdown(results, args.table_k, args.protocols)
         if args.markdown:
             pathlib.Path(args.markdown).write_text(text)
