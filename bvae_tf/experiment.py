@@ -378,7 +378,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.combine:
         results: list[dict] = []
         for path in args.combine:
-            result = json.loads(pathlib.Path(path).read_text())
+            try:
+                result = json.loads(pathlib.Path(path).read_text())
+                if not result.get("runs"):
+                    raise ValueError("it holds no finished run")
+            except (OSError, ValueError, AttributeError) as e:
+                _parser().error(f"--combine: cannot use {path!r}: {e}")
             same = [r for r in results if method_key(r) == method_key(result)]
             if same:  # e.g. seeds run in separate invocations: pool them
                 same[0]["runs"] += result["runs"]

@@ -155,3 +155,13 @@ def test_combine_pools_seeds_of_one_configuration_only(tmp_path):
     assert len(rows) == 2
     assert "BVAE (gates=gated)" in rows[0] and "0.2000 ± 0.1414 | nan ± nan | 2 |" in rows[0]
     assert "BVAE (gates=reference)" in rows[1] and "0.5000 ± 0.0000 | nan ± nan | 1 |" in rows[1]
+
+
+@pytest.mark.unit
+def test_combine_rejects_missing_or_unfinished_files(tmp_path, capsys):
+    unfinished = tmp_path / "partial.json"
+    unfinished.write_text(json.dumps({"model": "bvae", "runs": []}))
+    for path in (tmp_path / "missing.json", unfinished):
+        with pytest.raises(SystemExit):
+            experiment.main(["--combine", str(path)])
+        assert str(path) in capsys.readouterr().err
