@@ -299,10 +299,7 @@ _TRAINING_FLAGS = ("epochs", "patience", "batch_size")
 
 
 def training_settings(result: dict) -> dict:
-    """``{epochs, patience, batch_size}`` of a result (read back from its command
-    line for files written before the result recorded them)."""
-    if "training" in result:
-        return result["training"]
+    """``{epochs, patience, batch_size}`` of a result, read back from its command line."""
     tokens = result.get("command", "").split()[3:]  # after "python -m bvae_tf.experiment"
     args, _ = _parser().parse_known_args(tokens)
     return {flag: getattr(args, flag) for flag in _TRAINING_FLAGS}
@@ -338,7 +335,6 @@ def run(args) -> dict:
         "behaviors": list(data.behaviors),
         "command": " ".join(["python -m bvae_tf.experiment", *args.argv]),
         "protocol": PROTOCOL_TITLES[HONEST],
-        "training": {flag: getattr(args, flag) for flag in _TRAINING_FLAGS},
         "runs": [],
     }
     for seed in range(args.first_seed, args.first_seed + args.seeds):

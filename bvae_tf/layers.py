@@ -176,8 +176,37 @@ class SparseLinearEncoder(tf.keras.layers.Layer):
         }
 
 
+class _Gate(tf.keras.layers.Layer):
+    """Shared arguments and config of the GFF and TFF gates.
+
+    Args:
+      latent_dim: ``d``.
+      mode: ``"reference"`` or ``"gated"`` (:data:`GATE_MODES`).
+      seed: initialiser seed.
+
+    Raises:
+      ValueError: if ``mode`` is unknown.
+    """
+
+    def __init__(self, latent_dim: int, mode: str = "gated", seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in GATE_MODES:
+            raise ValueError(f"gate mode must be one of {GATE_MODES}, got {mode!r}")
+        self.latent_dim = int(latent_dim)
+        self.mode = mode
+        self.seed = int(seed)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_dim": self.latent_dim,
+            "mode": self.mode,
+            "seed": self.seed,
+        }
+
+
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)
-class GlobalFeatureFilter(tf.keras.layers.Layer):
+class GlobalFeatureFilter(_Gate):
     """GFF gate of one behavior: ``mu_k = g_k * mu_0`` (eq. 3-4).
 
     - ``mode="reference"``: eq. 3 as printed and released, ``g_k = softmax(mu_0 W + b)``
@@ -195,14 +224,6 @@ class GlobalFeatureFilter(tf.keras.layers.Layer):
     Raises:
       ValueError: if ``mode`` is unknown.
     """
-
-    def __init__(self, latent_dim: int, mode: str = "gated", seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if mode not in GATE_MODES:
-            raise ValueError(f"gate mode must be one of {GATE_MODES}, got {mode!r}")
-        self.latent_dim = int(latent_dim)
-        self.mode = mode
-        self.seed = int(seed)
 
     def build(self, input_shape=None):
         width = 1 if self.mode == "reference" else self.latent_dim
@@ -222,17 +243,9 @@ class GlobalFeatureFilter(tf.keras.layers.Layer):
             gate = 2.0 * tf.sigmoid(logits)
         return gate * mu0
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "latent_dim": self.latent_dim,
-            "mode": self.mode,
-            "seed": self.seed,
-        }
-
 
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)
-class TargetFeatureFusion(tf.keras.layers.Layer):
+class TargetFeatureFusion(_Gate):
     """TFF gate of target behavior k: ``z_hat_k = sum_k' G_kk' * z_k'`` (eq. 7-8).
 
     - ``mode="reference"``: ``G_kk' = softmax(z_k' W_Gk + b_Gk)`` with ``W_Gk`` of
@@ -251,14 +264,6 @@ class TargetFeatureFusion(tf.keras.layers.Layer):
       ValueError: if ``mode`` is unknown.
     """
 
-    def __init__(self, latent_dim: int, mode: str = "gated", seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if mode not in GATE_MODES:
-            raise ValueError(f"gate mode must be one of {GATE_MODES}, got {mode!r}")
-        self.latent_dim = int(latent_dim)
-        self.mode = mode
-        self.seed = int(seed)
-
     def build(self, input_shape=None):
         init = _xavier(self.seed) if self.mode == "reference" else "zeros"
         self.kernel = self.add_weight(name="kernel", shape=(self.latent_dim, 1), initializer=init)
@@ -274,14 +279,6 @@ class TargetFeatureFusion(tf.keras.layers.Layer):
         else:
             gates = tf.nn.softmax(logits, axis=1) * float(len(latents))
         return tf.reduce_sum(gates * stacked, axis=1)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "latent_dim": self.latent_dim,
-            "mode": self.mode,
-            "seed": self.seed,
-        }
 
 
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)

@@ -43,37 +43,21 @@ from absl import logging
 from tfx import v1 as tfx
 
 from pipeline import configs, local_runner, runtime
-from pipeline import pipeline as pipeline_lib
 
 
 def build(config: configs.PipelineConfig, beam_pipeline_args=None) -> tfx.dsl.Pipeline:
-    """The pipeline of ``config`` with local roots, SQLite MLMD and the Beam options."""
-    return pipeline_lib.create_pipeline(
-        **pipeline_lib.pipeline_arguments(config),
-        pipeline_root=config.resolved_pipeline_root,
-        serving_model_dir=config.resolved_serving_model_dir,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.resolved_metadata_path
-        ),
-        beam_pipeline_args=config.beam_pipeline_args
-        if beam_pipeline_args is None
-        else beam_pipeline_args,
-    )
+    """The pipeline of ``config`` with local roots, SQLite MLMD and the Beam options
+    (``None``: the config's ``beam_pipeline_args``)."""
+    return local_runner.build(config, beam_pipeline_args)
 
 
 def main(argv=None) -> None:
     logging.set_verbosity(logging.INFO)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    beam_args = None
-    if "--" in argv:
-        split = argv.index("--")
-        argv, beam_args = argv[:split], argv[split + 1 :]
+    argv, beam_args = runtime.split_beam_args(sys.argv[1:] if argv is None else argv)
     config = runtime.parse(__doc__.split("\n\n")[0], argv)
     runtime.ensure_input(config)
-    before = local_runner.latest_run_id(config)
-    tfx.orchestration.experimental.BeamDagRunner().run(build(config, beam_args))
-    if local_runner.latest_run_id(config) not in (None, before):  # not a CLI compile
-        local_runner.print_summary(config)
+    runner = tfx.orchestration.experimental.BeamDagRunner()
+    local_runner.run_and_report(config, lambda: runner.run(build(config, beam_args)))
 
 
 if __name__ == "__main__":

@@ -178,10 +178,7 @@ class PipelineConfig:
         self._check_synthetic_section()
 
     def _check_data_section(self) -> None:
-        known = {f.name for f in dataclasses.fields(ExampleGenConfig)}
-        unknown = sorted(set(self.data) - known)
-        if unknown:
-            raise ValueError(f"unknown data settings {unknown}; known: {sorted(known)}")
+        _reject_unknown("data settings", self.data, ExampleGenConfig)
         base = self.data.get("input_base")
         if base is not None and (not isinstance(base, str) or not base.strip()):
             raise ValueError(
@@ -217,10 +214,7 @@ class PipelineConfig:
     def _check_synthetic_section(self) -> None:
         from components import synthetic_logs
 
-        known = {f.name for f in dataclasses.fields(synthetic_logs.SyntheticLogConfig)}
-        unknown = sorted(set(self.synthetic) - known)
-        if unknown:
-            raise ValueError(f"unknown synthetic settings {unknown}; known: {sorted(known)}")
+        _reject_unknown("synthetic settings", self.synthetic, synthetic_logs.SyntheticLogConfig)
         if not self.uses_synthetic_data:
             return
         seed = self.synthetic.get("seed", 0)
@@ -236,10 +230,7 @@ class PipelineConfig:
         for reserved in ("behaviors", "num_items"):
             if reserved in self.model:
                 raise ValueError(f"model.{reserved} is set by the pipeline; remove it")
-        known = {f.name for f in dataclasses.fields(model_lib.BVAEConfig)}
-        unknown = sorted(set(self.model) - known)
-        if unknown:
-            raise ValueError(f"unknown model settings {unknown}; known: {sorted(known)}")
+        _reject_unknown("model settings", self.model, model_lib.BVAEConfig)
         # num_items is only known after Transform; any valid size checks the rest.
         _build(
             "model",
@@ -336,11 +327,17 @@ class PipelineConfig:
         """
         if not isinstance(values, Mapping):
             raise ValueError(f"a pipeline config must be a JSON object, got {values!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown pipeline config keys {unknown}; known: {sorted(known)}")
+        _reject_unknown("pipeline config keys", values, cls)
         return cls(**values)
+
+
+def _reject_unknown(what: str, values: Mapping[str, Any], fields_of: type) -> None:
+    """Raises ``ValueError`` naming the keys of ``values`` that are not fields of the
+    dataclass ``fields_of``, and the known ones."""
+    known = {f.name for f in dataclasses.fields(fields_of)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {sorted(known)}")
 
 
 def _build(section: str, factory: Callable[[], _T]) -> _T:

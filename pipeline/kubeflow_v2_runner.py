@@ -81,11 +81,7 @@ def compile_pipeline(
 
 def main(argv=None) -> None:
     logging.set_verbosity(logging.INFO)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    beam_args = None
-    if "--" in argv:
-        split = argv.index("--")
-        argv, beam_args = argv[:split], argv[split + 1 :]
+    argv, beam_args = runtime.split_beam_args(sys.argv[1:] if argv is None else argv)
     parser: argparse.ArgumentParser = runtime.argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline_root", required=True, help="artifact root (gs://...)")
     parser.add_argument("--serving_model_dir", required=True, help="model base path (gs://...)")

@@ -31,8 +31,16 @@ from pipeline import configs, report, runtime
 from pipeline import pipeline as pipeline_lib
 
 
-def build(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
-    """The pipeline of ``config`` with local roots and a SQLite metadata store."""
+def build(
+    config: configs.PipelineConfig, beam_pipeline_args: list[str] | None = None
+) -> tfx.dsl.Pipeline:
+    """The pipeline of ``config`` with local roots and a SQLite metadata store.
+
+    Args:
+      config: the pipeline config.
+      beam_pipeline_args: Beam options replacing ``config.beam_pipeline_args``
+        (``None``: the config's).
+    """
     return pipeline_lib.create_pipeline(
         **pipeline_lib.pipeline_arguments(config),
         pipeline_root=config.resolved_pipeline_root,
@@ -40,7 +48,9 @@ def build(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.resolved_metadata_path
         ),
-        beam_pipeline_args=config.beam_pipeline_args,
+        beam_pipeline_args=config.beam_pipeline_args
+        if beam_pipeline_args is None
+        else beam_pipeline_args,
     )
 
 
@@ -77,15 +87,23 @@ def print_summary(config: configs.PipelineConfig) -> dict:
     return summary
 
 
+def run_and_report(config: configs.PipelineConfig, run_pipeline) -> None:
+    """Calls ``run_pipeline()`` and prints the summary of the run it made.
+
+    Under ``tfx pipeline create`` the TFX CLI only compiles (the runner's ``run`` is
+    patched and runs nothing): then no new run is in the metadata store and nothing
+    is printed.
+    """
+    before = latest_run_id(config)
+    run_pipeline()
+    if latest_run_id(config) not in (None, before):
+        print_summary(config)
+
+
 def main(argv=None) -> None:
     logging.set_verbosity(logging.INFO)
     config = runtime.parse(__doc__.split("\n\n")[0], argv)
-    before = latest_run_id(config)
-    run(config)
-    # Under ``tfx pipeline create`` the TFX CLI only compiles (run() is patched and
-    # runs nothing): print a summary only when this call made a new run.
-    if latest_run_id(config) not in (None, before):
-        print_summary(config)
+    run_and_report(config, lambda: run(config))
 
 
 if __name__ == "__main__":

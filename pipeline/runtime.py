@@ -36,6 +36,16 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def split_beam_args(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """``(runner arguments, Beam options)``: the Beam options are what follows ``--``
+    (``None`` when there is no ``--``)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, None
+    split = argv.index("--")
+    return argv[:split], argv[split + 1 :]
+
+
 def load(args: argparse.Namespace) -> configs.PipelineConfig:
     """The configuration named by parsed runner flags."""
     return configs.load_config(args.config, args.overrides)

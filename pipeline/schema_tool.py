@@ -63,13 +63,6 @@ def curate(inferred: schema_pb2.Schema, behaviors: Sequence[str]) -> schema_pb2.
     if missing:
         raise ValueError(f"the statistics lack features {missing} (behaviors {list(behaviors)})")
     schema = schema_pb2.Schema()
-    schema.default_environment.extend(
-        [
-            validation.TRAINING_ENVIRONMENT,
-            validation.EVALUATION_ENVIRONMENT,
-            validation.SERVING_ENVIRONMENT,
-        ]
-    )
     for name in expected:
         feature = schema.feature.add(name=name, type=by_name[name].type)
         if feature.type != schema_pb2.BYTES:
@@ -80,12 +73,9 @@ def curate(inferred: schema_pb2.Schema, behaviors: Sequence[str]) -> schema_pb2.
             feature.value_count.min = 1
             feature.value_count.max = 1
             feature.not_in_environment.append(validation.SERVING_ENVIRONMENT)
-        elif name.endswith(features.HELDOUT_SUFFIX):
-            feature.not_in_environment.extend(
-                [validation.TRAINING_ENVIRONMENT, validation.SERVING_ENVIRONMENT]
-            )
     schema.dataset_constraints.min_examples_count = 1
-    return schema
+    # The environments, and the held-out features only in EVALUATION.
+    return validation.with_split_environments(schema)
 
 
 def statistics_dir(path: str) -> str:
