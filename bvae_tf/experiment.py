@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import logging
 
+from bvae_tf import console
 from bvae_tf import features as F
 from bvae_tf import metrics as M
 
@@ -61,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--out", default="results", help="output folder")
     p.add_argument("--name", help="output file stem (default: the model)")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="every log record on the console (always in <out>/logs/)",
+    )
     p.add_argument("--behaviors", nargs="+", help="behaviors (default: all with train data)")
     p.add_argument("--gate-mode", choices=("gated", "reference"), default=None)
     p.add_argument(
@@ -338,7 +344,7 @@ def run(args) -> dict:
         "runs": [],
     }
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        logging.info("%s: seed %d", name, seed)
+        logging.info("%s: seed %d", name, seed, extra={console.CONSOLE: True})
         log_dir = None if args.log_dir is None else pathlib.Path(args.log_dir) / f"{name}_s{seed}"
         if args.model == "vae_t":
             parts = [
@@ -361,7 +367,13 @@ def run(args) -> dict:
         record["seed"] = seed
         result["runs"].append(record)
         _write(out / name, result, args.table_k)
-        logging.info("%s: seed %d test %s", name, seed, json.dumps(record[HONEST]))
+        logging.info(
+            "%s: seed %d test %s",
+            name,
+            seed,
+            json.dumps(record[HONEST]),
+            extra={console.CONSOLE: True},
+        )
     return result
 
 
@@ -370,7 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     args.argv = argv
-    logging.set_verbosity(logging.INFO)
+    if not args.combine:
+        path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
+        print(f"Full log: {path}", flush=True)
     if args.combine:
         results: list[dict] = []
         for path in args.combine:

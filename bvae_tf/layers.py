@@ -338,6 +338,7 @@ class ItemDecoder(tf.keras.layers.Layer):
         }
 
 
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
 class DecoderTopK(factorized_top_k.BruteForce):
     """Exact top-K over an :class:`ItemDecoder`'s own item table (TFRS ``BruteForce``).
 
@@ -360,6 +361,22 @@ class DecoderTopK(factorized_top_k.BruteForce):
     def __init__(self, decoder: ItemDecoder, k: int = 10, **kwargs):
         super().__init__(k=k, **kwargs)
         self.decoder = decoder
+
+    def get_config(self) -> dict:
+        """``name``, ``k`` and the decoder's own (serialized) config. A layer rebuilt
+        by :meth:`from_config` owns a new decoder of the same shape; weights travel
+        with the model that holds both (Keras weight saving), not in the config."""
+        return {
+            "name": self.name,
+            "k": self._k,
+            "decoder": tf.keras.layers.serialize(self.decoder),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> DecoderTopK:
+        config = dict(config)
+        decoder = tf.keras.layers.deserialize(config.pop("decoder"), custom_objects)
+        return cls(decoder, **config)
 
     def index(self, candidates=None, identifiers=None):
         raise ValueError("DecoderTopK indexes its decoder's item table; there is nothing to index")

@@ -56,7 +56,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from bvae_tf import features, training
+from bvae_tf import console, features, training
 from bvae_tf import model as model_lib
 
 #: File in the model run directory with the training outcome (epochs, best epoch, history).
@@ -251,8 +251,7 @@ def export_serving_model(
         raise ValueError(
             f"the item vocabulary has {vocab_size} items but the model scores {model.num_items}"
         )
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= model.num_items:
-        raise ValueError(f"top_k must be an integer in [1, {model.num_items}], got {top_k!r}")
+    check_top_k(top_k, model.num_items)
 
     # Keras saves a subclassed model only once it has been called on inputs.
     model(
@@ -342,6 +341,20 @@ def dense_to_sparse(padded: tf.Tensor) -> tf.SparseTensor:
 
 
 # TFX Trainer calls this.
+def check_top_k(top_k: object, num_items: int) -> int:
+    """Returns ``top_k`` if it is an integer in ``[1, num_items]``.
+
+    Raises:
+      ValueError: otherwise, naming the config key and the vocabulary size.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_items:
+        raise ValueError(
+            f"top_k must be an integer in [1, {num_items}] (the item vocabulary has "
+            f"{num_items} items), got {top_k!r}: lower the config's top_k"
+        )
+    return top_k
+
+
 def run_fn(fn_args: Any) -> None:
     """Trains the BVAE on the Transform output and exports the serving model.
 
@@ -352,7 +365,8 @@ def run_fn(fn_args: Any) -> None:
         ``fit_result.json``) and ``custom_config`` (module docstring).
 
     Raises:
-      ValueError: on a bad ``custom_config`` (the message names the value).
+      ValueError: on a bad ``custom_config`` (the message names the value), e.g. a
+        ``top_k`` above the item vocabulary's size, before the first epoch.
     """
     config = dict(fn_args.custom_config or {})
     behaviors = features.validate_behaviors(config.get("behaviors") or ())
@@ -360,6 +374,7 @@ def run_fn(fn_args: Any) -> None:
     top_k = config.get("top_k", features.DEFAULT_TOP_K)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
+    check_top_k(top_k, num_items)  # before training, not after it
     model_values = dict(config.get("model") or {})
     for reserved in ("behaviors", "num_items"):
         if reserved in model_values:
@@ -403,6 +418,7 @@ def run_fn(fn_args: Any) -> None:
         result.best_epoch,
         result.epochs_run,
         result.best_score,
+        extra={console.CONSOLE: True},
     )
     chief = _is_chief(strategy)
     export_dir = fn_args.serving_model_dir if chief else tempfile.mkdtemp(prefix="bvae-worker-")

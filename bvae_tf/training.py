@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 from absl import logging
 
+from bvae_tf import console
 from bvae_tf import metrics as M
 
 
@@ -210,6 +211,7 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
             per_behavior = " ".join(
                 f"{b}={r.metrics[self.selection_metric]:.4f}" for b, r in valid.behaviors.items()
             )
+            last = self.model.stop_training or epoch + 1 == (self.params or {}).get("epochs")
             logging.info(
                 "epoch %d: loss %.3f, valid %s %s (sum %.4f%s), train %.1fs, eval %.1fs",
                 epoch + 1,
@@ -220,6 +222,9 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
                 ", best" if improved else f", best {self.best_score:.4f}@{self.best_epoch}",
                 train_seconds,
                 eval_seconds,
+                # On a quiet console (bvae_tf.console): the first, every 10th and the
+                # last epoch; the log file has all of them.
+                extra={console.CONSOLE: epoch == 0 or (epoch + 1) % 10 == 0 or last},
             )
 
     def restore(self):

@@ -39,8 +39,8 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 if __package__ in (None, ""):  # run as a script: import the repository's packages
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from absl import logging
 from tfx import v1 as tfx
+from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
 from pipeline import configs, local_runner, runtime
 
@@ -52,11 +52,11 @@ def build(config: configs.PipelineConfig, beam_pipeline_args=None) -> tfx.dsl.Pi
 
 
 def main(argv=None) -> None:
-    logging.set_verbosity(logging.INFO)
     argv, beam_args = runtime.split_beam_args(sys.argv[1:] if argv is None else argv)
-    config = runtime.parse(__doc__.split("\n\n")[0], argv)
+    config = runtime.parse_and_start(__doc__.split("\n\n")[0], "beam_runner", argv)
     runtime.ensure_input(config)
-    runner = tfx.orchestration.experimental.BeamDagRunner()
+    # TFX 1.16 exports no BeamDagRunner under tfx.v1: the IR-based runner's own module.
+    runner = BeamDagRunner()
     local_runner.run_and_report(config, lambda: runner.run(build(config, beam_args)))
 
 

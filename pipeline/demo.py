@@ -10,14 +10,11 @@ blessing and the pushed model's path.
     python -m pipeline.demo [--config FILE] [--set section.key=value ...]
 """
 
-from absl import logging
-
 from pipeline import local_runner, runtime
 
 
 def main(argv=None) -> None:
-    logging.set_verbosity(logging.INFO)
-    config = runtime.parse(__doc__.split("\n\n")[0], argv)
+    config = runtime.parse_and_start(__doc__.split("\n\n")[0], "demo", argv)
     local_runner.run(config)
     local_runner.print_summary(config)
 

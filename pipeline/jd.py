@@ -15,8 +15,6 @@ scored once; the paper's come from the best test epoch per behavior (optimistic,
 see ../shared/data/README.md), so a gap in the paper's favour is expected.
 """
 
-from absl import logging
-
 from bvae_tf import features
 from pipeline import configs, local_runner, report, runtime
 
@@ -71,10 +69,9 @@ def paper_table(test_metrics, paper=PAPER_JD) -> str:
 
 
 def main(argv=None) -> None:
-    logging.set_verbosity(logging.INFO)
     parser = runtime.argument_parser(__doc__.split("\n\n")[0])
     parser.set_defaults(config=DEFAULT_CONFIG)
-    config = runtime.load(parser.parse_args(argv))
+    config = runtime.start(parser.parse_args(argv), "jd")
     local_runner.run(config)
     summary = report.summarize(config.resolved_metadata_path, config.pipeline_name)
     print()

@@ -24,7 +24,6 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 if __package__ in (None, ""):  # run as a script: import the repository's packages
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from absl import logging
 from tfx import v1 as tfx
 
 from pipeline import configs, report, runtime
@@ -101,8 +100,7 @@ def run_and_report(config: configs.PipelineConfig, run_pipeline) -> None:
 
 
 def main(argv=None) -> None:
-    logging.set_verbosity(logging.INFO)
-    config = runtime.parse(__doc__.split("\n\n")[0], argv)
+    config = runtime.parse_and_start(__doc__.split("\n\n")[0], "local_runner", argv)
     run_and_report(config, lambda: run(config))
 
 

@@ -130,6 +130,14 @@ def summarize(metadata_path: str, pipeline_name: str) -> dict[str, Any]:
         uri = example_gen.outputs["examples"][0].uri
         summary["examples_uri"] = uri
         summary["accounting"] = _read_json(os.path.join(uri, _ACCOUNTING_FILE))
+    statistics_gen = nodes.get(pipeline_lib.STATISTICS_GEN)
+    if statistics_gen and statistics_gen.outputs.get("statistics"):
+        summary["statistics_uri"] = statistics_gen.outputs["statistics"][0].uri
+    trainer = nodes.get(pipeline_lib.TRAINER)
+    if trainer and trainer.outputs.get("model_run"):
+        summary["tensorboard_logdir"] = os.path.join(
+            trainer.outputs["model_run"][0].uri, "tensorboard"
+        )
     evaluator = nodes.get(pipeline_lib.EVALUATOR)
     if evaluator and evaluator.outputs.get("evaluation"):
         summary["evaluation"] = _read_json(
@@ -204,4 +212,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             )
         else:
             lines.append("Pushed: nothing (the model was not blessed)")
+    if summary.get("statistics_uri"):
+        lines.append(
+            f"Statistics (for pipeline.schema_tool --statistics): {summary['statistics_uri']}"
+        )
+    if summary.get("tensorboard_logdir"):
+        lines.append(f"Training curves: tensorboard --logdir {summary['tensorboard_logdir']}")
     return "\n".join(lines)

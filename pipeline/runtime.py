@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from absl import logging
 
+from bvae_tf import console
 from pipeline import configs
 
 
@@ -24,6 +25,12 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
         "--config",
         default=os.environ.get(configs.CONFIG_ENV),
         help=f"JSON pipeline config (default: ${configs.CONFIG_ENV}, else the built-in defaults)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the full TFX/Beam/TensorFlow logs on the console (they always go to "
+        "<output_root>/logs/)",
     )
     parser.add_argument(
         "--set",
@@ -83,3 +90,29 @@ def ensure_input(config: configs.PipelineConfig) -> str:
 def parse(description: str, argv: Sequence[str] | None = None) -> configs.PipelineConfig:
     """Parses runner flags and loads the configuration."""
     return load(argument_parser(description).parse_args(argv))
+
+
+def start(
+    args: argparse.Namespace, entry_point: str, config: configs.PipelineConfig | None = None
+) -> configs.PipelineConfig:
+    """Loads the configuration of parsed runner flags and sets up the console
+    (:mod:`bvae_tf.console`): progress lines by default, ``--verbose`` for all, and
+    every record in ``<output_root>/logs/<entry_point>-<time>.log`` (path printed).
+
+    Returns:
+      The configuration.
+    """
+    config = load(args) if config is None else config
+    path = console.setup(
+        console.log_file_path(config.output_root, entry_point),
+        verbose=getattr(args, "verbose", False),
+    )
+    print(f"Full log: {path}", flush=True)
+    return config
+
+
+def parse_and_start(
+    description: str, entry_point: str, argv: Sequence[str] | None = None
+) -> configs.PipelineConfig:
+    """:func:`parse` then :func:`start`."""
+    return start(argument_parser(description).parse_args(argv), entry_point)

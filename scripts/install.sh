@@ -30,12 +30,22 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# pip's own output (index warnings and the like) goes to a log; shown when pip fails.
+LOG="$VENV/install.log"
+: > "$LOG"
+pip_quietly() {
+  if ! "${PIP[@]}" "$@" >> "$LOG" 2>&1; then
+    tail -n 40 "$LOG" >&2
+    echo "install: pip install $* failed (full output: $LOG)" >&2
+    exit 1
+  fi
+}
 
 echo "install: installing requirements/lock.txt (TFX 1.16 stack, about 2 minutes from nothing)"
-"${PIP[@]}" install --ignore-requires-python --no-deps -r requirements/lock.txt
-"${PIP[@]}" install --no-deps -r requirements/dev.lock.txt
+pip_quietly install --ignore-requires-python --no-deps -r requirements/lock.txt
+pip_quietly install --no-deps -r requirements/dev.lock.txt
 echo "install: installing the project (editable, --no-deps)"
-"${PIP[@]}" install --no-deps --no-build-isolation -e .
+pip_quietly install --no-deps --no-build-isolation -e .
 
 echo "install: checking imports"
 TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -W ignore - <<'PY'

@@ -227,3 +227,14 @@ def test_top_k_out_of_range_is_a_clear_error(exported, tmp_path):
     model, output, _ = exported
     with pytest.raises(ValueError, match="top_k"):
         trainer.export_serving_model(model, output, str(tmp_path / "x"), top_k=10_000)
+
+
+def test_top_k_above_the_vocabulary_fails_before_the_first_epoch(data, tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started although top_k cannot be served")
+
+    monkeypatch.setattr(trainer.training, "fit", no_training)
+    args = _fn_args(data, tmp_path)
+    args.custom_config["top_k"] = 200
+    with pytest.raises(ValueError, match=r"top_k must be an integer in \[1, 30\].*got 200"):
+        trainer.run_fn(args)

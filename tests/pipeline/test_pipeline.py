@@ -154,6 +154,83 @@ def test_kubeflow_v2_pipeline_compiles_to_json(tmp_path):
     assert "/app/pipeline/schema/default/schema.pbtxt" in json.dumps(spec)
 
 
+def _strings(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def test_kubeflow_v2_spec_with_remote_roots_names_no_local_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = configs.load_config(
+        overrides=["data.input_base=gs://bucket/events.csv.gz", f"output_root={tmp_path}/out"]
+    )
+    path = kubeflow_v2_runner.compile_pipeline(
+        config,
+        pipeline_root="gs://bucket/root",
+        serving_model_dir="gs://bucket/serving",
+        image="registry.example/bvae-tfx:1",
+        output=str(tmp_path / "bvae.json"),
+        schema_path="gs://bucket/schema/schema.pbtxt",
+    )
+    spec = json.loads(pathlib.Path(path).read_text())
+    strings = list(_strings(spec))
+    assert "gs://bucket/schema/schema.pbtxt" in json.dumps(spec)
+    for local in (str(REPO), str(tmp_path)):
+        assert not [v for v in strings if local in v]
+    # Nothing that looks like an absolute path of any machine either.
+    assert not [v for v in strings if v.startswith("/") or '"/' in v or "'/" in v]
+
+
+def test_local_path_scan_finds_nested_strings():
+    spec = {"a": [{"b": "x"}, {"c": "--flag=/home/me/repo/schema.pbtxt"}], "d": "/home/me/repo"}
+    found = kubeflow_v2_runner.local_paths_in(spec, ["/home/me/repo/"])
+    assert found == ["/a/1/c: '--flag=/home/me/repo/schema.pbtxt'", "/d: '/home/me/repo'"]
+    allowed = frozenset({"--flag=/home/me/repo/schema.pbtxt"})
+    assert kubeflow_v2_runner.local_paths_in(spec, ["/home/me/repo/"], allowed) == [
+        "/d: '/home/me/repo'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "arguments", "message"),
+    [
+        ([], {}, r"data.input_base is a local path .*synthetic log"),
+        (["data.input_base=/data/events.csv"], {}, r"data.input_base is a local path"),
+        (["data.input_base=gs://b/e.csv"], {}, r"schema_path is a file of this machine"),
+        (
+            ["data.input_base=gs://b/e.csv"],
+            {"schema_path": "gs://b/s.pbtxt", "beam_pipeline_args": ["--temp_location=/tmp/x"]},
+            r"beam_pipeline_args: '--temp_location=/tmp/x'",
+        ),
+        (
+            ["data.input_base=gs://b/e.csv"],
+            {"schema_path": "gs://b/s.pbtxt", "serving_model_dir": "/srv/models"},
+            r"--serving_model_dir is a local path",
+        ),
+    ],
+)
+def test_kubeflow_v2_refuses_local_locations_with_remote_roots(
+    tmp_path, overrides, arguments, message
+):
+    config = configs.load_config(overrides=[f"output_root={tmp_path}", *overrides])
+    kwargs = {
+        "pipeline_root": "gs://bucket/root",
+        "serving_model_dir": "gs://bucket/serving",
+        "image": "img:1",
+        "output": str(tmp_path / "bvae.json"),
+        **arguments,
+    }
+    with pytest.raises(ValueError, match=message):
+        kubeflow_v2_runner.compile_pipeline(config, **kwargs)
+    assert not (tmp_path / "bvae.json").exists()
+
+
 def test_beam_runner_takes_beam_options_after_the_separator(tmp_path):
     from pipeline import beam_runner
 

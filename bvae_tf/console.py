@@ -1,0 +1,175 @@
+"""Console output of the command-line entry points: short by default, full in a file.
+
+TFX, Beam and TensorFlow log thousands of INFO lines (whole protobuf dumps) and
+dozens of known-harmless warnings per run. :func:`setup` routes Python logging (absl,
+``tensorflow``, ``apache_beam``, ``py.warnings``) so that:
+
+* the **console** (stderr) shows one progress line per TFX component (from the
+  orchestrator's "Component X is running/finished" records), the records the
+  project marks for it (``extra={"console": True}``, e.g. the trainer's epoch
+  lines), warnings raised by the project's own code, and errors from anywhere;
+  ``verbose=True`` shows every INFO record instead;
+* the **log file**, when given, receives every record at INFO and above, with time,
+  logger and source line, whatever the console shows.
+
+It also keeps TensorFlow's C++ start-up messages off (``TF_CPP_MIN_LOG_LEVEL=3``
+unless the user set a level, :func:`bvae_tf.quiet_cli`) and sends the interpreter's
+"Exception ignored in ... AtomicFunction.__del__" shutdown noise to the log file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import re
+import sys
+import time
+
+import bvae_tf
+
+#: Source folders whose warnings are shown on the console (the project's packages).
+_OWN_CODE = tuple(
+    str(pathlib.Path(__file__).resolve().parents[1] / name) + os.sep
+    for name in ("bvae_tf", "components", "pipeline", "serving", "benchmarks")
+)
+_COMPONENT = re.compile(r"^(?:Component|node) (\S+) is (running|finished)\.$", re.IGNORECASE)
+#: Attribute a record carries (``extra={"console": True}``) to be shown by default.
+CONSOLE = "console"
+_FILE_FORMAT = "%(asctime)s %(levelname).1s %(name)s %(filename)s:%(lineno)d] %(message)s"
+_LOGGERS_WITH_OWN_HANDLERS = ("tensorflow", "absl")
+
+
+class _ConsoleFilter(logging.Filter):
+    """Decides what reaches the console; reformats the component progress records."""
+
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+        self.started: dict[str, float] = {}
+        self.t0 = time.monotonic()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        progress = self._progress(record)
+        if progress is not None:
+            record.console_text = progress
+            return True
+        record.console_text = None
+        if self.verbose or record.levelno >= logging.ERROR:
+            return True
+        if getattr(record, CONSOLE, False):
+            return True
+        return record.levelno >= logging.WARNING and record.pathname.startswith(_OWN_CODE)
+
+    def _progress(self, record: logging.LogRecord) -> str | None:
+        if not isinstance(record.msg, str) or " is " not in record.msg:
+            return None
+        match = _COMPONENT.match(record.getMessage())
+        if match is None:
+            return None
+        node, state = match.groups()
+        now = time.monotonic()
+        clock = f"[{now - self.t0:6.0f}s]"
+        if state == "running":
+            self.started[node] = now
+            return f"{clock} {node} ..."
+        seconds = now - self.started.pop(node, now)
+        return f"{clock} {node} done ({seconds:.1f} s)"
+
+
+class _ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = getattr(record, "console_text", None)
+        if text is not None:
+            return text
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            message = f"{record.levelname}: {message}"
+        if record.exc_info and record.levelno >= logging.ERROR:
+            message = f"{message}\n{self.formatException(record.exc_info)}"
+        return message
+
+
+def _quiet_unraisable(original):
+    """An ``sys.unraisablehook`` that logs TensorFlow's function-deletion errors at
+    interpreter shutdown (harmless, printed by CPython to stderr) instead of printing
+    them; anything else goes to ``original``."""
+
+    def hook(unraisable):
+        if type(unraisable.object).__name__ == "AtomicFunction" or "AtomicFunction" in repr(
+            unraisable.object
+        ):
+            logging.getLogger("bvae_tf.console").info(
+                "ignored at shutdown: %s in %r", unraisable.exc_value, unraisable.object
+            )
+            return
+        original(unraisable)
+
+    return hook
+
+
+def _prints_to_terminal(handler: logging.Handler) -> bool:
+    """A handler that others installed to print records (``logging.basicConfig``'s,
+    absl's); test-framework capture handlers are left alone."""
+    if type(handler).__name__ == "ABSLHandler":
+        return True
+    return type(handler) is logging.StreamHandler and handler.stream in (
+        sys.stderr,
+        sys.stdout,
+        sys.__stderr__,
+        sys.__stdout__,
+    )
+
+
+def setup(log_file: str | os.PathLike | None = None, *, verbose: bool = False) -> str | None:
+    """Routes logging of a command-line run (module docstring). Call it first in
+    ``main()``; calling it again replaces the previous setup.
+
+    Args:
+      log_file: file receiving every INFO+ record (parent folders are created);
+        ``None``: no file.
+      verbose: show every INFO record on the console as well.
+
+    Returns:
+      The log file's path as a string, or ``None``.
+    """
+    if not verbose:
+        bvae_tf.quiet_cli()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_bvae_console", False) or _prints_to_terminal(handler):
+            root.removeHandler(handler)
+    for name in _LOGGERS_WITH_OWN_HANDLERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    root.setLevel(logging.INFO)
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    logging.getLogger("absl").setLevel(logging.INFO)
+
+    console = logging.StreamHandler(sys.stderr)
+    console.addFilter(_ConsoleFilter(verbose))
+    console.setFormatter(_ConsoleFormatter())
+    console._bvae_console = True
+    root.addHandler(console)
+    path = None
+    if log_file is not None:
+        path = str(log_file)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        file_handler = logging.FileHandler(path, encoding="utf-8")
+        file_handler.setLevel(logging.INFO)
+        file_handler.setFormatter(logging.Formatter(_FILE_FORMAT))
+        file_handler._bvae_console = True
+        root.addHandler(file_handler)
+    logging.captureWarnings(True)  # Python warnings: to the file, not the console
+    sys.unraisablehook = _quiet_unraisable(sys.__unraisablehook__)
+    return path
+
+
+def log_file_path(output_root: str | os.PathLike, entry_point: str) -> str:
+    """``<output_root>/logs/<entry_point>-<UTC time>.log``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return os.path.join(str(output_root), "logs", f"{entry_point}-{stamp}.log")

@@ -1,0 +1,96 @@
+"""The entry points' console: progress lines by default, every record in the file."""
+
+import logging
+import sys
+import types
+
+import pytest
+from absl import logging as absl_logging
+
+from bvae_tf import console
+
+pytestmark = pytest.mark.unit
+
+
+def _record(level, msg, *args, pathname="/site-packages/tfx/x.py", **extra):
+    record = logging.LogRecord("absl", level, pathname, 1, msg, args, None)
+    record.__dict__.update(extra)
+    return record
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level, hook = list(root.handlers), root.level, sys.unraisablehook
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    sys.unraisablehook = hook
+    logging.captureWarnings(False)
+
+
+def test_console_shows_progress_own_warnings_and_errors_file_gets_all(
+    tmp_path, capsys, restore_logging
+):
+    log_file = tmp_path / "logs" / "run.log"
+    assert console.setup(log_file) == str(log_file)
+    own = console._OWN_CODE[0] + "trainer.py"
+    logger = logging.getLogger()
+    for record in [
+        _record(logging.INFO, "Component %s is running.", "Transform"),
+        _record(logging.INFO, "executor_specs {\n  key: 'Transform'\n}"),
+        _record(logging.WARNING, "ArtifactQuery.property_predicate is not supported."),
+        _record(logging.INFO, "epoch %d: loss %.3f", 1, 2.5, pathname=own, console=True),
+        _record(logging.INFO, "epoch %d: loss %.3f", 2, 2.4, pathname=own, console=False),
+        _record(logging.WARNING, "split %r is empty", "eval", pathname=own),
+        _record(logging.ERROR, "executor failed"),
+        _record(logging.INFO, "node %s is finished.", "Transform"),
+    ]:
+        logger.handle(record)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 5, err
+    assert err[0].endswith("] Transform ...")
+    assert err[1] == "epoch 1: loss 2.500"
+    assert err[2] == "WARNING: split 'eval' is empty"
+    assert err[3] == "ERROR: executor failed"
+    assert "] Transform done (" in err[4]
+    text = log_file.read_text()
+    for expected in ("executor_specs", "property_predicate", "epoch 2: loss 2.400"):
+        assert expected in text
+
+
+def test_verbose_console_shows_info_and_absl_records_reach_the_file(
+    tmp_path, capsys, restore_logging
+):
+    log_file = tmp_path / "run.log"
+    console.setup(log_file, verbose=True)
+    absl_logging.info("Using deployment config: %s", "abc")
+    assert "Using deployment config: abc" in capsys.readouterr().err
+    assert "Using deployment config: abc" in log_file.read_text()
+
+
+def test_tensorflow_shutdown_noise_goes_to_the_file_other_errors_stay(tmp_path, restore_logging):
+    log_file = tmp_path / "run.log"
+    console.setup(log_file)
+    passed_on = []
+    hook = console._quiet_unraisable(passed_on.append)
+
+    class AtomicFunction:
+        pass
+
+    def unraisable(obj):
+        return types.SimpleNamespace(object=obj, exc_value=RuntimeError("gone"))
+
+    hook(unraisable(AtomicFunction()))
+    assert passed_on == []
+    assert "ignored at shutdown: gone" in log_file.read_text()
+    other = unraisable(object())
+    hook(other)
+    assert passed_on == [other]
+    assert sys.unraisablehook is not sys.__unraisablehook__
