@@ -33,7 +33,9 @@ ACCOUNTING_FILE = "accounting.json"
 ACCOUNTING_PROPERTY = "accounting"
 #: Prefix of the integer custom properties that copy the record's main figures.
 PROPERTY_PREFIX = "accounting_"
-SCHEMA_VERSION = 1
+#: 2: ``implausible_timestamp`` rejections, ``split.first_timestamp`` /
+#: ``split.last_timestamp`` and ``cold_eval_users.event_share``.
+SCHEMA_VERSION = 2
 #: Rejected records listed per reason (the first ones by file and line).
 SAMPLES_PER_REASON = 5
 
@@ -50,6 +52,9 @@ USERS_DROPPED = "user_filter/users_dropped"
 USERS_KEPT = "user_filter/users_kept"
 USER_EVENTS_DROPPED = "user_filter/events_dropped"
 COLD_EVENTS_DROPPED = "cold_eval_users/events_dropped"
+#: Pseudo split of ``min_timestamp_key``/``max_timestamp_key``: every event that
+#: reaches the time split (before the cold-user step).
+ALL_EVENTS = "all"
 _MIN_PREFIX = "min/"
 _MAX_PREFIX = "max/"
 
@@ -156,6 +161,9 @@ def build_record(
             "min_timestamp": get(min_timestamp_key(split)),
             "max_timestamp": get(max_timestamp_key(split)),
         }
+    cold_dropped = int(get(COLD_EVENTS_DROPPED, 0))
+    # Eval and test events that reached the cold-user step.
+    cold_seen = cold_dropped + sum(splits[s]["events"] for s in features.SPLITS[1:])
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "config": dict(config),
@@ -187,12 +195,15 @@ def build_record(
             "users_dropped": {
                 split: int(get(cold_users_key(split), 0)) for split in features.SPLITS[1:]
             },
-            "events_dropped": int(get(COLD_EVENTS_DROPPED, 0)),
+            "events_dropped": cold_dropped,
+            "event_share": cold_dropped / cold_seen if cold_seen else None,
         },
         "split": {
             "method": "release_files" if from_files else config["split_method"],
             "boundaries": None if from_files else list(config["split_boundaries"]),
             "cut_timestamps": None if cuts is None else list(cuts),
+            "first_timestamp": get(min_timestamp_key(ALL_EVENTS)),
+            "last_timestamp": get(max_timestamp_key(ALL_EVENTS)),
         },
         "splits": splits,
         "events_kept": sum(s["events"] for s in splits.values()),
@@ -213,6 +224,19 @@ def identity_gap(record: Mapping[str, Any]) -> int:
         + record["events_kept"]
     )
     return record["rows_read"] - accounted
+
+
+def describe_flow(record: Mapping[str, Any]) -> str:
+    """Where the rows went, as one line whose terms sum to ``rows_read``."""
+    return (
+        f"{record['rows_read']} rows read = {record['rows_rejected_total']} rejected + "
+        f"{record['behavior_not_kept']} behavior not kept + "
+        f"{record['duplicates_dropped']} duplicates + "
+        f"{record['item_filter']['events_dropped']} item filter + "
+        f"{record['user_filter']['events_dropped']} user filter + "
+        f"{record['cold_eval_users']['events_dropped']} cold-user step + "
+        f"{record['events_kept']} kept"
+    )
 
 
 def flat_properties(record: Mapping[str, Any]) -> dict[str, int]:

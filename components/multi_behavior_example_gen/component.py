@@ -45,6 +45,11 @@ class MultiBehaviorExampleGenSpec(types.ComponentSpec):
         "split_method": ExecutionParameter(type=str),
         "split_boundaries": ExecutionParameter(type=list[float]),
         "drop_cold_eval_users": ExecutionParameter(type=bool),
+        # An empty list turns the window off (absent or None means the default).
+        "timestamp_window": ExecutionParameter(type=list[float]),
+        "timeline_trim": ExecutionParameter(type=float),
+        "max_cold_event_share": ExecutionParameter(type=float),
+        "eval_only_behaviors": ExecutionParameter(type=list[str]),
         executor.SPAN_KEY: ExecutionParameter(type=int),
         executor.VERSION_KEY: ExecutionParameter(type=int, optional=True),
     }
@@ -95,6 +100,10 @@ class MultiBehaviorExampleGen(base_beam_component.BaseBeamComponent):
         split_method: str = config_lib.DEFAULT_SPLIT_METHOD,
         split_boundaries: Sequence[float] = config_lib.DEFAULT_SPLIT_BOUNDARIES,
         drop_cold_eval_users: bool = True,
+        timestamp_window: Sequence[float] | None = config_lib.DEFAULT_TIMESTAMP_WINDOW,
+        timeline_trim: float = config_lib.DEFAULT_TIMELINE_TRIM,
+        max_cold_event_share: float = config_lib.DEFAULT_MAX_COLD_EVENT_SHARE,
+        eval_only_behaviors: Sequence[str] = (),
         span: int = 0,
         version: int | None = None,
     ) -> None:
@@ -123,11 +132,25 @@ class MultiBehaviorExampleGen(base_beam_component.BaseBeamComponent):
           split_boundaries: (eval start, test start): unix seconds, or fractions of
             the time span / of the events (paper: 0.8, 0.9 of the timeline).
           drop_cold_eval_users: paper step v.
+          timestamp_window: ``(start, end)`` unix seconds: raw-log rows with a
+            timestamp outside ``[start, end)`` are rejected as
+            ``implausible_timestamp`` (default 1990-01-01 to 2100-01-01 UTC);
+            ``None`` turns the check off.
+          timeline_trim: share of the kept events ignored at each end of the
+            timeline by ``time_fractions`` (default 0.01: the 1st to 99th percentile
+            event; 0: the paper's min-max span).
+          max_cold_event_share: the run fails when the cold-user step drops more than
+            this share of the eval/test events (default 0.5; 1 = never).
+          eval_only_behaviors: behaviors allowed to have no train event (a subset of
+            ``behaviors``, not the target); any other behavior without train events
+            fails the run.
           span: ``span`` custom property of the output (as the stock ExampleGen).
           version: ``version`` custom property of the output, when given.
 
         Raises:
-          ValueError: if an argument is invalid (the message names it).
+          ValueError: if an argument is invalid (the message names it). At run time
+            the executor also raises ``ValueError`` for data unfit for training
+            (``checks.data_problems``).
         """
         params: dict[str, Any] = {
             "input_format": input_format,
@@ -143,6 +166,10 @@ class MultiBehaviorExampleGen(base_beam_component.BaseBeamComponent):
             "split_method": split_method,
             "split_boundaries": split_boundaries,
             "drop_cold_eval_users": drop_cold_eval_users,
+            "timestamp_window": timestamp_window,
+            "timeline_trim": timeline_trim,
+            "max_cold_event_share": max_cold_event_share,
+            "eval_only_behaviors": eval_only_behaviors,
         }
         checked = config_lib.ExampleGenConfig(
             input_base=input_base if isinstance(input_base, str) else "runtime-parameter",
@@ -169,6 +196,10 @@ class MultiBehaviorExampleGen(base_beam_component.BaseBeamComponent):
             split_method=checked.split_method,
             split_boundaries=[float(v) for v in checked.split_boundaries],
             drop_cold_eval_users=checked.drop_cold_eval_users,
+            timestamp_window=[float(v) for v in checked.timestamp_window or ()],
+            timeline_trim=float(checked.timeline_trim),
+            max_cold_event_share=float(checked.max_cold_event_share),
+            eval_only_behaviors=list(checked.eval_only_behaviors),
             span=span,
             version=version,
             examples=types.Channel(type=standard_artifacts.Examples),

@@ -10,9 +10,14 @@ Split semantics (all timestamps are unix seconds, UTC):
 * ``cut_timestamps`` ``(c_eval, c_test)``: an event at time ``t`` goes to train if
   ``t < c_eval``, to eval if ``c_eval <= t < c_test`` and to test if ``t >= c_test``.
   **An event exactly at a cut goes to the later split.**
-* ``time_fractions`` ``(f_eval, f_test)``: cuts at ``t_min + f * (t_max - t_min)``
-  over the events kept after deduplication and filtering (the paper's "80 % / 90 % of
-  the timeline", BVAE RecSys 2023, Sec. 4.1 step iv), then as above.
+* ``time_fractions`` ``(f_eval, f_test)``: cuts at ``t_lo + f * (t_hi - t_lo)`` over
+  the events kept after deduplication and filtering (the paper's "80 % / 90 % of the
+  timeline", BVAE RecSys 2023, Sec. 4.1 step iv), then as above. The timeline is
+  measured robustly: with the ``n`` kept events sorted by time and
+  ``k = floor(timeline_trim * n)``, ``t_lo`` is the timestamp at 0-based rank ``k``
+  and ``t_hi`` the one at rank ``n - 1 - k`` (default: the 1st and 99th percentile
+  events), so a few stray timestamps cannot stretch it; ``timeline_trim = 0`` gives
+  the paper's min-max span.
 * ``event_fractions`` ``(f_eval, f_test)``: with the kept events sorted by time and
   ``n`` of them, the cut ``c`` is the timestamp of the event at 0-based rank
   ``floor(f * n)``; then as above, so events tied with that timestamp go to the later
@@ -49,6 +54,15 @@ DEFAULT_MIN_USER_TARGET_EVENTS = 5
 DEFAULT_SPLIT_METHOD = TIME_FRACTIONS
 #: Paper step iv: train = first 80 % of the timeline, eval = 80-90 %, test = the rest.
 DEFAULT_SPLIT_BOUNDARIES: tuple[float, float] = (0.8, 0.9)
+#: Plausible event times, ``[start, end)`` unix seconds: 1990-01-01T00:00:00Z (before
+#: the earliest public interaction logs, MovieLens 1995 and Amazon reviews 1996) to
+#: 2100-01-01T00:00:00Z. Zero, negative and millisecond timestamps fall outside.
+DEFAULT_TIMESTAMP_WINDOW: tuple[int, int] = (631152000, 4102444800)
+#: Share of the kept events, at each end of the timeline, that ``time_fractions``
+#: ignores when it measures the time span (1st to 99th percentile).
+DEFAULT_TIMELINE_TRIM = 0.01
+#: The cold-user step (paper step v) may drop at most this share of eval/test events.
+DEFAULT_MAX_COLD_EVENT_SHARE = 0.5
 
 
 def default_behavior_mapping(input_format: str) -> dict[str, str]:
@@ -75,6 +89,20 @@ def _decode_json(name: str, value: Any) -> Any:
         except json.JSONDecodeError as e:
             raise ValueError(f"{name} must be JSON, got {value!r}") from e
     return value
+
+
+def _check_share(name: str, value: Any, *, upper: float, closed: bool) -> float:
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0.0
+        and (value <= upper if closed else value < upper)
+    )
+    if not ok:
+        interval = f"[0, {upper}]" if closed else f"[0, {upper})"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    return float(value)
 
 
 def _check_count(name: str, value: Any) -> int:
@@ -109,6 +137,15 @@ class ExampleGenConfig:
         in ``(0, 1)``.
       drop_cold_eval_users: paper step v: drop the eval/test events of users without
         train target events.
+      timestamp_window: ``(start, end)``: raw-log rows with a timestamp outside
+        ``[start, end)`` (unix seconds) are rejected as ``implausible_timestamp``;
+        ``None`` or ``[]`` turns the check off. Ignored by the release format.
+      timeline_trim: share in ``[0, 0.5)`` of the kept events ignored at each end of
+        the timeline when ``time_fractions`` measures it (module docstring).
+      max_cold_event_share: share in ``[0, 1]`` of the eval and test events that the
+        cold-user step may drop before the run fails (1 = never fails).
+      eval_only_behaviors: behaviors allowed to have no train event (they are still
+        evaluated); a subset of ``behaviors`` without the target behavior.
     """
 
     input_base: str
@@ -125,6 +162,10 @@ class ExampleGenConfig:
     split_method: str = DEFAULT_SPLIT_METHOD
     split_boundaries: Sequence[float] = DEFAULT_SPLIT_BOUNDARIES
     drop_cold_eval_users: bool = True
+    timestamp_window: Sequence[float] | None = DEFAULT_TIMESTAMP_WINDOW
+    timeline_trim: float = DEFAULT_TIMELINE_TRIM
+    max_cold_event_share: float = DEFAULT_MAX_COLD_EVENT_SHARE
+    eval_only_behaviors: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_base, str) or not self.input_base.strip():
@@ -212,6 +253,53 @@ class ExampleGenConfig:
             )
         object.__setattr__(self, "split_boundaries", (first, second))
 
+        window = _decode_json("timestamp_window", self.timestamp_window)
+        if window is not None and not (isinstance(window, Sequence) and len(window) == 0):
+            if (
+                isinstance(window, str | bytes)
+                or not isinstance(window, Sequence)
+                or len(window) != 2
+                or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in window
+                )
+                or not window[0] < window[1]
+            ):
+                raise ValueError(
+                    "timestamp_window must be two increasing finite numbers [start, end) "
+                    f"(unix seconds), or null to turn the check off; got {window!r}"
+                )
+            window = (window[0], window[1])
+        else:
+            window = None
+        object.__setattr__(self, "timestamp_window", window)
+        _check_share("timeline_trim", self.timeline_trim, upper=0.5, closed=False)
+        _check_share("max_cold_event_share", self.max_cold_event_share, upper=1.0, closed=True)
+
+        eval_only = _decode_json("eval_only_behaviors", self.eval_only_behaviors)
+        if (
+            isinstance(eval_only, str | bytes)
+            or not isinstance(eval_only, Sequence)
+            or not all(isinstance(b, str) for b in eval_only)
+        ):
+            raise ValueError(
+                f"eval_only_behaviors must be a list of behavior names, got {eval_only!r}"
+            )
+        if len(set(eval_only)) != len(eval_only):
+            raise ValueError(f"eval_only_behaviors must be distinct, got {list(eval_only)}")
+        for behavior in eval_only:
+            if behavior not in behaviors:
+                raise ValueError(
+                    f"eval_only_behaviors names {behavior!r}, which is not one of "
+                    f"behaviors {list(behaviors)}"
+                )
+            if behavior == self.target_behavior:
+                raise ValueError(
+                    f"eval_only_behaviors must not hold the target behavior "
+                    f"{self.target_behavior!r}: the filters and step v count its train events"
+                )
+        object.__setattr__(self, "eval_only_behaviors", tuple(eval_only))
+
     @property
     def columns(self) -> tuple[str, str, str, str]:
         """The (user, item, behavior, timestamp) column names."""
@@ -228,14 +316,19 @@ class ExampleGenConfig:
         record["behavior_mapping"] = dict(self.behavior_mapping or {})
         record["behaviors"] = list(self.behaviors or ())
         record["split_boundaries"] = list(self.split_boundaries)
+        record["timestamp_window"] = (
+            None if self.timestamp_window is None else list(self.timestamp_window)
+        )
+        record["eval_only_behaviors"] = list(self.eval_only_behaviors)
         return record
 
     @classmethod
     def from_exec_properties(cls, exec_properties: Mapping[str, Any]) -> ExampleGenConfig:
         """Builds the config from a component's execution properties.
 
-        Properties absent or ``None`` take the dataclass defaults; JSON strings are
-        decoded for the list/dict parameters.
+        Properties absent or ``None`` take the dataclass defaults (an empty
+        ``timestamp_window`` list turns that check off); JSON strings are decoded for
+        the list/dict parameters.
 
         Raises:
           ValueError: as the constructor.

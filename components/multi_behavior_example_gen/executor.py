@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from absl import logging
@@ -31,7 +31,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
 from bvae_tf import features
-from components.multi_behavior_example_gen import accounting, transforms
+from components.multi_behavior_example_gen import accounting, checks, transforms
 from components.multi_behavior_example_gen.config import ExampleGenConfig
 
 SPAN_KEY = "span"
@@ -130,48 +130,6 @@ def input_fingerprint(paths: Sequence[str]) -> str:
     )
 
 
-def _check_record(record: Mapping[str, Any], input_base: str) -> None:
-    gap = accounting.identity_gap(record)
-    if gap:
-        raise RuntimeError(f"accounting identity broken: {gap} rows of {input_base!r} unaccounted")
-    valid = record["rows_read"] - record["rows_rejected_total"]
-    if valid <= 0:
-        samples = {reason: s for reason, s in record["rejected_samples"].items() if s}
-        where = f", first rejected at {samples}" if samples else ""
-        raise ValueError(
-            f"no valid rows in {input_base!r}: {record['rows_read']} rows read, "
-            f"rejected {record['rows_rejected']}{where}"
-        )
-    if record["splits"][features.TRAIN]["examples"] == 0:
-        kept = record["events_kept"]
-        cuts = record["split"]["cut_timestamps"]
-        if kept and cuts:
-            starts = [
-                record["splits"][s]["min_timestamp"]
-                for s in features.SPLITS[1:]
-                if record["splits"][s]["min_timestamp"] is not None
-            ]
-            placement = (
-                f", none before the eval cut {cuts[0]} (earliest kept: {min(starts)}; an "
-                f"event exactly at a cut goes to the later split)"
-            )
-        elif kept:
-            placement = ", none in a train file"
-        else:
-            placement = ""
-        raise ValueError(
-            f"no train example left from {input_base!r}: of {valid} valid rows, "
-            f"{record['behavior_not_kept']} have a behavior not kept, "
-            f"{record['duplicates_dropped']} are duplicates, the item filter dropped "
-            f"{record['item_filter']['events_dropped']} events and the user filter "
-            f"{record['user_filter']['events_dropped']}; {kept} events are kept{placement}. "
-            f"Lower min_item_target_events/min_user_target_events or move split_boundaries"
-        )
-    for split in features.SPLITS[1:]:
-        if record["splits"][split]["examples"] == 0:
-            logging.warning("MultiBehaviorExampleGen: split %r is empty.", split)
-
-
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Reads multi-behavior logs and writes per-user tf.Examples split by time."""
 
@@ -191,7 +149,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         Raises:
           ValueError: on a bad parameter, a missing input path, an input without valid
-            rows, or no train example left after the filters.
+            rows, or data unfit for training (``checks.data_problems``: no train
+            example, an empty eval/test split, too many events dropped by the
+            cold-user step, a behavior without train events that is not
+            evaluation-only).
           RuntimeError: if the accounting identity does not hold.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -220,15 +181,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with fileio.open(accounting_uri, "r") as f:
             record = json.load(f)
         logging.info(
-            "MultiBehaviorExampleGen: %d rows read, %d rejected, %d duplicates, %d events "
-            "kept; examples %s",
-            record["rows_read"],
-            record["rows_rejected_total"],
-            record["duplicates_dropped"],
-            record["events_kept"],
+            "MultiBehaviorExampleGen: %s; examples %s",
+            accounting.describe_flow(record),
             {s: record["splits"][s]["examples"] for s in features.SPLITS},
         )
-        _check_record(record, config.input_base)
+        checks.check_record(record, config.input_base)
 
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(

@@ -34,6 +34,8 @@ from typing import IO, NamedTuple
 # Rejection reasons (keys of the accounting record).
 WRONG_COLUMN_COUNT = "wrong_column_count"
 BAD_TIMESTAMP = "bad_timestamp"
+#: A readable timestamp outside the configured window of plausible event times.
+IMPLAUSIBLE_TIMESTAMP = "implausible_timestamp"
 EMPTY_ID = "empty_id"
 UNKNOWN_BEHAVIOR = "unknown_behavior"
 UNDECODABLE_BYTES = "undecodable_bytes"
@@ -46,6 +48,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     UNKNOWN_BEHAVIOR,
     UNDECODABLE_BYTES,
     MALFORMED_CSV,
+    IMPLAUSIBLE_TIMESTAMP,
 )
 
 Event = tuple[str, str, str, int | float, str]
@@ -185,6 +188,9 @@ class RawLogParser:
       behavior_mapping: lower-cased raw label -> behavior name.
       behaviors: behaviors kept; mapped labels of other behaviors are counted in
         ``FileSummary.behavior_not_kept``.
+      timestamp_window: ``(start, end)`` unix seconds: rows with a timestamp outside
+        ``[start, end)`` are rejected as ``IMPLAUSIBLE_TIMESTAMP``; ``None``: no check
+        beyond the calendar limits of ``parse_timestamp``.
     """
 
     def __init__(
@@ -192,10 +198,12 @@ class RawLogParser:
         columns: tuple[str, str, str, str],
         behavior_mapping: Mapping[str, str],
         behaviors: Iterable[str],
+        timestamp_window: tuple[float, float] | None = None,
     ) -> None:
         self._columns = columns
         self._mapping = dict(behavior_mapping)
         self._kept = frozenset(behaviors)
+        self._window = timestamp_window
 
     def _header_indices(self, header: list[str], path: str) -> tuple[int, int, int, int]:
         names = [name.strip() for name in header]
@@ -271,11 +279,20 @@ class RawLogParser:
         behavior = self._mapping.get(record[behavior_i].strip().lower())
         if behavior is None:
             return UNKNOWN_BEHAVIOR
+        timestamp = self._timestamp(record[timestamp_i].strip())
+        if isinstance(timestamp, str):
+            return timestamp
+        return (user, item, behavior, timestamp, "")
+
+    def _timestamp(self, text: str) -> int | float | str:
+        """Unix seconds, or the rejection reason (bad, then implausible)."""
         try:
-            timestamp = parse_timestamp(record[timestamp_i].strip())
+            timestamp = parse_timestamp(text)
         except ValueError:
             return BAD_TIMESTAMP
-        return (user, item, behavior, timestamp, "")
+        if self._window is not None and not self._window[0] <= timestamp < self._window[1]:
+            return IMPLAUSIBLE_TIMESTAMP
+        return timestamp
 
 
 def parse_release_file(

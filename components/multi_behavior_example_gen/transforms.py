@@ -126,7 +126,7 @@ class _ParseRawLogFileFn(_ParseFileFn):
     def __init__(self, config: ExampleGenConfig) -> None:
         super().__init__(config)
         self._parser = parsing.RawLogParser(
-            config.columns, config.behavior_mapping, config.behaviors
+            config.columns, config.behavior_mapping, config.behaviors, config.timestamp_window
         )
 
     def _parse(self, element: str, text: IO[str]) -> Iterator[Any]:
@@ -367,11 +367,48 @@ class _TimestampHistogramFn(beam.CombineFn):
 def time_fraction_cuts(
     span: tuple[float, float] | None, fractions: Sequence[float]
 ) -> tuple[float, ...] | None:
-    """Cuts at ``t_min + f * (t_max - t_min)`` for each fraction ``f`` (paper step iv)."""
+    """Cuts at ``t_lo + f * (t_hi - t_lo)`` for each fraction ``f`` (paper step iv).
+
+    Args:
+      span: ``(t_lo, t_hi)`` unix seconds (``trimmed_span``), or ``None``.
+      fractions: the ``split_boundaries`` fractions.
+
+    Returns:
+      The cut timestamps (unix seconds), or ``None`` when ``span`` is ``None``.
+    """
     if span is None:
         return None
     low, high = span
     return tuple(low + f * (high - low) for f in fractions)
+
+
+def trimmed_span(histogram: dict[Any, int], trim: float) -> tuple[Any, Any] | None:
+    """The timeline of the events without their ``trim`` share at each end.
+
+    Args:
+      histogram: event count per timestamp (unix seconds).
+      trim: share in ``[0, 0.5)``.
+
+    Returns:
+      ``(t_lo, t_hi)``: with the ``n`` events sorted by time and
+      ``k = floor(trim * n)``, the timestamps at 0-based ranks ``k`` and ``n - 1 - k``;
+      ``None`` when there is no event.
+    """
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    skip = math.floor(trim * total)
+    low_rank, high_rank = skip, total - 1 - skip
+    low = high = None
+    seen = 0
+    for timestamp in sorted(histogram):
+        seen += histogram[timestamp]
+        if low is None and seen > low_rank:
+            low = timestamp
+        if seen > high_rank:
+            high = timestamp
+            break
+    return low, high
 
 
 def event_fraction_cuts(
@@ -398,16 +435,25 @@ def ComputeCuts(user_events: beam.pvalue.PCollection, config: ExampleGenConfig):
     """The ``(eval start, test start)`` cut timestamps as a one-element PCollection.
 
     ``None`` for the release format (split by file) and when no event is left.
+    ``time_fractions`` with ``timeline_trim > 0`` and ``event_fractions`` combine a
+    histogram of the timestamps (memory: one entry per distinct timestamp).
     """
     if config.splits_from_files:
         return user_events.pipeline | "NoCuts" >> beam.Create([None])
     if config.split_method == CUT_TIMESTAMPS:
         return user_events.pipeline | "FixedCuts" >> beam.Create([config.split_boundaries])
     events = user_events | "Events" >> beam.Values()
-    if config.split_method == TIME_FRACTIONS:
+    if config.split_method == TIME_FRACTIONS and config.timeline_trim == 0:
         return (
             events
             | "TimeSpan" >> beam.CombineGlobally(_TimeSpanFn())
+            | "Cuts" >> beam.Map(time_fraction_cuts, config.split_boundaries)
+        )
+    if config.split_method == TIME_FRACTIONS:
+        return (
+            events
+            | "Histogram" >> beam.CombineGlobally(_TimestampHistogramFn())
+            | "TrimmedSpan" >> beam.Map(trimmed_span, config.timeline_trim)
             | "Cuts" >> beam.Map(time_fraction_cuts, config.split_boundaries)
         )
     if config.split_method == EVENT_FRACTIONS:
@@ -490,6 +536,9 @@ class _SplitFn(beam.DoFn):
             span[0] = min(span[0], timestamp)
             span[1] = max(span[1], timestamp)
         summary: dict[str, Any] = {}
+        if events and not self._from_files:
+            summary[accounting.min_timestamp_key(accounting.ALL_EVENTS)] = events[0][0]
+            summary[accounting.max_timestamp_key(accounting.ALL_EVENTS)] = events[-1][0]
         train = lists[features.TRAIN]
         if self._drop_cold and not train.get(self._target):
             for split in features.SPLITS[1:]:

@@ -25,6 +25,9 @@ FILTERS_OFF = {
     "min_item_target_events": 0,
     "min_user_target_events": 0,
     "drop_cold_eval_users": False,
+    # The hand-written logs use small timestamps (seconds after 1970-01-01): window off
+    # (an empty list; an absent or None execution property means the default window).
+    "timestamp_window": [],
 }
 
 
@@ -135,7 +138,7 @@ def test_compression_is_read_from_the_content_not_the_name(tmp_path):
     (tmp_path / "b.CSV.GZ").write_bytes(gzip.compress(HEADER + b"u2,i2,buy,2\n"))
     (tmp_path / "c.csv.gz").write_bytes(HEADER + b"u3,i3,buy,3\n")  # not gzipped
     files = sorted(str(p) for p in tmp_path.iterdir())
-    config = ExampleGenConfig(input_base=str(tmp_path))
+    config = ExampleGenConfig(input_base=str(tmp_path), timestamp_window=None)
     with test_pipeline.TestPipeline() as p:
         events, _, _ = p | beam.Create(files) | transforms.ReadRawLog(config)
         assert_that(
@@ -182,6 +185,7 @@ def test_a_hostile_log_keeps_every_good_row_and_the_identity(tmp_path):
         b"u3,i5,buy,1000",  # 8
         b'u2,"i3,buy,300',  # 9: stray quote, never closed -> malformed, line 9 only
         b"u1,i6,pv,950",  # 10
+        b"u2,i7,pv,850",  # 11
     ]
     log = tmp_path / "in" / "log.csv"
     log.parent.mkdir()
@@ -191,17 +195,25 @@ def test_a_hostile_log_keeps_every_good_row_and_the_identity(tmp_path):
     )
     # Kept events span [100, 1000]: cuts 100 + 0.8 * 900 = 820 and 100 + 0.9 * 900 = 910.
     assert record["split"]["cut_timestamps"] == pytest.approx([820, 910])
-    assert record["rows_read"] == 9
+    assert record["rows_read"] == 10
     assert record["rows_rejected_total"] == 4
     assert record["rejected_samples"]["bad_timestamp"] == [f"{log}:{n}" for n in (5, 6, 7)]
     assert record["rejected_samples"]["malformed_csv"] == [f"{log}:9"]
-    assert record["events_kept"] == 5
+    assert record["events_kept"] == 6
     assert record["identity_holds"]
     assert splits["train"] == {
         "u1": {"user_id": ["u1"], "purchase_items": ["i1"], "click_items": ["i2"]},
         "u2": {"user_id": ["u2"], "purchase_items": ["i3"], "click_items": []},
     }
-    assert splits["eval"] == {}
+    assert splits["eval"] == {
+        "u2": {
+            "user_id": ["u2"],
+            "purchase_items": ["i3"],
+            "click_items": [],
+            "purchase_heldout": [],
+            "click_heldout": ["i7"],
+        }
+    }
     assert set(splits["test"]) == {"u1", "u3"}
     assert splits["test"]["u1"]["click_heldout"] == ["i6"]
     assert splits["test"]["u3"]["purchase_heldout"] == ["i5"]
@@ -211,7 +223,10 @@ def test_events_all_at_one_time_fail_naming_the_cut(tmp_path):
     log = tmp_path / "log.csv"
     log.write_bytes(HEADER + b"u1,i1,buy,10\nu2,i2,buy,10\nu1,i3,pv,10\n")
     # time_fractions over a zero span: both cuts are 10, so every event is test.
-    message = r"3 events are kept, none before the eval cut 10\.0 \(earliest kept: 10;"
+    message = (
+        r"3 events are kept\. None of the 3 events that reached the time split lies before "
+        r"the eval cut 10\.0 \(earliest: 10;"
+    )
     with pytest.raises(ValueError, match=message):
         run_executor(tmp_path / "out", input_base=str(log), **FILTERS_OFF)
 

@@ -4,6 +4,7 @@ import pytest
 from tfx import v1 as tfx
 
 from components.multi_behavior_example_gen import MultiBehaviorExampleGen
+from components.multi_behavior_example_gen.config import ExampleGenConfig
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +37,27 @@ def test_component_accepts_a_runtime_parameter_input():
     base = tfx.dsl.experimental.RuntimeParameter(name="input_base", ptype=str, default="x.csv")
     component = MultiBehaviorExampleGen(input_base=base)
     assert component.exec_properties["input_base"] is base
+
+
+def test_the_data_check_keys_flow_from_the_pipeline_config_to_the_executor():
+    from pipeline import configs
+
+    config = configs.load_config(
+        None,
+        [
+            'data.eval_only_behaviors=["cart"]',
+            "data.timestamp_window=null",
+            "data.timeline_trim=0",
+            "data.max_cold_event_share=0.8",
+        ],
+    )
+    props = MultiBehaviorExampleGen(**config.example_gen_arguments()).exec_properties
+    assert props["eval_only_behaviors"] == ["cart"]
+    assert props["timestamp_window"] == []  # off; None would mean the default window
+    assert props["timeline_trim"] == 0.0 and props["max_cold_event_share"] == 0.8
+    rebuilt = ExampleGenConfig.from_exec_properties(props)
+    assert rebuilt.eval_only_behaviors == ("cart",)
+    assert rebuilt.timestamp_window is None
+    default = MultiBehaviorExampleGen(input_base="x.csv").exec_properties
+    assert default["timestamp_window"] == [631152000.0, 4102444800.0]
+    assert default["timeline_trim"] == 0.01 and default["max_cold_event_share"] == 0.5

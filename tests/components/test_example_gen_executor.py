@@ -4,6 +4,7 @@ LocalDagRunner run whose output the stock StatisticsGen and SchemaGen read as is
 import collections
 import gzip
 import json
+import math
 import os
 
 import pytest
@@ -22,8 +23,9 @@ P, C, F = features.PURCHASE, features.CLICK, features.FAVORITE
 pytestmark = pytest.mark.e2e
 
 
-def reference_examples(events, *, min_item, min_user, fractions, drop_cold, behaviors):
-    """Plain-Python rendition of the paper's steps i-v, for cross-checking."""
+def reference_examples(events, *, min_item, min_user, fractions, trim, drop_cold, behaviors):
+    """Plain-Python rendition of the paper's steps i-v, for cross-checking; the
+    timeline runs from the event at rank floor(trim * n) to the one at n - 1 - that."""
     first = {}
     for user, item, behavior, t in events:
         key = (user, item, behavior)
@@ -32,7 +34,9 @@ def reference_examples(events, *, min_item, min_user, fractions, drop_cold, beha
     kept = {k: t for k, t in first.items() if buys[k[1]] >= min_item}
     buys = collections.Counter(u for (u, _, b) in kept if b == P)
     kept = {k: t for k, t in kept.items() if buys[k[0]] >= min_user}
-    low, high = min(kept.values()), max(kept.values())
+    times = sorted(kept.values())
+    skip = math.floor(trim * len(times))
+    low, high = times[skip], times[len(times) - 1 - skip]
     cut_eval, cut_test = (low + f * (high - low) for f in fractions)
     per_user = collections.defaultdict(
         lambda: {s: collections.defaultdict(list) for s in features.SPLITS}
@@ -78,6 +82,7 @@ def test_default_component_on_synthetic_log_matches_a_plain_python_reference(
         min_item=10,
         min_user=5,
         fractions=(0.8, 0.9),
+        trim=0.01,
         drop_cold=True,
         behaviors=features.DEFAULT_BEHAVIORS,
     )
@@ -161,6 +166,7 @@ def test_hand_computed_log_counts_splits_and_accounting(tmp_path):
         min_user_target_events=2,
         split_method="cut_timestamps",
         split_boundaries=[500.0, 900.0],
+        timestamp_window=[],  # off: small hand-written timestamps
     )
     assert record["rows_read"] == 18
     assert record["rows_rejected_total"] == 4
@@ -183,6 +189,8 @@ def test_hand_computed_log_counts_splits_and_accounting(tmp_path):
         "enabled": True,
         "users_dropped": {"eval": 1, "test": 0},
         "events_dropped": 2,
+        # 2 dropped of the 4 eval/test events (u3's 2 + u1's eval and test one)
+        "event_share": 0.5,
     }
     # 18 = 4 rejected + 2 duplicates + 1 (item) + 2 (user) + 2 (step v) + 7 kept
     assert record["events_kept"] == 7
@@ -272,7 +280,7 @@ def test_filters_that_leave_nothing_fail_clearly(tmp_path):
     log = tmp_path / "log.csv"
     log.write_text("user_id,item_id,behavior,timestamp\nu1,i1,buy,1\nu1,i2,pv,2\n")
     with pytest.raises(ValueError, match="no train example left"):
-        run_executor(tmp_path / "out", input_base=str(log))
+        run_executor(tmp_path / "out", input_base=str(log), timestamp_window=[])
 
 
 def test_local_dag_runner_with_stock_statistics_and_schema_gen(tmp_path):

@@ -53,12 +53,14 @@ def test_time_split_of_jd_events_equals_the_released_files(jd_events, jd_dir, tm
         drop_cold_eval_users=False,
         split_method="cut_timestamps",
         split_boundaries=JD_CUTS,
+        eval_only_behaviors=[features.CART],  # JD has no cart train event
     )
     expected = released_triples(jd_dir)
     got = written_triples(splits)
     for split in features.SPLITS:
         assert got[split] == expected[split], split
     check_eval_inputs_are_train_items(splits)
+    assert record["splits"][features.TRAIN]["events_per_behavior"][features.CART] == 0
     assert record["rows_read"] == 477_676
     assert record["duplicates_dropped"] == 477_676 - 341_748
     assert record["events_kept"] == 341_748
@@ -73,6 +75,7 @@ def test_release_import_of_jd_equals_the_released_files(jd_dir, tmp_path):
         min_item_target_events=0,
         min_user_target_events=0,
         drop_cold_eval_users=False,
+        eval_only_behaviors=[features.CART],  # cart_train is empty
     )
     expected = released_triples(jd_dir)
     got = written_triples(splits)

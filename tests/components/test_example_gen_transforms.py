@@ -41,7 +41,7 @@ def test_read_raw_log_reads_gz_shards_and_counts_per_file(tmp_path):
     (tmp_path / "a.csv").write_bytes(b"user_id,item_id,behavior,timestamp\nu1,i1,pv,1\nu1,i2,x,2\n")
     with gzip.open(tmp_path / "b.csv.gz", "wb") as f:
         f.write(b"user_id,item_id,behavior,timestamp\nu2,i1,buy,3\n\nu2,i3,pv,bad\n")
-    config = ExampleGenConfig(input_base=str(tmp_path))
+    config = ExampleGenConfig(input_base=str(tmp_path), timestamp_window=None)
     files = [str(tmp_path / "a.csv"), str(tmp_path / "b.csv.gz")]
     with test_pipeline.TestPipeline() as p:
         events, summaries, samples = p | beam.Create(files) | transforms.ReadRawLog(config)
@@ -263,6 +263,9 @@ def test_split_and_encode_cut_rule_schema_and_empty_lists():
                     accounting.max_timestamp_key("eval"): 70,
                     accounting.min_timestamp_key("test"): 90,
                     accounting.max_timestamp_key("test"): 90,
+                    # every event that reached the split
+                    accounting.min_timestamp_key(accounting.ALL_EVENTS): 10,
+                    accounting.max_timestamp_key(accounting.ALL_EVENTS): 90,
                 }
             ),
             label="summary",
