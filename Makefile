@@ -12,9 +12,12 @@ export PYTHONWARNINGS := ignore::FutureWarning
 install:
 	@bash scripts/install.sh
 
-## Fast tests (unit + e2e on tiny synthetic data); what CI runs.
+## Fast tests (unit + e2e on tiny synthetic data); what CI runs. Two pytest-xdist
+## workers, one test file each at a time (module fixtures are built once);
+## PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -m "(unit or e2e) and not slow and not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "(unit or e2e) and not slow and not gpu" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## Real-data tests (../shared/data); skip cleanly when it is absent.
 test-slow: install

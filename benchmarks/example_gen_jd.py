@@ -43,6 +43,7 @@ CONFIGS = {
         "drop_cold_eval_users": False,
         "split_method": "cut_timestamps",
         "split_boundaries": [1522454400.0, 1523145600.0],
+        "eval_only_behaviors": ["cart"],  # JD has no cart event before the first cut
     },
     "paper": {
         "min_item_target_events": 20,
@@ -50,6 +51,7 @@ CONFIGS = {
         "drop_cold_eval_users": True,
         "split_method": "time_fractions",
         "split_boundaries": [0.8, 0.9],
+        "eval_only_behaviors": ["cart"],
     },
 }
 

@@ -15,16 +15,29 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+#: Modules of the Google client libraries (pulled in by TFX and Beam) that warn about
+#: this platform's versions at import: harmless here, and repeated by every Beam worker.
+_NOISY_IMPORT_WARNINGS = (
+    "google.api_core._python_version_support",
+    "google.auth.transport.grpc",
+    "google.cloud.aiplatform.models",
+)
+
+
 def quiet_cli() -> None:
     """For command-line tools, before TensorFlow is imported: hides TensorFlow's C++
     start-up messages (``TF_CPP_MIN_LOG_LEVEL=3``, e.g. the cuDNN/cuFFT "Unable to
-    register factory" lines of a CPU machine) unless the user set a level, and
-    google-api-core's FutureWarning about the Python version."""
+    register factory" lines of a CPU machine) unless the user set a level, and the
+    Google client libraries' FutureWarnings about the Python, grpcio and storage
+    versions, in this process and (through ``PYTHONWARNINGS``) in the processes it
+    starts, such as Beam's multi-process workers."""
     if not _TF_LOG_LEVEL_FROM_USER:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    warnings.filterwarnings(
-        "ignore", message=r"You are using a Python version", category=FutureWarning
-    )
+    filters = [f"ignore::FutureWarning:{module}" for module in _NOISY_IMPORT_WARNINGS]
+    for module in _NOISY_IMPORT_WARNINGS:
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module.replace(".", r"\."))
+    inherited = [f for f in os.environ.get("PYTHONWARNINGS", "").split(",") if f]
+    os.environ["PYTHONWARNINGS"] = ",".join(inherited + [f for f in filters if f not in inherited])
 
 
 __version__ = "0.1.0"

@@ -39,6 +39,11 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 if __package__ in (None, ""):  # run as a script: import the repository's packages
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+import bvae_tf
+
+if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
+    bvae_tf.quiet_cli()
+
 from tfx import v1 as tfx
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 

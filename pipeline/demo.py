@@ -10,6 +10,12 @@ blessing and the pushed model's path.
     python -m pipeline.demo [--config FILE] [--set section.key=value ...]
 """
 
+import bvae_tf
+
+if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
+    bvae_tf.quiet_cli()
+
+
 from pipeline import local_runner, runtime
 
 

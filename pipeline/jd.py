@@ -15,6 +15,12 @@ scored once; the paper's come from the best test epoch per behavior (optimistic,
 see ../shared/data/README.md), so a gap in the paper's favour is expected.
 """
 
+import bvae_tf
+
+if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
+    bvae_tf.quiet_cli()
+
+
 from bvae_tf import features
 from pipeline import configs, local_runner, report, runtime
 

@@ -53,3 +53,12 @@ def jd_events(shared_data: pathlib.Path) -> pathlib.Path:
     if not path.is_file():
         pytest.skip(f"JD event log not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """The tiny raw/transformed example sets (``tests.pipeline.tiny``), built once per
+    test process; tests only read them."""
+    from tests.pipeline import tiny
+
+    return tiny.build(tmp_path_factory.mktemp("tiny"))

@@ -22,8 +22,8 @@ TOP_K = 5
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return tiny.build(tmp_path_factory.mktemp("tiny"))
+def data(tiny_data):
+    return tiny_data
 
 
 def _fn_args(data, tmp_path, **training):

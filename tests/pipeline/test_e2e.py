@@ -1,10 +1,14 @@
-"""End to end: the local pipeline on the synthetic log, then the TFX CLI re-run gated.
+"""End to end: the Beam runner's entry point on the synthetic log, then the TFX CLI
+re-run gated.
 
-Run 1 (LocalDagRunner, Python API): every component executes once; the model is
-blessed and pushed as ``<serving>/<model>/<version>/`` and answers
-``serving_default``. Run 2 (``tfx pipeline create`` + ``tfx run create``, the runner
-reading ``$BVAE_PIPELINE_CONFIG``): same data and cache, an impossible absolute bound:
-the blessing is written, not blessed, and nothing new is pushed.
+Run 1 (``python -m pipeline.beam_runner ... -- --direct_running_mode=multi_processing
+--direct_num_workers=2``: BeamDagRunner, every Beam component in 2 worker processes):
+every component executes once; the model is blessed and pushed as
+``<serving>/<model>/<version>/`` and answers ``serving_default``; the console shows
+progress lines and the summary, the full log goes to ``<output_root>/logs/``. Run 2
+(``tfx pipeline create`` + ``tfx run create``, LocalDagRunner reading
+``$BVAE_PIPELINE_CONFIG``; same data, Beam options and cache): an impossible
+absolute bound: the blessing is written, not blessed, and nothing new is pushed.
 """
 
 import json
@@ -19,15 +23,19 @@ import tensorflow as tf
 
 import bvae_tf  # noqa: F401
 from bvae_tf import features
-from pipeline import configs, local_runner, report
+from pipeline import configs, report
 from pipeline import pipeline as pipeline_lib
 from serving import warmup
 
 pytestmark = pytest.mark.e2e
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+#: Beam options of both runs (the CLI run reads them from the config; the same
+#: options keep the executor specs, and so the cache keys, of the two runs equal).
+BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 CONFIG = {
     "enable_cache": True,
+    "beam_pipeline_args": BEAM_ARGS,
     "model": {"latent_dim": 16},
     # ~0.2 s per epoch after the first: enough to clear the default NDCG@5 >= 0.1 bound.
     "training": {"epochs": 60, "patience": 10, "batch_size": 100},
@@ -44,9 +52,23 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first_run(workspace):
+def first_run_output(workspace):
+    _, path, _ = workspace
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.beam_runner", "--config", str(path), "--", *BEAM_ARGS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def first_run(workspace, first_run_output):
     _, _, config = workspace
-    local_runner.run(config)
     return report.summarize(config.resolved_metadata_path, config.pipeline_name)
 
 
@@ -83,6 +105,23 @@ def test_first_run_executes_every_component_blesses_and_pushes(workspace, first_
     text = report.format_summary(first_run)
     assert "Blessed: yes" in text
     assert str(version_dir) in text
+
+
+def test_beam_runner_console_is_short_and_the_full_log_is_in_a_file(
+    workspace, first_run, first_run_output
+):
+    root, _, _ = workspace
+    stdout, stderr = first_run_output.stdout, first_run_output.stderr
+    assert f"Pushed: version {first_run['pushed_version']}" in stdout
+    assert f"(for pipeline.schema_tool --statistics): {first_run['statistics_uri']}" in stdout
+    lines = (stdout + stderr).splitlines()
+    assert len(lines) <= 150, "\n".join(lines)
+    assert any(line.endswith("] Trainer ...") for line in lines), lines
+    noise = ("INFO:", "WARNING:absl", "WARNING:tensorflow", "E0000", "W0000", "I0000")
+    assert not [line for line in lines if line.startswith(noise) or "Warning:" in line]
+    log_file = pathlib.Path(stdout.splitlines()[0].removeprefix("Full log: "))
+    assert log_file.parent == root / "logs"
+    assert "node Transform is finished." in log_file.read_text()
 
 
 def test_pushed_model_answers_serving_default(first_run):
