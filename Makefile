@@ -3,8 +3,6 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 3
-export PYTHONWARNINGS := ignore::FutureWarning
 
 .PHONY: install test test-slow test-all demo lint format clean pipeline-jd synthetic-log serve \
 	bench-train bench-example-gen bench-pipeline-jd bench-serve

@@ -6,6 +6,7 @@ It must therefore be imported before TensorFlow; it imports nothing heavy itself
 """
 
 import os
+import sys
 import warnings
 
 #: Whether the user chose TensorFlow's C++ log level (then it is never changed).
@@ -39,5 +40,11 @@ def quiet_cli() -> None:
     inherited = [f for f in os.environ.get("PYTHONWARNINGS", "").split(",") if f]
     os.environ["PYTHONWARNINGS"] = ",".join(inherited + [f for f in filters if f not in inherited])
 
+
+# ``python -m <module of this project>``: Python sets ``sys.argv[0]`` to "-m" while it
+# imports the module's packages, which import this one first; quiet the CLI before
+# any of them loads TensorFlow (e.g. ``python -m components.multi_behavior_example_gen``).
+if sys.argv[:1] == ["-m"]:
+    quiet_cli()
 
 __version__ = "0.1.0"

@@ -1,6 +1,9 @@
 """The entry points' console: progress lines by default, every record in the file."""
 
 import logging
+import os
+import pathlib
+import subprocess
 import sys
 import types
 
@@ -10,6 +13,8 @@ from absl import logging as absl_logging
 from bvae_tf import console
 
 pytestmark = pytest.mark.unit
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _record(level, msg, *args, pathname="/site-packages/tfx/x.py", **extra):
@@ -94,3 +99,25 @@ def test_tensorflow_shutdown_noise_goes_to_the_file_other_errors_stay(tmp_path, 
     hook(other)
     assert passed_on == [other]
     assert sys.unraisablehook is not sys.__unraisablehook__
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["components.multi_behavior_example_gen", "pipeline.schema_tool", "bvae_tf.experiment"],
+)
+def test_entry_points_start_quietly_without_the_makefiles_environment(module):
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage:")
+    assert done.stderr == ""

@@ -30,6 +30,7 @@ from serving import warmup
 pytestmark = pytest.mark.e2e
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+QUIETING_ENV = ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")
 #: Beam options of both runs (the CLI run reads them from the config; the same
 #: options keep the executor specs, and so the cache keys, of the two runs equal).
 BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
@@ -54,9 +55,12 @@ def workspace(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run_output(workspace):
     _, path, _ = workspace
+    # The entry point quiets itself: none of the quieting environment of make/pytest.
+    env = {k: v for k, v in os.environ.items() if k not in QUIETING_ENV}
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.beam_runner", "--config", str(path), "--", *BEAM_ARGS],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
