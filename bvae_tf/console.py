@@ -90,6 +90,15 @@ class _ConsoleFormatter(logging.Formatter):
         return message
 
 
+class _LazyFileHandler(logging.FileHandler):
+    """A file handler that creates its folder and file with the first record (a run
+    that fails on its arguments leaves nothing behind)."""
+
+    def _open(self):
+        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        return super()._open()
+
+
 def _quiet_unraisable(original):
     """An ``sys.unraisablehook`` that logs TensorFlow's function-deletion errors at
     interpreter shutdown (harmless, printed by CPython to stderr) instead of printing
@@ -126,8 +135,8 @@ def setup(log_file: str | os.PathLike | None = None, *, verbose: bool = False) -
     ``main()``; calling it again replaces the previous setup.
 
     Args:
-      log_file: file receiving every INFO+ record (parent folders are created);
-        ``None``: no file.
+      log_file: file receiving every INFO+ record (it and its folders are created
+        with the first record); ``None``: no file.
       verbose: show every INFO record on the console as well.
 
     Returns:
@@ -158,8 +167,7 @@ def setup(log_file: str | os.PathLike | None = None, *, verbose: bool = False) -
     path = None
     if log_file is not None:
         path = str(log_file)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        file_handler = logging.FileHandler(path, encoding="utf-8")
+        file_handler = _LazyFileHandler(path, encoding="utf-8", delay=True)
         file_handler.setLevel(logging.INFO)
         file_handler.setFormatter(logging.Formatter(_FILE_FORMAT))
         file_handler._bvae_console = True

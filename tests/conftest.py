@@ -56,7 +56,7 @@ def jd_events(shared_data: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory):
+def tiny_pipeline_data(tmp_path_factory):
     """The tiny raw/transformed example sets (``tests.pipeline.tiny``), built once per
     test process; tests only read them."""
     from tests.pipeline import tiny

@@ -22,8 +22,8 @@ TOP_K = 5
 
 
 @pytest.fixture(scope="module")
-def data(tiny_data):
-    return tiny_data
+def data(tiny_pipeline_data):
+    return tiny_pipeline_data
 
 
 def _fn_args(data, tmp_path, **training):

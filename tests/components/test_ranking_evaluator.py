@@ -99,10 +99,10 @@ def test_gate_config_round_trips_through_json():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tiny_data):
+def setup(tmp_path_factory, tiny_pipeline_data):
     """Tiny raw examples, and an exported (seeded, untrained) model in a Model artifact."""
     root = tmp_path_factory.mktemp("evaluator")
-    data = tiny_data
+    data = tiny_pipeline_data
     output = tft.TFTransformOutput(data.transform_output)
     num_items = output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
     model = model_lib.BVAE(

@@ -20,9 +20,9 @@ TOP_K = 4
 
 
 @pytest.fixture(scope="module")
-def real_base(tmp_path_factory, tiny_data):
+def real_base(tmp_path_factory, tiny_pipeline_data):
     """``<base>/bvae/1``: a BVAE trained one epoch on the tiny pipeline data, exported."""
-    data = tiny_data
+    data = tiny_pipeline_data
     output = tft.TFTransformOutput(data.transform_output)
     num_items = output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
     model = model_lib.build_model(
