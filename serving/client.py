@@ -85,8 +85,39 @@ class Prediction:
     model_version: int
 
 
+def normalize_item_id(item: str | bytes) -> bytes:
+    """An item id as the ExampleGen writes it: surrounding whitespace stripped, UTF-8.
+
+    The ExampleGen strips the ids it reads (``str.strip``), so ``"  i17  "`` is the
+    item ``i17`` in the model's vocabulary. ``bytes`` ids are decoded as UTF-8 and
+    stripped the same way; ``bytes`` that are not UTF-8 (the ExampleGen never writes
+    such an id) only lose surrounding ASCII whitespace.
+
+    Args:
+      item: a raw item id.
+
+    Returns:
+      The stripped id, UTF-8 encoded; ``b""`` when it was only whitespace.
+
+    Raises:
+      ValueError: if ``item`` is neither ``str`` nor ``bytes``.
+    """
+    if isinstance(item, str):
+        return item.strip().encode("utf-8")
+    if isinstance(item, bytes):
+        try:
+            return item.decode("utf-8").strip().encode("utf-8")
+        except UnicodeDecodeError:
+            return item.strip()
+    raise ValueError(f"item ids must be str or bytes, got {item!r}")
+
+
 def history_example(history: History) -> tf.train.Example:
     """One user's tf.Example: a bytes feature ``<b>_items`` per behavior ``b``.
+
+    Item ids are normalised as the ExampleGen does (:func:`normalize_item_id`):
+    surrounding whitespace is stripped, and an id that is only whitespace is left
+    out (the ExampleGen rejects events with an empty id, so no model knows it).
 
     Args:
       history: behavior -> the user's raw item ids (``str`` or ``bytes``) for it,
@@ -103,14 +134,13 @@ def history_example(history: History) -> tf.train.Example:
             )
         values = []
         for item in items:
-            if isinstance(item, str):
-                values.append(item.encode("utf-8"))
-            elif isinstance(item, bytes):
-                values.append(item)
-            else:
+            if not isinstance(item, str | bytes):
                 raise ValueError(
                     f"item ids must be str or bytes; history[{behavior!r}] holds {item!r}"
                 )
+            value = normalize_item_id(item)
+            if value:
+                values.append(value)
         feature[features.items_key(behavior)] = tf.train.Feature(
             bytes_list=tf.train.BytesList(value=values)
         )
@@ -571,6 +601,7 @@ def _parse_history_flags(values: Sequence[str]) -> dict[str, list[str]]:
     history: dict[str, list[str]] = {}
     for value in values:
         behavior, sep, items = value.partition("=")
+        behavior = behavior.strip()
         if not sep or not behavior:
             raise ValueError(f"--history takes BEHAVIOR=ID1,ID2,…, got {value!r}")
         history.setdefault(behavior, []).extend(i for i in items.split(",") if i)

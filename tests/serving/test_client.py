@@ -14,6 +14,7 @@ from serving.client import (
     build_history_request,
     build_predict_request,
     history_example,
+    normalize_item_id,
     recommendations_from_outputs,
 )
 
@@ -68,6 +69,22 @@ def test_history_example_and_request():
         [b"a"],
         [b""],
     ]
+
+
+def test_item_ids_are_stripped_as_the_example_gen_does():
+    # ExampleGen parsing: field.strip() of the UTF-8 text; empty ids are rejected.
+    example = history_example(
+        {"click": ["  i17  ", b"\ti2\n", "\u3000i3", "   ", b"\xffi4 "], "buy": [" "]}
+    )
+    feature = example.features.feature
+    assert list(feature[features.items_key("click")].bytes_list.value) == [
+        b"i17",
+        b"i2",
+        b"i3",  # U+3000 (ideographic space) is whitespace to str.strip
+        b"\xffi4",  # not UTF-8: only ASCII whitespace goes
+    ]
+    assert list(feature[features.items_key("buy")].bytes_list.value) == []
+    assert normalize_item_id(" a b ") == b"a b"  # inner whitespace is part of the id
 
 
 @pytest.mark.parametrize(
