@@ -116,8 +116,9 @@ def history_example(history: History) -> tf.train.Example:
     """One user's tf.Example: a bytes feature ``<b>_items`` per behavior ``b``.
 
     Item ids are normalised as the ExampleGen does (:func:`normalize_item_id`):
-    surrounding whitespace is stripped, and an id that is only whitespace is left
-    out (the ExampleGen rejects events with an empty id, so no model knows it).
+    surrounding whitespace is stripped. An id that is only whitespace becomes the
+    empty id, which no vocabulary holds (the ExampleGen rejects events with an empty
+    id), so the model counts it in ``oov_count``.
 
     Args:
       history: behavior -> the user's raw item ids (``str`` or ``bytes``) for it,
@@ -138,9 +139,7 @@ def history_example(history: History) -> tf.train.Example:
                 raise ValueError(
                     f"item ids must be str or bytes; history[{behavior!r}] holds {item!r}"
                 )
-            value = normalize_item_id(item)
-            if value:
-                values.append(value)
+            values.append(normalize_item_id(item))
         feature[features.items_key(behavior)] = tf.train.Feature(
             bytes_list=tf.train.BytesList(value=values)
         )
