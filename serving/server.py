@@ -103,6 +103,10 @@ _HTTP_STATUS = {
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: Most rows (users: size of dimension 0 of each input) one Predict call may hold.
+#: Each row costs the model ``num_items`` floats of scores per behavior (160 KB on
+#: JD), so the bound caps the memory one call can take, not just its bytes.
+DEFAULT_MAX_ROWS_PER_REQUEST = 1024
 #: Largest version number: versions are int64 in ``ModelSpec`` (TF Serving ignores
 #: folders whose name does not parse as one).
 MAX_VERSION = 2**63 - 1
@@ -298,10 +302,14 @@ class ModelServer:
         a request of a few bytes could otherwise make the server build a tensor of
         any size; every element costs a request at least one byte, so
         :class:`LocalServer` sets this to its ``max_request_bytes``.
+      max_rows_per_request: most rows (size of dimension 0) an input may have; a
+        call with more is refused with ``INVALID_ARGUMENT`` naming the limit
+        (an empty serialized tf.Example costs 2 bytes on the wire, yet its row of
+        scores costs ``num_items`` floats per behavior).
 
     Raises:
-      ValueError: if ``model_name`` is empty, ``poll_wait_seconds`` negative or
-        ``max_input_elements`` below 1.
+      ValueError: if ``model_name`` is empty, ``poll_wait_seconds`` negative,
+        ``max_input_elements`` or ``max_rows_per_request`` below 1.
     """
 
     def __init__(
@@ -313,6 +321,7 @@ class ModelServer:
         enable_warmup: bool = True,
         batching: BatchingOptions | None = None,
         max_input_elements: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
     ):
         if not model_name or "/" in model_name:
             raise ValueError(f"model_name must be a non-empty folder name, got {model_name!r}")
@@ -320,7 +329,10 @@ class ModelServer:
             raise ValueError(f"poll_wait_seconds must be >= 0, got {poll_wait_seconds}")
         if max_input_elements < 1:
             raise ValueError(f"max_input_elements must be >= 1, got {max_input_elements}")
+        if max_rows_per_request < 1:
+            raise ValueError(f"max_rows_per_request must be >= 1, got {max_rows_per_request}")
         self._max_input_elements = max_input_elements
+        self._max_rows_per_request = max_rows_per_request
         self.model_name = model_name
         self.model_dir = pathlib.Path(model_base_path) / model_name
         self._poll_wait_seconds = poll_wait_seconds
@@ -510,7 +522,9 @@ class ModelServer:
             raise ServingError(
                 grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
             )
-        inputs = _parse_inputs(signature, request, self._max_input_elements)
+        inputs = _parse_inputs(
+            signature, request, self._max_input_elements, self._max_rows_per_request
+        )
         aliases = _output_aliases(signature, request)
         try:
             outputs = runner(inputs)
@@ -599,12 +613,15 @@ def _parse_inputs(
     signature: meta_graph_pb2.SignatureDef,
     request: predict_pb2.PredictRequest,
     max_elements: int,
+    max_rows: int,
 ) -> dict[str, np.ndarray]:
     """Checks the request's inputs against the signature (predict_util.cc) and converts them.
 
     A tensor whose shape is not a valid tensor shape (unknown rank, a negative size)
     or holds more than ``max_elements`` elements fails as TensorFlow's
-    ``Tensor::FromProto`` does: ``tensor parsing error``.
+    ``Tensor::FromProto`` does: ``tensor parsing error``. A tensor with more than
+    ``max_rows`` rows (dimension 0) fails with ``INVALID_ARGUMENT`` naming the limit,
+    before any value is converted.
     """
     if len(request.inputs) != len(signature.inputs):
         sent, wanted = set(request.inputs), set(signature.inputs)
@@ -643,6 +660,12 @@ def _parse_inputs(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"tensor parsing error: {alias}: shape {sizes} holds {math.prod(sizes)} "
                 f"elements, more than the {max_elements} a request may hold",
+            )
+        if sizes and sizes[0] > max_rows:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input tensor alias {alias}: {sizes[0]} rows, more than the {max_rows} rows "
+                f"a request may hold (--max_rows_per_request); send them in several requests",
             )
         try:
             array = tensor_protos.to_ndarray(proto)
@@ -978,14 +1001,16 @@ class LocalServer:
       max_workers: threads handling gRPC calls.
       max_concurrent_rpcs: calls accepted at once; more get ``RESOURCE_EXHAUSTED``.
       max_request_bytes: largest request accepted (gRPC and REST).
+      max_rows_per_request: most rows (users) one Predict call may hold; more are
+        refused with ``INVALID_ARGUMENT`` (REST: 400).
       enable_warmup: replay each version's warm-up requests on load.
       batching: batch concurrent Predict calls; ``None``: each call runs alone.
       rest_api_timeout_s: a REST connection idle (or sending its request) for longer
         is closed, so idle clients do not hold server threads.
 
     Raises:
-      ValueError: on a non-positive worker count, RPC bound, request size or REST
-        timeout.
+      ValueError: on a non-positive worker count, RPC bound, request size, row bound
+        or REST timeout.
     """
 
     def __init__(
@@ -1000,6 +1025,7 @@ class LocalServer:
         max_workers: int = 8,
         max_concurrent_rpcs: int = 64,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
         enable_warmup: bool = True,
         batching: BatchingOptions | None = None,
         rest_api_timeout_s: float = DEFAULT_REST_API_TIMEOUT_S,
@@ -1008,6 +1034,7 @@ class LocalServer:
             ("max_workers", max_workers),
             ("max_concurrent_rpcs", max_concurrent_rpcs),
             ("max_request_bytes", max_request_bytes),
+            ("max_rows_per_request", max_rows_per_request),
             ("rest_api_timeout_s", rest_api_timeout_s),
         ):
             if value <= 0:
@@ -1019,6 +1046,7 @@ class LocalServer:
             enable_warmup=enable_warmup,
             batching=batching,
             max_input_elements=max_request_bytes,
+            max_rows_per_request=max_rows_per_request,
         )
         self._host = host
         self._requested_port = port
@@ -1157,6 +1185,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max_concurrent_rpcs", type=int, default=64)
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument(
+        "--max_rows_per_request",
+        type=int,
+        default=DEFAULT_MAX_ROWS_PER_REQUEST,
+        help="most rows (users) per Predict call; more: INVALID_ARGUMENT",
+    )
+    parser.add_argument(
         "--tensorflow_intra_op_parallelism",
         type=int,
         default=1,
@@ -1199,6 +1233,7 @@ def main(argv: list[str] | None = None) -> int:
         max_workers=args.grpc_max_threads,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_request_bytes=args.max_request_bytes,
+        max_rows_per_request=args.max_rows_per_request,
         enable_warmup=not args.no_warmup,
         rest_api_timeout_s=args.rest_api_timeout_in_ms / 1000,
         batching=BatchingOptions(
