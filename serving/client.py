@@ -3,8 +3,9 @@
 Builds ``PredictRequest``s with ``tensorflow_serving.apis`` from users' per-behavior
 raw item ids (one tf.Example per user, the ``serving_default`` contract of
 ``bvae_tf.features``) or from ready tf.Examples, checks and casts every input against
-the signature that ``GetModelMetadata`` reports, retries ``UNAVAILABLE`` with
-exponential backoff, and returns per-behavior top-K ``(item id, score)`` lists.
+the signature that ``GetModelMetadata`` reports, retries ``UNAVAILABLE`` (and
+``CANCELLED`` by the server) with exponential backoff, and returns per-behavior
+top-K ``(item id, score)`` lists.
 
 Command line::
 
@@ -53,6 +54,12 @@ _SIGNATURE_DEF_FIELD = "signature_def"
 _MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 
 History = Mapping[str, Sequence[str | bytes]]
+#: Status codes a call is retried on. Every call of this client only reads, so a
+#: retry is safe. ``CANCELLED`` never comes from this client (it cancels nothing; a
+#: deadline gives ``DEADLINE_EXCEEDED``): a gRPC server that stops cancels the calls
+#: it has received but not yet started, e.g. when a serving process hands over to
+#: the next version's process (``serving.supervisor``) or a TF Serving replica stops.
+RETRIED_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,7 +340,7 @@ class ServingClient:
       signature_name: signature to call.
       version: model version to ask for; ``None`` asks for the latest.
       timeout_s: deadline of each call attempt, seconds.
-      max_attempts: attempts per call; only ``UNAVAILABLE`` is retried.
+      max_attempts: attempts per call; only :data:`RETRIED_CODES` are retried.
       initial_backoff_s, max_backoff_s: backoff before retry ``n`` is
         ``min(max, initial * 2**(n-1))`` seconds, scaled by a random factor in
         ``[0.5, 1]`` (seeded).
@@ -341,7 +348,7 @@ class ServingClient:
       seed: seed of the backoff jitter.
 
     Attributes:
-      retries: ``UNAVAILABLE`` answers retried so far (all calls together).
+      retries: answers retried so far (all calls together).
 
     Raises:
       ValueError: on a non-positive timeout or attempt count.
@@ -399,13 +406,13 @@ class ServingClient:
 
     # --- calls --------------------------------------------------------------------------
     def _call(self, rpc: Callable, request: object) -> object:
-        """Calls ``rpc`` with the deadline, retrying ``UNAVAILABLE`` with backoff."""
+        """Calls ``rpc`` with the deadline, retrying :data:`RETRIED_CODES` with backoff."""
         attempt = 1
         while True:
             try:
                 return rpc(request, timeout=self._timeout_s)
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self._max_attempts:
+                if e.code() not in RETRIED_CODES or attempt >= self._max_attempts:
                     raise
                 with self._lock:
                     self.retries += 1
@@ -413,7 +420,8 @@ class ServingClient:
                         self._max_backoff_s, self._initial_backoff_s * 2 ** (attempt - 1)
                     )
                 logging.warning(
-                    "UNAVAILABLE (%s); retry %d/%d in %.2f s",
+                    "%s (%s); retry %d/%d in %.2f s",
+                    e.code().name,
                     e.details(),
                     attempt,
                     self._max_attempts - 1,
@@ -674,7 +682,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--signature_name", default=features.SERVING_SIGNATURE)
     parser.add_argument("--version", type=int, default=None, help="default: latest")
     parser.add_argument("--timeout", type=float, default=5.0, help="deadline per call, seconds")
-    parser.add_argument("--max_attempts", type=int, default=4, help="attempts on UNAVAILABLE")
+    parser.add_argument(
+        "--max_attempts", type=int, default=4, help="attempts on UNAVAILABLE/CANCELLED"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     # --json is also accepted after the subcommand.
     json_flag = argparse.ArgumentParser(add_help=False)

@@ -16,7 +16,9 @@ same directory layout; one client works against both. It serves
   (``assets.extra/tf_serving_warmup_requests``, as TF Serving does) beside the old
   one, then swapped in atomically. Requests already running finish on the version
   they started on; a version that fails to load or warm up is not served and the
-  previous one stays.
+  previous one stays. The command line runs each version in a process of its own
+  (:mod:`serving.supervisor`), so that loading never stalls the serving process;
+  :class:`LocalServer` and ``--reload_in_process`` reload inside the process.
 * Errors carry TF Serving's status codes and messages (``predict_util.cc``,
   ``get_model_metadata_impl.cc``, ``get_model_status_impl.cc``,
   ``basic_manager.cc``): unknown model or version -> ``NOT_FOUND``, unknown signature
@@ -51,7 +53,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 
 import bvae_tf
@@ -302,6 +304,8 @@ class ModelServer:
         a request of a few bytes could otherwise make the server build a tensor of
         any size; every element costs a request at least one byte, so
         :class:`LocalServer` sets this to its ``max_request_bytes``.
+      retired_versions: versions an earlier serving process served; ``GetModelStatus``
+        reports them ``END`` (process reload, :mod:`serving.supervisor`).
       max_rows_per_request: most rows (size of dimension 0) an input may have; a
         call with more is refused with ``INVALID_ARGUMENT`` naming the limit
         (an empty serialized tf.Example costs 2 bytes on the wire, yet its row of
@@ -322,6 +326,7 @@ class ModelServer:
         batching: BatchingOptions | None = None,
         max_input_elements: int = DEFAULT_MAX_REQUEST_BYTES,
         max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
+        retired_versions: Iterable[int] = (),
     ):
         if not model_name or "/" in model_name:
             raise ValueError(f"model_name must be a non-empty folder name, got {model_name!r}")
@@ -339,7 +344,7 @@ class ModelServer:
         self._enable_warmup = enable_warmup
         self._batching = batching
         self._current: ServableVersion | None = None
-        self._states: dict[int, tuple[int, str]] = {}
+        self._states: dict[int, tuple[int, str]] = {v: (_State.END, "") for v in retired_versions}
         #: Versions that failed to load -> their folder's fingerprint at that load.
         self._failed: dict[int, tuple[tuple[str, int, int], ...]] = {}
         self._lock = threading.Lock()
@@ -1007,6 +1012,10 @@ class LocalServer:
       batching: batch concurrent Predict calls; ``None``: each call runs alone.
       rest_api_timeout_s: a REST connection idle (or sending its request) for longer
         is closed, so idle clients do not hold server threads.
+      reuse_port: bind with ``SO_REUSEPORT``, so that a successor process can bind the
+        same ports before this one stops (process reload, :mod:`serving.supervisor`).
+        Off by default: then a port in use is an error.
+      retired_versions: versions an earlier serving process served (reported ``END``).
 
     Raises:
       ValueError: on a non-positive worker count, RPC bound, request size, row bound
@@ -1029,6 +1038,8 @@ class LocalServer:
         enable_warmup: bool = True,
         batching: BatchingOptions | None = None,
         rest_api_timeout_s: float = DEFAULT_REST_API_TIMEOUT_S,
+        reuse_port: bool = False,
+        retired_versions: Iterable[int] = (),
     ):
         for name, value in (
             ("max_workers", max_workers),
@@ -1047,7 +1058,9 @@ class LocalServer:
             batching=batching,
             max_input_elements=max_request_bytes,
             max_rows_per_request=max_rows_per_request,
+            retired_versions=retired_versions,
         )
+        self._reuse_port = reuse_port
         self._host = host
         self._requested_port = port
         self._requested_rest_port = rest_api_port
@@ -1078,7 +1091,7 @@ class LocalServer:
             maximum_concurrent_rpcs=self._max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", self._max_request_bytes),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self._reuse_port)),
             ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
@@ -1112,7 +1125,10 @@ class LocalServer:
             server_class = type(
                 "RestServer",
                 (http.server.ThreadingHTTPServer,),
-                {"address_family": socket.AF_INET6 if ":" in self._host else socket.AF_INET},
+                {
+                    "address_family": socket.AF_INET6 if ":" in self._host else socket.AF_INET,
+                    "allow_reuse_port": self._reuse_port,
+                },
             )
             try:
                 self._rest = server_class((self._host, self._requested_rest_port), handler)
@@ -1214,13 +1230,33 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no_warmup", action="store_true", help="do not replay assets.extra warm-up requests"
     )
+    parser.add_argument(
+        "--reload_in_process",
+        action="store_true",
+        help="load new versions inside the serving process (loading then stalls calls; "
+        "default: a new process loads and warms each version and takes over when warm)",
+    )
+    # Set by serving.supervisor for the processes it starts.
+    parser.add_argument("--ready_fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--load_at_idle_priority", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--retired_versions", default="", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; serves until SIGTERM or SIGINT."""
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parse_args(argv)
     logging.set_verbosity(logging.INFO)
+    from serving import supervisor
+
+    if args.ready_fd is None and not args.reload_in_process:
+        return supervisor.run(argv, args)
+    child = args.ready_fd is not None
+    if child:
+        supervisor.stop_with_supervisor()
+    if args.load_at_idle_priority and not supervisor.set_scheduling(idle=True):
+        logging.warning("Could not lower this process's CPU priority for loading")
     tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
     tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
     server = LocalServer(
@@ -1229,7 +1265,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         rest_api_port=args.rest_api_port or None,
-        poll_wait_seconds=args.file_system_poll_wait_seconds,
+        poll_wait_seconds=0 if child else args.file_system_poll_wait_seconds,
         max_workers=args.grpc_max_threads,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_request_bytes=args.max_request_bytes,
@@ -1243,6 +1279,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.enable_batching
         else None,
+        reuse_port=child,
+        retired_versions=[int(v) for v in args.retired_versions.split(",") if v],
     )
     started, stopping, stopped = threading.Event(), threading.Event(), threading.Event()
     stop_begun = threading.Event()
@@ -1275,6 +1313,15 @@ def main(argv: list[str] | None = None) -> int:
         server.stop(grace_seconds=0)
         logging.info("Server stopped")
         return 0
+    if child and not stopping.is_set():
+        current = server.model_server.current
+        if current is None:
+            logging.error("No version of model %s could be loaded", args.model_name)
+            server.stop(grace_seconds=0)
+            return supervisor.EXIT_NO_VERSION
+        if args.load_at_idle_priority and not supervisor.set_scheduling(idle=False):
+            logging.warning("Could not restore this process's CPU priority")
+        supervisor.report_ready(args.ready_fd, current.version, server.port, server.rest_port)
     if stopping.is_set() and not stop_begun.is_set():
         # The signal came while starting but did not interrupt it.
         begin_stop()

@@ -291,6 +291,7 @@ def test_sigterm_while_the_first_version_loads_exits(tmp_path, model_template):
             f"--model_base_path={tmp_path}",
             f"--model_name={MODEL_NAME}",
             f"--port={port}",
+            "--reload_in_process",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
