@@ -1236,6 +1236,13 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         help="load new versions inside the serving process (loading then stalls calls; "
         "default: a new process loads and warms each version and takes over when warm)",
     )
+    parser.add_argument(
+        "--idle_load_timeout_s",
+        type=float,
+        default=60.0,
+        help="a new version that found no spare CPU to load in this long loads at normal "
+        "priority (process reload)",
+    )
     # Set by serving.supervisor for the processes it starts.
     parser.add_argument("--ready_fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--load_at_idle_priority", action="store_true", help=argparse.SUPPRESS)

@@ -13,7 +13,9 @@ small supervisor (this module) over serving processes:
 2. A process started while another serves loads and warms its version at Linux's
    ``SCHED_IDLE`` priority (it gets only CPU time the serving process leaves),
    then returns to normal priority, binds the same ports (``SO_REUSEPORT``) and
-   reports ready.
+   reports ready. If the serving process leaves no CPU time for
+   ``--idle_load_timeout_s`` (a saturated server), the supervisor moves the loading
+   process to normal priority, so that a new version is served late, not never.
 3. Only then is the old process stopped as on SIGTERM: it stops accepting calls,
    finishes the running ones and exits; clients reconnect to the new process (gRPC
    retries a call that the old process refused before running it).
@@ -59,13 +61,17 @@ def _can_restore_normal_priority() -> bool:
     return soft == resource.RLIM_INFINITY or soft >= 20 - os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def set_scheduling(idle: bool) -> bool:
-    """Moves every thread of this process to ``SCHED_IDLE`` (``idle``) or ``SCHED_OTHER``.
+def set_scheduling(idle: bool, pid: int | None = None) -> bool:
+    """Moves every thread of a process to ``SCHED_IDLE`` (``idle``) or ``SCHED_OTHER``.
 
     Threads started later inherit the class of the thread that starts them. Lowering
-    is refused (returns ``False``, nothing changed) where the process could not come
+    is refused (returns ``False``, nothing changed) where this process could not come
     back to normal priority (no ``CAP_SYS_NICE`` and ``RLIMIT_NICE`` too low), so a
     serving process never stays at idle priority.
+
+    Args:
+      idle: ``SCHED_IDLE`` if true, else ``SCHED_OTHER``.
+      pid: the process; ``None``: this one.
 
     Returns:
       Whether every thread now has the asked class (``False`` off Linux).
@@ -74,7 +80,11 @@ def set_scheduling(idle: bool) -> bool:
         return False
     policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
     done = True
-    for tid in os.listdir("/proc/self/task"):
+    try:
+        tids = os.listdir(f"/proc/{pid or 'self'}/task")
+    except OSError:
+        return False
+    for tid in tids:
         try:
             os.sched_setscheduler(int(tid), policy, os.sched_param(0))
         except ProcessLookupError:  # the thread ended meanwhile
@@ -108,6 +118,7 @@ class _Process:
     ready: dict | None = None
     reader: threading.Thread | None = None
     started: float = dataclasses.field(default_factory=time.monotonic)
+    idle: bool = False
 
     def start_reader(self, read_fd: int) -> None:
         def read() -> None:
@@ -146,6 +157,7 @@ class _Supervisor:
         self._stop = threading.Event()
         self._signal_name = ""
         self._no_version_logged = False
+        self._idle_load_timeout_s = args.idle_load_timeout_s
 
     # --- processes --------------------------------------------------------------------
     def _spawn(self, version: int, idle: bool) -> _Process:
@@ -167,6 +179,7 @@ class _Supervisor:
             popen=subprocess.Popen(command, pass_fds=(write_fd,)),
             fingerprint=self._server.version_fingerprint(path),
             wanted_version=version,
+            idle=idle,
         )
         os.close(write_fd)
         process.start_reader(read_fd)
@@ -221,7 +234,19 @@ class _Supervisor:
             )
             return
         code = loading.popen.poll()
-        timed_out = time.monotonic() - loading.started > LOAD_TIMEOUT_S
+        waited = time.monotonic() - loading.started
+        if code is None and loading.idle and waited > self._idle_load_timeout_s:
+            # The serving process leaves no CPU time: load at normal priority rather
+            # than never.
+            loading.idle = False
+            set_scheduling(idle=False, pid=loading.popen.pid)
+            logging.warning(
+                "Version %d still loading after %.0f s at idle priority (no spare CPU); "
+                "loading it at normal priority",
+                loading.wanted_version,
+                waited,
+            )
+        timed_out = waited > LOAD_TIMEOUT_S
         if code is None and not timed_out:
             return
         if code is None:

@@ -414,3 +414,18 @@ def test_scheduling_class_covers_every_thread(monkeypatch):
     monkeypatch.setattr(supervisor, "_can_restore_normal_priority", lambda: False)
     assert not supervisor.set_scheduling(idle=True)
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+def test_scheduling_class_of_another_process():
+    from serving import supervisor
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert supervisor.set_scheduling(idle=True, pid=other.pid)
+        assert os.sched_getscheduler(other.pid) == os.SCHED_IDLE
+        assert supervisor.set_scheduling(idle=False, pid=other.pid)
+        assert os.sched_getscheduler(other.pid) == os.SCHED_OTHER
+    finally:
+        other.kill()
+        other.wait()
+    assert not supervisor.set_scheduling(idle=False, pid=other.pid)  # gone
