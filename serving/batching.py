@@ -5,7 +5,10 @@ The local server's counterpart of TF Serving's ``--enable_batching``
 a batch thread runs all the queued rows (up to ``max_batch_size``) as one call,
 concatenated along dimension 0, then hands each caller its slice. With
 ``batch_timeout_s == 0`` a batch is whatever queued while the previous one ran, so an
-idle server adds no latency and a busy one batches more. Unlike TF Serving, a batch
+idle server adds no latency and a busy one batches more. A call with more rows than
+``max_batch_size`` is split into slices of at most that many rows, which queue like
+other calls (TF Serving's ``enable_large_batch_splitting``), so no model call ever
+runs more rows and no call runs outside the batch threads. Unlike TF Serving, a batch
 that fails is retried call by call, so a bad request fails only itself.
 """
 
@@ -36,7 +39,8 @@ class Batcher:
     Args:
       function: maps input name -> ``[rows, …]`` array to output name -> ``[rows, …]``
         array (every output has the same number of rows as the inputs).
-      max_batch_size: most rows run in one call; larger calls run alone.
+      max_batch_size: most rows run in one model call; larger calls are split into
+        slices of at most this many rows.
       batch_timeout_s: how long a batch waits for more rows after its first call;
         0 takes only what is already queued.
       num_threads: batch threads (model calls running at once).
@@ -80,6 +84,10 @@ class Batcher:
     def __call__(self, inputs: Arrays) -> dict[str, np.ndarray]:
         """Runs ``function(inputs)``, batched with concurrent calls.
 
+        A call with more than ``max_batch_size`` rows runs as slices of at most
+        ``max_batch_size`` rows (queued in order, so they may share batches with
+        other calls); their outputs are concatenated along dimension 0.
+
         Raises:
           ValueError: if the inputs do not all have the same number of rows.
           Exception: whatever the function raised for these inputs.
@@ -91,14 +99,29 @@ class Batcher:
                 f"{ {k: list(np.shape(v)) for k, v in inputs.items()} }"
             )
         count = rows.pop()
-        if count == 0 or count > self._max_batch_size:
+        if count == 0:
             return dict(self._function(inputs))
-        task = _Task(inputs, count, futures.Future())
+        size = self._max_batch_size
+        tasks = [
+            _Task(
+                {k: v[start : start + size] for k, v in inputs.items()},
+                min(size, count - start),
+                futures.Future(),
+            )
+            for start in range(0, count, size)
+        ]
         with self._lock:
-            if self._closed:
-                return dict(self._function(inputs))
-            self._queue.put(task)
-        return task.future.result()
+            closed = self._closed
+            if not closed:
+                for task in tasks:
+                    self._queue.put(task)
+        if closed:
+            for task in tasks:
+                self._run_alone(task)
+        results = [task.future.result() for task in tasks]
+        if len(results) == 1:
+            return results[0]
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
     def close(self) -> None:
         """Runs what is queued, then stops the threads; later calls run unbatched."""

@@ -3,8 +3,9 @@
 Builds ``PredictRequest``s with ``tensorflow_serving.apis`` from users' per-behavior
 raw item ids (one tf.Example per user, the ``serving_default`` contract of
 ``bvae_tf.features``) or from ready tf.Examples, checks and casts every input against
-the signature that ``GetModelMetadata`` reports, retries ``UNAVAILABLE`` with
-exponential backoff, and returns per-behavior top-K ``(item id, score)`` lists.
+the signature that ``GetModelMetadata`` reports, retries ``UNAVAILABLE`` (and
+``CANCELLED`` by the server) with exponential backoff, and returns per-behavior
+top-K ``(item id, score)`` lists.
 
 Command line::
 
@@ -53,6 +54,12 @@ _SIGNATURE_DEF_FIELD = "signature_def"
 _MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 
 History = Mapping[str, Sequence[str | bytes]]
+#: Status codes a call is retried on. Every call of this client only reads, so a
+#: retry is safe. ``CANCELLED`` never comes from this client (it cancels nothing; a
+#: deadline gives ``DEADLINE_EXCEEDED``): a gRPC server that stops cancels the calls
+#: it has received but not yet started, e.g. when a serving process hands over to
+#: the next version's process (``serving.supervisor``) or a TF Serving replica stops.
+RETRIED_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +92,40 @@ class Prediction:
     model_version: int
 
 
+def normalize_item_id(item: str | bytes) -> bytes:
+    """An item id as the ExampleGen writes it: surrounding whitespace stripped, UTF-8.
+
+    The ExampleGen strips the ids it reads (``str.strip``), so ``"  i17  "`` is the
+    item ``i17`` in the model's vocabulary. ``bytes`` ids are decoded as UTF-8 and
+    stripped the same way; ``bytes`` that are not UTF-8 (the ExampleGen never writes
+    such an id) only lose surrounding ASCII whitespace.
+
+    Args:
+      item: a raw item id.
+
+    Returns:
+      The stripped id, UTF-8 encoded; ``b""`` when it was only whitespace.
+
+    Raises:
+      ValueError: if ``item`` is neither ``str`` nor ``bytes``.
+    """
+    if isinstance(item, str):
+        return item.strip().encode("utf-8")
+    if isinstance(item, bytes):
+        try:
+            return item.decode("utf-8").strip().encode("utf-8")
+        except UnicodeDecodeError:
+            return item.strip()
+    raise ValueError(f"item ids must be str or bytes, got {item!r}")
+
+
 def history_example(history: History) -> tf.train.Example:
     """One user's tf.Example: a bytes feature ``<b>_items`` per behavior ``b``.
+
+    Item ids are normalised as the ExampleGen does (:func:`normalize_item_id`):
+    surrounding whitespace is stripped. An id that is only whitespace becomes the
+    empty id, which no vocabulary holds (the ExampleGen rejects events with an empty
+    id), so the model counts it in ``oov_count``.
 
     Args:
       history: behavior -> the user's raw item ids (``str`` or ``bytes``) for it,
@@ -103,14 +142,11 @@ def history_example(history: History) -> tf.train.Example:
             )
         values = []
         for item in items:
-            if isinstance(item, str):
-                values.append(item.encode("utf-8"))
-            elif isinstance(item, bytes):
-                values.append(item)
-            else:
+            if not isinstance(item, str | bytes):
                 raise ValueError(
                     f"item ids must be str or bytes; history[{behavior!r}] holds {item!r}"
                 )
+            values.append(normalize_item_id(item))
         feature[features.items_key(behavior)] = tf.train.Feature(
             bytes_list=tf.train.BytesList(value=values)
         )
@@ -304,7 +340,7 @@ class ServingClient:
       signature_name: signature to call.
       version: model version to ask for; ``None`` asks for the latest.
       timeout_s: deadline of each call attempt, seconds.
-      max_attempts: attempts per call; only ``UNAVAILABLE`` is retried.
+      max_attempts: attempts per call; only :data:`RETRIED_CODES` are retried.
       initial_backoff_s, max_backoff_s: backoff before retry ``n`` is
         ``min(max, initial * 2**(n-1))`` seconds, scaled by a random factor in
         ``[0.5, 1]`` (seeded).
@@ -312,7 +348,7 @@ class ServingClient:
       seed: seed of the backoff jitter.
 
     Attributes:
-      retries: ``UNAVAILABLE`` answers retried so far (all calls together).
+      retries: answers retried so far (all calls together).
 
     Raises:
       ValueError: on a non-positive timeout or attempt count.
@@ -370,13 +406,13 @@ class ServingClient:
 
     # --- calls --------------------------------------------------------------------------
     def _call(self, rpc: Callable, request: object) -> object:
-        """Calls ``rpc`` with the deadline, retrying ``UNAVAILABLE`` with backoff."""
+        """Calls ``rpc`` with the deadline, retrying :data:`RETRIED_CODES` with backoff."""
         attempt = 1
         while True:
             try:
                 return rpc(request, timeout=self._timeout_s)
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self._max_attempts:
+                if e.code() not in RETRIED_CODES or attempt >= self._max_attempts:
                     raise
                 with self._lock:
                     self.retries += 1
@@ -384,7 +420,8 @@ class ServingClient:
                         self._max_backoff_s, self._initial_backoff_s * 2 ** (attempt - 1)
                     )
                 logging.warning(
-                    "UNAVAILABLE (%s); retry %d/%d in %.2f s",
+                    "%s (%s); retry %d/%d in %.2f s",
+                    e.code().name,
                     e.details(),
                     attempt,
                     self._max_attempts - 1,
@@ -571,6 +608,7 @@ def _parse_history_flags(values: Sequence[str]) -> dict[str, list[str]]:
     history: dict[str, list[str]] = {}
     for value in values:
         behavior, sep, items = value.partition("=")
+        behavior = behavior.strip()
         if not sep or not behavior:
             raise ValueError(f"--history takes BEHAVIOR=ID1,ID2,…, got {value!r}")
         history.setdefault(behavior, []).extend(i for i in items.split(",") if i)
@@ -644,7 +682,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--signature_name", default=features.SERVING_SIGNATURE)
     parser.add_argument("--version", type=int, default=None, help="default: latest")
     parser.add_argument("--timeout", type=float, default=5.0, help="deadline per call, seconds")
-    parser.add_argument("--max_attempts", type=int, default=4, help="attempts on UNAVAILABLE")
+    parser.add_argument(
+        "--max_attempts", type=int, default=4, help="attempts on UNAVAILABLE/CANCELLED"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     # --json is also accepted after the subcommand.
     json_flag = argparse.ArgumentParser(add_help=False)

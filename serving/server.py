@@ -16,7 +16,9 @@ same directory layout; one client works against both. It serves
   (``assets.extra/tf_serving_warmup_requests``, as TF Serving does) beside the old
   one, then swapped in atomically. Requests already running finish on the version
   they started on; a version that fails to load or warm up is not served and the
-  previous one stays.
+  previous one stays. The command line runs each version in a process of its own
+  (:mod:`serving.supervisor`), so that loading never stalls the serving process;
+  :class:`LocalServer` and ``--reload_in_process`` reload inside the process.
 * Errors carry TF Serving's status codes and messages (``predict_util.cc``,
   ``get_model_metadata_impl.cc``, ``get_model_status_impl.cc``,
   ``basic_manager.cc``): unknown model or version -> ``NOT_FOUND``, unknown signature
@@ -51,7 +53,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 
 import bvae_tf
@@ -103,6 +105,10 @@ _HTTP_STATUS = {
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: Most rows (users: size of dimension 0 of each input) one Predict call may hold.
+#: Each row costs the model ``num_items`` floats of scores per behavior (160 KB on
+#: JD), so the bound caps the memory one call can take, not just its bytes.
+DEFAULT_MAX_ROWS_PER_REQUEST = 1024
 #: Largest version number: versions are int64 in ``ModelSpec`` (TF Serving ignores
 #: folders whose name does not parse as one).
 MAX_VERSION = 2**63 - 1
@@ -298,10 +304,16 @@ class ModelServer:
         a request of a few bytes could otherwise make the server build a tensor of
         any size; every element costs a request at least one byte, so
         :class:`LocalServer` sets this to its ``max_request_bytes``.
+      retired_versions: versions an earlier serving process served; ``GetModelStatus``
+        reports them ``END`` (process reload, :mod:`serving.supervisor`).
+      max_rows_per_request: most rows (size of dimension 0) an input may have; a
+        call with more is refused with ``INVALID_ARGUMENT`` naming the limit
+        (an empty serialized tf.Example costs 2 bytes on the wire, yet its row of
+        scores costs ``num_items`` floats per behavior).
 
     Raises:
-      ValueError: if ``model_name`` is empty, ``poll_wait_seconds`` negative or
-        ``max_input_elements`` below 1.
+      ValueError: if ``model_name`` is empty, ``poll_wait_seconds`` negative,
+        ``max_input_elements`` or ``max_rows_per_request`` below 1.
     """
 
     def __init__(
@@ -313,6 +325,8 @@ class ModelServer:
         enable_warmup: bool = True,
         batching: BatchingOptions | None = None,
         max_input_elements: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
+        retired_versions: Iterable[int] = (),
     ):
         if not model_name or "/" in model_name:
             raise ValueError(f"model_name must be a non-empty folder name, got {model_name!r}")
@@ -320,14 +334,17 @@ class ModelServer:
             raise ValueError(f"poll_wait_seconds must be >= 0, got {poll_wait_seconds}")
         if max_input_elements < 1:
             raise ValueError(f"max_input_elements must be >= 1, got {max_input_elements}")
+        if max_rows_per_request < 1:
+            raise ValueError(f"max_rows_per_request must be >= 1, got {max_rows_per_request}")
         self._max_input_elements = max_input_elements
+        self._max_rows_per_request = max_rows_per_request
         self.model_name = model_name
         self.model_dir = pathlib.Path(model_base_path) / model_name
         self._poll_wait_seconds = poll_wait_seconds
         self._enable_warmup = enable_warmup
         self._batching = batching
         self._current: ServableVersion | None = None
-        self._states: dict[int, tuple[int, str]] = {}
+        self._states: dict[int, tuple[int, str]] = {v: (_State.END, "") for v in retired_versions}
         #: Versions that failed to load -> their folder's fingerprint at that load.
         self._failed: dict[int, tuple[tuple[str, int, int], ...]] = {}
         self._lock = threading.Lock()
@@ -510,7 +527,9 @@ class ModelServer:
             raise ServingError(
                 grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
             )
-        inputs = _parse_inputs(signature, request, self._max_input_elements)
+        inputs = _parse_inputs(
+            signature, request, self._max_input_elements, self._max_rows_per_request
+        )
         aliases = _output_aliases(signature, request)
         try:
             outputs = runner(inputs)
@@ -599,12 +618,15 @@ def _parse_inputs(
     signature: meta_graph_pb2.SignatureDef,
     request: predict_pb2.PredictRequest,
     max_elements: int,
+    max_rows: int,
 ) -> dict[str, np.ndarray]:
     """Checks the request's inputs against the signature (predict_util.cc) and converts them.
 
     A tensor whose shape is not a valid tensor shape (unknown rank, a negative size)
     or holds more than ``max_elements`` elements fails as TensorFlow's
-    ``Tensor::FromProto`` does: ``tensor parsing error``.
+    ``Tensor::FromProto`` does: ``tensor parsing error``. A tensor with more than
+    ``max_rows`` rows (dimension 0) fails with ``INVALID_ARGUMENT`` naming the limit,
+    before any value is converted.
     """
     if len(request.inputs) != len(signature.inputs):
         sent, wanted = set(request.inputs), set(signature.inputs)
@@ -643,6 +665,12 @@ def _parse_inputs(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"tensor parsing error: {alias}: shape {sizes} holds {math.prod(sizes)} "
                 f"elements, more than the {max_elements} a request may hold",
+            )
+        if sizes and sizes[0] > max_rows:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input tensor alias {alias}: {sizes[0]} rows, more than the {max_rows} rows "
+                f"a request may hold (--max_rows_per_request); send them in several requests",
             )
         try:
             array = tensor_protos.to_ndarray(proto)
@@ -978,14 +1006,20 @@ class LocalServer:
       max_workers: threads handling gRPC calls.
       max_concurrent_rpcs: calls accepted at once; more get ``RESOURCE_EXHAUSTED``.
       max_request_bytes: largest request accepted (gRPC and REST).
+      max_rows_per_request: most rows (users) one Predict call may hold; more are
+        refused with ``INVALID_ARGUMENT`` (REST: 400).
       enable_warmup: replay each version's warm-up requests on load.
       batching: batch concurrent Predict calls; ``None``: each call runs alone.
       rest_api_timeout_s: a REST connection idle (or sending its request) for longer
         is closed, so idle clients do not hold server threads.
+      reuse_port: bind with ``SO_REUSEPORT``, so that a successor process can bind the
+        same ports before this one stops (process reload, :mod:`serving.supervisor`).
+        Off by default: then a port in use is an error.
+      retired_versions: versions an earlier serving process served (reported ``END``).
 
     Raises:
-      ValueError: on a non-positive worker count, RPC bound, request size or REST
-        timeout.
+      ValueError: on a non-positive worker count, RPC bound, request size, row bound
+        or REST timeout.
     """
 
     def __init__(
@@ -1000,14 +1034,18 @@ class LocalServer:
         max_workers: int = 8,
         max_concurrent_rpcs: int = 64,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
         enable_warmup: bool = True,
         batching: BatchingOptions | None = None,
         rest_api_timeout_s: float = DEFAULT_REST_API_TIMEOUT_S,
+        reuse_port: bool = False,
+        retired_versions: Iterable[int] = (),
     ):
         for name, value in (
             ("max_workers", max_workers),
             ("max_concurrent_rpcs", max_concurrent_rpcs),
             ("max_request_bytes", max_request_bytes),
+            ("max_rows_per_request", max_rows_per_request),
             ("rest_api_timeout_s", rest_api_timeout_s),
         ):
             if value <= 0:
@@ -1019,7 +1057,10 @@ class LocalServer:
             enable_warmup=enable_warmup,
             batching=batching,
             max_input_elements=max_request_bytes,
+            max_rows_per_request=max_rows_per_request,
+            retired_versions=retired_versions,
         )
+        self._reuse_port = reuse_port
         self._host = host
         self._requested_port = port
         self._requested_rest_port = rest_api_port
@@ -1050,7 +1091,7 @@ class LocalServer:
             maximum_concurrent_rpcs=self._max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", self._max_request_bytes),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self._reuse_port)),
             ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
@@ -1084,7 +1125,10 @@ class LocalServer:
             server_class = type(
                 "RestServer",
                 (http.server.ThreadingHTTPServer,),
-                {"address_family": socket.AF_INET6 if ":" in self._host else socket.AF_INET},
+                {
+                    "address_family": socket.AF_INET6 if ":" in self._host else socket.AF_INET,
+                    "allow_reuse_port": self._reuse_port,
+                },
             )
             try:
                 self._rest = server_class((self._host, self._requested_rest_port), handler)
@@ -1157,6 +1201,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max_concurrent_rpcs", type=int, default=64)
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument(
+        "--max_rows_per_request",
+        type=int,
+        default=DEFAULT_MAX_ROWS_PER_REQUEST,
+        help="most rows (users) per Predict call; more: INVALID_ARGUMENT",
+    )
+    parser.add_argument(
         "--tensorflow_intra_op_parallelism",
         type=int,
         default=1,
@@ -1180,13 +1230,40 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no_warmup", action="store_true", help="do not replay assets.extra warm-up requests"
     )
+    parser.add_argument(
+        "--reload_in_process",
+        action="store_true",
+        help="load new versions inside the serving process (loading then stalls calls; "
+        "default: a new process loads and warms each version and takes over when warm)",
+    )
+    parser.add_argument(
+        "--idle_load_timeout_s",
+        type=float,
+        default=60.0,
+        help="a new version that found no spare CPU to load in this long loads at normal "
+        "priority (process reload)",
+    )
+    # Set by serving.supervisor for the processes it starts.
+    parser.add_argument("--ready_fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--load_at_idle_priority", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--retired_versions", default="", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; serves until SIGTERM or SIGINT."""
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parse_args(argv)
     logging.set_verbosity(logging.INFO)
+    from serving import supervisor
+
+    if args.ready_fd is None and not args.reload_in_process:
+        return supervisor.run(argv, args)
+    child = args.ready_fd is not None
+    if child:
+        supervisor.stop_with_supervisor()
+    if args.load_at_idle_priority and not supervisor.set_scheduling(idle=True):
+        logging.warning("Could not lower this process's CPU priority for loading")
     tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
     tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
     server = LocalServer(
@@ -1195,10 +1272,11 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         rest_api_port=args.rest_api_port or None,
-        poll_wait_seconds=args.file_system_poll_wait_seconds,
+        poll_wait_seconds=0 if child else args.file_system_poll_wait_seconds,
         max_workers=args.grpc_max_threads,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_request_bytes=args.max_request_bytes,
+        max_rows_per_request=args.max_rows_per_request,
         enable_warmup=not args.no_warmup,
         rest_api_timeout_s=args.rest_api_timeout_in_ms / 1000,
         batching=BatchingOptions(
@@ -1208,6 +1286,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.enable_batching
         else None,
+        reuse_port=child,
+        retired_versions=[int(v) for v in args.retired_versions.split(",") if v],
     )
     started, stopping, stopped = threading.Event(), threading.Event(), threading.Event()
     stop_begun = threading.Event()
@@ -1240,6 +1320,15 @@ def main(argv: list[str] | None = None) -> int:
         server.stop(grace_seconds=0)
         logging.info("Server stopped")
         return 0
+    if child and not stopping.is_set():
+        current = server.model_server.current
+        if current is None:
+            logging.error("No version of model %s could be loaded", args.model_name)
+            server.stop(grace_seconds=0)
+            return supervisor.EXIT_NO_VERSION
+        if args.load_at_idle_priority and not supervisor.set_scheduling(idle=False):
+            logging.warning("Could not restore this process's CPU priority")
+        supervisor.report_ready(args.ready_fd, current.version, server.port, server.rest_port)
     if stopping.is_set() and not stop_begun.is_set():
         # The signal came while starting but did not interrupt it.
         begin_stop()

@@ -291,6 +291,7 @@ def test_sigterm_while_the_first_version_loads_exits(tmp_path, model_template):
             f"--model_base_path={tmp_path}",
             f"--model_name={MODEL_NAME}",
             f"--port={port}",
+            "--reload_in_process",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -305,3 +306,31 @@ def test_sigterm_while_the_first_version_loads_exits(tmp_path, model_template):
     assert process.returncode == 0, output
     assert "Received SIGTERM while starting" in output
     assert "Server stopped" in output
+
+
+def test_too_many_rows_are_refused_naming_the_limit(predict):
+    # 200,000 empty examples are 400 KB on the wire but 200,000 rows of scores.
+    request = _request([b""] * 2000)
+    code, details = _rejected(predict, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{server_lib.DEFAULT_MAX_ROWS_PER_REQUEST} rows a request may hold" in details
+    assert details.startswith("input tensor alias examples: 2000 rows, more than the")
+
+
+def test_row_limit_is_configurable_and_exact(exported_model_base):
+    base, name = exported_model_base
+    with pytest.raises(ValueError, match="max_rows_per_request"):
+        ModelServer(base, name, max_rows_per_request=0)
+    model_server = ModelServer(
+        base, name, poll_wait_seconds=0, enable_warmup=False, max_rows_per_request=3
+    )
+    model_server.start()
+    try:
+        answer = model_server.predict(_request([EXAMPLE] * 3))
+        assert answer.outputs[features.OOV_COUNT].tensor_shape.dim[0].size == 3
+        with pytest.raises(server_lib.ServingError) as info:
+            model_server.predict(_request([EXAMPLE] * 4))
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "4 rows, more than the 3 rows a request may hold" in info.value.message
+    finally:
+        model_server.stop()

@@ -88,13 +88,45 @@ def test_empty_large_and_mismatched_calls():
     model = _Model()
     batcher = Batcher(model, max_batch_size=2)
     assert batcher({"x": np.zeros(0, int)})["y"].shape == (0,)
-    assert batcher({"x": np.arange(5)})["n"].tolist() == [5] * 5  # larger than max: alone
+    # Larger than the maximum: split into slices of at most 2 rows, results in order.
+    result = batcher({"x": np.arange(5)})
+    assert result["y"].tolist() == [0, 2, 4, 6, 8]
+    assert result["n"].tolist() == [2, 2, 2, 2, 1]
+    assert model.batch_sizes == [0, 2, 2, 1]
     with pytest.raises(ValueError, match="same 0th-dimension size"):
         batcher({"x": np.arange(2), "z": np.arange(3)})
     with pytest.raises(ValueError, match="same 0th-dimension size"):
         batcher({"x": np.array(1)})
     batcher.close()
     assert batcher({"x": np.array([4])})["y"].tolist() == [8]  # closed: runs unbatched
+    assert batcher({"x": np.arange(3)})["y"].tolist() == [0, 2, 4]  # still in slices
+    assert model.batch_sizes[-3:] == [1, 2, 1]
+
+
+def test_a_large_call_never_runs_outside_the_batch_threads():
+    model = _Model()
+    batcher = Batcher(model, max_batch_size=4)
+    callers = set()
+    original = model.__call__
+
+    def record(inputs):
+        callers.add(threading.current_thread().name)
+        return original(inputs)
+
+    batcher._function = record
+    assert batcher({"x": np.arange(10)})["y"].tolist() == list(range(0, 20, 2))
+    assert callers == {"batch-0"}
+    assert model.batch_sizes == [4, 4, 2]
+    batcher.close()
+
+
+def test_a_failing_slice_fails_its_call():
+    model = _Model()
+    batcher = Batcher(model, max_batch_size=2)
+    with pytest.raises(ValueError, match="row -1"):
+        batcher({"x": np.array([1, 2, 3, -1, 5])})
+    assert batcher({"x": np.array([1, 2, 3])})["y"].tolist() == [2, 4, 6]
+    batcher.close()
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,9 +12,11 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from bvae_tf import features
 from serving import signatures, tensor_protos
 from serving.client import (
+    ServingClient,
     build_history_request,
     build_predict_request,
     history_example,
+    normalize_item_id,
     recommendations_from_outputs,
 )
 
@@ -68,6 +71,23 @@ def test_history_example_and_request():
         [b"a"],
         [b""],
     ]
+
+
+def test_item_ids_are_stripped_as_the_example_gen_does():
+    # ExampleGen parsing: field.strip() of the UTF-8 text.
+    example = history_example(
+        {"click": ["  i17  ", b"\ti2\n", "\u3000i3", "   ", b"\xffi4 "], "buy": [" "]}
+    )
+    feature = example.features.feature
+    assert list(feature[features.items_key("click")].bytes_list.value) == [
+        b"i17",
+        b"i2",
+        b"i3",  # U+3000 (ideographic space) is whitespace to str.strip
+        b"",  # only whitespace: empty, which the model counts unknown
+        b"\xffi4",  # not UTF-8: only ASCII whitespace goes
+    ]
+    assert list(feature[features.items_key("buy")].bytes_list.value) == [b""]
+    assert normalize_item_id(" a b ") == b"a b"  # inner whitespace is part of the id
 
 
 @pytest.mark.parametrize(
@@ -207,3 +227,43 @@ def test_recommendations_leave_out_excluded_items():
         recommendations_from_outputs(outputs, ("click",), model_version=5, top_k=4)
     with pytest.raises(ValueError, match="cart_item_ids"):
         recommendations_from_outputs(outputs, ("cart",), model_version=5)
+
+
+class _Failure(grpc.RpcError):
+    def __init__(self, code):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._code.name
+
+
+@pytest.mark.parametrize(
+    ("code", "retried"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, True),
+        (grpc.StatusCode.CANCELLED, True),  # a stopping server dropped the call
+        (grpc.StatusCode.INVALID_ARGUMENT, False),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, False),
+    ],
+)
+def test_which_failures_are_retried(code, retried):
+    calls = []
+
+    def rpc(request, timeout):
+        calls.append(request)
+        if len(calls) == 1:
+            raise _Failure(code)
+        return "answer"
+
+    with ServingClient("127.0.0.1:1", model_name="bvae", initial_backoff_s=0.001) as client:
+        if retried:
+            assert client._call(rpc, "request") == "answer"
+            assert (len(calls), client.retries) == (2, 1)
+        else:
+            with pytest.raises(grpc.RpcError) as info:
+                client._call(rpc, "request")
+            assert info.value.code() == code
+            assert (len(calls), client.retries) == (1, 0)

@@ -315,3 +315,117 @@ def test_a_port_in_use_is_a_clear_error(tmp_path):
         with pytest.raises(OSError):
             server.start()
         assert server._grpc is None  # the gRPC side was stopped again
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(child) for child in f.read().split()}
+
+
+def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
+    """The serving process never loads a later version: a new process loads and warms
+    it, takes over the port, and the old one finishes its calls and exits."""
+    publish(model_template, tmp_path, 1, seed=1)
+    port = _free_port()
+    log = tmp_path / "server.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serving.server",
+            f"--model_base_path={tmp_path}",
+            f"--model_name={MODEL_NAME}",
+            f"--port={port}",
+            "--file_system_poll_wait_seconds=0.1",
+            "--enable_batching",
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    versions: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def call() -> None:
+        with ServingClient(
+            f"127.0.0.1:{port}", model_name=MODEL_NAME, timeout_s=10, max_attempts=60
+        ) as client:
+            while not stop.is_set():
+                try:
+                    versions.append(client.recommend([{features.CLICK: ["i1"]}])[0].model_version)
+                except Exception as e:
+                    errors.append(e)
+                    return
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        _wait_for(lambda: len(versions) >= 10 or errors, what="answers from version 1")
+        (first,) = _children(process.pid)
+        publish(model_template, tmp_path, 2, seed=2)
+        _wait_for(lambda: versions[-1] == 2 or errors, what="answers from version 2")
+        _wait_for(lambda: first not in _children(process.pid), what="the old process exits")
+        count = len(versions)
+        _wait_for(lambda: len(versions) >= count + 10 or errors, what="more answers")
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        assert errors == [], log.read_text()
+        switch = versions.index(2)
+        assert set(versions[:switch]) == {1} and set(versions[switch:]) == {2}
+        (second,) = _children(process.pid)
+        assert second != first
+        with ServingClient(f"127.0.0.1:{port}", model_name=MODEL_NAME) as client:
+            assert _states(client) == {2: (_State.AVAILABLE, ""), 1: (_State.END, "")}
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    finally:
+        stop.set()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log.read_text()
+    assert process.returncode == 0, output
+    assert "(loading at idle priority)" in output
+    assert "Server stopped" in output
+
+
+def test_scheduling_class_covers_every_thread(monkeypatch):
+    from serving import supervisor
+
+    started, release = threading.Event(), threading.Event()
+    thread = threading.Thread(target=lambda: (started.set(), release.wait(30)))
+    thread.start()
+    try:
+        assert started.wait(10)
+        try:
+            assert supervisor.set_scheduling(idle=True)
+            assert os.sched_getscheduler(0) == os.SCHED_IDLE
+            assert os.sched_getscheduler(thread.native_id) == os.SCHED_IDLE
+        finally:
+            assert supervisor.set_scheduling(idle=False)
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+        assert os.sched_getscheduler(thread.native_id) == os.SCHED_OTHER
+    finally:
+        release.set()
+        thread.join()
+    # Where the process could not come back to normal priority it is not lowered.
+    monkeypatch.setattr(supervisor, "_can_restore_normal_priority", lambda: False)
+    assert not supervisor.set_scheduling(idle=True)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+def test_scheduling_class_of_another_process():
+    from serving import supervisor
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert supervisor.set_scheduling(idle=True, pid=other.pid)
+        assert os.sched_getscheduler(other.pid) == os.SCHED_IDLE
+        assert supervisor.set_scheduling(idle=False, pid=other.pid)
+        assert os.sched_getscheduler(other.pid) == os.SCHED_OTHER
+    finally:
+        other.kill()
+        other.wait()
+    assert not supervisor.set_scheduling(idle=False, pid=other.pid)  # gone

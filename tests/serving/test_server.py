@@ -66,6 +66,14 @@ def test_top_k_equals_the_model_called_directly(exported_model_base, client):
     assert [r.oov_count for r in results] == [0, 0, 1, 2]
 
 
+def test_ids_with_surrounding_whitespace_are_known(client):
+    padded = [{b: [f"  {i}\t" for i in items] for b, items in h.items()} for h in HISTORIES]
+    for got, expected in zip(client.recommend(padded), client.recommend(HISTORIES), strict=True):
+        assert got.oov_count == expected.oov_count
+        for behavior in BEHAVIORS:
+            assert_same_ranking(got.items[behavior], expected.items[behavior])
+
+
 def test_batch_of_one_and_ragged_batches_agree(client):
     one_by_one = client.recommend(HISTORIES, batch_size=1)
     together = client.recommend(HISTORIES, batch_size=len(HISTORIES))
