@@ -325,9 +325,16 @@ class ItemDecoder(tf.keras.layers.Layer):
         return tf.concat([z_hat, tf.ones_like(z_hat[:, :1])], axis=1)
 
     def call(self, z_hat: tf.Tensor) -> tf.Tensor:
-        """``[B, d]`` latent -> ``[B, m]`` float32 logits."""
-        table = self.item_table()
-        return tf.cast(tf.matmul(self.queries(z_hat), table, transpose_b=True), tf.float32)
+        """``[B, d]`` latent -> ``[B, m]`` float32 logits ``z_hat @ E^T + b``.
+
+        The same numbers as ``queries(z_hat) @ item_table()^T`` (the training loss's
+        form), without copying the ``[m, d + 1]`` table on every call: on a
+        13,465-item catalog that copy took about half of a serving call's decoder time.
+        """
+        z_hat = tf.cast(z_hat, self.compute_dtype)
+        embeddings = tf.cast(self.item_embeddings, self.compute_dtype)
+        logits = tf.matmul(z_hat, embeddings, transpose_b=True)
+        return tf.cast(logits + tf.cast(self.item_bias, self.compute_dtype), tf.float32)
 
     def get_config(self):
         return {

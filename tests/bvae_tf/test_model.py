@@ -499,3 +499,12 @@ def test_decoder_top_k_rebuilt_from_config_ranks_with_its_decoder():
     assert items.shape == (3, 4)
     np.testing.assert_array_equal(items.numpy(), want_items.numpy())
     np.testing.assert_allclose(scores.numpy(), want_scores.numpy(), rtol=1e-6)
+
+
+def test_decoder_logits_equal_the_item_table_form_of_the_loss():
+    decoder = L.ItemDecoder(NUM_ITEMS, 8, seed=9)
+    decoder.build()
+    decoder.item_bias.assign(tf.random.stateless_normal((NUM_ITEMS,), seed=(3, 4)))
+    z = tf.random.stateless_normal((5, 8), seed=(5, 6))
+    via_table = tf.matmul(decoder.queries(z), decoder.item_table(), transpose_b=True)
+    np.testing.assert_allclose(decoder(z).numpy(), via_table.numpy(), rtol=1e-5, atol=1e-6)
