@@ -213,7 +213,7 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
             )
             last = self.model.stop_training or epoch + 1 == (self.params or {}).get("epochs")
             logging.info(
-                "epoch %d: loss %.3f, valid %s %s (sum %.4f%s), train %.1fs, eval %.1fs",
+                "epoch %d: loss %.3f, valid %s %s (sum %.4f%s), train %.2fs, eval %.2fs",
                 epoch + 1,
                 record.get("loss", float("nan")),
                 self.selection_metric,

@@ -10,6 +10,8 @@ blessing and the pushed model's path.
     python -m pipeline.demo [--config FILE] [--set section.key=value ...]
 """
 
+import sys
+
 import bvae_tf
 
 if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
@@ -26,4 +28,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(runtime.main_guard(main))

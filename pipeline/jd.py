@@ -15,6 +15,8 @@ scored once; the paper's come from the best test epoch per behavior (optimistic,
 see ../shared/data/README.md), so a gap in the paper's favour is expected.
 """
 
+import sys
+
 import bvae_tf
 
 if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
@@ -87,4 +89,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(runtime.main_guard(main))

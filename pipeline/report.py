@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -217,5 +218,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"Statistics (for pipeline.schema_tool --statistics): {summary['statistics_uri']}"
         )
     if summary.get("tensorboard_logdir"):
-        lines.append(f"Training curves: tensorboard --logdir {summary['tensorboard_logdir']}")
+        tensorboard = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+        if os.path.isfile(tensorboard):
+            tensorboard = os.path.relpath(tensorboard)
+        lines.append(f"Training curves: {tensorboard} --logdir {summary['tensorboard_logdir']}")
     return "\n".join(lines)

@@ -8,9 +8,11 @@ configuration uses it.
 from __future__ import annotations
 
 import argparse
+import logging as std_logging
 import os
 import pathlib
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 from absl import logging
 
@@ -116,3 +118,21 @@ def parse_and_start(
 ) -> configs.PipelineConfig:
     """:func:`parse` then :func:`start`."""
     return start(argument_parser(description).parse_args(argv), entry_point)
+
+
+def main_guard(main: Callable[[], object]) -> int:
+    """Runs a runner's ``main()`` for its command line: a ``ValueError`` (a bad
+    configuration, input or data, whose message names the key and the fix) prints
+    ``error: <message>`` and returns 1 instead of a traceback; the traceback goes to
+    the run's log file when :func:`start` set one up. Other errors propagate.
+
+    Returns:
+      The process exit status: 0 or 1.
+    """
+    try:
+        main()
+    except ValueError as e:
+        std_logging.getLogger("pipeline.runtime").info("the run failed", exc_info=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

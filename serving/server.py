@@ -10,8 +10,8 @@ same directory layout; one client works against both. It serves
   optionally TF Serving's REST API (``/v1/models/<name>[:predict|/metadata]``).
 * Version policy ``latest``: the highest *complete* version is served. A version is a
   folder whose name is a non-negative integer and which holds ``saved_model.pb`` and
-  ``variables/variables.index``; anything else (``.tmp-…`` staging folders, half
-  copies) is ignored.
+  ``variables/variables.index``; anything else (staging folders such as the
+  Pusher's ``.staging-…``, half copies) is ignored.
 * Hot reload: the base path is polled; a newer version is loaded and warmed up
   (``assets.extra/tf_serving_warmup_requests``, as TF Serving does) beside the old
   one, then swapped in atomically. Requests already running finish on the version

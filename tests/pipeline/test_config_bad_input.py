@@ -4,6 +4,11 @@ Every case here was either accepted (and failed, or silently did something else,
 inside a run) or escaped as a ``TypeError`` without naming the setting.
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from pipeline import configs, local_runner, runtime
@@ -128,3 +133,18 @@ def test_runner_flags_fail_before_anything_runs(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="must hold a JSON object"):
         runtime.parse("test", ["--config", str(tmp_path / "list.json")])
     assert not output_root.exists()
+
+
+def test_runner_command_line_prints_a_config_error_without_a_traceback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.local_runner", "--set", "top_k=0"],
+        cwd=pathlib.Path(__file__).resolve().parents[2],
+        env={**env, "PYTHONWARNINGS": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "error: top_k must be an integer >= 1, got 0\n"
