@@ -387,9 +387,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     args.argv = argv
-    if not args.combine:
-        path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
-        print(f"Full log: {path}", flush=True)
     if args.combine:
         results: list[dict] = []
         for path in args.combine:
@@ -420,6 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.data:
         _parser().error("--data is required (or --combine)")
+    path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
+    print(f"Full log: {path}", flush=True)
     run(args)
     return 0
 
