@@ -32,11 +32,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-import bvae_tf
-
-if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
-    bvae_tf.quiet_cli()
-
 import numpy as np
 from absl import logging
 

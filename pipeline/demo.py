@@ -12,12 +12,6 @@ blessing and the pushed model's path.
 
 import sys
 
-import bvae_tf
-
-if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
-    bvae_tf.quiet_cli()
-
-
 from pipeline import local_runner, runtime
 
 

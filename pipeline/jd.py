@@ -17,12 +17,6 @@ see ../shared/data/README.md), so a gap in the paper's favour is expected.
 
 import sys
 
-import bvae_tf
-
-if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
-    bvae_tf.quiet_cli()
-
-
 from bvae_tf import features
 from pipeline import configs, local_runner, report, runtime
 

@@ -25,11 +25,6 @@ import argparse
 import os
 from collections.abc import Sequence
 
-import bvae_tf
-
-if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
-    bvae_tf.quiet_cli()
-
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.statistics_gen import stats_artifact_utils

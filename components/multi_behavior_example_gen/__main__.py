@@ -6,10 +6,6 @@ import sys
 # Keras 2 (tf_keras) for TFX 1.16: set before anything imports TensorFlow.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import bvae_tf
-
-if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
-    bvae_tf.quiet_cli()
 
 from components.multi_behavior_example_gen import data_check
 

@@ -122,17 +122,22 @@ def test_synthetic_input_is_generated_once(tmp_path):
     assert path.stat().st_mtime_ns == stamp
 
 
-def test_kubeflow_v2_pipeline_compiles_to_json(tmp_path):
-    config = configs.load_config(overrides=["data.input_base=gs://bucket/events.csv.gz"])
+def _compile_remote(config, tmp_path, schema_path):
+    """The decoded Kubeflow V2 JSON of ``config`` with gs:// roots."""
     path = kubeflow_v2_runner.compile_pipeline(
         config,
         pipeline_root="gs://bucket/root",
         serving_model_dir="gs://bucket/serving",
         image="registry.example/bvae-tfx:1",
         output=str(tmp_path / "bvae.json"),
-        schema_path="/app/pipeline/schema/default/schema.pbtxt",
+        schema_path=schema_path,
     )
-    spec = json.loads(pathlib.Path(path).read_text())
+    return json.loads(pathlib.Path(path).read_text())
+
+
+def test_kubeflow_v2_pipeline_compiles_to_json(tmp_path):
+    config = configs.load_config(overrides=["data.input_base=gs://bucket/events.csv.gz"])
+    spec = _compile_remote(config, tmp_path, "/app/pipeline/schema/default/schema.pbtxt")
     pipeline_spec = spec.get("pipelineSpec", spec)
     tasks = pipeline_spec["root"]["dag"]["tasks"]
     for node_id in pipeline_lib.NODE_IDS:
@@ -170,15 +175,7 @@ def test_kubeflow_v2_spec_with_remote_roots_names_no_local_path(tmp_path, monkey
     config = configs.load_config(
         overrides=["data.input_base=gs://bucket/events.csv.gz", f"output_root={tmp_path}/out"]
     )
-    path = kubeflow_v2_runner.compile_pipeline(
-        config,
-        pipeline_root="gs://bucket/root",
-        serving_model_dir="gs://bucket/serving",
-        image="registry.example/bvae-tfx:1",
-        output=str(tmp_path / "bvae.json"),
-        schema_path="gs://bucket/schema/schema.pbtxt",
-    )
-    spec = json.loads(pathlib.Path(path).read_text())
+    spec = _compile_remote(config, tmp_path, "gs://bucket/schema/schema.pbtxt")
     strings = list(_strings(spec))
     assert "gs://bucket/schema/schema.pbtxt" in json.dumps(spec)
     for local in (str(REPO), str(tmp_path)):

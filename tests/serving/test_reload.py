@@ -230,19 +230,25 @@ def test_client_retries_unavailable_until_the_server_is_up(tmp_path, model_templ
     down.close()
 
 
+def _server_command(base_path, port: int, *flags: str) -> list[str]:
+    """``python -m serving.server`` on ``base_path`` with batching and ``flags``."""
+    return [
+        sys.executable,
+        "-m",
+        "serving.server",
+        f"--model_base_path={base_path}",
+        f"--model_name={MODEL_NAME}",
+        f"--port={port}",
+        *flags,
+        "--enable_batching",
+    ]
+
+
 def test_cli_server_stops_gracefully_on_sigterm(tmp_path, model_template):
     publish(model_template, tmp_path, 1)
     port = _free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.server",
-            f"--model_base_path={tmp_path}",
-            f"--model_name={MODEL_NAME}",
-            f"--port={port}",
-            "--enable_batching",
-        ],
+        _server_command(tmp_path, port),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -329,16 +335,14 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
     port = _free_port()
     log = tmp_path / "server.log"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "serving.server",
-            f"--model_base_path={tmp_path}",
-            f"--model_name={MODEL_NAME}",
-            f"--port={port}",
+        _server_command(
+            tmp_path,
+            port,
             "--file_system_poll_wait_seconds=0.1",
-            "--enable_batching",
-        ],
+            # On saturated cores (a parallel test run) the idle-priority loader may get
+            # no CPU: bound its wait so the switch happens within the test's timeout.
+            "--idle_load_timeout_s=5",
+        ),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
@@ -364,7 +368,9 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
         _wait_for(lambda: len(versions) >= 10 or errors, what="answers from version 1")
         (first,) = _children(process.pid)
         publish(model_template, tmp_path, 2, seed=2)
-        _wait_for(lambda: versions[-1] == 2 or errors, what="answers from version 2")
+        _wait_for(
+            lambda: versions[-1] == 2 or errors, timeout_s=90.0, what="answers from version 2"
+        )
         _wait_for(lambda: first not in _children(process.pid), what="the old process exits")
         count = len(versions)
         _wait_for(lambda: len(versions) >= count + 10 or errors, what="more answers")
