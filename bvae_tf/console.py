@@ -77,6 +77,26 @@ class _ConsoleFilter(logging.Filter):
         return f"{clock} {node} done ({seconds:.1f} s)"
 
 
+class _ServiceFilter(logging.Filter):
+    """A long-running service's console: the project's own INFO records and every
+    warning and error (everything with ``verbose``)."""
+
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (
+            self.verbose
+            or record.levelno >= logging.WARNING
+            or (record.levelno >= logging.INFO and record.pathname.startswith(_OWN_CODE))
+        )
+
+
+#: A service's console lines: UTC time, level letter, process id, message.
+_SERVICE_FORMAT = "%(asctime)s %(levelname).1s %(process)d] %(message)s"
+
+
 class _ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = getattr(record, "console_text", None)
@@ -130,7 +150,9 @@ def _prints_to_terminal(handler: logging.Handler) -> bool:
     )
 
 
-def setup(log_file: str | os.PathLike | None = None, *, verbose: bool = False) -> str | None:
+def setup(
+    log_file: str | os.PathLike | None = None, *, verbose: bool = False, service: bool = False
+) -> str | None:
     """Routes logging of a command-line run (module docstring). Call it first in
     ``main()``; calling it again replaces the previous setup.
 
@@ -138,6 +160,9 @@ def setup(log_file: str | os.PathLike | None = None, *, verbose: bool = False) -
       log_file: file receiving every INFO+ record (it and its folders are created
         with the first record); ``None``: no file.
       verbose: show every INFO record on the console as well.
+      service: a long-running server's console instead: one timestamped line
+        (``<UTC time> <level letter> <pid>] message``) per INFO record of the
+        project's own code and per warning or error from anywhere.
 
     Returns:
       The log file's path as a string, or ``None``.
@@ -160,8 +185,14 @@ def setup(log_file: str | os.PathLike | None = None, *, verbose: bool = False) -
     logging.getLogger("absl").setLevel(logging.INFO)
 
     console = logging.StreamHandler(sys.stderr)
-    console.addFilter(_ConsoleFilter(verbose))
-    console.setFormatter(_ConsoleFormatter())
+    if service:
+        console.addFilter(_ServiceFilter(verbose))
+        formatter = logging.Formatter(_SERVICE_FORMAT, "%Y-%m-%d %H:%M:%S")
+        formatter.converter = time.gmtime
+        console.setFormatter(formatter)
+    else:
+        console.addFilter(_ConsoleFilter(verbose))
+        console.setFormatter(_ConsoleFormatter())
     console._bvae_console = True
     root.addHandler(console)
     path = None

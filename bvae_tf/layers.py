@@ -10,6 +10,7 @@ with finite outputs and gradients (no norm of a zero row is taken, tf#56796).
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -324,16 +325,45 @@ class ItemDecoder(tf.keras.layers.Layer):
         z_hat = tf.cast(z_hat, self.compute_dtype)
         return tf.concat([z_hat, tf.ones_like(z_hat[:, :1])], axis=1)
 
+    def add_serving_layout(self) -> None:
+        """Adds a non-trainable ``[d, m]`` copy of ``E`` that :meth:`call` then uses.
+
+        For export only, after training (the copy does not follow later updates of
+        ``E``). ``z_hat @ E^T`` as a ``[B, d] x [d, m]`` product without a transpose
+        runs about twice as fast on CPU for small ``B`` (oneDNN and Eigen), which is
+        the serving case; the SavedModel holds ``E`` twice. Calling it again refreshes
+        the copy.
+        """
+        if not self.built:
+            self.build()
+        if getattr(self, "item_embeddings_by_dim", None) is None:
+            # Under the distribution strategy that made E (if any), as Keras requires.
+            strategy = getattr(self.item_embeddings, "_distribute_strategy", None)
+            with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                self.item_embeddings_by_dim = self.add_weight(
+                    name="item_embeddings_by_dim",
+                    shape=(self.latent_dim, self.num_items),
+                    dtype=self.item_embeddings.dtype,
+                    initializer="zeros",
+                    trainable=False,
+                )
+        self.item_embeddings_by_dim.assign(tf.transpose(self.item_embeddings))
+
     def call(self, z_hat: tf.Tensor) -> tf.Tensor:
         """``[B, d]`` latent -> ``[B, m]`` float32 logits ``z_hat @ E^T + b``.
 
         The same numbers as ``queries(z_hat) @ item_table()^T`` (the training loss's
         form), without copying the ``[m, d + 1]`` table on every call: on a
         13,465-item catalog that copy took about half of a serving call's decoder time.
+        After :meth:`add_serving_layout`, the product uses the ``[d, m]`` copy.
         """
         z_hat = tf.cast(z_hat, self.compute_dtype)
-        embeddings = tf.cast(self.item_embeddings, self.compute_dtype)
-        logits = tf.matmul(z_hat, embeddings, transpose_b=True)
+        by_dim = getattr(self, "item_embeddings_by_dim", None)
+        if by_dim is not None:
+            logits = tf.matmul(z_hat, tf.cast(by_dim, self.compute_dtype))
+        else:
+            embeddings = tf.cast(self.item_embeddings, self.compute_dtype)
+            logits = tf.matmul(z_hat, embeddings, transpose_b=True)
         return tf.cast(logits + tf.cast(self.item_bias, self.compute_dtype), tf.float32)
 
     def get_config(self):

@@ -262,6 +262,8 @@ def export_serving_model(
             for b in behaviors
         }
     )
+    for decoder in model.decoders:
+        decoder.add_serving_layout()
     model.tft_layer = tf_transform_output.transform_features_layer()
     model.item_ids = tf.lookup.StaticHashTable(
         tf.lookup.TextFileInitializer(

@@ -47,6 +47,12 @@ pip_quietly install --no-deps -r requirements/dev.lock.txt
 echo "install: installing the project (editable, --no-deps)"
 pip_quietly install --no-deps --no-build-isolation -e .
 
+echo "install: checking declared requirements (pip check)"
+if ! "$VENV/bin/python" -m pip check >> "$LOG" 2>&1; then
+  tail -n 20 "$LOG" >&2
+  echo "install: installed packages break each other's declared requirements (full output: $LOG)" >&2
+  exit 1
+fi
 echo "install: checking imports"
 TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -W ignore - <<'PY'
 import bvae_tf  # sets TF_USE_LEGACY_KERAS=1 before TensorFlow is imported
@@ -56,8 +62,11 @@ import tensorflow_serving.apis.prediction_service_pb2_grpc
 import tensorflow_transform as tft, tfx
 import components, pipeline, serving
 assert tf.keras.__name__.startswith("tf_keras"), f"Keras 2 expected, got {tf.keras.__name__}"
+from google.protobuf.internal import api_implementation
+# The pure-Python protobuf runtime makes every request, tf.Example and metadata call slow.
+assert api_implementation.Type() != "python", "protobuf runs as pure Python; install protobuf>=4.25"
 print(f"install: ok -- tfx {tfx.__version__}, tensorflow {tf.__version__}, tfdv {tfdv.__version__}, "
       f"tfma {tfma.__version__}, tft {tft.__version__}, tfrs {tfrs.__version__}, "
-      f"beam {apache_beam.__version__}")
+      f"beam {apache_beam.__version__}, protobuf {api_implementation.Type()}")
 PY
 echo "$want" > "$STAMP"

@@ -46,7 +46,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from bvae_tf import features
+from bvae_tf import console, features
 from serving import signatures, tensor_protos
 
 DEFAULT_TARGET = "127.0.0.1:8500"
@@ -787,6 +787,7 @@ def _run(args: argparse.Namespace, client: ServingClient) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (1 on a failed call)."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
+    console.setup()
     try:
         with ServingClient(
             args.server,

@@ -77,7 +77,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from bvae_tf import features
+from bvae_tf import console, features
 from serving import signatures, tensor_protos
 from serving.batching import Batcher
 from serving.warmup import MAX_WARMUP_RECORDS, warmup_file
@@ -1209,11 +1209,14 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--tensorflow_intra_op_parallelism",
         type=int,
-        default=1,
-        help="threads per TF op (0: TF's default); 1 suits many small concurrent requests",
+        default=0,
+        help="threads per TF op; 0 (default, as TF Serving): TF's choice from the cores",
     )
     parser.add_argument(
-        "--tensorflow_inter_op_parallelism", type=int, default=1, help="0: TF's default"
+        "--tensorflow_inter_op_parallelism",
+        type=int,
+        default=0,
+        help="TF ops run at once; 0 (default, as TF Serving): TF's choice from the cores",
     )
     parser.add_argument(
         "--enable_batching", action="store_true", help="batch concurrent Predict calls"
@@ -1225,8 +1228,16 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         default=0,
         help="wait for more calls per batch; 0: batch what queued meanwhile",
     )
-    parser.add_argument("--num_batch_threads", type=int, default=1, help="model calls at once")
+    parser.add_argument(
+        "--num_batch_threads",
+        type=int,
+        default=0,
+        help="model calls at once; 0 (default, as TF Serving): one per core",
+    )
     parser.add_argument("--grace_seconds", type=float, default=10.0, help="shutdown grace")
+    parser.add_argument(
+        "--verbose", action="store_true", help="log every INFO record (TensorFlow's too)"
+    )
     parser.add_argument(
         "--no_warmup", action="store_true", help="do not replay assets.extra warm-up requests"
     )
@@ -1254,7 +1265,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; serves until SIGTERM or SIGINT."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parse_args(argv)
-    logging.set_verbosity(logging.INFO)
+    console.setup(service=True, verbose=args.verbose)
     from serving import supervisor
 
     if args.ready_fd is None and not args.reload_in_process:
@@ -1282,7 +1293,7 @@ def main(argv: list[str] | None = None) -> int:
         batching=BatchingOptions(
             max_batch_size=args.max_batch_size,
             batch_timeout_s=args.batch_timeout_micros / 1e6,
-            num_batch_threads=args.num_batch_threads,
+            num_batch_threads=args.num_batch_threads or os.cpu_count() or 1,
         )
         if args.enable_batching
         else None,

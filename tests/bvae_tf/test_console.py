@@ -3,6 +3,7 @@
 import logging
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import types
@@ -38,6 +39,26 @@ def restore_logging():
     root.setLevel(level)
     sys.unraisablehook = hook
     logging.captureWarnings(False)
+
+
+def test_service_console_is_timestamped_own_info_and_every_warning(capsys, restore_logging):
+    console.setup(service=True)
+    own = console._OWN_CODE[0] + "server.py"
+    logger = logging.getLogger()
+    for record in [
+        _record(logging.INFO, "Serving version %d of model %s", 3, "bvae", pathname=own),
+        _record(logging.INFO, "Fingerprint not found. Saved model loading will continue."),
+        _record(logging.WARNING, "Could not lower this process's CPU priority"),
+    ]:
+        logger.handle(record)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    pid = os.getpid()
+    assert re.fullmatch(
+        rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d I {pid}\] Serving version 3 of model bvae", lines[0]
+    )
+    assert lines[1].endswith(f"W {pid}] Could not lower this process's CPU priority")
+    assert not any("absl" in line for line in lines)
 
 
 def test_console_shows_progress_own_warnings_and_errors_file_gets_all(

@@ -508,3 +508,37 @@ def test_decoder_logits_equal_the_item_table_form_of_the_loss():
     z = tf.random.stateless_normal((5, 8), seed=(5, 6))
     via_table = tf.matmul(decoder.queries(z), decoder.item_table(), transpose_b=True)
     np.testing.assert_allclose(decoder(z).numpy(), via_table.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_serving_layout_gives_the_same_logits_and_top_k():
+    decoder = L.ItemDecoder(NUM_ITEMS, 8, seed=9)
+    decoder.build()
+    decoder.item_bias.assign(tf.random.stateless_normal((NUM_ITEMS,), seed=(3, 4)))
+    z = tf.random.stateless_normal((5, 8), seed=(5, 6))
+    before = decoder(z).numpy()
+    decoder.add_serving_layout()
+    assert decoder.item_embeddings_by_dim.shape == (8, NUM_ITEMS)
+    assert not decoder.item_embeddings_by_dim.trainable
+    assert all(w is not decoder.item_embeddings_by_dim for w in decoder.trainable_weights)
+    np.testing.assert_allclose(decoder(z).numpy(), before, rtol=1e-5, atol=1e-6)
+    # A second call refreshes the copy from E.
+    decoder.item_embeddings.assign(decoder.item_embeddings * 2.0)
+    decoder.add_serving_layout()
+    np.testing.assert_allclose(
+        decoder.item_embeddings_by_dim.numpy(), decoder.item_embeddings.numpy().T
+    )
+
+
+def test_serving_layout_of_a_model_built_under_a_mirrored_strategy(tiny_data):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = Mo.build_model(Mo.BVAEConfig(behaviors=BEHAVIORS, num_items=NUM_ITEMS, seed=3))
+    batch = sparse_batch({F.items_key(b): tiny_data.matrix(F.TRAIN, b) for b in BEHAVIORS})
+    with strategy.scope():
+        before = model.recommend(batch, k=5)
+    for decoder in model.decoders:
+        decoder.add_serving_layout()
+    after = model.recommend(batch, k=5)
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(after[b][1].numpy(), before[b][1].numpy())
+        np.testing.assert_allclose(after[b][0].numpy(), before[b][0].numpy(), rtol=1e-5)
