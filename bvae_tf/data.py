@@ -1,6 +1,6 @@
 """The BVAE release format and ``tf.data`` pipelines over per-behavior CSR matrices.
 
-Release format (the paper's JD/UB data, ../shared/data/README.md): one file per
+Release format (the paper's JD/UB data, https://github.com/WitnessForest/BVAE): one file per
 behavior and split, ``<prefix>_<suffix>``, each line ``user_id item_id`` (1-based
 integers, space separated); prefixes map to behaviors by
 ``features.RELEASE_BEHAVIOR_MAPPING`` (``target`` -> purchase, ...) and suffixes to

@@ -16,8 +16,9 @@ from typing import NamedTuple
 import tensorflow as tf
 from tensorflow_recommenders.layers import factorized_top_k
 
+from bvae_tf.config import GATE_MODES
+
 _PACKAGE = "bvae"
-GATE_MODES = ("reference", "gated")
 
 
 class SparseRows(NamedTuple):

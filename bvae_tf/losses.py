@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-#: Allowed values of ``BVAEConfig.sdwl_form``.
-SDWL_FORMS = ("reference", "paper")
-#: Allowed values of ``BVAEConfig.beta_schedule``.
-BETA_SCHEDULES = ("linear", "reference")
+from bvae_tf.config import BETA_SCHEDULES, DEFAULT_SDWL_FORM, SDWL_FORMS
 
 
 def multinomial_nll(
@@ -118,7 +115,7 @@ def sdwl_term(
     kl: tf.Tensor,
     log_sigma_bar: tf.Tensor | None,
     beta: tf.Tensor,
-    form: str = "reference",
+    form: str = DEFAULT_SDWL_FORM,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One behavior's contribution to the BVAE loss, averaged over users (eq. 13-14).
 
@@ -136,7 +133,7 @@ def sdwl_term(
       kl: ``[B]`` float32 KL divergence per user.
       log_sigma_bar: ``[B]`` float32 ``log(sigma_bar)`` or None.
       beta: scalar float32 KL weight.
-      form: ``"reference"`` or ``"paper"``.
+      form: ``"paper"`` (default, as ``BVAEConfig.sdwl_form``) or ``"reference"``.
 
     Returns:
       ``(term, weight)``: scalar float32 loss term (mean over the batch) and ``[B]``

@@ -1,6 +1,6 @@
 """Top-K ranking metrics: Prec@K, Rec@K, NDCG@K, HR@K with full ranking.
 
-Protocol (the BVAE paper's, see ../shared/data/README.md):
+Protocol (the BVAE paper's evaluation metrics, Rao et al., RecSys 2023):
 
 - every item is ranked; the user's train items of the evaluated behavior are
   excluded (they can never be recommended, nor hit);

@@ -34,7 +34,6 @@ top-``k`` ``(scores [batch, k] float32, items [batch, k] int64)`` with the user'
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,151 +43,13 @@ import tensorflow_recommenders as tfrs
 from bvae_tf import features as F
 from bvae_tf import layers as L
 from bvae_tf import losses
-
-VARIANTS = ("bvae", "union_vae")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-_UNION = "union"
-
-
-@dataclasses.dataclass(frozen=True)
-class BVAEConfig:
-    """Hyper-parameters of a BVAE (or baseline) model.
-
-    Attributes:
-      behaviors: behavior names (any ``c >= 1``), in priority order.
-      num_items: ``m``, size of the item index space.
-      latent_dim: ``d``.
-      dropout: input dropout rate ``rho`` (training only).
-      gate_mode: ``"reference"`` (eq. 3 / 8 as printed: identity GFF, sum TFF) or
-        ``"gated"`` (feature-wise GFF, softmax-across-behaviors TFF).
-      use_base: False = -BASE ablation: one shared encoder on the union gives the mean
-        and one log-variance for all behaviors.
-      use_gff: False = -GFF ablation (``mu_k = mu_0``).
-      use_tff: False = -TFF ablation (``z_hat_k = z_k``).
-      use_sdwl: False = -SDWL ablation (equal weights).
-      sdwl_form: ``"paper"`` (eq. 14, the default) or ``"reference"`` (released
-        code), see ``losses.sdwl_term``.
-      beta_cap: maximum KL weight.
-      anneal_steps: updates of the beta ramp (0: constant ``beta_cap``).
-      beta_schedule: ``"linear"`` or ``"reference"``, see ``losses.kl_beta``.
-      logvar_range: (min, max) clamp of every log-variance.
-      learning_rate: Adam learning rate.
-      seed: seeds initialisers, dropout and the reparameterisation noise.
-      precision: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"`` (Keras
-        mixed precision: matrix products in 16 bit, variables, softmax and losses in
-        float32).
-      jit_compile: compile the training step's dense decoder work with XLA.
-      variant: ``"bvae"`` or ``"union_vae"`` (the VAE (U.) baseline).
-    """
-
-    behaviors: tuple[str, ...]
-    num_items: int
-    latent_dim: int = 100
-    dropout: float = 0.5
-    gate_mode: str = "gated"
-    use_base: bool = True
-    use_gff: bool = True
-    use_tff: bool = True
-    use_sdwl: bool = True
-    sdwl_form: str = "paper"
-    beta_cap: float = 0.2
-    anneal_steps: int = 200_000
-    beta_schedule: str = "linear"
-    logvar_range: tuple[float, float] = (-10.0, 10.0)
-    learning_rate: float = 1e-3
-    seed: int = 0
-    precision: str = "float32"
-    jit_compile: bool = False
-    variant: str = "bvae"
-
-    def __post_init__(self):
-        object.__setattr__(self, "behaviors", F.validate_behaviors(self.behaviors))
-        object.__setattr__(self, "logvar_range", tuple(float(v) for v in self.logvar_range))
-        checks = [
-            (self.num_items >= 1, "num_items", self.num_items),
-            (self.latent_dim >= 1, "latent_dim", self.latent_dim),
-            (0.0 <= self.dropout < 1.0, "dropout", self.dropout),
-            (self.gate_mode in L.GATE_MODES, "gate_mode", self.gate_mode),
-            (self.sdwl_form in losses.SDWL_FORMS, "sdwl_form", self.sdwl_form),
-            (self.beta_schedule in losses.BETA_SCHEDULES, "beta_schedule", self.beta_schedule),
-            (self.beta_cap >= 0.0, "beta_cap", self.beta_cap),
-            (self.anneal_steps >= 0, "anneal_steps", self.anneal_steps),
-            (self.learning_rate > 0.0, "learning_rate", self.learning_rate),
-            (self.precision in PRECISIONS, "precision", self.precision),
-            (self.variant in VARIANTS, "variant", self.variant),
-            (
-                len(self.logvar_range) == 2 and self.logvar_range[0] < self.logvar_range[1],
-                "logvar_range",
-                self.logvar_range,
-            ),
-        ]
-        for ok, name, value in checks:
-            if not ok:
-                raise ValueError(f"invalid BVAEConfig.{name}: {value!r}")
-
-    @property
-    def num_behaviors(self) -> int:
-        return len(self.behaviors)
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        """Reconstruction tasks: one per behavior, or the union for VAE (U.)."""
-        return (_UNION,) if self.variant == "union_vae" else self.behaviors
-
-    @property
-    def multi_behavior(self) -> bool:
-        """Whether the multi-behavior modules (GFF, TFF, SDWL) apply (c >= 2 tasks)."""
-        return len(self.tasks) >= 2
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (lists for tuples)."""
-        out = dataclasses.asdict(self)
-        out["behaviors"] = list(self.behaviors)
-        out["logvar_range"] = list(self.logvar_range)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> BVAEConfig:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-          ValueError: on unknown keys.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown BVAEConfig keys: {unknown}")
-        values = dict(values)
-        values["behaviors"] = tuple(values["behaviors"])
-        if "logvar_range" in values:
-            values["logvar_range"] = tuple(values["logvar_range"])
-        return cls(**values)
-
-    def replace(self, **changes) -> BVAEConfig:
-        return dataclasses.replace(self, **changes)
-
-
-def reference_config(behaviors, num_items: int, **overrides) -> BVAEConfig:
-    """The configuration matching the released BVAE code (REFERENCE_BVAE.md).
-
-    Degenerate gates, SDWL as released, ``beta = min(0.2, step / 200000)``, lr 1e-3.
-    The defaults of :class:`BVAEConfig` deviate from it in three measured choices
-    (docs/RESULTS.md, JD validation, 3 seeds): ``gate_mode="gated"`` (the printed
-    gates are identically 1), ``sdwl_form="paper"`` (eq. 14 as printed) and
-    ``beta_schedule="linear"`` (the written definition of the annealing).
-    """
-    values = dict(
-        behaviors=tuple(behaviors),
-        num_items=num_items,
-        gate_mode="reference",
-        sdwl_form="reference",
-        beta_schedule="reference",
-        beta_cap=0.2,
-        anneal_steps=200_000,
-        learning_rate=1e-3,
-    )
-    values.update(overrides)
-    return BVAEConfig(**values)
+from bvae_tf.config import (  # noqa: F401  -- BVAEConfig and its helpers are part of this API
+    PRECISIONS,
+    UNION_TASK,
+    VARIANTS,
+    BVAEConfig,
+    reference_config,
+)
 
 
 class _Compiled:
@@ -216,7 +77,7 @@ class BVAE(tfrs.models.Model):
         policy = tf.keras.mixed_precision.Policy(cfg.precision)
         m, d, seed = cfg.num_items, cfg.latent_dim, cfg.seed
         self.mean_encoder = L.SparseLinearEncoder(m, d, seed=seed, dtype=policy, name="mu0")
-        std_names = cfg.tasks if cfg.use_base else (_UNION,)
+        std_names = cfg.tasks if cfg.use_base else (UNION_TASK,)
         self.std_encoders = [
             L.SparseLinearEncoder(m, d, seed=seed + 10 + i, dtype=policy, name=f"logvar_{t}")
             for i, t in enumerate(std_names)
@@ -325,7 +186,7 @@ class BVAE(tfrs.models.Model):
         cfg = self._cfg
         per_behavior = self._inputs(inputs)
         union = L.union_rows(list(per_behavior.values()), cfg.num_items)
-        targets = {_UNION: union} if cfg.variant == "union_vae" else per_behavior
+        targets = {UNION_TASK: union} if cfg.variant == "union_vae" else per_behavior
         seeds = iter(range(1, 10_000))
 
         def weights(items):

@@ -56,56 +56,20 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
+from bvae_tf import config as bvae_config
 from bvae_tf import console, features, training
 from bvae_tf import model as model_lib
+from bvae_tf.config import (  # noqa: F401
+    DEFAULT_TRAINING,
+    STRATEGIES,
+    check_top_k,
+    training_settings,
+)
 
 #: File in the model run directory with the training outcome (epochs, best epoch, history).
 FIT_RESULT_FILE = "fit_result.json"
 #: Padding of the dense ``transform_features`` outputs.
 PADDING = -1
-DEFAULT_TRAINING: Mapping[str, Any] = {
-    "epochs": 200,
-    "patience": 20,
-    "batch_size": 500,
-    "eval_batch_size": 2000,
-    "seed": 0,
-    "distribution_strategy": "auto",
-    "devices": None,
-    "verbose": 1,
-}
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker_mirrored")
-
-
-def training_settings(custom: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Training settings with defaults filled in.
-
-    Raises:
-      ValueError: on unknown keys or bad values.
-    """
-    custom = dict(custom or {})
-    unknown = sorted(set(custom) - set(DEFAULT_TRAINING))
-    if unknown:
-        raise ValueError(f"unknown training settings {unknown}; known: {sorted(DEFAULT_TRAINING)}")
-    settings = {**DEFAULT_TRAINING, **custom}
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        value = settings[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"training.{name} must be an integer >= 1, got {value!r}")
-    for name in ("patience", "seed", "verbose"):
-        value = settings[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"training.{name} must be an integer >= 0, got {value!r}")
-    if settings["distribution_strategy"] not in STRATEGIES:
-        raise ValueError(
-            f"training.distribution_strategy must be one of {list(STRATEGIES)}, "
-            f"got {settings['distribution_strategy']!r}"
-        )
-    devices = settings["devices"]
-    if devices is not None and (
-        isinstance(devices, str) or not all(isinstance(d, str) for d in devices)
-    ):
-        raise ValueError(f"training.devices must be a list of device names, got {devices!r}")
-    return settings
 
 
 def _worker_count() -> int:
@@ -343,20 +307,6 @@ def dense_to_sparse(padded: tf.Tensor) -> tf.SparseTensor:
 
 
 # TFX Trainer calls this.
-def check_top_k(top_k: object, num_items: int) -> int:
-    """Returns ``top_k`` if it is an integer in ``[1, num_items]``.
-
-    Raises:
-      ValueError: otherwise, naming the config key and the vocabulary size.
-    """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_items:
-        raise ValueError(
-            f"top_k must be an integer in [1, {num_items}] (the item vocabulary has "
-            f"{num_items} items), got {top_k!r}: lower the config's top_k"
-        )
-    return top_k
-
-
 def run_fn(fn_args: Any) -> None:
     """Trains the BVAE on the Transform output and exports the serving model.
 
@@ -377,11 +327,7 @@ def run_fn(fn_args: Any) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
     check_top_k(top_k, num_items)  # before training, not after it
-    model_values = dict(config.get("model") or {})
-    for reserved in ("behaviors", "num_items"):
-        if reserved in model_values:
-            raise ValueError(f"model.{reserved} is set by the pipeline; remove it from the config")
-    model_config = model_lib.BVAEConfig(behaviors=behaviors, num_items=num_items, **model_values)
+    model_config = bvae_config.model_config(behaviors, num_items, config.get("model"))
 
     tf.keras.utils.set_random_seed(settings["seed"])
     strategy = make_strategy(settings["distribution_strategy"], settings["devices"])

@@ -11,7 +11,7 @@ when it parses, else taken as a string). Example (``pipeline/config/jd.json``)::
               "behaviors": ["purchase", "click", "favorite"],
               "split_method": "cut_timestamps",
               "split_boundaries": [1522454400, 1523145600]},
-     "evaluation": {"lower_bounds": {"*": {"ndcg@5": 0.04}}}}
+     "evaluation": {"lower_bounds": {"*": {"ndcg@5": 0.05}}}}
 
 Sections:
 
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -45,7 +46,9 @@ import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from bvae_tf import config as model_config
 from bvae_tf import features
+from bvae_tf.config import reject_unknown
 from components.multi_behavior_example_gen.config import CUT_TIMESTAMPS, ExampleGenConfig
 from components.ranking_evaluator.gate import ALL_BEHAVIORS, GateConfig
 
@@ -172,13 +175,11 @@ class PipelineConfig:
         # Fail now, naming the value, rather than inside a component at run time.
         self._check_split()
         self._check_gate()
-        if self.schema_path is not None:
-            check_schema_covers(self.schema_path, self.behaviors)
         self._check_trainer_sections()
         self._check_synthetic_section()
 
     def _check_data_section(self) -> None:
-        _reject_unknown("data settings", self.data, ExampleGenConfig)
+        reject_unknown("data settings", self.data, ExampleGenConfig)
         base = self.data.get("input_base")
         if base is not None and (not isinstance(base, str) or not base.strip()):
             raise ValueError(
@@ -214,7 +215,7 @@ class PipelineConfig:
     def _check_synthetic_section(self) -> None:
         from components import synthetic_logs
 
-        _reject_unknown("synthetic settings", self.synthetic, synthetic_logs.SyntheticLogConfig)
+        reject_unknown("synthetic settings", self.synthetic, synthetic_logs.SyntheticLogConfig)
         if not self.uses_synthetic_data:
             return
         seed = self.synthetic.get("seed", 0)
@@ -223,19 +224,9 @@ class PipelineConfig:
         _build("synthetic", lambda: synthetic_logs.SyntheticLogConfig(**self.synthetic))
 
     def _check_trainer_sections(self) -> None:
-        from bvae_tf import model as model_lib
-        from bvae_tf import trainer
-
-        _build("training", lambda: trainer.training_settings(self.training))
-        for reserved in ("behaviors", "num_items"):
-            if reserved in self.model:
-                raise ValueError(f"model.{reserved} is set by the pipeline; remove it")
-        _reject_unknown("model settings", self.model, model_lib.BVAEConfig)
+        _build("training", lambda: model_config.training_settings(self.training))
         # num_items is only known after Transform; any valid size checks the rest.
-        _build(
-            "model",
-            lambda: model_lib.BVAEConfig(behaviors=self.behaviors, num_items=1, **self.model),
-        )
+        _build("model", lambda: model_config.model_config(self.behaviors, 1, self.model))
 
     # --- derived values -----------------------------------------------------------------
     @property
@@ -263,11 +254,15 @@ class PipelineConfig:
         return values
 
     def example_gen_config(self) -> ExampleGenConfig:
-        """The validated ExampleGen configuration.
+        """The validated ExampleGen configuration (built once).
 
         Raises:
           ValueError: naming the ``data`` value that is not accepted.
         """
+        return self._example_gen_config
+
+    @functools.cached_property
+    def _example_gen_config(self) -> ExampleGenConfig:
         return _build("data", lambda: ExampleGenConfig(**self.example_gen_arguments()))
 
     def gate_config(self) -> GateConfig:
@@ -327,17 +322,8 @@ class PipelineConfig:
         """
         if not isinstance(values, Mapping):
             raise ValueError(f"a pipeline config must be a JSON object, got {values!r}")
-        _reject_unknown("pipeline config keys", values, cls)
+        reject_unknown("pipeline config keys", values, cls)
         return cls(**values)
-
-
-def _reject_unknown(what: str, values: Mapping[str, Any], fields_of: type) -> None:
-    """Raises ``ValueError`` naming the keys of ``values`` that are not fields of the
-    dataclass ``fields_of``, and the known ones."""
-    known = {f.name for f in dataclasses.fields(fields_of)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {what} {unknown}; known: {sorted(known)}")
 
 
 def _build(section: str, factory: Callable[[], _T]) -> _T:

@@ -12,7 +12,7 @@ paper's table (Rao et al., RecSys 2023), next to the paper's BVAE numbers.
 
 Our test numbers come from the model selected on the eval (valid) split and are
 scored once; the paper's come from the best test epoch per behavior (optimistic,
-see ../shared/data/README.md), so a gap in the paper's favour is expected.
+docs/RESULTS.md, "Two protocols"), so a gap in the paper's favour is expected.
 """
 
 import sys
@@ -21,7 +21,7 @@ from bvae_tf import features
 from pipeline import configs, local_runner, report, runtime
 
 DEFAULT_CONFIG = str(configs.CONFIG_DIR / "jd.json")
-#: The paper's BVAE on JD, test split, K=5, mean of 3 runs (../shared/data/README.md).
+#: The paper's BVAE on JD, test split, K=5, mean of 3 runs (Rao et al., RecSys 2023, results table).
 PAPER_JD: dict[str, dict[str, float]] = {
     features.PURCHASE: {
         "precision@5": 0.0388,

@@ -178,13 +178,18 @@ def pipeline_arguments(config: configs.PipelineConfig) -> dict[str, Any]:
     """The environment-independent ``create_pipeline`` arguments of a config.
 
     The runners add the roots, the metadata connection and the Beam options.
+
+    Raises:
+      ValueError: if the config's local ``schema_path`` cannot be read or does not
+        hold exactly the behaviors' features.
     """
+    schema_path = None if config.schema_path is None else configs.resolve_path(config.schema_path)
+    if schema_path is not None and "://" not in schema_path:
+        configs.check_schema_covers(schema_path, config.behaviors)
     return {
         "pipeline_name": config.pipeline_name,
         "example_gen_config": config.example_gen_arguments(),
-        "schema_path": None
-        if config.schema_path is None
-        else configs.resolve_path(config.schema_path),
+        "schema_path": schema_path,
         "transform_config": config.transform_custom_config(),
         "trainer_config": config.trainer_custom_config(),
         "gate_config": config.gate_config(),

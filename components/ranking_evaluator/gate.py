@@ -27,6 +27,7 @@ from typing import Any
 
 from bvae_tf import features
 from bvae_tf import metrics as metrics_lib
+from bvae_tf.config import reject_unknown
 
 METRIC_NAMES: tuple[str, ...] = tuple(metrics_lib.METRICS)
 DEFAULT_KS: tuple[int, ...] = tuple(metrics_lib.DEFAULT_KS)
@@ -172,10 +173,7 @@ class GateConfig:
         """
         if not isinstance(values, Mapping):
             raise ValueError(f"gate config must be a mapping, got {values!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown gate config keys {unknown}; known: {sorted(known)}")
+        reject_unknown("gate config keys", values, cls)
         return cls(**values)
 
 

@@ -80,8 +80,6 @@ def test_bad_values_fail_at_load_naming_the_value(overrides, message):
         (["data.split_boundaries=[0, 0.5]"], r"must lie in \(0, 1\)"),
         (["data.split_boundaries=[0.5, 1]"], r"must lie in \(0, 1\)"),
         (["data.split_boundaries=[NaN, 0.5]"], "two finite numbers"),
-        (["schema_path=/nonexistent/schema.pbtxt"], "cannot read the schema"),
-        (['data.behaviors=["purchase", "click", "favorite"]'], "does not match behaviors"),
         (["top_k.x=5"], "'top_k' is not a section"),
         (["=1"], "section.key=value"),
     ],
@@ -148,3 +146,40 @@ def test_runner_command_line_prints_a_config_error_without_a_traceback(tmp_path)
     )
     assert done.returncode == 1
     assert done.stderr == "error: top_k must be an integer >= 1, got 0\n"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["schema_path=/nonexistent/schema.pbtxt"], "cannot read the schema"),
+        (['data.behaviors=["purchase", "click", "favorite"]'], "does not match behaviors"),
+    ],
+)
+def test_schema_is_checked_where_the_pipeline_uses_it(overrides, message):
+    from pipeline import pipeline as pipeline_lib
+
+    config = configs.load_config(overrides=overrides)  # reads no file but the config
+    with pytest.raises(ValueError, match=message):
+        pipeline_lib.pipeline_arguments(config)
+
+
+def test_loading_a_config_imports_no_tensorflow_tfx_or_beam():
+    code = (
+        "import sys\n"
+        "from pipeline import configs\n"
+        "config = configs.load_config('pipeline/config/jd.json')\n"
+        "assert config.behaviors == ('purchase', 'click', 'favorite'), config.behaviors\n"
+        "heavy = [m for m in ('tensorflow', 'tfx', 'apache_beam', 'tensorflow_transform')\n"
+        "         if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

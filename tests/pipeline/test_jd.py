@@ -22,6 +22,6 @@ def test_jd_log_splits_like_the_release_and_passes_the_curated_schema(jd_events,
     summary = report.summarize(config.resolved_metadata_path, config.pipeline_name)
     assert summary["components"][pipeline_lib.EXAMPLE_VALIDATOR]["state"] == "COMPLETE"
     splits = summary["accounting"]["splits"]
-    # The released JD files: 10,690 users with train rows (../shared/data/README.md).
+    # The released JD files: 10,690 users with train rows (the release format's JD files).
     assert splits[features.TRAIN]["examples"] == 10690
     assert summary["accounting"]["identity_holds"] is True

@@ -62,7 +62,6 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["pipeline_name=a b"], "pipeline_name"),
         (["data.split_method=random"], "split_method"),
         (["evaluation.regression_tolerance=-1"], "regression_tolerance"),
-        (['data.behaviors=["purchase", "click"]'], "does not match behaviors"),
         (["training"], "section.key=value"),
         (["training.epochs=0"], "training.epochs"),
         (["model.latent_dim=0"], "latent_dim"),
