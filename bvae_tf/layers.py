@@ -14,7 +14,6 @@ import contextlib
 from typing import NamedTuple
 
 import tensorflow as tf
-from tensorflow_recommenders.layers import factorized_top_k
 
 from bvae_tf.config import GATE_MODES
 
@@ -377,19 +376,21 @@ class ItemDecoder(tf.keras.layers.Layer):
 
 
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)
-class DecoderTopK(factorized_top_k.BruteForce):
-    """Exact top-K over an :class:`ItemDecoder`'s own item table (TFRS ``BruteForce``).
+class DecoderTopK(tf.keras.layers.Layer):
+    """Exact top-K over an :class:`ItemDecoder`'s own item table.
 
-    A brute-force retrieval layer whose index is the live decoder table (item
-    embeddings with the bias folded in, queries ``[z_hat, 1]``): it can never go stale
-    after training and adds no variables, so ``index`` is not used.
+    Its index is the live decoder table (item embeddings with the bias, queries
+    ``z_hat``): it can never go stale after training and adds no variables.
     ``query_with_exclusions`` takes per-user exclusion lists of any length
     (``tf.RaggedTensor``, ``tf.SparseTensor``, a dense ``[B, n]`` tensor padded with
     -1, or :class:`SparseRows`), sets their scores to ``-inf`` and takes
-    ``tf.math.top_k`` (ties: lower item index first). The TFRS base version needs a
-    static exclusion width (``k + exclusions.shape[1]``) and lowers excluded scores by
-    1e5 instead of removing them, so it is overridden. If fewer than ``k`` items
+    ``tf.math.top_k`` (ties: lower item index first). If fewer than ``k`` items
     remain, the tail holds excluded items with score ``-inf``.
+
+    A plain Keras layer, not a TensorFlow Recommenders
+    ``factorized_top_k.BruteForce``: that layer keeps its own copy of the candidates
+    (``index``), needs a static exclusion width (``k + exclusions.shape[1]``) and
+    lowers excluded scores by 1e5 instead of removing them; none of it applies here.
 
     Args:
       decoder: the :class:`ItemDecoder` whose logits are ranked.
@@ -397,8 +398,9 @@ class DecoderTopK(factorized_top_k.BruteForce):
     """
 
     def __init__(self, decoder: ItemDecoder, k: int = 10, **kwargs):
-        super().__init__(k=k, **kwargs)
+        super().__init__(**kwargs)
         self.decoder = decoder
+        self._k = k
 
     def get_config(self) -> dict:
         """``name``, ``k`` and the decoder's own (serialized) config. A layer rebuilt
@@ -415,15 +417,6 @@ class DecoderTopK(factorized_top_k.BruteForce):
         config = dict(config)
         decoder = tf.keras.layers.deserialize(config.pop("decoder"), custom_objects)
         return cls(decoder, **config)
-
-    def index(self, candidates=None, identifiers=None):
-        raise ValueError("DecoderTopK indexes its decoder's item table; there is nothing to index")
-
-    def index_from_dataset(self, candidates=None):
-        return self.index(candidates)
-
-    def is_exact(self) -> bool:
-        return True
 
     def _check_k(self, k: int | None) -> int:
         k = self._k if k is None else k

@@ -38,7 +38,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from bvae_tf import features as F
 from bvae_tf import layers as L
@@ -60,8 +59,14 @@ class _Compiled:
 
 
 @tf.keras.utils.register_keras_serializable(package="bvae")
-class BVAE(tfrs.models.Model):
+class BVAE(tf.keras.Model):
     """The BVAE model (and the Mult-VAE baselines), see the module docstring.
+
+    A plain Keras model with its own ``train_step``/``test_step`` around
+    :meth:`compute_loss`: a training step must also advance the KL annealing step
+    (``anneal_step``) and, under ``mixed_float16``, scale the loss, which the
+    TensorFlow Recommenders ``tfrs.models.Model`` step does not do, so that base class
+    would contribute nothing.
 
     Args:
       config: a :class:`BVAEConfig` or its ``to_dict()``.

@@ -57,7 +57,7 @@ echo "install: checking imports"
 TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" -W ignore - <<'PY'
 import bvae_tf  # sets TF_USE_LEGACY_KERAS=1 before TensorFlow is imported
 import apache_beam, ml_metadata, tensorflow as tf, tensorflow_data_validation as tfdv
-import tensorflow_model_analysis as tfma, tensorflow_recommenders as tfrs
+import tensorflow_model_analysis as tfma
 import tensorflow_serving.apis.prediction_service_pb2_grpc
 import tensorflow_transform as tft, tfx
 import components, pipeline, serving
@@ -66,7 +66,7 @@ from google.protobuf.internal import api_implementation
 # The pure-Python protobuf runtime makes every request, tf.Example and metadata call slow.
 assert api_implementation.Type() != "python", "protobuf runs as pure Python; install protobuf>=4.25"
 print(f"install: ok -- tfx {tfx.__version__}, tensorflow {tf.__version__}, tfdv {tfdv.__version__}, "
-      f"tfma {tfma.__version__}, tft {tft.__version__}, tfrs {tfrs.__version__}, "
+      f"tfma {tfma.__version__}, tft {tft.__version__}, "
       f"beam {apache_beam.__version__}, protobuf {api_implementation.Type()}")
 PY
 echo "$want" > "$STAMP"

@@ -26,7 +26,6 @@ def test_packages_import_and_keras_is_legacy():
         ("tensorflow_model_analysis", "0.47."),
         ("tensorflow_transform", "1.16."),
         ("apache_beam", "2.60."),
-        ("tensorflow_recommenders", "v0.7.3"),
     ],
 )
 def test_pinned_stack_versions(module, version_prefix):
