@@ -114,12 +114,12 @@ def _jd_transform_output(root: pathlib.Path, num_items: int, seed: int) -> str:
 
 
 def _export_real(path: pathlib.Path, args: argparse.Namespace, seed: int, transform: str) -> None:
-    """Exports an (untrained, seeded) BVAE with ``bvae_tf.trainer.export_serving_model``."""
+    """Exports an (untrained, seeded) BVAE with ``bvae_tf.export.export_serving_model``."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
+    from bvae_tf import export
     from bvae_tf import model as model_lib
-    from bvae_tf import trainer
 
     output = tft.TFTransformOutput(transform)
     num_items = output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
@@ -130,7 +130,7 @@ def _export_real(path: pathlib.Path, args: argparse.Namespace, seed: int, transf
     )
     one_user = tf.SparseTensor([[0, 0]], tf.constant([0], tf.int64), [1, 1])
     model.recommend({features.items_key(b): one_user for b in JD_BEHAVIORS}, k=args.top_k)
-    trainer.export_serving_model(model, output, str(path), top_k=args.top_k)
+    export.export_serving_model(model, output, str(path), top_k=args.top_k)
 
 
 def _export(path: pathlib.Path, args: argparse.Namespace, seed: int, transform: str | None) -> str:
@@ -138,7 +138,7 @@ def _export(path: pathlib.Path, args: argparse.Namespace, seed: int, transform: 
     if transform is not None:
         _export_real(path, args, seed, transform)
         kind = (
-            f"BVAE exported by bvae_tf.trainer.export_serving_model (untrained, seeded; "
+            f"BVAE exported by bvae_tf.export.export_serving_model (untrained, seeded; "
             f"{args.num_items} items, d={args.dim}, {len(JD_BEHAVIORS)} behaviors, K={args.top_k})"
         )
     else:

@@ -20,14 +20,8 @@ After Transform (vocabulary over all behaviors' train items)::
     <b>_items_oov      int64  [1]         count of ids dropped as out-of-vocabulary
     <b>_heldout_oov    int64  [1]         likewise
 
-``serving_default`` signature of the exported model::
-
-    inputs:  examples          string  [batch]     serialized tf.Example as above
-                                                    (only ``<b>_items`` are read)
-    outputs: <b>_item_ids      string  [batch, K]  top-K raw item ids for behavior b,
-                                                    the user's own ``<b>_items`` excluded
-             <b>_scores        float32 [batch, K]  their decoder logits (descending)
-             oov_count         int64   [batch]     ids dropped as unknown, all behaviors
+The exported model's signatures use the names below; they are described, with
+dtypes and shapes, in ``bvae_tf.export``.
 """
 
 from __future__ import annotations

@@ -1,32 +1,8 @@
-"""TFX Trainer entry point (``run_fn``) and the serving export of the BVAE model.
+"""TFX Trainer entry point (``run_fn``) of the BVAE model.
 
 ``run_fn`` trains a :class:`bvae_tf.model.BVAE` on the Transform output (train split,
-early stopping on the eval split, ``bvae_tf.training.fit``) and exports a SavedModel
-whose signatures carry the Transform graph, so clients send raw item ids:
-
-``serving_default`` (names in ``bvae_tf.features``)::
-
-    inputs:  examples        string  [batch]     serialized tf.Examples; only
-                                                 <b>_items (raw ids) are read
-    outputs: <b>_item_ids    string  [batch, K]  top-K raw item ids of behavior b,
-                                                 the user's own <b>_items excluded
-             <b>_scores      float32 [batch, K]  their decoder logits, descending
-             oov_count       int64   [batch]     ids dropped as unknown, all behaviors
-
-``transform_features`` (evaluation tooling)::
-
-    inputs:  examples        string  [batch]     serialized tf.Examples with
-                                                 <b>_items and optionally <b>_heldout
-    outputs: <b>_items, <b>_heldout              int64 [batch, max_len] vocabulary
-                                                 indices, each row padded with -1
-             <b>_items_oov, <b>_heldout_oov      int64 [batch] unknown ids dropped
-
-``score_items`` (offline evaluation and batch scoring; the pipeline's evaluator
-scores every model, old blessed ones included, through its own graph)::
-
-    inputs:  <b>_items       int64   [batch, None]      vocabulary indices, rows padded
-                                                         with -1 (transform_features)
-    outputs: <b>_logits      float32 [batch, num_items]  decoder logits of behavior b
+early stopping on the eval split, ``bvae_tf.training.fit``) and exports it with
+``bvae_tf.export.export_serving_model`` (the signatures are described there).
 
 Trainer ``custom_config``::
 
@@ -57,7 +33,7 @@ import tensorflow_transform as tft
 from absl import logging
 
 from bvae_tf import config as bvae_config
-from bvae_tf import console, features, training
+from bvae_tf import console, export, features, training
 from bvae_tf import model as model_lib
 from bvae_tf.config import (  # noqa: F401
     DEFAULT_TRAINING,
@@ -68,8 +44,6 @@ from bvae_tf.config import (  # noqa: F401
 
 #: File in the model run directory with the training outcome (epochs, best epoch, history).
 FIT_RESULT_FILE = "fit_result.json"
-#: Padding of the dense ``transform_features`` outputs.
-PADDING = -1
 
 
 def _worker_count() -> int:
@@ -186,126 +160,6 @@ def eval_feature_keys(behaviors: Sequence[str]) -> list[str]:
     return keys
 
 
-def export_serving_model(
-    model: model_lib.BVAE,
-    tf_transform_output: tft.TFTransformOutput,
-    export_dir: str,
-    top_k: int = features.DEFAULT_TOP_K,
-) -> str:
-    """Saves ``model`` with the ``serving_default``, ``transform_features`` and
-    ``score_items`` signatures of the module docstring (Transform graph and item
-    vocabulary inside).
-
-    Args:
-      model: a trained BVAE over the Transform output's item vocabulary.
-      tf_transform_output: the Transform output the model was trained on.
-      export_dir: SavedModel directory to write.
-      top_k: K of ``serving_default``, in ``[1, num_items]``.
-
-    Returns:
-      ``export_dir``.
-
-    Raises:
-      ValueError: if ``top_k`` is out of range or the vocabulary size differs from
-        the model's ``num_items``.
-    """
-    behaviors = tuple(model.behaviors)
-    vocab_size = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
-    if vocab_size != model.num_items:
-        raise ValueError(
-            f"the item vocabulary has {vocab_size} items but the model scores {model.num_items}"
-        )
-    check_top_k(top_k, model.num_items)
-
-    # Keras saves a subclassed model only once it has been called on inputs.
-    model(
-        {
-            features.items_key(b): tf.SparseTensor(
-                tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.int64), [0, 0]
-            )
-            for b in behaviors
-        }
-    )
-    for decoder in model.decoders:
-        decoder.add_serving_layout()
-    model.tft_layer = tf_transform_output.transform_features_layer()
-    model.item_ids = tf.lookup.StaticHashTable(
-        tf.lookup.TextFileInitializer(
-            tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCABULARY),
-            key_dtype=tf.int64,
-            key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
-            value_dtype=tf.string,
-            value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
-        ),
-        default_value="",
-    )
-    raw_spec = tf_transform_output.raw_feature_spec()
-    items_spec = {features.items_key(b): raw_spec[features.items_key(b)] for b in behaviors}
-    eval_spec = dict(items_spec)
-    for b in behaviors:
-        if features.heldout_key(b) in raw_spec:
-            eval_spec[features.heldout_key(b)] = raw_spec[features.heldout_key(b)]
-    examples_spec = tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT)
-
-    @tf.function(input_signature=[examples_spec])
-    def serve(examples):
-        transformed = model.tft_layer(tf.io.parse_example(examples, items_spec))
-        inputs = {features.items_key(b): transformed[features.items_key(b)] for b in behaviors}
-        outputs = {}
-        for b, (scores, items) in model.recommend(inputs, k=top_k).items():
-            outputs[features.item_ids_output(b)] = model.item_ids.lookup(items)
-            outputs[features.scores_output(b)] = scores
-        outputs[features.OOV_COUNT] = tf.add_n(
-            [
-                tf.reshape(transformed[features.oov_key(features.items_key(b))], [-1])
-                for b in behaviors
-            ]
-        )
-        return outputs
-
-    @tf.function(input_signature=[examples_spec])
-    def transform_features(examples):
-        transformed = model.tft_layer(tf.io.parse_example(examples, eval_spec))
-        return {
-            key: tf.sparse.to_dense(value, default_value=PADDING)
-            if isinstance(value, tf.SparseTensor)
-            else value
-            for key, value in transformed.items()
-        }
-
-    score_spec = {
-        features.items_key(b): tf.TensorSpec([None, None], tf.int64, name=features.items_key(b))
-        for b in behaviors
-    }
-
-    @tf.function(input_signature=[score_spec])
-    def score_items(padded):
-        logits = model({key: dense_to_sparse(value) for key, value in padded.items()})
-        return {features.logits_output(b): logits[b] for b in behaviors}
-
-    # Serving and evaluation use the signatures only; without the per-layer Keras
-    # traces the SavedModel is smaller and loads faster (reload it with
-    # ``tf.saved_model.load``, not ``tf.keras.models.load_model``).
-    model.save(
-        export_dir,
-        save_format="tf",
-        save_traces=False,
-        signatures={
-            features.SERVING_SIGNATURE: serve.get_concrete_function(),
-            features.TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
-            features.SCORE_SIGNATURE: score_items.get_concrete_function(),
-        },
-    )
-    logging.info("Serving model (top %d per behavior) exported to %s.", top_k, export_dir)
-    return export_dir
-
-
-def dense_to_sparse(padded: tf.Tensor) -> tf.SparseTensor:
-    """Inverse of the ``transform_features`` padding: ``[batch, max_len]`` int64 rows
-    padded with -1 -> ``[batch, None]`` SparseTensor of the indices."""
-    return tf.RaggedTensor.from_tensor(padded, padding=PADDING).to_sparse()
-
-
 # TFX Trainer calls this.
 def run_fn(fn_args: Any) -> None:
     """Trains the BVAE on the Transform output and exports the serving model.
@@ -370,7 +224,7 @@ def run_fn(fn_args: Any) -> None:
     )
     chief = _is_chief(strategy)
     export_dir = fn_args.serving_model_dir if chief else tempfile.mkdtemp(prefix="bvae-worker-")
-    export_serving_model(model, tf_transform_output, export_dir, top_k=top_k)
+    export.export_serving_model(model, tf_transform_output, export_dir, top_k=top_k)
     if chief:
         tf.io.gfile.makedirs(fn_args.model_run_dir)
         summary = {

@@ -34,14 +34,13 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, path_utils
 
-from bvae_tf import features
+from bvae_tf import export, features
 from bvae_tf import metrics as metrics_lib
 from components.ranking_evaluator import gate as gate_lib
 
 EVALUATION_FILE = "evaluation.json"
 MARKDOWN_FILE = "metrics.md"
 GATE_CONFIG_KEY = "gate_config"
-_PADDING = -1
 
 
 def example_files(examples: types.Artifact, split: str) -> list[str]:
@@ -64,10 +63,6 @@ def example_files(examples: types.Artifact, split: str) -> list[str]:
     return files
 
 
-def _sparse(padded: tf.Tensor) -> tf.SparseTensor:
-    return tf.RaggedTensor.from_tensor(padded, padding=_PADDING).to_sparse()
-
-
 def _dataset(
     transform, files: Sequence[str], behaviors: Sequence[str], batch_size: int
 ) -> tf.data.Dataset:
@@ -83,7 +78,7 @@ def _dataset(
                 f"the model's {features.TRANSFORM_SIGNATURE} signature lacks {missing}; "
                 f"does the split hold {features.HELDOUT_SUFFIX!r} features?"
             )
-        batch = {key: _sparse(out[key]) for key in keys}
+        batch = {key: export.padded_to_sparse(out[key]) for key in keys}
         for b in behaviors:
             oov = features.oov_key(features.heldout_key(b))
             batch[oov] = tf.reshape(out[oov], [-1])
@@ -91,11 +86,6 @@ def _dataset(
 
     records = tf.data.TFRecordDataset(list(files), compression_type=compression)
     return records.batch(batch_size).map(to_inputs)
-
-
-def _behavior_order(name: str) -> tuple[int, str]:
-    canonical = features.DEFAULT_BEHAVIORS
-    return (canonical.index(name) if name in canonical else len(canonical), name)
 
 
 class ScoringModel:
@@ -108,10 +98,11 @@ class ScoringModel:
     ``scorer(features, training=False) -> {b: [batch, num_items] float32}``.
 
     Args:
-      model_dir: the exported SavedModel (``bvae_tf.trainer.export_serving_model``).
+      model_dir: the exported SavedModel (``bvae_tf.export.export_serving_model``).
 
     Raises:
-      ValueError: if the SavedModel lacks one of the two signatures.
+      ValueError: if the SavedModel lacks one of the two signatures or its
+        ``bvae_tf.export.EXPORT_INFO_FILE``.
     """
 
     def __init__(self, model_dir: str):
@@ -124,19 +115,28 @@ class ScoringModel:
                 )
         self.transform = signatures[features.TRANSFORM_SIGNATURE]
         self._score = signatures[features.SCORE_SIGNATURE]
-        inputs = self._score.structured_input_signature[1]
-        self.behaviors = tuple(
-            sorted(
-                (key[: -len(features.ITEMS_SUFFIX)] for key in inputs),
-                key=_behavior_order,
+        if tf.io.gfile.exists(os.path.join(model_dir, export.EXPORT_INFO_FILE)):
+            self.behaviors = export.read_export_info(model_dir).behaviors
+        else:
+            # Exported before the export described itself (e.g. an old blessed
+            # baseline): its score_items inputs name the behaviors; metrics are keyed
+            # by behavior, so their order (here by name) changes no number.
+            inputs = self._score.structured_input_signature[1]
+            self.behaviors = tuple(sorted(key[: -len(features.ITEMS_SUFFIX)] for key in inputs))
+            logging.warning(
+                "%s has no %s (exported by an older version); behaviors %s read from "
+                "its %s signature",
+                model_dir,
+                export.EXPORT_INFO_FILE,
+                list(self.behaviors),
+                features.SCORE_SIGNATURE,
             )
-        )
 
     def __call__(self, inputs: Mapping[str, Any], training: bool = False) -> dict[str, tf.Tensor]:
         del training  # an exported model always scores deterministically
         padded = {
             features.items_key(b): tf.sparse.to_dense(
-                inputs[features.items_key(b)], default_value=_PADDING
+                inputs[features.items_key(b)], default_value=export.PADDING
             )
             for b in self.behaviors
         }

@@ -12,7 +12,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 import bvae_tf  # noqa: F401
-from bvae_tf import features, trainer
+from bvae_tf import export, features, trainer
 from bvae_tf import model as model_lib
 from tests.pipeline import tiny
 
@@ -80,7 +80,7 @@ def exported(data, tmp_path_factory):
     )
     model.fit(ds, epochs=1, verbose=0)
     export_dir = str(tmp_path_factory.mktemp("export") / "serving")
-    trainer.export_serving_model(model, output, export_dir, top_k=TOP_K)
+    export.export_serving_model(model, output, export_dir, top_k=TOP_K)
     return model, output, export_dir
 
 
@@ -202,7 +202,7 @@ def test_transform_features_matches_the_materialized_transform(data, exported, s
     for key, value in expected.items():
         if isinstance(value, tf.SparseTensor):
             np.testing.assert_array_equal(
-                tf.sparse.to_dense(trainer.dense_to_sparse(got[key])).numpy(),
+                tf.sparse.to_dense(export.padded_to_sparse(got[key])).numpy(),
                 tf.sparse.to_dense(value).numpy(),
             )
         else:
@@ -226,7 +226,7 @@ def test_bad_training_settings_are_clear_errors(training, message):
 def test_top_k_out_of_range_is_a_clear_error(exported, tmp_path):
     model, output, _ = exported
     with pytest.raises(ValueError, match="top_k"):
-        trainer.export_serving_model(model, output, str(tmp_path / "x"), top_k=10_000)
+        export.export_serving_model(model, output, str(tmp_path / "x"), top_k=10_000)
 
 
 def test_top_k_above_the_vocabulary_fails_before_the_first_epoch(data, tmp_path, monkeypatch):
@@ -238,3 +238,22 @@ def test_top_k_above_the_vocabulary_fails_before_the_first_epoch(data, tmp_path,
     args.custom_config["top_k"] = 200
     with pytest.raises(ValueError, match=r"top_k must be an integer in \[1, 30\].*got 200"):
         trainer.run_fn(args)
+
+
+def test_the_export_describes_itself(exported):
+    model, output, export_dir = exported
+    info = export.read_export_info(export_dir)
+    # The model's order, not the names' (click < purchase).
+    assert info.behaviors == tuple(model.behaviors) == tiny.BEHAVIORS
+    assert (info.top_k, info.num_items) == (TOP_K, model.num_items)
+    vocabulary = [v.decode() for v in output.vocabulary_by_name(features.ITEM_VOCABULARY)]
+    assert info.item_ids() == vocabulary
+
+
+def test_an_export_without_its_description_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="export it again"):
+        export.read_export_info(str(tmp_path))
+    (tmp_path / "assets.extra").mkdir()
+    (tmp_path / export.EXPORT_INFO_FILE).write_text('{"format": 99}')
+    with pytest.raises(ValueError, match="format-1 export description"):
+        export.read_export_info(str(tmp_path))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import tensorflow_transform as tft
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 
 import bvae_tf  # noqa: F401
-from bvae_tf import features, trainer
+from bvae_tf import export, features, trainer
 from bvae_tf import metrics as metrics_lib
 from bvae_tf import model as model_lib
 from components.ranking_evaluator import executor as evaluator_executor
@@ -111,7 +112,7 @@ def setup(tmp_path_factory, tiny_pipeline_data):
     artifact = standard_artifacts.Model()
     artifact.uri = str(root / "model")
     artifact.id = 7
-    trainer.export_serving_model(model, output, os.path.join(artifact.uri, "Format-Serving"), 5)
+    export.export_serving_model(model, output, os.path.join(artifact.uri, "Format-Serving"), 5)
     examples = standard_artifacts.Examples()
     examples.uri = data.raw_examples_uri
     examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
@@ -241,3 +242,21 @@ def test_missing_split_is_a_clear_error(setup, tmp_path):
     examples.split_names = artifact_utils.encode_split_names([features.TRAIN])
     with pytest.raises(ValueError, match="no split 'eval'"):
         _run(tmp_path, examples, artifact)
+
+
+def test_behaviors_come_from_the_export_and_an_older_export_still_scores(setup, tmp_path):
+    _, _, _, artifact, examples = setup
+    serving = os.path.join(artifact.uri, "Format-Serving")
+    # Read from the export, in the model's order (not by name: click < purchase).
+    assert evaluator_executor.ScoringModel(serving).behaviors == tiny.BEHAVIORS
+    # An export made before it described itself is scored all the same.
+    older = tmp_path / "older"
+    shutil.copytree(serving, older)
+    os.remove(older / export.EXPORT_INFO_FILE)
+    scorer = evaluator_executor.ScoringModel(str(older))
+    assert set(scorer.behaviors) == set(tiny.BEHAVIORS)
+    files = evaluator_executor.example_files(examples, features.EVAL)
+    new = evaluator_executor.ScoringModel(serving).score(files, [5], 64)
+    old = scorer.score(files, [5], 64)
+    for b in tiny.BEHAVIORS:
+        assert old.behaviors[b].metrics == new.behaviors[b].metrics

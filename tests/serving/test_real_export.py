@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from bvae_tf import features, trainer
+from bvae_tf import export, features, trainer
 from bvae_tf import model as model_lib
 from serving.client import ServingClient, serialize_histories
 from serving.server import BatchingOptions, LocalServer
@@ -34,7 +34,7 @@ def real_base(tmp_path_factory, tiny_pipeline_data):
     model.fit(dataset, epochs=1, verbose=0)
     base = tmp_path_factory.mktemp("models")
     staging = base / "bvae" / ".tmp-1"
-    trainer.export_serving_model(model, output, str(staging), top_k=TOP_K)
+    export.export_serving_model(model, output, str(staging), top_k=TOP_K)
     write_warmup_requests(staging, model_name="bvae")
     staging.rename(base / "bvae" / "1")
     return base, data
