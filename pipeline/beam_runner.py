@@ -30,15 +30,10 @@ config. Examples:
 MLMD is the SQLite file of the config, as for the local runner.
 """
 
-import os
-import pathlib
 import sys
 
-# Keras 2 (tf_keras) for TFX 1.16 and TFRS: set before anything imports TensorFlow.
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-if __package__ in (None, ""):  # run as a script: import the repository's packages
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
+if __package__ in (None, ""):  # run as a script (the TFX CLI): pipeline/ is on sys.path
+    import bootstrap  # noqa: F401
 import bvae_tf
 
 if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
@@ -47,7 +42,7 @@ if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start
 from tfx import v1 as tfx
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-from pipeline import configs, local_runner, runtime
+from pipeline import configs, local_runner, report, runtime
 
 
 def build(config: configs.PipelineConfig, beam_pipeline_args=None) -> tfx.dsl.Pipeline:
@@ -62,7 +57,7 @@ def main(argv=None) -> None:
     runtime.ensure_input(config)
     # TFX 1.16 exports no BeamDagRunner under tfx.v1: the IR-based runner's own module.
     runner = BeamDagRunner()
-    local_runner.run_and_report(config, lambda: runner.run(build(config, beam_args)))
+    report.run_and_report(config, lambda: runner.run(build(config, beam_args)))
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ blessing and the pushed model's path.
 
 import sys
 
-from pipeline import local_runner, runtime
+from pipeline import local_runner, report, runtime
 
 
 def main(argv=None) -> None:
     config = runtime.parse_and_start(__doc__.split("\n\n")[0], "demo", argv)
     local_runner.run(config)
-    local_runner.print_summary(config)
+    report.print_summary(config)
 
 
 if __name__ == "__main__":

@@ -15,15 +15,10 @@ a summary: the ExampleGen's accounting, eval and test metrics per behavior, the
 blessing and the pushed path.
 """
 
-import os
-import pathlib
 import sys
 
-# Keras 2 (tf_keras) for TFX 1.16 and TFRS: set before anything imports TensorFlow.
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-if __package__ in (None, ""):  # run as a script: import the repository's packages
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
+if __package__ in (None, ""):  # run as a script (the TFX CLI): pipeline/ is on sys.path
+    import bootstrap  # noqa: F401
 import bvae_tf
 
 if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
@@ -64,49 +59,9 @@ def run(config: configs.PipelineConfig) -> None:
     tfx.orchestration.LocalDagRunner().run(build(config))
 
 
-def latest_run_id(config: configs.PipelineConfig) -> str | None:
-    """The id of the latest run of the config's pipeline in its MLMD store, if any."""
-    try:
-        run_id, _ = report.latest_run(
-            report.open_store(config.resolved_metadata_path), config.pipeline_name
-        )
-    except ValueError:
-        return None
-    return run_id
-
-
-def print_summary(config: configs.PipelineConfig) -> dict:
-    """Prints the latest run's summary (accounting, metrics, blessing, pushed path)
-    and how to serve the pushed model; returns the summary (``report.summarize``)."""
-    summary = report.summarize(config.resolved_metadata_path, config.pipeline_name)
-    print()
-    print(report.format_summary(summary))
-    print(f"Artifacts: {config.resolved_pipeline_root}")
-    if summary.get("pushed"):
-        python = os.path.relpath(sys.executable) if sys.executable else "python"
-        print(
-            f"Serve it: {python} -m serving.server --model_base_path "
-            f"{config.resolved_serving_model_dir} --model_name {config.model_name}"
-        )
-    return summary
-
-
-def run_and_report(config: configs.PipelineConfig, run_pipeline) -> None:
-    """Calls ``run_pipeline()`` and prints the summary of the run it made.
-
-    Under ``tfx pipeline create`` the TFX CLI only compiles (the runner's ``run`` is
-    patched and runs nothing): then no new run is in the metadata store and nothing
-    is printed.
-    """
-    before = latest_run_id(config)
-    run_pipeline()
-    if latest_run_id(config) not in (None, before):
-        print_summary(config)
-
-
 def main(argv=None) -> None:
     config = runtime.parse_and_start(__doc__.split("\n\n")[0], "local_runner", argv)
-    run_and_report(config, lambda: run(config))
+    report.run_and_report(config, lambda: run(config))
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ from tfx import v1 as tfx
 from bvae_tf import features
 from components.multi_behavior_example_gen import MultiBehaviorExampleGen
 from components.ranking_evaluator import GateConfig, RankingEvaluator
+from components.strict_example_validator.component import StrictExampleValidator
 from components.versioned_pusher import VersionedPusher
 from pipeline import configs
-from pipeline.validation import StrictExampleValidator
 
 #: Node ids (stable names in MLMD, the pipeline JSON and the run logs).
 EXAMPLE_GEN = "MultiBehaviorExampleGen"

@@ -18,6 +18,7 @@ from typing import Any
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import configs
 from pipeline import pipeline as pipeline_lib
 
 _RUN_CONTEXT = "pipeline_run"
@@ -223,3 +224,42 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             tensorboard = os.path.relpath(tensorboard)
         lines.append(f"Training curves: {tensorboard} --logdir {summary['tensorboard_logdir']}")
     return "\n".join(lines)
+
+
+# --- what the runners print after a run ----------------------------------------------
+def latest_run_id(config: configs.PipelineConfig) -> str | None:
+    """The id of the latest run of the config's pipeline in its MLMD store, if any."""
+    try:
+        run_id, _ = latest_run(open_store(config.resolved_metadata_path), config.pipeline_name)
+    except ValueError:
+        return None
+    return run_id
+
+
+def print_summary(config: configs.PipelineConfig) -> dict:
+    """Prints the latest run's summary (accounting, metrics, blessing, pushed path)
+    and how to serve the pushed model; returns the summary (``report.summarize``)."""
+    summary = summarize(config.resolved_metadata_path, config.pipeline_name)
+    print()
+    print(format_summary(summary))
+    print(f"Artifacts: {config.resolved_pipeline_root}")
+    if summary.get("pushed"):
+        python = os.path.relpath(sys.executable) if sys.executable else "python"
+        print(
+            f"Serve it: {python} -m serving.server --model_base_path "
+            f"{config.resolved_serving_model_dir} --model_name {config.model_name}"
+        )
+    return summary
+
+
+def run_and_report(config: configs.PipelineConfig, run_pipeline) -> None:
+    """Calls ``run_pipeline()`` and prints the summary of the run it made.
+
+    Under ``tfx pipeline create`` the TFX CLI only compiles (the runner's ``run`` is
+    patched and runs nothing): then no new run is in the metadata store and nothing
+    is printed.
+    """
+    before = latest_run_id(config)
+    run_pipeline()
+    if latest_run_id(config) not in (None, before):
+        print_summary(config)

@@ -31,13 +31,14 @@ from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.types import artifact_utils, standard_artifacts
 
 from bvae_tf import features
-from pipeline import validation
+from components.strict_example_validator import component as validation
 
 HEADER = (
     "# Curated schema of the per-user tf.Examples (see bvae_tf/features.py).\n"
     "# Drafted by `python -m pipeline.schema_tool` from StatisticsGen output, reviewed.\n"
     "# Imported by ImportSchemaGen; validated per split environment by\n"
-    "# pipeline.validation.StrictExampleValidator (TRAINING: train; EVALUATION: eval, test).\n"
+    "# components.strict_example_validator.StrictExampleValidator\n"
+    "# (TRAINING: train; EVALUATION: eval, test).\n"
 )
 
 

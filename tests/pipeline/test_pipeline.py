@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 import bvae_tf  # noqa: F401
-from pipeline import configs, kubeflow_v2_runner, local_runner, runtime
+from pipeline import configs, kubeflow_v2, local_runner, runtime
 from pipeline import pipeline as pipeline_lib
 
 pytestmark = pytest.mark.unit
@@ -123,7 +123,7 @@ def test_synthetic_input_is_generated_once(tmp_path):
 
 def _compile_remote(config, tmp_path, schema_path):
     """The decoded Kubeflow V2 JSON of ``config`` with gs:// roots."""
-    path = kubeflow_v2_runner.compile_pipeline(
+    path = kubeflow_v2.compile_pipeline(
         config,
         pipeline_root="gs://bucket/root",
         serving_model_dir="gs://bucket/serving",
@@ -185,12 +185,10 @@ def test_kubeflow_v2_spec_with_remote_roots_names_no_local_path(tmp_path, monkey
 
 def test_local_path_scan_finds_nested_strings():
     spec = {"a": [{"b": "x"}, {"c": "--flag=/home/me/repo/schema.pbtxt"}], "d": "/home/me/repo"}
-    found = kubeflow_v2_runner.local_paths_in(spec, ["/home/me/repo/"])
+    found = kubeflow_v2.local_paths_in(spec, ["/home/me/repo/"])
     assert found == ["/a/1/c: '--flag=/home/me/repo/schema.pbtxt'", "/d: '/home/me/repo'"]
     allowed = frozenset({"--flag=/home/me/repo/schema.pbtxt"})
-    assert kubeflow_v2_runner.local_paths_in(spec, ["/home/me/repo/"], allowed) == [
-        "/d: '/home/me/repo'"
-    ]
+    assert kubeflow_v2.local_paths_in(spec, ["/home/me/repo/"], allowed) == ["/d: '/home/me/repo'"]
 
 
 @pytest.mark.parametrize(
@@ -223,7 +221,7 @@ def test_kubeflow_v2_refuses_local_locations_with_remote_roots(
         **arguments,
     }
     with pytest.raises(ValueError, match=message):
-        kubeflow_v2_runner.compile_pipeline(config, **kwargs)
+        kubeflow_v2.compile_pipeline(config, **kwargs)
     assert not (tmp_path / "bvae.json").exists()
 
 

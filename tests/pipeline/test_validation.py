@@ -10,7 +10,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 
 from bvae_tf import features
-from pipeline import configs, schema_tool, validation
+from components.strict_example_validator import component as validation
+from pipeline import configs, schema_tool
 from tests.pipeline import tiny
 
 pytestmark = pytest.mark.unit
