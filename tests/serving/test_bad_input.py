@@ -26,7 +26,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from bvae_tf import features
 from serving import model_server as model_server_module
-from serving.client import recommendations_from_outputs, serialize_histories
+from serving.client_requests import recommendations_from_outputs, serialize_histories
 from serving.model_server import DEFAULT_MAX_ROWS_PER_REQUEST, ModelServer
 from serving.request_checks import ServingError
 from serving.server import LocalServer

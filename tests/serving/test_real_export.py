@@ -8,7 +8,8 @@ import tensorflow_transform as tft
 
 from bvae_tf import features, trainer
 from bvae_tf import model as model_lib
-from serving.client import ServingClient, serialize_histories
+from serving.client import ServingClient
+from serving.client_requests import serialize_histories
 from serving.server import LocalServer
 from serving.versions import BatchingOptions
 from serving.warmup import write_warmup_requests

@@ -19,7 +19,8 @@ from tensorflow_serving.apis import get_model_status_pb2, predict_pb2, predictio
 
 from bvae_tf import features
 from serving import versions as versions_module
-from serving.client import ServingClient, build_history_request
+from serving.client import ServingClient
+from serving.client_requests import build_history_request
 from serving.model_server import ModelServer
 from serving.server import LocalServer
 from serving.versions import BatchingOptions, complete_versions
