@@ -142,7 +142,7 @@ def _export(path: pathlib.Path, args: argparse.Namespace, seed: int, transform: 
             f"{args.num_items} items, d={args.dim}, {len(JD_BEHAVIORS)} behaviors, K={args.top_k})"
         )
     else:
-        from tests.serving.standin_model import export_standin_model
+        from benchmarks.standin_model import export_standin_model
 
         export_standin_model(
             path,

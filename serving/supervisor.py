@@ -141,9 +141,9 @@ class _Process:
 
 class _Supervisor:
     def __init__(self, argv: Sequence[str], args: argparse.Namespace):
-        from serving import server
+        from serving import versions
 
-        self._server = server
+        self._versions = versions
         self._argv = list(argv)
         self._args = args
         self._model_dir = pathlib.Path(args.model_base_path) / args.model_name
@@ -177,7 +177,7 @@ class _Supervisor:
         path = self._model_dir / str(version)
         process = _Process(
             popen=subprocess.Popen(command, pass_fds=(write_fd,)),
-            fingerprint=self._server.version_fingerprint(path),
+            fingerprint=self._versions.version_fingerprint(path),
             wanted_version=version,
             idle=idle,
         )
@@ -193,7 +193,7 @@ class _Supervisor:
         return process
 
     def _wanted_version(self) -> int | None:
-        versions = self._server.complete_versions(self._model_dir)
+        versions = self._versions.complete_versions(self._model_dir)
         if not versions:
             if not self._no_version_logged:
                 logging.warning(
@@ -205,7 +205,7 @@ class _Supervisor:
             return None
         self._no_version_logged = False
         version = max(versions)
-        if self._failed.get(version) == self._server.version_fingerprint(versions[version]):
+        if self._failed.get(version) == self._versions.version_fingerprint(versions[version]):
             return None
         return version
 
@@ -258,7 +258,7 @@ class _Supervisor:
             return
         self._loading = None
         path = self._model_dir / str(loading.wanted_version)
-        if self._server.version_fingerprint(path) == loading.fingerprint:
+        if self._versions.version_fingerprint(path) == loading.fingerprint:
             self._failed[loading.wanted_version] = loading.fingerprint
             logging.error(
                 "Version %d of model %s failed to load (process %d %s); not serving it",

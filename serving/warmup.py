@@ -4,8 +4,9 @@ TF Serving replays ``<version>/assets.extra/tf_serving_warmup_requests`` (a TFRe
 file of ``tensorflow.serving.PredictionLog`` records, at most 1000) when it loads a
 version, before the version takes traffic, so the first real requests do not pay
 for lazy initialisation (see "SavedModel Warmup" in the TF Serving guide). The local
-server (``serving.server``) does the same. The requests are built with the client's
-own request builder, so they are exactly what clients send.
+server (``serving.model_server``) does the same. The requests are built with the
+client's own request builder (``serving.client_requests``), so they are exactly what
+clients send.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from bvae_tf import features
 from serving import signatures
-from serving.client import History, build_history_request
+from serving.client_requests import History, build_history_request
 
 ASSETS_EXTRA = "assets.extra"
 WARMUP_FILENAME = "tf_serving_warmup_requests"

@@ -1,7 +1,7 @@
 """Fixtures of the serving tests: an exported model base path and a running local server.
 
 ``exported_model_base`` is the one place that decides which SavedModel the serving
-tests use: the stand-in of ``tests/serving/standin_model.py``, which implements the
+tests use: the stand-in of ``benchmarks/standin_model.py``, which implements the
 exact ``serving_default`` contract of ``bvae_tf.features`` with 12 items (small
 enough that a user's own items visibly leave the top-K). ``test_real_export.py``
 serves a model exported by ``bvae_tf.trainer`` as well.
@@ -14,10 +14,10 @@ import shutil
 
 import pytest
 
+from benchmarks.standin_model import export_standin_model
 from serving.client import ServingClient
 from serving.server import LocalServer
 from serving.warmup import write_warmup_requests
-from tests.serving.standin_model import export_standin_model
 
 MODEL_NAME = "bvae"
 NUM_ITEMS = 12
@@ -61,7 +61,7 @@ def exported_model_base(tmp_path_factory, model_template) -> tuple[pathlib.Path,
 def local_server(exported_model_base):
     """A local server (gRPC and REST, batching on) on free loopback ports."""
     base, name = exported_model_base
-    from serving.server import BatchingOptions
+    from serving.versions import BatchingOptions
 
     with LocalServer(
         base,

@@ -25,9 +25,12 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from bvae_tf import features
-from serving import server as server_lib
-from serving.client import recommendations_from_outputs, serialize_histories
-from serving.server import LocalServer, ModelServer, complete_versions
+from serving import model_server as model_server_module
+from serving.client_requests import recommendations_from_outputs, serialize_histories
+from serving.model_server import DEFAULT_MAX_ROWS_PER_REQUEST, ModelServer
+from serving.request_checks import ServingError
+from serving.server import LocalServer
+from serving.versions import complete_versions
 from tests.serving.conftest import MODEL_NAME, TOP_K, publish
 
 pytestmark = pytest.mark.e2e
@@ -250,7 +253,7 @@ def test_a_version_changing_while_it_loads_is_not_served(tmp_path, model_templat
     publish(model_template, tmp_path, 1)
     model_server = ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=0)
     model_server.start()
-    load = server_lib.load_version
+    load = model_server_module.load_version
     copies = []
 
     def load_while_copying(version, path, batching=None):
@@ -260,7 +263,7 @@ def test_a_version_changing_while_it_loads_is_not_served(tmp_path, model_templat
             (path / "assets.extra" / "late_file").write_bytes(b"x")
         return loaded
 
-    monkeypatch.setattr(server_lib, "load_version", load_while_copying)
+    monkeypatch.setattr(model_server_module, "load_version", load_while_copying)
     shutil.copytree(model_template / "seed2", tmp_path / MODEL_NAME / "2")
     assert model_server.poll() is None
     assert model_server.current.version == 1
@@ -272,12 +275,12 @@ def test_sigterm_while_the_first_version_loads_exits(tmp_path, model_template):
     publish(model_template, tmp_path, 1)
     code = (
         "import os, signal, sys\n"
-        "from serving import server\n"
-        "load = server.load_version\n"
+        "from serving import model_server, server\n"
+        "load = model_server.load_version\n"
         "def load_and_signal(*args):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return load(*args)\n"
-        "server.load_version = load_and_signal\n"
+        "model_server.load_version = load_and_signal\n"
         "sys.exit(server.main(sys.argv[1:]))\n"
     )
     with socket.socket() as sock:
@@ -313,7 +316,7 @@ def test_too_many_rows_are_refused_naming_the_limit(predict):
     request = _request([b""] * 2000)
     code, details = _rejected(predict, request)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"{server_lib.DEFAULT_MAX_ROWS_PER_REQUEST} rows a request may hold" in details
+    assert f"{DEFAULT_MAX_ROWS_PER_REQUEST} rows a request may hold" in details
     assert details.startswith("input tensor alias examples: 2000 rows, more than the")
 
 
@@ -328,7 +331,7 @@ def test_row_limit_is_configurable_and_exact(exported_model_base):
     try:
         answer = model_server.predict(_request([EXAMPLE] * 3))
         assert answer.outputs[features.OOV_COUNT].tensor_shape.dim[0].size == 3
-        with pytest.raises(server_lib.ServingError) as info:
+        with pytest.raises(ServingError) as info:
             model_server.predict(_request([EXAMPLE] * 4))
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert "4 rows, more than the 3 rows a request may hold" in info.value.message

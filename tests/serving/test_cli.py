@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from bvae_tf import features
-from serving import client as client_cli
-from serving.client import serialize_histories
+from serving import client_cli
+from serving.client_requests import serialize_histories
 from tests.serving.conftest import MODEL_NAME, TOP_K, assert_same_ranking
 
 pytestmark = pytest.mark.e2e

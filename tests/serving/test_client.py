@@ -11,8 +11,8 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from bvae_tf import features
 from serving import signatures, tensor_protos
-from serving.client import (
-    ServingClient,
+from serving.client import ServingClient
+from serving.client_requests import (
     build_history_request,
     build_predict_request,
     history_example,

@@ -18,9 +18,12 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, predict_pb2, prediction_log_pb2
 
 from bvae_tf import features
-from serving import server as server_lib
-from serving.client import ServingClient, build_history_request
-from serving.server import BatchingOptions, LocalServer, ModelServer, complete_versions
+from serving import versions as versions_module
+from serving.client import ServingClient
+from serving.client_requests import build_history_request
+from serving.model_server import ModelServer
+from serving.server import LocalServer
+from serving.versions import BatchingOptions, complete_versions
 from tests.serving.conftest import MODEL_NAME, publish
 
 pytestmark = pytest.mark.e2e
@@ -103,7 +106,7 @@ def test_hot_reload_switches_without_a_failed_call(tmp_path, model_template, bat
 def test_in_flight_calls_finish_on_the_old_version(tmp_path, model_template, monkeypatch, batching):
     """A call running on version 1 while version 2 is swapped in completes on version 1."""
     entered, release = threading.Event(), threading.Event()
-    make_runner = server_lib._numpy_runner
+    make_runner = versions_module._numpy_runner
 
     def held_runner(function, signature):
         run = make_runner(function, signature)
@@ -116,7 +119,7 @@ def test_in_flight_calls_finish_on_the_old_version(tmp_path, model_template, mon
 
         return held
 
-    monkeypatch.setattr(server_lib, "_numpy_runner", held_runner)
+    monkeypatch.setattr(versions_module, "_numpy_runner", held_runner)
     publish(model_template, tmp_path, 1, seed=1)
     model_server = ModelServer(
         tmp_path, MODEL_NAME, poll_wait_seconds=0, enable_warmup=False, batching=batching
@@ -271,7 +274,7 @@ def test_cli_server_stops_gracefully_on_sigterm(tmp_path, model_template):
 
 def test_calls_beyond_the_bound_are_refused_not_queued(tmp_path, model_template, monkeypatch):
     entered, release = threading.Event(), threading.Event()
-    make_runner = server_lib._numpy_runner
+    make_runner = versions_module._numpy_runner
 
     def held_runner(function, signature):
         run = make_runner(function, signature)
@@ -283,7 +286,7 @@ def test_calls_beyond_the_bound_are_refused_not_queued(tmp_path, model_template,
 
         return held
 
-    monkeypatch.setattr(server_lib, "_numpy_runner", held_runner)
+    monkeypatch.setattr(versions_module, "_numpy_runner", held_runner)
     publish(model_template, tmp_path, 1)
     with LocalServer(
         tmp_path,

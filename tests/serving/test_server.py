@@ -21,7 +21,7 @@ from tensorflow_serving.apis import (
 )
 
 from bvae_tf import features
-from serving.client import serialize_histories
+from serving.client_requests import serialize_histories
 from tests.serving.conftest import MODEL_NAME, NUM_ITEMS, TOP_K, assert_same_ranking
 
 pytestmark = pytest.mark.e2e

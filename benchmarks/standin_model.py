@@ -1,7 +1,7 @@
 """A small SavedModel that implements the exported model's serving contract.
 
-The serving tests (and ``benchmarks/serve_load.py`` while no trained export is at
-hand) need a model with exactly the ``serving_default`` contract of
+The serving tests and ``benchmarks/serve_load.py`` (``--model standin``, while no
+trained export is at hand) need a model with exactly the ``serving_default`` contract of
 ``bvae_tf.features``: serialized tf.Examples with ``<b>_items`` bytes features in,
 per-behavior top-K raw item ids and scores plus ``oov_count`` out. This module builds
 one with the same shape of computation as BVAE at serving time (union multi-hot,
@@ -9,7 +9,8 @@ L2-normalised, one linear encoder to ``d``, one linear decoder per behavior, the
 user's own items of ``b`` set to ``-inf`` before ``top_k``), with random weights.
 
 The item vocabulary is a text asset read by a ``tf.lookup.StaticHashTable``, as the
-Transform vocabulary is in the real export.
+Transform vocabulary is in the real export. It lives with the benchmarks, which do
+not import ``tests/``; the tests import it from here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,233 @@
+"""The ``python -m serving.client`` command line: top-K items, metadata and status.
+
+Command line::
+
+    python -m serving.client --model_name bvae predict --history purchase=i1,i2 --history click=i3
+    python -m serving.client --model_name bvae predict --histories_file users.jsonl --json
+    python -m serving.client --model_name bvae predict --examples_file eval.tfrecord.gz
+    python -m serving.client --model_name bvae metadata
+    python -m serving.client --model_name bvae status
+
+Prints a table (``--json``: JSON); a failed call prints ``error: CODE: message`` and
+exits 1. :func:`serving.client.main` runs :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import grpc
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_status_pb2
+
+from bvae_tf import console, features
+from serving import signatures
+from serving.client import DEFAULT_TARGET, ServingClient
+from serving.client_requests import Recommendations
+
+
+def _parse_history_flags(values: Sequence[str]) -> dict[str, list[str]]:
+    history: dict[str, list[str]] = {}
+    for value in values:
+        behavior, sep, items = value.partition("=")
+        behavior = behavior.strip()
+        if not sep or not behavior:
+            raise ValueError(f"--history takes BEHAVIOR=ID1,ID2,…, got {value!r}")
+        history.setdefault(behavior, []).extend(i for i in items.split(",") if i)
+    return history
+
+
+def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]]]]:
+    """JSON lines: ``{"user_id": …, "<behavior>": [ids…], …}`` per user."""
+    users, histories = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {line.strip()!r}")
+            users.append(str(record.pop(features.USER_ID, len(users))))
+            histories.append(record)
+    return users, histories
+
+
+def _read_examples_file(path: str) -> tuple[list[str], list[bytes]]:
+    """A TFRecord file (``.gz``: GZIP) of serialized tf.Examples."""
+    compression = "GZIP" if path.endswith(".gz") else ""
+    users, records = [], []
+    for record in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
+        example = tf.train.Example.FromString(record)
+        user = example.features.feature.get(features.USER_ID)
+        users.append(
+            user.bytes_list.value[0].decode("utf-8")
+            if user is not None and user.bytes_list.value
+            else str(len(users))
+        )
+        records.append(record)
+    return users, records
+
+
+def _format_table(users: Sequence[str], results: Sequence[Recommendations]) -> str:
+    lines = []
+    for user, result in zip(users, results, strict=True):
+        behaviors = list(result.items)
+        lines.append(
+            f"user {user}  (model version {result.model_version}, "
+            f"unknown item ids dropped: {result.oov_count})"
+        )
+        width = max([12] + [len(i) for items in result.items.values() for i, _ in items])
+        header = "  rank" + "".join(f"  {b:<{width}} {'score':>9}" for b in behaviors)
+        lines.append(header)
+        depth = max((len(items) for items in result.items.values()), default=0)
+        for rank in range(depth):
+            cells = []
+            for behavior in behaviors:
+                items = result.items[behavior]
+                if rank < len(items):
+                    item, score = items[rank]
+                    cells.append(f"  {item:<{width}} {score:>9.4f}")
+                else:
+                    cells.append(f"  {'':<{width}} {'':>9}")
+            lines.append(f"  {rank + 1:>4}" + "".join(cells))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.client",
+        description="Query the served BVAE model over TF Serving's gRPC API.",
+    )
+    parser.add_argument("--server", default=DEFAULT_TARGET, help="host:port of the gRPC API")
+    parser.add_argument("--model_name", required=True)
+    parser.add_argument("--signature_name", default=features.SERVING_SIGNATURE)
+    parser.add_argument("--version", type=int, default=None, help="default: latest")
+    parser.add_argument("--timeout", type=float, default=5.0, help="deadline per call, seconds")
+    parser.add_argument(
+        "--max_attempts", type=int, default=4, help="attempts on UNAVAILABLE/CANCELLED"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    # --json is also accepted after the subcommand.
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser(
+        "predict", help="top-K items per behavior for users", parents=[json_flag]
+    )
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--history",
+        action="append",
+        metavar="BEHAVIOR=ID1,ID2",
+        help="one user's raw item ids for a behavior (repeat per behavior)",
+    )
+    source.add_argument("--histories_file", help="JSON lines, one {behavior: [ids]} per user")
+    source.add_argument("--examples_file", help="TFRecord (.gz: GZIP) of tf.Examples")
+    predict.add_argument("--top_k", type=int, default=None, help="default: all the model returns")
+    predict.add_argument("--batch_size", type=int, default=64, help="users per request")
+    commands.add_parser(
+        "metadata", help="the model's signatures (GetModelMetadata)", parents=[json_flag]
+    )
+    commands.add_parser(
+        "status", help="the model's versions and states (GetModelStatus)", parents=[json_flag]
+    )
+    return parser.parse_args(argv)
+
+
+def _run(args: argparse.Namespace, client: ServingClient) -> str:
+    if args.command == "status":
+        response = client.get_model_status()
+        if args.json:
+            return json.dumps(
+                json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2
+            )
+        rows = [
+            f"version {s.version}: "
+            f"{get_model_status_pb2.ModelVersionStatus.State.Name(s.state)}"
+            + (f" ({s.status.error_message})" if s.status.error_message else "")
+            for s in response.model_version_status
+        ]
+        return "\n".join([f"model {args.model_name}", *rows])
+    if args.command == "metadata":
+        defs = client.signature_defs()
+        summary = {
+            key: signatures.signature_summary(sig)
+            for key, sig in sorted(defs.items())
+            if not key.startswith("__")
+        }
+        if args.json:
+            return json.dumps(
+                {
+                    "model_name": args.model_name,
+                    "model_version": client.metadata_version,
+                    "signatures": summary,
+                },
+                indent=2,
+            )
+        lines = [f"model {args.model_name}, version {client.metadata_version}"]
+        for key, parts in summary.items():
+            lines.append(f"signature {key}")
+            for kind in ("inputs", "outputs"):
+                for alias, info in parts[kind].items():
+                    lines.append(f"  {kind[:-1]:<6} {alias:<24} {info['dtype']:<8} {info['shape']}")
+        return "\n".join(lines)
+    if args.history:
+        users, results = (
+            ["0"],
+            client.recommend(
+                [_parse_history_flags(args.history)], top_k=args.top_k, batch_size=args.batch_size
+            ),
+        )
+    elif args.histories_file:
+        users, histories = _read_histories_file(args.histories_file)
+        results = client.recommend(histories, top_k=args.top_k, batch_size=args.batch_size)
+    else:
+        users, examples = _read_examples_file(args.examples_file)
+        results = client.recommend_examples(examples, top_k=args.top_k, batch_size=args.batch_size)
+    if args.json:
+        return json.dumps(
+            [
+                {
+                    "user_id": user,
+                    "model_version": r.model_version,
+                    "oov_count": r.oov_count,
+                    "recommendations": {
+                        b: [{"item_id": i, "score": s} for i, s in items]
+                        for b, items in r.items.items()
+                    },
+                }
+                for user, r in zip(users, results, strict=True)
+            ],
+            indent=2,
+        )
+    return _format_table(users, results)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns the exit status (1 on a failed call)."""
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    console.setup()
+    try:
+        with ServingClient(
+            args.server,
+            model_name=args.model_name,
+            signature_name=args.signature_name,
+            version=args.version,
+            timeout_s=args.timeout,
+            max_attempts=args.max_attempts,
+        ) as client:
+            print(_run(args, client))
+    except grpc.RpcError as e:
+        print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,388 @@
+"""Protocol logic of the local server: versions served, Predict, metadata and status.
+
+:class:`ModelServer` is transport-free: it polls the base path, loads and warms up a
+newer complete version beside the served one and swaps it in atomically (requests
+already running finish on the version they started on; a version that fails to load
+or warm up is not served and the previous one stays), and answers
+``Predict``/``GetModelMetadata``/``GetModelStatus`` request protos with response
+protos or :class:`~serving.request_checks.ServingError` carrying TF Serving's code
+and message (``predict_util.cc``, ``get_model_metadata_impl.cc``,
+``get_model_status_impl.cc``, ``basic_manager.cc``). The gRPC and REST front ends
+(:mod:`serving.grpc_api`, :mod:`serving.rest`) and :class:`serving.server.LocalServer`
+put it on the network.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+import time
+from collections.abc import Iterable
+
+import grpc
+import tensorflow as tf
+from absl import logging
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_log_pb2,
+)
+
+from serving import tensor_protos
+from serving.request_checks import ServingError, output_aliases, parse_inputs, signature_key
+from serving.versions import (
+    BatchingOptions,
+    ServableVersion,
+    complete_versions,
+    load_version,
+    version_fingerprint,
+)
+from serving.warmup import MAX_WARMUP_RECORDS, warmup_file
+
+#: TF Serving's ``ModelVersionStatus.State`` values.
+_State = get_model_status_pb2.ModelVersionStatus.State
+SIGNATURE_DEF_FIELD = "signature_def"
+_GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: Most rows (users: size of dimension 0 of each input) one Predict call may hold.
+#: Each row costs the model ``num_items`` floats of scores per behavior (160 KB on
+#: JD), so the bound caps the memory one call can take, not just its bytes.
+DEFAULT_MAX_ROWS_PER_REQUEST = 1024
+
+
+def _model_spec_text(spec: model_pb2.ModelSpec) -> str:
+    """TF Serving's ``ServableRequest::DebugString`` for a model spec."""
+    if spec.HasField("version"):
+        return f"Specific({spec.name}, {spec.version.value})"
+    return f"Latest({spec.name})"
+
+
+class ModelServer:
+    """Protocol logic of the local server: versions, Predict, metadata and status.
+
+    Transport-free: each call takes a request proto and returns the response proto or
+    raises :class:`ServingError` with TF Serving's code and message.
+
+    Args:
+      model_base_path: folder holding ``<model_name>/<version>/`` SavedModels.
+      model_name: the served model's name (requests must use it).
+      poll_wait_seconds: seconds between polls of the base path; ``0`` polls once,
+        at :meth:`start` (TF Serving's ``--file_system_poll_wait_seconds``).
+      enable_warmup: replay ``assets.extra/tf_serving_warmup_requests`` on load.
+      batching: batch concurrent Predict calls; ``None``: each call runs alone.
+      max_input_elements: most elements an input tensor may hold. A TensorProto may
+        list fewer values than its shape holds (TensorFlow repeats the last one), so
+        a request of a few bytes could otherwise make the server build a tensor of
+        any size; every element costs a request at least one byte, so
+        :class:`serving.server.LocalServer` sets this to its ``max_request_bytes``.
+      retired_versions: versions an earlier serving process served; ``GetModelStatus``
+        reports them ``END`` (process reload, :mod:`serving.supervisor`).
+      max_rows_per_request: most rows (size of dimension 0) an input may have; a
+        call with more is refused with ``INVALID_ARGUMENT`` naming the limit
+        (an empty serialized tf.Example costs 2 bytes on the wire, yet its row of
+        scores costs ``num_items`` floats per behavior).
+
+    Raises:
+      ValueError: if ``model_name`` is empty, ``poll_wait_seconds`` negative,
+        ``max_input_elements`` or ``max_rows_per_request`` below 1.
+    """
+
+    def __init__(
+        self,
+        model_base_path: str | os.PathLike,
+        model_name: str,
+        *,
+        poll_wait_seconds: float = 1.0,
+        enable_warmup: bool = True,
+        batching: BatchingOptions | None = None,
+        max_input_elements: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
+        retired_versions: Iterable[int] = (),
+    ):
+        if not model_name or "/" in model_name:
+            raise ValueError(f"model_name must be a non-empty folder name, got {model_name!r}")
+        if poll_wait_seconds < 0:
+            raise ValueError(f"poll_wait_seconds must be >= 0, got {poll_wait_seconds}")
+        if max_input_elements < 1:
+            raise ValueError(f"max_input_elements must be >= 1, got {max_input_elements}")
+        if max_rows_per_request < 1:
+            raise ValueError(f"max_rows_per_request must be >= 1, got {max_rows_per_request}")
+        self._max_input_elements = max_input_elements
+        self._max_rows_per_request = max_rows_per_request
+        self.model_name = model_name
+        self.model_dir = pathlib.Path(model_base_path) / model_name
+        self._poll_wait_seconds = poll_wait_seconds
+        self._enable_warmup = enable_warmup
+        self._batching = batching
+        self._current: ServableVersion | None = None
+        self._states: dict[int, tuple[int, str]] = {v: (_State.END, "") for v in retired_versions}
+        #: Versions that failed to load -> their folder's fingerprint at that load.
+        self._failed: dict[int, tuple[tuple[str, int, int], ...]] = {}
+        self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._no_version_logged = False
+
+    # --- versions -------------------------------------------------------------------
+    @property
+    def current(self) -> ServableVersion | None:
+        """The version now served, or ``None`` before the first one loaded."""
+        return self._current
+
+    def start(self) -> None:
+        """Polls once (loading the highest complete version) and starts the poller."""
+        self.poll()
+        if self._poll_wait_seconds > 0:
+            self._poller = threading.Thread(
+                target=self._poll_loop, name=f"poll-{self.model_name}", daemon=True
+            )
+            self._poller.start()
+
+    def stop(self) -> None:
+        """Stops polling and batching; the served version stays loaded."""
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join()
+        if self._current is not None:
+            self._current.close()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self._poll_wait_seconds):
+            try:
+                self.poll()
+            except Exception:  # the poller must survive any one bad poll
+                logging.exception("Polling %s failed", self.model_dir)
+
+    def poll(self) -> int | None:
+        """Checks the base path once; loads and switches to a newer complete version.
+
+        Returns:
+          The version switched to, or ``None`` if nothing changed.
+        """
+        with self._poll_lock:
+            versions = complete_versions(self.model_dir)
+            if not versions:
+                if not self._no_version_logged:
+                    logging.warning(
+                        "No versions of servable %s found under base path %s",
+                        self.model_name,
+                        self.model_dir,
+                    )
+                    self._no_version_logged = True
+                return None
+            self._no_version_logged = False
+            version = max(versions)
+            current = self._current
+            if current is not None and current.version == version:
+                return None
+            path = versions[version]
+            fingerprint = version_fingerprint(path)
+            if self._failed.get(version) == fingerprint:
+                return None
+            return self._load_and_switch(version, path, fingerprint)
+
+    def _set_state(self, version: int, state: int, error: str = "") -> None:
+        with self._lock:
+            self._states[version] = (state, error)
+
+    def _load_and_switch(
+        self, version: int, path: pathlib.Path, fingerprint: tuple[tuple[str, int, int], ...]
+    ) -> int | None:
+        """Loads and warms up a version; switches to it unless it failed or changed.
+
+        A failure is remembered with the folder's fingerprint, so the version is tried
+        again only once its files change. A version whose files changed during the
+        load (a copy still running) is dropped and loaded again at the next poll.
+        """
+        self._set_state(version, _State.LOADING)
+        started = time.monotonic()
+        servable = None
+        try:
+            servable = load_version(version, path, self._batching)
+            warmed = self._warm_up(servable) if self._enable_warmup else 0
+        except Exception as e:
+            if servable is not None:
+                servable.close()
+            message = (
+                f"Loading servable: {{name: {self.model_name} version: {version}}} failed: {e}"
+            )
+            logging.error("%s", message)
+            self._failed[version] = fingerprint
+            self._set_state(version, _State.END, message)
+            return None
+        if version_fingerprint(path) != fingerprint:
+            servable.close()
+            logging.warning(
+                "Files of version %d of model %s changed while it loaded; not serving it, "
+                "loading it again at the next poll",
+                version,
+                self.model_name,
+            )
+            with self._lock:
+                self._states.pop(version, None)
+            return None
+        with self._lock:
+            previous, self._current = self._current, servable
+            self._states[version] = (_State.AVAILABLE, "")
+            if previous is not None:
+                self._states[previous.version] = (_State.END, "")
+        if previous is not None:
+            previous.close()
+        logging.info(
+            "Serving version %d of model %s (loaded in %.2f s, %d warm-up requests)%s",
+            version,
+            self.model_name,
+            time.monotonic() - started,
+            warmed,
+            f"; version {previous.version} unloaded" if previous is not None else "",
+        )
+        return version
+
+    def _warm_up(self, servable: ServableVersion) -> int:
+        """Replays the version's warm-up Predict requests; any failure fails the load."""
+        path = warmup_file(servable.path)
+        if not path.is_file():
+            return 0
+        count = 0
+        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            count += 1
+            if count > MAX_WARMUP_RECORDS:
+                raise ValueError(
+                    f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
+                )
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+            if log.WhichOneof("log_type") != "predict_log":
+                raise ValueError(f"Unsupported log_type for warmup: {log.WhichOneof('log_type')}")
+            self._run_predict(servable, log.predict_log.request)
+        return count
+
+    # --- calls ----------------------------------------------------------------------
+    def resolve(self, spec: model_pb2.ModelSpec) -> ServableVersion:
+        """The loaded version a model spec asks for (basic_manager / server_core)."""
+        if spec.HasField("version") and spec.version_label:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "ModelSpec has 'version' and 'version_label' both set",
+            )
+        if spec.version_label:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Unrecognized servable version label: {spec.version_label}",
+            )
+        current = self._current
+        if (
+            spec.name != self.model_name
+            or current is None
+            or (spec.HasField("version") and spec.version.value != current.version)
+        ):
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND,
+                f"Servable not found for request: {_model_spec_text(spec)}",
+            )
+        return current
+
+    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        """``PredictionService.Predict``; raises :class:`ServingError` on failure."""
+        if not request.HasField("model_spec"):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+        return self._run_predict(self.resolve(request.model_spec), request)
+
+    def _run_predict(
+        self, servable: ServableVersion, request: predict_pb2.PredictRequest
+    ) -> predict_pb2.PredictResponse:
+        key = signature_key(request.model_spec)
+        signature = servable.signature_defs.get(key)
+        runner = servable.runners.get(key)
+        if signature is None or runner is None:
+            raise ServingError(
+                grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
+            )
+        inputs = parse_inputs(
+            signature, request, self._max_input_elements, self._max_rows_per_request
+        )
+        aliases = output_aliases(signature, request)
+        try:
+            outputs = runner(inputs)
+        except tf.errors.OpError as e:
+            raise ServingError(
+                _GRPC_CODES.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message
+            ) from e
+        except UnicodeDecodeError as e:
+            # TensorFlow could not decode its own error message (it quotes the bad input).
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"signature {key} rejected its inputs; TensorFlow's error message quotes "
+                f"bytes that are not UTF-8 ({e})",
+            ) from e
+        except ValueError as e:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from e
+        arrays = {alias: outputs[alias] for alias in aliases}
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.signature_name = key
+        response.model_spec.version.value = servable.version
+        for alias, array in arrays.items():
+            tensor_protos.fill_tensor_proto(
+                response.outputs[alias], array, signature.outputs[alias].dtype
+            )
+        return response
+
+    def get_model_metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """``PredictionService.GetModelMetadata`` (the ``signature_def`` field)."""
+        if not request.metadata_field:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "GetModelMetadataRequest must specify at least one metadata_field",
+            )
+        for field in request.metadata_field:
+            if field != SIGNATURE_DEF_FIELD:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {field} is not supported"
+                )
+        if not request.HasField("model_spec"):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+        servable = self.resolve(request.model_spec)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(signature)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.model_name
+        response.model_spec.version.value = servable.version
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        return response
+
+    def get_model_status(
+        self, request: get_model_status_pb2.GetModelStatusRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """``ModelService.GetModelStatus``: state of every version seen (or the one asked)."""
+        if not request.HasField("model_spec"):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+        spec = request.model_spec
+        with self._lock:
+            states = dict(self._states) if spec.name == self.model_name else {}
+        if spec.HasField("version"):
+            if spec.version.value not in states:
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"Could not find version {spec.version.value} of model {spec.name}",
+                )
+            states = {spec.version.value: states[spec.version.value]}
+        elif not states:
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}"
+            )
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version in sorted(states, reverse=True):
+            state, error = states[version]
+            status = response.model_version_status.add(version=version, state=state)
+            status.status.SetInParent()
+            if error:
+                status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
+                status.status.error_message = error
+        return response

@@ -1,0 +1,130 @@
+"""TF Serving's checks of a call, and the error a failed call raises.
+
+:class:`ServingError` carries the gRPC status code and message TF Serving answers;
+the gRPC and REST front ends (:mod:`serving.grpc_api`, :mod:`serving.rest`) turn it
+into a gRPC status or an HTTP status. :func:`parse_inputs` and
+:func:`output_aliases` check a ``PredictRequest`` against the signature as
+``predict_util.cc`` does (missing/extra input, wrong dtype or shape, unknown or
+duplicate output -> ``INVALID_ARGUMENT`` naming the tensor) and bound what a request
+may make the server build.
+"""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import numpy as np
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import model_pb2, predict_pb2
+
+from bvae_tf import features
+from serving import signatures, tensor_protos
+
+
+class ServingError(Exception):
+    """A failed call, with the gRPC status code TF Serving would answer."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def signature_key(spec: model_pb2.ModelSpec) -> str:
+    """The signature a model spec names (``serving_default`` when it names none)."""
+    return spec.signature_name or features.SERVING_SIGNATURE
+
+
+def parse_inputs(
+    signature: meta_graph_pb2.SignatureDef,
+    request: predict_pb2.PredictRequest,
+    max_elements: int,
+    max_rows: int,
+) -> dict[str, np.ndarray]:
+    """Checks the request's inputs against the signature (predict_util.cc) and converts them.
+
+    A tensor whose shape is not a valid tensor shape (unknown rank, a negative size)
+    or holds more than ``max_elements`` elements fails as TensorFlow's
+    ``Tensor::FromProto`` does: ``tensor parsing error``. A tensor with more than
+    ``max_rows`` rows (dimension 0) fails with ``INVALID_ARGUMENT`` naming the limit,
+    before any value is converted.
+    """
+    if len(request.inputs) != len(signature.inputs):
+        sent, wanted = set(request.inputs), set(signature.inputs)
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"input size does not match signature: {len(sent)}!={len(wanted)} "
+            f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
+            f"Sent extra: {{{','.join(sorted(sent - wanted))}}}. "
+            f"Missing but required: {{{','.join(sorted(wanted - sent))}}}.",
+        )
+    tensors = {}
+    for alias, proto in request.inputs.items():
+        info = signature.inputs.get(alias)
+        if info is None:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input tensor alias not found in signature: {alias}. Inputs expected to be "
+                f"in the set {{{','.join(sorted(signature.inputs))}}}.",
+            )
+        if proto.dtype != info.dtype:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input tensor alias {alias}: expects dtype {signatures.dtype_name(info.dtype)} "
+                f"but {signatures.dtype_name(proto.dtype)} is provided",
+            )
+        shape = proto.tensor_shape
+        sizes = [dim.size for dim in shape.dim]
+        if shape.unknown_rank or any(size < 0 for size in sizes):
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"tensor parsing error: {alias}: shape {sizes}"
+                f"{' of unknown rank' if shape.unknown_rank else ''} is not a tensor shape",
+            )
+        if math.prod(sizes) > max_elements:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"tensor parsing error: {alias}: shape {sizes} holds {math.prod(sizes)} "
+                f"elements, more than the {max_elements} a request may hold",
+            )
+        if sizes and sizes[0] > max_rows:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input tensor alias {alias}: {sizes[0]} rows, more than the {max_rows} rows "
+                f"a request may hold (--max_rows_per_request); send them in several requests",
+            )
+        try:
+            array = tensor_protos.to_ndarray(proto)
+        except Exception as e:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {alias}"
+            ) from e
+        if not signatures.is_compatible_shape(array.shape, info.tensor_shape):
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input tensor alias {alias}: shape {list(array.shape)} is not compatible with "
+                f"the signature's shape {signatures.shape_to_list(info.tensor_shape)}",
+            )
+        tensors[alias] = array
+    return tensors
+
+
+def output_aliases(
+    signature: meta_graph_pb2.SignatureDef, request: predict_pb2.PredictRequest
+) -> list[str]:
+    """Outputs to return: the request's ``output_filter`` or all (predict_util.cc)."""
+    seen: list[str] = []
+    for alias in request.output_filter:
+        if alias not in signature.outputs:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                f"in the set {{{','.join(sorted(signature.outputs))}}}.",
+            )
+        if alias in seen:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}"
+            )
+        seen.append(alias)
+    return seen or sorted(signature.outputs)
