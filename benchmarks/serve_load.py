@@ -64,8 +64,8 @@ import numpy as np
 from tensorflow_serving.apis import get_model_status_pb2
 
 from bvae_tf import features
+from bvae_tf.export import write_warmup_requests
 from serving.client import ServingClient
-from serving.warmup import write_warmup_requests
 
 MODEL_NAME = "bvae"
 JD_ITEMS = 13_465

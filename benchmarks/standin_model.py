@@ -25,7 +25,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np
 import tensorflow as tf
 
-from bvae_tf import features
+from bvae_tf import export, features
 
 
 class StandInRecommender(tf.Module):
@@ -167,6 +167,7 @@ def export_standin_model(
             features.TRANSFORM_SIGNATURE: module.transform.get_concrete_function(),
         },
     )
+    export.write_export_info(str(staging), behaviors, top_k, num_items, str(vocabulary_file))
     shutil.rmtree(vocabulary_dir)
     staging.rename(export_dir)
     return export_dir

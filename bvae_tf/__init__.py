@@ -43,7 +43,7 @@ def quiet_cli() -> None:
 
 # ``python -m <module of this project>``: Python sets ``sys.argv[0]`` to "-m" while it
 # imports the module's packages, which import this one first; quiet the CLI before
-# any of them loads TensorFlow (e.g. ``python -m components.multi_behavior_example_gen``).
+# any of them loads TensorFlow (e.g. ``python -m pipeline.data_check``).
 if sys.argv[:1] == ["-m"]:
     quiet_cli()
 

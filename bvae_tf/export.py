@@ -45,21 +45,35 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
-import tensorflow_transform as tft
 from absl import logging
 
 from bvae_tf import config as bvae_config
 from bvae_tf import features
-from bvae_tf import model as model_lib
 
+if TYPE_CHECKING:  # the export functions only use the objects they are given
+    import tensorflow_transform as tft
+
+    from bvae_tf import model as model_lib
+
+#: A user's history: behavior -> raw item ids (``str`` or ``bytes``), oldest first.
+History = Mapping[str, Sequence[str | bytes]]
 #: Padding of the dense ``transform_features`` outputs (and ``score_items`` inputs).
 PADDING = -1
 #: The export's description of itself, relative to the SavedModel directory.
-EXPORT_INFO_FILE = os.path.join("assets.extra", "bvae_export.json")
+EXPORT_INFO_FILE = os.path.join("assets.extra", "bvae_export.json")  # in ASSETS_EXTRA
 _FORMAT = 1
+#: TF Serving's warm-up file, replayed when a version loads ("SavedModel Warmup").
+ASSETS_EXTRA = "assets.extra"
+WARMUP_FILENAME = "tf_serving_warmup_requests"
+#: TF Serving refuses a warm-up file with more records than this.
+MAX_WARMUP_RECORDS = 1000
+#: An item id no vocabulary holds: exercises the unknown-id path during warm-up.
+_UNKNOWN_ITEM = "__warmup_unknown_item__"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,9 +130,24 @@ def read_export_info(export_dir: str) -> ExportInfo:
     )
 
 
-def _write_export_info(
+def write_export_info(
     export_dir: str, behaviors, top_k: int, num_items: int, vocabulary_file: str
 ) -> None:
+    """Writes :data:`EXPORT_INFO_FILE` into a SavedModel directory.
+
+    :func:`export_serving_model` calls it; another exporter of the same contract (a
+    stand-in model) may too.
+
+    Args:
+      export_dir: the SavedModel directory (its ``assets/`` holds the vocabulary).
+      behaviors: the behaviors in the model's order.
+      top_k: K of ``serving_default``.
+      num_items: the vocabulary size.
+      vocabulary_file: the vocabulary file the export copied into ``assets/``.
+
+    Raises:
+      ValueError: if ``assets/`` holds no file of that name.
+    """
     vocabulary = os.path.join("assets", os.path.basename(vocabulary_file))
     if not tf.io.gfile.exists(os.path.join(export_dir, vocabulary)):
         raise ValueError(f"the export {export_dir} holds no {vocabulary}")
@@ -250,7 +279,7 @@ def export_serving_model(
             features.SCORE_SIGNATURE: score_items.get_concrete_function(),
         },
     )
-    _write_export_info(
+    write_export_info(
         export_dir,
         behaviors,
         top_k,
@@ -265,3 +294,158 @@ def padded_to_sparse(padded: tf.Tensor) -> tf.SparseTensor:
     """Inverse of the ``transform_features`` padding: ``[batch, max_len]`` int64 rows
     padded with -1 -> ``[batch, None]`` SparseTensor of the indices."""
     return tf.RaggedTensor.from_tensor(padded, padding=PADDING).to_sparse()
+
+
+# --- the serving_default input format and TF Serving warm-up requests -------------------
+def normalize_item_id(item: str | bytes) -> bytes:
+    """An item id as the ExampleGen writes it: surrounding whitespace stripped, UTF-8.
+
+    The ExampleGen strips the ids it reads (``str.strip``), so ``"  i17  "`` is the
+    item ``i17`` in the model's vocabulary. ``bytes`` ids are decoded as UTF-8 and
+    stripped the same way; ``bytes`` that are not UTF-8 (the ExampleGen never writes
+    such an id) only lose surrounding ASCII whitespace.
+
+    Args:
+      item: a raw item id.
+
+    Returns:
+      The stripped id, UTF-8 encoded; ``b""`` when it was only whitespace.
+
+    Raises:
+      ValueError: if ``item`` is neither ``str`` nor ``bytes``.
+    """
+    if isinstance(item, str):
+        return item.strip().encode("utf-8")
+    if isinstance(item, bytes):
+        try:
+            return item.decode("utf-8").strip().encode("utf-8")
+        except UnicodeDecodeError:
+            return item.strip()
+    raise ValueError(f"item ids must be str or bytes, got {item!r}")
+
+
+def history_example(history: History) -> tf.train.Example:
+    """One user's tf.Example: a bytes feature ``<b>_items`` per behavior ``b``.
+
+    Item ids are normalised as the ExampleGen does (:func:`normalize_item_id`):
+    surrounding whitespace is stripped. An id that is only whitespace becomes the
+    empty id, which no vocabulary holds (the ExampleGen rejects events with an empty
+    id), so the model counts it in ``oov_count``.
+
+    Args:
+      history: behavior -> the user's raw item ids (``str`` or ``bytes``) for it,
+        oldest first. Behaviors may be missing (no items).
+
+    Raises:
+      ValueError: naming the behavior, if an item id is not ``str``/``bytes``.
+    """
+    feature = {}
+    for behavior, items in history.items():
+        if isinstance(items, str | bytes):
+            raise ValueError(
+                f"history[{behavior!r}] must be a sequence of item ids, got the string {items!r}"
+            )
+        values = []
+        for item in items:
+            if not isinstance(item, str | bytes):
+                raise ValueError(
+                    f"item ids must be str or bytes; history[{behavior!r}] holds {item!r}"
+                )
+            values.append(normalize_item_id(item))
+        feature[features.items_key(behavior)] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=values)
+        )
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def serialize_histories(
+    histories: Sequence[History], behaviors: Sequence[str] | None = None
+) -> list[bytes]:
+    """Serialized tf.Examples for users' histories.
+
+    Args:
+      histories: one mapping behavior -> raw item ids per user.
+      behaviors: the model's behaviors; when given, any other key is an error (the
+        model would silently ignore it).
+
+    Raises:
+      ValueError: naming the behavior or item id that is not accepted.
+    """
+    known = None if behaviors is None else set(behaviors)
+    result = []
+    for history in histories:
+        if known is not None:
+            unknown = sorted(set(history) - known)
+            if unknown:
+                raise ValueError(
+                    f"behavior(s) {unknown} are not served by the model; "
+                    f"its behaviors are {sorted(known)}"
+                )
+        result.append(history_example(history).SerializeToString())
+    return result
+
+
+def warmup_file(saved_model_dir: str | os.PathLike) -> pathlib.Path:
+    """Path of TF Serving's warm-up file inside a SavedModel directory."""
+    return pathlib.Path(saved_model_dir) / ASSETS_EXTRA / WARMUP_FILENAME
+
+
+def write_warmup_requests(
+    saved_model_dir: str | os.PathLike,
+    *,
+    model_name: str,
+    histories: Sequence[History] | None = None,
+) -> pathlib.Path:
+    """Writes ``assets.extra/tf_serving_warmup_requests`` into an export.
+
+    TF Serving replays this TFRecord file of ``tensorflow.serving.PredictionLog``
+    records when it loads a version, before the version takes traffic, so the first
+    real requests do not pay for lazy initialisation ("SavedModel Warmup" in the TF
+    Serving guide); the local server (``serving``) does the same. One
+    ``serving_default`` Predict request per history (a batch of 1) and one with all
+    histories together are written, their tf.Examples made by
+    :func:`serialize_histories` as the client's are. Call it on the export before it
+    is published, so the version folder appears complete.
+
+    Args:
+      saved_model_dir: a SavedModel written by :func:`export_serving_model`.
+      model_name: ``model_spec.name`` of the requests (the served model's name).
+      histories: users as behavior -> raw item ids. Default: a user with no items and
+        a user with one unknown item id per behavior of the export.
+
+    Returns:
+      Path of the written file.
+
+    Raises:
+      ValueError: if the export does not describe itself (:func:`read_export_info`),
+        a history names a behavior the model does not serve, or more than
+        ``MAX_WARMUP_RECORDS - 1`` histories are given.
+    """
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    behaviors = read_export_info(str(saved_model_dir)).behaviors
+    if histories is None:
+        histories = [{}, {behavior: [_UNKNOWN_ITEM] for behavior in behaviors}]
+    histories = list(histories)
+    if not histories or len(histories) + 1 > MAX_WARMUP_RECORDS:
+        raise ValueError(
+            f"histories must hold 1 to {MAX_WARMUP_RECORDS - 1} users, got {len(histories)}"
+        )
+    batches = [[history] for history in histories]
+    if len(histories) > 1:
+        batches.append(histories)
+    path = warmup_file(saved_model_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for batch in batches:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = features.SERVING_SIGNATURE
+            request.inputs[features.SERVING_INPUT].CopyFrom(
+                tf.make_tensor_proto(serialize_histories(batch, behaviors), dtype=tf.string)
+            )
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return path

@@ -1,11 +1,10 @@
 """Predict requests from users' histories, and top-K recommendations from the answers.
 
-The client's conversions, which need no connection (the warm-up writer,
-:mod:`serving.warmup`, builds its requests with them too): users' per-behavior raw
-item ids become one tf.Example per user (the ``serving_default`` contract of
-``bvae_tf.features``), inputs are checked and cast against the signature into a
-``PredictRequest``, and ``serving_default`` outputs become per-user, per-behavior
-top-K ``(item id, score)`` lists (:class:`Recommendations`).
+The client's conversions, which need no connection: users' per-behavior raw item
+ids become one tf.Example per user (the ``serving_default`` input format, defined in
+``bvae_tf.export``, whose warm-up writer uses it too), inputs are checked and cast
+against the signature into a ``PredictRequest``, and ``serving_default`` outputs
+become per-user, per-behavior top-K ``(item id, score)`` lists (:class:`Recommendations`).
 """
 
 from __future__ import annotations
@@ -19,9 +18,13 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from bvae_tf import features
+from bvae_tf.export import (  # noqa: F401  -- the serving_default input format
+    History,
+    history_example,
+    normalize_item_id,
+    serialize_histories,
+)
 from serving import signatures, tensor_protos
-
-History = Mapping[str, Sequence[str | bytes]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,94 +42,6 @@ class Recommendations:
     items: Mapping[str, tuple[tuple[str, float], ...]]
     oov_count: int
     model_version: int
-
-
-def normalize_item_id(item: str | bytes) -> bytes:
-    """An item id as the ExampleGen writes it: surrounding whitespace stripped, UTF-8.
-
-    The ExampleGen strips the ids it reads (``str.strip``), so ``"  i17  "`` is the
-    item ``i17`` in the model's vocabulary. ``bytes`` ids are decoded as UTF-8 and
-    stripped the same way; ``bytes`` that are not UTF-8 (the ExampleGen never writes
-    such an id) only lose surrounding ASCII whitespace.
-
-    Args:
-      item: a raw item id.
-
-    Returns:
-      The stripped id, UTF-8 encoded; ``b""`` when it was only whitespace.
-
-    Raises:
-      ValueError: if ``item`` is neither ``str`` nor ``bytes``.
-    """
-    if isinstance(item, str):
-        return item.strip().encode("utf-8")
-    if isinstance(item, bytes):
-        try:
-            return item.decode("utf-8").strip().encode("utf-8")
-        except UnicodeDecodeError:
-            return item.strip()
-    raise ValueError(f"item ids must be str or bytes, got {item!r}")
-
-
-def history_example(history: History) -> tf.train.Example:
-    """One user's tf.Example: a bytes feature ``<b>_items`` per behavior ``b``.
-
-    Item ids are normalised as the ExampleGen does (:func:`normalize_item_id`):
-    surrounding whitespace is stripped. An id that is only whitespace becomes the
-    empty id, which no vocabulary holds (the ExampleGen rejects events with an empty
-    id), so the model counts it in ``oov_count``.
-
-    Args:
-      history: behavior -> the user's raw item ids (``str`` or ``bytes``) for it,
-        oldest first. Behaviors may be missing (no items).
-
-    Raises:
-      ValueError: naming the behavior, if an item id is not ``str``/``bytes``.
-    """
-    feature = {}
-    for behavior, items in history.items():
-        if isinstance(items, str | bytes):
-            raise ValueError(
-                f"history[{behavior!r}] must be a sequence of item ids, got the string {items!r}"
-            )
-        values = []
-        for item in items:
-            if not isinstance(item, str | bytes):
-                raise ValueError(
-                    f"item ids must be str or bytes; history[{behavior!r}] holds {item!r}"
-                )
-            values.append(normalize_item_id(item))
-        feature[features.items_key(behavior)] = tf.train.Feature(
-            bytes_list=tf.train.BytesList(value=values)
-        )
-    return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-def serialize_histories(
-    histories: Sequence[History], behaviors: Sequence[str] | None = None
-) -> list[bytes]:
-    """Serialized tf.Examples for users' histories.
-
-    Args:
-      histories: one mapping behavior -> raw item ids per user.
-      behaviors: the model's behaviors; when given, any other key is an error (the
-        model would silently ignore it).
-
-    Raises:
-      ValueError: naming the behavior or item id that is not accepted.
-    """
-    known = None if behaviors is None else set(behaviors)
-    result = []
-    for history in histories:
-        if known is not None:
-            unknown = sorted(set(history) - known)
-            if unknown:
-                raise ValueError(
-                    f"behavior(s) {unknown} are not served by the model; "
-                    f"its behaviors are {sorted(known)}"
-                )
-        result.append(history_example(history).SerializeToString())
-    return result
 
 
 def build_predict_request(

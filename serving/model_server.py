@@ -31,6 +31,7 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 
+from bvae_tf.export import MAX_WARMUP_RECORDS, warmup_file
 from serving import tensor_protos
 from serving.request_checks import ServingError, output_aliases, parse_inputs, signature_key
 from serving.versions import (
@@ -40,7 +41,6 @@ from serving.versions import (
     load_version,
     version_fingerprint,
 )
-from serving.warmup import MAX_WARMUP_RECORDS, warmup_file
 
 #: TF Serving's ``ModelVersionStatus.State`` values.
 _State = get_model_status_pb2.ModelVersionStatus.State

@@ -26,6 +26,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, json_utils, proto_utils
 
+from bvae_tf import export
+
 #: Prefix of staging directories; model servers only load numeric directory names.
 STAGING_PREFIX = ".staging-"
 #: ``custom_config`` key: write ``assets.extra/tf_serving_warmup_requests`` (bool).
@@ -129,12 +131,10 @@ def _move_into_place(staging: str, target: str) -> None:
 def write_warmup_requests(version_dir: str, model_name: str) -> None:
     """Writes ``assets.extra/tf_serving_warmup_requests`` into a version directory.
 
-    The requests are built by the serving client's own request builder
-    (``serving.warmup``), so TF Serving replays exactly what clients send.
+    The requests are built as the serving client builds its own
+    (``bvae_tf.export.write_warmup_requests``), so TF Serving replays what clients send.
     """
-    from serving import warmup
-
-    warmup.write_warmup_requests(version_dir, model_name=model_name)
+    export.write_warmup_requests(version_dir, model_name=model_name)
 
 
 class Executor(pusher_executor.Executor):

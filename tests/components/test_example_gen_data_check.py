@@ -1,4 +1,4 @@
-"""The data-check command: ``python -m components.multi_behavior_example_gen``."""
+"""The data-check command: ``python -m pipeline.data_check``."""
 
 import json
 import re
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bvae_tf import features
-from components.multi_behavior_example_gen import data_check
+from pipeline import data_check
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -142,7 +142,7 @@ def test_runs_as_a_module(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "components.multi_behavior_example_gen",
+        "pipeline.data_check",
         "--input",
         str(log),
         *_sets(SETTINGS),

@@ -22,10 +22,10 @@ import pytest
 import tensorflow as tf
 
 import bvae_tf  # noqa: F401
+from bvae_tf import export as warmup
 from bvae_tf import features
 from pipeline import configs, report
 from pipeline import pipeline as pipeline_lib
-from serving import warmup
 
 pytestmark = pytest.mark.e2e
 

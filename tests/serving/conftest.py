@@ -15,9 +15,9 @@ import shutil
 import pytest
 
 from benchmarks.standin_model import export_standin_model
+from bvae_tf.export import write_warmup_requests
 from serving.client import ServingClient
 from serving.server import LocalServer
-from serving.warmup import write_warmup_requests
 
 MODEL_NAME = "bvae"
 NUM_ITEMS = 12

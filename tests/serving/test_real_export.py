@@ -8,11 +8,11 @@ import tensorflow_transform as tft
 
 from bvae_tf import export, features, trainer
 from bvae_tf import model as model_lib
+from bvae_tf.export import write_warmup_requests
 from serving.client import ServingClient
 from serving.client_requests import serialize_histories
 from serving.server import LocalServer
 from serving.versions import BatchingOptions
-from serving.warmup import write_warmup_requests
 from tests.pipeline import tiny
 from tests.serving.conftest import assert_same_ranking
 

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from bvae_tf import export as warmup
 from bvae_tf import features
-from serving import warmup
 from tests.serving.conftest import MODEL_NAME
 
 pytestmark = pytest.mark.unit
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.unit
 def export_dir(model_template, tmp_path):
     path = tmp_path / "export"
     shutil.copytree(model_template / "seed1", path)
-    shutil.rmtree(path / warmup.ASSETS_EXTRA)
+    warmup.warmup_file(path).unlink()
     return path
 
 
@@ -68,7 +68,6 @@ def test_given_histories_are_written(export_dir):
         ({"histories": [{"cart": ["i1"]}]}, "'cart'"),
         ({"histories": []}, "1 to 999 users"),
         ({"histories": [{}] * 1000}, "1 to 999 users"),
-        ({"signature_name": "nosig"}, "no signature 'nosig'"),
     ],
 )
 def test_bad_arguments_are_clear_errors(export_dir, kwargs, message):
@@ -76,6 +75,6 @@ def test_bad_arguments_are_clear_errors(export_dir, kwargs, message):
         warmup.write_warmup_requests(export_dir, model_name=MODEL_NAME, **kwargs)
 
 
-def test_a_folder_without_a_saved_model_is_rejected(tmp_path):
-    with pytest.raises(ValueError, match="is not a SavedModel"):
+def test_a_folder_without_an_export_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="export it again"):
         warmup.write_warmup_requests(tmp_path, model_name=MODEL_NAME)
