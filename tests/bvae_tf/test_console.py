@@ -124,7 +124,7 @@ def test_tensorflow_shutdown_noise_goes_to_the_file_other_errors_stay(tmp_path, 
 
 # The data check is the hardest case: its package imports TensorFlow before the module
 # itself runs (bvae_tf quiets any `python -m` of the project while packages load).
-@pytest.mark.parametrize("module", ["components.multi_behavior_example_gen"])
+@pytest.mark.parametrize("module", ["pipeline.data_check"])
 def test_entry_points_start_quietly_without_the_makefiles_environment(module):
     env = {
         k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")
