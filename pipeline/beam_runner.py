@@ -39,15 +39,12 @@ import bvae_tf
 if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
     bvae_tf.quiet_cli()
 
-from tfx import v1 as tfx
-from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
-
-from pipeline import configs, local_runner, report, runtime
+from pipeline import configs, local_runner, runtime
 
 
-def build(config: configs.PipelineConfig, beam_pipeline_args=None) -> tfx.dsl.Pipeline:
-    """The pipeline of ``config`` with local roots, SQLite MLMD and the Beam options
-    (``None``: the config's ``beam_pipeline_args``)."""
+def build(config: configs.PipelineConfig, beam_pipeline_args=None):
+    """The ``tfx.dsl.Pipeline`` of ``config`` with local roots, SQLite MLMD and the
+    Beam options (``None``: the config's ``beam_pipeline_args``)."""
     return local_runner.build(config, beam_pipeline_args)
 
 
@@ -56,6 +53,10 @@ def main(argv=None) -> None:
     config = runtime.parse_and_start(__doc__.split("\n\n")[0], "beam_runner", argv)
     runtime.ensure_input(config)
     # TFX 1.16 exports no BeamDagRunner under tfx.v1: the IR-based runner's own module.
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+    from pipeline import report
+
     runner = BeamDagRunner()
     report.run_and_report(config, lambda: runner.run(build(config, beam_args)))
 

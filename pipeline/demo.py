@@ -12,12 +12,14 @@ blessing and the pushed model's path.
 
 import sys
 
-from pipeline import local_runner, report, runtime
+from pipeline import local_runner, runtime
 
 
 def main(argv=None) -> None:
     config = runtime.parse_and_start(__doc__.split("\n\n")[0], "demo", argv)
     local_runner.run(config)
+    from pipeline import report  # MLMD: loaded once there is a run to report
+
     report.print_summary(config)
 
 

@@ -28,7 +28,7 @@ if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start
     bvae_tf.quiet_cli()
 
 
-from pipeline import kubeflow_v2, runtime
+from pipeline import runtime
 
 
 def main(argv=None) -> None:
@@ -40,6 +40,8 @@ def main(argv=None) -> None:
     parser.add_argument("--output", default="out/kubeflow/pipeline.json", help="JSON to write")
     parser.add_argument("--schema_path", default=None, help="curated schema path in the image")
     args = parser.parse_args(argv)
+    from pipeline import kubeflow_v2  # TFX: loaded once the flags and config are good
+
     path = kubeflow_v2.compile_pipeline(
         runtime.start(args, "kubeflow_v2_runner"),
         pipeline_root=args.pipeline_root,

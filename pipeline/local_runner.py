@@ -24,22 +24,25 @@ import bvae_tf
 if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start-up
     bvae_tf.quiet_cli()
 
-from tfx import v1 as tfx
+from pipeline import configs, runtime
 
-from pipeline import configs, report, runtime
-from pipeline import pipeline as pipeline_lib
+# TFX, MLMD and the pipeline definition load when the pipeline is built, so that a
+# bad configuration fails in about a second instead of after TFX's imports.
 
 
-def build(
-    config: configs.PipelineConfig, beam_pipeline_args: list[str] | None = None
-) -> tfx.dsl.Pipeline:
-    """The pipeline of ``config`` with local roots and a SQLite metadata store.
+def build(config: configs.PipelineConfig, beam_pipeline_args: list[str] | None = None):
+    """The ``tfx.dsl.Pipeline`` of ``config`` with local roots and a SQLite
+    metadata store.
 
     Args:
       config: the pipeline config.
       beam_pipeline_args: Beam options replacing ``config.beam_pipeline_args``
         (``None``: the config's).
     """
+    from tfx import v1 as tfx
+
+    from pipeline import pipeline as pipeline_lib
+
     return pipeline_lib.create_pipeline(
         **pipeline_lib.pipeline_arguments(config),
         pipeline_root=config.resolved_pipeline_root,
@@ -55,12 +58,16 @@ def build(
 
 def run(config: configs.PipelineConfig) -> None:
     """Generates the synthetic input if needed and runs the pipeline once."""
+    from tfx import v1 as tfx
+
     runtime.ensure_input(config)
     tfx.orchestration.LocalDagRunner().run(build(config))
 
 
 def main(argv=None) -> None:
     config = runtime.parse_and_start(__doc__.split("\n\n")[0], "local_runner", argv)
+    from pipeline import report
+
     report.run_and_report(config, lambda: run(config))
 
 
