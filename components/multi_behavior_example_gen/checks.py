@@ -17,11 +17,11 @@ Problems (``data_problems``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bvae_tf import features
-from components.multi_behavior_example_gen import accounting
+from components.multi_behavior_example_gen import accounting, parsing
 
 
 def _reached(record: Mapping[str, Any]) -> int:
@@ -173,6 +173,26 @@ def data_problems(record: Mapping[str, Any], input_base: str) -> list[str]:
     return problems + _behavior_messages(record)
 
 
+#: The config keys that decide each rejection (named in the all-rejected error).
+_REJECTION_FIXES = {
+    parsing.IMPLAUSIBLE_TIMESTAMP: "outside data.timestamp_window (unix seconds; "
+    "null turns the check off)",
+    parsing.UNKNOWN_BEHAVIOR: "not a key of data.behavior_mapping",
+    parsing.WRONG_COLUMN_COUNT: "check the file's delimiter and header, and "
+    "data.user_column / item_column / behavior_column / timestamp_column",
+    parsing.BAD_TIMESTAMP: "data.timestamp_column must hold unix seconds",
+}
+
+
+def shorten_locations(locations: Sequence[str]) -> str:
+    """``"f.csv:2, f.csv:3"`` -> ``"f.csv lines 2, 3"`` when all are in one file."""
+    files = {location.rpartition(":")[0] for location in locations}
+    if len(files) != 1 or not all(":" in location for location in locations):
+        return ", ".join(locations)
+    lines = ", ".join(location.rpartition(":")[2] for location in locations)
+    return f"{files.pop()} line{'s' if len(locations) > 1 else ''} {lines}"
+
+
 def check_record(record: Mapping[str, Any], input_base: str) -> None:
     """Raises when the record is inconsistent or its data unfit for training.
 
@@ -190,11 +210,15 @@ def check_record(record: Mapping[str, Any], input_base: str) -> None:
         raise RuntimeError(f"accounting identity broken: {gap} rows of {input_base!r} unaccounted")
     valid = record["rows_read"] - record["rows_rejected_total"]
     if valid <= 0:
-        samples = {reason: s for reason, s in record["rejected_samples"].items() if s}
-        where = f", first rejected at {samples}" if samples else ""
+        reasons = [
+            f"{n} {reason} (first at {shorten_locations(record['rejected_samples'][reason])})"
+            + (f": {_REJECTION_FIXES[reason]}" if reason in _REJECTION_FIXES else "")
+            for reason, n in sorted(record["rows_rejected"].items())
+            if n
+        ]
         raise ValueError(
-            f"no valid rows in {input_base!r}: {record['rows_read']} rows read, "
-            f"rejected {record['rows_rejected']}{where}"
+            f"no valid rows in {input_base!r}: {record['rows_read']} rows read, all "
+            f"rejected: {'; '.join(reasons) or 'none'}"
         )
     problems = data_problems(record, input_base)
     if len(problems) == 1:

@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from bvae_tf import features
-from components.multi_behavior_example_gen import accounting, executor, transforms
+from components.multi_behavior_example_gen import accounting, checks, executor, transforms
 from components.multi_behavior_example_gen.config import ExampleGenConfig
 
 #: Beam options of the check: the DirectRunner in this process.
@@ -90,7 +90,8 @@ def format_report(record: Mapping[str, Any]) -> str:
             "  rejected: " + ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
         )
         for reason in sorted(rejected):
-            lines.append(f"    {reason}: first at {', '.join(record['rejected_samples'][reason])}")
+            first = checks.shorten_locations(record["rejected_samples"][reason])
+            lines.append(f"    {reason}: first at {first}")
     if config.get("timestamp_window"):
         start, end = config["timestamp_window"]
         lines.append(f"  plausible timestamps: [{_when(start)}, {_when(end)})")

@@ -57,7 +57,7 @@ def test_prints_the_accounting_and_split_sizes(tmp_path, capsys):
         "+ 0 user filter + 0 cold-user step + 100 kept" in out
     )
     assert "rejected: bad_timestamp 1, implausible_timestamp 1" in out
-    assert f"implausible_timestamp: first at {log}:102" in out
+    assert f"implausible_timestamp: first at {log} line 102" in out
     assert f"events from {T0} (2023-11-14T22:13:20Z)" in out
     # Cuts from the 1st to the 99th percentile event (see test_example_gen_checks).
     assert re.search(r"eval from 17006224\d\d", out)
@@ -150,3 +150,16 @@ def test_runs_as_a_module(tmp_path):
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "100 rows read" in done.stdout
+
+
+def test_all_rejected_names_the_reason_the_key_and_the_lines(tmp_path, capsys):
+    log = tmp_path / "old.csv"
+    log.write_text("user_id,item_id,behavior,timestamp\nu1,i1,buy,5\nu2,i2,pv,7\n")
+    assert data_check.main(["--input", str(log)]) == 1
+    captured = capsys.readouterr()
+    error = captured.err.strip().splitlines()[-1]
+    assert error.startswith(f"error: no valid rows in '{log}': 2 rows read, all rejected: ")
+    assert f"2 implausible_timestamp (first at {log} lines 2, 3)" in error
+    assert "data.timestamp_window" in error
+    assert "{" not in error  # no raw dicts
+    assert f"first at {log} lines 2, 3" in captured.out
