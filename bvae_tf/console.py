@@ -124,13 +124,19 @@ def _quiet_unraisable(original):
     interpreter shutdown (harmless, printed by CPython to stderr) instead of printing
     them; anything else goes to ``original``."""
 
+    # Bound now: at interpreter shutdown this module's globals may already be None.
+    logger = logging.getLogger("bvae_tf.console")
+
     def hook(unraisable):
         if type(unraisable.object).__name__ == "AtomicFunction" or "AtomicFunction" in repr(
             unraisable.object
         ):
-            logging.getLogger("bvae_tf.console").info(
-                "ignored at shutdown: %s in %r", unraisable.exc_value, unraisable.object
-            )
+            try:  # noqa: SIM105 -- no contextlib: globals may be None at shutdown
+                logger.info(
+                    "ignored at shutdown: %s in %r", unraisable.exc_value, unraisable.object
+                )
+            except Exception:  # logging itself is being torn down: stay silent
+                pass
             return
         original(unraisable)
 

@@ -247,7 +247,8 @@ def print_summary(config: configs.PipelineConfig) -> dict:
         python = os.path.relpath(sys.executable) if sys.executable else "python"
         print(
             f"Serve it: {python} -m serving.server --model_base_path "
-            f"{config.resolved_serving_model_dir} --model_name {config.model_name}"
+            f"{config.resolved_serving_model_dir} --model_name {config.model_name} "
+            "--rest_api_port 8501 --enable_batching"
         )
     return summary
 

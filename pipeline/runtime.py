@@ -79,6 +79,8 @@ def ensure_input(config: configs.PipelineConfig) -> str:
             path, synthetic_logs.SyntheticLogConfig(**config.synthetic)
         )
         logging.info("Synthetic log written to %s: %s", path, summary)
+    if config.uses_synthetic_data:
+        logging.info("Input: the synthetic log %s", path, extra={console.CONSOLE: True})
     elif "://" not in path:
         from components.multi_behavior_example_gen import executor
 

@@ -122,6 +122,20 @@ def test_tensorflow_shutdown_noise_goes_to_the_file_other_errors_stay(tmp_path, 
     assert sys.unraisablehook is not sys.__unraisablehook__
 
 
+def test_shutdown_hook_stays_silent_when_logging_is_torn_down(monkeypatch, capsys):
+    """At interpreter shutdown module globals are None; the hook must not fail."""
+    passed_on = []
+    hook = console._quiet_unraisable(passed_on.append)
+
+    class AtomicFunction:
+        pass
+
+    monkeypatch.setattr(console, "logging", None)
+    hook(types.SimpleNamespace(object=AtomicFunction(), exc_value=RuntimeError("gone")))
+    assert passed_on == []
+    assert capsys.readouterr().err == ""
+
+
 # The data check is the hardest case: its package imports TensorFlow before the module
 # itself runs (bvae_tf quiets any `python -m` of the project while packages load).
 @pytest.mark.parametrize("module", ["pipeline.data_check"])
