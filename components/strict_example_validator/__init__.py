@@ -1,10 +1,9 @@
 """ExampleValidator that fails the run on data anomalies, with split environments.
 
-The component class loads TFX when first used (PEP 562), so that importing a plain
-module of this package stays light.
+The component class loads TFX when first used (``components.lazy_exports``).
 """
 
-import importlib
+from components import lazy_exports
 
 __all__ = ["DataAnomaliesError", "StrictExampleValidator"]
 
@@ -13,8 +12,4 @@ _HOMES = {
     "StrictExampleValidator": "components.strict_example_validator.component",
 }
 
-
-def __getattr__(name: str):
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOMES)
