@@ -24,6 +24,8 @@ DEFAULT_SDWL_FORM = "paper"
 #: ``BVAEConfig.beta_schedule`` values (``losses.kl_beta``).
 BETA_SCHEDULES = ("linear", "reference")
 VARIANTS = ("bvae", "union_vae")
+#: ``BVAEConfig.encoder`` values: BASE and the paper's RQ2 replacements of it.
+ENCODERS = ("base", "exchange", "mmoe", "cgc")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: The one reconstruction task of ``variant="union_vae"`` (VAE (U.)).
 UNION_TASK = "union"
@@ -79,6 +81,14 @@ class BVAEConfig:
         float32).
       jit_compile: compile the training step's dense decoder work with XLA.
       variant: ``"bvae"`` or ``"union_vae"`` (the VAE (U.) baseline).
+      encoder: ``"base"`` (BASE, paper eq. 1-2) or one of the paper's RQ2
+        replacements of it with the same ``(c + 1)`` sparse ``m x d`` encoders:
+        ``"exchange"`` (-BASE (Exchange): one mean encoder per behavior on its own
+        input, one std encoder on the union), ``"mmoe"`` (-BASE (+MMoE): ``c + 1``
+        shared experts on the union, a softmax gate per behavior, towers to mean and
+        log-variance) or ``"cgc"`` (-BASE (+CGC): one expert per behavior plus one
+        shared, each behavior's gate over its own and the shared expert); see
+        ``model.BVAE.encode``. Needs ``use_base`` and ``variant="bvae"``.
     """
 
     behaviors: tuple[str, ...]
@@ -100,6 +110,7 @@ class BVAEConfig:
     precision: str = "float32"
     jit_compile: bool = False
     variant: str = "bvae"
+    encoder: str = "base"
 
     def __post_init__(self):
         object.__setattr__(self, "behaviors", features.validate_behaviors(self.behaviors))
@@ -116,6 +127,7 @@ class BVAEConfig:
             (self.learning_rate > 0.0, "learning_rate", self.learning_rate),
             (self.precision in PRECISIONS, "precision", self.precision),
             (self.variant in VARIANTS, "variant", self.variant),
+            (self.encoder in ENCODERS, "encoder", self.encoder),
             (
                 len(self.logvar_range) == 2 and self.logvar_range[0] < self.logvar_range[1],
                 "logvar_range",
@@ -125,6 +137,11 @@ class BVAEConfig:
         for ok, name, value in checks:
             if not ok:
                 raise ValueError(f"invalid BVAEConfig.{name}: {value!r}")
+        if self.encoder != "base" and (not self.use_base or self.variant != "bvae"):
+            raise ValueError(
+                f"BVAEConfig.encoder={self.encoder!r} replaces BASE: it needs use_base=True "
+                f"and variant='bvae' (got use_base={self.use_base}, variant={self.variant!r})"
+            )
 
     @property
     def num_behaviors(self) -> int:

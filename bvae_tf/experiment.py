@@ -13,7 +13,14 @@ optimistic. Models:
 - ``bvae``: BVAE over all behaviors (``--gate-mode``, ``--reference``, ablations);
 - ``vae_t``: VAE (T.), one Mult-VAE per behavior on that behavior's data (each
   selected on its own valid NDCG@5);
-- ``vae_u``: VAE (U.), one Mult-VAE on the union of all behaviors, scored per behavior.
+- ``vae_u``: VAE (U.), one Mult-VAE on the union of all behaviors, scored per behavior;
+- ``popularity``, ``repeat``: the no-learning floors of ``bvae_tf.baselines.floors``;
+- ``ease``: EASE per target behavior (``bvae_tf.baselines.ease``), its ``lambda``
+  (``--ease-l2``) and diagonal (``--ease-diagonal``) chosen per behavior on valid
+  NDCG@5 over the whole grid, then test scored once with the chosen fit.
+
+The closed-form baselines are deterministic: one run, whatever ``--seeds``; they
+have no epochs, so only the honest protocol applies to them.
 
 Writes ``<out>/<name>.json`` after every seed (partial results survive) and
 ``<out>/<name>.md``, a table in the paper's layout (behavior x method x
@@ -39,8 +46,19 @@ from bvae_tf import console
 from bvae_tf import features as F
 from bvae_tf import metrics as M
 
-MODELS = ("bvae", "vae_t", "vae_u")
-METHOD_LABELS = {"bvae": "BVAE", "vae_t": "VAE (T.)", "vae_u": "VAE (U.)"}
+#: Closed-form baselines (``bvae_tf.baselines``): no epochs, no seeds.
+BASELINES = ("popularity", "repeat", "ease")
+MODELS = ("bvae", "vae_t", "vae_u", *BASELINES)
+METHOD_LABELS = {
+    "bvae": "BVAE",
+    "vae_t": "VAE (T.)",
+    "vae_u": "VAE (U.)",
+    "popularity": "Popularity",
+    "repeat": "Cross-behavior repeat",
+    "ease": "EASE",
+}
+#: EASE's lambda grid: Steck (2019) reports optima of 200-3000 on larger data.
+EASE_L2_GRID = (10.0, 50.0, 200.0, 500.0, 1000.0, 3000.0)
 ABLATIONS = {"no_base": "use_base", "no_gff": "use_gff", "no_tff": "use_tff", "no_sdwl": "use_sdwl"}
 TABLE_METRICS = (("precision", "Prec"), ("recall", "Rec"), ("ndcg", "NDCG"), ("hit_rate", "HR"))
 HONEST = "honest"
@@ -75,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the released code's configuration (model.reference_config)",
     )
     p.add_argument("--ablation", nargs="*", choices=sorted(ABLATIONS), default=[])
+    p.add_argument(
+        "--encoder",
+        choices=("base", "exchange", "mmoe", "cgc"),
+        help="BASE or its RQ2 replacement (BVAEConfig.encoder)",
+    )
     p.add_argument("--sdwl-form", choices=("reference", "paper"))
     p.add_argument("--beta-schedule", choices=("linear", "reference"))
     p.add_argument("--beta-cap", type=float)
@@ -97,8 +120,39 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="XLA-compile the Adam update (faster steps, slow to compile)",
     )
+    p.add_argument(
+        "--ease-l2",
+        type=float,
+        nargs="+",
+        default=list(EASE_L2_GRID),
+        help="EASE: lambda grid (tuned on valid)",
+    )
+    p.add_argument(
+        "--ease-diagonal",
+        nargs="+",
+        choices=("zero", "free"),
+        default=["zero", "free"],
+        help="EASE: diagonal constraint(s) tried (tuned on valid)",
+    )
+    p.add_argument(
+        "--ease-dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="EASE: float type of the Gram matrix and its inverse (float32 halves memory)",
+    )
+    p.add_argument(
+        "--ease-sequential",
+        action="store_true",
+        help="EASE: fit one target behavior at a time (one m x m matrix held, one "
+        "inversion per behavior and lambda)",
+    )
     p.add_argument("--combine", nargs="+", help="result JSON files to render as one table")
     p.add_argument("--markdown", help="with --combine: the Markdown file to write")
+    p.add_argument(
+        "--anchor",
+        help="with --combine: method label tested (paired t-test over users) against the "
+        "best other row per behavior, e.g. 'BVAE (gates=gated)'",
+    )
     p.add_argument(
         "--protocols",
         nargs="+",
@@ -115,6 +169,7 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
     overrides = {"seed": seed, "variant": variant}
     for flag, field in (
         ("gate_mode", "gate_mode"),
+        ("encoder", "encoder"),
         ("sdwl_form", "sdwl_form"),
         ("beta_schedule", "beta_schedule"),
         ("beta_cap", "beta_cap"),
@@ -171,7 +226,8 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
         monitor_datasets={"test": test} if args.paper_protocol else None,
     )
     start = time.perf_counter()
-    scored = M.evaluate(model, test)
+    tested: dict = {}
+    _test(model, test, model.behaviors, tested)
     test_seconds = time.perf_counter() - start
     best = result.history[result.best_epoch - 1]
     run = {
@@ -181,7 +237,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds + test_seconds,
         "seconds_per_epoch": result.train_seconds / max(result.epochs_run, 1),
-        HONEST: {b: dict(r.metrics, num_users=r.num_users) for b, r in scored.behaviors.items()},
+        **tested,
         "valid": {
             b: {k.split("/", 2)[2]: v for k, v in best.items() if k.startswith(f"valid/{b}/")}
             for b in behaviors
@@ -196,12 +252,123 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
     return run
 
 
+#: Per-user test values kept in every run record (``"test_per_user"``), for the
+#: paired significance test of ``--combine``.
+PER_USER_METRIC = M.SELECTION_METRIC
+
+
+def _test(model, dataset, behaviors, run: dict) -> None:
+    """Scores the test split once into ``run[HONEST]`` and ``run["test_per_user"]``."""
+    result = M.evaluate(model, dataset, behaviors=behaviors, per_user=(PER_USER_METRIC,))
+    run.setdefault(HONEST, {}).update(_metrics(result))
+    run.setdefault("test_per_user", {}).update(
+        {b: result.per_user[b][PER_USER_METRIC].round(6).tolist() for b in behaviors}
+    )
+
+
+def _metrics(result, behaviors=None) -> dict:
+    return {
+        b: dict(r.metrics, num_users=r.num_users)
+        for b, r in result.behaviors.items()
+        if behaviors is None or b in behaviors
+    }
+
+
+def _brief(metrics: dict) -> str:
+    """``purchase NDCG@5 0.0734 HR@5 0.1490; click ...`` (the full record is in the JSON)."""
+    return "; ".join(
+        f"{b} NDCG@5 {m['ndcg@5']:.4f} HR@5 {m['hit_rate@5']:.4f}" for b, m in metrics.items()
+    )
+
+
+def _fit_baseline(args, data) -> dict:
+    """One run of a closed-form baseline: fit on train, select on valid, test once."""
+    from bvae_tf import data as D
+    from bvae_tf.baselines import ease, floors
+
+    behaviors = data.behaviors
+    train = {b: data.matrix(F.TRAIN, b) for b in behaviors}
+    valid = D.eval_dataset(data, F.EVAL, args.eval_batch_size, behaviors=behaviors)
+    test = D.eval_dataset(data, F.TEST, args.eval_batch_size, behaviors=behaviors)
+    start = time.perf_counter()
+    if args.model != "ease":
+        cls = floors.Popularity if args.model == "popularity" else floors.CrossBehaviorRepeat
+        model = cls(behaviors, data.num_items).fit(train)
+        run = {
+            "config": {"model": args.model, "behaviors": list(behaviors)},
+            "train_seconds": time.perf_counter() - start,
+            "valid": _metrics(M.evaluate(model, valid, behaviors=behaviors)),
+            "trials": [],
+        }
+        _test(model, test, behaviors, run)
+        return run
+    dtype = np.float32 if args.ease_dtype == "float32" else np.float64
+    grid = {"l2": list(args.ease_l2), "diagonal": list(args.ease_diagonal)}
+    groups = [(b,) for b in behaviors] if args.ease_sequential else [behaviors]
+    size = len(grid["l2"]) * len(grid["diagonal"]) * len(groups)
+    by_choice: dict[tuple, dict] = {}
+    done = 0
+    tick = time.perf_counter()
+    for targets in groups:
+        model = ease.EASE(behaviors, data.num_items, targets=targets)
+        for l2, diagonal in model.fit_path(train, grid["l2"], grid["diagonal"], dtype):
+            scored = _metrics(M.evaluate(model, valid, behaviors=targets))
+            trial = by_choice.setdefault(
+                (l2, diagonal), {"l2": l2, "diagonal": diagonal, "valid": {}, "seconds": 0.0}
+            )
+            trial["valid"].update(scored)
+            trial["seconds"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            done += 1
+            logging.info(
+                "EASE fit %d/%d: lambda=%g diagonal=%s valid NDCG@5 %s",
+                done,
+                size,
+                l2,
+                diagonal,
+                " ".join(f"{b}={scored[b][M.SELECTION_METRIC]:.4f}" for b in targets),
+                extra={console.CONSOLE: True},
+            )
+        del model
+    trials = list(by_choice.values())
+    selected = {
+        b: max(trials, key=lambda t, b=b: t["valid"][b][M.SELECTION_METRIC]) for b in behaviors
+    }
+    run = {
+        "config": {
+            "model": "ease",
+            "behaviors": list(behaviors),
+            "grid": grid,
+            "dtype": args.ease_dtype,
+        },
+        "train_seconds": time.perf_counter() - start,
+        "trials": trials,
+        "selected": {b: {"l2": t["l2"], "diagonal": t["diagonal"]} for b, t in selected.items()},
+        "valid": {b: t["valid"][b] for b, t in selected.items()},
+        HONEST: {},
+    }
+    # Test once, with the fit each behavior selected.
+    choices = sorted({(t["l2"], t["diagonal"]) for t in selected.values()})
+    for l2, diagonal in choices:
+        chosen = [b for b, t in selected.items() if (t["l2"], t["diagonal"]) == (l2, diagonal)]
+        for targets in [(b,) for b in chosen] if args.ease_sequential else [tuple(chosen)]:
+            model = ease.EASE(behaviors, data.num_items, targets=targets)
+            model.fit(train, l2, diagonal, dtype)
+            _test(model, test, targets, run)
+            del model
+    run[HONEST] = {b: run[HONEST][b] for b in behaviors}
+    run["test_per_user"] = {b: run["test_per_user"][b] for b in behaviors}
+    return run
+
+
 def _merge_runs(parts: list[dict]) -> dict:
     """Joins per-behavior VAE (T.) runs into one run record."""
     merged = {"parts": parts, HONEST: {}, "valid": {}, "best_epoch": {}, "train_seconds": 0.0}
+    merged["test_per_user"] = {}
     for part in parts:
         (b,) = part["config"]["behaviors"]
         merged[HONEST][b] = part[HONEST][b]
+        merged["test_per_user"][b] = part.pop("test_per_user")[b]
         merged["valid"][b] = part["valid"][b]
         merged["best_epoch"][b] = part["best_epoch"]
         merged["train_seconds"] += part["train_seconds"]
@@ -225,11 +392,64 @@ def summarize(runs: list[dict], protocol: str) -> dict:
     return out
 
 
+def _per_user(result: dict, behavior: str) -> np.ndarray | None:
+    """Per-user test NDCG@5 of a result, averaged over its seeds (None if not recorded)."""
+    arrays = [
+        r["test_per_user"][behavior]
+        for r in result["runs"]
+        if behavior in r.get("test_per_user", {})
+    ]
+    if not arrays or len({len(a) for a in arrays}) != 1:
+        return None
+    return np.mean(np.array(arrays, np.float64), axis=0)
+
+
+def paired_test(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of a paired t-test over users (``scipy.stats.ttest_rel``);
+    1.0 when the two are identical."""
+    from scipy import stats
+
+    if np.array_equal(a, b):
+        return 1.0
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def _significance(rows, behavior: str, anchor: str, k: int) -> tuple[str, str] | None:
+    """(best other method, sentence) of ``anchor`` vs the best other row by NDCG@k."""
+    key = M.metric_key("ndcg", k)
+    scored = [(r, s[behavior][key][0]) for r, s in rows if behavior in s and key in s[behavior]]
+    mine = [(r, v) for r, v in scored if r["method"] == anchor]
+    others = sorted([(r, v) for r, v in scored if r["method"] != anchor], key=lambda x: -x[1])
+    if not mine or not others or k != 5:
+        return None
+    (a, va), (b, vb) = mine[0], others[0]
+    ua, ub = _per_user(a, behavior), _per_user(b, behavior)
+    if ua is None or ub is None or len(ua) != len(ub):
+        return b["method"], f"{behavior}: vs {b['method']}: no per-user test values recorded"
+    p = paired_test(ua, ub)
+    better = "equal means" if va == vb else f"{anchor if va > vb else b['method']} higher"
+    mark = "significant" if p < 0.05 else "not significant"
+    return b["method"], (
+        f"{behavior}: {anchor} {va:.4f} vs {b['method']} {vb:.4f}, p = {p:.2g} "
+        f"({mark} at 0.05; {better}; {len(ua)} users)"
+    )
+
+
 def render_markdown(
-    results: list[dict], k: int = 5, protocols: Sequence[str] = (HONEST, PAPER)
+    results: list[dict],
+    k: int = 5,
+    protocols: Sequence[str] = (HONEST, PAPER),
+    anchor: str | None = None,
 ) -> str:
     """Tables in the paper's layout: behavior x method, Prec/Rec/NDCG/HR@k, mean +- std,
-    and the number of seeds behind each row."""
+    and the number of seeds behind each row.
+
+    Per behavior and column the best mean is **bold** and the second <u>underlined</u>.
+    With ``anchor`` (a method label), the honest table is followed by a paired t-test
+    over users (per-user test NDCG@5, mean over seeds) of that method against the best
+    other method per behavior, as the paper marks BVAE against the second best; its
+    NDCG@5 cell gets a ``*`` where the difference is significant (p < 0.05).
+    """
     lines = []
     for protocol in protocols:
         rows = [(r, r["summary"].get(protocol)) for r in results if r["summary"].get(protocol)]
@@ -245,17 +465,48 @@ def render_markdown(
             for b in [*result.get("behaviors", []), *sorted(summary)]:
                 if b in summary and b not in behaviors:
                     behaviors.append(b)
+        notes = []
         for b in behaviors:
-            for result, summary in rows:
-                if b not in summary:
-                    continue
+            present = [(r, s) for r, s in rows if b in s]
+            ranks = {}
+            for metric, _ in TABLE_METRICS:
+                key = M.metric_key(metric, k)
+                means = sorted({s[b][key][0] for _, s in present if key in s[b]}, reverse=True)
+                ranks[metric] = means[:2]
+            test = None
+            if anchor and protocol == HONEST:
+                test = _significance(present, b, anchor, k)
+                if test:
+                    notes.append(test[1])
+            for result, summary in present:
                 cells = []
                 for metric, _ in TABLE_METRICS:
                     mean, std = summary[b].get(M.metric_key(metric, k), [math.nan, math.nan])
-                    cells.append(f"{mean:.4f} ± {std:.4f}")
+                    cell = f"{mean:.4f} ± {std:.4f}"
+                    if len(present) > 1 and ranks[metric][:1] == [mean]:
+                        cell = f"**{cell}**"
+                    elif len(present) > 2 and ranks[metric][1:2] == [mean]:
+                        cell = f"<u>{cell}</u>"
+                    if (
+                        metric == "ndcg"
+                        and test
+                        and result["method"] == anchor
+                        and "p = " in test[1]
+                        and float(test[1].split("p = ")[1].split()[0]) < 0.05
+                    ):
+                        cell += " *"
+                    cells.append(cell)
                 seeds = len([r for r in result["runs"] if protocol in r])
                 lines.append(f"| {b} | {result['method']} | " + " | ".join(cells) + f" | {seeds} |")
         lines.append("")
+        if notes:
+            lines.append(
+                "Paired t-test over users (per-user test NDCG@5, mean over seeds), "
+                f"{anchor} vs the best other row:"
+            )
+            lines.append("")
+            lines.extend(f"- {n}" for n in notes)
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -343,6 +594,12 @@ def run(args) -> dict:
         "protocol": PROTOCOL_TITLES[HONEST],
         "runs": [],
     }
+    if args.model in BASELINES:
+        record = _fit_baseline(args, data)
+        result["runs"].append(record)
+        _write(out / name, result, args.table_k)
+        logging.info("%s: test %s", name, _brief(record[HONEST]), extra={console.CONSOLE: True})
+        return result
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         logging.info("%s: seed %d", name, seed, extra={console.CONSOLE: True})
         log_dir = None if args.log_dir is None else pathlib.Path(args.log_dir) / f"{name}_s{seed}"
@@ -368,11 +625,7 @@ def run(args) -> dict:
         result["runs"].append(record)
         _write(out / name, result, args.table_k)
         logging.info(
-            "%s: seed %d test %s",
-            name,
-            seed,
-            json.dumps(record[HONEST]),
-            extra={console.CONSOLE: True},
+            "%s: seed %d test %s", name, seed, _brief(record[HONEST]), extra={console.CONSOLE: True}
         )
     return result
 
@@ -405,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if labels.count(result["method"]) > 1:
                 t = training_settings(result)
                 result["method"] += f" [≤{t['epochs']} epochs, patience {t['patience']}]"
-        text = render_markdown(results, args.table_k, args.protocols)
+        text = render_markdown(results, args.table_k, args.protocols, args.anchor)
         if args.markdown:
             pathlib.Path(args.markdown).write_text(text)
         print(text)

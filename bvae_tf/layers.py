@@ -115,7 +115,7 @@ def normalised_weights(items: SparseRows, dropout: float, seed: tf.Tensor | None
     return weights
 
 
-def _xavier(seed: int) -> tf.keras.initializers.Initializer:
+def xavier(seed: int) -> tf.keras.initializers.Initializer:
     return tf.keras.initializers.GlorotUniform(seed=seed)
 
 
@@ -144,7 +144,7 @@ class SparseLinearEncoder(tf.keras.layers.Layer):
         self.kernel = self.add_weight(
             name="kernel",
             shape=(self.num_items, self.latent_dim),
-            initializer=_xavier(self.seed),
+            initializer=xavier(self.seed),
         )
         self.bias = self.add_weight(
             name="bias", shape=(self.latent_dim,), initializer=_bias_init(self.seed + 1)
@@ -228,7 +228,7 @@ class GlobalFeatureFilter(_Gate):
 
     def build(self, input_shape=None):
         width = 1 if self.mode == "reference" else self.latent_dim
-        init = _xavier(self.seed) if self.mode == "reference" else "zeros"
+        init = xavier(self.seed) if self.mode == "reference" else "zeros"
         self.kernel = self.add_weight(
             name="kernel", shape=(self.latent_dim, width), initializer=init
         )
@@ -266,7 +266,7 @@ class TargetFeatureFusion(_Gate):
     """
 
     def build(self, input_shape=None):
-        init = _xavier(self.seed) if self.mode == "reference" else "zeros"
+        init = xavier(self.seed) if self.mode == "reference" else "zeros"
         self.kernel = self.add_weight(name="kernel", shape=(self.latent_dim, 1), initializer=init)
         self.bias = self.add_weight(name="bias", shape=(1,), initializer="zeros")
         super().build(input_shape)
@@ -306,7 +306,7 @@ class ItemDecoder(tf.keras.layers.Layer):
         self.item_embeddings = self.add_weight(
             name="item_embeddings",
             shape=(self.num_items, self.latent_dim),
-            initializer=_xavier(self.seed),
+            initializer=xavier(self.seed),
         )
         self.item_bias = self.add_weight(
             name="item_bias", shape=(self.num_items,), initializer=_bias_init(self.seed + 1)

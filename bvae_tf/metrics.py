@@ -231,9 +231,14 @@ class EvaluationResult:
 
     Attributes:
       behaviors: ``{behavior: RankingResult}``.
+      per_user: ``{behavior: {metric key: [n_scored] float64}}``, the per-user values
+        of the metrics asked for (``evaluate(per_user=...)``), users in dataset order;
+        the same dataset gives the same users in the same order for every model, so
+        two models' arrays pair up (for a paired significance test).
     """
 
     behaviors: dict[str, RankingResult]
+    per_user: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
     def flat(self) -> dict[str, float]:
         """``{"<behavior>/ndcg@5": value, ..., "<behavior>/num_users": n, ...}``."""
@@ -361,6 +366,7 @@ def evaluate(
     dataset,
     ks: Sequence[int] = DEFAULT_KS,
     behaviors: Sequence[str] | None = None,
+    per_user: Sequence[str] = (),
 ) -> EvaluationResult:
     """Streams a dataset through a model and returns its ranking metrics.
 
@@ -374,29 +380,38 @@ def evaluate(
         ``[B]`` (or ``[B, 1]``) int64 counts of held-out ids unknown to the model.
       ks: cut-offs.
       behaviors: behaviors to score (default ``model.behaviors``).
+      per_user: metric keys (e.g. ``"ndcg@5"``) whose per-user values to keep.
 
     Returns:
       :class:`EvaluationResult` with the same numbers as :func:`ranking_metrics` on
       the full score matrix.
 
     Raises:
-      ValueError: on bad ``ks`` or when no behaviors are given or known.
+      ValueError: on bad ``ks``, an unknown ``per_user`` key, or when no behaviors
+        are given or known.
     """
     ks = _check_ks(ks)
     behaviors = tuple(behaviors if behaviors is not None else getattr(model, "behaviors", ()))
     if not behaviors:
         raise ValueError("evaluate needs behaviors (the model has no .behaviors)")
+    known = {metric_key(name, k) for k in ks for name in METRICS}
+    unknown = sorted(set(per_user) - known)
+    if unknown:
+        raise ValueError(f"per_user keys {unknown} are not computed; known: {sorted(known)}")
     fn = _rank_fn(model, behaviors, max(ks), dataset.element_spec)
     sums = {b: {} for b in behaviors}
     counts = {b: [] for b in behaviors}
+    kept = {b: {key: [] for key in per_user} for b in behaviors}
     for batch in dataset:
         out = fn(batch)
         for b, (rows, ranks, num_heldout) in out.items():
             count = num_heldout.numpy()
-            per_user = metrics_from_ranks(rows.numpy(), ranks.numpy().astype(np.float64), count, ks)
-            for key, values in per_user.items():
+            per_key = metrics_from_ranks(rows.numpy(), ranks.numpy().astype(np.float64), count, ks)
+            for key, values in per_key.items():
                 total, n = sums[b].get(key, (0.0, 0))
                 sums[b][key] = (total + float(values.sum()), n + len(values))
+                if key in kept[b]:
+                    kept[b][key].append(values)
             counts[b].append(count)
     results = {}
     for b in behaviors:
@@ -404,4 +419,8 @@ def evaluate(
         if not sums[b]:
             sums[b] = {metric_key(name, k): (0.0, 0) for k in ks for name in METRICS}
         results[b] = _mean_result(sums[b], num_heldout)
-    return EvaluationResult(results)
+    arrays = {
+        b: {key: np.concatenate(parts) if parts else np.zeros(0) for key, parts in kept[b].items()}
+        for b in behaviors
+    }
+    return EvaluationResult(results, arrays if per_user else {})

@@ -8,6 +8,17 @@ Notation (paper): ``c`` behaviors, ``m`` items, latent size ``d``, user ``u``.
 - GFF (eq. 3-4): ``mu_k = g_k * mu_0``; TFF (eq. 7-8): ``z_hat_k = sum_k' G_kk' z_k'``
   (see ``layers.GlobalFeatureFilter`` / ``layers.TargetFeatureFusion`` for the two gate
   readings, ``gate_mode="reference"`` or ``"gated"``).
+- The paper's RQ2 replacements of BASE (``BVAEConfig.encoder``), each with BASE's
+  ``c + 1`` sparse ``m x d`` encoders. ``"exchange"``: the roles swapped -- a mean
+  encoder per behavior on ``x^{Bk}`` and one std encoder on ``x^{B0}`` (GFF then
+  gates each ``mu_k``). ``"mmoe"`` (Ma et al., KDD 2018): ``c + 1`` expert encoders on
+  ``x^{B0}``, per behavior a softmax gate (a sparse ``m -> c + 1`` linear map of
+  ``x^{B0}``) mixes them, and two ``d x d`` towers give ``mu_k`` and ``logvar_k``.
+  ``"cgc"`` (Tang et al., RecSys 2020, PLE's single layer): one expert per behavior
+  plus one shared expert, behavior ``k``'s gate over its own and the shared one. The
+  paper gives no equations for these; this is our reading, with the gates' and
+  towers' extra parameters (``c (c + 1) m + 2 c d^2``, under 4% of BASE's ``(c + 1) m d``
+  on JD) stated.
 - ``z_k = mu_k + eps * sigma_k`` in training, ``z_k = mu_k`` otherwise (eq. 5-6).
 - Decoder ``k``: ``logits_k = z_hat_k E_k^T + b_k``, multinomial likelihood (eq. 9-10).
 - Loss: per behavior negative log-likelihood + beta * KL, weighted by SDWL (eq. 11-14,
@@ -43,6 +54,7 @@ from bvae_tf import features as F
 from bvae_tf import layers as L
 from bvae_tf import losses
 from bvae_tf.config import (  # noqa: F401  -- BVAEConfig and its helpers are part of this API
+    ENCODERS,
     PRECISIONS,
     UNION_TASK,
     VARIANTS,
@@ -81,12 +93,45 @@ class BVAE(tf.keras.Model):
         self._cfg = cfg
         policy = tf.keras.mixed_precision.Policy(cfg.precision)
         m, d, seed = cfg.num_items, cfg.latent_dim, cfg.seed
-        self.mean_encoder = L.SparseLinearEncoder(m, d, seed=seed, dtype=policy, name="mu0")
-        std_names = cfg.tasks if cfg.use_base else (UNION_TASK,)
-        self.std_encoders = [
-            L.SparseLinearEncoder(m, d, seed=seed + 10 + i, dtype=policy, name=f"logvar_{t}")
-            for i, t in enumerate(std_names)
-        ]
+        self.mean_encoders, self.std_encoders, self.experts = [], [], []
+        self.expert_gates, self.mean_towers, self.logvar_towers = [], [], []
+        per_task = cfg.tasks if cfg.use_base else (UNION_TASK,)
+        if cfg.encoder == "base":
+            self.mean_encoder = L.SparseLinearEncoder(m, d, seed=seed, dtype=policy, name="mu0")
+            self.mean_encoders = [self.mean_encoder]
+        elif cfg.encoder == "exchange":
+            self.mean_encoders = [
+                L.SparseLinearEncoder(m, d, seed=seed + 90 + i, dtype=policy, name=f"mu_{t}")
+                for i, t in enumerate(per_task)
+            ]
+        if cfg.encoder in ("base", "exchange"):
+            std_names = per_task if cfg.encoder == "base" else (UNION_TASK,)
+            self.std_encoders = [
+                L.SparseLinearEncoder(m, d, seed=seed + 10 + i, dtype=policy, name=f"logvar_{t}")
+                for i, t in enumerate(std_names)
+            ]
+        else:  # mmoe / cgc: c + 1 experts, the same encoder parameters as BASE
+            self.experts = [
+                L.SparseLinearEncoder(m, d, seed=seed + 110 + i, dtype=policy, name=f"expert_{i}")
+                for i in range(len(cfg.tasks) + 1)
+            ]
+            gate_width = len(self.experts) if cfg.encoder == "mmoe" else 2
+            self.expert_gates = [
+                L.SparseLinearEncoder(m, gate_width, seed=seed + 130 + i, name=f"expert_gate_{t}")
+                for i, t in enumerate(cfg.tasks)
+            ]
+            self.mean_towers = [
+                tf.keras.layers.Dense(
+                    d, kernel_initializer=L.xavier(seed + 150 + i), name=f"mu_{t}"
+                )
+                for i, t in enumerate(cfg.tasks)
+            ]
+            self.logvar_towers = [
+                tf.keras.layers.Dense(
+                    d, kernel_initializer=L.xavier(seed + 170 + i), name=f"logvar_{t}"
+                )
+                for i, t in enumerate(cfg.tasks)
+            ]
         gates = cfg.multi_behavior
         self.filters = [
             L.GlobalFeatureFilter(d, cfg.gate_mode, seed=seed + 30 + i, name=f"gff_{t}")
@@ -199,22 +244,42 @@ class BVAE(tf.keras.Model):
                 items, cfg.dropout, self._seed(next(seeds)) if training else None
             )
 
-        union_weights = weights(union)
-        mu0 = tf.cast(self.mean_encoder(union, union_weights), tf.float32)
-        lo, hi = cfg.logvar_range
-        if cfg.use_base:
-            logvars = []
-            for task, encoder in zip(cfg.tasks, self.std_encoders, strict=True):
+        def encode_task_inputs(encoders):
+            out = []
+            for task, encoder in zip(cfg.tasks, encoders, strict=True):
                 items = targets[task]
                 # With one task its input is the union: one dropout mask, as Mult-VAE.
                 shared = len(per_behavior) == 1 or cfg.variant == "union_vae"
                 w = union_weights if shared else weights(items)
-                logvars.append(tf.cast(encoder(items, w), tf.float32))
+                out.append(tf.cast(encoder(items, w), tf.float32))
+            return out
+
+        def on_union(encoder):
+            return tf.cast(encoder(union, union_weights), tf.float32)
+
+        union_weights = weights(union)
+        lo, hi = cfg.logvar_range
+        n = len(cfg.tasks)
+        if cfg.encoder == "base":
+            means = [on_union(self.mean_encoders[0])] * n
+            if cfg.use_base:
+                logvars = encode_task_inputs(self.std_encoders)
+            else:
+                logvars = [on_union(self.std_encoders[0])] * n
+        elif cfg.encoder == "exchange":
+            means = encode_task_inputs(self.mean_encoders)
+            logvars = [on_union(self.std_encoders[0])] * n
         else:
-            shared_logvar = tf.cast(self.std_encoders[0](union, union_weights), tf.float32)
-            logvars = [shared_logvar] * len(cfg.tasks)
+            experts = tf.stack([on_union(e) for e in self.experts], axis=1)  # [B, c+1, d]
+            means, logvars = [], []
+            for i in range(n):
+                chosen = experts if cfg.encoder == "mmoe" else tf.gather(experts, [i, n], axis=1)
+                gate = tf.nn.softmax(on_union(self.expert_gates[i]), axis=-1)  # [B, E]
+                mixed = tf.einsum("be,bed->bd", gate, chosen)
+                means.append(self.mean_towers[i](mixed))
+                logvars.append(self.logvar_towers[i](mixed))
         logvars = [tf.clip_by_value(lv, lo, hi) for lv in logvars]
-        mus = [f(mu0) for f in self.filters] if self.filters else [mu0] * len(cfg.tasks)
+        mus = [f(mu) for f, mu in zip(self.filters, means, strict=True)] if self.filters else means
         if training:
             zs = [
                 mu

@@ -2,7 +2,7 @@
 # Creates .venv and installs the pinned TFX 1.16 stack, the dev tools and the
 # project itself. Idempotent: does nothing when .venv already matches the locks.
 #
-# Why --ignore-requires-python --no-deps: the `tfx` 1.16 wheel declares
+# Why --no-deps (and --ignore-requires-python for pip): the `tfx` 1.16 wheel declares
 # Requires-Python <3.11 although the whole stack runs on CPython 3.11 (every
 # native wheel exists for cp311). requirements/lock.txt was resolved once for
 # py3.10 markers (see its header) and is installed exactly, without resolving.
@@ -41,9 +41,22 @@ pip_quietly() {
   fi
 }
 
-echo "install: installing requirements/lock.txt (TFX 1.16 stack, about 2 minutes from nothing)"
-pip_quietly install --ignore-requires-python --no-deps -r requirements/lock.txt
-pip_quietly install --no-deps -r requirements/dev.lock.txt
+# uv installs the exact locks in parallel: ~30 s from nothing against ~2.5 min with pip.
+# Where uv cannot be had (a mirror without it), pip installs the same files.
+UV_VERSION=0.13.9
+if "${PIP[@]}" install "uv==$UV_VERSION" >> "$LOG" 2>&1; then
+  echo "install: installing requirements/lock.txt with uv $UV_VERSION (TFX 1.16 stack, under a minute from nothing)"
+  if ! "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps \
+      -r requirements/lock.txt -r requirements/dev.lock.txt >> "$LOG" 2>&1; then
+    tail -n 40 "$LOG" >&2
+    echo "install: uv pip install of the locks failed (full output: $LOG)" >&2
+    exit 1
+  fi
+else
+  echo "install: uv unavailable; installing requirements/lock.txt with pip (about 2.5 minutes from nothing)"
+  pip_quietly install --ignore-requires-python --no-deps -r requirements/lock.txt
+  pip_quietly install --no-deps -r requirements/dev.lock.txt
+fi
 echo "install: installing the project (editable, --no-deps)"
 pip_quietly install --no-deps --no-build-isolation -e .
 

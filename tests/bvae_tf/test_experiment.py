@@ -154,7 +154,7 @@ def test_combine_pools_seeds_of_one_configuration_only(tmp_path):
     rows = [line for line in md.read_text().splitlines() if line.startswith("| purchase")]
     assert len(rows) == 2
     assert "BVAE (gates=gated)" in rows[0] and "0.2000 ± 0.1414 | nan ± nan | 2 |" in rows[0]
-    assert "BVAE (gates=reference)" in rows[1] and "0.5000 ± 0.0000 | nan ± nan | 1 |" in rows[1]
+    assert "BVAE (gates=reference)" in rows[1] and "**0.5000 ± 0.0000** | nan ± nan | 1 |" in rows[1]
 
 
 @pytest.mark.unit
@@ -165,3 +165,82 @@ def test_combine_rejects_missing_or_unfinished_files(tmp_path, capsys):
         with pytest.raises(SystemExit):
             experiment.main(["--combine", str(path)])
         assert str(path) in capsys.readouterr().err
+
+
+def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, tmp_path):
+    for model in ("popularity", "repeat"):
+        assert (
+            experiment.main(["--data", str(release_dir), "--out", str(tmp_path), "--model", model])
+            == 0
+        )
+    argv = ["--data", str(release_dir), "--out", str(tmp_path), "--model", "ease"]
+    grid = ["--ease-l2", "1", "30", "--ease-diagonal", "zero", "free"]
+    assert experiment.main([*argv, *grid, "--name", "ease"]) == 0
+    assert (
+        experiment.main(
+            [*argv, *grid, "--name", "ease_seq", "--ease-sequential", "--ease-dtype", "float32"]
+        )
+        == 0
+    )
+    ease = json.loads((tmp_path / "ease.json").read_text())
+    (run,) = ease["runs"]
+    assert ease["method"] == "EASE"
+    assert len(run["trials"]) == 4
+    for b in ("purchase", "click", "favorite"):
+        best = max(t["valid"][b]["ndcg@5"] for t in run["trials"])
+        assert run["valid"][b]["ndcg@5"] == best
+        assert {"l2", "diagonal"} == set(run["selected"][b])
+        assert 0.0 <= run["honest"][b]["ndcg@5"] <= 1.0
+    # One target at a time in float32: the same selection and test numbers.
+    seq = json.loads((tmp_path / "ease_seq.json").read_text())["runs"][0]
+    assert seq["selected"] == run["selected"]
+    for b in run["honest"]:
+        assert seq["honest"][b]["ndcg@5"] == pytest.approx(run["honest"][b]["ndcg@5"], abs=1e-6)
+    assert "paper" not in run  # no epochs: the honest protocol only
+    repeat = json.loads((tmp_path / "repeat.json").read_text())
+    assert repeat["method"] == "Cross-behavior repeat" and len(repeat["runs"]) == 1
+
+
+@pytest.mark.parametrize("encoder", ["exchange", "mmoe", "cgc"])
+def test_base_replacements_train_and_are_labelled(release_dir, tmp_path, encoder):
+    _run(release_dir, tmp_path, "--model", "bvae", "--seeds", "1", "--encoder", encoder)
+    result = json.loads((tmp_path / "bvae.json").read_text())
+    assert result["runs"][0]["config"]["encoder"] == encoder
+    assert f"encoder={encoder}" in result["method"]
+    assert np.isfinite(result["summary"]["honest"]["purchase"]["ndcg@5"][0])
+
+
+def _fake_result(method: str, per_user: list[float], seeds: int = 1) -> dict:
+    runs = []
+    for _ in range(seeds):
+        mean = float(np.mean(per_user))
+        metrics = {f"{m}@5": mean for m in ("precision", "recall", "ndcg", "hit_rate")}
+        runs.append({"honest": {"click": metrics}, "test_per_user": {"click": per_user}})
+    result = {"method": method, "behaviors": ["click"], "runs": runs}
+    result["summary"] = {"honest": experiment.summarize(runs, "honest")}
+    return result
+
+
+def test_table_marks_best_second_and_tests_the_anchor_against_the_runner_up():
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    results = [
+        _fake_result("BVAE", list(base + 0.05)),
+        _fake_result("EASE", list(base)),
+        _fake_result("Popularity", list(base * 0.1)),
+    ]
+    text = experiment.render_markdown(results, protocols=["honest"], anchor="BVAE")
+    rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| click")}
+    assert "**" in rows["BVAE"] and "ndcg" not in rows["BVAE"]
+    assert rows["BVAE"].count("**") == 8  # every metric column bold
+    assert rows["BVAE"].split(" | ")[4].endswith(" *")  # NDCG@5: significant
+    assert "<u>" in rows["EASE"] and "**" not in rows["EASE"]
+    assert "<u>" not in rows["Popularity"] and "**" not in rows["Popularity"]
+    assert "- click: BVAE " in text and "vs EASE" in text
+    assert "significant at 0.05; BVAE higher; 400 users" in text
+    # Equal per-user values: p = 1, no star.
+    tie = [_fake_result("BVAE", list(base)), _fake_result("EASE", list(base))]
+    text = experiment.render_markdown(tie, protocols=["honest"], anchor="BVAE")
+    assert "p = 1 (not significant at 0.05; equal means" in text
+    bvae = [line for line in text.splitlines() if line.startswith("| click | BVAE")][0]
+    assert not bvae.split(" | ")[4].endswith(" *")

@@ -542,3 +542,45 @@ def test_serving_layout_of_a_model_built_under_a_mirrored_strategy(tiny_data):
     for b in BEHAVIORS:
         np.testing.assert_array_equal(after[b][1].numpy(), before[b][1].numpy())
         np.testing.assert_allclose(after[b][0].numpy(), before[b][0].numpy(), rtol=1e-5)
+
+
+def _encoder_params(model) -> int:
+    """Parameters of the sparse m x d encoders (BASE's budget)."""
+    layers = [*model.mean_encoders, *model.std_encoders, *model.experts]
+    return sum(int(np.prod(v.shape)) for layer in layers for v in layer.weights)
+
+
+@pytest.mark.parametrize("encoder", ["exchange", "mmoe", "cgc"])
+def test_base_replacements_keep_the_encoder_budget_and_contract(tiny_batch, encoder, tmp_path):
+    base = _model(tiny_batch)
+    model = _model(tiny_batch, encoder=encoder, gate_mode="gated")
+    assert _encoder_params(model) == _encoder_params(base)  # (c + 1) encoders m x d
+    out = model(tiny_batch)
+    enc = model.encode(tiny_batch)
+    for b in BEHAVIORS:
+        assert out[b].shape == (int(tiny_batch[F.items_key(b)].dense_shape[0]), NUM_ITEMS)
+        assert np.isfinite(out[b].numpy()).all()
+    if encoder == "exchange":
+        # The roles swapped: one shared log-variance, a mean per behavior.
+        lv = [enc["logvar"][b].numpy() for b in BEHAVIORS]
+        np.testing.assert_array_equal(lv[0], lv[1])
+        assert not np.allclose(enc["mu"]["purchase"].numpy(), enc["mu"]["click"].numpy())
+    else:
+        # Each behavior its own mean and log-variance from its own gate and towers.
+        assert not np.allclose(enc["logvar"]["purchase"].numpy(), enc["logvar"]["click"].numpy())
+        gate = model.expert_gates[0]
+        assert gate.weights[0].shape == (NUM_ITEMS, 4 if encoder == "mmoe" else 2)
+    loss = model.compute_loss(tiny_batch, training=True)
+    assert np.isfinite(loss.numpy())
+    model.save(tmp_path / "m", save_traces=False)
+    loaded = tf.keras.models.load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded(tiny_batch)["click"].numpy(), out["click"].numpy())
+
+
+def test_encoder_config_errors_name_the_conflict():
+    with pytest.raises(ValueError, match=r"invalid BVAEConfig\.encoder: 'moe'"):
+        _config(encoder="moe")
+    with pytest.raises(ValueError, match="needs use_base=True"):
+        _config(encoder="mmoe", use_base=False)
+    with pytest.raises(ValueError, match="variant='union_vae'"):
+        _config(encoder="cgc", variant="union_vae")

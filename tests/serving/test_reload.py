@@ -257,8 +257,9 @@ def test_cli_server_stops_gracefully_on_sigterm(tmp_path, model_template):
         text=True,
     )
     try:
+        # Up to ~2 min for the process to start: slow when the cores are saturated.
         client = ServingClient(
-            f"127.0.0.1:{port}", model_name=MODEL_NAME, max_attempts=60, max_backoff_s=0.5
+            f"127.0.0.1:{port}", model_name=MODEL_NAME, max_attempts=240, max_backoff_s=0.5
         )
         assert client.recommend([{}])[0].model_version == 1
         client.close()
@@ -355,7 +356,7 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
 
     def call() -> None:
         with ServingClient(
-            f"127.0.0.1:{port}", model_name=MODEL_NAME, timeout_s=10, max_attempts=60
+            f"127.0.0.1:{port}", model_name=MODEL_NAME, timeout_s=10, max_attempts=240
         ) as client:
             while not stop.is_set():
                 try:
@@ -368,7 +369,9 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
     try:
         for thread in threads:
             thread.start()
-        _wait_for(lambda: len(versions) >= 10 or errors, what="answers from version 1")
+        _wait_for(
+            lambda: len(versions) >= 10 or errors, timeout_s=120.0, what="answers from version 1"
+        )
         (first,) = _children(process.pid)
         publish(model_template, tmp_path, 2, seed=2)
         _wait_for(

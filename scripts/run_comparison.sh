@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the comparison rows of docs/RESULTS.md on a released dataset with
+# `python -m bvae_tf.experiment`, one JSON per row and seed; resumable (a row whose
+# JSON exists is skipped, so a killed run loses at most the seed in progress).
+#
+#   scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]
+#   scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3
+#
+# Rows (default: all): popularity repeat ease bvae vae_t vae_u mmoe cgc exchange no_base_gff_tff.
+# Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
+# patience 40, test also scored per epoch for the paper protocol). Seeds run outer, so
+# every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
+# (e.g. "--ease-dtype float32 --ease-sequential" on UB's 31k items).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
+OUT=${2:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
+SEEDS=${3:-3}
+shift $(( $# < 3 ? $# : 3 ))
+ROWS=("$@")
+[[ ${#ROWS[@]} -gt 0 ]] || ROWS=(popularity repeat ease bvae vae_t vae_u mmoe cgc exchange no_base_gff_tff)
+PY=${PY:-.venv/bin/python}
+TRAIN=(--epochs 150 --patience 40 --paper-protocol)
+
+flags() {
+  case $1 in
+    popularity | repeat) echo "--model $1" ;;
+    ease) echo "--model ease ${EASE_FLAGS:-}" ;;
+    bvae | vae_t | vae_u) echo "--model $1" ;;
+    mmoe | cgc | exchange) echo "--model bvae --encoder $1" ;;
+    no_base_gff_tff) echo "--model bvae --ablation no_base no_gff no_tff" ;;
+    *) echo "unknown row $1" >&2; exit 2 ;;
+  esac
+}
+
+mkdir -p "$OUT"
+for seed in $(seq 0 $((SEEDS - 1))); do
+  for row in "${ROWS[@]}"; do
+    read -r -a args <<< "$(flags "$row")"
+    case $row in
+      popularity | repeat | ease)  # deterministic: one run
+        [[ $seed -eq 0 && ! -f "$OUT/$row.json" ]] || continue
+        echo "== $row"
+        "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$row" "${args[@]}" ;;
+      *)
+        name="${row}_s$seed"
+        [[ ! -f "$OUT/$name.json" ]] || continue
+        echo "== $name"
+        "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$name" \
+          --seeds 1 --first-seed "$seed" "${TRAIN[@]}" "${args[@]}" ;;
+    esac
+  done
+done
+echo "== done: $OUT"

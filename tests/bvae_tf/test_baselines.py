@@ -1,0 +1,160 @@
+"""Baselines: popularity, cross-behavior repeat, EASE (bvae_tf.baselines)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import tensorflow as tf
+
+from bvae_tf import features as F
+from bvae_tf import metrics as M
+from bvae_tf.baselines import ease as E
+from bvae_tf.baselines import floors
+from tests.bvae_tf.conftest import sparse_batch
+
+pytestmark = pytest.mark.unit
+
+BEHAVIORS = ("purchase", "click")
+
+
+def _batch(train: dict) -> dict:
+    return sparse_batch({F.items_key(b): m for b, m in train.items()})
+
+
+def planted(seed: int = 0, num_users: int = 120, num_items: int = 40):
+    """Four item groups of 10; each user lives in one group. Train: 4 clicks and 1
+    purchase in the group; held out: 1 purchase in the group that the user also clicked,
+    and 1 purchase in the group that the user did not touch. Popularity is flat."""
+    rng = np.random.default_rng(seed)
+    click = np.zeros((num_users, num_items), np.float32)
+    buy = np.zeros_like(click)
+    held = np.zeros_like(click)
+    for u in range(num_users):
+        group = np.arange(10) + 10 * (u % 4)
+        items = rng.permutation(group)
+        click[u, items[:4]] = 1
+        buy[u, items[4]] = 1
+        held[u, items[0]] = 1  # clicked, not bought: the repeat signal
+        held[u, items[5]] = 1  # untouched item of the user's group: co-occurrence
+    train = {"purchase": sp.csr_matrix(buy), "click": sp.csr_matrix(click)}
+    return train, sp.csr_matrix(held)
+
+
+def _ndcg(model, train, held, behavior="purchase"):
+    scores = model(_batch(train))[behavior].numpy()
+    return M.ranking_metrics(scores, held, excluded=train[behavior]).metrics["ndcg@5"]
+
+
+def test_popularity_scores_are_train_counts_scaled_below_one():
+    train = {
+        "purchase": sp.csr_matrix(np.array([[1, 0, 1], [1, 0, 0]], np.float32)),
+        "click": sp.csr_matrix(np.array([[0, 1, 0], [0, 1, 0]], np.float32)),
+    }
+    model = floors.Popularity(BEHAVIORS, 3).fit(train)
+    scores = model(_batch(train))
+    np.testing.assert_allclose(scores["purchase"].numpy(), [[2 / 3, 0, 1 / 3]] * 2, rtol=1e-6)
+    np.testing.assert_allclose(scores["click"].numpy(), [[0, 2 / 3, 0]] * 2, rtol=1e-6)
+
+
+def test_repeat_ranks_other_behavior_items_first_then_popularity():
+    train = {
+        # item 0 is the most bought; user 1 clicked items 2 and 3.
+        "purchase": sp.csr_matrix(np.array([[1, 0, 0, 1], [1, 0, 0, 0]], np.float32)),
+        "click": sp.csr_matrix(np.array([[0, 0, 0, 0], [0, 0, 1, 1]], np.float32)),
+    }
+    model = floors.CrossBehaviorRepeat(BEHAVIORS, 4).fit(train)
+    scores, items = model.recommend(_batch(train), k=3)["purchase"]
+    # user 1: clicked 3 (bought by 1 user) before clicked 2 (by none), then popularity;
+    # own purchase (item 0) excluded.
+    assert items.numpy()[1].tolist() == [3, 2, 1]
+    assert np.isfinite(scores.numpy()[1]).all()
+
+
+def test_ease_with_one_behavior_is_stecks_closed_form():
+    rng = np.random.default_rng(1)
+    x = (rng.random((50, 12)) < 0.3).astype(np.float64)
+    model = E.EASE(("click",), 12).fit({"click": sp.csr_matrix(x)}, l2=5.0)
+    p = np.linalg.inv(x.T @ x + 5.0 * np.eye(12))
+    expected = np.eye(12) - p / np.diag(p)[None, :]
+    np.testing.assert_allclose(model.item_item[0].numpy(), expected, atol=1e-5)
+    assert np.abs(np.diag(model.item_item[0].numpy())).max() < 1e-5
+
+
+@pytest.mark.parametrize("diagonal", E.DIAGONALS)
+def test_ease_solves_its_least_squares_problem(diagonal):
+    """The fitted B_b has zero gradient of ||Y - X B||^2 + l2 ||B||^2 (off the
+    diagonal when it is constrained)."""
+    train, _ = planted(num_users=40, num_items=40)
+    model = E.EASE(BEHAVIORS, 40).fit(train, l2=3.0, diagonal=diagonal)
+    x = (train["purchase"] + train["click"]).toarray().clip(0, 1).astype(np.float64)
+    y = train["purchase"].toarray().astype(np.float64)
+    b = model.item_item[0].numpy().astype(np.float64)
+    gradient = x.T @ (x @ b - y) + 3.0 * b
+    if diagonal == "zero":
+        assert np.abs(np.diag(b)).max() < 1e-5
+        gradient[np.diag_indices_from(gradient)] = 0
+    assert np.abs(gradient).max() < 1e-3
+
+
+def test_spd_inverse_rejects_a_singular_matrix():
+    with pytest.raises(np.linalg.LinAlgError, match="Cholesky"):
+        E.spd_inverse(np.zeros((3, 3)))
+
+
+def test_fit_errors_name_the_problem():
+    train, _ = planted()
+    with pytest.raises(ValueError, match="l2 must be > 0"):
+        E.EASE(BEHAVIORS, 40).fit(train, l2=0.0)
+    with pytest.raises(ValueError, match="diagonal must be one of"):
+        E.EASE(BEHAVIORS, 40).fit(train, l2=1.0, diagonal="none")
+    with pytest.raises(ValueError, match=r"fit needs train matrices of \['click'\]"):
+        floors.Popularity(BEHAVIORS, 40).fit({"purchase": train["purchase"]})
+    with pytest.raises(ValueError, match="has 40 items, the model 41"):
+        floors.Popularity(BEHAVIORS, 41).fit(train)
+    with pytest.raises(ValueError, match="targets must be a non-empty subset"):
+        E.EASE(BEHAVIORS, 40, targets=("cart",))
+
+
+def test_models_learn_the_planted_structure_above_popularity():
+    train, held = planted()
+    popularity = _ndcg(floors.Popularity(BEHAVIORS, 40).fit(train), train, held)
+    repeat = _ndcg(floors.CrossBehaviorRepeat(BEHAVIORS, 40).fit(train), train, held)
+    ease_zero = _ndcg(E.EASE(BEHAVIORS, 40).fit(train, l2=1.0), train, held)
+    ease_free = _ndcg(E.EASE(BEHAVIORS, 40).fit(train, l2=1.0, diagonal="free"), train, held)
+    assert popularity < 0.2
+    # The clicked held-out item sits among 4 clicked items: a hit in the top 4.
+    assert repeat > popularity + 0.2
+    # Zero diagonal: co-occurrence within the group finds both held-out items.
+    assert ease_zero > popularity + 0.2
+    # Free diagonal: also learns that clicked items get bought.
+    assert ease_free > popularity + 0.2
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda train: floors.Popularity(BEHAVIORS, 40).fit(train),
+        lambda train: floors.CrossBehaviorRepeat(BEHAVIORS, 40).fit(train),
+        lambda train: E.EASE(BEHAVIORS, 40).fit(train, l2=2.0, diagonal="free"),
+    ],
+    ids=["popularity", "repeat", "ease"],
+)
+def test_all_zero_user_finite_scores_and_save_load_round_trip(make, tmp_path):
+    train, _ = planted()
+    model = make(train)
+    empty = {b: sp.csr_matrix((3, 40), dtype=np.float32) for b in BEHAVIORS}
+    scores = model(_batch(empty))
+    for b in BEHAVIORS:
+        assert scores[b].shape == (3, 40)
+        assert np.isfinite(scores[b].numpy()).all()
+    batch = _batch({b: m[:7] for b, m in train.items()})
+    model.save(tmp_path / "model", save_traces=False)
+    loaded = tf.keras.models.load_model(tmp_path / "model")
+    assert type(loaded) is type(model)
+    before, after = model(batch), loaded(batch)
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(before[b].numpy(), after[b].numpy())
+    top = model.recommend(batch, k=5)
+    for b in BEHAVIORS:
+        own = train[b][:7].toarray() > 0
+        items = top[b][1].numpy()
+        assert not own[np.arange(7)[:, None], items].any()
