@@ -23,7 +23,12 @@ SDWL_FORMS = ("reference", "paper")
 DEFAULT_SDWL_FORM = "paper"
 #: ``BVAEConfig.beta_schedule`` values (``losses.kl_beta``).
 BETA_SCHEDULES = ("linear", "reference")
-VARIANTS = ("bvae", "union_vae")
+#: Models fitted in closed form from the train matrices (``bvae_tf.baselines``): no
+#: epochs, no optimizer; they export the same signatures as BVAE.
+CLOSED_FORM_VARIANTS = ("popularity", "repeat", "ease")
+VARIANTS = ("bvae", "union_vae", *CLOSED_FORM_VARIANTS)
+#: ``BVAEConfig.ease_diagonal`` values (``baselines.ease``).
+EASE_DIAGONALS = ("zero", "free")
 #: ``BVAEConfig.encoder`` values: BASE and the paper's RQ2 replacements of it.
 ENCODERS = ("base", "exchange", "mmoe", "cgc")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -80,7 +85,12 @@ class BVAEConfig:
         mixed precision: matrix products in 16 bit, variables, softmax and losses in
         float32).
       jit_compile: compile the training step's dense decoder work with XLA.
-      variant: ``"bvae"`` or ``"union_vae"`` (the VAE (U.) baseline).
+      variant: ``"bvae"``, ``"union_vae"`` (the VAE (U.) baseline) or a closed-form
+        baseline of ``bvae_tf.baselines``: ``"popularity"``, ``"repeat"`` (cross-behavior
+        repeat) or ``"ease"`` (those read only ``behaviors``, ``num_items`` and the
+        ``ease_*`` fields; the pipeline's Trainer fits them instead of training).
+      ease_l2: EASE's ``lambda`` (``variant="ease"``).
+      ease_diagonal: EASE's diagonal, ``"zero"`` (Steck's constraint) or ``"free"``.
       encoder: ``"base"`` (BASE, paper eq. 1-2) or one of the paper's RQ2
         replacements of it with the same ``(c + 1)`` sparse ``m x d`` encoders:
         ``"exchange"`` (-BASE (Exchange): one mean encoder per behavior on its own
@@ -111,6 +121,8 @@ class BVAEConfig:
     jit_compile: bool = False
     variant: str = "bvae"
     encoder: str = "base"
+    ease_l2: float = 200.0
+    ease_diagonal: str = "free"
 
     def __post_init__(self):
         object.__setattr__(self, "behaviors", features.validate_behaviors(self.behaviors))
@@ -128,6 +140,8 @@ class BVAEConfig:
             (self.precision in PRECISIONS, "precision", self.precision),
             (self.variant in VARIANTS, "variant", self.variant),
             (self.encoder in ENCODERS, "encoder", self.encoder),
+            (self.ease_l2 > 0.0, "ease_l2", self.ease_l2),
+            (self.ease_diagonal in EASE_DIAGONALS, "ease_diagonal", self.ease_diagonal),
             (
                 len(self.logvar_range) == 2 and self.logvar_range[0] < self.logvar_range[1],
                 "logvar_range",

@@ -209,7 +209,7 @@ def export_serving_model(
             for b in behaviors
         }
     )
-    for decoder in model.decoders:
+    for decoder in getattr(model, "decoders", ()):  # closed-form baselines have none
         decoder.add_serving_layout()
     model.tft_layer = tf_transform_output.transform_features_layer()
     model.item_ids = tf.lookup.StaticHashTable(

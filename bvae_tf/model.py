@@ -90,6 +90,11 @@ class BVAE(tf.keras.Model):
     def __init__(self, config: BVAEConfig | Mapping[str, Any], **kwargs):
         super().__init__(**kwargs)
         cfg = config if isinstance(config, BVAEConfig) else BVAEConfig.from_dict(config)
+        if cfg.variant not in ("bvae", "union_vae"):
+            raise ValueError(
+                f"variant {cfg.variant!r} is a closed-form baseline: build it with "
+                "bvae_tf.baselines.build, not BVAE"
+            )
         self._cfg = cfg
         policy = tf.keras.mixed_precision.Policy(cfg.precision)
         m, d, seed = cfg.num_items, cfg.latent_dim, cfg.seed

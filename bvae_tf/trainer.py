@@ -13,6 +13,12 @@ Trainer ``custom_config``::
                   "distribution_strategy": "auto", "devices": null},
      "top_k": 10}
 
+With ``"model": {"variant": "popularity" | "repeat" | "ease", ...}`` the Trainer fits
+that closed-form baseline (``bvae_tf.baselines``) on the train split's item matrices
+instead (no epochs; the training settings other than ``eval_batch_size`` are unused)
+and exports it with the same signatures, so the Evaluator, Pusher, server and client
+work unchanged.
+
 ``distribution_strategy``: ``"auto"`` (MultiWorkerMirrored when ``TF_CONFIG`` names
 several workers, Mirrored over all GPUs when there are several, else the default
 strategy: one GPU if present, else the CPU), ``"default"``, ``"mirrored"`` (over
@@ -25,9 +31,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
@@ -160,6 +169,78 @@ def eval_feature_keys(behaviors: Sequence[str]) -> list[str]:
     return keys
 
 
+def train_matrices(
+    file_patterns: Sequence[str], behaviors: Sequence[str], num_items: int
+) -> dict[str, sp.csr_matrix]:
+    """``{b: [n, m] 0/1 float32 CSR}`` of the transformed train examples (one row per
+    example, in file order), for the closed-form baselines.
+
+    Raises:
+      ValueError: if no file matches.
+    """
+    keys = {b: features.items_key(b) for b in behaviors}
+    spec = {key: tf.io.VarLenFeature(tf.int64) for key in keys.values()}
+    parts: dict[str, list[sp.csr_matrix]] = {b: [] for b in behaviors}
+    for batch in examples_dataset(file_patterns, spec, batch_size=4096):
+        for b, key in keys.items():
+            items = batch[key]
+            rows, cols = items.indices[:, 0].numpy(), items.values.numpy()
+            shape = (int(items.dense_shape[0]), num_items)
+            part = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+            part.sum_duplicates()
+            part.data[:] = 1.0
+            parts[b].append(part)
+    return {
+        b: sp.vstack(p).tocsr() if p else sp.csr_matrix((0, num_items), dtype=np.float32)
+        for b, p in parts.items()
+    }
+
+
+def _fit_closed_form(model_config, train_files, eval_ds, behaviors, log_dir: str):
+    """Fits a closed-form baseline (``bvae_tf.baselines``) and scores the eval split:
+    the model and a one-"epoch" :class:`training.FitResult`; the eval metrics also go
+    to TensorBoard (``log_dir/valid``, step 1) like a trained model's."""
+    from bvae_tf import baselines
+    from bvae_tf import metrics as M
+
+    start = time.perf_counter()
+    train = train_matrices(train_files, behaviors, model_config.num_items)
+    model = baselines.fit(baselines.build(model_config), model_config, train)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    scored = M.evaluate(model, eval_ds, behaviors=behaviors)
+    eval_seconds = time.perf_counter() - start
+    logging.info(
+        "Fitted %s on %d train users in %.1f s.",
+        model_config.variant,
+        next(iter(train.values())).shape[0],
+        train_seconds,
+        extra={console.CONSOLE: True},
+    )
+    with tf.summary.create_file_writer(os.path.join(log_dir, "valid")).as_default():
+        for key, value in scored.flat().items():
+            tf.summary.scalar(key, value, step=1)
+    history = [
+        {
+            "epoch": 1,
+            **{f"valid/{k}": v for k, v in scored.flat().items()},
+            "selection_score": scored.metric_sum(),
+            "train_seconds": train_seconds,
+            "eval_seconds": eval_seconds,
+        }
+    ]
+    result = training.FitResult(
+        best_epoch=1,
+        best_score=scored.metric_sum(),
+        epochs_run=1,
+        stopped_early=False,
+        history=history,
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+    )
+    return model, result
+
+
 # TFX Trainer calls this.
 def run_fn(fn_args: Any) -> None:
     """Trains the BVAE on the Transform output and exports the serving model.
@@ -204,17 +285,26 @@ def run_fn(fn_args: Any) -> None:
         _spec_of(tf_transform_output, eval_feature_keys(behaviors)),
         settings["eval_batch_size"],
     )
-    with strategy.scope():
-        model = model_lib.build_model(model_config)
-    result = training.fit(
-        model,
-        train_ds,
-        eval_ds,
-        epochs=settings["epochs"],
-        patience=settings["patience"],
-        log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
-        verbose=settings["verbose"],
-    )
+    if model_config.variant in bvae_config.CLOSED_FORM_VARIANTS:
+        model, result = _fit_closed_form(
+            model_config,
+            fn_args.train_files,
+            eval_ds,
+            behaviors,
+            log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
+        )
+    else:
+        with strategy.scope():
+            model = model_lib.build_model(model_config)
+        result = training.fit(
+            model,
+            train_ds,
+            eval_ds,
+            epochs=settings["epochs"],
+            patience=settings["patience"],
+            log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
+            verbose=settings["verbose"],
+        )
     logging.info(
         "Best epoch %d of %d (valid score %.4f).",
         result.best_epoch,

@@ -8,3 +8,32 @@ Every model maps ``{features.items_key(b): SparseTensor}`` to ``{b: [B, m] score
   (no learning);
 - :mod:`ease`: :class:`ease.EASE` (Steck 2019), per target behavior.
 """
+
+
+def build(config):
+    """The closed-form model of a ``BVAEConfig`` whose ``variant`` is in
+    ``config.CLOSED_FORM_VARIANTS``, unfitted.
+
+    Raises:
+      ValueError: for any other variant.
+    """
+    from bvae_tf.baselines import ease, floors
+    from bvae_tf.config import CLOSED_FORM_VARIANTS
+
+    if config.variant not in CLOSED_FORM_VARIANTS:
+        raise ValueError(
+            f"variant {config.variant!r} is not a closed-form baseline {CLOSED_FORM_VARIANTS}"
+        )
+    classes = {
+        "popularity": floors.Popularity,
+        "repeat": floors.CrossBehaviorRepeat,
+        "ease": ease.EASE,
+    }
+    return classes[config.variant](config.behaviors, config.num_items)
+
+
+def fit(model, config, train):
+    """Fits ``build(config)`` on ``{behavior: [n, m] train matrix}``; returns it."""
+    if config.variant == "ease":
+        return model.fit(train, config.ease_l2, config.ease_diagonal)
+    return model.fit(train)

@@ -154,7 +154,9 @@ def test_combine_pools_seeds_of_one_configuration_only(tmp_path):
     rows = [line for line in md.read_text().splitlines() if line.startswith("| purchase")]
     assert len(rows) == 2
     assert "BVAE (gates=gated)" in rows[0] and "0.2000 ± 0.1414 | nan ± nan | 2 |" in rows[0]
-    assert "BVAE (gates=reference)" in rows[1] and "**0.5000 ± 0.0000** | nan ± nan | 1 |" in rows[1]
+    assert (
+        "BVAE (gates=reference)" in rows[1] and "**0.5000 ± 0.0000** | nan ± nan | 1 |" in rows[1]
+    )
 
 
 @pytest.mark.unit
@@ -242,5 +244,5 @@ def test_table_marks_best_second_and_tests_the_anchor_against_the_runner_up():
     tie = [_fake_result("BVAE", list(base)), _fake_result("EASE", list(base))]
     text = experiment.render_markdown(tie, protocols=["honest"], anchor="BVAE")
     assert "p = 1 (not significant at 0.05; equal means" in text
-    bvae = [line for line in text.splitlines() if line.startswith("| click | BVAE")][0]
+    bvae = next(line for line in text.splitlines() if line.startswith("| click | BVAE"))
     assert not bvae.split(" | ")[4].endswith(" *")

@@ -257,3 +257,47 @@ def test_an_export_without_its_description_is_a_clear_error(tmp_path):
     (tmp_path / export.EXPORT_INFO_FILE).write_text('{"format": 99}')
     with pytest.raises(ValueError, match="format-1 export description"):
         export.read_export_info(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [{"variant": "popularity"}, {"variant": "repeat"}, {"variant": "ease", "ease_l2": 5.0}],
+    ids=["popularity", "repeat", "ease"],
+)
+def test_run_fn_fits_a_closed_form_baseline_and_exports_the_same_signatures(data, tmp_path, model):
+    args = _fn_args(data, tmp_path)
+    args.custom_config["model"] = model
+    trainer.run_fn(args)
+    with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
+        result = json.load(f)
+    assert result["model_config"]["variant"] == model["variant"]
+    assert result["epochs_run"] == 1 and result["best_score"] > 0.0
+    assert os.listdir(os.path.join(args.model_run_dir, "tensorboard", "valid"))
+    loaded = tf.saved_model.load(args.serving_model_dir)
+    serialized = data.serialized(features.EVAL)[:4]
+    out = loaded.signatures[features.SERVING_SIGNATURE](examples=tf.constant(serialized))
+    transformed = loaded.signatures[features.TRANSFORM_SIGNATURE](examples=tf.constant(serialized))
+    vocabulary = export.read_export_info(args.serving_model_dir).item_ids()
+    for b in tiny.BEHAVIORS:
+        items = out[features.item_ids_output(b)].numpy()
+        assert items.shape == (4, TOP_K)
+        seen = transformed[features.items_key(b)].numpy()
+        for row, own in zip(items, seen, strict=True):
+            own_ids = {vocabulary[i].encode() for i in own if i >= 0}
+            assert not own_ids & set(row.tolist())  # own items of b never recommended
+    logits = loaded.signatures[features.SCORE_SIGNATURE](
+        **{
+            features.items_key(b): tf.constant(transformed[features.items_key(b)].numpy())
+            for b in tiny.BEHAVIORS
+        }
+    )
+    assert logits[features.logits_output(tiny.BEHAVIORS[0])].shape[1] == 30
+
+
+def test_train_matrices_hold_every_train_example(data):
+    matrices = trainer.train_matrices(data.transformed_files(features.TRAIN), tiny.BEHAVIORS, 30)
+    count = len(data.serialized(features.TRAIN))
+    for b in tiny.BEHAVIORS:
+        assert matrices[b].shape == (count, 30)
+        assert set(np.unique(matrices[b].data)) <= {1.0}
+    assert sum(m.nnz for m in matrices.values()) > 0
