@@ -92,12 +92,12 @@ class BVAEConfig:
       ease_l2: EASE's ``lambda`` (``variant="ease"``).
       ease_diagonal: EASE's diagonal, ``"zero"`` (Steck's constraint) or ``"free"``.
       encoder: ``"base"`` (BASE, paper eq. 1-2) or one of the paper's RQ2
-        replacements of it with the same ``(c + 1)`` sparse ``m x d`` encoders:
+        replacements of it with the same ``c + 1`` sparse ``m x d`` encoders:
         ``"exchange"`` (-BASE (Exchange): one mean encoder per behavior on its own
-        input, one std encoder on the union), ``"mmoe"`` (-BASE (+MMoE): ``c + 1``
-        shared experts on the union, a softmax gate per behavior, towers to mean and
-        log-variance) or ``"cgc"`` (-BASE (+CGC): one expert per behavior plus one
-        shared, each behavior's gate over its own and the shared expert); see
+        input, one std encoder on the union), ``"mmoe"`` (-BASE (+MMoE): the
+        mean from the union, each behavior's log-variance a gated mixture of ``c``
+        shared experts on the union) or ``"cgc"`` (-BASE (+CGC): each behavior's gate
+        over its own expert and the shared union encoder); see
         ``model.BVAE.encode``. Needs ``use_base`` and ``variant="bvae"``.
     """
 

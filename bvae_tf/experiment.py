@@ -14,6 +14,9 @@ optimistic. Models:
 - ``vae_t``: VAE (T.), one Mult-VAE per behavior on that behavior's data (each
   selected on its own valid NDCG@5);
 - ``vae_u``: VAE (U.), one Mult-VAE on the union of all behaviors, scored per behavior;
+- ``recvae``: RecVAE (``bvae_tf.baselines.recvae``), one per behavior on its own
+  items, as VAE (T.); an epoch is one RecVAE epoch (3 encoder passes, 1 decoder pass),
+  learning rate ``--lr`` (default the paper's 5e-4), ``--recvae-gamma``;
 - ``popularity``, ``repeat``: the no-learning floors of ``bvae_tf.baselines.floors``;
 - ``ease``: EASE per target behavior (``bvae_tf.baselines.ease``), its ``lambda``
   (``--ease-l2``) and diagonal (``--ease-diagonal``) chosen per behavior on valid
@@ -48,11 +51,12 @@ from bvae_tf import metrics as M
 
 #: Closed-form baselines (``bvae_tf.baselines``): no epochs, no seeds.
 BASELINES = ("popularity", "repeat", "ease")
-MODELS = ("bvae", "vae_t", "vae_u", *BASELINES)
+MODELS = ("bvae", "vae_t", "vae_u", "recvae", *BASELINES)
 METHOD_LABELS = {
     "bvae": "BVAE",
     "vae_t": "VAE (T.)",
     "vae_u": "VAE (U.)",
+    "recvae": "RecVAE (T.)",
     "popularity": "Popularity",
     "repeat": "Cross-behavior repeat",
     "ease": "EASE",
@@ -119,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="XLA-compile the Adam update (faster steps, slow to compile)",
+    )
+    p.add_argument(
+        "--recvae-gamma",
+        type=float,
+        default=0.005,
+        help="RecVAE: KL scale gamma (beta'(x) = gamma |x|; the paper's default)",
     )
     p.add_argument(
         "--ease-l2",
@@ -211,11 +221,31 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
     from bvae_tf import training
 
     tf.keras.utils.set_random_seed(seed)
-    cfg = _config(args, behaviors, data.num_items, seed, variant)
-    model = Mo.build_model(cfg, optimizer_jit_compile=args.optimizer_jit)
     train = D.train_dataset(data, args.batch_size, seed=seed, behaviors=behaviors)
     valid = D.eval_dataset(data, F.EVAL, args.eval_batch_size, behaviors=behaviors)
     test = D.eval_dataset(data, F.TEST, args.eval_batch_size, behaviors=behaviors)
+    steps_per_epoch = None
+    if variant == "recvae":
+        from bvae_tf.baselines import recvae
+
+        (behavior,) = behaviors
+        steps_per_pass = math.ceil(len(data.train_users()) / args.batch_size)
+        model = recvae.RecVAE(
+            behavior,
+            data.num_items,
+            gamma=args.recvae_gamma,
+            learning_rate=args.lr or 5e-4,
+            steps_per_pass=steps_per_pass,
+            seed=seed,
+        )
+        model.prepare(next(iter(train)))
+        steps_per_epoch = steps_per_pass * (model.settings["encoder_passes"] + 1)
+        train = train.repeat()
+        cfg_dict = dict(model.get_config(), behaviors=list(behaviors))
+    else:
+        cfg = _config(args, behaviors, data.num_items, seed, variant)
+        model = Mo.build_model(cfg, optimizer_jit_compile=args.optimizer_jit)
+        cfg_dict = cfg.to_dict()
     result = training.fit(
         model,
         train,
@@ -224,6 +254,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
         patience=args.patience,
         log_dir=log_dir,
         monitor_datasets={"test": test} if args.paper_protocol else None,
+        steps_per_epoch=steps_per_epoch,
     )
     start = time.perf_counter()
     tested: dict = {}
@@ -231,7 +262,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
     test_seconds = time.perf_counter() - start
     best = result.history[result.best_epoch - 1]
     run = {
-        "config": cfg.to_dict(),
+        "config": cfg_dict,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "train_seconds": result.train_seconds,
@@ -603,13 +634,13 @@ def run(args) -> dict:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         logging.info("%s: seed %d", name, seed, extra={console.CONSOLE: True})
         log_dir = None if args.log_dir is None else pathlib.Path(args.log_dir) / f"{name}_s{seed}"
-        if args.model == "vae_t":
+        if args.model in ("vae_t", "recvae"):
             parts = [
                 _train_one(
                     args,
                     data,
                     (b,),
-                    variant="bvae",
+                    variant="bvae" if args.model == "vae_t" else "recvae",
                     seed=seed,
                     log_dir=None if log_dir is None else log_dir / b,
                 )

@@ -158,3 +158,62 @@ def test_all_zero_user_finite_scores_and_save_load_round_trip(make, tmp_path):
         own = train[b][:7].toarray() > 0
         items = top[b][1].numpy()
         assert not own[np.arange(7)[:, None], items].any()
+
+
+def test_recvae_learns_the_planted_structure_and_round_trips(tmp_path):
+    from bvae_tf import training
+    from bvae_tf.baselines import recvae
+
+    train, held = planted(num_users=120, num_items=40)
+    clicks = {"click": train["click"]}
+    batch = _batch(clicks)
+    held_clicks = sp.csr_matrix(held.toarray() * 0)
+    # Held-out clicks: one more item of the user's group, never clicked.
+    rng = np.random.default_rng(3)
+    dense = held_clicks.toarray()
+    for u in range(120):
+        group = np.arange(10) + 10 * (u % 4)
+        free = [i for i in group if train["click"][u, i] == 0]
+        dense[u, rng.choice(free)] = 1
+    held_clicks = sp.csr_matrix(dense)
+    model = recvae.RecVAE("click", 40, hidden=32, latent=8, steps_per_pass=4, learning_rate=1e-2)
+    model.prepare(batch)
+    ds = tf.data.Dataset.from_tensors(batch).repeat()
+    training.compile_model(model)
+    model.fit(ds, epochs=20, steps_per_epoch=16, verbose=0)
+    assert int(model.step.numpy()) == 320
+    # The prior copy follows the encoder (copied at each decoder phase).
+    old = model._encoder_variables(model.old_encoder)[0].numpy()
+    assert not np.allclose(old, 0.0)
+    scores = model(batch)["click"].numpy()
+    ndcg = M.ranking_metrics(scores, held_clicks, excluded=train["click"]).metrics["ndcg@5"]
+    flat = np.tile(
+        floors.Popularity(("click",), 40).fit(clicks)(batch)["click"].numpy()[:1], (120, 1)
+    )
+    base = M.ranking_metrics(flat, held_clicks, excluded=train["click"]).metrics["ndcg@5"]
+    assert ndcg > base + 0.1
+    empty = _batch({"click": sp.csr_matrix((2, 40), dtype=np.float32)})
+    assert np.isfinite(model(empty)["click"].numpy()).all()
+    model.save(tmp_path / "m", save_traces=False)
+    loaded = tf.keras.models.load_model(tmp_path / "m")
+    np.testing.assert_allclose(loaded(batch)["click"].numpy(), scores, rtol=1e-6)
+
+
+def test_recvae_phases_update_one_part_at_a_time():
+    from bvae_tf.baselines import recvae
+
+    train, _ = planted(num_users=20, num_items=40)
+    batch = _batch({"click": train["click"]})
+    model = recvae.RecVAE("click", 40, hidden=16, latent=4, steps_per_pass=1, encoder_passes=2)
+    model.prepare(batch)
+    decoder = model.decoder.kernel.numpy().copy()
+    encoder = model.encoder["mu"].kernel.numpy().copy()
+    model.train_step(batch)  # encoder phase
+    np.testing.assert_array_equal(model.decoder.kernel.numpy(), decoder)
+    assert not np.array_equal(model.encoder["mu"].kernel.numpy(), encoder)
+    model.train_step(batch)  # encoder phase
+    encoder = model.encoder["mu"].kernel.numpy().copy()
+    model.train_step(batch)  # decoder phase: the prior copies the encoder first
+    np.testing.assert_array_equal(model.encoder["mu"].kernel.numpy(), encoder)
+    np.testing.assert_array_equal(model.old_encoder["mu"].kernel.numpy(), encoder)
+    assert not np.array_equal(model.decoder.kernel.numpy(), decoder)

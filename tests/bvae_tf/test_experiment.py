@@ -246,3 +246,23 @@ def test_table_marks_best_second_and_tests_the_anchor_against_the_runner_up():
     assert "p = 1 (not significant at 0.05; equal means" in text
     bvae = next(line for line in text.splitlines() if line.startswith("| click | BVAE"))
     assert not bvae.split(" | ")[4].endswith(" *")
+
+
+def test_recvae_runs_one_model_per_behavior(release_dir, tmp_path):
+    _run(
+        release_dir,
+        tmp_path,
+        "--model",
+        "recvae",
+        "--seeds",
+        "1",
+        "--behaviors",
+        "purchase",
+        "click",
+    )
+    result = json.loads((tmp_path / "recvae.json").read_text())
+    (run,) = result["runs"]
+    assert result["method"] == "RecVAE (T.)"
+    assert [p["config"]["behavior"] for p in run["parts"]] == ["purchase", "click"]
+    assert set(run["honest"]) == {"purchase", "click"}
+    assert set(run["test_per_user"]) == {"purchase", "click"}

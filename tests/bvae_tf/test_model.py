@@ -566,10 +566,22 @@ def test_base_replacements_keep_the_encoder_budget_and_contract(tiny_batch, enco
         np.testing.assert_array_equal(lv[0], lv[1])
         assert not np.allclose(enc["mu"]["purchase"].numpy(), enc["mu"]["click"].numpy())
     else:
-        # Each behavior its own mean and log-variance from its own gate and towers.
-        assert not np.allclose(enc["logvar"]["purchase"].numpy(), enc["logvar"]["click"].numpy())
-        gate = model.expert_gates[0]
-        assert gate.weights[0].shape == (NUM_ITEMS, 4 if encoder == "mmoe" else 2)
+        # The mean stays mu_0; each behavior's log-variance is its gate's mixture of the
+        # experts (MMoE: c shared experts; CGC: its own expert and mu_0).
+        gate = model.expert_gates[1]
+        assert gate.weights[0].shape == (NUM_ITEMS, 3 if encoder == "mmoe" else 2)
+        union = L.union_rows(list(model._inputs(tiny_batch).values()), NUM_ITEMS)
+        w = L.normalised_weights(union, 0.0, None)
+        mu0 = model.mean_encoder(union, w).numpy()
+        if encoder == "mmoe":
+            experts = np.stack([e(union, w).numpy() for e in model.experts], axis=1)
+        else:
+            click = model._inputs(tiny_batch)["click"]
+            own = model.experts[1](click, L.normalised_weights(click, 0.0, None)).numpy()
+            experts = np.stack([own, mu0], axis=1)
+        g = tf.nn.softmax(gate(union, w)).numpy()
+        expected = np.clip(np.einsum("be,bed->bd", g, experts), -10, 10)
+        np.testing.assert_allclose(enc["logvar"]["click"].numpy(), expected, rtol=1e-5, atol=1e-6)
     loss = model.compute_loss(tiny_batch, training=True)
     assert np.isfinite(loss.numpy())
     model.save(tmp_path / "m", save_traces=False)
