@@ -6,7 +6,8 @@
 #   scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]
 #   scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3
 #
-# Rows (default: all): popularity repeat ease bvae vae_t vae_u mmoe cgc exchange no_base_gff_tff.
+# Rows (default: all): popularity repeat ease bvae vae_t vae_u recvae mmoe cgc exchange
+# no_base_gff_tff.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol). Seeds run outer, so
 # every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
@@ -18,7 +19,8 @@ OUT=${2:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
 SEEDS=${3:-3}
 shift $(( $# < 3 ? $# : 3 ))
 ROWS=("$@")
-[[ ${#ROWS[@]} -gt 0 ]] || ROWS=(popularity repeat ease bvae vae_t vae_u mmoe cgc exchange no_base_gff_tff)
+[[ ${#ROWS[@]} -gt 0 ]] || ROWS=(popularity repeat ease bvae vae_t vae_u recvae mmoe cgc exchange
+  no_base_gff_tff)
 PY=${PY:-.venv/bin/python}
 TRAIN=(--epochs 150 --patience 40 --paper-protocol)
 
@@ -26,7 +28,7 @@ flags() {
   case $1 in
     popularity | repeat) echo "--model $1" ;;
     ease) echo "--model ease ${EASE_FLAGS:-}" ;;
-    bvae | vae_t | vae_u) echo "--model $1" ;;
+    bvae | vae_t | vae_u | recvae) echo "--model $1" ;;
     mmoe | cgc | exchange) echo "--model bvae --encoder $1" ;;
     no_base_gff_tff) echo "--model bvae --ablation no_base no_gff no_tff" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
