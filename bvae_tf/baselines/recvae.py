@@ -40,6 +40,10 @@ _PACKAGE = "bvae"
 #: Mixture weights of the composite prior: standard, old posterior, wide (paper sec. 3.3).
 PRIOR_WEIGHTS = (3 / 20, 3 / 4, 1 / 10)
 _WIDE_LOGVAR = 10.0
+#: The graph code here has no tensor-dependent Python control flow (``tf.cond`` is
+#: explicit): converting it, and the Keras layers it calls, with AutoGraph took ~20 s
+#: per trace.
+_NO_AUTOGRAPH = tf.autograph.experimental.do_not_convert
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -114,8 +118,9 @@ class RecVAE(ItemScoreModel):
             num_items, kernel_initializer=L.xavier(seed + 50), name="decoder"
         )
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.encoder_optimizer = tf.keras.optimizers.Adam(learning_rate)
-        self.decoder_optimizer = tf.keras.optimizers.Adam(learning_rate)
+        # No XLA for the updates: compiling both branches' updates costs ~20 s.
+        self.encoder_optimizer = tf.keras.optimizers.Adam(learning_rate, jit_compile=False)
+        self.decoder_optimizer = tf.keras.optimizers.Adam(learning_rate, jit_compile=False)
         self._loss = tf.keras.metrics.Mean("loss")
 
     def _make_encoder(self, name: str, seed: int) -> dict:
@@ -149,6 +154,7 @@ class RecVAE(ItemScoreModel):
     def metrics(self):
         return [self._loss]
 
+    @_NO_AUTOGRAPH
     def _encode(self, encoder: dict, items: L.SparseRows, seed=None):
         weights = L.normalised_weights(items, self.settings["dropout"], seed)
         h = encoder["norms"][0](tf.nn.swish(encoder["input"](items, weights)))
@@ -158,6 +164,7 @@ class RecVAE(ItemScoreModel):
             previous.append(h)
         return encoder["mu"](h), encoder["logvar"](h)
 
+    @_NO_AUTOGRAPH
     def score(self, rows):
         mu, _ = self._encode(self.encoder, rows[self.behavior])
         return {self.behavior: self.decoder(mu)}
@@ -166,6 +173,7 @@ class RecVAE(ItemScoreModel):
         base = tf.stack([tf.constant(self.settings["seed"], tf.int64), self.step.value()])
         return tf.random.experimental.stateless_fold_in(base, salt)
 
+    @_NO_AUTOGRAPH
     def compute_loss(self, inputs, dropout: bool) -> tf.Tensor:
         """Negative ELBO with the composite prior and ``beta'(x)``, mean over users."""
         items = self._inputs(inputs)[self.behavior]
@@ -198,6 +206,7 @@ class RecVAE(ItemScoreModel):
         layers = [encoder["input"], *encoder["dense"], *encoder["norms"], encoder["mu"]]
         return [v for layer in [*layers, encoder["logvar"]] for v in layer.trainable_variables]
 
+    @_NO_AUTOGRAPH
     def train_step(self, inputs):
         passes = self.settings["encoder_passes"] + 1
         phase = (self.step // self.settings["steps_per_pass"]) % passes
@@ -232,6 +241,7 @@ class RecVAE(ItemScoreModel):
         self._loss.update_state(loss)
         return {"loss": self._loss.result()}
 
+    @_NO_AUTOGRAPH
     def test_step(self, inputs):
         self._loss.update_state(self.compute_loss(inputs, dropout=False))
         return {"loss": self._loss.result()}
