@@ -445,8 +445,9 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
-def _significance(rows, behavior: str, anchor: str, k: int) -> tuple[str, str] | None:
-    """(best other method, sentence) of ``anchor`` vs the best other row by NDCG@k."""
+def _significance(rows, behavior: str, anchor: str, k: int) -> tuple[str, bool] | None:
+    """(sentence, whether ``anchor`` is significantly better) of ``anchor`` vs the best
+    other row by NDCG@k."""
     key = M.metric_key("ndcg", k)
     scored = [(r, s[behavior][key][0]) for r, s in rows if behavior in s and key in s[behavior]]
     mine = [(r, v) for r, v in scored if r["method"] == anchor]
@@ -456,14 +457,15 @@ def _significance(rows, behavior: str, anchor: str, k: int) -> tuple[str, str] |
     (a, va), (b, vb) = mine[0], others[0]
     ua, ub = _per_user(a, behavior), _per_user(b, behavior)
     if ua is None or ub is None or len(ua) != len(ub):
-        return b["method"], f"{behavior}: vs {b['method']}: no per-user test values recorded"
+        return f"{behavior}: vs {b['method']}: no per-user test values recorded", False
     p = paired_test(ua, ub)
     better = "equal means" if va == vb else f"{anchor if va > vb else b['method']} higher"
     mark = "significant" if p < 0.05 else "not significant"
-    return b["method"], (
+    sentence = (
         f"{behavior}: {anchor} {va:.4f} vs {b['method']} {vb:.4f}, p = {p:.2g} "
         f"({mark} at 0.05; {better}; {len(ua)} users)"
     )
+    return sentence, p < 0.05 and va > vb
 
 
 def render_markdown(
@@ -479,7 +481,8 @@ def render_markdown(
     With ``anchor`` (a method label), the honest table is followed by a paired t-test
     over users (per-user test NDCG@5, mean over seeds) of that method against the best
     other method per behavior, as the paper marks BVAE against the second best; its
-    NDCG@5 cell gets a ``*`` where the difference is significant (p < 0.05).
+    NDCG@5 cell gets a ``*`` where it is higher and the difference significant
+    (p < 0.05). The sentence under the table says which is higher either way.
     """
     lines = []
     for protocol in protocols:
@@ -508,7 +511,7 @@ def render_markdown(
             if anchor and protocol == HONEST:
                 test = _significance(present, b, anchor, k)
                 if test:
-                    notes.append(test[1])
+                    notes.append(test[0])
             for result, summary in present:
                 cells = []
                 for metric, _ in TABLE_METRICS:
@@ -518,13 +521,7 @@ def render_markdown(
                         cell = f"**{cell}**"
                     elif len(present) > 2 and ranks[metric][1:2] == [mean]:
                         cell = f"<u>{cell}</u>"
-                    if (
-                        metric == "ndcg"
-                        and test
-                        and result["method"] == anchor
-                        and "p = " in test[1]
-                        and float(test[1].split("p = ")[1].split()[0]) < 0.05
-                    ):
+                    if metric == "ndcg" and test and test[1] and result["method"] == anchor:
                         cell += " *"
                     cells.append(cell)
                 seeds = len([r for r in result["runs"] if protocol in r])

@@ -9,7 +9,7 @@
 # Rows (default: all): popularity repeat ease bvae vae_t vae_u recvae mmoe cgc exchange
 # no_base_gff_tff.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
-# patience 40, test also scored per epoch for the paper protocol). Seeds run outer, so
+# patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
 # every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
 # (e.g. "--ease-dtype float32 --ease-sequential" on UB's 31k items).
 set -euo pipefail
@@ -28,7 +28,10 @@ flags() {
   case $1 in
     popularity | repeat) echo "--model $1" ;;
     ease) echo "--model ease ${EASE_FLAGS:-}" ;;
-    bvae | vae_t | vae_u | recvae) echo "--model $1" ;;
+    bvae | vae_t | vae_u) echo "--model $1" ;;
+    # RecVAE's own schedule (its paper and code): at most 50 RecVAE epochs, each
+    # 3 encoder passes and 1 decoder pass; patience 10.
+    recvae) echo "--model recvae --epochs 50 --patience 10" ;;
     mmoe | cgc | exchange) echo "--model bvae --encoder $1" ;;
     no_base_gff_tff) echo "--model bvae --ablation no_base no_gff no_tff" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;

@@ -240,6 +240,12 @@ def test_table_marks_best_second_and_tests_the_anchor_against_the_runner_up():
     assert "<u>" not in rows["Popularity"] and "**" not in rows["Popularity"]
     assert "- click: BVAE " in text and "vs EASE" in text
     assert "significant at 0.05; BVAE higher; 400 users" in text
+    # Significantly worse: no star on the anchor.
+    worse = [_fake_result("BVAE", list(base)), _fake_result("EASE", list(base + 0.05))]
+    text = experiment.render_markdown(worse, protocols=["honest"], anchor="BVAE")
+    assert "significant at 0.05; EASE higher" in text
+    bvae = next(line for line in text.splitlines() if line.startswith("| click | BVAE"))
+    assert not bvae.split(" | ")[4].endswith(" *")
     # Equal per-user values: p = 1, no star.
     tie = [_fake_result("BVAE", list(base)), _fake_result("EASE", list(base))]
     text = experiment.render_markdown(tie, protocols=["honest"], anchor="BVAE")
