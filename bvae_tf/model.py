@@ -67,7 +67,6 @@ from bvae_tf.config import (  # noqa: F401  -- BVAEConfig and its helpers are pa
     reference_config,
 )
 
-
 #: BVAE's graph code has no tensor-dependent Python control flow; converting it, and
 #: every Keras layer it calls, with AutoGraph made tracing a training step take
 #: ~20 s (the tiny test model) instead of ~2 s.
