@@ -11,10 +11,12 @@ with finite outputs and gradients (no norm of a zero row is taken, tf#56796).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import tensorflow as tf
 
+from bvae_tf import features
 from bvae_tf.config import GATE_MODES
 
 _PACKAGE = "bvae"
@@ -73,6 +75,38 @@ def to_sparse_rows(items, num_items: int, name: str = "items") -> SparseRows:
     with tf.control_dependencies([check]):
         keys = tf.identity(rows * num_items + cols)
     return _from_keys(keys, num_items, batch_size)
+
+
+def behavior_inputs(
+    inputs, behaviors, num_items: int, owner: str = "the model"
+) -> dict[str, SparseRows]:
+    """Parses the model input contract ``{features.items_key(b): SparseTensor}``.
+
+    Args:
+      inputs: the feature dict (other keys are ignored).
+      behaviors: behaviors whose ``<b>_items`` to read, in order.
+      num_items: ``m``; every index must lie in ``[0, m)``.
+      owner: how error messages name the model.
+
+    Returns:
+      ``{behavior: SparseRows}``.
+
+    Raises:
+      ValueError: if ``inputs`` is not a mapping or lacks a behavior's feature.
+    """
+    if not isinstance(inputs, Mapping):
+        raise ValueError(
+            f"{owner} input must be a dict of {{items_key(b): SparseTensor}}, "
+            f"got {type(inputs).__name__}"
+        )
+    keys = [features.items_key(b) for b in behaviors]
+    missing = [k for k in keys if k not in inputs]
+    if missing:
+        raise ValueError(f"{owner} input lacks features {missing}; got {sorted(inputs)}")
+    return {
+        b: to_sparse_rows(inputs[k], num_items, name=k)
+        for b, k in zip(behaviors, keys, strict=True)
+    }
 
 
 def _from_keys(keys: tf.Tensor, num_items: int, batch_size: tf.Tensor) -> SparseRows:

@@ -203,19 +203,7 @@ class BVAE(tf.keras.Model):
         return 0 if self._cfg.variant == "union_vae" else self._cfg.behaviors.index(behavior)
 
     def _inputs(self, inputs: Mapping[str, Any]) -> dict[str, L.SparseRows]:
-        if not isinstance(inputs, Mapping):
-            raise ValueError(
-                f"BVAE input must be a dict of {{items_key(b): SparseTensor}}, got "
-                f"{type(inputs).__name__}"
-            )
-        keys = [F.items_key(b) for b in self._cfg.behaviors]
-        missing = [k for k in keys if k not in inputs]
-        if missing:
-            raise ValueError(f"BVAE input lacks features {missing}; got {sorted(inputs)}")
-        return {
-            b: L.to_sparse_rows(inputs[k], self._cfg.num_items, name=k)
-            for b, k in zip(self._cfg.behaviors, keys, strict=True)
-        }
+        return L.behavior_inputs(inputs, self._cfg.behaviors, self._cfg.num_items, "BVAE")
 
     def _seed(self, salt: int) -> tf.Tensor:
         base = tf.stack([tf.constant(self._cfg.seed, tf.int64), self.anneal_step.value()])

@@ -84,21 +84,7 @@ class ItemScoreModel(tf.keras.Model):
         return out
 
     def _inputs(self, inputs: Mapping[str, Any]) -> dict[str, L.SparseRows]:
-        if not isinstance(inputs, Mapping):
-            raise ValueError(
-                f"{type(self).__name__} input must be a dict of {{items_key(b): SparseTensor}}, "
-                f"got {type(inputs).__name__}"
-            )
-        keys = [F.items_key(b) for b in self._behaviors]
-        missing = [k for k in keys if k not in inputs]
-        if missing:
-            raise ValueError(
-                f"{type(self).__name__} input lacks features {missing}; got {sorted(inputs)}"
-            )
-        return {
-            b: L.to_sparse_rows(inputs[k], self._num_items, name=k)
-            for b, k in zip(self._behaviors, keys, strict=True)
-        }
+        return L.behavior_inputs(inputs, self._behaviors, self._num_items, type(self).__name__)
 
     def multi_hot(self, rows: L.SparseRows) -> tf.Tensor:
         """``[B, m]`` float32 0/1 matrix of a batch's item sets."""

@@ -206,6 +206,16 @@ class RecVAE(ItemScoreModel):
         layers = [encoder["input"], *encoder["dense"], *encoder["norms"], encoder["mu"]]
         return [v for layer in [*layers, encoder["logvar"]] for v in layer.trainable_variables]
 
+    def _copy_prior(self) -> None:
+        """``q_old`` <- the current encoder (the composite prior's middle component)."""
+        pairs = zip(
+            self._encoder_variables(self.old_encoder),
+            self._encoder_variables(self.encoder),
+            strict=True,
+        )
+        for old, new in pairs:
+            old.assign(new)
+
     @_NO_AUTOGRAPH
     def train_step(self, inputs):
         passes = self.settings["encoder_passes"] + 1
@@ -222,13 +232,7 @@ class RecVAE(ItemScoreModel):
             return loss
 
         def copy_prior():
-            pairs = zip(
-                self._encoder_variables(self.old_encoder),
-                self._encoder_variables(self.encoder),
-                strict=True,
-            )
-            for old, new in pairs:
-                old.assign(new)
+            self._copy_prior()
             return tf.constant(True)
 
         tf.cond(first_decoder_step, copy_prior, lambda: tf.constant(False))
@@ -254,10 +258,5 @@ class RecVAE(ItemScoreModel):
         self._encode(self.old_encoder, self._inputs(batch)[self.behavior])
         self.decoder_optimizer.build(self.decoder.trainable_variables)
         self.encoder_optimizer.build(self._encoder_variables(self.encoder))
-        for old, new in zip(
-            self._encoder_variables(self.old_encoder),
-            self._encoder_variables(self.encoder),
-            strict=True,
-        ):
-            old.assign(new)
+        self._copy_prior()
         self.compile(optimizer=self.encoder_optimizer)
