@@ -26,7 +26,10 @@ BETA_SCHEDULES = ("linear", "reference")
 #: Models fitted in closed form from the train matrices (``bvae_tf.baselines``): no
 #: epochs, no optimizer; they export the same signatures as BVAE.
 CLOSED_FORM_VARIANTS = ("popularity", "repeat", "ease")
-VARIANTS = ("bvae", "union_vae", *CLOSED_FORM_VARIANTS)
+#: Trained baselines built by ``model.build_model`` in place of BVAE (same training
+#: loop, export and serving): ``"vae_pp"`` is VAE++ (``bvae_tf.baselines.vaepp``).
+TRAINED_BASELINE_VARIANTS = ("vae_pp",)
+VARIANTS = ("bvae", "union_vae", *TRAINED_BASELINE_VARIANTS, *CLOSED_FORM_VARIANTS)
 #: ``BVAEConfig.ease_diagonal`` values (``baselines.ease``).
 EASE_DIAGONALS = ("zero", "free")
 #: ``BVAEConfig.encoder`` values: BASE and the paper's RQ2 replacements of it.
@@ -85,7 +88,10 @@ class BVAEConfig:
         mixed precision: matrix products in 16 bit, variables, softmax and losses in
         float32).
       jit_compile: compile the training step's dense decoder work with XLA.
-      variant: ``"bvae"``, ``"union_vae"`` (the VAE (U.) baseline) or a closed-form
+      variant: ``"bvae"``, ``"union_vae"`` (the VAE (U.) baseline), ``"vae_pp"``
+        (VAE++, one per behavior with the others as auxiliaries; it reads
+        ``latent_dim``, ``dropout``, ``beta_*``, ``anneal_steps``, ``learning_rate``
+        and ``seed``; ``bvae_tf.baselines.vaepp``) or a closed-form
         baseline of ``bvae_tf.baselines``: ``"popularity"``, ``"repeat"`` (cross-behavior
         repeat) or ``"ease"`` (those read only ``behaviors``, ``num_items`` and the
         ``ease_*`` fields; the pipeline's Trainer fits them instead of training).

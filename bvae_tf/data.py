@@ -150,6 +150,8 @@ def _csr_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int,
+    *,
+    with_user_index: bool = False,
 ):
     import tensorflow as tf
 
@@ -161,7 +163,7 @@ def _csr_dataset(
     }
 
     def lookup(batch_users):
-        out = {}
+        out = {F.USER_INDEX: batch_users} if with_user_index else {}
         for key, (indptr, indices) in arrays.items():
             ragged = tf.RaggedTensor.from_row_splits(indices, indptr, validate=False)
             out[key] = tf.gather(ragged, batch_users).to_sparse()
@@ -182,6 +184,8 @@ def train_dataset(
     seed: int = 0,
     shuffle: bool = True,
     behaviors: Sequence[str] | None = None,
+    *,
+    with_user_index: bool = False,
 ):
     """Training batches: ``{items_key(b): SparseTensor [B, None] int64}`` for all b.
 
@@ -194,13 +198,17 @@ def train_dataset(
       seed: shuffle seed.
       shuffle: reshuffle every epoch.
       behaviors: behaviors to include (default ``data.behaviors``).
+      with_user_index: also yield ``features.USER_INDEX`` (int64 ``[B]`` user rows),
+        for the transductive baselines.
 
     Returns:
       ``tf.data.Dataset``.
     """
     behaviors = data.behaviors if behaviors is None else tuple(behaviors)
     tables = {F.items_key(b): data.matrix(F.TRAIN, b) for b in behaviors}
-    return _csr_dataset(data.train_users(), tables, batch_size, shuffle, seed)
+    return _csr_dataset(
+        data.train_users(), tables, batch_size, shuffle, seed, with_user_index=with_user_index
+    )
 
 
 def eval_dataset(
@@ -208,6 +216,8 @@ def eval_dataset(
     split: str = F.EVAL,
     batch_size: int = 2000,
     behaviors: Sequence[str] | None = None,
+    *,
+    with_user_index: bool = False,
 ):
     """Evaluation batches over the users with >= 1 ``split`` item of any behavior.
 
@@ -219,6 +229,7 @@ def eval_dataset(
       split: ``features.EVAL`` or ``features.TEST``.
       batch_size: users per batch.
       behaviors: behaviors to include (default ``data.behaviors``).
+      with_user_index: also yield ``features.USER_INDEX`` (see :func:`train_dataset`).
 
     Returns:
       ``tf.data.Dataset`` (fixed order).
@@ -229,4 +240,4 @@ def eval_dataset(
         tables[F.items_key(b)] = data.matrix(F.TRAIN, b)
         tables[F.heldout_key(b)] = data.matrix(split, b)
     users = data.split_users(split, behaviors)
-    return _csr_dataset(users, tables, batch_size, shuffle=False, seed=0)
+    return _csr_dataset(users, tables, batch_size, False, 0, with_user_index=with_user_index)

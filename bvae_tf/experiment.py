@@ -1,4 +1,4 @@
-"""Reproduction experiments on a released dataset: BVAE, VAE (T.), VAE (U.).
+"""Reproduction experiments on a released dataset: BVAE and the paper's baselines.
 
     python -m bvae_tf.experiment --data ../shared/data/bvae/JD --model bvae --seeds 3 \\
         --out results/jd --name bvae_gated
@@ -17,6 +17,13 @@ optimistic. Models:
 - ``recvae``: RecVAE (``bvae_tf.baselines.recvae``), one per behavior on its own
   items, as VAE (T.); an epoch is one RecVAE epoch (3 encoder passes, 1 decoder pass),
   learning rate ``--lr`` (default the paper's 5e-4), ``--recvae-gamma``;
+- ``vae_pp``: VAE++ (``bvae_tf.baselines.vaepp``), one per target behavior with the
+  other behaviors as auxiliary input, BVAE's training settings (``--lr`` default 1e-3);
+- ``ehcf``: EHCF (``bvae_tf.baselines.transductive``), one model for all behaviors
+  (transfer chain click -> favorite -> cart -> purchase), Adagrad ``--lr`` default 0.05;
+- ``ngcf``: NGCF, one per behavior on its own interactions, BPR batches of
+  ``--batch-size`` triples (an epoch: as many triples as train interactions), Adam
+  ``--lr`` default 1e-4. EHCF and NGCF are transductive (one embedding per user);
 - ``popularity``, ``repeat``: the no-learning floors of ``bvae_tf.baselines.floors``;
 - ``ease``: EASE per target behavior (``bvae_tf.baselines.ease``), its ``lambda``
   (``--ease-l2``) and diagonal (``--ease-diagonal``) chosen per behavior on valid
@@ -51,12 +58,22 @@ from bvae_tf import metrics as M
 
 #: Closed-form baselines (``bvae_tf.baselines``): no epochs, no seeds.
 BASELINES = ("popularity", "repeat", "ease")
-MODELS = ("bvae", "vae_t", "vae_u", "recvae", *BASELINES)
+MODELS = ("bvae", "vae_t", "vae_u", "recvae", "vae_pp", "ehcf", "ngcf", *BASELINES)
+#: Single-target models: one run per behavior, joined into one record; the value is
+#: the model trained for each behavior.
+PER_TARGET = {"vae_t": "bvae", "recvae": "recvae", "vae_pp": "vae_pp", "ngcf": "ngcf"}
+#: Models that learn one embedding per user (experiment-only, not exportable).
+TRANSDUCTIVE = ("ehcf", "ngcf")
+#: Learning rates of the models' own papers (``--lr`` overrides).
+DEFAULT_LR = {"recvae": 5e-4, "vae_pp": 1e-3, "ehcf": 0.05, "ngcf": 1e-4}
 METHOD_LABELS = {
     "bvae": "BVAE",
     "vae_t": "VAE (T.)",
     "vae_u": "VAE (U.)",
     "recvae": "RecVAE (T.)",
+    "vae_pp": "VAE++ (one per target)",
+    "ehcf": "EHCF",
+    "ngcf": "NGCF (T.)",
     "popularity": "Popularity",
     "repeat": "Cross-behavior repeat",
     "ease": "EASE",
@@ -221,11 +238,64 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
     from bvae_tf import training
 
     tf.keras.utils.set_random_seed(seed)
-    train = D.train_dataset(data, args.batch_size, seed=seed, behaviors=behaviors)
-    valid = D.eval_dataset(data, F.EVAL, args.eval_batch_size, behaviors=behaviors)
-    test = D.eval_dataset(data, F.TEST, args.eval_batch_size, behaviors=behaviors)
+    # VAE++ and EHCF read every behavior (the targets' auxiliaries); the others only
+    # the behaviors they model.
+    inputs = data.behaviors if variant in ("vae_pp", "ehcf") else behaviors
+    with_user = variant in TRANSDUCTIVE
+    train = D.train_dataset(
+        data, args.batch_size, seed=seed, behaviors=inputs, with_user_index=with_user
+    )
+    valid, test = (
+        D.eval_dataset(data, split, args.eval_batch_size, inputs, with_user_index=with_user)
+        for split in (F.EVAL, F.TEST)
+    )
     steps_per_epoch = None
-    if variant == "recvae":
+    lr = args.lr or DEFAULT_LR.get(variant)
+    if variant == "vae_pp":
+        from bvae_tf.baselines import vaepp
+
+        overrides = {
+            key: value
+            for key, value in (
+                ("latent", args.latent_dim),
+                ("dropout", args.dropout),
+                ("beta_cap", args.beta_cap),
+                ("anneal_steps", args.anneal_steps),
+                ("beta_schedule", args.beta_schedule),
+            )
+            if value is not None
+        }
+        model = vaepp.VAEPlusPlus(
+            data.behaviors,
+            data.num_items,
+            targets=behaviors,
+            learning_rate=lr,
+            seed=seed,
+            **overrides,
+        )
+        model.prepare(next(iter(train)))
+        cfg_dict = dict(model.get_config())
+    elif variant == "ehcf":
+        from bvae_tf.baselines import transductive
+
+        model = transductive.EHCF(
+            data.behaviors, data.num_items, data.num_users, learning_rate=lr, seed=seed
+        )
+        model.prepare()
+        cfg_dict = dict(model.get_config())
+    elif variant == "ngcf":
+        from bvae_tf.baselines import transductive
+
+        (behavior,) = behaviors
+        matrix = data.matrix(F.TRAIN, behavior)
+        model = transductive.NGCF(
+            behavior, data.num_items, data.num_users, learning_rate=lr, seed=seed
+        ).set_graph(matrix)
+        model.prepare()
+        train = transductive.bpr_triples(matrix, args.batch_size, seed=seed)
+        steps_per_epoch = math.ceil(matrix.nnz / args.batch_size)
+        cfg_dict = dict(model.get_config(), behaviors=list(behaviors))
+    elif variant == "recvae":
         from bvae_tf.baselines import recvae
 
         (behavior,) = behaviors
@@ -234,7 +304,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
             behavior,
             data.num_items,
             gamma=args.recvae_gamma,
-            learning_rate=args.lr or 5e-4,
+            learning_rate=lr,
             steps_per_pass=steps_per_pass,
             seed=seed,
         )
@@ -258,7 +328,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
     )
     start = time.perf_counter()
     tested: dict = {}
-    _test(model, test, model.behaviors, tested)
+    _test(model, test, behaviors, tested)
     test_seconds = time.perf_counter() - start
     best = result.history[result.best_epoch - 1]
     run = {
@@ -397,7 +467,7 @@ def _merge_runs(parts: list[dict]) -> dict:
     merged = {"parts": parts, HONEST: {}, "valid": {}, "best_epoch": {}, "train_seconds": 0.0}
     merged["test_per_user"] = {}
     for part in parts:
-        (b,) = part["config"]["behaviors"]
+        (b,) = part[HONEST]  # the one behavior the part scored
         merged[HONEST][b] = part[HONEST][b]
         merged["test_per_user"][b] = part.pop("test_per_user")[b]
         merged["valid"][b] = part["valid"][b]
@@ -631,13 +701,13 @@ def run(args) -> dict:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         logging.info("%s: seed %d", name, seed, extra={console.CONSOLE: True})
         log_dir = None if args.log_dir is None else pathlib.Path(args.log_dir) / f"{name}_s{seed}"
-        if args.model in ("vae_t", "recvae"):
+        if args.model in PER_TARGET:
             parts = [
                 _train_one(
                     args,
                     data,
                     (b,),
-                    variant="bvae" if args.model == "vae_t" else "recvae",
+                    variant=PER_TARGET[args.model],
                     seed=seed,
                     log_dir=None if log_dir is None else log_dir / b,
                 )
@@ -645,7 +715,7 @@ def run(args) -> dict:
             ]
             record = _merge_runs(parts)
         else:
-            variant = "union_vae" if args.model == "vae_u" else "bvae"
+            variant = {"vae_u": "union_vae", "ehcf": "ehcf"}.get(args.model, "bvae")
             record = _train_one(
                 args, data, data.behaviors, variant=variant, seed=seed, log_dir=log_dir
             )

@@ -63,6 +63,10 @@ RELEASE_SPLIT_MAPPING: Mapping[str, str] = {"train": TRAIN, "valid": EVAL, "test
 
 # --- tf.Example features ---------------------------------------------------------------
 USER_ID = "user_id"
+#: Experiment datasets only (``bvae_tf.data``, ``with_user_index=True``): the user's
+#: 0-based row, int64 ``[B]``, read by the transductive baselines (EHCF, NGCF), which
+#: learn one embedding per training user and so cannot score unseen users.
+USER_INDEX = "user_index"
 ITEMS_SUFFIX = "_items"
 HELDOUT_SUFFIX = "_heldout"
 OOV_SUFFIX = "_oov"

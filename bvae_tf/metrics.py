@@ -379,7 +379,9 @@ def evaluate(
         tensors, and optionally ``features.oov_key(features.heldout_key(b))``
         ``[B]`` (or ``[B, 1]``) int64 counts of held-out ids unknown to the model.
       ks: cut-offs.
-      behaviors: behaviors to score (default ``model.behaviors``).
+      behaviors: behaviors to score (default ``model.scored_behaviors`` where the
+        model has it, e.g. a baseline scoring some of its inputs, else
+        ``model.behaviors``).
       per_user: metric keys (e.g. ``"ndcg@5"``) whose per-user values to keep.
 
     Returns:
@@ -391,7 +393,9 @@ def evaluate(
         are given or known.
     """
     ks = _check_ks(ks)
-    behaviors = tuple(behaviors if behaviors is not None else getattr(model, "behaviors", ()))
+    if behaviors is None:
+        behaviors = getattr(model, "scored_behaviors", None) or getattr(model, "behaviors", ())
+    behaviors = tuple(behaviors)
     if not behaviors:
         raise ValueError("evaluate needs behaviors (the model has no .behaviors)")
     known = {metric_key(name, k) for k in ks for name in METRICS}

@@ -102,8 +102,8 @@ class BVAE(tf.keras.Model):
         cfg = config if isinstance(config, BVAEConfig) else BVAEConfig.from_dict(config)
         if cfg.variant not in ("bvae", "union_vae"):
             raise ValueError(
-                f"variant {cfg.variant!r} is a closed-form baseline: build it with "
-                "bvae_tf.baselines.build, not BVAE"
+                f"variant {cfg.variant!r} is a baseline: build it with build_model "
+                "(trained) or bvae_tf.baselines.build (closed form), not BVAE"
             )
         self._cfg = cfg
         policy = tf.keras.mixed_precision.Policy(cfg.precision)
@@ -428,15 +428,25 @@ def make_optimizer(config: BVAEConfig, jit_compile: bool = False) -> tf.keras.op
     return optimizer
 
 
-def build_model(config: BVAEConfig, optimizer_jit_compile: bool = False) -> BVAE:
-    """Creates a :class:`BVAE` compiled with :func:`make_optimizer`.
+def build_model(config: BVAEConfig, optimizer_jit_compile: bool = False) -> tf.keras.Model:
+    """Creates the trained model of ``config`` compiled with :func:`make_optimizer`:
+    a :class:`BVAE`, or VAE++ for ``variant="vae_pp"``
+    (:meth:`bvae_tf.baselines.vaepp.VAEPlusPlus.from_bvae_config`).
 
     Call inside ``strategy.scope()`` to distribute.
 
     Args:
       config: the model configuration.
       optimizer_jit_compile: see :func:`make_optimizer`.
+
+    Raises:
+      ValueError: for a closed-form variant (``bvae_tf.baselines.build`` fits those).
     """
-    model = BVAE(config)
+    if config.variant == "vae_pp":
+        from bvae_tf.baselines import vaepp
+
+        model = vaepp.VAEPlusPlus.from_bvae_config(config)
+    else:
+        model = BVAE(config)
     model.compile(optimizer=make_optimizer(config, optimizer_jit_compile))
     return model

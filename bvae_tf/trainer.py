@@ -293,7 +293,7 @@ def run_fn(fn_args: Any) -> None:
             behaviors,
             log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
         )
-    else:
+    else:  # BVAE, VAE (U.) or VAE++
         with strategy.scope():
             model = model_lib.build_model(model_config)
         result = training.fit(

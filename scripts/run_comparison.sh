@@ -6,8 +6,8 @@
 #   scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]
 #   scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3
 #
-# Rows (default: all): popularity repeat ease bvae vae_t vae_u recvae mmoe cgc exchange
-# no_base_gff_tff.
+# Rows (default: all): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf mmoe
+# cgc exchange no_base_gff_tff.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
 # every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
@@ -19,8 +19,8 @@ OUT=${2:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
 SEEDS=${3:-3}
 shift $(( $# < 3 ? $# : 3 ))
 ROWS=("$@")
-[[ ${#ROWS[@]} -gt 0 ]] || ROWS=(popularity repeat ease bvae vae_t vae_u recvae mmoe cgc exchange
-  no_base_gff_tff)
+[[ ${#ROWS[@]} -gt 0 ]] || ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf
+  mmoe cgc exchange no_base_gff_tff)
 PY=${PY:-.venv/bin/python}
 TRAIN=(--epochs 150 --patience 40 --paper-protocol)
 
@@ -32,6 +32,14 @@ flags() {
     # RecVAE's own schedule (its paper and code): at most 50 RecVAE epochs, each
     # 3 encoder passes and 1 decoder pass; patience 10.
     recvae) echo "--model recvae --epochs 50 --patience 10" ;;
+    # VAE++: BVAE's settings (the BVAE paper: "consistent with VAE").
+    vae_pp) echo "--model vae_pp" ;;
+    # EHCF: its code's batch (256) and Adagrad rate (0.05); at most 300 epochs (its code
+    # runs 500), patience 40.
+    ehcf) echo "--model ehcf --batch-size 256 --epochs 300 --patience 40" ;;
+    # NGCF: batch 1024 and rate 1e-3 from its paper's grid {1e-4, 5e-4, 1e-3, 5e-3};
+    # at most 60 epochs, patience 10 (a JD click epoch takes ~35 s on 2 cores).
+    ngcf) echo "--model ngcf --batch-size 1024 --lr 1e-3 --epochs 60 --patience 10" ;;
     mmoe | cgc | exchange) echo "--model bvae --encoder $1" ;;
     no_base_gff_tff) echo "--model bvae --ablation no_base no_gff no_tff" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;

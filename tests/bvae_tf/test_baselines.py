@@ -217,3 +217,165 @@ def test_recvae_phases_update_one_part_at_a_time():
     np.testing.assert_array_equal(model.encoder["mu"].kernel.numpy(), encoder)
     np.testing.assert_array_equal(model.old_encoder["mu"].kernel.numpy(), encoder)
     assert not np.array_equal(model.decoder.kernel.numpy(), decoder)
+
+
+def _held_clicks(train, seed=3):
+    """One more, never clicked item of each user's group as the held-out click."""
+    rng = np.random.default_rng(seed)
+    n, m = train["click"].shape
+    dense = np.zeros((n, m), np.float32)
+    for u in range(n):
+        group = np.arange(10) + 10 * (u % 4)
+        free = [i for i in group if train["click"][u, i] == 0]
+        dense[u, rng.choice(free)] = 1
+    return sp.csr_matrix(dense)
+
+
+def _with_users(batch, n):
+    return {**batch, F.USER_INDEX: tf.range(n, dtype=tf.int64)}
+
+
+def test_vaepp_learns_the_planted_structure_and_round_trips(tmp_path):
+    from bvae_tf.baselines import vaepp
+
+    train, held = planted()
+    batch = _batch(train)
+    popularity = _ndcg(floors.Popularity(BEHAVIORS, 40).fit(train), train, held)
+    model = vaepp.VAEPlusPlus(
+        BEHAVIORS, 40, latent=8, dropout=0.2, learning_rate=1e-2, anneal_steps=0, beta_cap=0.05
+    )
+    model.prepare(batch)
+    model.fit(
+        tf.data.Dataset.from_tensors(batch).repeat(), epochs=1, steps_per_epoch=200, verbose=0
+    )
+    assert int(model.anneal_step.numpy()) == 200
+    assert _ndcg(model, train, held) > popularity + 0.2
+    # One head per target, each with its own transfer gate in (0, 1).
+    gates = model._forward(model._inputs(batch), training=False)
+    for b in BEHAVIORS:
+        g = gates[b]["gate"].numpy()
+        assert g.shape == (120, 1) and ((g > 0) & (g < 1)).all()
+    empty = _batch({b: sp.csr_matrix((3, 40), dtype=np.float32) for b in BEHAVIORS})
+    for scores in model(empty).values():
+        assert scores.shape == (3, 40) and np.isfinite(scores.numpy()).all()
+    model.save(tmp_path / "m", save_traces=False)
+    loaded = tf.keras.models.load_model(tmp_path / "m")
+    assert loaded.targets == BEHAVIORS
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(loaded(batch)[b].numpy(), model(batch)[b].numpy())
+
+
+def test_vaepp_one_target_scores_only_it_and_evaluates_by_default(tiny_data):
+    from bvae_tf import data as D
+    from bvae_tf.baselines import vaepp
+
+    model = vaepp.VAEPlusPlus(tiny_data.behaviors, tiny_data.num_items, targets=("click",))
+    valid = D.eval_dataset(tiny_data, F.EVAL)
+    model.prepare(next(iter(valid)))
+    assert set(model(next(iter(valid)))) == {"click"}
+    # metrics.evaluate scores the model's targets, not all its inputs.
+    assert set(M.evaluate(model, valid).behaviors) == {"click"}
+    with pytest.raises(ValueError, match="targets must be a non-empty subset"):
+        vaepp.VAEPlusPlus(tiny_data.behaviors, tiny_data.num_items, targets=("cart",))
+    with pytest.raises(ValueError, match="invalid VAE\\+\\+ settings: \\['dropout'\\]"):
+        vaepp.VAEPlusPlus(tiny_data.behaviors, tiny_data.num_items, dropout=1.0)
+
+
+def test_ehcf_learns_the_planted_structure_with_transfer_along_the_chain():
+    from bvae_tf.baselines import transductive as T
+
+    train, held = planted()
+    batch = _with_users(_batch(train), 120)
+    popularity = _ndcg(floors.Popularity(BEHAVIORS, 40).fit(train), train, held)
+    model = T.EHCF(BEHAVIORS, 40, 120, dropout=0.0)
+    # The funnel: click feeds purchase.
+    assert model.chain == ("click", "purchase")
+    model.prepare()
+    model.fit(
+        tf.data.Dataset.from_tensors(batch).repeat(), epochs=1, steps_per_epoch=300, verbose=0
+    )
+    scores = model(batch)
+    ndcg = M.ranking_metrics(scores["purchase"].numpy(), held, excluded=train["purchase"])
+    assert ndcg.metrics["ndcg@5"] > popularity + 0.08
+    # h_purchase is the transfer of h_click (eq. 4-5).
+    h = model.prediction_vectors()
+    w, r = model.transfer["click_to_purchase"]
+    np.testing.assert_allclose(
+        h["purchase"].numpy(), w.numpy() @ h["click"].numpy() + r.numpy(), rtol=1e-5, atol=1e-6
+    )
+    empty = _with_users(_batch({b: sp.csr_matrix((3, 40), dtype=np.float32) for b in BEHAVIORS}), 3)
+    for s in model(empty).values():
+        assert s.shape == (3, 40) and np.isfinite(s.numpy()).all()
+    assert set(scores) == set(BEHAVIORS)
+
+
+def test_ehcf_whole_data_loss_equals_the_explicit_sum_over_all_pairs():
+    from bvae_tf.baselines import transductive as T
+
+    train, _ = planted(num_users=12, num_items=40)
+    batch = _with_users(_batch(train), 12)
+    model = T.EHCF(BEHAVIORS, 40, 12, coefficients=(0.3, 0.7), l2=0.0, seed=2)
+    rng = np.random.default_rng(0)  # embeddings of order 1: no float32 cancellation
+    model.user_embeddings.assign(rng.normal(0, 0.5, (12, 64)).astype(np.float32))
+    model.item_embeddings.assign(rng.normal(0, 0.5, (40, 64)).astype(np.float32))
+    loss = float(model.compute_loss(batch).numpy())
+    h = {b: v.numpy() for b, v in model.prediction_vectors().items()}
+    p, q = model.user_embeddings.numpy(), model.item_embeddings.numpy()
+    expected = 0.0
+    for b, coefficient in zip(model.chain, (0.3, 0.7), strict=True):
+        y = (p * h[b]) @ q.T  # [n, m], every pair
+        x = train[b].toarray()
+        # c+ = 1 on observed (target 1), c- = w on all the others (target 0).
+        expected += coefficient * np.sum(np.where(x > 0, (1 - y) ** 2, 0.1 * y**2) - x)
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
+def test_ngcf_learns_the_planted_structure():
+    from bvae_tf.baselines import transductive as T
+
+    train, _ = planted()
+    held = _held_clicks(train)
+    batch = _with_users(_batch(train), 120)
+    model = T.NGCF("click", 40, 120, embedding=16, layer_sizes=(16, 16), learning_rate=1e-2)
+    model.set_graph(train["click"]).prepare()
+    model.fit(T.bpr_triples(train["click"], 256, seed=0), epochs=1, steps_per_epoch=100, verbose=0)
+    scores = model(batch)["click"].numpy()
+    ndcg = M.ranking_metrics(scores, held, excluded=train["click"]).metrics["ndcg@5"]
+    flat = np.tile(
+        floors.Popularity(("click",), 40).fit(train)(batch)["click"].numpy()[:1], (120, 1)
+    )
+    base = M.ranking_metrics(flat, held, excluded=train["click"]).metrics["ndcg@5"]
+    assert ndcg > base + 0.2
+    empty = _with_users(_batch({"click": sp.csr_matrix((2, 40), dtype=np.float32)}), 2)
+    assert np.isfinite(model(empty)["click"].numpy()).all()
+
+
+def test_ngcf_graph_and_bpr_sampling():
+    from bvae_tf.baselines import transductive as T
+
+    r = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0]], np.float32))
+    adjacency = T.normalized_adjacency(r).toarray()
+    # Users 0-1, items 2-4; degrees: u0 2, u1 1, i0 1, i1 2, i2 0.
+    assert adjacency.shape == (5, 5)
+    np.testing.assert_allclose(adjacency, adjacency.T)
+    np.testing.assert_allclose(adjacency[0, 3], 1 / np.sqrt(2 * 2))
+    np.testing.assert_allclose(adjacency[1, 3], 1 / np.sqrt(1 * 2))
+    assert adjacency[:, 4].sum() == 0
+    triples = next(iter(T.bpr_triples(r, 500, seed=1)))
+    u, i, j = (triples[k].numpy() for k in (F.USER_INDEX, "positive", "negative"))
+    dense = r.toarray()
+    assert (dense[u, i] == 1).all() and (dense[u, j] == 0).all()
+    with pytest.raises(ValueError, match="interacted with every item"):
+        T.bpr_triples(sp.csr_matrix(np.ones((2, 3), np.float32)), 4)
+    with pytest.raises(ValueError, match="graph matrix must be"):
+        T.NGCF("click", 3, 3).set_graph(r)
+
+
+def test_transductive_models_need_the_user_index():
+    from bvae_tf.baselines import transductive as T
+
+    train, _ = planted(num_users=8)
+    with pytest.raises(ValueError, match="transductive: its input needs 'user_index'"):
+        T.EHCF(BEHAVIORS, 40, 8)(_batch(train))
+    with pytest.raises(ValueError, match=r"chain .* must order exactly"):
+        T.EHCF(BEHAVIORS, 40, 8, chain=("click",))

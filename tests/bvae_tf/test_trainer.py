@@ -294,6 +294,22 @@ def test_run_fn_fits_a_closed_form_baseline_and_exports_the_same_signatures(data
     assert logits[features.logits_output(tiny.BEHAVIORS[0])].shape[1] == 30
 
 
+def test_run_fn_trains_vaepp_and_exports_the_same_signatures(data, tmp_path):
+    args = _fn_args(data, tmp_path)
+    args.custom_config["model"] = {"variant": "vae_pp", "latent_dim": 4}
+    trainer.run_fn(args)
+    with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
+        result = json.load(f)
+    assert result["model_config"]["variant"] == "vae_pp"
+    assert result["epochs_run"] >= 1 and np.isfinite(result["history"][0]["loss"])
+    loaded = tf.saved_model.load(args.serving_model_dir)
+    serialized = data.serialized(features.EVAL)[:3]
+    out = loaded.signatures[features.SERVING_SIGNATURE](examples=tf.constant(serialized))
+    for b in tiny.BEHAVIORS:
+        assert out[features.item_ids_output(b)].shape == (3, TOP_K)
+        assert np.isfinite(out[features.scores_output(b)].numpy()).all()
+
+
 def test_train_matrices_hold_every_train_example(data):
     matrices = trainer.train_matrices(data.transformed_files(features.TRAIN), tiny.BEHAVIORS, 30)
     count = len(data.serialized(features.TRAIN))
