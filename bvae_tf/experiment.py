@@ -173,6 +173,14 @@ def _parser() -> argparse.ArgumentParser:
         help="EASE: fit one target behavior at a time (one m x m matrix held, one "
         "inversion per behavior and lambda)",
     )
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help=f"tune on valid: train every combination (repeatable; NAME in {sorted(GRID_FLAGS)}), "
+        "keep the best valid NDCG@5 (per behavior for one-per-target models), test it once",
+    )
     p.add_argument("--combine", nargs="+", help="result JSON files to render as one table")
     p.add_argument("--markdown", help="with --combine: the Markdown file to write")
     p.add_argument(
@@ -326,19 +334,15 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
         monitor_datasets={"test": test} if args.paper_protocol else None,
         steps_per_epoch=steps_per_epoch,
     )
-    start = time.perf_counter()
-    tested: dict = {}
-    _test(model, test, behaviors, tested)
-    test_seconds = time.perf_counter() - start
     best = result.history[result.best_epoch - 1]
     run = {
         "config": cfg_dict,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "train_seconds": result.train_seconds,
-        "eval_seconds": result.eval_seconds + test_seconds,
+        "eval_seconds": result.eval_seconds,
         "seconds_per_epoch": result.train_seconds / max(result.epochs_run, 1),
-        **tested,
+        "selection_score": result.best_score,
         "valid": {
             b: {k.split("/", 2)[2]: v for k, v in best.items() if k.startswith(f"valid/{b}/")}
             for b in behaviors
@@ -350,6 +354,103 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
         {k: v for k, v in h.items() if k.endswith(M.SELECTION_METRIC) or "/" not in k}
         for h in result.history
     ]
+    return run, model, test
+
+
+#: Settings ``--grid`` may search, with their types (the dest of their flags).
+GRID_FLAGS = {
+    "lr": float,
+    "dropout": float,
+    "beta_cap": float,
+    "anneal_steps": int,
+    "batch_size": int,
+    "recvae_gamma": float,
+}
+#: The run-config fields a searched flag sets (they vary with the selection, so they
+#: do not name the method).
+GRID_CONFIG_FIELDS = {
+    "lr": ("learning_rate",),
+    "dropout": ("dropout",),
+    "beta_cap": ("beta_cap",),
+    "anneal_steps": ("anneal_steps",),
+    "batch_size": (),
+    "recvae_gamma": ("gamma",),
+}
+
+
+def tuned_fields(grid: Sequence[str]) -> set[str]:
+    """Config fields searched by ``--grid`` specs (see :data:`GRID_CONFIG_FIELDS`)."""
+    names = {spec.partition("=")[0].strip().replace("-", "_") for spec in grid}
+    return {f for n in names for f in GRID_CONFIG_FIELDS.get(n, ())}
+
+
+def grid_points(specs: Sequence[str]) -> list[dict]:
+    """The trials of ``--grid`` specs, e.g. ``["lr=1e-4,1e-3", "dropout=0.2,0.5"]`` ->
+    4 dicts (the Cartesian product, in the given order); ``[{}]`` for no spec.
+
+    Raises:
+      ValueError: on a malformed spec, an unknown or repeated setting, a bad value.
+    """
+    axes: dict[str, list] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not values.strip():
+            raise ValueError(f"--grid {spec!r}: expected NAME=V1,V2,...")
+        if name not in GRID_FLAGS:
+            raise ValueError(
+                f"--grid {spec!r}: {name!r} is not searchable; use {sorted(GRID_FLAGS)}"
+            )
+        if name in axes:
+            raise ValueError(f"--grid names {name!r} twice")
+        try:
+            axes[name] = [GRID_FLAGS[name](v) for v in values.split(",")]
+        except ValueError as e:
+            raise ValueError(f"--grid {spec!r}: {e}") from e
+    points = [{}]
+    for name, values in axes.items():
+        points = [{**p, name: v} for p in points for v in values]
+    return points
+
+
+def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
+    """Trains every ``--grid`` trial, keeps the one with the best valid selection score
+    (the sum over ``behaviors`` of valid NDCG@5 at its selected epoch) and scores the
+    test split once, with that trial's model only."""
+    points = grid_points(args.grid)
+    trials, best = [], None
+    for i, point in enumerate(points):
+        if point:
+            logging.info(
+                "trial %d/%d: %s", i + 1, len(points), point, extra={console.CONSOLE: True}
+            )
+        trial_args = argparse.Namespace(**{**vars(args), **point})
+        trial_log = log_dir
+        if point and log_dir is not None:
+            trial_log = log_dir / "_".join(f"{k}={v}" for k, v in point.items())
+        run, model, test = _train_one(
+            trial_args, data, behaviors, variant=variant, seed=seed, log_dir=trial_log
+        )
+        trials.append(
+            {
+                "point": point,
+                "selection_score": run["selection_score"],
+                "best_epoch": run["best_epoch"],
+                "train_seconds": run["train_seconds"],
+                "valid": run["valid"],
+            }
+        )
+        if best is None or run["selection_score"] > best[0]["selection_score"]:
+            best = (run, model, test, point)
+        del model
+    run, model, test, point = best
+    start = time.perf_counter()
+    _test(model, test, behaviors, run)
+    run["eval_seconds"] += time.perf_counter() - start
+    if points != [{}]:
+        run["selected"] = point
+        run["trials"] = trials
+        run["train_seconds"] = sum(t["train_seconds"] for t in trials)
     return run
 
 
@@ -612,13 +713,14 @@ def render_markdown(
 _UNLABELLED = ("behaviors", "num_items", "seed", "variant", "precision", "jit_compile")
 
 
-def method_label(model: str, config: dict) -> str:
+def method_label(model: str, config: dict, tuned: Sequence[str] = ()) -> str:
     """The table label of a run: ``BVAE (gates=<mode>, <every other setting that
     differs from BVAEConfig's defaults>, -<ablation>...)``; baselines by name.
 
     Args:
       model: one of :data:`MODELS`.
       config: ``BVAEConfig.to_dict()`` of the run.
+      tuned: config fields chosen by a ``--grid`` search (left out of the label).
     """
     if model != "bvae":
         return METHOD_LABELS[model]
@@ -631,7 +733,7 @@ def method_label(model: str, config: dict) -> str:
     ablations = []
     for key, default in defaults.items():
         value = config.get(key, default)
-        if key in _UNLABELLED or key == "gate_mode" or value == default:
+        if key in _UNLABELLED or key == "gate_mode" or key in tuned or value == default:
             continue
         if key in ABLATIONS.values():
             ablations.append("-" + key[len("use_") :].upper())
@@ -645,16 +747,18 @@ def method_key(result: dict) -> str:
     configuration value except the seed (so seeds run separately are pooled)."""
     runs = result.get("runs") or [{}]
     configs = [part["config"] for part in runs[0].get("parts", [runs[0]]) if "config" in part]
-    stripped = [{k: v for k, v in c.items() if k not in ("seed", "behaviors")} for c in configs]
+    skip = {"seed", "behaviors"} | tuned_fields(training_settings(result)["grid"])
+    stripped = [{k: v for k, v in c.items() if k not in skip} for c in configs]
     return json.dumps([result.get("model"), stripped, training_settings(result)], sort_keys=True)
 
 
 #: The training-loop flags that make two runs of one configuration different methods.
-_TRAINING_FLAGS = ("epochs", "patience", "batch_size")
+_TRAINING_FLAGS = ("epochs", "patience", "batch_size", "grid")
 
 
 def training_settings(result: dict) -> dict:
-    """``{epochs, patience, batch_size}`` of a result, read back from its command line."""
+    """``{epochs, patience, batch_size, grid}`` of a result, read back from its command
+    line."""
     tokens = result.get("command", "").split()[3:]  # after "python -m bvae_tf.experiment"
     args, _ = _parser().parse_known_args(tokens)
     return {flag: getattr(args, flag) for flag in _TRAINING_FLAGS}
@@ -681,7 +785,9 @@ def run(args) -> dict:
     label = METHOD_LABELS[args.model]
     if args.model == "bvae":
         cfg = _config(args, data.behaviors, data.num_items, args.first_seed)
-        label = method_label(args.model, cfg.to_dict())
+        label = method_label(args.model, cfg.to_dict(), tuned_fields(args.grid))
+    if args.grid:
+        label += f" [tuned: {'; '.join(args.grid)}]"
     result = {
         "name": name,
         "model": args.model,
@@ -703,7 +809,7 @@ def run(args) -> dict:
         log_dir = None if args.log_dir is None else pathlib.Path(args.log_dir) / f"{name}_s{seed}"
         if args.model in PER_TARGET:
             parts = [
-                _train_one(
+                _train_tuned(
                     args,
                     data,
                     (b,),
@@ -716,7 +822,7 @@ def run(args) -> dict:
             record = _merge_runs(parts)
         else:
             variant = {"vae_u": "union_vae", "ehcf": "ehcf"}.get(args.model, "bvae")
-            record = _train_one(
+            record = _train_tuned(
                 args, data, data.behaviors, variant=variant, seed=seed, log_dir=log_dir
             )
         record["seed"] = seed
@@ -749,8 +855,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(result)
         for result in results:
             result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
+            grid = training_settings(result)["grid"]
             if result.get("model") == "bvae" and "config" in result["runs"][0]:
-                result["method"] = method_label("bvae", result["runs"][0]["config"])
+                config = result["runs"][0]["config"]
+                result["method"] = method_label("bvae", config, tuned_fields(grid))
+            if grid:
+                result["method"] += f" [tuned: {'; '.join(grid)}]"
         labels = [r["method"] for r in results]
         for result in results:  # same label, other training loop: say which
             if labels.count(result["method"]) > 1:
@@ -763,6 +873,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.data:
         _parser().error("--data is required (or --combine)")
+    try:
+        grid_points(args.grid)
+    except ValueError as e:
+        _parser().error(str(e))
+    if args.grid and args.model in BASELINES:
+        _parser().error(f"--grid tunes trained models; {args.model} has its own grid flags")
     path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
     print(f"Full log: {path}", flush=True)
     run(args)

@@ -300,3 +300,59 @@ def test_paper_baselines_run_and_score_every_behavior(release_dir, tmp_path, mod
             assert all(p["config"]["behaviors"] == behaviors for p in run["parts"])
     for b in behaviors:
         assert 0.0 <= run["honest"][b]["ndcg@5"] <= 1.0
+
+
+def test_grid_trains_every_trial_selects_on_valid_and_tests_once(
+    release_dir, tmp_path, monkeypatch
+):
+    tested = []
+    real_test = experiment._test
+    monkeypatch.setattr(
+        experiment, "_test", lambda model, *a: tested.append(model) or real_test(model, *a)
+    )
+    _run(
+        release_dir,
+        tmp_path,
+        "--model",
+        "bvae",
+        "--seeds",
+        "1",
+        "--grid",
+        "lr=1e-4,1e-2",
+        "--grid",
+        "dropout=0.2,0.5",
+    )
+    result = json.loads((tmp_path / "bvae.json").read_text())
+    (run,) = result["runs"]
+    assert [t["point"] for t in run["trials"]] == [
+        {"lr": 1e-4, "dropout": 0.2},
+        {"lr": 1e-4, "dropout": 0.5},
+        {"lr": 1e-2, "dropout": 0.2},
+        {"lr": 1e-2, "dropout": 0.5},
+    ]
+    best = max(run["trials"], key=lambda t: t["selection_score"])
+    assert run["selected"] == best["point"]
+    assert run["config"]["learning_rate"] == best["point"]["lr"]
+    assert run["config"]["dropout"] == best["point"]["dropout"]
+    assert len(tested) == 1  # the test split scored once, with the selected trial
+    assert result["method"].endswith("[tuned: lr=1e-4,1e-2; dropout=0.2,0.5]")
+    assert "learning_rate" not in result["method"]
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ("lr", "expected NAME=V1,V2"),
+        ("latent_dim=4,8", "'latent_dim' is not searchable"),
+        ("lr=fast", "could not convert"),
+    ],
+)
+def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, message):
+    with pytest.raises(SystemExit):
+        experiment.main(["--data", str(release_dir), "--out", str(tmp_path), "--grid", grid])
+    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        experiment.main(
+            ["--data", str(release_dir), "--model", "ease", "--grid", "lr=1e-3", "--out", "x"]
+        )
+    assert "has its own grid flags" in capsys.readouterr().err
