@@ -6,8 +6,8 @@
 #   scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]
 #   scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3
 #
-# Rows (default: all): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf mmoe
-# cgc exchange no_base_gff_tff.
+# Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
+# ngcf mmoe cgc exchange no_base_gff_tff, and any "<row>_tuned" (below).
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
 # every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
@@ -24,7 +24,15 @@ ROWS=("$@")
 PY=${PY:-.venv/bin/python}
 TRAIN=(--epochs 150 --patience 40 --paper-protocol)
 
+# A row "<row>_tuned" is <row> with its learning rate searched on valid (--grid): the
+# BVAE paper's {1e-4, 1e-3, 1e-2} for every neural row except EHCF, whose Adagrad
+# rate is searched over {0.01, 0.05, 0.1} (its code's 0.05 in the middle); 3 trials for
+# every row.
 flags() {
+  case $1 in
+    ehcf_tuned) echo "$(flags ehcf) --grid lr=0.01,0.05,0.1" ; return ;;
+    *_tuned) echo "$(flags "${1%_tuned}") --grid lr=1e-4,1e-3,1e-2" ; return ;;
+  esac
   case $1 in
     popularity | repeat) echo "--model $1" ;;
     ease) echo "--model ease ${EASE_FLAGS:-}" ;;
