@@ -436,6 +436,7 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
                 "point": point,
                 "selection_score": run["selection_score"],
                 "best_epoch": run["best_epoch"],
+                "epochs_run": run["epochs_run"],
                 "train_seconds": run["train_seconds"],
                 "valid": run["valid"],
             }
@@ -574,6 +575,7 @@ def _merge_runs(parts: list[dict]) -> dict:
         merged["valid"][b] = part["valid"][b]
         merged["best_epoch"][b] = part["best_epoch"]
         merged["train_seconds"] += part["train_seconds"]
+        merged["epochs_run"] = merged.get("epochs_run", 0) + part.get("epochs_run", 0)
         if PAPER in part:
             merged.setdefault(PAPER, {})[b] = part[PAPER][b]
     return merged
@@ -706,7 +708,57 @@ def render_markdown(
             lines.append("")
             lines.extend(f"- {n}" for n in notes)
             lines.append("")
+    if any(r.get("runs") for r in results):
+        lines.extend(_compute_table(results))
     return "\n".join(lines)
+
+
+def compute_cost(result: dict) -> dict:
+    """What one result's runs cost, per seed (mean over its runs).
+
+    Returns:
+      ``{"seeds", "fits", "epochs", "train_minutes"}``: models fitted per seed (one per
+      target and grid trial), epochs run per seed over all of them (0 for closed-form
+      fits), and training wall time per seed in minutes (evaluation excluded).
+    """
+    runs = result.get("runs") or []
+    fits, epochs, minutes = [], [], []
+    for run in runs:
+        parts = run.get("parts") or [run]
+        fits.append(sum(max(1, len(p.get("trials") or [])) for p in parts))
+        epochs.append(
+            sum(
+                sum(t.get("epochs_run", 0) for t in p["trials"])
+                if p.get("trials") and "best_epoch" in p
+                else p.get("epochs_run", 0)
+                for p in parts
+            )
+        )
+        minutes.append(run.get("train_seconds", 0.0) / 60.0)
+    mean = lambda values: float(np.mean(values)) if values else 0.0  # noqa: E731
+    return {
+        "seeds": len(runs),
+        "fits": mean(fits),
+        "epochs": mean(epochs),
+        "train_minutes": mean(minutes),
+    }
+
+
+def _compute_table(results: list[dict]) -> list[str]:
+    lines = [
+        "### Compute (per seed, training only, this machine)",
+        "",
+        "| Method | Seeds | Models fitted | Epochs run | Train time (min) |",
+        "|---|---|---|---|---|",
+    ]
+    for result in results:
+        c = compute_cost(result)
+        lines.append(
+            f"| {result['method']} | {c['seeds']} | {c['fits']:g} | {c['epochs']:.0f} | "
+            f"{c['train_minutes']:.1f} |"
+        )
+    lines.append("")
+    return lines
 
 
 #: BVAEConfig fields a method label leaves out (not choices of the method).

@@ -337,6 +337,13 @@ def test_grid_trains_every_trial_selects_on_valid_and_tests_once(
     assert len(tested) == 1  # the test split scored once, with the selected trial
     assert result["method"].endswith("[tuned: lr=1e-4,1e-2; dropout=0.2,0.5]")
     assert "learning_rate" not in result["method"]
+    # The compute table counts every trial: 4 fits, their epochs and time.
+    cost = experiment.compute_cost(result)
+    assert cost["fits"] == 4 and cost["epochs"] == sum(t["epochs_run"] for t in run["trials"])
+    assert (
+        f"| {result['method']} | 1 | 4 | {cost['epochs']:.0f} |"
+        in (tmp_path / "bvae.md").read_text()
+    )
 
 
 @pytest.mark.parametrize(
