@@ -105,6 +105,9 @@ class BVAEConfig:
         shared experts on the union) or ``"cgc"`` (-BASE (+CGC): each behavior's gate
         over its own expert and the shared union encoder); see
         ``model.BVAE.encode``. Needs ``use_base`` and ``variant="bvae"``.
+      item_path: a labelled BVAE variant beyond the paper: adds to behavior ``k``'s
+        logits a learned weight on the user's own items of every other behavior
+        (``layers.CrossBehaviorItemPath``). Needs ``variant="bvae"`` and ``c >= 2``.
     """
 
     behaviors: tuple[str, ...]
@@ -129,6 +132,7 @@ class BVAEConfig:
     encoder: str = "base"
     ease_l2: float = 200.0
     ease_diagonal: str = "free"
+    item_path: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "behaviors", features.validate_behaviors(self.behaviors))
@@ -157,6 +161,11 @@ class BVAEConfig:
         for ok, name, value in checks:
             if not ok:
                 raise ValueError(f"invalid BVAEConfig.{name}: {value!r}")
+        if self.item_path and (self.variant != "bvae" or len(self.behaviors) < 2):
+            raise ValueError(
+                "BVAEConfig.item_path links behaviors: it needs variant='bvae' and at least "
+                f"2 behaviors (got variant={self.variant!r}, behaviors={self.behaviors})"
+            )
         if self.encoder != "base" and (not self.use_base or self.variant != "bvae"):
             raise ValueError(
                 f"BVAEConfig.encoder={self.encoder!r} replaces BASE: it needs use_base=True "

@@ -119,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("base", "exchange", "mmoe", "cgc"),
         help="BASE or its RQ2 replacement (BVAEConfig.encoder)",
     )
+    p.add_argument(
+        "--item-path",
+        action="store_true",
+        help="BVAE variant beyond the paper: a learned item-level path from the user's "
+        "other behaviors to each behavior's logits (BVAEConfig.item_path)",
+    )
     p.add_argument("--sdwl-form", choices=("reference", "paper"))
     p.add_argument("--beta-schedule", choices=("linear", "reference"))
     p.add_argument("--beta-cap", type=float)
@@ -219,6 +225,8 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
             overrides[field] = value
     if args.jit_compile:
         overrides["jit_compile"] = True
+    if args.item_path:
+        overrides["item_path"] = True
     for name in args.ablation:
         overrides[ABLATIONS[name]] = False
     if args.reference:

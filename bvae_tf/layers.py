@@ -496,6 +496,81 @@ class DecoderTopK(tf.keras.layers.Layer):
         return values, tf.cast(indices, tf.int64)
 
 
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class CrossBehaviorItemPath(tf.keras.layers.Layer):
+    """An item-level path from the user's other behaviors to each behavior's logits.
+
+    Not in the BVAE paper (``BVAEConfig.item_path``): the ``d``-dimensional
+    bottleneck cannot carry item identity from input to output, so BVAE cannot say
+    "you carted item i, you will buy item i", which the no-learning cross-behavior
+    repeat rule exploits. For target behavior ``k`` this adds, to the decoder's logit
+    of item ``i``,
+
+        s_k(u, i) = sum_{b != k} x_b(u, i) * (a_{k,b} + w_{k,b,i}),
+
+    with ``x_b`` the user's train multi-hot row of behavior ``b`` (no dropout), a
+    scalar ``a_{k,b}`` per behavior pair and a per-item ``w_{k,b,i}``, both zero at
+    the start (so training starts from plain BVAE). The own behavior is left out
+    (``b != k``): its items are excluded from ``k``'s ranking and would let the
+    softmax reconstruct its input by copying. ``c (c - 1) (m + 1)`` weights.
+
+    Args:
+      num_behaviors: ``c``.
+      num_items: ``m``.
+    """
+
+    def __init__(self, num_behaviors: int, num_items: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_behaviors = int(num_behaviors)
+        self.num_items = int(num_items)
+
+    def build(self, input_shape=None):
+        c = self.num_behaviors
+        self.pair_weights = self.add_weight(name="pair_weights", shape=(c, c), initializer="zeros")
+        self.item_weights = self.add_weight(
+            name="item_weights", shape=(c, c, self.num_items), initializer="zeros"
+        )
+        super().build(input_shape)
+
+    def entries(
+        self, inputs: list[SparseRows], target: int
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Sparse additive logits of behavior ``target``.
+
+        Args:
+          inputs: the ``c`` behaviors' train rows, in model order.
+          target: index of the scored behavior.
+
+        Returns:
+          ``(rows [e] int64, cols [e] int64, values [e] float32)``; a (row, item)
+          pair may repeat (one entry per source behavior), to be summed.
+        """
+        if not self.built:
+            self.build()
+        rows, cols, values = [], [], []
+        for b, items in enumerate(inputs):
+            if b == target:
+                continue
+            rows.append(items.rows)
+            cols.append(items.cols)
+            values.append(
+                self.pair_weights[target, b] + tf.gather(self.item_weights[target, b], items.cols)
+            )
+        return tf.concat(rows, 0), tf.concat(cols, 0), tf.concat(values, 0)
+
+    def add_to(self, logits: tf.Tensor, inputs: list[SparseRows], target: int) -> tf.Tensor:
+        """``[B, m]`` float32 ``logits`` plus :meth:`entries` of ``target``."""
+        rows, cols, values = self.entries(inputs, target)
+        return tf.tensor_scatter_nd_add(logits, tf.stack([rows, cols], axis=1), values)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_behaviors": self.num_behaviors,
+            "num_items": self.num_items,
+        }
+
+
 def mask_scores(scores: tf.Tensor, excluded: SparseRows) -> tf.Tensor:
     """Sets ``scores[row, item]`` to ``-inf`` for every excluded (row, item) pair.
 

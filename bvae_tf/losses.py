@@ -19,6 +19,8 @@ def multinomial_nll(
     rows: tf.Tensor,
     cols: tf.Tensor,
     batch_size: tf.Tensor,
+    *,
+    extra: tuple[tf.Tensor, tf.Tensor, tf.Tensor] | None = None,
 ) -> tf.Tensor:
     """Negative multinomial log-likelihood of sparse multi-hot targets (eq. 9-10).
 
@@ -38,9 +40,13 @@ def multinomial_nll(
       queries: ``[B, d + 1]`` float (float32 or the mixed-precision compute dtype);
         latent rows with a trailing column of ones.
       item_table: ``[m, d + 1]`` same dtype; item embeddings with the bias column.
-      rows: ``[nnz]`` int64 user row of each target entry (no duplicate pairs).
+      rows: ``[nnz]`` int64 user row of each target entry (no duplicate pairs),
+        sorted by ``(row, col)``.
       cols: ``[nnz]`` int64 item index of each target entry.
       batch_size: scalar int, ``B``.
+      extra: optional sparse additive logits ``(rows [e], cols [e], values [e]
+        float32)``, summed where pairs repeat (the item-level path of
+        ``BVAEConfig.item_path``); the gradient flows to ``values``.
 
     Returns:
       ``[B]`` float32 negative log-likelihood per user (0 for a user without targets).
@@ -49,39 +55,73 @@ def multinomial_nll(
     batch_size = tf.cast(batch_size, tf.int64)
     counts = tf.math.unsorted_segment_sum(tf.ones_like(rows, tf.float32), rows, batch_size)
 
-    @tf.custom_gradient
-    def _nll(q, table):
+    if extra is not None:
+        extra_index = tf.stack([extra[0], extra[1]], axis=1)
+        # Whether each extra pair is a target: its key among the sorted target keys.
+        target_keys = tf.concat([rows * num_items + cols, [-1]], axis=0)  # never empty
+        extra_keys = extra[0] * num_items + extra[1]
+        at = tf.minimum(tf.searchsorted(target_keys[:-1], extra_keys), tf.size(rows))
+        extra_is_target = tf.cast(tf.gather(target_keys, at) == extra_keys, tf.float32)
+
+    def forward(q, table, values):
         logits = tf.cast(tf.matmul(q, table, transpose_b=True), tf.float32)
+        if values is not None:
+            logits = tf.tensor_scatter_nd_add(logits, extra_index, values)
         probs = tf.nn.softmax(logits)
         # logsumexp from the softmax itself: at the arg-max, p = exp(max - lse), and
         # p_max >= 1/m never underflows.
         lse = tf.reduce_max(logits, axis=1) - tf.math.log(tf.reduce_max(probs, axis=1))
         positive = tf.gather_nd(logits, tf.stack([rows, cols], axis=1))
         nll = counts * lse - tf.math.unsorted_segment_sum(positive, rows, batch_size)
+        return nll, probs
+
+    def backward(upstream, q, table, probs):
+        scale = upstream * counts
+        per_entry = tf.gather(upstream, rows)[:, None]
+        p = tf.cast(probs, q.dtype)
+        d_q = tf.cast(scale[:, None], q.dtype) * tf.matmul(p, table)
+        d_q -= tf.cast(
+            tf.math.unsorted_segment_sum(
+                per_entry * tf.cast(tf.gather(table, cols), tf.float32), rows, batch_size
+            ),
+            q.dtype,
+        )
+        d_table = tf.matmul(p, tf.cast(scale[:, None], q.dtype) * q, transpose_a=True)
+        d_table -= tf.cast(
+            tf.math.unsorted_segment_sum(
+                per_entry * tf.cast(tf.gather(q, rows), tf.float32), cols, num_items
+            ),
+            q.dtype,
+        )
+        return d_q, d_table, scale
+
+    @tf.custom_gradient
+    def _nll(q, table):
+        nll, probs = forward(q, table, None)
 
         def grad(upstream):
-            scale = upstream * counts
-            per_entry = tf.gather(upstream, rows)[:, None]
-            p = tf.cast(probs, q.dtype)
-            d_q = tf.cast(scale[:, None], q.dtype) * tf.matmul(p, table)
-            d_q -= tf.cast(
-                tf.math.unsorted_segment_sum(
-                    per_entry * tf.cast(tf.gather(table, cols), tf.float32), rows, batch_size
-                ),
-                q.dtype,
-            )
-            d_table = tf.matmul(p, tf.cast(scale[:, None], q.dtype) * q, transpose_a=True)
-            d_table -= tf.cast(
-                tf.math.unsorted_segment_sum(
-                    per_entry * tf.cast(tf.gather(q, rows), tf.float32), cols, num_items
-                ),
-                q.dtype,
-            )
+            d_q, d_table, _ = backward(upstream, q, table, probs)
             return d_q, d_table
 
         return nll, grad
 
-    return _nll(queries, item_table)
+    @tf.custom_gradient
+    def _nll_extra(q, table, values):
+        nll, probs = forward(q, table, values)
+
+        def grad(upstream):
+            d_q, d_table, scale = backward(upstream, q, table, probs)
+            # d logits_ui = g_u (n_u p_ui - x_ui), read at the extra pairs.
+            e_rows = extra_index[:, 0]
+            d_values = tf.gather(scale, e_rows) * tf.gather_nd(probs, extra_index)
+            d_values -= tf.gather(upstream, e_rows) * extra_is_target
+            return d_q, d_table, d_values
+
+        return nll, grad
+
+    if extra is None:
+        return _nll(queries, item_table)
+    return _nll_extra(queries, item_table, tf.cast(extra[2], tf.float32))
 
 
 def gaussian_kl(mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:

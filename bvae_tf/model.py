@@ -150,6 +150,11 @@ class BVAE(tf.keras.Model):
             L.ItemDecoder(m, d, seed=seed + 70 + 2 * i, dtype=policy, name=f"decoder_{t}")
             for i, t in enumerate(cfg.tasks)
         ]
+        self.item_path = None
+        if cfg.item_path:
+            self.item_path = L.CrossBehaviorItemPath(len(cfg.behaviors), m, name="item_path")
+            # Built here: its weights must exist when a saved model's are restored.
+            self.item_path.build()
         self.top_k_layers = [
             L.DecoderTopK(dec, k=F.DEFAULT_TOP_K, name=f"top_k_{t}")
             for dec, t in zip(self.decoders, cfg.tasks, strict=True)
@@ -300,8 +305,12 @@ class BVAE(tf.keras.Model):
     @_NO_AUTOGRAPH
     def call(self, inputs, training=False):
         """Logits per behavior: ``{b: [B, num_items] float32}``."""
-        z_hat = self.encode(inputs, training=bool(training))["z_hat"]
+        encoded = self.encode(inputs, training=bool(training))
+        z_hat = encoded["z_hat"]
         logits = [dec(z_hat[t]) for dec, t in zip(self.decoders, self._cfg.tasks, strict=True)]
+        if self.item_path is not None:
+            rows = list(encoded["inputs"].values())
+            logits = [self.item_path.add_to(x, rows, k) for k, x in enumerate(logits)]
         return {b: logits[self._task_index(b)] for b in self._cfg.behaviors}
 
     @_NO_AUTOGRAPH
@@ -328,7 +337,13 @@ class BVAE(tf.keras.Model):
             i = self._task_index(b)
             z = encoded["z_hat"][self._cfg.tasks[i]]
             seen = encoded["inputs"][b]
-            out[b] = self.top_k_layers[i].query_with_exclusions(z, seen, k=k)
+            if self.item_path is None:
+                out[b] = self.top_k_layers[i].query_with_exclusions(z, seen, k=k)
+                continue
+            top = self.top_k_layers[i]
+            scores = self.item_path.add_to(top.decoder(z), list(encoded["inputs"].values()), i)
+            values, items = tf.math.top_k(L.mask_scores(scores, seen), k=top._check_k(k))
+            out[b] = (values, tf.cast(items, tf.int64))
         return out
 
     # --- loss ------------------------------------------------------------------------
@@ -360,14 +375,18 @@ class BVAE(tf.keras.Model):
         beta = self.beta()
         total = tf.constant(0.0)
         sdwl_on = cfg.use_sdwl and cfg.multi_behavior
-        for task, dec in zip(cfg.tasks, self.decoders, strict=True):
+        for k, (task, dec) in enumerate(zip(cfg.tasks, self.decoders, strict=True)):
             target = enc["targets"][task]
+            extra = None
+            if self.item_path is not None:
+                extra = self.item_path.entries(list(enc["inputs"].values()), k)
             nll = self._dense_nll.fn(
                 dec.queries(enc["z_hat"][task]),
                 dec.item_table(),
                 target.rows,
                 target.cols,
                 target.batch_size,
+                extra=extra,
             )
             logvar = enc["logvar"][task]
             kl = losses.gaussian_kl(enc["mu"][task], logvar)
