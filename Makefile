@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 
 .PHONY: install test test-slow test-all demo lint format clean pipeline-jd synthetic-log serve \
-	bench-train bench-example-gen bench-pipeline-jd bench-serve
+	bench-train bench-example-gen bench-pipeline-jd bench-serve report
 
 install:
 	@bash scripts/install.sh
@@ -32,6 +32,10 @@ demo: install
 ## The pipeline on the real JD log (../shared/data); test table beside the paper's.
 pipeline-jd: install
 	$(PY) -m pipeline.jd
+
+## docs/REPORT.md and docs/figures/ from the result files in docs/results (no training).
+report: install
+	$(PY) -m bvae_tf.report
 
 ## Write the seeded synthetic event log (SYNTH_OUT=path, default out/data/synthetic_events.csv.gz).
 synthetic-log: install

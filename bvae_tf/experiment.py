@@ -894,38 +894,58 @@ def run(args) -> dict:
     return result
 
 
+def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
+    """Result files as table rows: files of the same method pooled (e.g. seeds run
+    separately), each with its ``summary`` and table label (``method``).
+
+    Args:
+      paths: result JSON files written by this module.
+
+    Returns:
+      One result per method, in the order first seen.
+
+    Raises:
+      ValueError: naming a file that cannot be read, is not JSON or holds no finished run.
+    """
+    results: list[dict] = []
+    for path in paths:
+        try:
+            result = json.loads(pathlib.Path(path).read_text())
+            if not isinstance(result, dict) or not result.get("runs"):
+                raise ValueError("it holds no finished run")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot use {str(path)!r}: {e}") from e
+        same = [r for r in results if method_key(r) == method_key(result)]
+        if same:  # e.g. seeds run in separate invocations: pool them
+            same[0]["runs"] += result["runs"]
+        else:
+            results.append(result)
+    for result in results:
+        result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
+        grid = training_settings(result)["grid"]
+        if result.get("model") == "bvae" and "config" in result["runs"][0]:
+            config = result["runs"][0]["config"]
+            result["method"] = method_label("bvae", config, tuned_fields(grid))
+        if grid:
+            result["method"] += f" [tuned: {'; '.join(grid)}]"
+    labels = [r["method"] for r in results]
+    for result in results:  # same label, other training loop: say which
+        if labels.count(result["method"]) > 1:
+            t = training_settings(result)
+            result["method"] += f" [≤{t['epochs']} epochs, patience {t['patience']}]"
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``bvae-experiment``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     args.argv = argv
     if args.combine:
-        results: list[dict] = []
-        for path in args.combine:
-            try:
-                result = json.loads(pathlib.Path(path).read_text())
-                if not result.get("runs"):
-                    raise ValueError("it holds no finished run")
-            except (OSError, ValueError, AttributeError) as e:
-                _parser().error(f"--combine: cannot use {path!r}: {e}")
-            same = [r for r in results if method_key(r) == method_key(result)]
-            if same:  # e.g. seeds run in separate invocations: pool them
-                same[0]["runs"] += result["runs"]
-            else:
-                results.append(result)
-        for result in results:
-            result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
-            grid = training_settings(result)["grid"]
-            if result.get("model") == "bvae" and "config" in result["runs"][0]:
-                config = result["runs"][0]["config"]
-                result["method"] = method_label("bvae", config, tuned_fields(grid))
-            if grid:
-                result["method"] += f" [tuned: {'; '.join(grid)}]"
-        labels = [r["method"] for r in results]
-        for result in results:  # same label, other training loop: say which
-            if labels.count(result["method"]) > 1:
-                t = training_settings(result)
-                result["method"] += f" [≤{t['epochs']} epochs, patience {t['patience']}]"
+        try:
+            results = combine(args.combine)
+        except ValueError as e:
+            _parser().error(f"--combine: {e}")
         text = render_markdown(results, args.table_k, args.protocols, args.anchor)
         if args.markdown:
             pathlib.Path(args.markdown).write_text(text)

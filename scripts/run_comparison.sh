@@ -7,7 +7,8 @@
 #   scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3
 #
 # Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
-# ngcf mmoe cgc exchange no_base_gff_tff; item_path (a BVAE variant beyond the paper); and
+# ngcf mmoe cgc exchange no_base_gff_tff; no_base, no_gff, no_tff (the single ablations);
+# item_path (a BVAE variant beyond the paper); and
 # any "<row>_tuned" (below).
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
@@ -50,6 +51,7 @@ flags() {
     # at most 60 epochs, patience 10 (a JD click epoch takes ~35 s on 2 cores).
     ngcf) echo "--model ngcf --batch-size 1024 --lr 1e-3 --epochs 60 --patience 10" ;;
     mmoe | cgc | exchange) echo "--model bvae --encoder $1" ;;
+    no_base | no_gff | no_tff) echo "--model bvae --ablation $1" ;;
     no_base_gff_tff) echo "--model bvae --ablation no_base no_gff no_tff" ;;
     # Beyond the paper: BVAE with the item-level path from the other behaviors.
     item_path) echo "--model bvae --item-path" ;;

@@ -1,0 +1,424 @@
+"""The paper's studies as a report: ``docs/REPORT.md`` and PNG figures, from result
+files, without training anything.
+
+    python -m bvae_tf.report                      # docs/results/<dataset>/*.json -> docs/
+    python -m bvae_tf.report --results R --out O  # R/<dataset>/*.json -> O/REPORT.md, O/figures/
+
+Reads the JSON files written by ``bvae_tf.experiment`` (``scripts/run_comparison.sh``
+keeps one per row and seed) for each dataset folder (``jd``, ``ub``) and renders:
+
+- **RQ1**: the comparison table in the paper's layout (honest protocol; the paper
+  protocol where recorded), best bold, second underlined, a paired t-test of BVAE
+  against the best other row, and the paper's published rows beside it;
+- **RQ2**: grouped bars of NDCG@5 and HR@5 per behavior for BVAE and its ablations
+  and BASE replacements (whichever were run);
+- **RQ3**: NDCG@K and HR@K for K in {5, 10, 15, 20}, BVAE against VAE++ (every run
+  records all four cut-offs);
+- **what the model learned**: BVAE's per-behavior validation NDCG@5 and SDWL weight
+  ``1 / (2 sigma_bar^2)`` over training;
+- what each row cost, and the studies not run yet with the command that runs them.
+
+Figures use matplotlib's Agg backend; every caption names the data, protocol, seeds
+and compute behind it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from bvae_tf import experiment as E
+
+#: Dataset folders the report knows: (title, modelled behaviors, a note for tables).
+DATASETS = {
+    "jd": ("JD", ("purchase", "click", "favorite"), ""),
+    "ub": (
+        "UB",
+        ("purchase", "favorite", "cart"),
+        "UB's release has no `click_train`: click is not modelled; the paper's UB click "
+        "row is for reference only.",
+    ),
+}
+#: The paper's RQ1 table (Rao et al., RecSys 2023, Table 3): NDCG@5 and HR@5, mean of
+#: 3 runs, selected per behavior on the test split.
+PAPER_RQ1 = {
+    "jd": {
+        "purchase": {
+            "NGCF": (0.0588, 0.1086),
+            "VAE (T.)": (0.0649, 0.1096),
+            "VAE (U.)": (0.0544, 0.1002),
+            "EHCF": (0.0675, 0.1170),
+            "VAE++": (0.0730, 0.1247),
+            "BVAE": (0.0743, 0.1289),
+        },
+        "click": {
+            "NGCF": (0.0431, 0.1126),
+            "VAE (T.)": (0.0480, 0.1201),
+            "VAE (U.)": (0.0480, 0.1203),
+            "EHCF": (0.0353, 0.0853),
+            "VAE++": (0.0494, 0.1230),
+            "BVAE": (0.0551, 0.1367),
+        },
+        "favorite": {
+            "NGCF": (0.0306, 0.0552),
+            "VAE (T.)": (0.0559, 0.1220),
+            "VAE (U.)": (0.0523, 0.1030),
+            "EHCF": (0.0577, 0.1142),
+            "VAE++": (0.0819, 0.1515),
+            "BVAE": (0.0859, 0.1523),
+        },
+    },
+    "ub": {
+        "purchase": {
+            "NGCF": (0.0049, 0.0108),
+            "VAE (T.)": (0.0069, 0.0140),
+            "VAE (U.)": (0.0057, 0.0129),
+            "EHCF": (0.0140, 0.0313),
+            "VAE++": (0.0128, 0.0268),
+            "BVAE": (0.0161, 0.0328),
+        },
+        "favorite": {
+            "NGCF": (0.0023, 0.0048),
+            "VAE (T.)": (0.0048, 0.0097),
+            "VAE (U.)": (0.0055, 0.0131),
+            "EHCF": (0.0066, 0.0143),
+            "VAE++": (0.0085, 0.0161),
+            "BVAE": (0.0097, 0.0180),
+        },
+        "cart": {
+            "NGCF": (0.0026, 0.0049),
+            "VAE (T.)": (0.0035, 0.0082),
+            "VAE (U.)": (0.0048, 0.0106),
+            "EHCF": (0.0044, 0.0107),
+            "VAE++": (0.0082, 0.0159),
+            "BVAE": (0.0086, 0.0171),
+        },
+    },
+}
+#: RQ2 rows in the paper's order: name -> the BVAEConfig values that make it.
+ABLATIONS = {
+    "BVAE": {},
+    "-BASE": {"use_base": False},
+    "-GFF": {"use_gff": False},
+    "-TFF": {"use_tff": False},
+    "-BASE&GFF&TFF": {"use_base": False, "use_gff": False, "use_tff": False},
+    "-BASE (+MMoE)": {"encoder": "mmoe"},
+    "-BASE (+CGC)": {"encoder": "cgc"},
+    "-BASE (Exchange)": {"encoder": "exchange"},
+}
+KS = (5, 10, 15, 20)
+SIGMA_BAR = "\N{GREEK SMALL LETTER SIGMA}\N{COMBINING MACRON}"
+ANCHOR = "BVAE (gates=gated)"
+#: The ``scripts/run_comparison.sh`` row of each RQ2 row.
+_RQ2_ROWS = {
+    "BVAE": "bvae",
+    "-BASE": "no_base",
+    "-GFF": "no_gff",
+    "-TFF": "no_tff",
+    "-BASE&GFF&TFF": "no_base_gff_tff",
+    "-BASE (+MMoE)": "mmoe",
+    "-BASE (+CGC)": "cgc",
+    "-BASE (Exchange)": "exchange",
+}
+_DEFAULTS = {
+    "use_base": True,
+    "use_gff": True,
+    "use_tff": True,
+    "use_sdwl": True,
+    "encoder": "base",
+    "item_path": False,
+    "gate_mode": "gated",
+}
+
+
+def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
+    """``{dataset: combined results}`` for every known dataset folder that has files.
+
+    Raises:
+      ValueError: if no dataset folder has result files, or naming a file that cannot
+        be used (``experiment.combine``).
+    """
+    root = pathlib.Path(results_dir)
+    out = {}
+    for key in DATASETS:
+        paths = sorted((root / key).glob("*.json"))
+        if paths:
+            out[key] = E.combine(paths)
+    if not out:
+        raise ValueError(
+            f"no result files in {str(root)!r}: expected {sorted(DATASETS)} folders of "
+            "bvae_tf.experiment JSON files"
+        )
+    return out
+
+
+def ablation_name(result: dict) -> str | None:
+    """The RQ2 row a result is (``ABLATIONS``), or None: an untuned BVAE run whose
+    configuration differs from the defaults exactly by that row's values."""
+    if result.get("model") != "bvae" or E.training_settings(result)["grid"]:
+        return None
+    config = result["runs"][0].get("config", {})
+    for name, changes in ABLATIONS.items():
+        wanted = {**_DEFAULTS, **changes}
+        if all(config.get(k, _DEFAULTS[k]) == v for k, v in wanted.items()):
+            return name
+    return None
+
+
+def _find(results: list[dict], model: str) -> dict | None:
+    """The untuned result of ``model`` (BVAE: the default configuration)."""
+    for r in results:
+        if model == "bvae" and ablation_name(r) == "BVAE":
+            return r
+        if r.get("model") == model and model != "bvae" and not E.training_settings(r)["grid"]:
+            return r
+    return None
+
+
+def _metric(result: dict, behavior: str, key: str) -> tuple[float, float] | None:
+    summary = result["summary"].get(E.HONEST, {}).get(behavior, {})
+    return tuple(summary[key]) if key in summary else None
+
+
+def _seeds(result: dict) -> int:
+    return len([r for r in result["runs"] if E.HONEST in r])
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {"font.size": 9, "axes.titlesize": 10, "axes.grid": True, "grid.alpha": 0.3}
+    )
+    return plt
+
+
+def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
+    """Grouped bars of test NDCG@5 and HR@5 per behavior for the RQ2 rows present;
+    returns the caption (None when BVAE and no other RQ2 row are present)."""
+    rows = {}
+    for r in results:
+        name = ablation_name(r)
+        if name and name not in rows:
+            rows[name] = r
+    names = [n for n in ABLATIONS if n in rows]
+    if "BVAE" not in rows or len(names) < 2:
+        return None
+    title, behaviors, _ = DATASETS[dataset]
+    behaviors = [b for b in behaviors if _metric(rows["BVAE"], b, "ndcg@5")]
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    width = 0.8 / len(names)
+    x = np.arange(len(behaviors))
+    colors = plt.get_cmap("tab10").colors
+    for ax, (key, label) in zip(axes, (("ndcg@5", "NDCG@5"), ("hit_rate@5", "HR@5")), strict=True):
+        for i, name in enumerate(names):
+            values = [_metric(rows[name], b, key) or (np.nan, 0.0) for b in behaviors]
+            ax.bar(
+                x + (i - (len(names) - 1) / 2) * width,
+                [v[0] for v in values],
+                width,
+                yerr=[v[1] for v in values],
+                capsize=2,
+                label=name,
+                color=colors[i % len(colors)],
+            )
+        ax.set_xticks(x, behaviors)
+        ax.set_ylabel(f"test {label}")
+        ax.set_title(f"{title}: {label} (honest protocol)")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    seeds = ", ".join(f"{n} {_seeds(rows[n])}" for n in names)
+    return (
+        f"{title}, test split, honest protocol (selected on valid NDCG@5, test scored "
+        f"once); bars: mean over seeds, whiskers: sample std. Seeds: {seeds}. "
+        "Each row trained at BVAE's defaults (≤150 epochs, patience 40) on 2 CPU cores."
+    )
+
+
+def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
+    """NDCG@K and HR@K, K in ``KS``, of BVAE and VAE++ per behavior (RQ3)."""
+    bvae, vaepp = _find(results, "bvae"), _find(results, "vae_pp")
+    if bvae is None or vaepp is None:
+        return None
+    title, behaviors, _ = DATASETS[dataset]
+    behaviors = [b for b in behaviors if _metric(bvae, b, "ndcg@5") and _metric(vaepp, b, "ndcg@5")]
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(behaviors), figsize=(3.2 * len(behaviors), 5.2), squeeze=False)
+    for col, b in enumerate(behaviors):
+        for row, (metric, label) in enumerate((("ndcg", "NDCG"), ("hit_rate", "HR"))):
+            ax = axes[row][col]
+            for result, name, style in ((bvae, "BVAE", "o-"), (vaepp, "VAE++", "+--")):
+                means = [(_metric(result, b, f"{metric}@{k}") or (np.nan, 0))[0] for k in KS]
+                ax.plot(KS, means, style, label=name)
+            ax.set_xticks(KS)
+            ax.set_xlabel("K (items recommended)")
+            ax.set_ylabel(f"test {label}@K")
+            ax.set_title(f"{title} {b}")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return (
+        f"{title}, test split, honest protocol; mean over seeds (BVAE {_seeds(bvae)}, "
+        f"VAE++ {_seeds(vaepp)}). VAE++ is one model per target behavior; both trained "
+        "with BVAE's settings on 2 CPU cores."
+    )
+
+
+def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
+    """BVAE's validation NDCG@5 and SDWL weight per behavior over epochs (seed 0 run)."""
+    bvae = _find(results, "bvae")
+    if bvae is None:
+        return None
+    run = bvae["runs"][0]
+    curve = run.get("curve") or []
+    title, behaviors, _ = DATASETS[dataset]
+    behaviors = [b for b in behaviors if curve and f"valid/{b}/ndcg@5" in curve[0]]
+    if not behaviors:
+        return None
+    epochs = [c["epoch"] for c in curve]
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    panels = (
+        ("valid/{b}/ndcg@5", "valid NDCG@5"),
+        ("{b}_sdwl_weight", f"SDWL weight 1/(2{SIGMA_BAR}²)"),
+        ("{b}_sigma", f"mean posterior std {SIGMA_BAR}"),
+    )
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for b in behaviors:
+            values = [c.get(key.format(b=b), np.nan) for c in curve]
+            ax.plot(epochs, values, label=b)
+        ax.axvline(run["best_epoch"], color="grey", ls=":", lw=1)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+    axes[0].legend()
+    axes[0].set_title(f"{title}: selection metric")
+    axes[1].set_title("task weight SDWL gives (eq. 14)")
+    axes[2].set_title("task uncertainty")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return (
+        f"{title}, BVAE (defaults), seed {run.get('seed', 0)}: training-epoch means of "
+        f"the SDWL weight and {SIGMA_BAR} over the train users, validation NDCG@5 after each "
+        f"epoch; dotted: the selected epoch ({run['best_epoch']})."
+    )
+
+
+def _paper_table(dataset: str) -> list[str]:
+    title, behaviors, _ = DATASETS[dataset]
+    paper = PAPER_RQ1[dataset]
+    lines = [
+        f"The paper's rows ({title}, its protocol: best test epoch per behavior, mean "
+        "of 3 runs), NDCG@5 / HR@5:",
+        "",
+        "| Behavior | " + " | ".join(paper[behaviors[0]]) + " |",
+        "|---|" + "---|" * len(paper[behaviors[0]]),
+    ]
+    for b in behaviors:
+        cells = [f"{n:.4f} / {h:.4f}" for n, h in paper[b].values()]
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _not_run(results: list[dict], dataset: str) -> list[str]:
+    title = DATASETS[dataset][0]
+    missing = [n for n in ABLATIONS if n not in {ablation_name(r) for r in results}]
+    data = f"../shared/data/bvae/{title}"
+    lines = ["Not run yet (no result files):", ""]
+    if missing:
+        rows = " ".join(_RQ2_ROWS[n] for n in missing)
+        command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 {rows}"
+        lines.append(f"- RQ2 rows {', '.join(missing)}: `{command}`")
+    if _find(results, "vae_pp") is None:
+        command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 vae_pp"
+        lines.append(f"- RQ3 K curves need VAE++: `{command}`")
+    lines += [
+        "- RQ2 SDWL against fixed loss weights, RQ3 latent sizes d ∈ {50, 100, 150, 200} and "
+        "RQ4 behaviors added one at a time: not implemented as runs yet.",
+        "",
+    ]
+    return lines
+
+
+def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> pathlib.Path:
+    """Writes ``<out_dir>/REPORT.md`` and ``<out_dir>/figures/*.png``; returns the report.
+
+    Raises:
+      ValueError: as :func:`load`.
+    """
+    by_dataset = load(results_dir)
+    out = pathlib.Path(out_dir)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# BVAE: the paper's studies, measured",
+        "",
+        "Rendered by `python -m bvae_tf.report` (`make report`) from the result files in "
+        f"`{results_dir}`; nothing here is retrained. Honest protocol throughout unless a "
+        "table says otherwise: the epoch (and any searched setting) is selected on the "
+        "valid split and the test split is scored once. Numbers and their discussion: "
+        "`docs/RESULTS.md`.",
+        "",
+    ]
+    for dataset, results in by_dataset.items():
+        title, _, note = DATASETS[dataset]
+        lines += [f"## {title}", ""]
+        if note:
+            lines += [note, ""]
+        lines += [f"### RQ1: the comparison ({title})", ""]
+        anchor = ANCHOR if any(r["method"] == ANCHOR for r in results) else None
+        table = E.render_markdown(results, 5, (E.HONEST, E.PAPER), anchor)
+        lines += [table.replace("### ", "#### "), ""]
+        lines += _paper_table(dataset)
+        for name, make, heading in (
+            ("rq2_ablation", ablation_figure, "RQ2: ablation and BASE's replacements"),
+            ("rq3_k", k_figure, "RQ3: the number of recommended items K"),
+            ("training", training_figure, "What BVAE learned: SDWL's task weights over training"),
+        ):
+            png = figures / f"{name}_{dataset}.png"
+            caption = make(results, dataset, png)
+            if caption is None:
+                png.unlink(missing_ok=True)
+                continue
+            rel = png.relative_to(out)
+            lines += [
+                f"### {heading} ({title})",
+                "",
+                f"![{heading}]({rel})",
+                "",
+                f"*{caption}*",
+                "",
+            ]
+        lines += _not_run(results, dataset)
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (``make report``)."""
+    p = argparse.ArgumentParser(prog="python -m bvae_tf.report", description=__doc__.split("\n")[0])
+    p.add_argument("--results", default="docs/results", help="folder of <dataset>/*.json")
+    p.add_argument("--out", default="docs", help="writes REPORT.md and figures/ here")
+    args = p.parse_args(argv)
+    try:
+        path = render(args.results, args.out)
+    except ValueError as e:
+        p.error(str(e))
+    print(f"Report: {path} (figures in {path.parent / 'figures'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The report renders from result files alone (bvae_tf.report)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bvae_tf import report
+from bvae_tf.config import BVAEConfig
+
+pytestmark = pytest.mark.unit
+
+BEHAVIORS = ("purchase", "click", "favorite")
+
+
+def _metrics(rng):
+    out = {"num_users": 10}
+    for k in report.KS:
+        for name in ("precision", "recall", "ndcg", "hit_rate"):
+            out[f"{name}@{k}"] = float(rng.uniform(0.01, 0.2))
+    return out
+
+
+def _result(model, seed=0, command_extra="", **config):
+    rng = np.random.default_rng(seed + len(model) + len(config))
+    run = {
+        "seed": seed,
+        "honest": {b: _metrics(rng) for b in BEHAVIORS},
+        "test_per_user": {b: rng.random(10).round(6).tolist() for b in BEHAVIORS},
+        "train_seconds": 60.0,
+        "epochs_run": 3,
+        "best_epoch": 2,
+    }
+    if model == "bvae":
+        run["config"] = BVAEConfig(behaviors=BEHAVIORS, num_items=5, seed=seed, **config).to_dict()
+        run["curve"] = [
+            {
+                "epoch": float(e),
+                **{f"valid/{b}/ndcg@5": 0.01 * e for b in BEHAVIORS},
+                **{f"{b}_sdwl_weight": 0.5 / e for b in BEHAVIORS},
+                **{f"{b}_sigma": 1.0 + e for b in BEHAVIORS},
+            }
+            for e in (1, 2, 3)
+        ]
+    else:
+        run["config"] = {"behaviors": list(BEHAVIORS)}
+    return {
+        "name": model,
+        "model": model,
+        "method": model,
+        "behaviors": list(BEHAVIORS),
+        "command": f"python -m bvae_tf.experiment --model {model} {command_extra}".strip(),
+        "runs": [run],
+    }
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    folder = tmp_path / "results" / "jd"
+    folder.mkdir(parents=True)
+    files = {
+        "bvae_s0": _result("bvae"),
+        "bvae_s1": _result("bvae", seed=1),
+        "mmoe_s0": _result("bvae", encoder="mmoe"),
+        "no_tff_s0": _result("bvae", use_tff=False),
+        "vae_pp_s0": _result("vae_pp"),
+        "tuned_s0": _result("bvae", command_extra="--grid lr=1e-3,1e-2"),
+        "popularity": _result("popularity"),
+    }
+    for name, result in files.items():
+        (folder / f"{name}.json").write_text(json.dumps(result))
+    return tmp_path / "results"
+
+
+def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path):
+    out = tmp_path / "docs"
+    path = report.render(results_dir, out)
+    text = path.read_text()
+    # RQ1: the table with the seeds pooled, the paper's rows beside it.
+    assert "| purchase | BVAE (gates=gated) |" in text
+    assert "| 2 |" in text  # BVAE's two seed files pooled into one row
+    assert "The paper's rows (JD" in text and "0.0743 / 0.1289" in text
+    # RQ2: the rows present, by name; RQ3: BVAE against VAE++; the training curves.
+    for name in ("rq2_ablation_jd", "rq3_k_jd", "training_jd"):
+        png = out / "figures" / f"{name}.png"
+        assert png.stat().st_size > 5_000
+        assert f"](figures/{name}.png)" in text
+    assert "Seeds: BVAE 2, -TFF 1, -BASE (+MMoE) 1." in text
+    # A tuned BVAE is not the RQ2 BVAE row.
+    assert report.ablation_name(report.load(results_dir)["jd"][-2]) is None
+    # What is missing, with the command that runs it.
+    assert "out/comparison/jd 3 no_base no_gff no_base_gff_tff cgc exchange" in text
+    assert "## UB" not in text  # no UB files: no UB section
+
+
+def test_a_malformed_result_file_is_named(results_dir, tmp_path, capsys):
+    bad = results_dir / "jd" / "broken.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=r"broken\.json"):
+        report.render(results_dir, tmp_path / "out")
+    bad.write_text(json.dumps({"runs": []}))
+    with pytest.raises(SystemExit):
+        report.main(["--results", str(results_dir), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "broken.json" in err and "no finished run" in err
+    with pytest.raises(ValueError, match="no result files"):
+        report.render(tmp_path / "nowhere", tmp_path / "out")
