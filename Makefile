@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 
 .PHONY: install test test-slow test-all demo lint format clean pipeline-jd synthetic-log serve \
-	bench-train bench-example-gen bench-pipeline-jd bench-serve report
+	bench-train bench-example-gen bench-pipeline-jd bench-serve report demo-tune
 
 install:
 	@bash scripts/install.sh
@@ -28,6 +28,10 @@ test-all: install
 ## The main job on the embedded synthetic data.
 demo: install
 	$(PY) -m pipeline.demo
+
+## The demo with the Tuner before the Trainer (a small KerasTuner search on the eval split).
+demo-tune: install
+	$(PY) -m pipeline.demo --set tuning.enabled=true --set tuning.max_trials=4 --set training.epochs=30
 
 ## The pipeline on the real JD log (../shared/data); test table beside the paper's.
 pipeline-jd: install

@@ -19,6 +19,10 @@ instead (no epochs; the training settings other than ``eval_batch_size`` are unu
 and exports it with the same signatures, so the Evaluator, Pusher, server and client
 work unchanged.
 
+With a ``"tuning"`` section (``bvae_tf.tuning``) the pipeline puts TFX's Tuner before
+the Trainer: :func:`tuner_fn` searches on the eval split, and ``run_fn`` applies its
+``best_hyperparameters`` (``fn_args.hyperparameters``) to ``model``/``training``.
+
 ``distribution_strategy``: ``"auto"`` (MultiWorkerMirrored when ``TF_CONFIG`` names
 several workers, Mirrored over all GPUs when there are several, else the default
 strategy: one GPU if present, else the CPU), ``"default"``, ``"mirrored"`` (over
@@ -42,7 +46,7 @@ import tensorflow_transform as tft
 from absl import logging
 
 from bvae_tf import config as bvae_config
-from bvae_tf import console, export, features, training
+from bvae_tf import console, export, features, training, tuning
 from bvae_tf import model as model_lib
 from bvae_tf.config import (  # noqa: F401
     DEFAULT_TRAINING,
@@ -241,6 +245,93 @@ def _fit_closed_form(model_config, train_files, eval_ds, behaviors, log_dir: str
     return model, result
 
 
+def count_examples(file_patterns: Sequence[str]) -> int:
+    """Number of (transformed) examples in gzipped TFRecord files: users per epoch."""
+    files = _record_files(file_patterns)
+    compression = "GZIP" if files[0].endswith(".gz") else None
+    return int(
+        tf.data.TFRecordDataset(files, compression_type=compression)
+        .reduce(np.int64(0), lambda n, _: n + 1)
+        .numpy()
+    )
+
+
+# TFX Tuner calls this.
+def tuner_fn(fn_args: Any) -> Any:
+    """A KerasTuner search over BVAE's hyperparameters (``bvae_tf.tuning``).
+
+    Each trial trains BVAE with the training loop of :func:`run_fn` (early stopping
+    on the eval split) and scores the sum over behaviors of eval NDCG@5 at its
+    selected epoch; nothing reads the test split. Progress: one line per trial.
+
+    Args:
+      fn_args: TFX ``FnArgs`` of the Tuner: ``train_files``, ``eval_files``,
+        ``transform_output``, ``working_dir`` and ``custom_config`` (the Trainer's,
+        with its ``tuning`` section).
+
+    Returns:
+      ``tfx.components.TunerFnResult`` (the tuner; ``search`` needs no arguments).
+
+    Raises:
+      ValueError: on a bad ``tuning`` section or the errors of :func:`run_fn`.
+    """
+    from tfx import v1 as tfx
+
+    config = dict(fn_args.custom_config or {})
+    behaviors = features.validate_behaviors(config.get("behaviors") or ())
+    base_settings = training_settings(config.get("training"))
+    search = tuning.tuning_settings(config.get("tuning"))
+    # The Tuner's FnArgs carry the Transform output as transform_graph_path only.
+    transform_path = getattr(fn_args, "transform_graph_path", None) or fn_args.transform_output
+    tf_transform_output = tft.TFTransformOutput(transform_path)
+    num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
+    base_model = dict(config.get("model") or {})
+    bvae_config.model_config(behaviors, num_items, base_model)  # fail before any trial
+    num_users = count_examples(fn_args.train_files)
+    eval_ds = examples_dataset(
+        fn_args.eval_files,
+        _spec_of(tf_transform_output, eval_feature_keys(behaviors)),
+        base_settings["eval_batch_size"],
+    )
+    trials = []
+
+    def train_trial(values):
+        model_section, settings = tuning.apply(values, base_model, base_settings, num_users)
+        model_config = bvae_config.model_config(behaviors, num_items, model_section)
+        tf.keras.utils.set_random_seed(settings["seed"])
+        train_ds = examples_dataset(
+            fn_args.train_files,
+            _spec_of(tf_transform_output, train_feature_keys(behaviors)),
+            settings["batch_size"],
+            shuffle=True,
+            seed=settings["seed"],
+        )
+        result = training.fit(
+            model_lib.build_model(model_config),
+            train_ds,
+            eval_ds,
+            epochs=settings["epochs"],
+            patience=settings["patience"],
+            verbose=0,
+        )
+        trials.append(result.best_score)
+        logging.info(
+            "Tuner trial %d/%d: %s -> eval score %.4f (epoch %d of %d; best so far %.4f)",
+            len(trials),
+            search["max_trials"],
+            values,
+            result.best_score,
+            result.best_epoch,
+            result.epochs_run,
+            max(trials),
+            extra={console.CONSOLE: True},
+        )
+        return result
+
+    tuner = tuning.make_tuner(train_trial, search, os.path.join(fn_args.working_dir, "trials"))
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
+
+
 # TFX Trainer calls this.
 def run_fn(fn_args: Any) -> None:
     """Trains the BVAE on the Transform output and exports the serving model.
@@ -262,7 +353,14 @@ def run_fn(fn_args: Any) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
     check_top_k(top_k, num_items)  # before training, not after it
-    model_config = bvae_config.model_config(behaviors, num_items, config.get("model"))
+    model_section = dict(config.get("model") or {})
+    tuned = tuning.hyperparameter_values(getattr(fn_args, "hyperparameters", None))
+    if tuned:
+        model_section, settings = tuning.apply(
+            tuned, model_section, settings, count_examples(fn_args.train_files)
+        )
+        logging.info("Tuned hyperparameters: %s", tuned, extra={console.CONSOLE: True})
+    model_config = bvae_config.model_config(behaviors, num_items, model_section)
 
     tf.keras.utils.set_random_seed(settings["seed"])
     strategy = make_strategy(settings["distribution_strategy"], settings["devices"])
@@ -326,6 +424,7 @@ def run_fn(fn_args: Any) -> None:
             "eval_seconds": result.eval_seconds,
             "model_config": model_config.to_dict(),
             "training": settings,
+            "tuned_hyperparameters": tuned,
             "top_k": top_k,
             "history": result.history,
         }

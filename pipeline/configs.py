@@ -25,6 +25,9 @@ Sections:
   does not exist yet.
 * ``vocab_frequency_threshold``: Transform's minimum item frequency.
 * ``model``, ``training``: the Trainer's ``custom_config`` (``bvae_tf.trainer``).
+* ``tuning``: ``{"enabled": true, ...}`` puts TFX's Tuner before the Trainer: a
+  KerasTuner search on the eval split whose best values the Trainer uses
+  (``bvae_tf.tuning``: algorithm, max_trials, seed, space overrides). Off by default.
 * ``top_k``: items returned per behavior by ``serving_default``.
 * ``evaluation``: the evaluator's gate (``components.ranking_evaluator.gate``).
 * roots: ``output_root`` (default ``out``) holds ``pipelines/<name>``,
@@ -71,6 +74,7 @@ SYNTHETIC_LOG_PREFIX = "synthetic_events"
 
 #: Trainer entry points (dotted paths: the image/venv must have the package installed).
 RUN_FN = "bvae_tf.trainer.run_fn"
+TUNER_FN = "bvae_tf.trainer.tuner_fn"
 PREPROCESSING_FN = "bvae_tf.preprocessing.preprocessing_fn"
 
 #: Beam options of the local runs: the DirectRunner in this process (fastest for
@@ -91,6 +95,10 @@ def _default_training() -> dict[str, Any]:
 
 
 def _default_model() -> dict[str, Any]:
+    return {}
+
+
+def _default_tuning() -> dict[str, Any]:
     return {}
 
 
@@ -117,6 +125,7 @@ class PipelineConfig:
       vocab_frequency_threshold: minimum train frequency of a vocabulary item.
       model: BVAE hyperparameters (Trainer ``custom_config["model"]``).
       training: training loop settings (Trainer ``custom_config["training"]``).
+      tuning: the Tuner's search (``bvae_tf.tuning.tuning_settings``); off by default.
       top_k: K of ``serving_default``.
       evaluation: ``GateConfig`` keyword arguments.
       beam_pipeline_args: Beam options of the Beam-based components.
@@ -135,6 +144,7 @@ class PipelineConfig:
     vocab_frequency_threshold: int = 1
     model: Mapping[str, Any] = dataclasses.field(default_factory=_default_model)
     training: Mapping[str, Any] = dataclasses.field(default_factory=_default_training)
+    tuning: Mapping[str, Any] = dataclasses.field(default_factory=_default_tuning)
     top_k: int = features.DEFAULT_TOP_K
     evaluation: Mapping[str, Any] = dataclasses.field(default_factory=_default_evaluation)
     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_PIPELINE_ARGS
@@ -155,7 +165,7 @@ class PipelineConfig:
         for name in ("pipeline_root", "metadata_path", "serving_model_dir"):
             _check_path(name, getattr(self, name), optional=True)
         _check_path("schema_path", self.schema_path, optional=True)
-        for name in ("data", "synthetic", "model", "training", "evaluation"):
+        for name in ("data", "synthetic", "model", "training", "tuning", "evaluation"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         self._check_data_section()
@@ -226,7 +236,20 @@ class PipelineConfig:
     def _check_trainer_sections(self) -> None:
         _build("training", lambda: model_config.training_settings(self.training))
         # num_items is only known after Transform; any valid size checks the rest.
-        _build("model", lambda: model_config.model_config(self.behaviors, 1, self.model))
+        model = _build("model", lambda: model_config.model_config(self.behaviors, 1, self.model))
+        from bvae_tf import tuning  # keras_tuner is imported only when a search runs
+
+        if self.tuning_enabled and model.variant in model_config.CLOSED_FORM_VARIANTS:
+            raise ValueError(
+                f"tuning.enabled: the closed-form model.variant {model.variant!r} has no "
+                "training to tune; turn tuning off or train a model"
+            )
+        _build("tuning", lambda: tuning.tuning_settings(self.tuning))
+
+    @property
+    def tuning_enabled(self) -> bool:
+        """Whether the pipeline runs the Tuner before the Trainer."""
+        return bool(self.tuning.get("enabled", False))
 
     # --- derived values -----------------------------------------------------------------
     @property
@@ -305,6 +328,7 @@ class PipelineConfig:
             "model": dict(self.model),
             "training": dict(self.training),
             "top_k": self.top_k,
+            **({"tuning": dict(self.tuning)} if self.tuning_enabled else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@
     MultiBehaviorExampleGen -> StatisticsGen -> ImportSchemaGen (curated) | SchemaGen
         -> StrictExampleValidator (anomalies fail the run, before Transform)
         -> Transform (one item vocabulary; OOV dropped and counted)
+        -> [Tuner (bvae_tf.trainer.tuner_fn; when the config's tuning is enabled)]
         -> Trainer (bvae_tf.trainer.run_fn; serving signatures with the Transform graph)
         -> RankingEvaluator (eval split gate vs bounds and the latest blessed model;
                              test split reported) <- Resolver(LatestBlessedModelStrategy)
@@ -35,6 +36,8 @@ SCHEMA_GEN = "SchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 TRANSFORM = "Transform"
 TRAINER = "Trainer"
+#: Only in pipelines whose config enables tuning (not in ``NODE_IDS``).
+TUNER = "Tuner"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
@@ -76,7 +79,8 @@ def create_pipeline(
       schema_path: a curated text-format schema to import, or ``None`` to infer one
         from the statistics with SchemaGen.
       transform_config: Transform ``custom_config`` (``bvae_tf.preprocessing``).
-      trainer_config: Trainer ``custom_config`` (``bvae_tf.trainer.run_fn``).
+      trainer_config: Trainer ``custom_config`` (``bvae_tf.trainer.run_fn``); with a
+        ``tuning`` key the Tuner runs first and the Trainer uses its best values.
       gate_config: the evaluator's gate (``GateConfig`` or its keyword arguments).
       serving_model_dir: model base path of the model servers.
       model_name: the served model's name (a sub-directory of ``serving_model_dir``).
@@ -125,12 +129,23 @@ def create_pipeline(
     # Data that fails validation must stop the run before anything is fitted on it.
     transform.add_upstream_node(example_validator)
 
+    tuner = None
+    if "tuning" in trainer_config:
+        tuner = tfx.components.Tuner(
+            tuner_fn=configs.TUNER_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
+            eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
+            custom_config=dict(trainer_config),
+        ).with_id(TUNER)
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
+        hyperparameters=None if tuner is None else tuner.outputs["best_hyperparameters"],
         custom_config=dict(trainer_config),
     ).with_id(TRAINER)
 
@@ -163,6 +178,7 @@ def create_pipeline(
             schema_gen,
             example_validator,
             transform,
+            *([] if tuner is None else [tuner]),
             trainer,
             baseline_resolver,
             evaluator,

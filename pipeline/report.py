@@ -112,6 +112,16 @@ def _read_json(path: str) -> Any:
         return json.loads(f.read())
 
 
+#: Components in pipeline order, the optional Tuner after Transform.
+_ORDER = (
+    *pipeline_lib.NODE_IDS[: pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER)],
+    pipeline_lib.TUNER,
+    *pipeline_lib.NODE_IDS[pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER) :],
+)
+#: File the TFX Tuner writes in its ``best_hyperparameters`` artifact.
+_BEST_HP_FILE = "best_hyperparameters.txt"
+
+
 def summarize(metadata_path: str, pipeline_name: str) -> dict[str, Any]:
     """Summary of the latest run (see the module docstring); plain JSON types.
 
@@ -123,10 +133,16 @@ def summarize(metadata_path: str, pipeline_name: str) -> dict[str, Any]:
         "run_id": run_id,
         "components": {
             node_id: {"state": nodes[node_id].state, "seconds": round(nodes[node_id].seconds, 1)}
-            for node_id in pipeline_lib.NODE_IDS
+            for node_id in _ORDER
             if node_id in nodes
         },
     }
+    tuner = nodes.get(pipeline_lib.TUNER)
+    if tuner and tuner.outputs.get("best_hyperparameters"):
+        from bvae_tf import tuning
+
+        path = os.path.join(tuner.outputs["best_hyperparameters"][0].uri, _BEST_HP_FILE)
+        summary["tuned_hyperparameters"] = tuning.hyperparameter_values(_read_json(path))
     example_gen = nodes.get(pipeline_lib.EXAMPLE_GEN)
     if example_gen and example_gen.outputs.get("examples"):
         uri = example_gen.outputs["examples"][0].uri
@@ -178,6 +194,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     lines.append("Components:")
     for node_id, info in summary["components"].items():
         lines.append(f"  {node_id:<32}{info['state']:<10}{info['seconds']:>8.1f} s")
+    if summary.get("tuned_hyperparameters"):
+        tuned = json.dumps(summary["tuned_hyperparameters"], sort_keys=True)
+        lines.append(f"Tuner's best hyperparameters (eval split), used by the Trainer: {tuned}")
     accounting = summary.get("accounting")
     if accounting:
         lines.append("Accounting (ExampleGen):")

@@ -317,3 +317,45 @@ def test_train_matrices_hold_every_train_example(data):
         assert matrices[b].shape == (count, 30)
         assert set(np.unique(matrices[b].data)) <= {1.0}
     assert sum(m.nnz for m in matrices.values()) > 0
+
+
+def test_tuner_fn_searches_on_eval_and_run_fn_applies_the_best(data, tmp_path, monkeypatch):
+    args = _fn_args(data, tmp_path, epochs=1, patience=1)
+    args.working_dir = str(tmp_path / "tuner")
+    # As TFX's Tuner passes it: transform_graph_path, no transform_output.
+    args.transform_graph_path, args.transform_output = args.transform_output, None
+    args.custom_config["tuning"] = {
+        "enabled": True,
+        "algorithm": "grid",
+        "max_trials": 2,
+        # Two learning rates, one ramp length (the other names removed): 2 trials.
+        "space": {
+            "learning_rate": [1e-4, 3e-2],
+            "anneal_epochs": [3],
+            "beta_cap": None,
+            "dropout": None,
+            "batch_size": None,
+        },
+    }
+    found = trainer.tuner_fn(args)
+    found.tuner.search(**found.fit_kwargs)
+    trials = found.tuner.oracle.get_best_trials(num_trials=10)
+    assert sorted(t.hyperparameters.values["learning_rate"] for t in trials) == [1e-4, 3e-2]
+    scores = [t.score for t in trials]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.0
+    best = found.tuner.get_best_hyperparameters()[0]
+    assert best.values == trials[0].hyperparameters.values
+    # The Trainer applies the best values (anneal_epochs -> anneal_steps by the
+    # number of train users and the batch size).
+    args.hyperparameters = best.get_config()
+    args.transform_output = args.transform_graph_path
+    # The export is tested above; here only what the Trainer trained matters.
+    monkeypatch.setattr(trainer.export, "export_serving_model", lambda *a, **k: None)
+    trainer.run_fn(args)
+    with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
+        result = json.load(f)
+    assert result["tuned_hyperparameters"] == best.values
+    assert result["model_config"]["learning_rate"] == best.values["learning_rate"]
+    users = trainer.count_examples(args.train_files)
+    steps = -(-users // 16)
+    assert result["model_config"]["anneal_steps"] == best.values["anneal_epochs"] * steps

@@ -68,6 +68,10 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["model.hidden=3"], "unknown model settings"),
         (["model.num_items=5"], "model.num_items"),
         (["synthetic.num_users=0"], "num_users"),
+        (["tuning.algorithm=hyperband"], "tuning.algorithm"),
+        (["tuning.space.hidden=[1]"], "unknown tuning.space names"),
+        (['tuning.space.learning_rate="fast"'], "tuning.space.learning_rate"),
+        (["tuning.enabled=true", "model.variant=ease"], "no training to tune"),
     ],
 )
 def test_bad_values_fail_at_load_time_naming_the_value(overrides, message):
@@ -108,6 +112,29 @@ def test_pipeline_has_every_component_wired(tmp_path):
     custom = json.loads(trainer.exec_properties["custom_config"])
     assert custom["behaviors"] == list(config.behaviors)
     assert trainer.exec_properties["run_fn"] == configs.RUN_FN
+
+
+def test_tuning_puts_the_tuner_before_the_trainer(tmp_path):
+    config = configs.load_config(
+        overrides=[f"output_root={tmp_path}", "tuning.enabled=true", "tuning.max_trials=3"]
+    )
+    by_id = {c.id: c for c in local_runner.build(config).components}
+    assert set(by_id) == {*pipeline_lib.NODE_IDS, pipeline_lib.TUNER}
+    tuner, trainer = by_id[pipeline_lib.TUNER], by_id[pipeline_lib.TRAINER]
+    assert tuner.exec_properties["tuner_fn"] == configs.TUNER_FN
+    assert trainer.inputs["hyperparameters"] is tuner.outputs["best_hyperparameters"]
+    assert tuner in trainer.upstream_nodes
+    custom = json.loads(tuner.exec_properties["custom_config"])
+    assert custom["tuning"]["max_trials"] == 3
+    # Off (the default): no Tuner, and the Trainer takes no hyperparameters.
+    plain = {
+        c.id: c
+        for c in local_runner.build(
+            configs.load_config(overrides=[f"output_root={tmp_path}"])
+        ).components
+    }
+    assert pipeline_lib.TUNER not in plain
+    assert "tuning" not in json.loads(plain[pipeline_lib.TRAINER].exec_properties["custom_config"])
 
 
 def test_synthetic_input_is_generated_once(tmp_path):

@@ -1,0 +1,202 @@
+"""Hyperparameter search for BVAE with KerasTuner (the pipeline's Tuner component).
+
+``bvae_tf.trainer.tuner_fn`` builds a :class:`BVAEHyperModel` over the Transform
+output and returns a KerasTuner tuner; TFX's Tuner runs ``tuner.search()`` and writes
+the best trial's values as ``best_hyperparameters``, which the Trainer applies
+(:func:`apply`) before it trains. A trial is one full training run with BVAE's own
+loop (``training.fit``: validation early stopping, best weights restored); its
+objective is ``selection_score``, the sum over behaviors of **eval-split** NDCG@5 at
+the selected epoch. The test split plays no part.
+
+The ``tuning`` section of a pipeline config (``tuning_settings``)::
+
+    {"enabled": false, "algorithm": "random", "max_trials": 8, "seed": 0,
+     "space": {"learning_rate": [1e-4, 1e-3, 1e-2], "dropout": null}}
+
+``space`` overrides :data:`DEFAULT_SPACE` name by name (a list of values to try;
+``null`` removes the name, which then keeps the ``model``/``training`` value).
+``anneal_epochs`` is the length of the beta ramp in epochs (``anneal_steps`` =
+``anneal_epochs`` x steps per epoch at the trial's batch size), so the same value
+means the same schedule on any dataset size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bvae_tf.config import reject_unknown
+
+ALGORITHMS = ("random", "bayesian", "grid")
+#: The search space: name -> values tried. The learning rates are the BVAE paper's
+#: {1e-4, 1e-3, 1e-2} and between; ``latent_dim`` stays at the model's (the paper
+#: fixes d = 100 for its comparison).
+DEFAULT_SPACE: Mapping[str, tuple] = {
+    "learning_rate": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+    "anneal_epochs": (1, 10, 50, 200),
+    "beta_cap": (0.1, 0.2, 0.5),
+    "dropout": (0.2, 0.5),
+    "batch_size": (100, 250, 500),
+}
+#: Where each searchable name goes: the ``model`` section (``BVAEConfig``) or the
+#: ``training`` section; ``anneal_epochs`` becomes ``model.anneal_steps``.
+TARGETS = {
+    "learning_rate": "model",
+    "beta_cap": "model",
+    "dropout": "model",
+    "latent_dim": "model",
+    "anneal_epochs": "model",
+    "batch_size": "training",
+}
+DEFAULT_TUNING: Mapping[str, Any] = {
+    "enabled": False,
+    "algorithm": "random",
+    "max_trials": 8,
+    "seed": 0,
+    "space": {},
+}
+#: The objective every trial reports (``training.FitResult.best_score``).
+OBJECTIVE = "selection_score"
+
+
+def tuning_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``tuning`` section with defaults filled in and ``space`` resolved.
+
+    Returns:
+      ``{"enabled", "algorithm", "max_trials", "seed", "space": {name: tuple}}``.
+
+    Raises:
+      ValueError: on unknown keys, an unknown algorithm or space name, a bad count,
+        or a space entry that is not a non-empty list of numbers.
+    """
+    section = dict(section or {})
+    reject_unknown("tuning settings", section, DEFAULT_TUNING)
+    settings = {**DEFAULT_TUNING, **section}
+    if not isinstance(settings["enabled"], bool):
+        raise ValueError(f"tuning.enabled must be true or false, got {settings['enabled']!r}")
+    if settings["algorithm"] not in ALGORITHMS:
+        raise ValueError(
+            f"tuning.algorithm must be one of {list(ALGORITHMS)}, got {settings['algorithm']!r}"
+        )
+    for name in ("max_trials", "seed"):
+        value = settings[name]
+        least = 1 if name == "max_trials" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"tuning.{name} must be an integer >= {least}, got {value!r}")
+    overrides = settings["space"]
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"tuning.space must be a mapping of name -> values, got {overrides!r}")
+    reject_unknown("tuning.space names", overrides, TARGETS)
+    space = dict(DEFAULT_SPACE)
+    for name, values in overrides.items():
+        if values is None:
+            space.pop(name, None)
+            continue
+        if (
+            isinstance(values, str | bytes)
+            or not hasattr(values, "__len__")
+            or not values
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        ):
+            raise ValueError(
+                f"tuning.space.{name} must be a non-empty list of numbers, got {values!r}"
+            )
+        space[name] = tuple(values)
+    if not space:
+        raise ValueError("tuning.space removes every name: nothing to search")
+    settings["space"] = space
+    return settings
+
+
+def apply(
+    values: Mapping[str, Any],
+    model: Mapping[str, Any],
+    training: Mapping[str, Any],
+    num_train_users: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``model`` and ``training`` sections with a trial's (or the best) values set.
+
+    Args:
+      values: ``{name: value}`` of searched names (``HyperParameters.values``).
+      model: the config's ``model`` section.
+      training: the config's ``training`` section with defaults filled in
+        (``config.training_settings``).
+      num_train_users: train examples per epoch (for ``anneal_epochs``).
+
+    Returns:
+      ``(model, training)`` copies.
+
+    Raises:
+      ValueError: on a name that is not searchable.
+    """
+    reject_unknown("hyperparameters", values, TARGETS)
+    model, training = dict(model), dict(training)
+    for name, value in values.items():
+        if name == "batch_size":
+            training["batch_size"] = int(value)
+        elif name != "anneal_epochs":
+            model[name] = int(value) if name == "latent_dim" else float(value)
+    if "anneal_epochs" in values:
+        steps_per_epoch = math.ceil(num_train_users / training["batch_size"])
+        model["anneal_steps"] = int(values["anneal_epochs"]) * steps_per_epoch
+    return model, training
+
+
+def hyperparameter_values(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{name: value}`` of a ``HyperParameters.get_config()`` dict (the Tuner's
+    ``best_hyperparameters``, the Trainer's ``fn_args.hyperparameters``); ``{}`` for
+    None."""
+    if not config:
+        return {}
+    import keras_tuner
+
+    return dict(keras_tuner.HyperParameters.from_config(config).values)
+
+
+def make_tuner(
+    train_trial: Callable[[Mapping[str, Any]], Any],
+    settings: Mapping[str, Any],
+    directory: str,
+    project_name: str = "bvae",
+):
+    """A KerasTuner tuner whose trials call ``train_trial(values)``.
+
+    Args:
+      train_trial: trains one trial from ``{name: value}`` and returns its
+        ``training.FitResult``; the trial's score is ``result.best_score``.
+      settings: :func:`tuning_settings`.
+      directory: where KerasTuner keeps its trial records.
+      project_name: sub-folder of ``directory``.
+
+    Returns:
+      A ``keras_tuner.Tuner`` (RandomSearch, BayesianOptimization or GridSearch).
+    """
+    import keras_tuner
+
+    hyperparameters = keras_tuner.HyperParameters()
+    for name, values in settings["space"].items():
+        hyperparameters.Choice(name, list(values))
+    algorithms = {
+        "random": keras_tuner.RandomSearch,
+        "bayesian": keras_tuner.BayesianOptimization,
+        "grid": keras_tuner.GridSearch,
+    }
+
+    class BVAETuner(algorithms[settings["algorithm"]]):
+        """One trial = one BVAE training run with BVAE's own loop (the model is
+        built per trial: its batch size and beta schedule depend on the values)."""
+
+        def run_trial(self, trial, *args, **kwargs):
+            result = train_trial(dict(trial.hyperparameters.values))
+            return {OBJECTIVE: float(result.best_score)}
+
+    return BVAETuner(
+        hyperparameters=hyperparameters,
+        objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+        max_trials=settings["max_trials"],
+        seed=settings["seed"],
+        directory=directory,
+        project_name=project_name,
+        overwrite=True,
+    )
