@@ -29,6 +29,12 @@ optimistic. Models:
   (``--ease-l2``) and diagonal (``--ease-diagonal``) chosen per behavior on valid
   NDCG@5 over the whole grid, then test scored once with the chosen fit.
 
+Tuning, selected on valid only: ``--grid NAME=V1,V2,...`` trains every combination per
+seed (and per target for one-per-target models) and keeps the best; ``--tune N`` runs
+the pipeline Tuner's KerasTuner search (``bvae_tf.tuning``) for N trials with the
+first seed, records every trial in the JSON (``"search"``), then trains every seed
+with the best values. Either way the test split is scored once per seed.
+
 The closed-form baselines are deterministic: one run, whatever ``--seeds``; they
 have no epochs, so only the honest protocol applies to them.
 
@@ -47,7 +53,7 @@ import math
 import pathlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from absl import logging
@@ -186,6 +192,23 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=V1,V2,...",
         help=f"tune on valid: train every combination (repeatable; NAME in {sorted(GRID_FLAGS)}), "
         "keep the best valid NDCG@5 (per behavior for one-per-target models), test it once",
+    )
+    p.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="KerasTuner search of N trials on valid (bvae_tf.tuning, the pipeline Tuner's "
+        "space) with the first seed, then every seed trained with the best values and "
+        "test scored once; for models of all behaviors at once (per-target ones: --grid)",
+    )
+    p.add_argument("--tune-algorithm", choices=("random", "bayesian", "grid"), default="random")
+    p.add_argument(
+        "--tune-space",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...|NAME=none",
+        help="override one name of the search space (bvae_tf.tuning.DEFAULT_SPACE)",
     )
     p.add_argument("--combine", nargs="+", help="result JSON files to render as one table")
     p.add_argument("--markdown", help="with --combine: the Markdown file to write")
@@ -419,6 +442,109 @@ def grid_points(specs: Sequence[str]) -> list[dict]:
     for name, values in axes.items():
         points = [{**p, name: v} for p in points for v in values]
     return points
+
+
+#: ``bvae_tf.tuning`` names -> the experiment flag (dest) each sets.
+TUNE_FLAGS = {
+    "learning_rate": "lr",
+    "beta_cap": "beta_cap",
+    "dropout": "dropout",
+    "latent_dim": "latent_dim",
+    "batch_size": "batch_size",
+}
+
+
+def tune_space(specs: Sequence[str]) -> dict:
+    """``bvae_tf.tuning.tuning_settings`` space overrides from ``--tune-space`` specs.
+
+    Raises:
+      ValueError: on a malformed spec (the tuning settings check the names/values).
+    """
+    space: dict = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not values.strip():
+            raise ValueError(f"--tune-space {spec!r}: expected NAME=V1,V2,... or NAME=none")
+        try:
+            space[name.strip()] = (
+                None if values.strip() == "none" else [float(v) for v in values.split(",")]
+            )
+        except ValueError as e:
+            raise ValueError(f"--tune-space {spec!r}: {e}") from e
+    return space
+
+
+def trial_args(args, values: Mapping[str, float], num_train_users: int) -> argparse.Namespace:
+    """``args`` with a tuning trial's ``values`` set (``anneal_epochs`` as
+    ``--anneal-steps`` at the trial's batch size)."""
+    out = argparse.Namespace(**vars(args))
+    for name, value in values.items():
+        if name in TUNE_FLAGS:
+            kind = int if name in ("latent_dim", "batch_size") else float
+            setattr(out, TUNE_FLAGS[name], kind(value))
+    if "anneal_epochs" in values:
+        steps = math.ceil(num_train_users / out.batch_size)
+        out.anneal_steps = int(values["anneal_epochs"]) * steps
+    return out
+
+
+def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dict]]:
+    """``--tune``: the KerasTuner search with the first seed; returns the best values
+    and every trial (values, valid selection score, epochs, seconds)."""
+    from bvae_tf import tuning
+
+    settings = tuning.tuning_settings(
+        {
+            "algorithm": args.tune_algorithm,
+            "max_trials": args.tune,
+            "seed": args.first_seed,
+            "space": tune_space(args.tune_space),
+        }
+    )
+    num_users = len(data.train_users())
+    trials: list[dict] = []
+
+    def train_trial(values):
+        logging.info(
+            "tune trial %d/%d: %s",
+            len(trials) + 1,
+            args.tune,
+            values,
+            extra={console.CONSOLE: True},
+        )
+        run, _, _ = _train_one(
+            trial_args(args, values, num_users),
+            data,
+            data.behaviors,
+            variant=variant,
+            seed=args.first_seed,
+            log_dir=None,
+        )
+        trials.append(
+            {
+                "values": dict(values),
+                "selection_score": run["selection_score"],
+                "best_epoch": run["best_epoch"],
+                "epochs_run": run["epochs_run"],
+                "train_seconds": run["train_seconds"],
+                "valid": run["valid"],
+            }
+        )
+        return argparse.Namespace(best_score=run["selection_score"])
+
+    tuner = tuning.make_tuner(
+        train_trial, settings, str(out / "tuning"), project_name=args.name or args.model
+    )
+    tuner.search()
+    best = max(trials, key=lambda t: t["selection_score"])
+    logging.info(
+        "tune: best of %d trials %s (valid score %.4f)",
+        len(trials),
+        best["values"],
+        best["selection_score"],
+        extra={console.CONSOLE: True},
+    )
+    return best["values"], trials
 
 
 def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
@@ -761,8 +887,13 @@ def _compute_table(results: list[dict]) -> list[str]:
     ]
     for result in results:
         c = compute_cost(result)
+        fits = f"{c['fits']:g}"
+        search = (result.get("search") or {}).get("trials")
+        if search:
+            minutes = sum(t["train_seconds"] for t in search) / 60.0
+            fits += f" (+{len(search)} search trials, {minutes:.1f} min once)"
         lines.append(
-            f"| {result['method']} | {c['seeds']} | {c['fits']:g} | {c['epochs']:.0f} | "
+            f"| {result['method']} | {c['seeds']} | {fits} | {c['epochs']:.0f} | "
             f"{c['train_minutes']:.1f} |"
         )
     lines.append("")
@@ -813,7 +944,7 @@ def method_key(result: dict) -> str:
 
 
 #: The training-loop flags that make two runs of one configuration different methods.
-_TRAINING_FLAGS = ("epochs", "patience", "batch_size", "grid")
+_TRAINING_FLAGS = ("epochs", "patience", "batch_size", "grid", "tune")
 
 
 def training_settings(result: dict) -> dict:
@@ -848,6 +979,8 @@ def run(args) -> dict:
         label = method_label(args.model, cfg.to_dict(), tuned_fields(args.grid))
     if args.grid:
         label += f" [tuned: {'; '.join(args.grid)}]"
+    if args.tune:
+        label += f" [tuned: {args.tune} trials]"
     result = {
         "name": name,
         "model": args.model,
@@ -864,6 +997,11 @@ def run(args) -> dict:
         _write(out / name, result, args.table_k)
         logging.info("%s: test %s", name, _brief(record[HONEST]), extra={console.CONSOLE: True})
         return result
+    if args.tune:
+        variant = {"vae_u": "union_vae", "ehcf": "ehcf"}.get(args.model, "bvae")
+        best, trials = _search(args, data, variant, out)
+        result["search"] = {"best": best, "trials": trials, "algorithm": args.tune_algorithm}
+        args = trial_args(args, best, len(data.train_users()))
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         logging.info("%s: seed %d", name, seed, extra={console.CONSOLE: True})
         log_dir = None if args.log_dir is None else pathlib.Path(args.log_dir) / f"{name}_s{seed}"
@@ -957,8 +1095,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         grid_points(args.grid)
     except ValueError as e:
         _parser().error(str(e))
-    if args.grid and args.model in BASELINES:
-        _parser().error(f"--grid tunes trained models; {args.model} has its own grid flags")
+    if (args.grid or args.tune) and args.model in BASELINES:
+        _parser().error(f"--grid/--tune tune trained models; {args.model} has its own grid flags")
+    if args.tune and (args.grid or args.model in PER_TARGET):
+        _parser().error(
+            "--tune searches one model of all behaviors; use --grid for one-per-target "
+            "models and do not combine the two"
+        )
+    if args.tune < 0:
+        _parser().error(f"--tune must be >= 0 trials, got {args.tune}")
+    try:
+        from bvae_tf import tuning
+
+        tuning.tuning_settings({"space": tune_space(args.tune_space)})
+    except ValueError as e:
+        _parser().error(str(e))
     path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
     print(f"Full log: {path}", flush=True)
     run(args)

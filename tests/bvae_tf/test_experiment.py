@@ -363,3 +363,51 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
             ["--data", str(release_dir), "--model", "ease", "--grid", "lr=1e-3", "--out", "x"]
         )
     assert "has its own grid flags" in capsys.readouterr().err
+
+
+def test_tune_searches_once_then_trains_every_seed_with_the_best(release_dir, tmp_path):
+    _run(
+        release_dir,
+        tmp_path,
+        "--model",
+        "bvae",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--tune",
+        "2",
+        "--tune-algorithm",
+        "grid",
+        "--tune-space",
+        "learning_rate=1e-4,1e-2",
+        "--tune-space",
+        "anneal_epochs=2",
+        "--tune-space",
+        "beta_cap=none",
+        "--tune-space",
+        "dropout=none",
+        "--tune-space",
+        "batch_size=none",
+    )
+    result = json.loads((tmp_path / "bvae.json").read_text())
+    search = result["search"]
+    assert sorted(t["values"]["learning_rate"] for t in search["trials"]) == [1e-4, 1e-2]
+    best = max(search["trials"], key=lambda t: t["selection_score"])
+    assert search["best"] == best["values"]
+    assert [r["seed"] for r in result["runs"]] == [0, 1]
+    for run in result["runs"]:
+        assert run["config"]["learning_rate"] == best["values"]["learning_rate"]
+        assert run["config"]["anneal_steps"] == 2 * -(-20 // 8)  # 2 epochs of 20 users / 8
+    assert result["method"].endswith("[tuned: 2 trials]")
+    assert "(+2 search trials" in (tmp_path / "bvae.md").read_text()
+
+
+def test_tune_refuses_per_target_models_and_bad_spaces(release_dir, tmp_path, capsys):
+    base = ["--data", str(release_dir), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        experiment.main([*base, "--model", "vae_t", "--tune", "2"])
+    assert "use --grid for one-per-target" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        experiment.main([*base, "--tune", "2", "--tune-space", "hidden=1,2"])
+    assert "unknown tuning.space names" in capsys.readouterr().err
