@@ -105,6 +105,10 @@ class BVAEConfig:
         shared experts on the union) or ``"cgc"`` (-BASE (+CGC): each behavior's gate
         over its own expert and the shared union encoder); see
         ``model.BVAE.encode``. Needs ``use_base`` and ``variant="bvae"``.
+      loss_weights: fixed per-behavior loss weights in ``behaviors`` order, in place of
+        SDWL (the paper's RQ2 "manual weights"): behavior ``k`` adds
+        ``w_k * mean_u(nll_u + beta kl_u)``. ``None`` (default): SDWL as configured.
+        Needs one positive weight per behavior and ``variant="bvae"``.
       item_path: a labelled BVAE variant beyond the paper: adds to behavior ``k``'s
         logits a learned weight on the user's own items of every other behavior
         (``layers.CrossBehaviorItemPath``). Needs ``variant="bvae"`` and ``c >= 2``.
@@ -133,10 +137,19 @@ class BVAEConfig:
     ease_l2: float = 200.0
     ease_diagonal: str = "free"
     item_path: bool = False
+    loss_weights: tuple[float, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "behaviors", features.validate_behaviors(self.behaviors))
         object.__setattr__(self, "logvar_range", tuple(float(v) for v in self.logvar_range))
+        if self.loss_weights is not None:
+            weights = tuple(float(w) for w in self.loss_weights)
+            if len(weights) != len(self.behaviors) or min(weights) <= 0 or self.variant != "bvae":
+                raise ValueError(
+                    f"BVAEConfig.loss_weights must be one positive weight per behavior "
+                    f"{self.behaviors} of variant 'bvae', got {self.loss_weights!r}"
+                )
+            object.__setattr__(self, "loss_weights", weights)
         checks = [
             (self.num_items >= 1, "num_items", self.num_items),
             (self.latent_dim >= 1, "latent_dim", self.latent_dim),
@@ -191,6 +204,8 @@ class BVAEConfig:
         out = dataclasses.asdict(self)
         out["behaviors"] = list(self.behaviors)
         out["logvar_range"] = list(self.logvar_range)
+        if self.loss_weights is not None:
+            out["loss_weights"] = list(self.loss_weights)
         return out
 
     @classmethod
@@ -205,6 +220,8 @@ class BVAEConfig:
         values["behaviors"] = tuple(values["behaviors"])
         if "logvar_range" in values:
             values["logvar_range"] = tuple(values["logvar_range"])
+        if values.get("loss_weights") is not None:
+            values["loss_weights"] = tuple(values["loss_weights"])
         return cls(**values)
 
     def replace(self, **changes) -> BVAEConfig:

@@ -131,6 +131,13 @@ def _parser() -> argparse.ArgumentParser:
         help="BVAE variant beyond the paper: a learned item-level path from the user's "
         "other behaviors to each behavior's logits (BVAEConfig.item_path)",
     )
+    p.add_argument(
+        "--loss-weights",
+        type=float,
+        nargs="+",
+        help="fixed per-behavior loss weights in place of SDWL (the paper's RQ2 manual "
+        "weights), in behavior order",
+    )
     p.add_argument("--sdwl-form", choices=("reference", "paper"))
     p.add_argument("--beta-schedule", choices=("linear", "reference"))
     p.add_argument("--beta-cap", type=float)
@@ -250,6 +257,8 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["jit_compile"] = True
     if args.item_path:
         overrides["item_path"] = True
+    if args.loss_weights:
+        overrides["loss_weights"] = tuple(args.loss_weights)
     for name in args.ablation:
         overrides[ABLATIONS[name]] = False
     if args.reference:
@@ -934,13 +943,17 @@ def method_label(model: str, config: dict, tuned: Sequence[str] = ()) -> str:
 
 
 def method_key(result: dict) -> str:
-    """What makes two result files the same method: the model and every
-    configuration value except the seed (so seeds run separately are pooled)."""
+    """What makes two result files the same method: the model, the behaviors modelled
+    and every configuration value except the seed (so seeds run separately are
+    pooled)."""
     runs = result.get("runs") or [{}]
     configs = [part["config"] for part in runs[0].get("parts", [runs[0]]) if "config" in part]
     skip = {"seed", "behaviors"} | tuned_fields(training_settings(result)["grid"])
     stripped = [{k: v for k, v in c.items() if k not in skip} for c in configs]
-    return json.dumps([result.get("model"), stripped, training_settings(result)], sort_keys=True)
+    behaviors = result.get("behaviors")
+    return json.dumps(
+        [result.get("model"), behaviors, stripped, training_settings(result)], sort_keys=True
+    )
 
 
 #: The training-loop flags that make two runs of one configuration different methods.
@@ -1066,6 +1079,14 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
             result["method"] = method_label("bvae", config, tuned_fields(grid))
         if grid:
             result["method"] += f" [tuned: {'; '.join(grid)}]"
+    widest: dict[str, int] = {}
+    for result in results:
+        n = len(result.get("behaviors") or ())
+        widest[result["method"]] = max(widest.get(result["method"], 0), n)
+    for result in results:  # same label, fewer behaviors: say which
+        behaviors = result.get("behaviors") or []
+        if len(behaviors) < widest[result["method"]]:
+            result["method"] += f" [{' + '.join(behaviors)} only]"
     labels = [r["method"] for r in results]
     for result in results:  # same label, other training loop: say which
         if labels.count(result["method"]) > 1:

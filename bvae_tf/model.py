@@ -374,7 +374,7 @@ class BVAE(tf.keras.Model):
         enc = self.encode(inputs, training=training)
         beta = self.beta()
         total = tf.constant(0.0)
-        sdwl_on = cfg.use_sdwl and cfg.multi_behavior
+        sdwl_on = cfg.use_sdwl and cfg.multi_behavior and cfg.loss_weights is None
         for k, (task, dec) in enumerate(zip(cfg.tasks, self.decoders, strict=True)):
             target = enc["targets"][task]
             extra = None
@@ -394,6 +394,9 @@ class BVAE(tf.keras.Model):
             term, weight = losses.sdwl_term(
                 nll, kl, log_sigma if sdwl_on else None, beta, form=cfg.sdwl_form
             )
+            if cfg.loss_weights is not None:  # RQ2's manual weights in place of SDWL
+                term *= cfg.loss_weights[k]
+                weight *= cfg.loss_weights[k]
             total += term
             self._trackers[f"{task}_nll"].update_state(nll)
             self._trackers[f"{task}_kl"].update_state(kl)

@@ -25,6 +25,7 @@ and compute behind it.
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -124,15 +125,30 @@ _RQ2_ROWS = {
     "-BASE (+CGC)": "cgc",
     "-BASE (Exchange)": "exchange",
 }
-_DEFAULTS = {
-    "use_base": True,
-    "use_gff": True,
-    "use_tff": True,
-    "use_sdwl": True,
-    "encoder": "base",
-    "item_path": False,
-    "gate_mode": "gated",
-}
+#: Config fields that do not make a different method.
+_NOT_METHOD = ("behaviors", "num_items", "seed")
+
+
+def bvae_changes(result: dict) -> dict | None:
+    """For an untuned BVAE run: the ``BVAEConfig`` fields it sets away from the
+    defaults (``{}``: plain BVAE); None for other models and tuned runs."""
+    from bvae_tf.config import BVAEConfig
+
+    if result.get("model") != "bvae" or any(
+        E.training_settings(result)[k] for k in ("grid", "tune")
+    ):
+        return None
+    defaults = json.loads(json.dumps(BVAEConfig(behaviors=("x",), num_items=1).to_dict()))
+    config = json.loads(json.dumps(result["runs"][0].get("config", {})))
+    return {
+        k: config[k]
+        for k in config
+        if k in defaults and k not in _NOT_METHOD and config[k] != defaults[k]
+    }
+
+
+def _full(result: dict, dataset: str) -> bool:
+    return tuple(result.get("behaviors", ())) == DATASETS[dataset][1]
 
 
 def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
@@ -156,23 +172,22 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
     return out
 
 
-def ablation_name(result: dict) -> str | None:
-    """The RQ2 row a result is (``ABLATIONS``), or None: an untuned BVAE run whose
-    configuration differs from the defaults exactly by that row's values."""
-    if result.get("model") != "bvae" or E.training_settings(result)["grid"]:
+def ablation_name(result: dict, dataset: str = "jd") -> str | None:
+    """The RQ2 row a result is (``ABLATIONS``), or None: an untuned BVAE run on every
+    behavior whose configuration differs from the defaults exactly by that row's."""
+    changes = bvae_changes(result)
+    if changes is None or not _full(result, dataset):
         return None
-    config = result["runs"][0].get("config", {})
-    for name, changes in ABLATIONS.items():
-        wanted = {**_DEFAULTS, **changes}
-        if all(config.get(k, _DEFAULTS[k]) == v for k, v in wanted.items()):
+    for name, wanted in ABLATIONS.items():
+        if changes == wanted:
             return name
     return None
 
 
-def _find(results: list[dict], model: str) -> dict | None:
+def _find(results: list[dict], model: str, dataset: str) -> dict | None:
     """The untuned result of ``model`` (BVAE: the default configuration)."""
     for r in results:
-        if model == "bvae" and ablation_name(r) == "BVAE":
+        if model == "bvae" and ablation_name(r, dataset) == "BVAE":
             return r
         if r.get("model") == model and model != "bvae" and not E.training_settings(r)["grid"]:
             return r
@@ -205,7 +220,7 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     returns the caption (None when BVAE and no other RQ2 row are present)."""
     rows = {}
     for r in results:
-        name = ablation_name(r)
+        name = ablation_name(r, dataset)
         if name and name not in rows:
             rows[name] = r
     names = [n for n in ABLATIONS if n in rows]
@@ -247,7 +262,7 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
 
 def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
     """NDCG@K and HR@K, K in ``KS``, of BVAE and VAE++ per behavior (RQ3)."""
-    bvae, vaepp = _find(results, "bvae"), _find(results, "vae_pp")
+    bvae, vaepp = _find(results, "bvae", dataset), _find(results, "vae_pp", dataset)
     if bvae is None or vaepp is None:
         return None
     title, behaviors, _ = DATASETS[dataset]
@@ -277,7 +292,7 @@ def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | Non
 
 def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
     """BVAE's validation NDCG@5 and SDWL weight per behavior over epochs (seed 0 run)."""
-    bvae = _find(results, "bvae")
+    bvae = _find(results, "bvae", dataset)
     if bvae is None:
         return None
     run = bvae["runs"][0]
@@ -315,6 +330,133 @@ def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     )
 
 
+def d_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
+    """Test NDCG@5 and HR@5 against the latent size d (RQ3); None with < 2 sizes."""
+    runs = {}
+    for r in results:
+        changes = bvae_changes(r)
+        if changes is not None and _full(r, dataset) and set(changes) <= {"latent_dim"}:
+            runs.setdefault(int(r["runs"][0]["config"]["latent_dim"]), r)
+    if len(runs) < 2:
+        return None
+    if path is None:  # only asked whether the study has results
+        return ""
+    title, behaviors, _ = DATASETS[dataset]
+    sizes = sorted(runs)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, (key, label) in zip(axes, (("ndcg@5", "NDCG@5"), ("hit_rate@5", "HR@5")), strict=True):
+        for b in behaviors:
+            means = [(_metric(runs[d], b, key) or (np.nan, 0))[0] for d in sizes]
+            ax.plot(sizes, means, "o-", label=b)
+        ax.set_xticks(sizes)
+        ax.set_xlabel("latent size d")
+        ax.set_ylabel(f"test {label}")
+        ax.set_title(f"{title}: {label} against d")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    seeds = ", ".join(f"d={d}: {_seeds(runs[d])}" for d in sizes)
+    return (
+        f"{title}, test split, honest protocol, BVAE's defaults but d; seeds {seeds}; 2 CPU cores."
+    )
+
+
+def rq4_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
+    """Test NDCG@5 per behavior as behaviors are added in the paper's order (RQ4)."""
+    title, behaviors, _ = DATASETS[dataset]
+    steps = []
+    for n in range(1, len(behaviors) + 1):
+        wanted = behaviors[:n]
+        match = next(
+            (
+                r
+                for r in results
+                if bvae_changes(r) == {} and tuple(r.get("behaviors", ())) == wanted
+            ),
+            None,
+        )
+        if match is not None:
+            steps.append((wanted, match))
+    if len(steps) < 2:
+        return None
+    if path is None:  # only asked whether the study has results
+        return ""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    x = np.arange(len(steps))
+    for b in behaviors:
+        means = [
+            (_metric(r, b, "ndcg@5") or (np.nan, 0))[0] if b in modelled else np.nan
+            for modelled, r in steps
+        ]
+        ax.plot(x, means, "o-", label=b)
+    ax.set_xticks(x, [" + ".join(m) for m, _ in steps], fontsize=8)
+    ax.set_xlabel("behaviors modelled")
+    ax.set_ylabel("test NDCG@5")
+    ax.set_title(f"{title}: adding behaviors one at a time")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    seeds = ", ".join(str(_seeds(r)) for _, r in steps)
+    return (
+        f"{title}, test split, honest protocol; BVAE's defaults on the behaviors named "
+        f"(one behavior: Mult-VAE); seeds per step: {seeds}."
+        + (
+            " JD's cart has no train interactions, so it cannot be added."
+            if dataset == "jd"
+            else ""
+        )
+    )
+
+
+def weights_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
+    """Heatmaps of test NDCG@5 per behavior over fixed loss weights (purchase x click;
+    the others share the rest), SDWL's own result in each title (RQ2)."""
+    title, behaviors, _ = DATASETS[dataset]
+    grid = {}
+    for r in results:
+        changes = bvae_changes(r)
+        if changes is not None and _full(r, dataset) and set(changes) == {"loss_weights"}:
+            w = r["runs"][0]["config"]["loss_weights"]
+            grid[(round(w[0], 2), round(w[1], 2))] = r
+    if len(grid) < 2:
+        return None
+    if path is None:  # only asked whether the study has results
+        return ""
+    sdwl = _find(results, "bvae", dataset)
+    ws = sorted({k for key in grid for k in key})
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(behaviors), figsize=(3.9 * len(behaviors), 3.6))
+    for ax, b in zip(np.atleast_1d(axes), behaviors, strict=True):
+        image = np.full((len(ws), len(ws)), np.nan)
+        for (wp, wc), r in grid.items():
+            image[ws.index(wp), ws.index(wc)] = (_metric(r, b, "ndcg@5") or (np.nan, 0))[0]
+        shown = ax.imshow(image, origin="lower", cmap="viridis")
+        ax.set_xticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
+        ax.set_yticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
+        ax.set_xlabel(f"{behaviors[1]} weight")
+        ax.set_ylabel(f"{behaviors[0]} weight")
+        reference = _metric(sdwl, b, "ndcg@5") if sdwl else None
+        best = np.nanmax(image)
+        ax.set_title(
+            f"{b} NDCG@5 (best fixed {best:.4f}"
+            + (f"; SDWL {reference[0]:.4f})" if reference else ")"),
+            fontsize=8,
+        )
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return (
+        f"{title}, test split, honest protocol: BVAE with fixed per-behavior loss weights "
+        f"in place of SDWL, the remaining behaviors' weight 1 - the two shown (zero weights "
+        f"omitted); {len(grid)} settings, 1 seed each; SDWL's own result in each title."
+    )
+
+
 def _paper_table(dataset: str) -> list[str]:
     title, behaviors, _ = DATASETS[dataset]
     paper = PAPER_RQ1[dataset]
@@ -333,21 +475,26 @@ def _paper_table(dataset: str) -> list[str]:
 
 def _not_run(results: list[dict], dataset: str) -> list[str]:
     title = DATASETS[dataset][0]
-    missing = [n for n in ABLATIONS if n not in {ablation_name(r) for r in results}]
+    missing = [n for n in ABLATIONS if n not in {ablation_name(r, dataset) for r in results}]
     data = f"../shared/data/bvae/{title}"
     lines = ["Not run yet (no result files):", ""]
     if missing:
         rows = " ".join(_RQ2_ROWS[n] for n in missing)
         command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 {rows}"
         lines.append(f"- RQ2 rows {', '.join(missing)}: `{command}`")
-    if _find(results, "vae_pp") is None:
+    if _find(results, "vae_pp", dataset) is None:
         command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 vae_pp"
         lines.append(f"- RQ3 K curves need VAE++: `{command}`")
-    lines += [
-        "- RQ2 SDWL against fixed loss weights, RQ3 latent sizes d ∈ {50, 100, 150, 200} and "
-        "RQ4 behaviors added one at a time: not implemented as runs yet.",
-        "",
-    ]
+    studies = {
+        "rq2_weights": (weights_figure, "RQ2 SDWL against fixed loss weights"),
+        "rq3_d": (d_figure, "RQ3 latent sizes d ∈ {50, 100, 150, 200}"),
+        "rq4": (rq4_figure, "RQ4 behaviors added one at a time"),
+    }
+    for study, (make, what) in studies.items():
+        if make(results, dataset, None) is None:
+            command = f"scripts/run_studies.sh {study} {data} out/comparison/{dataset}"
+            lines.append(f"- {what}: `{command}`")
+    lines.append("")
     return lines
 
 
@@ -384,6 +531,9 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
         for name, make, heading in (
             ("rq2_ablation", ablation_figure, "RQ2: ablation and BASE's replacements"),
             ("rq3_k", k_figure, "RQ3: the number of recommended items K"),
+            ("rq2_weights", weights_figure, "RQ2: SDWL against fixed loss weights"),
+            ("rq3_d", d_figure, "RQ3: the latent size d"),
+            ("rq4", rq4_figure, "RQ4: adding behaviors"),
             ("training", training_figure, "What BVAE learned: SDWL's task weights over training"),
         ):
             png = figures / f"{name}_{dataset}.png"

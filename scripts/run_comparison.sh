@@ -8,7 +8,8 @@
 #
 # Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
 # ngcf mmoe cgc exchange no_base_gff_tff; no_base, no_gff, no_tff (the single ablations);
-# item_path (a BVAE variant beyond the paper); and
+# item_path (a BVAE variant beyond the paper); the studies' rows d50 d150 d200,
+# rq4_purchase rq4_purchase_click and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below).
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
@@ -55,6 +56,14 @@ flags() {
     no_base_gff_tff) echo "--model bvae --ablation no_base no_gff no_tff" ;;
     # Beyond the paper: BVAE with the item-level path from the other behaviors.
     item_path) echo "--model bvae --item-path" ;;
+    # RQ3: latent size d (BVAE's default is 100).
+    d50 | d150 | d200) echo "--model bvae --latent-dim ${1#d}" ;;
+    # RQ4: behaviors added one at a time (purchase -> click -> favourite; the full set
+    # is the "bvae" row).
+    rq4_purchase) echo "--model bvae --behaviors purchase" ;;
+    rq4_purchase_click) echo "--model bvae --behaviors purchase click" ;;
+    # RQ2: fixed loss weights in place of SDWL, "weights_<purchase>_<click>_<favourite>".
+    weights_*) IFS=_ read -r -a w <<< "${1#weights_}"; echo "--model bvae --loss-weights ${w[*]}" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }

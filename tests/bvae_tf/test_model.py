@@ -684,3 +684,21 @@ def test_item_path_learns_that_clicked_items_get_bought():
     scores[buy > 0] = -np.inf
     top2 = np.argsort(-scores, axis=1)[:, :2]
     assert click[np.arange(n)[:, None], top2].mean() > 0.9
+
+
+def test_loss_weights_replace_sdwl_with_fixed_weights(tiny_batch):
+    equal = _model(tiny_batch, loss_weights=(1.0, 1.0, 1.0))
+    plain = _model(tiny_batch, use_sdwl=False)
+    heavy = _model(tiny_batch, loss_weights=(3.0, 1.0, 1.0))
+    base = float(equal.compute_loss(tiny_batch))
+    # Weights of one are SDWL off: the same loss (same seed, same weights).
+    assert base == pytest.approx(float(plain.compute_loss(tiny_batch)), rel=1e-6)
+    # beta = 0 at step 0: the purchase term is its mean NLL, counted twice more.
+    purchase_nll = float(equal._trackers["purchase_nll"].result())
+    assert float(heavy.compute_loss(tiny_batch)) == pytest.approx(
+        base + 2.0 * purchase_nll, rel=1e-5
+    )
+    with pytest.raises(ValueError, match="one positive weight per behavior"):
+        _config(loss_weights=(1.0, 1.0))
+    round_trip = Mo.BVAEConfig.from_dict(heavy.bvae_config.to_dict())
+    assert round_trip.loss_weights == (3.0, 1.0, 1.0)

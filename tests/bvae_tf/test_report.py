@@ -21,34 +21,34 @@ def _metrics(rng):
     return out
 
 
-def _result(model, seed=0, command_extra="", **config):
-    rng = np.random.default_rng(seed + len(model) + len(config))
+def _result(model, seed=0, command_extra="", behaviors=BEHAVIORS, **config):
+    rng = np.random.default_rng(seed + len(model) + len(config) + len(str(config)))
     run = {
         "seed": seed,
-        "honest": {b: _metrics(rng) for b in BEHAVIORS},
-        "test_per_user": {b: rng.random(10).round(6).tolist() for b in BEHAVIORS},
+        "honest": {b: _metrics(rng) for b in behaviors},
+        "test_per_user": {b: rng.random(10).round(6).tolist() for b in behaviors},
         "train_seconds": 60.0,
         "epochs_run": 3,
         "best_epoch": 2,
     }
     if model == "bvae":
-        run["config"] = BVAEConfig(behaviors=BEHAVIORS, num_items=5, seed=seed, **config).to_dict()
+        run["config"] = BVAEConfig(behaviors=behaviors, num_items=5, seed=seed, **config).to_dict()
         run["curve"] = [
             {
                 "epoch": float(e),
-                **{f"valid/{b}/ndcg@5": 0.01 * e for b in BEHAVIORS},
-                **{f"{b}_sdwl_weight": 0.5 / e for b in BEHAVIORS},
-                **{f"{b}_sigma": 1.0 + e for b in BEHAVIORS},
+                **{f"valid/{b}/ndcg@5": 0.01 * e for b in behaviors},
+                **{f"{b}_sdwl_weight": 0.5 / e for b in behaviors},
+                **{f"{b}_sigma": 1.0 + e for b in behaviors},
             }
             for e in (1, 2, 3)
         ]
     else:
-        run["config"] = {"behaviors": list(BEHAVIORS)}
+        run["config"] = {"behaviors": list(behaviors)}
     return {
         "name": model,
         "model": model,
         "method": model,
-        "behaviors": list(BEHAVIORS),
+        "behaviors": list(behaviors),
         "command": f"python -m bvae_tf.experiment --model {model} {command_extra}".strip(),
         "runs": [run],
     }
@@ -66,6 +66,14 @@ def results_dir(tmp_path):
         "vae_pp_s0": _result("vae_pp"),
         "tuned_s0": _result("bvae", command_extra="--grid lr=1e-3,1e-2"),
         "popularity": _result("popularity"),
+        # The studies: d sweep, behaviors added, fixed loss weights.
+        "d50_s0": _result("bvae", latent_dim=50),
+        "d200_s0": _result("bvae", latent_dim=200),
+        "rq4_p_s0": _result("bvae", behaviors=("purchase",)),
+        "rq4_pc_s0": _result("bvae", behaviors=("purchase", "click")),
+        "w1_s0": _result("bvae", loss_weights=(0.1, 0.1, 0.8)),
+        "w2_s0": _result("bvae", loss_weights=(0.1, 0.2, 0.7)),
+        "w3_s0": _result("bvae", loss_weights=(0.2, 0.1, 0.7)),
     }
     for name, result in files.items():
         (folder / f"{name}.json").write_text(json.dumps(result))
@@ -81,15 +89,24 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     assert "| 2 |" in text  # BVAE's two seed files pooled into one row
     assert "The paper's rows (JD" in text and "0.0743 / 0.1289" in text
     # RQ2: the rows present, by name; RQ3: BVAE against VAE++; the training curves.
-    for name in ("rq2_ablation_jd", "rq3_k_jd", "training_jd"):
+    for name in (
+        "rq2_ablation_jd",
+        "rq2_weights_jd",
+        "rq3_k_jd",
+        "rq3_d_jd",
+        "rq4_jd",
+        "training_jd",
+    ):
         png = out / "figures" / f"{name}.png"
         assert png.stat().st_size > 5_000
         assert f"](figures/{name}.png)" in text
     assert "Seeds: BVAE 2, -TFF 1, -BASE (+MMoE) 1." in text
     # A tuned BVAE is not the RQ2 BVAE row.
-    assert report.ablation_name(report.load(results_dir)["jd"][-2]) is None
+    (tuned,) = [r for r in report.load(results_dir)["jd"] if "[tuned" in r["method"]]
+    assert report.ablation_name(tuned) is None
     # What is missing, with the command that runs it.
     assert "out/comparison/jd 3 no_base no_gff no_base_gff_tff cgc exchange" in text
+    assert "run_studies.sh" not in text  # every study has results
     assert "## UB" not in text  # no UB files: no UB section
 
 

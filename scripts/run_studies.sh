@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The paper's studies as runs of scripts/run_comparison.sh (resumable: a row whose JSON
+# exists is skipped), one JSON per row and seed in OUT, for `python -m bvae_tf.report`.
+#
+#   scripts/run_studies.sh STUDY DATA OUT [SEEDS]
+#
+# STUDY: rq1 (every comparison row), rq2 (ablations and BASE's replacements),
+# rq2_weights (fixed loss weights in place of SDWL: purchase and click weights in
+# {0.1, ..., 0.9}, favourite = 1 - both, zero weights omitted: 36 runs), rq3_d
+# (d in {50, 150, 200}; d = 100 is the bvae row), rq4 (behaviors added one at a time).
+# Prints the number of runs and a compute estimate before starting (measured on JD
+# with 2 CPU cores: about 20 minutes per BVAE run, one run at a time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STUDY=${1:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
+DATA=${2:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
+OUT=${3:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
+SEEDS=${4:-1}
+case $STUDY in
+  rq1) ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf) ;;
+  rq2) ROWS=(bvae no_base no_gff no_tff no_base_gff_tff mmoe cgc exchange) ;;
+  rq2_weights)
+    ROWS=(bvae)
+    for p in 1 2 3 4 5 6 7 8; do
+      for c in $(seq 1 $((9 - p))); do
+        f=$((10 - p - c))
+        ROWS+=("weights_0.${p}_0.${c}_0.${f}")
+      done
+    done ;;
+  rq3_d) ROWS=(bvae d50 d150 d200) ;;
+  rq4) ROWS=(rq4_purchase rq4_purchase_click bvae) ;;
+  *) echo "unknown study $STUDY (rq1 rq2 rq2_weights rq3_d rq4)" >&2; exit 2 ;;
+esac
+todo=0
+for seed in $(seq 0 $((SEEDS - 1))); do
+  for row in "${ROWS[@]}"; do
+    case $row in
+      popularity | repeat | ease) [[ $seed -eq 0 && ! -f "$OUT/$row.json" ]] && todo=$((todo + 1)) ;;
+      *) [[ -f "$OUT/${row}_s$seed.json" ]] || todo=$((todo + 1)) ;;
+    esac
+  done
+done
+echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (about $((todo * 20)) minutes at ~20 min per run on 2 cores)"
+exec scripts/run_comparison.sh "$DATA" "$OUT" "$SEEDS" "${ROWS[@]}"
