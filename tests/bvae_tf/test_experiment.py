@@ -317,6 +317,8 @@ def test_grid_trains_every_trial_selects_on_valid_and_tests_once(
         "bvae",
         "--seeds",
         "1",
+        "--epochs",
+        "1",
         "--grid",
         "lr=1e-4,1e-2",
         "--grid",
