@@ -865,13 +865,19 @@ def compute_cost(result: dict) -> dict:
       fits), and training wall time per seed in minutes (evaluation excluded).
     """
     runs = result.get("runs") or []
+    loop = training_settings(result)
+
+    def trial_epochs(trial):  # older records lack it: the early-stopping rule gives it
+        fallback = min(loop["epochs"], trial.get("best_epoch", 0) + loop["patience"])
+        return trial.get("epochs_run", fallback)
+
     fits, epochs, minutes = [], [], []
     for run in runs:
         parts = run.get("parts") or [run]
         fits.append(sum(max(1, len(p.get("trials") or [])) for p in parts))
         epochs.append(
             sum(
-                sum(t.get("epochs_run", 0) for t in p["trials"])
+                sum(trial_epochs(t) for t in p["trials"])
                 if p.get("trials") and "best_epoch" in p
                 else p.get("epochs_run", 0)
                 for p in parts
@@ -946,10 +952,22 @@ def method_key(result: dict) -> str:
     """What makes two result files the same method: the model, the behaviors modelled
     and every configuration value except the seed (so seeds run separately are
     pooled)."""
+    from bvae_tf import model as Mo
+
     runs = result.get("runs") or [{}]
     configs = [part["config"] for part in runs[0].get("parts", [runs[0]]) if "config" in part]
     skip = {"seed", "behaviors"} | tuned_fields(training_settings(result)["grid"])
-    stripped = [{k: v for k, v in c.items() if k not in skip} for c in configs]
+    # Fields at BVAEConfig's defaults are left out, so that a file written before a
+    # field existed pools with one written after (same method, same values).
+    defaults = json.loads(json.dumps(Mo.BVAEConfig(behaviors=("x",), num_items=1).to_dict()))
+    stripped = [
+        {
+            k: v
+            for k, v in json.loads(json.dumps(c)).items()
+            if k not in skip and not (k in defaults and v == defaults[k])
+        }
+        for c in configs
+    ]
     behaviors = result.get("behaviors")
     return json.dumps(
         [result.get("model"), behaviors, stripped, training_settings(result)], sort_keys=True

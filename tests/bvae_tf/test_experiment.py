@@ -413,3 +413,25 @@ def test_tune_refuses_per_target_models_and_bad_spaces(release_dir, tmp_path, ca
     with pytest.raises(SystemExit):
         experiment.main([*base, "--tune", "2", "--tune-space", "hidden=1,2"])
     assert "unknown tuning.space names" in capsys.readouterr().err
+
+
+def test_combine_pools_a_file_written_before_a_config_field_existed(tmp_path):
+    from bvae_tf import model as Mo
+
+    config = Mo.BVAEConfig(behaviors=("purchase",), num_items=3).to_dict()
+    older = {k: v for k, v in config.items() if k != "loss_weights"}  # an older record
+    files = []
+    for seed, cfg in ((0, older), (1, dict(config, seed=1))):
+        run = {"seed": seed, "config": cfg, "honest": {"purchase": {"ndcg@5": 0.1 * (seed + 1)}}}
+        result = {
+            "model": "bvae",
+            "method": "BVAE",
+            "behaviors": ["purchase"],
+            "runs": [run],
+            "command": "python -m bvae_tf.experiment --model bvae",
+        }
+        path = tmp_path / f"s{seed}.json"
+        path.write_text(json.dumps(result))
+        files.append(path)
+    (pooled,) = experiment.combine(files)
+    assert [r["seed"] for r in pooled["runs"]] == [0, 1]
