@@ -1095,8 +1095,9 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
         if result.get("model") == "bvae" and "config" in result["runs"][0]:
             config = result["runs"][0]["config"]
             result["method"] = method_label("bvae", config, tuned_fields(grid))
-        if grid:
-            result["method"] += f" [tuned: {'; '.join(grid)}]"
+        suffix = f" [tuned: {'; '.join(grid)}]"
+        if grid and not result["method"].endswith(suffix):  # run() labels it already
+            result["method"] += suffix
     widest: dict[str, int] = {}
     for result in results:
         n = len(result.get("behaviors") or ())
