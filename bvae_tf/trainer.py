@@ -245,6 +245,17 @@ def _fit_closed_form(model_config, train_files, eval_ds, behaviors, log_dir: str
     return model, result
 
 
+def _train_dataset(train_files, tf_transform_output, behaviors, settings) -> tf.data.Dataset:
+    """The shuffled training batches of ``run_fn`` and of every Tuner trial."""
+    return examples_dataset(
+        train_files,
+        _spec_of(tf_transform_output, train_feature_keys(behaviors)),
+        settings["batch_size"],
+        shuffle=True,
+        seed=settings["seed"],
+    )
+
+
 def count_examples(file_patterns: Sequence[str]) -> int:
     """Number of (transformed) examples in gzipped TFRecord files: users per epoch."""
     files = _record_files(file_patterns)
@@ -299,13 +310,7 @@ def tuner_fn(fn_args: Any) -> Any:
         model_section, settings = tuning.apply(values, base_model, base_settings, num_users)
         model_config = bvae_config.model_config(behaviors, num_items, model_section)
         tf.keras.utils.set_random_seed(settings["seed"])
-        train_ds = examples_dataset(
-            fn_args.train_files,
-            _spec_of(tf_transform_output, train_feature_keys(behaviors)),
-            settings["batch_size"],
-            shuffle=True,
-            seed=settings["seed"],
-        )
+        train_ds = _train_dataset(fn_args.train_files, tf_transform_output, behaviors, settings)
         result = training.fit(
             model_lib.build_model(model_config),
             train_ds,
@@ -371,13 +376,7 @@ def run_fn(fn_args: Any) -> None:
         type(strategy).__name__,
         strategy.num_replicas_in_sync,
     )
-    train_ds = examples_dataset(
-        fn_args.train_files,
-        _spec_of(tf_transform_output, train_feature_keys(behaviors)),
-        settings["batch_size"],
-        shuffle=True,
-        seed=settings["seed"],
-    )
+    train_ds = _train_dataset(fn_args.train_files, tf_transform_output, behaviors, settings)
     eval_ds = examples_dataset(
         fn_args.eval_files,
         _spec_of(tf_transform_output, eval_feature_keys(behaviors)),
