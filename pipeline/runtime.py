@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from absl import logging
 
 from bvae_tf import console
+from components import local_beam
 from pipeline import configs
 
 
@@ -102,11 +103,16 @@ def start(
     """Loads the configuration of parsed runner flags and sets up the console
     (:mod:`bvae_tf.console`): progress lines by default, ``--verbose`` for all, and
     every record in ``<output_root>/logs/<entry_point>-<time>.log`` (path printed).
+    DirectRunner jobs of TFX's Beam components skip the TFX sdist
+    (:func:`components.local_beam.skip_tfx_sdist_for_direct_runner`).
 
     Returns:
       The configuration.
     """
     config = load(args) if config is None else config
+    # TFX's Beam executors would build a TFX sdist per component run; DirectRunner
+    # workers do not need it (components.local_beam).
+    local_beam.skip_tfx_sdist_for_direct_runner()
     path = console.setup(
         console.log_file_path(config.output_root, entry_point),
         verbose=getattr(args, "verbose", False),

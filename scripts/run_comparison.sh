@@ -8,7 +8,7 @@
 #
 # Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
 # ngcf mmoe cgc exchange no_base_gff_tff; no_base, no_gff, no_tff (the single ablations);
-# item_path (a BVAE variant beyond the paper); the studies' rows d50 d150 d200,
+# item_path (a BVAE variant beyond the paper); bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
 # rq4_purchase rq4_purchase_click and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below).
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
@@ -56,6 +56,10 @@ flags() {
     no_base_gff_tff) echo "--model bvae --ablation no_base no_gff no_tff" ;;
     # Beyond the paper: BVAE with the item-level path from the other behaviors.
     item_path) echo "--model bvae --item-path" ;;
+    # BVAE with the length of its beta ramp searched on valid: 1000 and 3000 updates
+    # reach beta_cap within 150 JD epochs (22 updates each), 10000 reaches a third of
+    # it, the default 200000 stays near 0.
+    bvae_anneal) echo "--model bvae --grid anneal_steps=1000,3000,10000,200000" ;;
     # RQ3: latent size d (BVAE's default is 100).
     d50 | d150 | d200) echo "--model bvae --latent-dim ${1#d}" ;;
     # RQ4: behaviors added one at a time (purchase -> click -> favourite; the full set

@@ -11,6 +11,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
+from components import local_beam
+
+# As the local entry points do (pipeline.runtime.start): in-process TFX Beam
+# executors on the DirectRunner skip building a TFX sdist (~3 s per executor).
+local_beam.skip_tfx_sdist_for_direct_runner()
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: The team's real datasets (never copied into the repository). Override with
 #: BVAE_SHARED_DATA=/path/to/data.

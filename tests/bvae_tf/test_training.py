@@ -58,7 +58,22 @@ def test_evaluate_equals_numpy_metrics_on_full_scores(tiny_data):
     assert streamed.metric_sum() == pytest.approx(sum(flat[f"{b}/ndcg@5"] for b in BEHAVIORS))
 
 
-def test_fit_early_stops_restores_best_and_logs(tiny_data, tmp_path):
+def _count_train_step_traces(monkeypatch) -> list[int]:
+    """Counts the Python calls of ``BVAE.train_step``: one per trace of Keras' train
+    function (in a traced function it runs only while tracing)."""
+    traces = [0]
+    original = Mo.BVAE.train_step
+
+    def counted(self, data):
+        traces[0] += 1
+        return original(self, data)
+
+    monkeypatch.setattr(Mo.BVAE, "train_step", counted)
+    return traces
+
+
+def test_fit_early_stops_restores_best_and_logs(tiny_data, tmp_path, monkeypatch):
+    traces = _count_train_step_traces(monkeypatch)
     model = _model(learning_rate=3e-2)
     train = D.train_dataset(tiny_data, batch_size=12, seed=0)
     valid = D.eval_dataset(tiny_data, F.EVAL)
@@ -92,9 +107,12 @@ def test_fit_early_stops_restores_best_and_logs(tiny_data, tmp_path):
     ):
         assert key in record, key
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    # Weights and Adam's slots exist before fit (T.build_for_fit): one trace, not two.
+    assert traces == [1]
 
 
-def test_fit_under_one_device_mirrored_strategy(tiny_data):
+def test_fit_under_one_device_mirrored_strategy(tiny_data, monkeypatch):
+    traces = _count_train_step_traces(monkeypatch)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
         model = _model()
@@ -108,6 +126,7 @@ def test_fit_under_one_device_mirrored_strategy(tiny_data):
     )
     assert result.epochs_run == 2 and np.isfinite(result.history[-1]["loss"])
     assert int(model.anneal_step.numpy()) in (2, 4)  # restored best epoch's step
+    assert traces == [1]  # built under the strategy's scope before fit
 
 
 def test_fit_rejects_bad_arguments(tiny_data):

@@ -3,7 +3,8 @@ re-run gated.
 
 Run 1 (``python -m pipeline.beam_runner ... -- --direct_running_mode=multi_processing
 --direct_num_workers=2``: BeamDagRunner, every Beam component in 2 worker processes):
-every component executes once; the model is blessed and pushed as
+every component executes once; the ExampleGen's output equals a plain-Python
+reference; the model is blessed and pushed as
 ``<serving>/<model>/<version>/`` and answers ``serving_default``; the console shows
 progress lines and the summary, the full log goes to ``<output_root>/logs/``. Run 2
 (``tfx pipeline create`` + ``tfx run create``, LocalDagRunner reading
@@ -24,8 +25,11 @@ import tensorflow as tf
 import bvae_tf  # noqa: F401
 from bvae_tf import export as warmup
 from bvae_tf import features
+from components import synthetic_logs
+from components.multi_behavior_example_gen import accounting
 from pipeline import configs, report
 from pipeline import pipeline as pipeline_lib
+from tests.components.example_gen_testing import assert_matches_the_reference, read_splits
 
 pytestmark = pytest.mark.e2e
 
@@ -126,6 +130,17 @@ def test_beam_runner_console_is_short_and_the_full_log_is_in_a_file(
     log_file = pathlib.Path(stdout.splitlines()[0].removeprefix("Full log: "))
     assert log_file.parent == root / "logs"
     assert "node Transform is finished." in log_file.read_text()
+
+
+def test_the_multi_process_example_gen_matches_the_plain_python_reference(workspace, first_run):
+    """The ExampleGen of run 1 (2 Beam worker processes) on the default synthetic log
+    gives exactly the plain-Python reference's examples and counts every row."""
+    _, _, config = workspace
+    examples = pathlib.Path(first_run["examples_uri"])
+    record = json.loads((examples / accounting.ACCOUNTING_FILE).read_text())
+    log_config = synthetic_logs.SyntheticLogConfig(**config.synthetic)
+    _, summary = synthetic_logs.render_log(log_config)  # what the runner wrote, and counts
+    assert_matches_the_reference(record, read_splits(examples), log_config, summary)
 
 
 def test_pushed_model_answers_serving_default(first_run):
