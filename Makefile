@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 
 .PHONY: install test test-slow test-all demo lint format clean pipeline-jd synthetic-log serve \
-	bench-train bench-example-gen bench-pipeline-jd bench-serve report demo-tune
+	bench-train bench-example-gen bench-pipeline-jd bench-serve bench-batch report demo-tune
 
 install:
 	@bash scripts/install.sh
@@ -61,6 +61,10 @@ bench-pipeline-jd: install
 
 bench-serve: install
 	$(PY) -m benchmarks.serve_load $(BENCH_ARGS)
+
+## Batch recommendations on the latest `make pipeline-jd` outputs (users/s).
+bench-batch: install
+	$(PY) benchmarks/batch_recommend.py $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

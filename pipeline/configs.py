@@ -29,6 +29,11 @@ Sections:
   KerasTuner search on the eval split whose best values the Trainer uses
   (``bvae_tf.tuning``: algorithm, max_trials, seed, space overrides). Off by default.
 * ``top_k``: items returned per behavior by ``serving_default``.
+* ``batch_inference``: ``{"enabled": true, ...}`` adds the ``BatchRecommender``
+  after the Pusher: a blessed model's top-``top_k`` per user and behavior, from each
+  user's whole history, as files (``components.batch_recommender``). Keys:
+  ``users_file`` (one user id per line; default every user), ``formats`` (``csv``,
+  ``tfrecord``), ``batch_size``, ``splits`` (default all). Off by default.
 * ``evaluation``: the evaluator's gate (``components.ranking_evaluator.gate``).
 * roots: ``output_root`` (default ``out``) holds ``pipelines/<name>``,
   ``metadata/<name>/metadata.db`` and ``serving/``; each can be set on its own.
@@ -102,6 +107,14 @@ def _default_tuning() -> dict[str, Any]:
     return {}
 
 
+def _default_batch_inference() -> dict[str, Any]:
+    return {}
+
+
+#: Keys of the ``batch_inference`` section besides ``enabled``.
+BATCH_INFERENCE_KEYS = ("users_file", "formats", "batch_size", "splits")
+
+
 def _default_evaluation() -> dict[str, Any]:
     # Random ranking of the synthetic log's ~130 items scores NDCG@5 ~0.03; a trained
     # model ~0.3 (eval split). A retrained model may lose at most 0.01 NDCG@5.
@@ -128,6 +141,7 @@ class PipelineConfig:
       tuning: the Tuner's search (``bvae_tf.tuning.tuning_settings``); off by default.
       top_k: K of ``serving_default``.
       evaluation: ``GateConfig`` keyword arguments.
+      batch_inference: the ``BatchRecommender`` (module docstring); off by default.
       beam_pipeline_args: Beam options of the Beam-based components.
       enable_cache: reuse unchanged component outputs from earlier runs.
     """
@@ -147,6 +161,7 @@ class PipelineConfig:
     tuning: Mapping[str, Any] = dataclasses.field(default_factory=_default_tuning)
     top_k: int = features.DEFAULT_TOP_K
     evaluation: Mapping[str, Any] = dataclasses.field(default_factory=_default_evaluation)
+    batch_inference: Mapping[str, Any] = dataclasses.field(default_factory=_default_batch_inference)
     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_PIPELINE_ARGS
     enable_cache: bool = False
 
@@ -165,7 +180,15 @@ class PipelineConfig:
         for name in ("pipeline_root", "metadata_path", "serving_model_dir"):
             _check_path(name, getattr(self, name), optional=True)
         _check_path("schema_path", self.schema_path, optional=True)
-        for name in ("data", "synthetic", "model", "training", "tuning", "evaluation"):
+        for name in (
+            "data",
+            "synthetic",
+            "model",
+            "training",
+            "tuning",
+            "evaluation",
+            "batch_inference",
+        ):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         self._check_data_section()
@@ -187,6 +210,7 @@ class PipelineConfig:
         self._check_gate()
         self._check_trainer_sections()
         self._check_synthetic_section()
+        self._check_batch_inference()
 
     def _check_data_section(self) -> None:
         reject_unknown("data settings", self.data, ExampleGenConfig)
@@ -245,6 +269,72 @@ class PipelineConfig:
                 "training to tune; turn tuning off or train a model"
             )
         _build("tuning", lambda: tuning.tuning_settings(self.tuning))
+
+    def _check_batch_inference(self) -> None:
+        section = self.batch_inference
+        unknown = sorted(set(section) - {"enabled", *BATCH_INFERENCE_KEYS})
+        if unknown:
+            raise ValueError(
+                f"batch_inference: unknown key(s) {unknown}; known: "
+                f"{['enabled', *BATCH_INFERENCE_KEYS]}"
+            )
+        if not isinstance(section.get("enabled", False), bool):
+            raise ValueError(f"batch_inference.enabled must be a bool, got {section['enabled']!r}")
+        users_file = section.get("users_file")
+        if users_file is not None:
+            _check_path("batch_inference.users_file", users_file, optional=False)
+            if "://" not in users_file and not pathlib.Path(resolve_path(users_file)).is_file():
+                raise ValueError(f"batch_inference.users_file {users_file!r} is not a file")
+        splits = section.get("splits")
+        if splits is not None and (
+            isinstance(splits, str)
+            or not isinstance(splits, Sequence)
+            or not set(splits) <= set(features.SPLITS)
+            or not splits
+        ):
+            raise ValueError(
+                f"batch_inference.splits must be a non-empty list of {list(features.SPLITS)}, "
+                f"got {splits!r}"
+            )
+        if self.batch_inference_enabled:
+            # The component checks formats and batch_size (errors name the key).
+            _build("batch_inference", self.batch_recommender_arguments)
+
+    @property
+    def batch_inference_enabled(self) -> bool:
+        """Whether the pipeline writes batch recommendations after the Pusher."""
+        return bool(self.batch_inference.get("enabled", False))
+
+    def batch_recommender_arguments(self) -> dict[str, Any] | None:
+        """``BatchRecommender`` keyword arguments, or ``None`` when it is off.
+
+        Raises:
+          ValueError: on an unknown format or a bad batch size (named).
+        """
+        if not self.batch_inference_enabled:
+            return None
+        arguments = {
+            k: self.batch_inference[k] for k in BATCH_INFERENCE_KEYS if k in self.batch_inference
+        }
+        if arguments.get("users_file") and "://" not in arguments["users_file"]:
+            arguments["users_file"] = resolve_path(arguments["users_file"])
+        from components.batch_recommender import recommend
+
+        formats = arguments.get("formats", recommend.FORMATS)
+        unknown = (
+            sorted(set(formats) - set(recommend.FORMATS))
+            if not isinstance(formats, str)
+            else [formats]
+        )
+        if unknown or not formats:
+            raise ValueError(
+                f"batch_inference.formats must be a non-empty list of {list(recommend.FORMATS)}, "
+                f"got {formats!r}"
+            )
+        size = arguments.get("batch_size", recommend.DEFAULT_BATCH_SIZE)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"batch_inference.batch_size must be an integer >= 1, got {size!r}")
+        return arguments
 
     @property
     def tuning_enabled(self) -> bool:

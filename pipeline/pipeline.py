@@ -10,6 +10,8 @@
         -> RankingEvaluator (eval split gate vs bounds and the latest blessed model;
                              test split reported) <- Resolver(LatestBlessedModelStrategy)
         -> VersionedPusher (<serving_model_dir>/<model_name>/<version>/, atomic)
+        -> [BatchRecommender (top-K rows per user and behavior as CSV / TFRecord files,
+                              blessed models only; when the config enables it)]
 
 ``create_pipeline`` is pure: every environment detail (roots, metadata store, Beam
 options) is an argument; the runners in this package work them out.
@@ -23,6 +25,7 @@ from typing import Any
 from tfx import v1 as tfx
 
 from bvae_tf import features
+from components.batch_recommender import BatchRecommender
 from components.multi_behavior_example_gen import MultiBehaviorExampleGen
 from components.ranking_evaluator import GateConfig, RankingEvaluator
 from components.strict_example_validator.component import StrictExampleValidator
@@ -38,6 +41,8 @@ TRANSFORM = "Transform"
 TRAINER = "Trainer"
 #: Only in pipelines whose config enables tuning (not in ``NODE_IDS``).
 TUNER = "Tuner"
+#: Only in pipelines whose config enables batch_inference (not in ``NODE_IDS``).
+BATCH_RECOMMENDER = "BatchRecommender"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
@@ -68,6 +73,7 @@ def create_pipeline(
     metadata_connection_config: Any | None = None,
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = False,
+    batch_inference: Mapping[str, Any] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Assembles the pipeline.
 
@@ -87,6 +93,8 @@ def create_pipeline(
       metadata_connection_config: MLMD connection (``None``: the orchestrator's).
       beam_pipeline_args: Beam options of ExampleGen, StatisticsGen, Transform, ...
       enable_cache: reuse outputs of unchanged component executions.
+      batch_inference: ``BatchRecommender`` keyword arguments (``splits``,
+        ``users_file``, ``formats``, ``batch_size``); ``None``: no batch output.
 
     Returns:
       The ``tfx.dsl.Pipeline``.
@@ -169,6 +177,15 @@ def create_pipeline(
         model_name=model_name,
     ).with_id(PUSHER)
 
+    batch_recommender = None
+    if batch_inference is not None:
+        batch_recommender = BatchRecommender(
+            examples=examples,
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            **batch_inference,
+        ).with_id(BATCH_RECOMMENDER)
+
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -183,6 +200,7 @@ def create_pipeline(
             baseline_resolver,
             evaluator,
             pusher,
+            *([] if batch_recommender is None else [batch_recommender]),
         ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
@@ -211,4 +229,5 @@ def pipeline_arguments(config: configs.PipelineConfig) -> dict[str, Any]:
         "gate_config": config.gate_config(),
         "model_name": config.model_name,
         "enable_cache": config.enable_cache,
+        "batch_inference": config.batch_recommender_arguments(),
     }

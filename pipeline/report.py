@@ -171,6 +171,16 @@ def summarize(metadata_path: str, pipeline_name: str) -> dict[str, Any]:
         summary["pushed"] = bool(_custom(pushed, "pushed"))
         summary["pushed_destination"] = _custom(pushed, "pushed_destination")
         summary["pushed_version"] = _custom(pushed, "pushed_version")
+    batch = nodes.get(pipeline_lib.BATCH_RECOMMENDER)
+    if batch and batch.outputs.get("recommendations"):
+        output = batch.outputs["recommendations"][0]
+        summary["batch_recommendations"] = {
+            "uri": output.uri,
+            "blessed": bool(_custom(output, "blessed")),
+            "users": _custom(output, "users"),
+            "rows": _custom(output, "rows"),
+            "top_k": _custom(output, "top_k"),
+        }
     return summary
 
 
@@ -233,6 +243,15 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             )
         else:
             lines.append("Pushed: nothing (the model was not blessed)")
+    batch = summary.get("batch_recommendations")
+    if batch:
+        if batch["blessed"]:
+            lines.append(
+                f"Batch recommendations: top {batch['top_k']} for {batch['users']} users "
+                f"({batch['rows']} rows) in {batch['uri']}"
+            )
+        else:
+            lines.append("Batch recommendations: none (the model was not blessed)")
     if summary.get("statistics_uri"):
         lines.append(
             f"Statistics (for pipeline.schema_tool --statistics): {summary['statistics_uri']}"

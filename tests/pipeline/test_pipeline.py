@@ -72,6 +72,18 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["tuning.space.hidden=[1]"], "unknown tuning.space names"),
         (['tuning.space.learning_rate="fast"'], "tuning.space.learning_rate"),
         (["tuning.enabled=true", "model.variant=ease"], "no training to tune"),
+        (["batch_inference.enable=true"], r"batch_inference: unknown key\(s\) \['enable'\]"),
+        (["batch_inference.enabled=1"], "batch_inference.enabled must be a bool"),
+        (
+            ["batch_inference.enabled=true", 'batch_inference.formats=["parquet"]'],
+            "batch_inference.formats",
+        ),
+        (
+            ["batch_inference.enabled=true", "batch_inference.batch_size=0"],
+            "batch_inference.batch_size",
+        ),
+        (['batch_inference.splits=["serving"]'], "batch_inference.splits"),
+        (['batch_inference.users_file="no/such/users.txt"'], "is not a file"),
     ],
 )
 def test_bad_values_fail_at_load_time_naming_the_value(overrides, message):
@@ -135,6 +147,29 @@ def test_tuning_puts_the_tuner_before_the_trainer(tmp_path):
     }
     assert pipeline_lib.TUNER not in plain
     assert "tuning" not in json.loads(plain[pipeline_lib.TRAINER].exec_properties["custom_config"])
+
+
+def test_batch_inference_adds_the_batch_recommender_after_the_gate(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("u1\n")
+    config = configs.load_config(
+        overrides=[
+            f"output_root={tmp_path}",
+            "batch_inference.enabled=true",
+            f"batch_inference.users_file={json.dumps(str(users))}",
+            'batch_inference.formats=["csv"]',
+        ]
+    )
+    by_id = {c.id: c for c in local_runner.build(config).components}
+    assert set(by_id) == {*pipeline_lib.NODE_IDS, pipeline_lib.BATCH_RECOMMENDER}
+    batch = by_id[pipeline_lib.BATCH_RECOMMENDER]
+    assert batch.inputs["model_blessing"] is by_id[pipeline_lib.EVALUATOR].outputs["blessing"]
+    assert batch.inputs["model"] is by_id[pipeline_lib.TRAINER].outputs["model"]
+    assert batch.exec_properties["users_file"] == str(users)
+    assert json.loads(batch.exec_properties["formats"]) == ["csv"]
+    # Off (the default): no BatchRecommender.
+    plain = local_runner.build(configs.load_config(overrides=[f"output_root={tmp_path}"]))
+    assert pipeline_lib.BATCH_RECOMMENDER not in {c.id for c in plain.components}
 
 
 def test_synthetic_input_is_generated_once(tmp_path):
