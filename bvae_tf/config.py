@@ -278,6 +278,9 @@ DEFAULT_TRAINING: Mapping[str, Any] = {
     "distribution_strategy": "auto",
     "devices": None,
     "verbose": 1,
+    # Start from the latest blessed model (the pipeline's base_model): weights carried
+    # over by item id (bvae_tf.warm_start); the first run, with none, starts cold.
+    "warm_start": False,
 }
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker_mirrored")
 
@@ -304,6 +307,8 @@ def training_settings(custom: Mapping[str, Any] | None) -> dict[str, Any]:
             f"training.distribution_strategy must be one of {list(STRATEGIES)}, "
             f"got {settings['distribution_strategy']!r}"
         )
+    if not isinstance(settings["warm_start"], bool):
+        raise ValueError(f"training.warm_start must be a bool, got {settings['warm_start']!r}")
     devices = settings["devices"]
     if devices is not None and (
         isinstance(devices, str) or not all(isinstance(d, str) for d in devices)

@@ -32,6 +32,7 @@ from ``TF_CONFIG``; only the chief writes the exported model).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -337,6 +338,34 @@ def tuner_fn(fn_args: Any) -> Any:
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
 
 
+def _maybe_warm_start(model, fn_args, tf_transform_output, settings) -> dict | None:
+    """Warm start from ``fn_args.base_model`` when ``training.warm_start`` is on and a
+    base model exists (``bvae_tf.warm_start``); returns what was carried over."""
+    if not settings["warm_start"]:
+        return None
+    base = getattr(fn_args, "base_model", None)
+    if not base:
+        logging.info(
+            "training.warm_start: no blessed model yet, training from scratch.",
+            extra={console.CONSOLE: True},
+        )
+        return None
+    from bvae_tf import warm_start
+
+    vocabulary = tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCABULARY)
+    with tf.io.gfile.GFile(vocabulary) as f:
+        item_ids = [line.rstrip("\n") for line in f]
+    report = warm_start.warm_start(model, base, item_ids)
+    logging.info(
+        "Warm start from the latest blessed model: %d items kept, %d new, %d dropped.",
+        report.items_kept,
+        report.items_new,
+        report.items_dropped,
+        extra={console.CONSOLE: True},
+    )
+    return {"base_model": base, **dataclasses.asdict(report)}
+
+
 # TFX Trainer calls this.
 def run_fn(fn_args: Any) -> None:
     """Trains the BVAE on the Transform output and exports the serving model.
@@ -382,6 +411,7 @@ def run_fn(fn_args: Any) -> None:
         _spec_of(tf_transform_output, eval_feature_keys(behaviors)),
         settings["eval_batch_size"],
     )
+    started_from = None
     if model_config.variant in bvae_config.CLOSED_FORM_VARIANTS:
         model, result = _fit_closed_form(
             model_config,
@@ -393,6 +423,7 @@ def run_fn(fn_args: Any) -> None:
     else:  # BVAE, VAE (U.) or VAE++
         with strategy.scope():
             model = model_lib.build_model(model_config)
+            started_from = _maybe_warm_start(model, fn_args, tf_transform_output, settings)
         result = training.fit(
             model,
             train_ds,
@@ -424,6 +455,7 @@ def run_fn(fn_args: Any) -> None:
             "model_config": model_config.to_dict(),
             "training": settings,
             "tuned_hyperparameters": tuned,
+            "warm_start": started_from,
             "top_k": top_k,
             "history": result.history,
         }

@@ -147,6 +147,13 @@ def create_pipeline(
             eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
             custom_config=dict(trainer_config),
         ).with_id(TUNER)
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(BASELINE_RESOLVER)
+
+    warm_start = bool(dict(trainer_config.get("training") or {}).get("warm_start", False))
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -154,14 +161,10 @@ def create_pipeline(
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL]),
         hyperparameters=None if tuner is None else tuner.outputs["best_hyperparameters"],
+        # training.warm_start: start from the latest blessed model (bvae_tf.warm_start).
+        base_model=baseline_resolver.outputs["model"] if warm_start else None,
         custom_config=dict(trainer_config),
     ).with_id(TRAINER)
-
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(BASELINE_RESOLVER)
 
     evaluator = RankingEvaluator(
         examples=examples,

@@ -112,11 +112,13 @@ def _read_json(path: str) -> Any:
         return json.loads(f.read())
 
 
-#: Components in pipeline order, the optional Tuner after Transform.
+#: Components in pipeline order, the optional Tuner after Transform and the optional
+#: BatchRecommender last.
 _ORDER = (
     *pipeline_lib.NODE_IDS[: pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER)],
     pipeline_lib.TUNER,
     *pipeline_lib.NODE_IDS[pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER) :],
+    pipeline_lib.BATCH_RECOMMENDER,
 )
 #: File the TFX Tuner writes in its ``best_hyperparameters`` artifact.
 _BEST_HP_FILE = "best_hyperparameters.txt"

@@ -358,3 +358,92 @@ def test_tuner_fn_searches_on_eval_and_run_fn_applies_the_best(data, tmp_path, m
     users = trainer.count_examples(args.train_files)
     steps = -(-users // 16)
     assert result["model_config"]["anneal_steps"] == best.values["anneal_epochs"] * steps
+
+
+def _warm_model(num_items, **overrides):
+    config = model_lib.BVAEConfig(
+        behaviors=tiny.BEHAVIORS, num_items=num_items, latent_dim=8, **overrides
+    )
+    model = model_lib.build_model(config)
+    model(
+        {
+            features.items_key(b): tf.SparseTensor(
+                tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.int64), [0, 0]
+            )
+            for b in tiny.BEHAVIORS
+        }
+    )
+    return model
+
+
+def _short(name: str) -> str:
+    """``<layer>/<weight>:0`` whatever scopes the model's name adds in front."""
+    return "/".join(name.split("/")[-2:])
+
+
+def test_warm_start_carries_rows_by_item_id_and_keeps_new_items_fresh(exported):
+    from bvae_tf import warm_start
+
+    base, _, export_dir = exported
+    old_ids = export.read_export_info(export_dir).item_ids()
+    # Tomorrow's vocabulary: 3 items gone, 2 new ones, another order.
+    new_ids = ["new-a", *reversed(old_ids[3:]), "new-b"]
+    model = _warm_model(len(new_ids))
+    fresh = {w.name: w.numpy() for w in model.weights}
+    report = warm_start.warm_start(model, export_dir, new_ids)
+    assert (report.items_kept, report.items_new, report.items_dropped) == (27, 2, 3)
+    # The exported model also holds the decoders' serving layout (``*_by_dim``); the
+    # rest pairs up with a fresh model's weights in order.
+    trained = [w for w in base.weights if "_by_dim" not in w.name]
+    position = {item: i for i, item in enumerate(old_ids)}
+    checked = set()
+    for old_weight, weight in zip(trained, model.weights, strict=True):
+        name, old = _short(weight.name), old_weight.numpy()
+        value = weight.numpy()
+        if name in ("decoder_purchase/item_embeddings:0", "mu0/kernel:0"):
+            for row, item in enumerate(new_ids):
+                if item in position:
+                    np.testing.assert_array_equal(value[row], old[position[item]])
+                else:  # a new item keeps its fresh initialisation
+                    np.testing.assert_array_equal(value[row], fresh[weight.name][row])
+            checked.add(name)
+        if name in ("gff_click/kernel:0", "tff_purchase/bias:0", "anneal_step:0"):
+            np.testing.assert_array_equal(value, old)
+            checked.add(name)
+    assert len(checked) == 5
+    assert report.weights_remapped >= 2 * len(tiny.BEHAVIORS) + 1
+
+
+def test_warm_start_refuses_other_settings_and_behaviors(exported):
+    from bvae_tf import warm_start
+
+    _, _, export_dir = exported
+    ids = export.read_export_info(export_dir).item_ids()
+    wider = model_lib.build_model(
+        model_lib.BVAEConfig(behaviors=tiny.BEHAVIORS, num_items=len(ids), latent_dim=12)
+    )
+    with pytest.raises(ValueError, match="do not fit this run's model settings"):
+        warm_start.warm_start(wider, export_dir, ids)
+    fewer = model_lib.build_model(
+        model_lib.BVAEConfig(behaviors=tiny.BEHAVIORS[:1], num_items=len(ids), latent_dim=8)
+    )
+    with pytest.raises(ValueError, match=r"behaviors .* differ"):
+        warm_start.warm_start(fewer, export_dir, ids)
+    with pytest.raises(ValueError, match="item ids for a model of"):
+        warm_start.warm_start(_warm_model(len(ids)), export_dir, ids[:-1])
+
+
+def test_run_fn_warm_starts_from_a_base_model_and_records_it(data, exported, tmp_path):
+    _, _, export_dir = exported
+    args = _fn_args(data, tmp_path, epochs=1, patience=1, warm_start=True)
+    args.base_model = export_dir
+    trainer.run_fn(args)
+    with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
+        result = json.load(f)
+    assert result["warm_start"]["base_model"] == export_dir
+    assert result["warm_start"]["items_kept"] == 30 and result["warm_start"]["items_new"] == 0
+    # Without a base model (the first run) it trains from scratch.
+    cold = _fn_args(data, tmp_path / "cold", epochs=1, patience=1, warm_start=True)
+    trainer.run_fn(cold)
+    with open(os.path.join(cold.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
+        assert json.load(f)["warm_start"] is None

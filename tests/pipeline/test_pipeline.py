@@ -74,6 +74,7 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["tuning.enabled=true", "model.variant=ease"], "no training to tune"),
         (["batch_inference.enable=true"], r"batch_inference: unknown key\(s\) \['enable'\]"),
         (["batch_inference.enabled=1"], "batch_inference.enabled must be a bool"),
+        (["training.warm_start=1"], "training.warm_start must be a bool"),
         (
             ["batch_inference.enabled=true", 'batch_inference.formats=["parquet"]'],
             "batch_inference.formats",
@@ -170,6 +171,15 @@ def test_batch_inference_adds_the_batch_recommender_after_the_gate(tmp_path):
     # Off (the default): no BatchRecommender.
     plain = local_runner.build(configs.load_config(overrides=[f"output_root={tmp_path}"]))
     assert pipeline_lib.BATCH_RECOMMENDER not in {c.id for c in plain.components}
+
+
+def test_warm_start_feeds_the_latest_blessed_model_to_the_trainer(tmp_path):
+    config = configs.load_config(overrides=[f"output_root={tmp_path}", "training.warm_start=true"])
+    by_id = {c.id: c for c in local_runner.build(config).components}
+    trainer = by_id[pipeline_lib.TRAINER]
+    assert trainer.inputs["base_model"] is by_id[pipeline_lib.BASELINE_RESOLVER].outputs["model"]
+    plain = local_runner.build(configs.load_config(overrides=[f"output_root={tmp_path}"]))
+    assert "base_model" not in {c.id: c for c in plain.components}[pipeline_lib.TRAINER].inputs
 
 
 def test_synthetic_input_is_generated_once(tmp_path):
