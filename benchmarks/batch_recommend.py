@@ -24,9 +24,12 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+import bvae_tf  # noqa: E402
+
+bvae_tf.quiet_cli()  # before TensorFlow loads: no C++ start-up lines, no FutureWarnings
 
 
 def _latest(folder: pathlib.Path) -> pathlib.Path:
@@ -55,9 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     model = pathlib.Path(args.model or _latest(root / "serving" / "bvae-jd"))
 
+    import logging
+
     import apache_beam as beam
     import tensorflow as tf
+    from absl import logging as absl_logging
     from apache_beam.options.pipeline_options import PipelineOptions
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
 
     from bvae_tf import export, features
     from components import local_beam

@@ -14,8 +14,8 @@ from components.batch_recommender import executor, recommend
 
 
 class BatchRecommendations(types.Artifact):
-    """Files of top-K rows ``user_id, behavior, rank, item_id, score`` and their
-    ``summary.json`` (``components.batch_recommender.recommend``)."""
+    """Files of top-K recommendations per user and behavior and their ``summary.json``
+    (``components.batch_recommender.recommend``)."""
 
     TYPE_NAME = "BatchRecommendations"
 
@@ -44,8 +44,9 @@ class BatchRecommender(base_beam_component.BaseBeamComponent):
 
     A Beam job (``recommend.build``) merges each user's history over the ExampleGen's
     splits, runs the exported ``serving_default`` signature in batches and writes
-    ``recommendations-*.csv`` and/or ``recommendations-*.tfrecord.gz`` (one row per
-    user, behavior and rank) plus ``summary.json`` into its ``recommendations``
+    ``recommendations-*.csv`` (one row per user, behavior and rank) and/or
+    ``recommendations-*.tfrecord.gz`` (one example per user and behavior with its
+    ranked ``item_ids`` and ``scores``) plus ``summary.json`` into its ``recommendations``
     artifact. With a ``model_blessing`` that is not blessed it writes nothing and
     marks the artifact ``blessed = 0``, as the stock BulkInferrer does.
     """

@@ -92,19 +92,18 @@ def _csv_rows(out):
 
 
 def _tfrecord_rows(out):
+    """The TFRecord output (one example per user and behavior) as rows."""
     rows = []
     files = sorted(map(str, pathlib.Path(out).glob("recommendations-*.tfrecord.gz")))
     for raw in tf.data.TFRecordDataset(files, "GZIP"):
         f = tf.train.Example.FromString(raw.numpy()).features.feature
-        rows.append(
-            (
-                f["user_id"].bytes_list.value[0].decode(),
-                f["behavior"].bytes_list.value[0].decode(),
-                f["rank"].int64_list.value[0],
-                f["item_id"].bytes_list.value[0].decode(),
-                f["score"].float_list.value[0],
-            )
-        )
+        user = f["user_id"].bytes_list.value[0].decode()
+        behavior = f["behavior"].bytes_list.value[0].decode()
+        items = [i.decode() for i in f["item_ids"].bytes_list.value]
+        scores = list(f["scores"].float_list.value)
+        assert len(items) == len(scores) == TOP_K
+        ranked = enumerate(zip(items, scores, strict=True), 1)
+        rows += [(user, behavior, rank, i, s) for rank, (i, s) in ranked]
     return sorted(rows)
 
 
@@ -131,7 +130,7 @@ def test_every_user_gets_the_served_top_k_of_the_whole_history(inputs, tmp_path)
             assert not {by_key[(user, b, r)][0] for r in range(1, TOP_K + 1)} & set(
                 FULL_HISTORY[user][b]
             )
-    # The TFRecord rows hold the same values (float32 scores).
+    # The TFRecord lists hold the same rows (float32 scores).
     tf_rows = _tfrecord_rows(tmp_path)
     assert [r[:4] for r in tf_rows] == [r[:4] for r in rows]
     assert np.allclose([r[4] for r in tf_rows], [r[4] for r in rows], rtol=1e-6)
