@@ -29,6 +29,10 @@ Sections:
   KerasTuner search on the eval split whose best values the Trainer uses
   (``bvae_tf.tuning``: algorithm, max_trials, seed, space overrides). Off by default.
 * ``top_k``: items returned per behavior by ``serving_default``.
+* ``drift``: ``{"enabled": true, ...}`` compares each run's train statistics with
+  the latest earlier run's before Transform (item frequency, behavior mix, events per
+  user; ``components.strict_example_validator.drift``) and stops the run past a
+  threshold (``action: "warn"`` only logs). Off by default.
 * ``batch_inference``: ``{"enabled": true, ...}`` adds the ``BatchRecommender``
   after the Pusher: a blessed model's top-``top_k`` per user and behavior, from each
   user's whole history, as files (``components.batch_recommender``). Keys:
@@ -115,6 +119,10 @@ def _default_batch_inference() -> dict[str, Any]:
 BATCH_INFERENCE_KEYS = ("users_file", "formats", "batch_size", "splits")
 
 
+def _default_drift() -> dict[str, Any]:
+    return {}
+
+
 def _default_evaluation() -> dict[str, Any]:
     # Random ranking of the synthetic log's ~130 items scores NDCG@5 ~0.03; a trained
     # model ~0.3 (eval split). A retrained model may lose at most 0.01 NDCG@5.
@@ -142,6 +150,7 @@ class PipelineConfig:
       top_k: K of ``serving_default``.
       evaluation: ``GateConfig`` keyword arguments.
       batch_inference: the ``BatchRecommender`` (module docstring); off by default.
+      drift: the validator's drift check against the previous span; off by default.
       beam_pipeline_args: Beam options of the Beam-based components.
       enable_cache: reuse unchanged component outputs from earlier runs.
     """
@@ -162,6 +171,7 @@ class PipelineConfig:
     top_k: int = features.DEFAULT_TOP_K
     evaluation: Mapping[str, Any] = dataclasses.field(default_factory=_default_evaluation)
     batch_inference: Mapping[str, Any] = dataclasses.field(default_factory=_default_batch_inference)
+    drift: Mapping[str, Any] = dataclasses.field(default_factory=_default_drift)
     beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_PIPELINE_ARGS
     enable_cache: bool = False
 
@@ -188,6 +198,7 @@ class PipelineConfig:
             "tuning",
             "evaluation",
             "batch_inference",
+            "drift",
         ):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
@@ -211,6 +222,7 @@ class PipelineConfig:
         self._check_trainer_sections()
         self._check_synthetic_section()
         self._check_batch_inference()
+        _build("drift", self.drift_config)
 
     def _check_data_section(self) -> None:
         reject_unknown("data settings", self.data, ExampleGenConfig)
@@ -299,6 +311,17 @@ class PipelineConfig:
         if self.batch_inference_enabled:
             # The component checks formats and batch_size (errors name the key).
             _build("batch_inference", self.batch_recommender_arguments)
+
+    def drift_config(self):
+        """The validator's ``DriftConfig``, or ``None`` when the check is off.
+
+        Raises:
+          ValueError: on an unknown key or a bad value of the ``drift`` section.
+        """
+        from components.strict_example_validator import drift
+
+        config = drift.config_from(self.drift)
+        return config if config.enabled else None
 
     @property
     def batch_inference_enabled(self) -> bool:

@@ -41,6 +41,8 @@ TRANSFORM = "Transform"
 TRAINER = "Trainer"
 #: Only in pipelines whose config enables tuning (not in ``NODE_IDS``).
 TUNER = "Tuner"
+#: Only in pipelines whose config enables drift checks (not in ``NODE_IDS``).
+PREVIOUS_STATISTICS_RESOLVER = "previous_statistics_resolver"
 #: Only in pipelines whose config enables batch_inference (not in ``NODE_IDS``).
 BATCH_RECOMMENDER = "BatchRecommender"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
@@ -74,6 +76,7 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = False,
     batch_inference: Mapping[str, Any] | None = None,
+    drift_config: Any | None = None,
 ) -> tfx.dsl.Pipeline:
     """Assembles the pipeline.
 
@@ -95,6 +98,9 @@ def create_pipeline(
       enable_cache: reuse outputs of unchanged component executions.
       batch_inference: ``BatchRecommender`` keyword arguments (``splits``,
         ``users_file``, ``formats``, ``batch_size``); ``None``: no batch output.
+      drift_config: a ``drift.DriftConfig`` of the validator: this span's statistics
+        are compared with the latest earlier run's (a LatestArtifactStrategy
+        resolver that runs before StatisticsGen); ``None``: no drift check.
 
     Returns:
       The ``tfx.dsl.Pipeline``.
@@ -113,8 +119,22 @@ def create_pipeline(
         schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     schema_gen = schema_gen.with_id(SCHEMA_GEN)
     schema = schema_gen.outputs["schema"]
+    previous_statistics = None
+    if drift_config is not None:
+        # Resolved before this run's StatisticsGen executes: the latest earlier span's.
+        previous_statistics = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
+        ).with_id(PREVIOUS_STATISTICS_RESOLVER)
+        statistics_gen.add_upstream_node(previous_statistics)
     example_validator = StrictExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema,
+        baseline_statistics=None
+        if previous_statistics is None
+        else previous_statistics.outputs["statistics"],
+        drift_config=drift_config,
+        behaviors=example_gen_config.get("behaviors") or features.DEFAULT_BEHAVIORS,
     ).with_id(EXAMPLE_VALIDATOR)
 
     transform = tfx.components.Transform(
@@ -193,6 +213,7 @@ def create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[
+            *([] if previous_statistics is None else [previous_statistics]),
             example_gen,
             statistics_gen,
             schema_gen,
@@ -233,4 +254,5 @@ def pipeline_arguments(config: configs.PipelineConfig) -> dict[str, Any]:
         "model_name": config.model_name,
         "enable_cache": config.enable_cache,
         "batch_inference": config.batch_recommender_arguments(),
+        "drift_config": config.drift_config(),
     }

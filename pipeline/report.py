@@ -115,11 +115,15 @@ def _read_json(path: str) -> Any:
 #: Components in pipeline order, the optional Tuner after Transform and the optional
 #: BatchRecommender last.
 _ORDER = (
+    pipeline_lib.PREVIOUS_STATISTICS_RESOLVER,
     *pipeline_lib.NODE_IDS[: pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER)],
     pipeline_lib.TUNER,
     *pipeline_lib.NODE_IDS[pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER) :],
     pipeline_lib.BATCH_RECOMMENDER,
 )
+#: The validator's drift record in its anomalies artifact
+#: (``components.strict_example_validator``).
+_DRIFT_FILE = "drift.json"
 #: File the TFX Tuner writes in its ``best_hyperparameters`` artifact.
 _BEST_HP_FILE = "best_hyperparameters.txt"
 
@@ -153,6 +157,16 @@ def summarize(metadata_path: str, pipeline_name: str) -> dict[str, Any]:
     statistics_gen = nodes.get(pipeline_lib.STATISTICS_GEN)
     if statistics_gen and statistics_gen.outputs.get("statistics"):
         summary["statistics_uri"] = statistics_gen.outputs["statistics"][0].uri
+    validator = nodes.get(pipeline_lib.EXAMPLE_VALIDATOR)
+    if validator and validator.outputs.get("anomalies"):
+        drift_file = os.path.join(validator.outputs["anomalies"][0].uri, _DRIFT_FILE)
+        if os.path.isfile(drift_file):
+            record = _read_json(drift_file)
+            summary["drift"] = {
+                "file": drift_file,
+                "measurements": len(record["measurements"]),
+                "drifted": sum(m["drifted"] for m in record["measurements"]),
+            }
     trainer = nodes.get(pipeline_lib.TRAINER)
     if trainer and trainer.outputs.get("model_run"):
         summary["tensorboard_logdir"] = os.path.join(
@@ -254,6 +268,12 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             )
         else:
             lines.append("Batch recommendations: none (the model was not blessed)")
+    drift = summary.get("drift")
+    if drift:
+        lines.append(
+            f"Drift vs the previous span: {drift['drifted']} of {drift['measurements']} "
+            f"measurements above their threshold ({drift['file']})"
+        )
     if summary.get("statistics_uri"):
         lines.append(
             f"Statistics (for pipeline.schema_tool --statistics): {summary['statistics_uri']}"

@@ -11,12 +11,20 @@ records anomalies (letting the pipeline continue). Here:
 * the anomalies are written as usual (``Split-<split>/SchemaDiff.pb``, a binary
   ``tensorflow_metadata`` ``Anomalies`` proto), then the execution raises with every anomaly's
   feature, severity, short and long description, so bad data stops the run before
-  Transform and training.
+  Transform and training;
+* with ``baseline_statistics`` (the previous run's, from a resolver) and an enabled
+  ``drift_config``, the span is compared with the previous one (``drift.py``: item
+  frequency, behavior mix, events per user); past a threshold the run stops (or
+  warns), naming the feature and its distance. Every measurement is written to
+  ``drift.json`` in the anomalies artifact.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow_data_validation as tfdv
@@ -26,11 +34,18 @@ from tfx import types
 from tfx.components.example_validator import component as example_validator_component
 from tfx.components.example_validator import executor as example_validator_executor
 from tfx.components.statistics_gen import stats_artifact_utils
-from tfx.dsl.components.base import executor_spec
-from tfx.types import artifact_utils, standard_component_specs
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, json_utils, writer_utils
 
 from bvae_tf import features
+from components.strict_example_validator import drift as drift_lib
+
+BASELINE_STATISTICS_KEY = "baseline_statistics"
+DRIFT_CONFIG_KEY = "drift_config"
+BEHAVIORS_KEY = "behaviors"
+DRIFT_FILE = "drift.json"
 
 #: Schema environments (``default_environment`` in the curated schemas).
 TRAINING_ENVIRONMENT = "TRAINING"
@@ -40,6 +55,10 @@ SERVING_ENVIRONMENT = "SERVING"
 
 class DataAnomaliesError(RuntimeError):
     """Raised when the examples do not match the schema."""
+
+
+class DataDriftError(DataAnomaliesError):
+    """Raised when a span drifted from the previous one beyond the thresholds."""
 
 
 def environment_for(split: str, schema: schema_pb2.Schema) -> str | None:
@@ -192,9 +211,107 @@ class Executor(example_validator_executor.Executor):
             raise DataAnomaliesError(
                 "the examples do not match the schema (TFDV anomalies):\n" + "\n".join(report)
             )
+        self._check_drift(input_dict, exec_properties, statistics, schema, anomalies_artifact)
+
+    def _check_drift(self, input_dict, exec_properties, statistics, schema, output) -> None:
+        """Compares the span with the previous run's statistics (module docstring)."""
+        config = drift_lib.config_from(json.loads(exec_properties.get(DRIFT_CONFIG_KEY) or "{}"))
+        baselines = input_dict.get(BASELINE_STATISTICS_KEY) or []
+        if not config.enabled:
+            return
+        if not baselines:
+            logging.info("Drift check: no earlier statistics (first run); nothing to compare.")
+            return
+        previous = artifact_utils.get_single_instance(baselines)
+        if previous.uri == statistics.uri:  # the cached statistics of this very span
+            logging.info("Drift check: the statistics are this span's own; nothing to compare.")
+            return
+        behaviors: Sequence[str] = json.loads(exec_properties.get(BEHAVIORS_KEY) or "[]")
+        measurements = drift_lib.measure(
+            stats_artifact_utils.load_statistics(statistics, config.split).proto(),
+            stats_artifact_utils.load_statistics(previous, config.split).proto(),
+            schema,
+            behaviors,
+            config,
+        )
+        record = {
+            "previous_statistics": previous.uri,
+            "split": config.split,
+            "action": config.action,
+            "measurements": drift_lib.to_json(measurements),
+        }
+        with open(os.path.join(output.uri, DRIFT_FILE), "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1, sort_keys=True)
+        drifted = [m for m in measurements if m.drifted]
+        output.set_int_custom_property("drifted_features", len(drifted))
+        if not drifted:
+            logging.info("Drift check: %d measurements, none drifted.", len(measurements))
+            return
+        message = (
+            f"the {config.split} split drifted from the previous span's "
+            f"({previous.uri}):\n"
+            + "\n".join(f"  {m.describe()}" for m in drifted)
+            + f"\n(thresholds: the config's drift section; all measurements in "
+            f"{os.path.join(output.uri, DRIFT_FILE)})"
+        )
+        if config.action == "fail":
+            raise DataDriftError(message)
+        logging.warning("Drift check (drift.action=warn): %s", message)
+
+
+class StrictExampleValidatorSpec(standard_component_specs.ExampleValidatorSpec):
+    """The stock ExampleValidator's spec plus the previous span's statistics and the
+    drift check's settings."""
+
+    PARAMETERS = {
+        **standard_component_specs.ExampleValidatorSpec.PARAMETERS,
+        DRIFT_CONFIG_KEY: ExecutionParameter(type=str, optional=True),
+        BEHAVIORS_KEY: ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        **standard_component_specs.ExampleValidatorSpec.INPUTS,
+        BASELINE_STATISTICS_KEY: ChannelParameter(
+            type=standard_artifacts.ExampleStatistics, optional=True
+        ),
+    }
 
 
 class StrictExampleValidator(example_validator_component.ExampleValidator):
-    """``ExampleValidator`` that validates per environment and fails on anomalies."""
+    """``ExampleValidator`` that validates per environment, fails on anomalies and,
+    given the previous span's statistics, on drift (module docstring)."""
 
+    SPEC_CLASS = StrictExampleValidatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(
+        self,
+        statistics,
+        schema,
+        *,
+        baseline_statistics=None,
+        drift_config: drift_lib.DriftConfig | None = None,
+        behaviors: Sequence[str] = (),
+        exclude_splits: Sequence[str] | None = None,
+    ):
+        """Builds the component.
+
+        Args:
+          statistics: this run's ExampleStatistics.
+          schema: the Schema.
+          baseline_statistics: the previous run's ExampleStatistics (e.g. a
+            LatestArtifactStrategy resolver's output); ``None``: no drift check.
+          drift_config: thresholds and action (default: off).
+          behaviors: the modelled behaviors (the ``<b>_items`` features compared).
+          exclude_splits: splits not validated.
+        """
+        config = drift_config or drift_lib.DriftConfig()
+        spec = StrictExampleValidatorSpec(
+            statistics=statistics,
+            schema=schema,
+            exclude_splits=json_utils.dumps(list(exclude_splits or [])),
+            baseline_statistics=baseline_statistics,
+            drift_config=json.dumps(dataclasses.asdict(config)),
+            behaviors=json.dumps(list(behaviors)),
+            anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies),
+        )
+        base_component.BaseComponent.__init__(self, spec=spec)

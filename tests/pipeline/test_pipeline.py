@@ -75,6 +75,8 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["batch_inference.enable=true"], r"batch_inference: unknown key\(s\) \['enable'\]"),
         (["batch_inference.enabled=1"], "batch_inference.enabled must be a bool"),
         (["training.warm_start=1"], "training.warm_start must be a bool"),
+        (['drift.action="stop"'], "drift.action must be one of"),
+        (["drift.thresholds=1"], r"drift: unknown key\(s\)"),
         (
             ["batch_inference.enabled=true", 'batch_inference.formats=["parquet"]'],
             "batch_inference.formats",
@@ -180,6 +182,25 @@ def test_warm_start_feeds_the_latest_blessed_model_to_the_trainer(tmp_path):
     assert trainer.inputs["base_model"] is by_id[pipeline_lib.BASELINE_RESOLVER].outputs["model"]
     plain = local_runner.build(configs.load_config(overrides=[f"output_root={tmp_path}"]))
     assert "base_model" not in {c.id: c for c in plain.components}[pipeline_lib.TRAINER].inputs
+
+
+def test_drift_resolves_the_previous_statistics_before_statistics_gen(tmp_path):
+    config = configs.load_config(
+        overrides=[f"output_root={tmp_path}", "drift.enabled=true", "drift.behavior_mix=0.2"]
+    )
+    by_id = {c.id: c for c in local_runner.build(config).components}
+    assert set(by_id) == {*pipeline_lib.NODE_IDS, pipeline_lib.PREVIOUS_STATISTICS_RESOLVER}
+    resolver = by_id[pipeline_lib.PREVIOUS_STATISTICS_RESOLVER]
+    validator = by_id[pipeline_lib.EXAMPLE_VALIDATOR]
+    assert validator.inputs["baseline_statistics"] is resolver.outputs["statistics"]
+    # Resolved before this run's statistics exist: the latest earlier span's.
+    assert resolver in by_id[pipeline_lib.STATISTICS_GEN].upstream_nodes
+    drift_config = json.loads(validator.exec_properties["drift_config"])
+    assert drift_config["enabled"] and drift_config["behavior_mix"] == 0.2
+    assert json.loads(validator.exec_properties["behaviors"]) == list(config.behaviors)
+    plain = local_runner.build(configs.load_config(overrides=[f"output_root={tmp_path}"]))
+    validator = {c.id: c for c in plain.components}[pipeline_lib.EXAMPLE_VALIDATOR]
+    assert "baseline_statistics" not in validator.inputs
 
 
 def test_synthetic_input_is_generated_once(tmp_path):
