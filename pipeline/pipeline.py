@@ -29,6 +29,7 @@ from components.batch_recommender import BatchRecommender
 from components.multi_behavior_example_gen import MultiBehaviorExampleGen
 from components.ranking_evaluator import GateConfig, RankingEvaluator
 from components.strict_example_validator.component import StrictExampleValidator
+from components.strict_example_validator.resolver import LatestValidatedStatisticsStrategy
 from components.versioned_pusher import VersionedPusher
 from pipeline import configs
 
@@ -99,7 +100,7 @@ def create_pipeline(
       batch_inference: ``BatchRecommender`` keyword arguments (``splits``,
         ``users_file``, ``formats``, ``batch_size``); ``None``: no batch output.
       drift_config: a ``drift.DriftConfig`` of the validator: this span's statistics
-        are compared with the latest earlier run's (a LatestArtifactStrategy
+        are compared with the latest earlier run's that passed validation (a
         resolver that runs before StatisticsGen); ``None``: no drift check.
 
     Returns:
@@ -121,9 +122,10 @@ def create_pipeline(
     schema = schema_gen.outputs["schema"]
     previous_statistics = None
     if drift_config is not None:
-        # Resolved before this run's StatisticsGen executes: the latest earlier span's.
+        # Resolved before this run's StatisticsGen executes: the latest earlier span's
+        # that a validator accepted (a drifted span is never its own baseline).
         previous_statistics = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            strategy_class=LatestValidatedStatisticsStrategy,
             statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics),
         ).with_id(PREVIOUS_STATISTICS_RESOLVER)
         statistics_gen.add_upstream_node(previous_statistics)

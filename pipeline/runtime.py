@@ -130,16 +130,19 @@ def parse_and_start(
 
 def main_guard(main: Callable[[], object]) -> int:
     """Runs a runner's ``main()`` for its command line: a ``ValueError`` (a bad
-    configuration, input or data, whose message names the key and the fix) prints
+    configuration, input or data, whose message names the key and the fix) or a
+    ``DataAnomaliesError`` (schema anomalies, drift from the previous span) prints
     ``error: <message>`` and returns 1 instead of a traceback; the traceback goes to
     the run's log file when :func:`start` set one up. Other errors propagate.
 
     Returns:
       The process exit status: 0 or 1.
     """
+    from components.strict_example_validator.component import DataAnomaliesError
+
     try:
         main()
-    except ValueError as e:
+    except (ValueError, DataAnomaliesError) as e:
         std_logging.getLogger("pipeline.runtime").info("the run failed", exc_info=True)
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -166,3 +166,51 @@ def test_warn_logs_and_continues_and_a_first_run_has_nothing_to_compare(tmp_path
     assert not (pathlib.Path(first.uri) / component.DRIFT_FILE).exists()
     same = _validate(tmp_path / "same", BEFORE, BEFORE)
     assert same.get_int_custom_property("drifted_features") == 0
+
+
+def test_the_baseline_is_the_latest_statistics_a_validator_accepted():
+    """A span the drift check stopped is never the baseline of its own re-run."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    from components.strict_example_validator import resolver
+
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.fake_database.SetInParent()
+    store = metadata_store.MetadataStore(connection)
+    stats_type = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="ExampleStatistics"))
+    validator_type = store.put_execution_type(
+        metadata_store_pb2.ExecutionType(
+            name="components.strict_example_validator.component.StrictExampleValidator"
+        )
+    )
+    other_type = store.put_execution_type(metadata_store_pb2.ExecutionType(name="Transform"))
+    ids = store.put_artifacts([metadata_store_pb2.Artifact(type_id=stats_type) for _ in range(4)])
+    executions = [
+        (validator_type, metadata_store_pb2.Execution.COMPLETE, ids[0]),  # day 1: accepted
+        (validator_type, metadata_store_pb2.Execution.CACHED, ids[1]),  # day 2: accepted
+        (validator_type, metadata_store_pb2.Execution.FAILED, ids[2]),  # day 3: drifted
+        (other_type, metadata_store_pb2.Execution.COMPLETE, ids[3]),  # not a validator
+    ]
+    for type_id, state, artifact_id in executions:
+        [execution_id] = store.put_executions(
+            [metadata_store_pb2.Execution(type_id=type_id, last_known_state=state)]
+        )
+        store.put_events(
+            [
+                metadata_store_pb2.Event(
+                    artifact_id=artifact_id,
+                    execution_id=execution_id,
+                    type=metadata_store_pb2.Event.INPUT,
+                )
+            ]
+        )
+    artifacts = []
+    for mlmd_artifact in store.get_artifacts_by_id(ids):
+        artifact = standard_artifacts.ExampleStatistics()
+        artifact.set_mlmd_artifact(mlmd_artifact)
+        artifacts.append(artifact)
+    strategy = resolver.LatestValidatedStatisticsStrategy()
+    resolved = strategy.resolve_artifacts(store, {"statistics": artifacts})
+    assert [a.id for a in resolved["statistics"]] == [ids[1]]
+    assert strategy.resolve_artifacts(store, {"statistics": artifacts[2:]}) == {"statistics": []}

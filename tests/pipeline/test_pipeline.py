@@ -326,3 +326,19 @@ def test_beam_runner_takes_beam_options_after_the_separator(tmp_path):
     pipeline = beam_runner.build(config, args)
     assert pipeline.beam_pipeline_args == args
     assert beam_runner.build(config).beam_pipeline_args == list(config.beam_pipeline_args)
+
+
+def test_main_guard_prints_data_errors_without_a_traceback(capsys):
+    from components.strict_example_validator.component import DataDriftError
+    from pipeline import runtime
+
+    def drifted():
+        raise DataDriftError("the train split drifted")
+
+    def broken():
+        raise RuntimeError("a bug")
+
+    assert runtime.main_guard(drifted) == 1
+    assert capsys.readouterr().err == "error: the train split drifted\n"
+    with pytest.raises(RuntimeError, match="a bug"):
+        runtime.main_guard(broken)
