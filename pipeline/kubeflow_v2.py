@@ -157,7 +157,17 @@ def compile_pipeline(
     Raises:
       ValueError: when a root is remote and the spec would name a location of this
         machine (module docstring, "Portability"); the message names the config key.
+        Also when ``drift.enabled``: its baseline resolver (the latest statistics a
+        validator accepted) is a custom strategy, and the Kubeflow V2 compiler only
+        compiles TFX's LatestArtifactStrategy and LatestBlessedModelStrategy.
     """
+    if config.drift_config() is not None:
+        raise ValueError(
+            "drift.enabled: the Kubeflow V2 compiler supports only TFX's "
+            "LatestArtifactStrategy and LatestBlessedModelStrategy resolvers, and the drift "
+            "check's baseline resolver is a custom one (a drifted span must not become its "
+            "own baseline on a re-run); set drift.enabled=false for Kubeflow V2 runs"
+        )
     beam_pipeline_args = (
         config.beam_pipeline_args if beam_pipeline_args is None else beam_pipeline_args
     )

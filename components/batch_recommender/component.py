@@ -17,7 +17,8 @@ class BatchRecommendations(types.Artifact):
     """Files of top-K recommendations per user and behavior and their ``summary.json``
     (``components.batch_recommender.recommend``)."""
 
-    TYPE_NAME = "BatchRecommendations"
+    # "<namespace>.<Title>": the form the Kubeflow V2 compiler requires of custom types.
+    TYPE_NAME = "bvae.BatchRecommendations"
 
 
 class BatchRecommenderSpec(ComponentSpec):

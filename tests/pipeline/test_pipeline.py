@@ -262,6 +262,21 @@ def _strings(node):
         yield node
 
 
+def test_kubeflow_v2_compiles_batch_output_and_warm_start_and_refuses_drift(tmp_path):
+    remote = "data.input_base=gs://bucket/events.csv.gz"
+    schema = "/app/pipeline/schema/default/schema.pbtxt"
+    config = configs.load_config(
+        overrides=[remote, "batch_inference.enabled=true", "training.warm_start=true"]
+    )
+    spec = _compile_remote(config, tmp_path, schema)
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert pipeline_lib.BATCH_RECOMMENDER in tasks
+    assert "base_model" in tasks[pipeline_lib.TRAINER]["inputs"]["artifacts"]
+    drift = configs.load_config(overrides=[remote, "drift.enabled=true"])
+    with pytest.raises(ValueError, match=r"set drift\.enabled=false for Kubeflow V2 runs"):
+        _compile_remote(drift, tmp_path, schema)
+
+
 def test_kubeflow_v2_spec_with_remote_roots_names_no_local_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = configs.load_config(
