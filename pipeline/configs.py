@@ -343,20 +343,10 @@ class PipelineConfig:
             arguments["users_file"] = resolve_path(arguments["users_file"])
         from components.batch_recommender import recommend
 
-        formats = arguments.get("formats", recommend.FORMATS)
-        unknown = (
-            sorted(set(formats) - set(recommend.FORMATS))
-            if not isinstance(formats, str)
-            else [formats]
+        recommend.check_arguments(
+            arguments.get("formats", recommend.FORMATS),
+            arguments.get("batch_size", recommend.DEFAULT_BATCH_SIZE),
         )
-        if unknown or not formats:
-            raise ValueError(
-                f"batch_inference.formats must be a non-empty list of {list(recommend.FORMATS)}, "
-                f"got {formats!r}"
-            )
-        size = arguments.get("batch_size", recommend.DEFAULT_BATCH_SIZE)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"batch_inference.batch_size must be an integer >= 1, got {size!r}")
         return arguments
 
     @property

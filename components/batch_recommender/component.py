@@ -81,16 +81,7 @@ class BatchRecommender(base_beam_component.BaseBeamComponent):
         Raises:
           ValueError: on an unknown or empty ``formats`` or a ``batch_size`` below 1.
         """
-        unknown = sorted(set(formats) - set(recommend.FORMATS))
-        if unknown or not formats:
-            raise ValueError(
-                f"batch_inference.formats must be a non-empty subset of "
-                f"{list(recommend.FORMATS)}, got {list(formats)}"
-            )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
-                f"batch_inference.batch_size must be an integer >= 1, got {batch_size!r}"
-            )
+        recommend.check_arguments(formats, batch_size)
         spec = BatchRecommenderSpec(
             examples=examples,
             model=model,

@@ -9,6 +9,7 @@ from typing import Any
 
 from absl import logging
 from tfx import types
+from tfx.components.util import model_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, path_utils
@@ -56,7 +57,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         blessings = input_dict.get(BLESSING_KEY) or []
         if blessings:
             blessing = artifact_utils.get_single_instance(blessings)
-            if not blessing.get_int_custom_property("blessed"):
+            if not model_utils.is_model_blessed(blessing):
                 output.set_int_custom_property("blessed", 0)
                 logging.info("BatchRecommender: the model is not blessed; nothing written")
                 return

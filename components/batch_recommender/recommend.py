@@ -200,6 +200,22 @@ def _count(tag: str):
     return beam.combiners.Count.Globally() | f"Name{tag}" >> beam.Map(lambda n: (tag, n))
 
 
+def check_arguments(formats: Sequence[str], batch_size: int) -> None:
+    """Checks the job's ``formats`` and ``batch_size`` (the config keys are named).
+
+    Raises:
+      ValueError: on an unknown format, no format (or a bare string), or a batch size
+        that is not an integer >= 1.
+    """
+    if isinstance(formats, str) or not formats or set(formats) - set(FORMATS):
+        raise ValueError(
+            f"batch_inference.formats must be a non-empty subset of {list(FORMATS)}, "
+            f"got {formats!r}"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_inference.batch_size must be an integer >= 1, got {batch_size!r}")
+
+
 def build(
     pipeline: beam.Pipeline,
     example_patterns: Sequence[str],
@@ -228,11 +244,7 @@ def build(
     Raises:
       ValueError: on an unknown format, no format, or a batch size below 1.
     """
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown or not formats:
-        raise ValueError(f"formats must be a non-empty subset of {list(FORMATS)}, got {formats}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_arguments(formats, batch_size)
     behaviors = tuple(behaviors)
     histories = (
         pipeline
