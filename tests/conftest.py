@@ -75,6 +75,7 @@ def tiny_pipeline_data(tmp_path_factory):
 #: the short files fill the other worker meanwhile instead of waiting at the end.
 LONGEST_FIRST = (
     "tests/pipeline/test_e2e.py",
+    "tests/pipeline/test_daily.py",
     "tests/bvae_tf/test_trainer.py",
     "tests/serving/test_reload.py",
     "tests/components/test_ranking_evaluator.py",
