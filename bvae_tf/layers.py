@@ -269,14 +269,17 @@ class GlobalFeatureFilter(_Gate):
         self.bias = self.add_weight(name="bias", shape=(width,), initializer="zeros")
         super().build(input_shape)
 
-    def call(self, mu0: tf.Tensor) -> tf.Tensor:
-        """``[B, d]`` shared mean -> ``[B, d]`` behavior mean."""
+    def gate(self, mu0: tf.Tensor) -> tf.Tensor:
+        """``[B, d]`` shared mean -> the gate ``g_k``: ``[B, d]`` float32 in ``(0, 2)``
+        (``"gated"``), ``[B, 1]`` ones (``"reference"``). Needs a built layer."""
         logits = tf.matmul(mu0, self.kernel) + self.bias
         if self.mode == "reference":
-            gate = tf.nn.softmax(logits, axis=-1)
-        else:
-            gate = 2.0 * tf.sigmoid(logits)
-        return gate * mu0
+            return tf.nn.softmax(logits, axis=-1)
+        return 2.0 * tf.sigmoid(logits)
+
+    def call(self, mu0: tf.Tensor) -> tf.Tensor:
+        """``[B, d]`` shared mean -> ``[B, d]`` behavior mean."""
+        return self.gate(mu0) * mu0
 
 
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)
@@ -305,15 +308,25 @@ class TargetFeatureFusion(_Gate):
         self.bias = self.add_weight(name="bias", shape=(1,), initializer="zeros")
         super().build(input_shape)
 
+    def _gates(self, stacked: tf.Tensor) -> tf.Tensor:
+        """``[B, c, d]`` -> the weights ``G_kk'``, ``[B, c, 1]``: ones (``"reference"``),
+        ``c * softmax`` over the ``c`` behaviors (``"gated"``)."""
+        logits = tf.einsum("bcd,do->bco", stacked, self.kernel) + self.bias  # [B, c, 1]
+        if self.mode == "reference":
+            return tf.nn.softmax(logits, axis=-1)
+        return tf.nn.softmax(logits, axis=1) * float(stacked.shape[1])
+
+    def mixing(self, latents: list[tf.Tensor]) -> tf.Tensor:
+        """``c`` tensors ``[B, d]`` -> each behavior's share of the fused latent,
+        ``G_kk' / sum_k' G_kk'``: ``[B, c]`` float32, rows summing to 1 (``1/c`` each
+        in ``"reference"`` mode, a plain sum). Needs a built layer."""
+        gates = self._gates(tf.stack(latents, axis=1))[..., 0]
+        return gates / tf.reduce_sum(gates, axis=1, keepdims=True)
+
     def call(self, latents: list[tf.Tensor]) -> tf.Tensor:
         """``c`` tensors ``[B, d]`` -> fused ``[B, d]``."""
         stacked = tf.stack(latents, axis=1)  # [B, c, d]
-        logits = tf.einsum("bcd,do->bco", stacked, self.kernel) + self.bias  # [B, c, 1]
-        if self.mode == "reference":
-            gates = tf.nn.softmax(logits, axis=-1)
-        else:
-            gates = tf.nn.softmax(logits, axis=1) * float(len(latents))
-        return tf.reduce_sum(gates * stacked, axis=1)
+        return tf.reduce_sum(self._gates(stacked) * stacked, axis=1)
 
 
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)

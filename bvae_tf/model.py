@@ -173,6 +173,8 @@ class BVAE(tf.keras.Model):
         for t in cfg.tasks:
             for kind in ("nll", "kl", "sdwl_weight", "sigma", "logvar_clamped"):
                 self._trackers[f"{t}_{kind}"] = tf.keras.metrics.Mean(f"{t}_{kind}")
+        for name in self.gate_tracker_names():
+            self._trackers[name] = tf.keras.metrics.Mean(name)
         self._dense_nll = _Compiled(
             tf.function(losses.multinomial_nll, jit_compile=True)
             if cfg.jit_compile
@@ -183,6 +185,17 @@ class BVAE(tf.keras.Model):
     @property
     def bvae_config(self) -> BVAEConfig:
         return self._cfg
+
+    def gate_tracker_names(self) -> list[str]:
+        """Names of the gate trackers (see :meth:`compute_loss`): ``<task>_gff_gate``
+        and ``<task>_gff_gate_std`` with GFF, ``<target>_tff_from_<source>`` with TFF."""
+        tasks = self._cfg.tasks
+        names = []
+        if self.filters:
+            names += [f"{t}_gff_gate{s}" for t in tasks for s in ("", "_std")]
+        if self.fusions:
+            names += [f"{t}_tff_from_{source}" for t in tasks for source in tasks]
+        return names
 
     @property
     def behaviors(self) -> tuple[str, ...]:
@@ -227,7 +240,8 @@ class BVAE(tf.keras.Model):
 
         Returns:
           dict with ``inputs`` (behavior -> ``layers.SparseRows``), ``targets``
-          (task -> SparseRows), ``mu`` / ``logvar`` / ``z_hat`` (task -> ``[B, d]``
+          (task -> SparseRows), ``mean`` (before GFF) / ``mu`` / ``logvar`` / ``z``
+          (sampled, or ``mu`` when not training) / ``z_hat`` (task -> ``[B, d]``
           float32) and ``batch_size``.
         """
         cfg = self._cfg
@@ -290,8 +304,10 @@ class BVAE(tf.keras.Model):
         return {
             "inputs": per_behavior,
             "targets": targets,
+            "mean": dict(zip(cfg.tasks, means, strict=True)),
             "mu": dict(zip(cfg.tasks, mus, strict=True)),
             "logvar": dict(zip(cfg.tasks, logvars, strict=True)),
+            "z": dict(zip(cfg.tasks, zs, strict=True)),
             "z_hat": dict(zip(cfg.tasks, z_hat, strict=True)),
             "batch_size": union.batch_size,
         }
@@ -360,7 +376,12 @@ class BVAE(tf.keras.Model):
         and per task (behavior, or ``union``) ``<task>_nll`` (reconstruction NLL per
         user), ``<task>_kl``, ``<task>_sdwl_weight`` (``1 / (2 sigma_bar^2)``, 1 when
         SDWL is off), ``<task>_sigma`` (``sigma_bar``) and ``<task>_logvar_clamped``
-        (fraction of log-variances at the ``logvar_range`` bounds).
+        (fraction of log-variances at the ``logvar_range`` bounds). With GFF, per task
+        ``<task>_gff_gate`` and ``<task>_gff_gate_std``: mean and standard deviation of
+        the gate ``g_k`` (eq. 3-4) over users and dimensions (1 and 0: no filtering).
+        With TFF, ``<target>_tff_from_<source>``: the mean share of ``z_source`` in
+        ``z_hat_target`` (eq. 7-8, the target's weights normalised to sum to 1 over
+        sources; ``1/c`` each is the plain sum).
 
         Args:
           inputs: the feature dict (extra keys, e.g. held-out items, are ignored).
@@ -405,10 +426,24 @@ class BVAE(tf.keras.Model):
             lo, hi = cfg.logvar_range
             clamped = tf.cast((logvar <= lo) | (logvar >= hi), tf.float32)
             self._trackers[f"{task}_logvar_clamped"].update_state(clamped)
+        self._track_gates(enc)
         self._trackers["loss"].update_state(total)
         self._trackers["beta"].update_state(beta)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return total / float(replicas)
+
+    def _track_gates(self, enc: dict) -> None:
+        """Updates the gate trackers of :meth:`compute_loss` from an :meth:`encode` output."""
+        tasks = self._cfg.tasks
+        for task, gff in zip(tasks, self.filters, strict=True) if self.filters else ():
+            gate = gff.gate(enc["mean"][task])
+            self._trackers[f"{task}_gff_gate"].update_state(tf.reduce_mean(gate))
+            self._trackers[f"{task}_gff_gate_std"].update_state(tf.math.reduce_std(gate))
+        latents = [enc["z"][t] for t in tasks]
+        for target, tff in zip(tasks, self.fusions, strict=True) if self.fusions else ():
+            shares = tf.reduce_mean(tff.mixing(latents), axis=0)  # [c]
+            for j, source in enumerate(tasks):
+                self._trackers[f"{target}_tff_from_{source}"].update_state(shares[j])
 
     @_NO_AUTOGRAPH
     def train_step(self, inputs):

@@ -15,7 +15,8 @@ keeps one per row and seed) for each dataset folder (``jd``, ``ub``) and renders
 - **RQ3**: NDCG@K and HR@K for K in {5, 10, 15, 20}, BVAE against VAE++ (every run
   records all four cut-offs);
 - **what the model learned**: BVAE's per-behavior validation NDCG@5 and SDWL weight
-  ``1 / (2 sigma_bar^2)`` over training;
+  ``1 / (2 sigma_bar^2)`` over training, the GFF gate values and TFF mixing shares over
+  training and TFF's mixing matrix at the selected epoch;
 - what each row cost, and the studies not run yet with the command that runs them.
 
 Figures use matplotlib's Agg backend; every caption names the data, protocol, seeds
@@ -330,6 +331,75 @@ def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     )
 
 
+def _gate_run(results: list[dict], dataset: str) -> dict | None:
+    """The first run of default BVAE whose curve records the gate trackers."""
+    bvae = _find(results, "bvae", dataset)
+    for run in bvae["runs"] if bvae else ():
+        curve = run.get("curve") or []
+        if curve and any(k.endswith("_gff_gate") for k in curve[0]):
+            return run
+    return None
+
+
+def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
+    """GFF gate values and TFF mixing shares over training, and TFF's mixing matrix at
+    the selected epoch as a heatmap (``BVAE.gate_tracker_names``); None without a run
+    that recorded them (results older than the trackers)."""
+    run = _gate_run(results, dataset)
+    if run is None:
+        return None
+    if path is None:
+        return ""
+    curve = run["curve"]
+    title, behaviors, _ = DATASETS[dataset]
+    behaviors = [b for b in behaviors if f"{b}_gff_gate" in curve[0]]
+    epochs = np.array([c["epoch"] for c in curve])
+    best = run["best_epoch"]
+    selected = min(curve, key=lambda c: abs(c["epoch"] - best))
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    for b in behaviors:
+        mean = np.array([c[f"{b}_gff_gate"] for c in curve])
+        std = np.array([c[f"{b}_gff_gate_std"] for c in curve])
+        (line,) = axes[0].plot(epochs, mean, label=b)
+        axes[0].fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+        own = [c[f"{b}_tff_from_{b}"] for c in curve]
+        axes[1].plot(epochs, own, label=f"{b} from {b}")
+    axes[0].axhline(1.0, color="grey", lw=0.8)
+    axes[1].axhline(1 / len(behaviors), color="grey", lw=0.8)
+    for ax in axes[:2]:
+        ax.axvline(best, color="grey", ls=":", lw=1)
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("GFF gate g (mean ± std)")
+    axes[0].set_title(f"{title}: GFF, 1 = pass-through (eq. 3-4)")
+    axes[0].legend()
+    axes[1].set_ylabel("share of the target's own z")
+    axes[1].set_title(f"TFF: own behavior's share (grey: 1/{len(behaviors)})")
+    axes[1].legend()
+    matrix = np.array([[selected[f"{t}_tff_from_{s}"] for s in behaviors] for t in behaviors])
+    image = axes[2].imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(matrix.max(), 0.5))
+    axes[2].grid(False)
+    axes[2].set_xticks(range(len(behaviors)), behaviors)
+    axes[2].set_yticks(range(len(behaviors)), behaviors)
+    axes[2].set_xlabel("source behavior z_k'")
+    axes[2].set_ylabel("target behavior (decoder)")
+    axes[2].set_title(f"TFF mixing shares, epoch {selected['epoch']:.0f}")
+    for (i, j), value in np.ndenumerate(matrix):
+        color = "black" if value > 0.6 * matrix.max() else "white"
+        axes[2].text(j, i, f"{value:.2f}", ha="center", va="center", color=color)
+    fig.colorbar(image, ax=axes[2], fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return (
+        f"{title}, BVAE (defaults), seed {run.get('seed', 0)}, honest protocol: training-"
+        "epoch means over the train users. Left: GFF gate g_k = 2·sigmoid(mu_0 W + b) "
+        "(band: std over users and dimensions). Middle and right: TFF's normalised "
+        "weights G_kk' / sum_k' G_kk' (each row sums to 1; 1/c everywhere is the plain "
+        f"sum); dotted: the selected epoch ({best}). 2 CPU cores."
+    )
+
+
 def d_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
     """Test NDCG@5 and HR@5 against the latent size d (RQ3); None with < 2 sizes."""
     runs = {}
@@ -494,6 +564,12 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
         if make(results, dataset, None) is None:
             command = f"scripts/run_studies.sh {study} {data} out/comparison/{dataset}"
             lines.append(f"- {what}: `{command}`")
+    if gates_figure(results, dataset, None) is None:
+        command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 bvae"
+        lines.append(
+            f"- GFF/TFF gate values need a BVAE run that records them (newer than its "
+            f"result files): `{command}` (a new seed, or the old files moved away)"
+        )
     lines.append("")
     return lines
 
@@ -535,6 +611,7 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
             ("rq3_d", d_figure, "RQ3: the latent size d"),
             ("rq4", rq4_figure, "RQ4: adding behaviors"),
             ("training", training_figure, "What BVAE learned: SDWL's task weights over training"),
+            ("gates", gates_figure, "What BVAE learned: the GFF and TFF gates"),
         ):
             png = figures / f"{name}_{dataset}.png"
             caption = make(results, dataset, png)

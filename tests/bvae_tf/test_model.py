@@ -122,6 +122,47 @@ def test_gated_reading_starts_at_reference_and_is_not_degenerate(tiny_batch):
     assert not np.allclose(changed["click"], ref(tiny_batch)["click"])
 
 
+def test_gate_trackers_report_gff_gates_and_tff_shares(tiny_batch):
+    """At initialisation the gated reading is the reference (gate 1, shares 1/c); with
+    random gate weights the trackers equal the gates recomputed from eq. 3-4 and 7-8."""
+    model = _model(tiny_batch, gate_mode="gated")
+    model.compute_loss(tiny_batch)
+    values = {m.name: float(m.result()) for m in model.metrics}
+    for t in BEHAVIORS:
+        assert values[f"{t}_gff_gate"] == pytest.approx(1.0)
+        assert values[f"{t}_gff_gate_std"] == pytest.approx(0.0, abs=1e-7)
+        for source in BEHAVIORS:
+            assert values[f"{t}_tff_from_{source}"] == pytest.approx(1 / 3)
+    rng = np.random.default_rng(2)
+    for layer in model.filters + model.fusions:
+        for v in layer.weights:
+            v.assign(rng.normal(scale=0.5, size=v.shape))
+    for m in model.metrics:
+        m.reset_state()
+    model.compute_loss(tiny_batch)  # evaluation mode: z = mu
+    values = {m.name: float(m.result()) for m in model.metrics}
+    enc = model.encode(tiny_batch)
+    mus = [enc["mu"][t].numpy() for t in BEHAVIORS]
+    for i, t in enumerate(BEHAVIORS):
+        kernel, bias = (v.numpy() for v in model.filters[i].weights)
+        gate = 2.0 / (1.0 + np.exp(-(enc["mean"][t].numpy() @ kernel + bias)))
+        assert values[f"{t}_gff_gate"] == pytest.approx(gate.mean(), rel=1e-5)
+        assert values[f"{t}_gff_gate_std"] == pytest.approx(gate.std(), rel=1e-4)
+        kernel, bias = (v.numpy() for v in model.fusions[i].weights)
+        a = np.stack([z @ kernel + bias for z in mus], axis=1)[..., 0]  # [B, c]
+        shares = np.exp(a - a.max(1, keepdims=True))
+        shares /= shares.sum(1, keepdims=True)
+        got = [values[f"{t}_tff_from_{source}"] for source in BEHAVIORS]
+        np.testing.assert_allclose(got, shares.mean(0), rtol=1e-5)
+        assert sum(got) == pytest.approx(1.0)
+    assert not _model(tiny_batch, use_gff=False, use_tff=False).gate_tracker_names()
+    reference = _model(tiny_batch, gate_mode="reference")
+    reference.compute_loss(tiny_batch)
+    values = {m.name: float(m.result()) for m in reference.metrics}
+    assert values["click_gff_gate"] == 1.0
+    assert values["click_tff_from_purchase"] == pytest.approx(1 / 3)
+
+
 def test_empty_rows_give_finite_outputs_loss_and_gradients(tiny_data):
     # Users 0 (no items at all) and 1 (no clicks) only.
     batch = sparse_batch(

@@ -21,7 +21,21 @@ def _metrics(rng):
     return out
 
 
-def _result(model, seed=0, command_extra="", behaviors=BEHAVIORS, **config):
+def _gates(e, behaviors):
+    """Gate trackers of one epoch: GFF drifting below 1, TFF favouring the own behavior."""
+    own = 0.4 + 0.1 * e
+    return {
+        **{f"{b}_gff_gate": 1.0 - 0.05 * e for b in behaviors},
+        **{f"{b}_gff_gate_std": 0.02 * e for b in behaviors},
+        **{
+            f"{t}_tff_from_{s}": own if s == t else (1 - own) / (len(behaviors) - 1)
+            for t in behaviors
+            for s in behaviors
+        },
+    }
+
+
+def _result(model, seed=0, command_extra="", behaviors=BEHAVIORS, gates=False, **config):
     rng = np.random.default_rng(seed + len(model) + len(config) + len(str(config)))
     run = {
         "seed": seed,
@@ -39,6 +53,7 @@ def _result(model, seed=0, command_extra="", behaviors=BEHAVIORS, **config):
                 **{f"valid/{b}/ndcg@5": 0.01 * e for b in behaviors},
                 **{f"{b}_sdwl_weight": 0.5 / e for b in behaviors},
                 **{f"{b}_sigma": 1.0 + e for b in behaviors},
+                **(_gates(e, behaviors) if gates else {}),
             }
             for e in (1, 2, 3)
         ]
@@ -60,7 +75,7 @@ def results_dir(tmp_path):
     folder.mkdir(parents=True)
     files = {
         "bvae_s0": _result("bvae"),
-        "bvae_s1": _result("bvae", seed=1),
+        "bvae_s1": _result("bvae", seed=1, gates=True),  # newer: records the gates
         "mmoe_s0": _result("bvae", encoder="mmoe"),
         "no_tff_s0": _result("bvae", use_tff=False),
         "vae_pp_s0": _result("vae_pp"),
@@ -96,6 +111,7 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
         "rq3_d_jd",
         "rq4_jd",
         "training_jd",
+        "gates_jd",
     ):
         png = out / "figures" / f"{name}.png"
         assert png.stat().st_size > 5_000
@@ -107,7 +123,17 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     # What is missing, with the command that runs it.
     assert "out/comparison/jd 3 no_base no_gff no_base_gff_tff cgc exchange" in text
     assert "run_studies.sh" not in text  # every study has results
+    assert "BVAE (defaults), seed 1, honest protocol" in text  # the run with gate values
+    assert "GFF/TFF gate values need" not in text
     assert "## UB" not in text  # no UB files: no UB section
+
+
+def test_without_gate_values_the_report_says_how_to_get_them(results_dir, tmp_path):
+    (results_dir / "jd" / "bvae_s1.json").unlink()
+    text = report.render(results_dir, tmp_path / "docs").read_text()
+    assert "gates_jd.png" not in text
+    assert "GFF/TFF gate values need a BVAE run" in text
+    assert "scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3 bvae" in text
 
 
 def test_a_malformed_result_file_is_named(results_dir, tmp_path, capsys):
