@@ -27,7 +27,9 @@ the Trainer: :func:`tuner_fn` searches on the eval split, and ``run_fn`` applies
 several workers, Mirrored over all GPUs when there are several, else the default
 strategy: one GPU if present, else the CPU), ``"default"``, ``"mirrored"`` (over
 ``devices``, default all GPUs or the CPU) or ``"multi_worker_mirrored"`` (cluster
-from ``TF_CONFIG``; only the chief writes the exported model).
+from ``TF_CONFIG``; only the chief writes the exported model, ``fit_result.json`` and
+the TensorBoard logs into the Trainer's directories, every other worker into a
+temporary directory it removes; ``tests/bvae_tf/test_multi_worker.py`` runs two).
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ def make_strategy(
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown distribution strategy {name!r}; expected one of {list(STRATEGIES)}")
+
+
+def _strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The ``distribution_strategy`` setting that gives ``strategy`` (not "auto")."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker_mirrored"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return "default"
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -412,13 +423,18 @@ def run_fn(fn_args: Any) -> None:
         settings["eval_batch_size"],
     )
     started_from = None
+    chief = _is_chief(strategy)
+    # Every worker saves a model and logs (collective ops); a non-chief worker does so
+    # in its own temporary directory, removed at the end (TF's multi-worker guide).
+    worker_dir = None if chief else tempfile.mkdtemp(prefix="bvae-worker-")
+    log_dir = os.path.join(worker_dir or fn_args.model_run_dir, "tensorboard")
     if model_config.variant in bvae_config.CLOSED_FORM_VARIANTS:
         model, result = _fit_closed_form(
             model_config,
             fn_args.train_files,
             eval_ds,
             behaviors,
-            log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
+            log_dir=log_dir,
         )
     else:  # BVAE, VAE (U.) or VAE++
         with strategy.scope():
@@ -430,7 +446,7 @@ def run_fn(fn_args: Any) -> None:
             eval_ds,
             epochs=settings["epochs"],
             patience=settings["patience"],
-            log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
+            log_dir=log_dir,
             verbose=settings["verbose"],
         )
     logging.info(
@@ -440,8 +456,7 @@ def run_fn(fn_args: Any) -> None:
         result.best_score,
         extra={console.CONSOLE: True},
     )
-    chief = _is_chief(strategy)
-    export_dir = fn_args.serving_model_dir if chief else tempfile.mkdtemp(prefix="bvae-worker-")
+    export_dir = os.path.join(worker_dir, "export") if worker_dir else fn_args.serving_model_dir
     export.export_serving_model(model, tf_transform_output, export_dir, top_k=top_k)
     if chief:
         tf.io.gfile.makedirs(fn_args.model_run_dir)
@@ -457,9 +472,11 @@ def run_fn(fn_args: Any) -> None:
             "tuned_hyperparameters": tuned,
             "warm_start": started_from,
             "top_k": top_k,
+            "strategy": _strategy_name(strategy),
+            "replicas": strategy.num_replicas_in_sync,
             "history": result.history,
         }
         with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, FIT_RESULT_FILE), "w") as f:
             json.dump(summary, f, indent=1, sort_keys=True)
     else:
-        tf.io.gfile.rmtree(export_dir)
+        tf.io.gfile.rmtree(worker_dir)

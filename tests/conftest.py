@@ -76,6 +76,7 @@ def tiny_pipeline_data(tmp_path_factory):
 LONGEST_FIRST = (
     "tests/pipeline/test_e2e.py",
     "tests/pipeline/test_daily.py",
+    "tests/bvae_tf/test_multi_worker.py",
     "tests/bvae_tf/test_trainer.py",
     "tests/serving/test_reload.py",
     "tests/components/test_ranking_evaluator.py",
