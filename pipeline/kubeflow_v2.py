@@ -138,6 +138,7 @@ def compile_pipeline(
     output: str,
     schema_path: str | None = None,
     beam_pipeline_args=None,
+    vertex_training: dict | None = None,
 ) -> str:
     """Writes the Kubeflow V2 pipeline JSON of ``config``.
 
@@ -150,6 +151,10 @@ def compile_pipeline(
       schema_path: the curated schema's path inside the image (default: the
         config's; ``None`` in the config infers one with SchemaGen).
       beam_pipeline_args: Beam options (default: the config's).
+      vertex_training: ``project``, ``region``, ``workers``, ``machine_type``: the
+        Trainer runs as a Vertex AI custom job of ``workers`` replicas of ``image``
+        (``pipeline.pipeline.vertex_trainer_config``); ``None``: in the pipeline's
+        own container.
 
     Returns:
       ``output``.
@@ -186,6 +191,7 @@ def compile_pipeline(
         pipeline_root=pipeline_root,
         serving_model_dir=serving_model_dir,
         beam_pipeline_args=beam_pipeline_args,
+        vertex_training=None if vertex_training is None else {**vertex_training, "image": image},
     )
     output_dir, filename = os.path.split(os.path.abspath(output))
     os.makedirs(output_dir, exist_ok=True)

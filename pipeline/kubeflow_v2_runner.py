@@ -5,13 +5,22 @@
     python -m pipeline.kubeflow_v2_runner --config FILE \\
         --pipeline_root gs://BUCKET/pipelines --serving_model_dir gs://BUCKET/serving \\
         --image REGISTRY/bvae-tfx:TAG --output out/kubeflow/bvae.json \\
-        [--schema_path /path/in/image/schema.pbtxt] [-- BEAM_ARGS ...]
+        [--schema_path /path/in/image/schema.pbtxt] \
+        [--vertex_project P --vertex_region R --workers 4 --machine_type n1-standard-8] \
+        [-- BEAM_ARGS ...]
 
 The image must hold this project installed (``pip install .``) on the TFX 1.16 base
 image, so the dotted entry points (``bvae_tf.trainer.run_fn``,
 ``bvae_tf.preprocessing.preprocessing_fn``) and the custom components import there.
 Submit the JSON with the Vertex AI SDK (``aiplatform.PipelineJob(template_path=...)``)
 or the KFP client. Nothing here contacts a cluster.
+
+With ``--vertex_project``/``--vertex_region`` the Trainer is TFX's Vertex AI Trainer:
+``run_fn`` runs as one Vertex AI custom job of ``--workers`` replicas of the image
+(worker pool 0: the chief; pool 1: the others). Vertex AI sets ``TF_CONFIG`` on each,
+so with ``--workers`` > 1 the Trainer trains with ``MultiWorkerMirroredStrategy`` and
+only the chief writes the model (``tests/bvae_tf/test_multi_worker.py`` runs two such
+workers on loopback).
 
 The compilation and its portability rules (a spec for a remote cluster names only
 locations the cluster can read): ``pipeline.kubeflow_v2``.
@@ -39,7 +48,26 @@ def main(argv=None) -> None:
     parser.add_argument("--image", required=True, help="container image with the project")
     parser.add_argument("--output", default="out/kubeflow/pipeline.json", help="JSON to write")
     parser.add_argument("--schema_path", default=None, help="curated schema path in the image")
+    vertex = parser.add_argument_group(
+        "Vertex AI training", "run the Trainer as a Vertex AI custom job (several workers)"
+    )
+    vertex.add_argument("--vertex_project", default=None, help="Google Cloud project")
+    vertex.add_argument("--vertex_region", default=None, help="e.g. us-central1")
+    vertex.add_argument(
+        "--workers", type=int, default=1, help="replicas (MultiWorkerMirroredStrategy when > 1)"
+    )
+    vertex.add_argument("--machine_type", default="n1-standard-8", help="each replica's machine")
     args = parser.parse_args(argv)
+    vertex_training = None
+    if args.vertex_project or args.vertex_region or args.workers != 1:
+        if not (args.vertex_project and args.vertex_region):
+            parser.error("--workers needs --vertex_project and --vertex_region")
+        vertex_training = {
+            "project": args.vertex_project,
+            "region": args.vertex_region,
+            "workers": args.workers,
+            "machine_type": args.machine_type,
+        }
     from pipeline import kubeflow_v2  # TFX: loaded once the flags and config are good
 
     path = kubeflow_v2.compile_pipeline(
@@ -50,6 +78,7 @@ def main(argv=None) -> None:
         output=args.output,
         schema_path=args.schema_path,
         beam_pipeline_args=beam_args,
+        vertex_training=vertex_training,
     )
     print(f"Kubeflow V2 pipeline written to {path}")
 

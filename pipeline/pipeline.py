@@ -62,6 +62,43 @@ NODE_IDS: tuple[str, ...] = (
 )
 
 
+def vertex_trainer_config(
+    *, project: str, region: str, image: str, workers: int = 1, machine_type: str = "n1-standard-8"
+) -> dict[str, Any]:
+    """The Trainer ``custom_config`` keys that make TFX's Vertex AI Trainer run
+    ``run_fn`` as one custom job of ``workers`` replicas of ``image``.
+
+    Worker pool 0 is the chief (1 replica), pool 1 the other ``workers - 1``. Vertex AI
+    sets ``TF_CONFIG`` on each replica (task types ``chief`` and ``worker``), so
+    ``run_fn``'s ``"auto"`` strategy is ``MultiWorkerMirroredStrategy`` when
+    ``workers > 1`` and only the chief writes the model (``bvae_tf.trainer``). Keys:
+    ``tfx.v1.extensions.google_cloud_ai_platform`` (ENABLE_VERTEX_KEY,
+    VERTEX_REGION_KEY, TRAINING_ARGS_KEY); job spec:
+    https://cloud.google.com/vertex-ai/docs/reference/rest/v1/CustomJobSpec
+
+    Raises:
+      ValueError: if ``workers < 1`` or a name is empty.
+    """
+    if int(workers) < 1:
+        raise ValueError(f"vertex training: workers must be >= 1, got {workers!r}")
+    for name, value in (("project", project), ("region", region), ("image", image)):
+        if not value:
+            raise ValueError(f"vertex training: {name} is empty")
+    pool = {"machine_spec": {"machine_type": machine_type}, "container_spec": {"image_uri": image}}
+    pools = [{**pool, "replica_count": 1}]
+    if int(workers) > 1:
+        pools.append({**pool, "replica_count": int(workers) - 1})
+    vertex = tfx.extensions.google_cloud_ai_platform
+    return {
+        vertex.ENABLE_VERTEX_KEY: True,
+        vertex.VERTEX_REGION_KEY: region,
+        vertex.TRAINING_ARGS_KEY: {
+            "project": project,
+            "job_spec": {"worker_pool_specs": pools},
+        },
+    }
+
+
 def create_pipeline(
     *,
     pipeline_name: str,
@@ -78,6 +115,7 @@ def create_pipeline(
     enable_cache: bool = False,
     batch_inference: Mapping[str, Any] | None = None,
     drift_config: Any | None = None,
+    vertex_training: Mapping[str, Any] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Assembles the pipeline.
 
@@ -102,6 +140,10 @@ def create_pipeline(
       drift_config: a ``drift.DriftConfig`` of the validator: this span's statistics
         are compared with the latest earlier run's that passed validation (a
         resolver that runs before StatisticsGen); ``None``: no drift check.
+      vertex_training: train as a Vertex AI custom job (TFX's
+        ``google_cloud_ai_platform.Trainer``, the same ``run_fn``): the keys of
+        :func:`vertex_trainer_config`; ``None``: the Trainer runs where the
+        orchestrator runs it.
 
     Returns:
       The ``tfx.dsl.Pipeline``.
@@ -176,7 +218,11 @@ def create_pipeline(
     ).with_id(BASELINE_RESOLVER)
 
     warm_start = bool(dict(trainer_config.get("training") or {}).get("warm_start", False))
-    trainer = tfx.components.Trainer(
+    trainer_class, trainer_custom_config = tfx.components.Trainer, dict(trainer_config)
+    if vertex_training is not None:
+        trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer
+        trainer_custom_config.update(vertex_trainer_config(**vertex_training))
+    trainer = trainer_class(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -185,7 +231,7 @@ def create_pipeline(
         hyperparameters=None if tuner is None else tuner.outputs["best_hyperparameters"],
         # training.warm_start: start from the latest blessed model (bvae_tf.warm_start).
         base_model=baseline_resolver.outputs["model"] if warm_start else None,
-        custom_config=dict(trainer_config),
+        custom_config=trainer_custom_config,
     ).with_id(TRAINER)
 
     evaluator = RankingEvaluator(

@@ -291,6 +291,34 @@ def test_kubeflow_v2_spec_with_remote_roots_names_no_local_path(tmp_path, monkey
     assert not [v for v in strings if v.startswith("/") or '"/' in v or "'/" in v]
 
 
+def test_kubeflow_v2_trainer_on_vertex_with_several_workers(tmp_path):
+    """--workers 3: the Trainer is TFX's Vertex AI Trainer with a chief pool of 1 and a
+    worker pool of 2 replicas of the image; its custom_config still holds run_fn's."""
+    config = configs.load_config(overrides=["data.input_base=gs://bucket/events.csv.gz"])
+    path = kubeflow_v2.compile_pipeline(
+        config,
+        pipeline_root="gs://bucket/root",
+        serving_model_dir="gs://bucket/serving",
+        image="registry.example/bvae-tfx:1",
+        output=str(tmp_path / "vertex.json"),
+        schema_path="/app/pipeline/schema/default/schema.pbtxt",
+        vertex_training={"project": "p", "region": "us-central1", "workers": 3},
+    )
+    spec = json.loads(pathlib.Path(path).read_text())["pipelineSpec"]
+    executors = json.dumps(spec["deploymentSpec"]["executors"])
+    assert "google_cloud_ai_platform.trainer.executor.GenericExecutor" in executors
+    parameters = spec["root"]["dag"]["tasks"][pipeline_lib.TRAINER]["inputs"]["parameters"]
+    custom = json.loads(parameters["custom_config"]["runtimeValue"]["constantValue"]["stringValue"])
+    assert custom["ai_platform_enable_vertex"] is True
+    assert custom["ai_platform_vertex_region"] == "us-central1"
+    pools = custom["ai_platform_training_args"]["job_spec"]["worker_pool_specs"]
+    assert [p["replica_count"] for p in pools] == [1, 2]
+    assert {p["container_spec"]["image_uri"] for p in pools} == {"registry.example/bvae-tfx:1"}
+    assert custom["behaviors"] == list(config.behaviors)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        pipeline_lib.vertex_trainer_config(project="p", region="r", image="i", workers=0)
+
+
 def test_local_path_scan_finds_nested_strings():
     spec = {"a": [{"b": "x"}, {"c": "--flag=/home/me/repo/schema.pbtxt"}], "d": "/home/me/repo"}
     found = kubeflow_v2.local_paths_in(spec, ["/home/me/repo/"])
