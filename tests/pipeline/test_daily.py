@@ -1,5 +1,8 @@
 """End to end: the daily run of ``docs/PIPELINE.md`` ("A daily run"), its three
-commands as written there, with a smaller model and epoch budget for test time.
+commands as written there, with a smaller model and epoch budget for test time, and
+every Beam job on Beam's portable runner path (``--runner=PortableRunner
+--job_endpoint=embed --environment_type=LOOPBACK``: the job API the Flink and Spark
+runners use).
 
 Day 1 (``python -m pipeline.demo $S``) trains from scratch and writes batch rows;
 day 2 (``--set synthetic.seed=1``, a new span that adds and removes items) starts
@@ -36,6 +39,15 @@ SMALL = (
     "training.patience=10",
     "training.batch_size=100",
 )
+#: Beam's portable runner path with an embedded job server and in-process workers.
+PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
+#: The pipeline's Beam components (the BatchRecommender runs with batch output on).
+BEAM_NODES = (
+    pipeline_lib.EXAMPLE_GEN,
+    pipeline_lib.STATISTICS_GEN,
+    pipeline_lib.TRANSFORM,
+    pipeline_lib.BATCH_RECOMMENDER,
+)
 DAYS = {
     1: (),
     2: ("synthetic.seed=1",),
@@ -61,6 +73,7 @@ def days(tmp_path_factory):
                 "-m",
                 "pipeline.demo",
                 *_sets((f"output_root={root}", *SWITCHES, *SMALL, *extra)),
+                *_sets([f"beam_pipeline_args={json.dumps(PORTABLE)}"]),
             ],
             cwd=REPO,
             env=env,
@@ -154,3 +167,28 @@ def test_day3_drifted_span_stops_before_training_and_pushes_nothing(days):
     for node in (pipeline_lib.TRANSFORM, pipeline_lib.TRAINER, pipeline_lib.PUSHER):
         assert node not in third["components"]
     assert _versions(config) == sorted([runs[1][1]["pushed_version"], second["pushed_version"]])
+
+
+def _node_logs(log_text: str) -> dict[str, str]:
+    """The full log's lines per component, between "<node> is running" and "... is
+    finished" (LocalDagRunner: ``Component X``; BeamDagRunner: ``node X``)."""
+    sections, current = {}, None
+    for line in log_text.splitlines():
+        match = re.search(r"(?:Component|node) (\S+) is (running|finished)", line)
+        if match:
+            current = match.group(1) if match.group(2) == "running" else None
+            continue
+        if current:
+            sections[current] = sections.get(current, "") + line + "\n"
+    return sections
+
+
+def test_every_beam_component_ran_on_the_portable_runner(days):
+    _, runs = days
+    done, _ = runs[2]
+    log_file = pathlib.Path(done.stdout.splitlines()[0].removeprefix("Full log: "))
+    sections = _node_logs(log_file.read_text())
+    for node in BEAM_NODES:
+        assert "portable_runner" in sections[node], node
+        assert "Job state changed to DONE" in sections[node], node
+    assert "portable_runner" not in sections[pipeline_lib.TRAINER]  # no Beam job there
