@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 
 .PHONY: install test test-slow test-all demo lint format clean pipeline-jd synthetic-log serve \
-	bench-train bench-example-gen bench-pipeline-jd bench-serve bench-batch report demo-tune
+	bench-train bench-example-gen bench-pipeline-jd bench-serve bench-batch bench-warm-start \
+	report demo-tune
 
 install:
 	@bash scripts/install.sh
@@ -58,6 +59,10 @@ bench-example-gen: install
 
 bench-pipeline-jd: install
 	$(PY) benchmarks/pipeline_jd.py $(BENCH_ARGS)
+
+## Warm start on two JD spans: epochs to the cold run's valid quality (3 pipeline runs).
+bench-warm-start: install
+	$(PY) benchmarks/warm_start_jd.py $(BENCH_ARGS)
 
 bench-serve: install
 	$(PY) -m benchmarks.serve_load $(BENCH_ARGS)
