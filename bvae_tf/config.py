@@ -112,6 +112,11 @@ class BVAEConfig:
       item_path: a labelled BVAE variant beyond the paper: adds to behavior ``k``'s
         logits a learned weight on the user's own items of every other behavior
         (``layers.CrossBehaviorItemPath``). Needs ``variant="bvae"`` and ``c >= 2``.
+      sampled_softmax: negatives drawn per decoder and training step for a sampled
+        softmax over the batch's target items and those negatives
+        (``losses.sampled_multinomial_nll``, uniform proposal); 0 (default): the full
+        softmax over every item. Evaluation and serving always rank every item.
+        Not with ``item_path``.
     """
 
     behaviors: tuple[str, ...]
@@ -138,6 +143,7 @@ class BVAEConfig:
     ease_diagonal: str = "free"
     item_path: bool = False
     loss_weights: tuple[float, ...] | None = None
+    sampled_softmax: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "behaviors", features.validate_behaviors(self.behaviors))
@@ -165,6 +171,7 @@ class BVAEConfig:
             (self.encoder in ENCODERS, "encoder", self.encoder),
             (self.ease_l2 > 0.0, "ease_l2", self.ease_l2),
             (self.ease_diagonal in EASE_DIAGONALS, "ease_diagonal", self.ease_diagonal),
+            (self.sampled_softmax >= 0, "sampled_softmax", self.sampled_softmax),
             (
                 len(self.logvar_range) == 2 and self.logvar_range[0] < self.logvar_range[1],
                 "logvar_range",
@@ -178,6 +185,11 @@ class BVAEConfig:
             raise ValueError(
                 "BVAEConfig.item_path links behaviors: it needs variant='bvae' and at least "
                 f"2 behaviors (got variant={self.variant!r}, behaviors={self.behaviors})"
+            )
+        if self.sampled_softmax and self.item_path:
+            raise ValueError(
+                "BVAEConfig.sampled_softmax and item_path cannot be combined: the item "
+                "path adds logits to every item"
             )
         if self.encoder != "base" and (not self.use_base or self.variant != "bvae"):
             raise ValueError(

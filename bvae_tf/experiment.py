@@ -132,6 +132,13 @@ def _parser() -> argparse.ArgumentParser:
         "other behaviors to each behavior's logits (BVAEConfig.item_path)",
     )
     p.add_argument(
+        "--sampled-softmax",
+        type=int,
+        metavar="N",
+        help="train each decoder with a sampled softmax over the batch's targets and N "
+        "uniform negatives per step (BVAEConfig.sampled_softmax; evaluation ranks every item)",
+    )
+    p.add_argument(
         "--loss-weights",
         type=float,
         nargs="+",
@@ -257,6 +264,8 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["jit_compile"] = True
     if args.item_path:
         overrides["item_path"] = True
+    if args.sampled_softmax:
+        overrides["sampled_softmax"] = args.sampled_softmax
     if args.loss_weights:
         overrides["loss_weights"] = tuple(args.loss_weights)
     for name in args.ablation:

@@ -367,6 +367,20 @@ class ItemDecoder(tf.keras.layers.Layer):
         table = tf.concat([self.item_embeddings, self.item_bias[:, None]], axis=1)
         return tf.cast(table, self.compute_dtype)
 
+    def candidate_table(self, candidates: tf.Tensor) -> tf.Tensor:
+        """``[C]`` item indices -> ``[C, d + 1]`` their rows of :meth:`item_table`,
+        gathered from ``E`` and ``b`` so that gradients touch only those rows."""
+        if not self.built:
+            self.build()
+        table = tf.concat(
+            [
+                tf.gather(self.item_embeddings, candidates),
+                tf.gather(self.item_bias, candidates)[:, None],
+            ],
+            axis=1,
+        )
+        return tf.cast(table, self.compute_dtype)
+
     def queries(self, z_hat: tf.Tensor) -> tf.Tensor:
         """``[B, d]`` -> ``[B, d + 1]`` with a trailing column of ones (compute dtype)."""
         z_hat = tf.cast(z_hat, self.compute_dtype)

@@ -124,6 +124,53 @@ def multinomial_nll(
     return _nll_extra(queries, item_table, tf.cast(extra[2], tf.float32))
 
 
+def sampled_multinomial_nll(
+    queries: tf.Tensor,
+    candidate_table: tf.Tensor,
+    rows: tf.Tensor,
+    cols: tf.Tensor,
+    batch_size: tf.Tensor,
+    *,
+    candidates: tf.Tensor,
+    log_q: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """:func:`multinomial_nll` with the softmax over a candidate subset of the items
+    (sampled softmax; Jean et al., ACL 2015; Bengio and Senecal, 2008):
+
+        nll_u = n_u * logsumexp_{j in S}(l_uj - log q_j) - sum_{i in x_u} (l_ui - log q_i),
+
+    ``l = queries @ candidate_table^T``, ``S`` the candidates (every target item of the
+    batch and the sampled negatives) and ``q_j`` the proposal's probability of
+    drawing ``j`` (the logQ correction; a constant ``log q``, as for a uniform
+    proposal, cancels). With every item as a candidate and ``log_q = None`` it is
+    :func:`multinomial_nll` exactly. Gradients by autodiff; they reach only the
+    candidates' rows of the item table when ``candidate_table`` is gathered from it
+    (``layers.ItemDecoder.candidate_table``).
+
+    Args:
+      queries: ``[B, d + 1]`` float (latent rows with a trailing column of ones).
+      candidate_table: ``[C, d + 1]`` same dtype, the candidates' table rows.
+      rows: ``[nnz]`` int64 user row of each target entry.
+      cols: ``[nnz]`` int64 item index of each target entry.
+      batch_size: scalar int, ``B``.
+      candidates: ``[C]`` int64 item indices, sorted ascending, unique, holding every
+        value of ``cols``.
+      log_q: optional ``[C]`` float32 log proposal probability of each candidate.
+
+    Returns:
+      ``[B]`` float32 negative log-likelihood per user (0 for a user without targets).
+    """
+    batch_size = tf.cast(batch_size, tf.int64)
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(rows, tf.float32), rows, batch_size)
+    logits = tf.cast(tf.matmul(queries, candidate_table, transpose_b=True), tf.float32)
+    if log_q is not None:
+        logits -= tf.cast(log_q, tf.float32)[None, :]
+    positions = tf.searchsorted(candidates, cols)
+    positive = tf.gather_nd(logits, tf.stack([rows, tf.cast(positions, tf.int64)], axis=1))
+    lse = tf.reduce_logsumexp(logits, axis=1)
+    return counts * lse - tf.math.unsorted_segment_sum(positive, rows, batch_size)
+
+
 def gaussian_kl(mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) per user (eq. 11).
 

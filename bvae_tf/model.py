@@ -374,7 +374,8 @@ class BVAE(tf.keras.Model):
 
         Trackers (``model.metrics``, reset every epoch by Keras): ``loss``, ``beta``
         and per task (behavior, or ``union``) ``<task>_nll`` (reconstruction NLL per
-        user), ``<task>_kl``, ``<task>_sdwl_weight`` (``1 / (2 sigma_bar^2)``, 1 when
+        user; in training with ``sampled_softmax``, the sampled-softmax NLL),
+        ``<task>_kl``, ``<task>_sdwl_weight`` (``1 / (2 sigma_bar^2)``, 1 when
         SDWL is off), ``<task>_sigma`` (``sigma_bar``) and ``<task>_logvar_clamped``
         (fraction of log-variances at the ``logvar_range`` bounds). With GFF, per task
         ``<task>_gff_gate`` and ``<task>_gff_gate_std``: mean and standard deviation of
@@ -401,14 +402,25 @@ class BVAE(tf.keras.Model):
             extra = None
             if self.item_path is not None:
                 extra = self.item_path.entries(list(enc["inputs"].values()), k)
-            nll = self._dense_nll.fn(
-                dec.queries(enc["z_hat"][task]),
-                dec.item_table(),
-                target.rows,
-                target.cols,
-                target.batch_size,
-                extra=extra,
-            )
+            if cfg.sampled_softmax and training:
+                candidates = self._candidates(target.cols, 7000 + k)
+                nll = losses.sampled_multinomial_nll(
+                    dec.queries(enc["z_hat"][task]),
+                    dec.candidate_table(candidates),
+                    target.rows,
+                    target.cols,
+                    target.batch_size,
+                    candidates=candidates,
+                )
+            else:
+                nll = self._dense_nll.fn(
+                    dec.queries(enc["z_hat"][task]),
+                    dec.item_table(),
+                    target.rows,
+                    target.cols,
+                    target.batch_size,
+                    extra=extra,
+                )
             logvar = enc["logvar"][task]
             kl = losses.gaussian_kl(enc["mu"][task], logvar)
             log_sigma = losses.log_mean_sigma(logvar)
@@ -431,6 +443,18 @@ class BVAE(tf.keras.Model):
         self._trackers["beta"].update_state(beta)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return total / float(replicas)
+
+    def _candidates(self, cols: tf.Tensor, salt: int) -> tf.Tensor:
+        """Sorted unique ``[C]`` int64: the batch's target items ``cols`` and
+        ``sampled_softmax`` uniform draws (seeded by the config seed and the step)."""
+        negatives = tf.random.stateless_uniform(
+            [self._cfg.sampled_softmax],
+            seed=self._seed(salt),
+            minval=0,
+            maxval=self._cfg.num_items,
+            dtype=tf.int64,
+        )
+        return tf.sort(tf.unique(tf.concat([tf.cast(cols, tf.int64), negatives], 0))[0])
 
     def _track_gates(self, enc: dict) -> None:
         """Updates the gate trackers of :meth:`compute_loss` from an :meth:`encode` output."""

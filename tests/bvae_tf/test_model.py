@@ -446,6 +446,73 @@ def test_multinomial_nll_value_and_gradient_match_dense_autodiff():
         np.testing.assert_allclose(ga.numpy(), gb.numpy(), rtol=1e-4, atol=1e-6)
 
 
+def test_sampled_softmax_over_every_item_equals_the_full_softmax():
+    rng = np.random.default_rng(3)
+    m, b, d = 12, 4, 5
+    queries = tf.constant(rng.normal(size=(b, d + 1)), tf.float32)
+    table = tf.Variable(rng.normal(size=(m, d + 1)), dtype=tf.float32)
+    rows = tf.constant([0, 0, 1, 3, 3, 3], tf.int64)
+    cols = tf.constant([1, 7, 2, 0, 5, 11], tf.int64)
+    every = tf.range(m, dtype=tf.int64)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(queries)
+        full = losses.multinomial_nll(queries, table, rows, cols, b)
+        sampled = losses.sampled_multinomial_nll(
+            queries, tf.gather(table, every), rows, cols, b, candidates=every
+        )
+        shifted = losses.sampled_multinomial_nll(
+            queries,
+            tf.gather(table, every),
+            rows,
+            cols,
+            b,
+            candidates=every,
+            log_q=tf.fill([m], -2.5),
+        )
+    np.testing.assert_allclose(sampled, full, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(shifted, full, rtol=1e-5, atol=1e-5)  # constant log q cancels
+    assert sampled.numpy()[2] == 0.0  # a user without targets
+    for var in (queries, table):
+        got, want = tape.gradient(sampled, var), tape.gradient(full, var)
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(got), tf.convert_to_tensor(want), rtol=1e-4, atol=1e-5
+        )
+    # A subset: the softmax over the targets and two negatives, by hand.
+    subset = tf.constant([0, 1, 2, 4, 5, 7, 11], tf.int64)
+    log_q = tf.constant(rng.normal(size=7), tf.float32)
+    got = losses.sampled_multinomial_nll(
+        queries, tf.gather(table, subset), rows, cols, b, candidates=subset, log_q=log_q
+    )
+    logits = (queries.numpy() @ table.numpy()[subset.numpy()].T) - log_q.numpy()[None]
+    lse = np.log(np.exp(logits).sum(1))
+    pos = {int(i): k for k, i in enumerate(subset.numpy())}
+    expected = np.zeros(b)
+    for r, c in zip(rows.numpy(), cols.numpy(), strict=True):
+        expected[r] += lse[r] - logits[r, pos[int(c)]]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_sampled_softmax_training_touches_only_the_candidate_rows(tiny_batch):
+    model = _model(tiny_batch, sampled_softmax=3)
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(tiny_batch, training=True)
+    assert np.isfinite(loss.numpy())
+    decoder = model.decoders[0]
+    grads = tape.gradient(loss, [decoder.item_embeddings, model.mean_encoder.kernel])
+    assert all(isinstance(g, tf.IndexedSlices) for g in grads)
+    touched = set(np.unique(grads[0].indices.numpy()))
+    targets = set(tiny_batch[F.items_key(BEHAVIORS[0])].values.numpy())
+    assert targets <= touched and len(touched) <= len(targets) + 3
+    # Evaluation and serving keep the full softmax.
+    full = _model(tiny_batch)
+    full.set_weights(model.get_weights())
+    np.testing.assert_allclose(model.compute_loss(tiny_batch), full.compute_loss(tiny_batch))
+    with pytest.raises(ValueError, match="sampled_softmax and item_path"):
+        _config(sampled_softmax=10, item_path=True)
+    with pytest.raises(ValueError, match="sampled_softmax"):
+        _config(sampled_softmax=-1)
+
+
 def test_multinomial_nll_with_sparse_extra_logits_matches_dense_autodiff():
     rng = np.random.default_rng(1)
     q = tf.constant(rng.normal(size=(4, 4)), tf.float32)
