@@ -117,6 +117,10 @@ class BVAEConfig:
         (``losses.sampled_multinomial_nll``, uniform proposal); 0 (default): the full
         softmax over every item. Evaluation and serving always rank every item.
         Not with ``item_path``.
+      sparse_updates: train with ``optimizers.LazyAdam``: the item tables' sparse
+        gradients (the encoders', and the decoders' under ``sampled_softmax``) update
+        only the rows of the batch's items; False (default): Keras' Adam, which decays
+        every row's moments on every step.
     """
 
     behaviors: tuple[str, ...]
@@ -144,6 +148,7 @@ class BVAEConfig:
     item_path: bool = False
     loss_weights: tuple[float, ...] | None = None
     sampled_softmax: int = 0
+    sparse_updates: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "behaviors", features.validate_behaviors(self.behaviors))

@@ -493,7 +493,8 @@ class BVAE(tf.keras.Model):
 
 
 def make_optimizer(config: BVAEConfig, jit_compile: bool = False) -> tf.keras.optimizers.Optimizer:
-    """Adam at ``config.learning_rate`` (loss-scaled under mixed float16).
+    """Adam at ``config.learning_rate`` (loss-scaled under mixed float16);
+    ``optimizers.LazyAdam`` with ``config.sparse_updates``.
 
     Args:
       config: the model configuration.
@@ -501,9 +502,14 @@ def make_optimizer(config: BVAEConfig, jit_compile: bool = False) -> tf.keras.op
         JD step about 10% faster on CPU but compiling costs 20-30 s, so it pays only for
         long runs (the experiment CLI turns it on).
     """
-    optimizer = tf.keras.optimizers.Adam(
-        learning_rate=config.learning_rate, jit_compile=jit_compile
-    )
+    if config.sparse_updates:  # its row de-duplication (tf.unique) does not compile
+        from bvae_tf.optimizers import LazyAdam
+
+        optimizer = LazyAdam(learning_rate=config.learning_rate, jit_compile=False)
+    else:
+        optimizer = tf.keras.optimizers.Adam(
+            learning_rate=config.learning_rate, jit_compile=jit_compile
+        )
     if config.precision == "mixed_float16":
         optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer

@@ -507,10 +507,49 @@ def test_sampled_softmax_training_touches_only_the_candidate_rows(tiny_batch):
     full = _model(tiny_batch)
     full.set_weights(model.get_weights())
     np.testing.assert_allclose(model.compute_loss(tiny_batch), full.compute_loss(tiny_batch))
+    # LazyAdam: a one-user step moves only that step's candidate rows.
+    one_user = {
+        key: tf.sparse.slice(x, [0, 0], [1, x.dense_shape[1]]) for key, x in tiny_batch.items()
+    }
+    lazy = _model(one_user, sampled_softmax=3, sparse_updates=True)
+    lazy.compile(optimizer=Mo.make_optimizer(lazy.bvae_config))
+    before = lazy.decoders[0].item_embeddings.numpy()
+    lazy.fit(tf.data.Dataset.from_tensors(one_user), epochs=1, verbose=0)
+    moved = np.any(lazy.decoders[0].item_embeddings.numpy() != before, axis=1)
+    own = set(one_user[F.items_key(BEHAVIORS[0])].values.numpy())
+    assert own <= set(np.flatnonzero(moved)) and moved.sum() <= len(own) + 3
     with pytest.raises(ValueError, match="sampled_softmax and item_path"):
         _config(sampled_softmax=10, item_path=True)
     with pytest.raises(ValueError, match="sampled_softmax"):
         _config(sampled_softmax=-1)
+
+
+def test_lazy_adam_updates_only_the_touched_rows_and_equals_adam_on_all_rows():
+    from bvae_tf.optimizers import LazyAdam
+
+    rng = np.random.default_rng(4)
+    start = rng.normal(size=(6, 3)).astype(np.float32)
+    grads = [rng.normal(size=(6, 3)).astype(np.float32) for _ in range(3)]
+    dense, lazy, part = (tf.Variable(start) for _ in range(3))
+    adam, lazy_adam, part_adam = (
+        tf.keras.optimizers.Adam(0.1),
+        LazyAdam(0.1),
+        LazyAdam(0.1),
+    )
+    every = tf.constant([5, 0, 1, 2, 3, 4])
+    touched = tf.constant([1, 4, 1])  # row 1 twice: summed
+    for g in grads:
+        adam.apply_gradients([(tf.constant(g), dense)])
+        lazy_adam.apply_gradients([(tf.IndexedSlices(tf.gather(g, every), every), lazy)])
+        part_adam.apply_gradients([(tf.IndexedSlices(tf.gather(g, touched), touched), part)])
+    np.testing.assert_allclose(lazy.numpy(), dense.numpy(), rtol=1e-5, atol=1e-5)
+    moved = np.any(part.numpy() != start, axis=1)
+    assert moved.tolist() == [False, True, False, False, True, False]
+    # Row 1 took the summed gradient of its two entries, as Adam on that dense gradient.
+    single, summed = tf.Variable(start[1:2]), tf.keras.optimizers.Adam(0.1)
+    for g in grads:
+        summed.apply_gradients([(tf.constant(2 * g[1:2]), single)])
+    np.testing.assert_allclose(part.numpy()[1], single.numpy()[0], rtol=1e-5, atol=1e-5)
 
 
 def test_multinomial_nll_with_sparse_extra_logits_matches_dense_autodiff():
