@@ -121,6 +121,9 @@ class BVAEConfig:
         gradients (the encoders', and the decoders' under ``sampled_softmax``) update
         only the rows of the batch's items; False (default): Keras' Adam, which decays
         every row's moments on every step.
+      top_k_chunk_size: ``recommend`` (and so the serving signature) scores the items
+        this many at a time (``layers.DecoderTopK``), bounding its memory by
+        ``[B, chunk]`` for large catalogs; 0 (default): all items at once.
     """
 
     behaviors: tuple[str, ...]
@@ -149,6 +152,7 @@ class BVAEConfig:
     loss_weights: tuple[float, ...] | None = None
     sampled_softmax: int = 0
     sparse_updates: bool = False
+    top_k_chunk_size: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "behaviors", features.validate_behaviors(self.behaviors))
@@ -177,6 +181,7 @@ class BVAEConfig:
             (self.ease_l2 > 0.0, "ease_l2", self.ease_l2),
             (self.ease_diagonal in EASE_DIAGONALS, "ease_diagonal", self.ease_diagonal),
             (self.sampled_softmax >= 0, "sampled_softmax", self.sampled_softmax),
+            (self.top_k_chunk_size >= 0, "top_k_chunk_size", self.top_k_chunk_size),
             (
                 len(self.logvar_range) == 2 and self.logvar_range[0] < self.logvar_range[1],
                 "logvar_range",

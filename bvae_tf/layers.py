@@ -410,6 +410,19 @@ class ItemDecoder(tf.keras.layers.Layer):
                 )
         self.item_embeddings_by_dim.assign(tf.transpose(self.item_embeddings))
 
+    def chunk_logits(self, z_hat: tf.Tensor, start: int, stop: int) -> tf.Tensor:
+        """``[B, d]`` latent -> ``[B, stop - start]`` float32 logits of the items
+        ``[start, stop)``: the columns of :meth:`call`'s output, computed alone."""
+        z_hat = tf.cast(z_hat, self.compute_dtype)
+        by_dim = getattr(self, "item_embeddings_by_dim", None)
+        if by_dim is not None:
+            logits = tf.matmul(z_hat, tf.cast(by_dim[:, start:stop], self.compute_dtype))
+        else:
+            embeddings = tf.cast(self.item_embeddings[start:stop], self.compute_dtype)
+            logits = tf.matmul(z_hat, embeddings, transpose_b=True)
+        bias = tf.cast(self.item_bias[start:stop], self.compute_dtype)
+        return tf.cast(logits + bias, tf.float32)
+
     def call(self, z_hat: tf.Tensor) -> tf.Tensor:
         """``[B, d]`` latent -> ``[B, m]`` float32 logits ``z_hat @ E^T + b``.
 
@@ -453,15 +466,26 @@ class DecoderTopK(tf.keras.layers.Layer):
     (``index``), needs a static exclusion width (``k + exclusions.shape[1]``) and
     lowers excluded scores by 1e5 instead of removing them; none of it applies here.
 
+    With ``chunk_size``, :meth:`query_with_exclusions` scores the items ``chunk_size``
+    at a time, keeps each chunk's top ``k`` and merges them (the same items, scores
+    and tie order), so its memory is ``[B, chunk_size]`` rather than ``[B, m]``.
+
     Args:
       decoder: the :class:`ItemDecoder` whose logits are ranked.
       k: default number of items.
+      chunk_size: items scored at a time (``None``: all at once).
+
+    Raises:
+      ValueError: if ``chunk_size`` is not ``None`` or a positive int.
     """
 
-    def __init__(self, decoder: ItemDecoder, k: int = 10, **kwargs):
+    def __init__(self, decoder: ItemDecoder, k: int = 10, chunk_size: int | None = None, **kwargs):
         super().__init__(**kwargs)
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size must be None or a positive int, got {chunk_size!r}")
         self.decoder = decoder
         self._k = k
+        self.chunk_size = chunk_size
 
     def get_config(self) -> dict:
         """``name``, ``k`` and the decoder's own (serialized) config. A layer rebuilt
@@ -470,6 +494,7 @@ class DecoderTopK(tf.keras.layers.Layer):
         return {
             "name": self.name,
             "k": self._k,
+            "chunk_size": self.chunk_size,
             "decoder": tf.keras.layers.serialize(self.decoder),
         }
 
@@ -507,15 +532,34 @@ class DecoderTopK(tf.keras.layers.Layer):
           (scores ``[B, k]`` float32, item indices ``[B, k]`` int64), descending.
         """
         k = self._check_k(k)
-        scores = self.decoder(queries)
         if isinstance(exclusions, SparseRows):
-            return self._top_k(scores, exclusions, k)
-        if not isinstance(exclusions, tf.SparseTensor | tf.RaggedTensor):
-            dense = tf.cast(exclusions, tf.int64)
-            exclusions = tf.RaggedTensor.from_tensor(dense, padding=tf.constant(-1, tf.int64))
-            exclusions = tf.ragged.boolean_mask(exclusions, exclusions >= 0)
-        excluded = to_sparse_rows(exclusions, self.decoder.num_items, name="exclusions")
-        return self._top_k(scores, excluded, k)
+            excluded = exclusions
+        else:
+            if not isinstance(exclusions, tf.SparseTensor | tf.RaggedTensor):
+                dense = tf.cast(exclusions, tf.int64)
+                exclusions = tf.RaggedTensor.from_tensor(dense, padding=tf.constant(-1, tf.int64))
+                exclusions = tf.ragged.boolean_mask(exclusions, exclusions >= 0)
+            excluded = to_sparse_rows(exclusions, self.decoder.num_items, name="exclusions")
+        num_items = self.decoder.num_items
+        if self.chunk_size is None or self.chunk_size >= num_items:
+            return self._top_k(self.decoder(queries), excluded, k)
+        values, indices = [], []
+        for start in range(0, num_items, self.chunk_size):
+            stop = min(start + self.chunk_size, num_items)
+            inside = (excluded.cols >= start) & (excluded.cols < stop)
+            in_chunk = SparseRows(
+                tf.boolean_mask(excluded.rows, inside),
+                tf.boolean_mask(excluded.cols, inside) - start,
+                excluded.batch_size,
+            )
+            chunk = self.decoder.chunk_logits(queries, start, stop)
+            v, i = self._top_k(chunk, in_chunk, min(k, stop - start))
+            values.append(v)
+            indices.append(i + start)
+        # Chunks in item order, each sorted: among equal scores the lower item comes
+        # first in the concatenation, so the merge keeps top_k's tie order.
+        merged, at = tf.math.top_k(tf.concat(values, axis=1), k=k)
+        return merged, tf.gather(tf.concat(indices, axis=1), at, batch_dims=1)
 
     @staticmethod
     def _top_k(scores: tf.Tensor, excluded: SparseRows, k: int) -> tuple[tf.Tensor, tf.Tensor]:

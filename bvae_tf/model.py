@@ -156,7 +156,9 @@ class BVAE(tf.keras.Model):
             # Built here: its weights must exist when a saved model's are restored.
             self.item_path.build()
         self.top_k_layers = [
-            L.DecoderTopK(dec, k=F.DEFAULT_TOP_K, name=f"top_k_{t}")
+            L.DecoderTopK(
+                dec, k=F.DEFAULT_TOP_K, chunk_size=cfg.top_k_chunk_size or None, name=f"top_k_{t}"
+            )
             for dec, t in zip(self.decoders, cfg.tasks, strict=True)
         ]
         self.anneal_step = tf.Variable(

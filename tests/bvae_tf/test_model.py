@@ -676,6 +676,31 @@ def test_decoder_top_k_rebuilt_from_config_ranks_with_its_decoder():
     np.testing.assert_allclose(scores.numpy(), want_scores.numpy(), rtol=1e-6)
 
 
+def test_chunked_top_k_equals_the_whole_catalog_top_k_ties_included():
+    decoder = L.ItemDecoder(23, 4, seed=1)
+    decoder.build()
+    rng = np.random.default_rng(5)
+    table = rng.normal(size=(23, 4)).astype(np.float32)
+    table[[3, 9, 17]] = table[0]  # ties across chunks
+    decoder.item_embeddings.assign(table)
+    decoder.item_bias.assign(np.zeros(23, np.float32))
+    queries = tf.constant(rng.normal(size=(3, 4)), tf.float32)
+    exclusions = tf.ragged.constant([[0, 5, 22], [], list(range(20))], dtype=tf.int64)
+    whole = L.DecoderTopK(decoder, k=7)
+    for chunk in (1, 5, 8, 22):
+        chunked = L.DecoderTopK(decoder, k=7, chunk_size=chunk)
+        for k in (1, 4, 7):
+            want = whole.query_with_exclusions(queries, exclusions, k=k)
+            got = chunked.query_with_exclusions(queries, exclusions, k=k)
+            np.testing.assert_array_equal(got[1], want[1])
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    decoder.add_serving_layout()
+    got = L.DecoderTopK(decoder, k=7, chunk_size=5).query_with_exclusions(queries, exclusions)
+    np.testing.assert_array_equal(got[1], whole.query_with_exclusions(queries, exclusions)[1])
+    with pytest.raises(ValueError, match="chunk_size"):
+        L.DecoderTopK(decoder, chunk_size=0)
+
+
 def test_decoder_logits_equal_the_item_table_form_of_the_loss():
     decoder = L.ItemDecoder(NUM_ITEMS, 8, seed=9)
     decoder.build()
