@@ -362,7 +362,8 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
         mean = np.array([c[f"{b}_gff_gate"] for c in curve])
         std = np.array([c[f"{b}_gff_gate_std"] for c in curve])
         (line,) = axes[0].plot(epochs, mean, label=b)
-        axes[0].fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+        band = np.clip(mean - std, 0.0, 2.0), np.clip(mean + std, 0.0, 2.0)  # g is in (0, 2)
+        axes[0].fill_between(epochs, *band, color=line.get_color(), alpha=0.15)
         own = [c[f"{b}_tff_from_{b}"] for c in curve]
         axes[1].plot(epochs, own, label=f"{b} from {b}")
     axes[0].axhline(1.0, color="grey", lw=0.8)
@@ -394,8 +395,9 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
     return (
         f"{title}, BVAE (defaults), seed {run.get('seed', 0)}, honest protocol: training-"
         "epoch means over the train users. Left: GFF gate g_k = 2·sigmoid(mu_0 W + b) "
-        "(band: std over users and dimensions). Middle and right: TFF's normalised "
-        "weights G_kk' / sum_k' G_kk' (each row sums to 1; 1/c everywhere is the plain "
+        "(band: std over users and dimensions, clipped to the gate's range (0, 2)). "
+        "Middle and right: TFF's normalised weights G_kk' / sum_k' G_kk' (each row sums "
+        "to 1; 1/c everywhere is the plain "
         f"sum); dotted: the selected epoch ({best}). 2 CPU cores."
     )
 
