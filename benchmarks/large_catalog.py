@@ -4,7 +4,10 @@ chunked top-K).
 ::
 
     python benchmarks/large_catalog.py [--items 1000000] [--users 200000]
-        [--negatives 2000] [--chunk 65536] [--epochs 1] [--serve-repeats 300]
+        [--negatives 2000] [--chunk 65536] [--epochs 2] [--serve-repeats 100]
+
+The defaults need about 13 GB of memory and several minutes on 2 cores; e.g.
+``--items 20000 --users 3000 --chunk 5000 --serve-repeats 20`` runs in half a minute.
 
 A seeded generator writes the train histories of ``--users`` users over ``--items``
 items for purchase, click and favourite: item popularity follows a Zipf law
@@ -77,16 +80,18 @@ def synthetic_histories(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--items", type=int, default=1_000_000, help="catalog size")
+    parser.add_argument("--users", type=int, default=200_000, help="users with a history")
     parser.add_argument("--clicks", type=float, default=20.0, help="mean clicks per user")
-    parser.add_argument("--latent-dim", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--negatives", type=int, default=2000)
-    parser.add_argument("--chunk", type=int, default=65536)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--serve-repeats", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latent-dim", type=int, default=100, help="d")
+    parser.add_argument("--batch-size", type=int, default=500, help="users per step")
+    parser.add_argument(
+        "--negatives", type=int, default=2000, help="sampled_softmax: negatives per step"
+    )
+    parser.add_argument("--chunk", type=int, default=65536, help="top_k_chunk_size (serving)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs (the first traces)")
+    parser.add_argument("--serve-repeats", type=int, default=100, help="timed recommend calls")
+    parser.add_argument("--seed", type=int, default=0, help="data and model seed")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -129,8 +134,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         loss = history.history["loss"][-1]
         print(
-            f"epoch {epoch}: {seconds:.1f} s, {users / seconds:,.0f} users/s, loss {loss:.2f} "
-            f"(epoch 1 includes tracing); peak RSS {_peak_rss_gb():.2f} GB"
+            f"epoch {epoch}: {seconds:.1f} s, {users / seconds:,.0f} users/s, loss {loss:.2f}"
+            f"{' (includes tracing)' if epoch == 1 else ''}; peak RSS {_peak_rss_gb():.2f} GB"
         )
 
     for decoder in model.decoders:  # as the export does (bvae_tf.export)

@@ -100,12 +100,21 @@ def _strategy_name(strategy: tf.distribute.Strategy) -> str:
     return "default"
 
 
+def is_chief_task(task_type: str | None, task_id: int | None, cluster: Mapping[str, Any]) -> bool:
+    """Whether a task writes the outputs: the ``chief`` task when the cluster has one
+    (Vertex AI's worker pool 0), else worker 0 (as ``tf.distribute``'s
+    ``multi_worker_util.is_chief``); a task without a type (no cluster) too."""
+    if task_type in (None, "chief"):
+        return True
+    return task_type == "worker" and task_id == 0 and not cluster.get("chief")
+
+
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
+    cluster = resolver.cluster_spec().as_dict()
+    return is_chief_task(resolver.task_type, resolver.task_id, cluster)
 
 
 def _record_files(file_patterns: Sequence[str]) -> list[str]:

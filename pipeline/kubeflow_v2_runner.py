@@ -61,7 +61,10 @@ def main(argv=None) -> None:
     vertex_training = None
     if args.vertex_project or args.vertex_region or args.workers != 1:
         if not (args.vertex_project and args.vertex_region):
-            parser.error("--workers needs --vertex_project and --vertex_region")
+            parser.error(
+                "Vertex AI training (--workers, --vertex_project, --vertex_region) needs "
+                "both --vertex_project and --vertex_region"
+            )
         vertex_training = {
             "project": args.vertex_project,
             "region": args.vertex_region,

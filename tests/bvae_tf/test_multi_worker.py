@@ -127,3 +127,19 @@ def test_only_the_chief_writes_the_outputs(runs, tiny_pipeline_data):
     out = serve(examples=tf.constant(tiny_pipeline_data.serialized(features.EVAL)[:4]))
     for b in tiny.BEHAVIORS:
         assert out[features.item_ids_output(b)].shape == (4, 5)
+
+
+@pytest.mark.parametrize(
+    ("task", "cluster", "chief"),
+    [
+        ((None, None), {}, True),
+        (("worker", 0), {"worker": ["a", "b"]}, True),
+        (("worker", 1), {"worker": ["a", "b"]}, False),
+        # Vertex AI: worker pool 0 is the chief, pool 1 the workers.
+        (("chief", 0), {"chief": ["a"], "worker": ["b", "c"]}, True),
+        (("worker", 0), {"chief": ["a"], "worker": ["b", "c"]}, False),
+        (("worker", 1), {"chief": ["a"], "worker": ["b", "c"]}, False),
+    ],
+)
+def test_exactly_one_task_is_the_chief(task, cluster, chief):
+    assert trainer.is_chief_task(*task, cluster) is chief
