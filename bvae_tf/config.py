@@ -60,6 +60,11 @@ def reject_unknown(what: str, values: Mapping[str, Any], known: type | Iterable[
         raise ValueError(f"unknown {what} {unknown}; known: {sorted(names)}")
 
 
+def _count(value) -> bool:
+    """A non-negative int below 2**31 (not a bool): the large-catalog sizes."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
 @dataclasses.dataclass(frozen=True)
 class BVAEConfig:
     """Hyper-parameters of a BVAE (or baseline) model.
@@ -180,8 +185,9 @@ class BVAEConfig:
             (self.encoder in ENCODERS, "encoder", self.encoder),
             (self.ease_l2 > 0.0, "ease_l2", self.ease_l2),
             (self.ease_diagonal in EASE_DIAGONALS, "ease_diagonal", self.ease_diagonal),
-            (self.sampled_softmax >= 0, "sampled_softmax", self.sampled_softmax),
-            (self.top_k_chunk_size >= 0, "top_k_chunk_size", self.top_k_chunk_size),
+            (_count(self.sampled_softmax), "sampled_softmax", self.sampled_softmax),
+            (isinstance(self.sparse_updates, bool), "sparse_updates", self.sparse_updates),
+            (_count(self.top_k_chunk_size), "top_k_chunk_size", self.top_k_chunk_size),
             (
                 len(self.logvar_range) == 2 and self.logvar_range[0] < self.logvar_range[1],
                 "logvar_range",
@@ -196,10 +202,16 @@ class BVAEConfig:
                 "BVAEConfig.item_path links behaviors: it needs variant='bvae' and at least "
                 f"2 behaviors (got variant={self.variant!r}, behaviors={self.behaviors})"
             )
-        if self.sampled_softmax and self.item_path:
+        if (self.sampled_softmax or self.top_k_chunk_size) and self.item_path:
             raise ValueError(
-                "BVAEConfig.sampled_softmax and item_path cannot be combined: the item "
-                "path adds logits to every item"
+                "BVAEConfig.sampled_softmax and top_k_chunk_size cannot be combined with "
+                "item_path: the item path adds logits to every item"
+            )
+        large = {"sampled_softmax": self.sampled_softmax, "top_k_chunk_size": self.top_k_chunk_size}
+        if self.variant not in ("bvae", "union_vae") and any(large.values()):
+            raise ValueError(
+                "BVAEConfig.sampled_softmax / top_k_chunk_size need the BVAE model "
+                f"(variant 'bvae' or 'union_vae'); got variant={self.variant!r} with {large}"
             )
         if self.encoder != "base" and (not self.use_base or self.variant != "bvae"):
             raise ValueError(

@@ -11,6 +11,7 @@ with finite outputs and gradients (no norm of a zero row is taken, tf#56796).
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -20,6 +21,10 @@ from bvae_tf import features
 from bvae_tf.config import GATE_MODES
 
 _PACKAGE = "bvae"
+
+
+#: Most chunks ``DecoderTopK`` unrolls (about 80 graph ops each).
+MAX_TOP_K_CHUNKS = 256
 
 
 class SparseRows(NamedTuple):
@@ -412,7 +417,15 @@ class ItemDecoder(tf.keras.layers.Layer):
 
     def chunk_logits(self, z_hat: tf.Tensor, start: int, stop: int) -> tf.Tensor:
         """``[B, d]`` latent -> ``[B, stop - start]`` float32 logits of the items
-        ``[start, stop)``: the columns of :meth:`call`'s output, computed alone."""
+        ``[start, stop)``: the columns of :meth:`call`'s output, computed alone.
+
+        Raises:
+          ValueError: unless ``0 <= start < stop <= num_items``.
+        """
+        if not 0 <= start < stop <= self.num_items:
+            raise ValueError(
+                f"chunk [{start}, {stop}) is not a non-empty range of [0, {self.num_items})"
+            )
         z_hat = tf.cast(z_hat, self.compute_dtype)
         by_dim = getattr(self, "item_embeddings_by_dim", None)
         if by_dim is not None:
@@ -467,8 +480,11 @@ class DecoderTopK(tf.keras.layers.Layer):
     lowers excluded scores by 1e5 instead of removing them; none of it applies here.
 
     With ``chunk_size``, :meth:`query_with_exclusions` scores the items ``chunk_size``
-    at a time, keeps each chunk's top ``k`` and merges them (the same items, scores
-    and tie order), so its memory is ``[B, chunk_size]`` rather than ``[B, m]``.
+    at a time, keeps each chunk's top ``k`` and merges them (the same items and tie
+    order; scores equal up to the matmul's float rounding, which may differ by an ulp
+    for other product shapes), so its memory is ``[B, chunk_size]`` rather than
+    ``[B, m]``. The chunks are unrolled in the graph: at most
+    :data:`MAX_TOP_K_CHUNKS` of them.
 
     Args:
       decoder: the :class:`ItemDecoder` whose logits are ranked.
@@ -481,8 +497,17 @@ class DecoderTopK(tf.keras.layers.Layer):
 
     def __init__(self, decoder: ItemDecoder, k: int = 10, chunk_size: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size must be None or a positive int, got {chunk_size!r}")
+        if chunk_size is not None:
+            if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool):
+                raise ValueError(f"chunk_size must be None or a positive int, got {chunk_size!r}")
+            chunk_size = int(chunk_size)
+            chunks = -(-decoder.num_items // max(chunk_size, 1))
+            if chunk_size < 1 or chunks > MAX_TOP_K_CHUNKS:
+                raise ValueError(
+                    f"chunk_size must be a positive int giving at most {MAX_TOP_K_CHUNKS} "
+                    f"chunks of the {decoder.num_items} items (each chunk adds ops to the "
+                    f"graph), got {chunk_size!r}"
+                )
         self.decoder = decoder
         self._k = k
         self.chunk_size = chunk_size

@@ -153,8 +153,8 @@ def sampled_multinomial_nll(
       rows: ``[nnz]`` int64 user row of each target entry.
       cols: ``[nnz]`` int64 item index of each target entry.
       batch_size: scalar int, ``B``.
-      candidates: ``[C]`` int64 item indices, sorted ascending, unique, holding every
-        value of ``cols``.
+      candidates: ``[C]`` int item indices, sorted ascending, unique, holding every
+        value of ``cols`` (checked: ``tf.errors.InvalidArgumentError`` otherwise).
       log_q: optional ``[C]`` float32 log proposal probability of each candidate.
 
     Returns:
@@ -165,9 +165,18 @@ def sampled_multinomial_nll(
     logits = tf.cast(tf.matmul(queries, candidate_table, transpose_b=True), tf.float32)
     if log_q is not None:
         logits -= tf.cast(log_q, tf.float32)[None, :]
-    positions = tf.searchsorted(candidates, cols)
+    candidates = tf.cast(candidates, tf.int64)
+    cols = tf.cast(cols, tf.int64)
+    positions = tf.searchsorted(candidates, cols)  # in [0, C]; C: after the last
+    found = tf.gather(tf.concat([candidates, [-1]], axis=0), positions)
+    tf.debugging.assert_equal(
+        found,
+        cols,
+        message="sampled_multinomial_nll: candidates must be sorted and hold every target",
+    )
     positive = tf.gather_nd(logits, tf.stack([rows, tf.cast(positions, tf.int64)], axis=1))
     lse = tf.reduce_logsumexp(logits, axis=1)
+    lse = tf.where(counts > 0, lse, tf.zeros_like(lse))  # no targets: 0, even with no candidates
     return counts * lse - tf.math.unsorted_segment_sum(positive, rows, batch_size)
 
 

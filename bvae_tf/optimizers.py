@@ -19,7 +19,8 @@ class LazyAdam(tf.keras.optimizers.Adam):
 
     Dense gradients, and ``amsgrad=True``, take Keras' Adam step unchanged. With a
     sparse gradient that names every row once per step the result equals Adam's.
-    Repeated indices in one gradient are summed first.
+    Repeated indices in one gradient are summed first. Keras' ``weight_decay`` (off
+    here) is applied by the base class to every row on every step.
     """
 
     def update_step(self, gradient, variable):

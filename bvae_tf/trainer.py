@@ -75,8 +75,15 @@ def make_strategy(
     Raises:
       ValueError: if ``name`` is unknown.
     """
+    workers = _worker_count()
+    if workers > 1 and name not in ("auto", "multi_worker_mirrored"):
+        raise ValueError(
+            f"TF_CONFIG names {workers} tasks, but training.distribution_strategy is "
+            f"{name!r}: each task would train alone and write the outputs; use 'auto' or "
+            "'multi_worker_mirrored'"
+        )
     if name == "auto":
-        if _worker_count() > 1:
+        if workers > 1:
             name = "multi_worker_mirrored"
         elif len(tf.config.list_logical_devices("GPU")) > 1:
             name = "mirrored"

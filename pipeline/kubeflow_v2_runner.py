@@ -56,20 +56,35 @@ def main(argv=None) -> None:
     vertex.add_argument(
         "--workers", type=int, default=1, help="replicas (MultiWorkerMirroredStrategy when > 1)"
     )
-    vertex.add_argument("--machine_type", default="n1-standard-8", help="each replica's machine")
+    vertex.add_argument(
+        "--machine_type", default=None, help="each replica's machine (default n1-standard-8)"
+    )
     args = parser.parse_args(argv)
     vertex_training = None
-    if args.vertex_project or args.vertex_region or args.workers != 1:
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    given = [
+        flag
+        for flag, value in (
+            ("--vertex_project", args.vertex_project),
+            ("--vertex_region", args.vertex_region),
+            ("--workers", args.workers != 1),
+            ("--machine_type", args.machine_type),
+        )
+        if value
+    ]
+    if given:
         if not (args.vertex_project and args.vertex_region):
             parser.error(
-                "Vertex AI training (--workers, --vertex_project, --vertex_region) needs "
-                "both --vertex_project and --vertex_region"
+                f"{' and '.join(given)} {'configures' if len(given) == 1 else 'configure'} "
+                "Vertex AI training, which needs both "
+                "--vertex_project and --vertex_region"
             )
         vertex_training = {
             "project": args.vertex_project,
             "region": args.vertex_region,
             "workers": args.workers,
-            "machine_type": args.machine_type,
+            "machine_type": args.machine_type or "n1-standard-8",
         }
     from pipeline import kubeflow_v2  # TFX: loaded once the flags and config are good
 

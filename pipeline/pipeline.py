@@ -77,17 +77,18 @@ def vertex_trainer_config(
     https://cloud.google.com/vertex-ai/docs/reference/rest/v1/CustomJobSpec
 
     Raises:
-      ValueError: if ``workers < 1`` or a name is empty.
+      ValueError: if ``workers`` is not an int >= 1 or a name is not a non-blank string.
     """
-    if int(workers) < 1:
-        raise ValueError(f"vertex training: workers must be >= 1, got {workers!r}")
-    for name, value in (("project", project), ("region", region), ("image", image)):
-        if not value:
-            raise ValueError(f"vertex training: {name} is empty")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"vertex training: workers must be an int >= 1, got {workers!r}")
+    named = (("project", project), ("region", region), ("image", image))
+    for name, value in (*named, ("machine_type", machine_type)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"vertex training: {name} must be a non-empty string, got {value!r}")
     pool = {"machine_spec": {"machine_type": machine_type}, "container_spec": {"image_uri": image}}
     pools = [{**pool, "replica_count": 1}]
-    if int(workers) > 1:
-        pools.append({**pool, "replica_count": int(workers) - 1})
+    if workers > 1:
+        pools.append({**pool, "replica_count": workers - 1})
     vertex = tfx.extensions.google_cloud_ai_platform
     return {
         vertex.ENABLE_VERTEX_KEY: True,

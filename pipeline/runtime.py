@@ -138,11 +138,15 @@ def main_guard(main: Callable[[], object]) -> int:
     Returns:
       The process exit status: 0 or 1.
     """
-    from components.strict_example_validator.component import DataAnomaliesError
-
     try:
         main()
-    except (ValueError, DataAnomaliesError) as e:
+    except Exception as e:
+        # Imported only here: the validator pulls in TFDV and Beam (about 20 s), which
+        # a bad flag or config must not wait for.
+        from components.strict_example_validator.component import DataAnomaliesError
+
+        if not isinstance(e, ValueError | DataAnomaliesError):
+            raise
         std_logging.getLogger("pipeline.runtime").info("the run failed", exc_info=True)
         print(f"error: {e}", file=sys.stderr)
         return 1

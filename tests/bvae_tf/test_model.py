@@ -518,10 +518,39 @@ def test_sampled_softmax_training_touches_only_the_candidate_rows(tiny_batch):
     moved = np.any(lazy.decoders[0].item_embeddings.numpy() != before, axis=1)
     own = set(one_user[F.items_key(BEHAVIORS[0])].values.numpy())
     assert own <= set(np.flatnonzero(moved)) and moved.sum() <= len(own) + 3
-    with pytest.raises(ValueError, match="sampled_softmax and item_path"):
-        _config(sampled_softmax=10, item_path=True)
-    with pytest.raises(ValueError, match="sampled_softmax"):
-        _config(sampled_softmax=-1)
+    for bad in (
+        {"sampled_softmax": 10, "item_path": True},
+        {"top_k_chunk_size": 10, "item_path": True},
+        {"sampled_softmax": -1},
+        {"sampled_softmax": 2.5},
+        {"sampled_softmax": True},
+        {"sparse_updates": "no"},
+        {"top_k_chunk_size": True},
+        {"top_k_chunk_size": "7"},
+        {"sampled_softmax": 10, "variant": "vae_pp"},
+    ):
+        with pytest.raises(ValueError, match=r"sampled_softmax|sparse_updates|top_k_chunk_size"):
+            _config(**bad)
+    # The loss checks its candidates: sorted, holding every target.
+    queries = tf.ones([2, 3])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="hold every target"):
+        losses.sampled_multinomial_nll(
+            queries,
+            tf.ones([2, 3]),
+            tf.constant([0, 1], tf.int64),
+            tf.constant([4, 9], tf.int64),
+            2,
+            candidates=tf.constant([4, 5], tf.int64),
+        )
+    empty = losses.sampled_multinomial_nll(
+        queries,
+        tf.zeros([0, 3]),
+        tf.zeros([0], tf.int64),
+        tf.zeros([0], tf.int64),
+        2,
+        candidates=tf.zeros([0], tf.int64),
+    )
+    np.testing.assert_array_equal(empty, [0.0, 0.0])
 
 
 def test_lazy_adam_updates_only_the_touched_rows_and_equals_adam_on_all_rows():
@@ -697,8 +726,15 @@ def test_chunked_top_k_equals_the_whole_catalog_top_k_ties_included():
     decoder.add_serving_layout()
     got = L.DecoderTopK(decoder, k=7, chunk_size=5).query_with_exclusions(queries, exclusions)
     np.testing.assert_array_equal(got[1], whole.query_with_exclusions(queries, exclusions)[1])
-    with pytest.raises(ValueError, match="chunk_size"):
-        L.DecoderTopK(decoder, chunk_size=0)
+    for bad in (0, True, 2.5):
+        with pytest.raises(ValueError, match="chunk_size"):
+            L.DecoderTopK(decoder, chunk_size=bad)
+    assert L.DecoderTopK(decoder, chunk_size=np.int64(5)).chunk_size == 5
+    big = L.ItemDecoder(L.MAX_TOP_K_CHUNKS * 2 + 1, 4)
+    with pytest.raises(ValueError, match="at most 256 chunks"):
+        L.DecoderTopK(big, chunk_size=2)
+    with pytest.raises(ValueError, match="not a non-empty range"):
+        decoder.chunk_logits(queries, 10, 5)
 
 
 def test_decoder_logits_equal_the_item_table_form_of_the_loss():

@@ -143,3 +143,11 @@ def test_only_the_chief_writes_the_outputs(runs, tiny_pipeline_data):
 )
 def test_exactly_one_task_is_the_chief(task, cluster, chief):
     assert trainer.is_chief_task(*task, cluster) is chief
+
+
+def test_a_single_worker_strategy_under_a_multi_worker_tf_config_is_refused(monkeypatch):
+    cluster = {"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief"}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+    for name in ("default", "mirrored"):
+        with pytest.raises(ValueError, match="TF_CONFIG names 2 tasks"):
+            trainer.make_strategy(name)

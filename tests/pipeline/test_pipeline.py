@@ -315,8 +315,9 @@ def test_kubeflow_v2_trainer_on_vertex_with_several_workers(tmp_path):
     assert [p["replica_count"] for p in pools] == [1, 2]
     assert {p["container_spec"]["image_uri"] for p in pools} == {"registry.example/bvae-tfx:1"}
     assert custom["behaviors"] == list(config.behaviors)
-    with pytest.raises(ValueError, match="workers must be >= 1"):
-        pipeline_lib.vertex_trainer_config(project="p", region="r", image="i", workers=0)
+    for bad in ({"workers": 0}, {"workers": 2.5}, {"workers": True}, {"machine_type": " "}):
+        with pytest.raises(ValueError, match="vertex training"):
+            pipeline_lib.vertex_trainer_config(project="p", region="r", image="i", **bad)
 
 
 def test_local_path_scan_finds_nested_strings():
