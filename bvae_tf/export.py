@@ -29,12 +29,26 @@ scores every model, old blessed ones included, through its own graph)::
                                                          with -1 (transform_features)
     outputs: <b>_logits      float32 [batch, num_items]  decoder logits of behavior b
 
+``rank_heldout`` (the pipeline's TFMA Evaluator: ``components.tfma_ranking``)::
+
+    inputs:  examples        string  [batch]     serialized tf.Examples with
+                                                 <b>_items and <b>_heldout (raw ids)
+    outputs: <b>_heldout_ranks int64 [batch, H]  1-based rank of each held-out item
+                                                 that can be hit, in the ranking of
+                                                 all items without the user's own
+                                                 <b>_items (ties against the model:
+                                                 ``bvae_tf.metrics``); 0 pads a row
+             <b>_num_heldout int64   [batch]     |H|: held-out ids, unknown ones
+                                                 included (never hit)
+
+  only for the behaviors whose ``<b>_heldout`` the Transform's raw schema holds.
+
 ``assets.extra/bvae_export.json`` (:data:`EXPORT_INFO_FILE`), written with the model::
 
     {"format": 1, "behaviors": [...],        # in the model's order
      "top_k": K, "num_items": m,
      "item_vocabulary": "assets/item_vocabulary",   # line i = raw id of item index i
-     "signatures": {"serve": ..., "transform": ..., "score": ...}}
+     "signatures": {"serve": ..., "transform": ..., "score": ..., "rank": ...}}
 
 The evaluator, the server's tooling and the benchmarks read the behavior order and
 the vocabulary from it (:func:`read_export_info`), never from signature names.
@@ -54,6 +68,7 @@ from absl import logging
 
 from bvae_tf import config as bvae_config
 from bvae_tf import features
+from bvae_tf import metrics as metrics_lib
 
 if TYPE_CHECKING:  # the export functions only use the objects they are given
     import tensorflow_transform as tft
@@ -161,6 +176,7 @@ def write_export_info(
             "serve": features.SERVING_SIGNATURE,
             "transform": features.TRANSFORM_SIGNATURE,
             "score": features.SCORE_SIGNATURE,
+            "rank": features.RANK_SIGNATURE,
         },
     }
     path = os.path.join(export_dir, EXPORT_INFO_FILE)
@@ -266,6 +282,29 @@ def export_serving_model(
         logits = model({key: padded_to_sparse(value) for key, value in padded.items()})
         return {features.logits_output(b): logits[b] for b in behaviors}
 
+    ranked = [b for b in behaviors if features.heldout_key(b) in eval_spec]
+
+    @tf.function(input_signature=[examples_spec])
+    def rank_heldout(examples):
+        transformed = model.tft_layer(tf.io.parse_example(examples, eval_spec))
+        logits = model(
+            {features.items_key(b): transformed[features.items_key(b)] for b in behaviors}
+        )
+        outputs = {}
+        for b in ranked:
+            rows, ranks, count = metrics_lib.behavior_ranks(
+                logits[b],
+                transformed[features.items_key(b)],
+                transformed[features.heldout_key(b)],
+                transformed[features.oov_key(features.heldout_key(b))],
+            )
+            per_user = tf.RaggedTensor.from_value_rowids(
+                ranks, rows, nrows=tf.size(count, out_type=tf.int64)
+            )
+            outputs[features.heldout_ranks_output(b)] = per_user.to_tensor(default_value=0)
+            outputs[features.num_heldout_output(b)] = count
+        return outputs
+
     # Serving and evaluation use the signatures only; without the per-layer Keras
     # traces the SavedModel is smaller and loads faster (reload it with
     # ``tf.saved_model.load``, not ``tf.keras.models.load_model``).
@@ -277,6 +316,7 @@ def export_serving_model(
             features.SERVING_SIGNATURE: serve.get_concrete_function(),
             features.TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
             features.SCORE_SIGNATURE: score_items.get_concrete_function(),
+            **({features.RANK_SIGNATURE: rank_heldout.get_concrete_function()} if ranked else {}),
         },
     )
     write_export_info(

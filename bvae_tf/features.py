@@ -145,3 +145,21 @@ SCORE_SIGNATURE = "score_items"
 def logits_output(behavior: str) -> str:
     """``score_items`` output: ``[batch, num_items] float32`` logits of behavior b."""
     return f"{behavior}_logits"
+
+
+#: Signature of the exported model for the TFMA Evaluator: inputs ``examples``
+#: ``[batch] string`` (with ``<b>_heldout``), outputs ``heldout_ranks_output(b)`` and
+#: ``num_heldout_output(b)`` (``bvae_tf.export``).
+RANK_SIGNATURE = "rank_heldout"
+
+
+def heldout_ranks_output(behavior: str) -> str:
+    """``rank_heldout`` output: ``[batch, H] int64`` 1-based ranks of held-out items
+    (0 pads a row; an item that cannot be hit has no entry)."""
+    return f"{behavior}_heldout_ranks"
+
+
+def num_heldout_output(behavior: str) -> str:
+    """``rank_heldout`` output: ``[batch] int64`` held-out ids per user, unknown ones
+    included."""
+    return f"{behavior}_num_heldout"

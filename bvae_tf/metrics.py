@@ -275,7 +275,6 @@ def _relaxed_spec(element_spec):
 def _rank_fn(model, behaviors: tuple[str, ...], max_k: int, element_spec) -> Callable:
     import tensorflow as tf
 
-    from bvae_tf import layers as L
 
     cache = _RANK_FNS.setdefault(model, {})
     spec = _relaxed_spec(element_spec)
@@ -286,27 +285,55 @@ def _rank_fn(model, behaviors: tuple[str, ...], max_k: int, element_spec) -> Cal
     @tf.function(input_signature=[spec])
     def rank_batch(batch):
         logits = model(batch, training=False)
-        out = {}
-        for b in behaviors:
-            scores = logits[b]
-            num_items = scores.shape[1]
-            excluded = L.to_sparse_rows(batch[F.items_key(b)], num_items, F.items_key(b))
-            heldout = L.to_sparse_rows(batch[F.heldout_key(b)], num_items, F.heldout_key(b))
-            count = tf.math.unsorted_segment_sum(
-                tf.ones_like(heldout.rows), heldout.rows, heldout.batch_size
+        return {
+            b: behavior_ranks(
+                logits[b],
+                batch[F.items_key(b)],
+                batch[F.heldout_key(b)],
+                batch.get(F.oov_key(F.heldout_key(b))),
+                max_k,
             )
-            unknown_key = F.oov_key(F.heldout_key(b))
-            if unknown_key in batch:
-                count += tf.reshape(tf.cast(batch[unknown_key], tf.int64), [-1])
-            rows, ranks = candidate_ranks(scores, excluded, heldout, max_k)
-            out[b] = (rows, ranks, count)
-        return out
+            for b in behaviors
+        }
 
     cache[key] = rank_batch
     return rank_batch
 
 
-def candidate_ranks(scores, excluded, heldout, max_k: int):
+def behavior_ranks(scores, items, heldout, num_unknown=None, max_k: int | None = None):
+    """One behavior's held-out ranks and ``|H|`` per user of a batch (TensorFlow).
+
+    Args:
+      scores: ``[B, m]`` float32 scores (logits) of the behavior.
+      items: ``[B, None]`` int64 sparse or ragged train items of the behavior (the
+        ranking's exclusions).
+      heldout: ``[B, None]`` int64 sparse or ragged held-out items.
+      num_unknown: optional ``[B]`` (or ``[B, 1]``) int64 held-out ids unknown to the
+        model (counted in ``|H|``, never hit).
+      max_k: the largest cut-off (held-out items ranked below it are omitted), or
+        ``None`` to rank every held-out item.
+
+    Returns:
+      ``(rows [h'] int64, ranks [h'] int64, num_heldout [B] int64)``: the
+      :func:`candidate_ranks` of the behavior and ``|H|`` of every user.
+    """
+    import tensorflow as tf
+
+    from bvae_tf import layers as L
+
+    num_items = scores.shape[1]
+    excluded = L.to_sparse_rows(items, num_items, "items")
+    targets = L.to_sparse_rows(heldout, num_items, "heldout")
+    count = tf.math.unsorted_segment_sum(
+        tf.ones_like(targets.rows), targets.rows, targets.batch_size
+    )
+    if num_unknown is not None:
+        count += tf.reshape(tf.cast(num_unknown, tf.int64), [-1])
+    rows, ranks = candidate_ranks(scores, excluded, targets, max_k)
+    return rows, ranks, count
+
+
+def candidate_ranks(scores, excluded, heldout, max_k: int | None):
     """Ranks (module docstring) of the held-out items that can reach the top ``max_k``.
 
     TensorFlow version of :func:`heldout_ranks` for one batch: a held-out item scoring
@@ -317,10 +344,12 @@ def candidate_ranks(scores, excluded, heldout, max_k: int):
       scores: ``[B, m]`` float32 logits.
       excluded: ``layers.SparseRows`` items excluded from the ranking.
       heldout: ``layers.SparseRows`` held-out items (deduplicated).
-      max_k: the largest cut-off.
+      max_k: the largest cut-off, or ``None``: every held-out item that can be hit
+        (not excluded, score not NaN) is ranked.
 
     Returns:
-      ``(rows [h'] int64, ranks [h'] int64)`` for the ``h'`` candidate items.
+      ``(rows [h'] int64, ranks [h'] int64)`` for the ``h'`` candidate items, in
+      row order.
     """
     import tensorflow as tf
 
@@ -333,11 +362,11 @@ def candidate_ranks(scores, excluded, heldout, max_k: int):
     scores = tf.cond(tf.reduce_any(is_nan), lambda: tf.where(is_nan, inf, scores), lambda: scores)
     ranked = L.mask_scores(scores, excluded)
     relevant = tf.gather_nd(ranked, index)
-    k = tf.minimum(max_k, tf.shape(scores)[1])
-    kth = tf.math.top_k(ranked, k=k).values[:, -1]
-    candidate = (
-        ~tf.math.is_nan(raw) & (relevant > -inf) & (relevant >= tf.gather(kth, heldout.rows))
-    )
+    candidate = ~tf.math.is_nan(raw) & (relevant > -inf)
+    if max_k is not None:
+        k = tf.minimum(max_k, tf.shape(scores)[1])
+        kth = tf.math.top_k(ranked, k=k).values[:, -1]
+        candidate &= relevant >= tf.gather(kth, heldout.rows)
     rows = tf.boolean_mask(heldout.rows, candidate)
     cols = tf.boolean_mask(heldout.cols, candidate)
     value = tf.boolean_mask(relevant, candidate)

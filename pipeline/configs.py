@@ -38,7 +38,7 @@ Sections:
   user's whole history, as files (``components.batch_recommender``). Keys:
   ``users_file`` (one user id per line; default every user), ``formats`` (``csv``,
   ``tfrecord``), ``batch_size``, ``splits`` (default all). Off by default.
-* ``evaluation``: the evaluator's gate (``components.ranking_evaluator.gate``).
+* ``evaluation``: the Evaluator's gate and slices (``components.tfma_ranking.gate``).
 * roots: ``output_root`` (default ``out``) holds ``pipelines/<name>``,
   ``metadata/<name>/metadata.db`` and ``serving/``; each can be set on its own.
 
@@ -62,7 +62,7 @@ from bvae_tf import config as model_config
 from bvae_tf import features
 from bvae_tf.config import reject_unknown
 from components.multi_behavior_example_gen.config import CUT_TIMESTAMPS, ExampleGenConfig
-from components.ranking_evaluator.gate import ALL_BEHAVIORS, GateConfig
+from components.tfma_ranking.gate import ALL_BEHAVIORS, GateConfig
 
 _T = TypeVar("_T")
 

@@ -75,9 +75,7 @@ def main(argv=None) -> None:
     parser.set_defaults(config=DEFAULT_CONFIG)
     config = runtime.start(parser.parse_args(argv), "jd")
     local_runner.run(config)
-    summary = report.summarize(config.resolved_metadata_path, config.pipeline_name)
-    print()
-    print(report.format_summary(summary))
+    summary = report.print_summary(config)
     print()
     print(paper_table(summary["evaluation"]["splits"][features.TEST]))
 

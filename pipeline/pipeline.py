@@ -7,8 +7,11 @@
         -> Transform (one item vocabulary; OOV dropped and counted)
         -> [Tuner (bvae_tf.trainer.tuner_fn; when the config's tuning is enabled)]
         -> Trainer (bvae_tf.trainer.run_fn; serving signatures with the Transform graph)
-        -> RankingEvaluator (eval split gate vs bounds and the latest blessed model;
-                             test split reported) <- Resolver(LatestBlessedModelStrategy)
+        -> Evaluator (TFX's, on TFMA: per-behavior ranking metrics of the exported
+                      model's rank_heldout signature, sliced; eval split gated by
+                      thresholds vs bounds and the latest blessed model)
+                      <- Resolver(LatestBlessedModelStrategy)
+        -> TestEvaluator (the same metrics on the test split: reported, never gated)
         -> VersionedPusher (<serving_model_dir>/<model_name>/<version>/, atomic)
         -> [BatchRecommender (top-K rows per user and behavior as CSV / TFRecord files,
                               blessed models only; when the config enables it)]
@@ -27,9 +30,10 @@ from tfx import v1 as tfx
 from bvae_tf import features
 from components.batch_recommender import BatchRecommender
 from components.multi_behavior_example_gen import MultiBehaviorExampleGen
-from components.ranking_evaluator import GateConfig, RankingEvaluator
 from components.strict_example_validator.component import StrictExampleValidator
 from components.strict_example_validator.resolver import LatestValidatedStatisticsStrategy
+from components.tfma_ranking import gate as gate_lib
+from components.tfma_ranking.gate import GateConfig
 from components.versioned_pusher import VersionedPusher
 from pipeline import configs
 
@@ -49,6 +53,15 @@ BATCH_RECOMMENDER = "BatchRecommender"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
+
+
+def report_evaluator_id(split: str) -> str:
+    """Node id of the Evaluator that reports (never gates) a split: ``TestEvaluator``."""
+    return f"{split.capitalize()}Evaluator"
+
+
+#: The default report split's Evaluator (``evaluation.report_splits``).
+TEST_EVALUATOR = report_evaluator_id(features.TEST)
 NODE_IDS: tuple[str, ...] = (
     EXAMPLE_GEN,
     STATISTICS_GEN,
@@ -58,6 +71,7 @@ NODE_IDS: tuple[str, ...] = (
     TRAINER,
     BASELINE_RESOLVER,
     EVALUATOR,
+    TEST_EVALUATOR,
     PUSHER,
 )
 
@@ -235,12 +249,31 @@ def create_pipeline(
         custom_config=trainer_custom_config,
     ).with_id(TRAINER)
 
-    evaluator = RankingEvaluator(
+    gate = gate_config if isinstance(gate_config, GateConfig) else GateConfig.from_dict(gate_config)
+    behaviors = example_gen_config.get("behaviors") or features.DEFAULT_BEHAVIORS
+    # TFX's Evaluator on the raw examples: the model's own rank_heldout signature
+    # (Transform graph inside) ranks each user's held-out items, so an older blessed
+    # baseline is scored as it was exported (components.tfma_ranking).
+    evaluator = tfx.components.Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
-        gate_config=gate_config,
+        eval_config=gate_lib.eval_config(gate, behaviors),
+        example_splits=[gate.eval_split],
+        module_path=gate_lib.MODEL_LOADER,
     ).with_id(EVALUATOR)
+    # The report splits (test): scored once, after training; no thresholds, so their
+    # Evaluators write no blessing and gate nothing.
+    report_evaluators = [
+        tfx.components.Evaluator(
+            examples=examples,
+            model=trainer.outputs["model"],
+            eval_config=gate_lib.eval_config(gate, behaviors, gated=False),
+            example_splits=[split],
+            module_path=gate_lib.MODEL_LOADER,
+        ).with_id(report_evaluator_id(split))
+        for split in gate.report_splits
+    ]
 
     pusher = VersionedPusher(
         model=trainer.outputs["model"],
@@ -272,6 +305,7 @@ def create_pipeline(
             trainer,
             baseline_resolver,
             evaluator,
+            *report_evaluators,
             pusher,
             *([] if batch_recommender is None else [batch_recommender]),
         ],

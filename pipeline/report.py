@@ -2,8 +2,9 @@
 
 ``summarize`` collects, for the latest run of a pipeline: each component's state
 (``COMPLETE``, ``CACHED``, ...) and wall time, the ExampleGen accounting record, the
-evaluator's report (eval and test metrics per behavior, gate decision) and the
-Pusher's outcome. ``format_summary`` prints it for ``make demo``.
+Evaluators' TFMA results (eval and test metrics per behavior and slice, the gate's
+decision; ``components.tfma_ranking.results``) and the Pusher's outcome.
+``format_summary`` prints it for ``make demo``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ from typing import Any
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from bvae_tf import features
+from components.tfma_ranking import gate as gate_lib
+from components.tfma_ranking import results as tfma_results
 from pipeline import configs
 from pipeline import pipeline as pipeline_lib
 
 _RUN_CONTEXT = "pipeline_run"
 _NODE_CONTEXT = "node"
 _ACCOUNTING_FILE = "accounting.json"
-_EVALUATION_FILE = "evaluation.json"
+#: Markdown tables of the run's evaluation, written beside the gate Evaluator's
+#: TFMA output by ``print_summary``.
+METRICS_FILE = "metrics.md"
 
 
 @dataclasses.dataclass
@@ -36,12 +42,15 @@ class NodeRun:
       state: MLMD execution state name (``COMPLETE``, ``CACHED``, ``FAILED``, ...).
       seconds: wall time from the execution's creation to its last update.
       outputs: output key -> artifacts.
+      properties: the execution's properties as TFX records them (exec properties
+        such as an Evaluator's ``example_splits``, JSON text for lists).
     """
 
     node_id: str
     state: str
     seconds: float
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def open_store(metadata_path: str) -> mlmd.MetadataStore:
@@ -94,7 +103,14 @@ def latest_run(store: mlmd.MetadataStore, pipeline_name: str) -> tuple[str, dict
             outputs.setdefault(key, []).append(artifacts[event.artifact_id])
         state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
-        result[nodes[execution.id]] = NodeRun(nodes[execution.id], state, seconds, outputs)
+        properties = {
+            key: getattr(value, value.WhichOneof("value"))
+            for key, value in execution.custom_properties.items()
+            if value.WhichOneof("value") in ("string_value", "int_value", "double_value")
+        }
+        result[nodes[execution.id]] = NodeRun(
+            nodes[execution.id], state, seconds, outputs, properties
+        )
     return run_id, result
 
 
@@ -118,7 +134,13 @@ _ORDER = (
     pipeline_lib.PREVIOUS_STATISTICS_RESOLVER,
     *pipeline_lib.NODE_IDS[: pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER)],
     pipeline_lib.TUNER,
-    *pipeline_lib.NODE_IDS[pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER) :],
+    *pipeline_lib.NODE_IDS[
+        pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER) : pipeline_lib.NODE_IDS.index(
+            pipeline_lib.TEST_EVALUATOR
+        )
+    ],
+    *(pipeline_lib.report_evaluator_id(split) for split in features.SPLITS),
+    *pipeline_lib.NODE_IDS[pipeline_lib.NODE_IDS.index(pipeline_lib.TEST_EVALUATOR) + 1 :],
     pipeline_lib.BATCH_RECOMMENDER,
 )
 #: The validator's drift record in its anomalies artifact
@@ -172,15 +194,20 @@ def summarize(metadata_path: str, pipeline_name: str) -> dict[str, Any]:
         summary["tensorboard_logdir"] = os.path.join(
             trainer.outputs["model_run"][0].uri, "tensorboard"
         )
+    evaluation = _evaluation(nodes)
+    if evaluation:
+        summary["evaluation"] = evaluation
     evaluator = nodes.get(pipeline_lib.EVALUATOR)
-    if evaluator and evaluator.outputs.get("evaluation"):
-        summary["evaluation"] = _read_json(
-            os.path.join(evaluator.outputs["evaluation"][0].uri, _EVALUATION_FILE)
-        )
     if evaluator and evaluator.outputs.get("blessing"):
         blessing = evaluator.outputs["blessing"][0]
         summary["blessed"] = bool(_custom(blessing, "blessed"))
-        summary["blessing_message"] = _custom(blessing, "blessing_message")
+        summary["blessing_message"] = (
+            tfma_results.blessing_message(
+                evaluation.get("validation"), evaluation.get("baseline") is not None
+            )
+            if evaluation
+            else "no evaluation"
+        )
     pusher = nodes.get(pipeline_lib.PUSHER)
     if pusher and pusher.outputs.get("pushed_model"):
         pushed = pusher.outputs["pushed_model"][0]
@@ -198,6 +225,48 @@ def summarize(metadata_path: str, pipeline_name: str) -> dict[str, Any]:
             "top_k": _custom(output, "top_k"),
         }
     return summary
+
+
+def _evaluation(nodes: Mapping[str, NodeRun]) -> dict[str, Any] | None:
+    """The gate Evaluator's and the report Evaluators' results (overall and slices)."""
+    evaluators = {
+        split: nodes.get(pipeline_lib.report_evaluator_id(split)) for split in features.SPLITS
+    }
+    gate = nodes.get(pipeline_lib.EVALUATOR)
+    if not gate or not gate.outputs.get("evaluation"):
+        return None
+    gate_uri = gate.outputs["evaluation"][0].uri
+    read = tfma_results.read(gate_uri)
+    gate_split = _custom_split(gate) or features.EVAL
+    evaluators[gate_split] = gate
+    out: dict[str, Any] = {
+        "gate_split": gate_split,
+        "uri": gate_uri,
+        "splits": {},
+        "slices": {},
+        "baseline": None,
+        "validation": read["validation"],
+    }
+    for split, node in evaluators.items():
+        if not node or not node.outputs.get("evaluation"):
+            continue
+        this = read if node is gate else tfma_results.read(node.outputs["evaluation"][0].uri)
+        slices = this["models"].get(gate_lib.CANDIDATE, {})
+        out["splits"][split] = slices.get(tfma_results.OVERALL, {})
+        out["slices"][split] = slices
+    if gate_lib.BASELINE in read["models"]:
+        out["baseline"] = {gate_split: read["models"][gate_lib.BASELINE]}
+    return out
+
+
+def _custom_split(node: NodeRun) -> str | None:
+    """The split an Evaluator execution scored (its ``example_splits`` property)."""
+    splits = node.properties.get("example_splits")
+    try:
+        values = json.loads(splits) if isinstance(splits, str) else None
+    except json.JSONDecodeError:
+        return None
+    return values[0] if isinstance(values, list) and len(values) == 1 else None
 
 
 def metrics_table(
@@ -245,9 +314,19 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     evaluation = summary.get("evaluation")
     if evaluation:
         for split, per_behavior in evaluation["splits"].items():
-            role = "gate" if split == evaluation["gate_config"]["eval_split"] else "reported"
+            role = "gate" if split == evaluation["gate_split"] else "reported"
             lines.append(f"Metrics on the {split} split ({role}), K=5 and 10:")
             lines += ["  " + line for line in metrics_table(per_behavior, ks=(5, 10))]
+        gate_slices = evaluation["slices"].get(evaluation["gate_split"], {})
+        sliced = [s for s in gate_slices if s != tfma_results.OVERALL]
+        if sliced:
+            lines.append(f"NDCG@5 by slice ({evaluation['gate_split']} split; users scored):")
+            for name in sliced:
+                cells = "  ".join(
+                    f"{b} {v.get('ndcg@5', float('nan')):.4f} ({v.get('num_users', 0)})"
+                    for b, v in gate_slices[name].items()
+                )
+                lines.append(f"  {name:<20}{cells}")
     if "blessed" in summary:
         lines.append(
             f"Blessed: {'yes' if summary['blessed'] else 'no'} -- {summary['blessing_message']}"
@@ -300,6 +379,19 @@ def print_summary(config: configs.PipelineConfig) -> dict:
     """Prints the latest run's summary (accounting, metrics, blessing, pushed path)
     and how to serve the pushed model; returns the summary (``report.summarize``)."""
     summary = summarize(config.resolved_metadata_path, config.pipeline_name)
+    evaluation = summary.get("evaluation")
+    if evaluation and "://" not in evaluation["uri"] and os.path.isdir(evaluation["uri"]):
+        path = os.path.join(evaluation["uri"], METRICS_FILE)
+        with open(path, "w") as f:
+            f.write(
+                tfma_results.markdown(
+                    evaluation["slices"],
+                    config.gate_config().ks,
+                    (evaluation["baseline"] or {}).get(evaluation["gate_split"]),
+                    summary.get("blessing_message"),
+                )
+            )
+        summary["metrics_file"] = path
     print()
     print(format_summary(summary))
     print(f"Artifacts: {config.resolved_pipeline_root}")

@@ -79,7 +79,7 @@ LONGEST_FIRST = (
     "tests/bvae_tf/test_multi_worker.py",
     "tests/bvae_tf/test_trainer.py",
     "tests/serving/test_reload.py",
-    "tests/components/test_ranking_evaluator.py",
+    "tests/components/test_tfma_ranking.py",
     "tests/components/test_example_gen_executor.py",
     "tests/bvae_tf/test_model.py",
     "tests/bvae_tf/test_preprocessing.py",

@@ -140,15 +140,7 @@ def test_reloaded_model_answers_like_the_in_memory_model(data, exported, signatu
 
 def test_score_items_gives_the_in_memory_logits(data, exported, signatures):
     model, output, _ = exported
-    batch = next(
-        iter(
-            trainer.examples_dataset(
-                data.transformed_files(features.EVAL),
-                output.transformed_feature_spec(),
-                batch_size=1000,
-            )
-        )
-    )
+    batch = data.transformed_batch(features.EVAL, output)
     inputs = {features.items_key(b): batch[features.items_key(b)] for b in tiny.BEHAVIORS}
     score = signatures[features.SCORE_SIGNATURE]
     got = score(**{k: tf.sparse.to_dense(v, default_value=-1) for k, v in inputs.items()})
@@ -189,15 +181,7 @@ def test_transform_features_matches_the_materialized_transform(data, exported, s
     got = signatures[features.TRANSFORM_SIGNATURE](
         examples=tf.constant(data.serialized(features.EVAL))
     )
-    expected = next(
-        iter(
-            trainer.examples_dataset(
-                data.transformed_files(features.EVAL),
-                output.transformed_feature_spec(),
-                batch_size=1000,
-            )
-        )
-    )
+    expected = data.transformed_batch(features.EVAL, output)
     for key, value in expected.items():
         if isinstance(value, tf.SparseTensor):
             np.testing.assert_array_equal(

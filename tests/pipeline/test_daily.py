@@ -46,6 +46,8 @@ BEAM_NODES = (
     pipeline_lib.EXAMPLE_GEN,
     pipeline_lib.STATISTICS_GEN,
     pipeline_lib.TRANSFORM,
+    pipeline_lib.EVALUATOR,
+    pipeline_lib.TEST_EVALUATOR,
     pipeline_lib.BATCH_RECOMMENDER,
 )
 DAYS = {
@@ -147,7 +149,10 @@ def test_day2_warm_starts_passes_drift_and_pushes_a_second_version(days):
     assert second["drift"]["measurements"] > 0
     assert second["drift"]["drifted"] == 0
     assert f"Drift vs the previous span: 0 of {second['drift']['measurements']}" in done.stdout
-    assert second["evaluation"]["baseline"] is not None  # judged against day 1's model
+    # Judged against day 1's model: TFMA scored both, the change thresholds held.
+    baseline = second["evaluation"]["baseline"][features.EVAL]["overall"]
+    assert set(baseline) == set(config.behaviors)
+    assert second["blessing_message"] == "blessed (against the latest blessed model)"
     assert second["blessed"] is True and second["pushed"] is True
     assert _versions(config) == sorted([first["pushed_version"], second["pushed_version"]])
     _check_batch_rows(second, second["examples_uri"])

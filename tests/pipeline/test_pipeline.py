@@ -245,7 +245,9 @@ def test_kubeflow_v2_pipeline_compiles_to_json(tmp_path):
     )
     executors = json.dumps(pipeline_spec["deploymentSpec"]["executors"])
     assert "registry.example/bvae-tfx:1" in executors
-    assert "components.ranking_evaluator.executor.Executor" in executors
+    # The stock Evaluator, with the ranking metric by module name (in the image).
+    assert "tfx.components.evaluator.executor.Executor" in executors
+    assert "components.tfma_ranking.metric" in json.dumps(spec)
     assert "components.versioned_pusher.executor.Executor" in executors
     assert "gs://bucket/root" in json.dumps(spec)
     assert "/app/pipeline/schema/default/schema.pbtxt" in json.dumps(spec)

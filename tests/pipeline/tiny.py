@@ -99,6 +99,15 @@ class TinyData:
     def transformed_files(self, split: str) -> list[str]:
         return [str(self.root / "transformed" / f"Split-{split}" / "data.tfrecord.gz")]
 
+    def transformed_batch(self, split: str, output: tft.TFTransformOutput) -> dict:
+        """Every transformed example of a split as one batch (``trainer.examples_dataset``)."""
+        from bvae_tf import trainer
+
+        dataset = trainer.examples_dataset(
+            self.transformed_files(split), output.transformed_feature_spec(), batch_size=1000
+        )
+        return next(iter(dataset))
+
     @property
     def raw_examples_uri(self) -> str:
         return str(self.root / "raw")
