@@ -13,11 +13,11 @@ install:
 
 ## Fast tests (unit + e2e on tiny synthetic data); what CI runs. Two pytest-xdist
 ## workers, one test file each at a time (module fixtures are built once), in the
-## order of tests/conftest.py (longest first);
+## order of tests/conftest.py (longest first), then the 12 slowest tests listed;
 ## PYTEST_WORKERS=0 runs them in this process.
 PYTEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -m "(unit or e2e) and not slow and not gpu" -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -m "(unit or e2e) and not slow and not gpu" -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=12 $(PYTEST_ARGS)
 
 ## Real-data tests (../shared/data); skip cleanly when it is absent.
 test-slow: install

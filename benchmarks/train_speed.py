@@ -56,6 +56,12 @@ def main() -> int:
     p.add_argument("--jit-compile", action="store_true")
     p.add_argument("--quality-epochs", type=int, default=0)
     p.add_argument("--no-optimizer-jit", action="store_true", help="plain (non-XLA) Adam")
+    p.add_argument(
+        "--sparse-updates", action="store_true", help="LazyAdam: only the batch's item rows"
+    )
+    p.add_argument(
+        "--sampled-softmax", type=int, default=0, help="uniform negatives per decoder and step"
+    )
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
 
@@ -75,6 +81,8 @@ def main() -> int:
         gate_mode=args.gate_mode,
         precision=args.precision,
         jit_compile=args.jit_compile,
+        sparse_updates=args.sparse_updates,
+        sampled_softmax=args.sampled_softmax,
     )
     model = Mo.build_model(cfg, optimizer_jit_compile=not args.no_optimizer_jit)
     train = D.train_dataset(data, args.batch_size, seed=0)

@@ -34,6 +34,8 @@ VARIANTS = ("bvae", "union_vae", *TRAINED_BASELINE_VARIANTS, *CLOSED_FORM_VARIAN
 EASE_DIAGONALS = ("zero", "free")
 #: ``BVAEConfig.encoder`` values: BASE and the paper's RQ2 replacements of it.
 ENCODERS = ("base", "exchange", "mmoe", "cgc")
+#: Proposals of the sampled softmax's negatives (``BVAEConfig.sampled_proposal``).
+SAMPLED_PROPOSALS = ("uniform", "popularity")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: The one reconstruction task of ``variant="union_vae"`` (VAE (U.)).
 UNION_TASK = "union"
@@ -122,13 +124,20 @@ class BVAEConfig:
         (``losses.sampled_multinomial_nll``, uniform proposal); 0 (default): the full
         softmax over every item. Evaluation and serving always rank every item.
         Not with ``item_path``.
+      sampled_proposal: how the negatives are drawn: ``"uniform"`` (default) or
+        ``"popularity"``, from the smoothed train frequency of each item in the
+        decoder's behavior, ``q_j ∝ count_j + 1`` (``BVAE.fit_proposal``), with the
+        logQ correction (``losses.sampled_multinomial_nll``'s ``log_q``). Only with
+        ``sampled_softmax``.
       sparse_updates: train with ``optimizers.LazyAdam``: the item tables' sparse
         gradients (the encoders', and the decoders' under ``sampled_softmax``) update
         only the rows of the batch's items; False (default): Keras' Adam, which decays
         every row's moments on every step.
       top_k_chunk_size: ``recommend`` (and so the serving signature) scores the items
         this many at a time (``layers.DecoderTopK``), bounding its memory by
-        ``[B, chunk]`` for large catalogs; 0 (default): all items at once.
+        ``[B, chunk]`` for large catalogs, and so do ``metrics.evaluate`` and the
+        export's ``rank_heldout`` (``metrics.chunked_behavior_ranks``); 0 (default):
+        all items at once.
     """
 
     behaviors: tuple[str, ...]
@@ -156,6 +165,7 @@ class BVAEConfig:
     item_path: bool = False
     loss_weights: tuple[float, ...] | None = None
     sampled_softmax: int = 0
+    sampled_proposal: str = "uniform"
     sparse_updates: bool = False
     top_k_chunk_size: int = 0
 
@@ -186,6 +196,7 @@ class BVAEConfig:
             (self.ease_l2 > 0.0, "ease_l2", self.ease_l2),
             (self.ease_diagonal in EASE_DIAGONALS, "ease_diagonal", self.ease_diagonal),
             (_count(self.sampled_softmax), "sampled_softmax", self.sampled_softmax),
+            (self.sampled_proposal in SAMPLED_PROPOSALS, "sampled_proposal", self.sampled_proposal),
             (isinstance(self.sparse_updates, bool), "sparse_updates", self.sparse_updates),
             (_count(self.top_k_chunk_size), "top_k_chunk_size", self.top_k_chunk_size),
             (
@@ -201,6 +212,11 @@ class BVAEConfig:
             raise ValueError(
                 "BVAEConfig.item_path links behaviors: it needs variant='bvae' and at least "
                 f"2 behaviors (got variant={self.variant!r}, behaviors={self.behaviors})"
+            )
+        if self.sampled_proposal != "uniform" and not self.sampled_softmax:
+            raise ValueError(
+                f"BVAEConfig.sampled_proposal={self.sampled_proposal!r} draws the sampled "
+                "softmax's negatives: set sampled_softmax to their number (> 0)"
             )
         if (self.sampled_softmax or self.top_k_chunk_size) and self.item_path:
             raise ValueError(

@@ -136,7 +136,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="train each decoder with a sampled softmax over the batch's targets and N "
-        "uniform negatives per step (BVAEConfig.sampled_softmax; evaluation ranks every item)",
+        "negatives per step (BVAEConfig.sampled_softmax; evaluation ranks every item)",
+    )
+    p.add_argument(
+        "--sampled-proposal",
+        choices=("uniform", "popularity"),
+        help="how --sampled-softmax draws its negatives (BVAEConfig.sampled_proposal; "
+        "default uniform; popularity: smoothed train frequency, logQ-corrected)",
     )
     p.add_argument(
         "--loss-weights",
@@ -266,6 +272,8 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["item_path"] = True
     if args.sampled_softmax:
         overrides["sampled_softmax"] = args.sampled_softmax
+    if args.sampled_proposal:
+        overrides["sampled_proposal"] = args.sampled_proposal
     if args.loss_weights:
         overrides["loss_weights"] = tuple(args.loss_weights)
     for name in args.ablation:
@@ -372,6 +380,8 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
     else:
         cfg = _config(args, behaviors, data.num_items, seed, variant)
         model = Mo.build_model(cfg, optimizer_jit_compile=args.optimizer_jit)
+        if cfg.sampled_softmax and cfg.sampled_proposal == "popularity":
+            model.fit_proposal(train)
         cfg_dict = cfg.to_dict()
     result = training.fit(
         model,

@@ -426,6 +426,8 @@ class ItemDecoder(tf.keras.layers.Layer):
             raise ValueError(
                 f"chunk [{start}, {stop}) is not a non-empty range of [0, {self.num_items})"
             )
+        if not self.built:
+            self.build()
         z_hat = tf.cast(z_hat, self.compute_dtype)
         by_dim = getattr(self, "item_embeddings_by_dim", None)
         if by_dim is not None:

@@ -29,6 +29,7 @@ for held-out items that reach the top ``max(ks)``) and aggregates them with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -275,15 +276,30 @@ def _relaxed_spec(element_spec):
 def _rank_fn(model, behaviors: tuple[str, ...], max_k: int, element_spec) -> Callable:
     import tensorflow as tf
 
-
     cache = _RANK_FNS.setdefault(model, {})
     spec = _relaxed_spec(element_spec)
     key = (behaviors, max_k, repr(spec))
     if key in cache:
         return cache[key]
 
+    chunk_size = getattr(model, "eval_chunk_size", None)
+
     @tf.function(input_signature=[spec])
     def rank_batch(batch):
+        if chunk_size:  # memory bounded by the chunk: the logits are never whole
+            score_chunk = model.chunk_scorer(batch)
+            num_items = model.num_items
+            return {
+                b: chunked_behavior_ranks(
+                    functools.partial(score_chunk, b),
+                    num_items,
+                    chunk_size,
+                    items=batch[F.items_key(b)],
+                    heldout=batch[F.heldout_key(b)],
+                    num_unknown=batch.get(F.oov_key(F.heldout_key(b))),
+                )
+                for b in behaviors
+            }
         logits = model(batch, training=False)
         return {
             b: behavior_ranks(
@@ -317,20 +333,27 @@ def behavior_ranks(scores, items, heldout, num_unknown=None, max_k: int | None =
       ``(rows [h'] int64, ranks [h'] int64, num_heldout [B] int64)``: the
       :func:`candidate_ranks` of the behavior and ``|H|`` of every user.
     """
-    import tensorflow as tf
 
     from bvae_tf import layers as L
 
     num_items = scores.shape[1]
     excluded = L.to_sparse_rows(items, num_items, "items")
     targets = L.to_sparse_rows(heldout, num_items, "heldout")
+    count = _num_heldout(targets, num_unknown)
+    rows, ranks = candidate_ranks(scores, excluded, targets, max_k)
+    return rows, ranks, count
+
+
+def _num_heldout(targets, num_unknown):
+    """``[B]`` int64 ``|H|``: held-out entries per row plus the unknown ids."""
+    import tensorflow as tf
+
     count = tf.math.unsorted_segment_sum(
         tf.ones_like(targets.rows), targets.rows, targets.batch_size
     )
     if num_unknown is not None:
         count += tf.reshape(tf.cast(num_unknown, tf.int64), [-1])
-    rows, ranks = candidate_ranks(scores, excluded, targets, max_k)
-    return rows, ranks, count
+    return count
 
 
 def candidate_ranks(scores, excluded, heldout, max_k: int | None):
@@ -373,21 +396,106 @@ def candidate_ranks(scores, excluded, heldout, max_k: int | None):
     row_scores = tf.gather(ranked, rows)
     greater = tf.reduce_sum(tf.cast(row_scores > value[:, None], tf.int64), axis=1)
     equal = tf.reduce_sum(tf.cast(row_scores == value[:, None], tf.int64), axis=1)
-    # Group candidates by (row, score); order inside a group by item index.
+    return rows, _tie_ranks(rows, cols, value, greater, equal, num_items=tf.shape(scores)[1])
+
+
+def _tie_ranks(rows, cols, value, greater, equal, *, num_items):
+    """Ranks of the candidates from their counts of greater and equal scores in the
+    row: held-out items tied with each other are ordered by item index (module
+    docstring). All ``[h]``; ``num_items`` a scalar."""
+    import tensorflow as tf
+
     bits = tf.cast(tf.bitcast(value + 0.0, tf.uint32), tf.int64)
     _, group = tf.unique(rows * (2**32) + bits, out_idx=tf.int64)
     num_groups = tf.size(group, tf.int64)
-    order = tf.cast(
-        tf.argsort(group * tf.cast(tf.shape(scores)[1], tf.int64) + cols, stable=True), tf.int64
-    )
+    order = tf.cast(tf.argsort(group * tf.cast(num_items, tf.int64) + cols, stable=True), tf.int64)
     sorted_group = tf.gather(group, order)
     positions = tf.range(tf.size(order, tf.int64), dtype=tf.int64)
     first = tf.math.unsorted_segment_min(positions, sorted_group, num_groups)
     within = positions - tf.gather(first, sorted_group) + 1
     position = tf.scatter_nd(order[:, None], within, tf.shape(order, tf.int64))
     sizes = tf.math.unsorted_segment_sum(tf.ones_like(group), group, num_groups)
-    ranks = greater + equal - tf.gather(sizes, group) + position
-    return rows, ranks
+    return greater + equal - tf.gather(sizes, group) + position
+
+
+def chunked_behavior_ranks(
+    score_chunk: Callable, num_items: int, chunk_size: int, *, items, heldout, num_unknown=None
+):
+    """:func:`behavior_ranks` without the whole ``[B, m]`` score matrix: the items are
+    scored ``chunk_size`` at a time, twice (once for the held-out items' own scores,
+    once to count the items above and tied with them), so memory is bounded by the
+    chunk, ``O(B * chunk_size)``, not the catalog. Every held-out item that can be
+    hit is ranked (no ``max_k`` cut). Same numbers as :func:`behavior_ranks` on
+    ``concat([score_chunk(start, stop) ...], axis=1)``.
+
+    Args:
+      score_chunk: ``(start, stop) -> [B, stop - start] float32`` scores of the items
+        ``[start, stop)`` (e.g. ``BVAE.chunk_scorer``); ``start, stop`` Python ints.
+      num_items: ``m``.
+      chunk_size: items per chunk (>= 1); at most ``layers.MAX_TOP_K_CHUNKS`` chunks
+        (the loop is unrolled in the graph).
+      items, heldout, num_unknown: as :func:`behavior_ranks`.
+
+    Returns:
+      ``(rows [h'] int64, ranks [h'] int64, num_heldout [B] int64)``, rows ascending.
+
+    Raises:
+      ValueError: on a chunk size below 1 or more than ``MAX_TOP_K_CHUNKS`` chunks.
+    """
+    import tensorflow as tf
+
+    from bvae_tf import layers as L
+
+    if chunk_size < 1 or -(-num_items // chunk_size) > L.MAX_TOP_K_CHUNKS:
+        raise ValueError(
+            f"chunk_size {chunk_size} must be >= 1 and give at most {L.MAX_TOP_K_CHUNKS} "
+            f"chunks of {num_items} items"
+        )
+    excluded = L.to_sparse_rows(items, num_items, "items")
+    targets = L.to_sparse_rows(heldout, num_items, "heldout")
+    count = _num_heldout(targets, num_unknown)
+    inf = tf.constant(float("inf"), tf.float32)
+    chunks = [
+        (start, min(start + chunk_size, num_items)) for start in range(0, num_items, chunk_size)
+    ]
+
+    def masked(scores, start, stop):
+        """A chunk's scores in the ranking: NaN as +inf, excluded items at -inf."""
+        inside = (excluded.cols >= start) & (excluded.cols < stop)
+        in_chunk = L.SparseRows(
+            tf.boolean_mask(excluded.rows, inside),
+            tf.boolean_mask(excluded.cols, inside) - start,
+            excluded.batch_size,
+        )
+        return L.mask_scores(tf.where(tf.math.is_nan(scores), inf, scores), in_chunk)
+
+    # Pass 1: each held-out item's raw score and its score in the ranking (NaN as
+    # +inf, excluded as -inf); as in candidate_ranks, it can be hit unless its raw
+    # score is NaN or its ranking score is -inf.
+    raw = tf.zeros(tf.shape(targets.rows), tf.float32)
+    relevant = tf.zeros(tf.shape(targets.rows), tf.float32)
+    for start, stop in chunks:
+        scores = tf.cast(score_chunk(start, stop), tf.float32)
+        ranked = masked(scores, start, stop)
+        where = tf.where((targets.cols >= start) & (targets.cols < stop))
+        index = tf.stack(
+            [tf.gather_nd(targets.rows, where), tf.gather_nd(targets.cols, where) - start], axis=1
+        )
+        raw = tf.tensor_scatter_nd_update(raw, where, tf.gather_nd(scores, index))
+        relevant = tf.tensor_scatter_nd_update(relevant, where, tf.gather_nd(ranked, index))
+    candidate = ~tf.math.is_nan(raw) & (relevant > -inf)
+    rows = tf.boolean_mask(targets.rows, candidate)
+    cols = tf.boolean_mask(targets.cols, candidate)
+    value = tf.boolean_mask(relevant, candidate)
+    # Pass 2: items above and tied with each candidate, chunk by chunk.
+    greater = tf.zeros(tf.shape(rows), tf.int64)
+    equal = tf.zeros(tf.shape(rows), tf.int64)
+    for start, stop in chunks:
+        ranked = masked(tf.cast(score_chunk(start, stop), tf.float32), start, stop)
+        row_scores = tf.gather(ranked, rows)
+        greater += tf.reduce_sum(tf.cast(row_scores > value[:, None], tf.int64), axis=1)
+        equal += tf.reduce_sum(tf.cast(row_scores == value[:, None], tf.int64), axis=1)
+    return rows, _tie_ranks(rows, cols, value, greater, equal, num_items=num_items), count
 
 
 def evaluate(

@@ -50,9 +50,10 @@ top-``k`` ``(scores [batch, k] float32, items [batch, k] int64)`` with the user'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from bvae_tf import features as F
@@ -155,6 +156,13 @@ class BVAE(tf.keras.Model):
             self.item_path = L.CrossBehaviorItemPath(len(cfg.behaviors), m, name="item_path")
             # Built here: its weights must exist when a saved model's are restored.
             self.item_path.build()
+        # The popularity proposal of the sampled softmax: log(count + 1) per item and
+        # decoder, set from the train data by fit_proposal (uniform until then).
+        self.proposal_logits = [
+            tf.Variable(tf.zeros([m]), trainable=False, name=f"proposal_{t}")
+            for t in cfg.tasks
+            if cfg.sampled_softmax and cfg.sampled_proposal == "popularity"
+        ]
         self.top_k_layers = [
             L.DecoderTopK(
                 dec, k=F.DEFAULT_TOP_K, chunk_size=cfg.top_k_chunk_size or None, name=f"top_k_{t}"
@@ -331,6 +339,26 @@ class BVAE(tf.keras.Model):
             logits = [self.item_path.add_to(x, rows, k) for k, x in enumerate(logits)]
         return {b: logits[self._task_index(b)] for b in self._cfg.behaviors}
 
+    @property
+    def eval_chunk_size(self) -> int | None:
+        """Items per chunk of ``metrics.evaluate``'s full ranking: the config's
+        ``top_k_chunk_size`` when it splits the catalog, else ``None`` (whole rows)."""
+        size = self._cfg.top_k_chunk_size
+        return size if size and size < self._cfg.num_items else None
+
+    def chunk_scorer(self, inputs) -> Callable[[str, int, int], tf.Tensor]:
+        """Encodes a batch once; returns ``score(behavior, start, stop)``, the
+        ``[B, stop - start]`` float32 logits of the items ``[start, stop)``: the
+        columns of ``self(inputs)[behavior]`` computed alone (no item path:
+        ``top_k_chunk_size`` excludes it)."""
+        encoded = self.encode(inputs, training=False)
+
+        def score(behavior: str, start: int, stop: int) -> tf.Tensor:
+            i = self._task_index(behavior)
+            return self.decoders[i].chunk_logits(encoded["z_hat"][self._cfg.tasks[i]], start, stop)
+
+        return score
+
     @_NO_AUTOGRAPH
     def recommend(self, inputs, k: int = F.DEFAULT_TOP_K) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
         """Top-``k`` items per behavior, the user's own items of that behavior excluded.
@@ -405,7 +433,7 @@ class BVAE(tf.keras.Model):
             if self.item_path is not None:
                 extra = self.item_path.entries(list(enc["inputs"].values()), k)
             if cfg.sampled_softmax and training:
-                candidates = self._candidates(target.cols, 7000 + k)
+                candidates, log_q = self._candidates(target.cols, 7000 + k, k)
                 nll = losses.sampled_multinomial_nll(
                     dec.queries(enc["z_hat"][task]),
                     dec.candidate_table(candidates),
@@ -413,6 +441,7 @@ class BVAE(tf.keras.Model):
                     target.cols,
                     target.batch_size,
                     candidates=candidates,
+                    log_q=log_q,
                 )
             else:
                 nll = self._dense_nll.fn(
@@ -446,17 +475,66 @@ class BVAE(tf.keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return total / float(replicas)
 
-    def _candidates(self, cols: tf.Tensor, salt: int) -> tf.Tensor:
-        """Sorted unique ``[C]`` int64: the batch's target items ``cols`` and
-        ``sampled_softmax`` uniform draws (seeded by the config seed and the step)."""
-        negatives = tf.random.stateless_uniform(
-            [self._cfg.sampled_softmax],
-            seed=self._seed(salt),
-            minval=0,
-            maxval=self._cfg.num_items,
-            dtype=tf.int64,
-        )
-        return tf.sort(tf.unique(tf.concat([tf.cast(cols, tf.int64), negatives], 0))[0])
+    def _candidates(
+        self, cols: tf.Tensor, salt: int, task_index: int
+    ) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """The sampled softmax's candidates of one decoder and step.
+
+        Returns:
+          ``(candidates, log_q)``: sorted unique ``[C]`` int64, the batch's target
+          items ``cols`` and ``sampled_softmax`` draws (seeded by the config seed and
+          the step) from the proposal; ``log_q`` ``[C]`` float32 the log proposal
+          probability of each candidate for the logQ correction, or ``None`` for the
+          uniform proposal (a constant that cancels).
+        """
+        cfg = self._cfg
+        seed = self._seed(salt)
+        if self.proposal_logits:
+            logits = self.proposal_logits[task_index]
+            negatives = tf.random.stateless_categorical(
+                logits[None, :], cfg.sampled_softmax, seed=seed, dtype=tf.int64
+            )[0]
+        else:
+            negatives = tf.random.stateless_uniform(
+                [cfg.sampled_softmax], seed=seed, minval=0, maxval=cfg.num_items, dtype=tf.int64
+            )
+        candidates = tf.sort(tf.unique(tf.concat([tf.cast(cols, tf.int64), negatives], 0))[0])
+        if not self.proposal_logits:
+            return candidates, None
+        return candidates, tf.gather(tf.nn.log_softmax(logits), candidates)
+
+    def fit_proposal(self, dataset) -> dict[str, np.ndarray]:
+        """Sets the popularity proposal (``config.sampled_proposal="popularity"``) from
+        the train items of a dataset: ``q_j ∝ count_j + 1`` per decoder, ``count_j``
+        the number of users with item ``j`` in the decoder's behavior (the union
+        decoder: the behaviors' counts summed).
+
+        Args:
+          dataset: finite ``tf.data.Dataset`` of the model's input dicts (the train
+            split; ``items_key(b)`` sparse or ragged ``[B, None]`` int64).
+
+        Returns:
+          ``{task: [num_items] float64 counts}``.
+
+        Raises:
+          ValueError: if the config has no popularity proposal.
+        """
+        cfg = self._cfg
+        if not self.proposal_logits:
+            raise ValueError(
+                "fit_proposal needs sampled_softmax > 0 and sampled_proposal='popularity'"
+            )
+        counts = {b: np.zeros(cfg.num_items) for b in cfg.behaviors}
+        for batch in dataset:
+            for b in cfg.behaviors:
+                items = batch[F.items_key(b)]
+                values = items.values if isinstance(items, tf.SparseTensor) else items.flat_values
+                counts[b] += np.bincount(values.numpy(), minlength=cfg.num_items)
+        out = {}
+        for variable, task in zip(self.proposal_logits, cfg.tasks, strict=True):
+            out[task] = counts[task] if task in counts else sum(counts.values())
+            variable.assign(np.log1p(out[task]).astype(np.float32))
+        return out
 
     def _track_gates(self, enc: dict) -> None:
         """Updates the gate trackers of :meth:`compute_loss` from an :meth:`encode` output."""

@@ -456,6 +456,8 @@ def run_fn(fn_args: Any) -> None:
         with strategy.scope():
             model = model_lib.build_model(model_config)
             started_from = _maybe_warm_start(model, fn_args, tf_transform_output, settings)
+            if model_config.sampled_softmax and model_config.sampled_proposal == "popularity":
+                model.fit_proposal(train_ds)  # this span's counts, after any warm start
         result = training.fit(
             model,
             train_ds,

@@ -59,6 +59,8 @@ flags() {
     # Large-catalog path: sampled softmax over the batch's targets and 2000 uniform
     # negatives per decoder and step (about 15% of JD's items); evaluation is full.
     sampled) echo "--model bvae --sampled-softmax 2000" ;;
+    # The same with the negatives drawn by train popularity (logQ-corrected).
+    sampled_pop) echo "--model bvae --sampled-softmax 2000 --sampled-proposal popularity" ;;
     # BVAE with the length of its beta ramp searched on valid: 1000 and 3000 updates
     # reach beta_cap within 150 JD epochs (22 updates each), 10000 reaches a third of
     # it, the default 200000 stays near 0.

@@ -528,8 +528,12 @@ def test_sampled_softmax_training_touches_only_the_candidate_rows(tiny_batch):
         {"top_k_chunk_size": True},
         {"top_k_chunk_size": "7"},
         {"sampled_softmax": 10, "variant": "vae_pp"},
+        {"sampled_proposal": "popularity"},
+        {"sampled_softmax": 10, "sampled_proposal": "zipf"},
     ):
-        with pytest.raises(ValueError, match=r"sampled_softmax|sparse_updates|top_k_chunk_size"):
+        with pytest.raises(
+            ValueError, match=r"sampled_softmax|sparse_updates|top_k_chunk_size|sampled_proposal"
+        ):
             _config(**bad)
     # The loss checks its candidates: sorted, holding every target.
     queries = tf.ones([2, 3])
@@ -910,3 +914,31 @@ def test_loss_weights_replace_sdwl_with_fixed_weights(tiny_batch):
         _config(loss_weights=(1.0, 1.0))
     round_trip = Mo.BVAEConfig.from_dict(heavy.bvae_config.to_dict())
     assert round_trip.loss_weights == (3.0, 1.0, 1.0)
+
+
+def test_popularity_proposal_draws_popular_items_and_corrects_with_log_q(tiny_batch):
+    """fit_proposal counts each item's train users; negatives follow count + 1; the
+    loss subtracts log q of every candidate (logQ correction)."""
+    model = _model(tiny_batch, sampled_softmax=400, sampled_proposal="popularity")
+    dataset = tf.data.Dataset.from_tensors(tiny_batch)
+    counts = model.fit_proposal(dataset)
+    behavior = BEHAVIORS[0]
+    expected = np.bincount(tiny_batch[F.items_key(behavior)].values.numpy(), minlength=NUM_ITEMS)
+    np.testing.assert_array_equal(counts[behavior], expected)
+    q = (expected + 1) / (expected + 1).sum()
+    candidates, log_q = model._candidates(tf.constant([0], tf.int64), 1, 0)
+    np.testing.assert_allclose(np.exp(log_q.numpy()), q[candidates.numpy()], rtol=1e-5)
+    # The draws follow q: 400 draws cover the popular items, rarely the rare ones.
+    draws = tf.random.stateless_categorical(
+        model.proposal_logits[0][None, :], 20000, seed=[1, 2]
+    ).numpy()[0]
+    freq = np.bincount(draws, minlength=NUM_ITEMS) / len(draws)
+    np.testing.assert_allclose(freq, q, atol=0.01)
+    with tf.GradientTape():
+        assert np.isfinite(model.compute_loss(tiny_batch, training=True).numpy())
+    # Uniform: no correction, no proposal weights.
+    uniform = _model(tiny_batch, sampled_softmax=3)
+    assert uniform.proposal_logits == []
+    assert uniform._candidates(tf.constant([0], tf.int64), 1, 0)[1] is None
+    with pytest.raises(ValueError, match="popularity"):
+        uniform.fit_proposal(dataset)

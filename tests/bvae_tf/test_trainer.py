@@ -25,7 +25,7 @@ def data(tiny_pipeline_data):
     return tiny_pipeline_data
 
 
-def _fn_args(data, tmp_path, **training):
+def _fn_args(data, tmp_path, model=None, **training):
     return FnArgs(
         train_files=data.transformed_files(features.TRAIN),
         eval_files=data.transformed_files(features.EVAL),
@@ -34,17 +34,22 @@ def _fn_args(data, tmp_path, **training):
         model_run_dir=str(tmp_path / "model_run"),
         custom_config={
             "behaviors": list(tiny.BEHAVIORS),
-            "model": {"latent_dim": 8},
+            "model": {"latent_dim": 8, **(model or {})},
             "training": {"epochs": 2, "patience": 2, "batch_size": 16, "verbose": 0, **training},
             "top_k": TOP_K,
         },
     )
 
 
+#: The large-catalog settings (sampled softmax with the popularity proposal, chunked
+#: ranking), run under a MirroredStrategy: the proposal is set in cross-replica context.
+LARGE_CATALOG = {"sampled_softmax": 5, "sampled_proposal": "popularity", "top_k_chunk_size": 7}
+
+
 @pytest.mark.parametrize(
     "strategy",
-    [{}, {"distribution_strategy": "mirrored", "devices": ["/cpu:0"]}],
-    ids=["default", "mirrored-1-device"],
+    [{}, {"distribution_strategy": "mirrored", "devices": ["/cpu:0"], "model": LARGE_CATALOG}],
+    ids=["default", "mirrored-1-device-large-catalog"],
 )
 def test_run_fn_trains_and_exports(data, tmp_path, strategy):
     args = _fn_args(data, tmp_path, **strategy)
@@ -54,6 +59,8 @@ def test_run_fn_trains_and_exports(data, tmp_path, strategy):
     assert result["epochs_run"] == 2
     assert 1 <= result["best_epoch"] <= 2
     assert result["model_config"]["num_items"] == 30
+    for key, value in strategy.get("model", {}).items():
+        assert result["model_config"][key] == value
     assert os.listdir(os.path.join(args.model_run_dir, "tensorboard"))
     loaded = tf.saved_model.load(args.serving_model_dir)
     out = loaded.signatures[features.SERVING_SIGNATURE](

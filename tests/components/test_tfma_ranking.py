@@ -94,6 +94,18 @@ def test_eval_config_thresholds_keep_the_gate_keys_meaning():
     assert not thresholds["click/recall@5"].HasField("change_threshold")
     assert [s.is_baseline for s in config.model_specs] == [False, True]
     assert {s.signature_name for s in config.model_specs} == {features.RANK_SIGNATURE}
+    # Slices: overall, the activity buckets (SQL on the raw features), named features.
+    sliced = gate_lib.eval_config(
+        gate_lib.GateConfig(slices=[["segment"], ["segment", "country"]]), ["purchase"]
+    )
+    assert list(sliced.slicing_specs) == [
+        tfma.SlicingSpec(),
+        tfma.SlicingSpec(slice_keys_sql=gate_lib.activity_sql(["purchase"], [1, 5, 20])),
+        tfma.SlicingSpec(feature_keys=["segment"]),
+        tfma.SlicingSpec(feature_keys=["segment", "country"]),
+    ]
+    no_activity = gate_lib.eval_config(gate_lib.GateConfig(activity_buckets=[]), ["purchase"])
+    assert list(no_activity.slicing_specs) == [tfma.SlicingSpec()]
     # A report-only config has neither thresholds nor a baseline.
     ungated = gate_lib.eval_config(gate, ["purchase", "click"], gated=False)
     assert not any(m.per_slice_thresholds for m in ungated.metrics_specs[0].metrics)
@@ -365,3 +377,23 @@ def test_slices_are_listed_overall_first_then_by_bucket():
         "activity=20+",
         "segment=b",
     ]
+
+
+def test_a_chunked_model_ranks_the_held_out_items_as_the_whole_catalog(setup, tmp_path):
+    """With top_k_chunk_size (large catalogs) rank_heldout scores the items a chunk at
+    a time; its outputs equal the unchunked model's (same weights)."""
+    data, output, model, good, _, _ = setup
+    config = dict(model.get_config()["config"], top_k_chunk_size=7)
+    chunked = model_lib.BVAE(model_lib.BVAEConfig.from_dict(config))
+    assert chunked.eval_chunk_size == 7
+    artifact = _model_artifact(tmp_path, "chunked", chunked, output, 9)
+    examples = tf.constant(data.serialized(features.EVAL))
+
+    def ranks(artifact):
+        path = os.path.join(artifact.uri, "Format-Serving")
+        return tf.saved_model.load(path).signatures[features.RANK_SIGNATURE](examples=examples)
+
+    whole, got = ranks(good), ranks(artifact)
+    assert set(got) == set(whole)
+    for key, value in whole.items():
+        np.testing.assert_array_equal(got[key].numpy(), value.numpy(), err_msg=key)

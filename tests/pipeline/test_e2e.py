@@ -112,7 +112,9 @@ def test_first_run_executes_every_component_blesses_and_pushes(workspace, first_
     assert evaluation["validation"] == {"ok": True, "failures": []}
     # tfma.load_eval_result reads the gate's output (what a notebook renders).
     loaded = tfma.load_eval_result(evaluation["uri"])
-    assert {key for key, _ in loaded.slicing_metrics} >= {()}
+    slice_keys = {key for key, _ in loaded.slicing_metrics}
+    activity = [s for s in evaluation["slices"][features.EVAL] if s.startswith("activity=")]
+    assert slice_keys == {()} | {(("activity", s.split("=", 1)[1]),) for s in activity}
     assert first_run["blessed"] is True
     assert first_run["pushed"] is True
     version_dir = pathlib.Path(first_run["pushed_destination"])
