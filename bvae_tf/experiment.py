@@ -65,6 +65,8 @@ from bvae_tf import metrics as M
 #: Closed-form baselines (``bvae_tf.baselines``): no epochs, no seeds.
 BASELINES = ("popularity", "repeat", "ease")
 MODELS = ("bvae", "vae_t", "vae_u", "recvae", "vae_pp", "ehcf", "ngcf", *BASELINES)
+#: The models whose decoders --sampled-softmax trains (BVAEConfig.sampled_softmax).
+SAMPLED_SOFTMAX_MODELS = ("bvae", "vae_t", "vae_u")
 #: Single-target models: one run per behavior, joined into one record; the value is
 #: the model trained for each behavior.
 PER_TARGET = {"vae_t": "bvae", "recvae": "recvae", "vae_pp": "vae_pp", "ngcf": "ngcf"}
@@ -1163,6 +1165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.tune < 0:
         _parser().error(f"--tune must be >= 0 trials, got {args.tune}")
+    if args.sampled_softmax is not None or args.sampled_proposal:
+        if args.model not in SAMPLED_SOFTMAX_MODELS:
+            _parser().error(
+                f"--sampled-softmax/--sampled-proposal train BVAE's decoders "
+                f"({', '.join(SAMPLED_SOFTMAX_MODELS)}); --model {args.model} has none"
+            )
+        if args.sampled_softmax is None or args.sampled_softmax < 1:
+            _parser().error(
+                "--sampled-softmax must be a number of negatives >= 1 (given with "
+                f"--sampled-proposal too), got {args.sampled_softmax}"
+            )
     try:
         from bvae_tf import tuning
 

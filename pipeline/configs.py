@@ -252,11 +252,15 @@ class PipelineConfig:
                     f"modelled (behaviors: {list(behaviors)}); its bounds would never apply"
                 )
             for name, value in bounds.items():
-                if value < 0:
+                if not 0 <= value <= 1:
                     raise ValueError(
-                        f"evaluation.lower_bounds[{behavior!r}][{name!r}] must be >= 0 "
-                        f"(metrics lie in [0, 1]), got {value!r}"
+                        f"evaluation.lower_bounds[{behavior!r}][{name!r}] must lie in [0, 1] "
+                        f"(as the metrics do; a higher bound could never pass), got {value!r}"
                     )
+        if gate.activity_buckets:
+            from components.tfma_ranking.gate import activity_sql
+
+            _build("evaluation", lambda: activity_sql(behaviors, gate.activity_buckets))
 
     def _check_synthetic_section(self) -> None:
         from components import synthetic_logs

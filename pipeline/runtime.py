@@ -141,12 +141,14 @@ def main_guard(main: Callable[[], object]) -> int:
     try:
         main()
     except Exception as e:
-        # Imported only here: the validator pulls in TFDV and Beam (about 20 s), which
-        # a bad flag or config must not wait for.
-        from components.strict_example_validator.component import DataAnomaliesError
+        if not isinstance(e, ValueError):
+            # Imported only here, and only when the error is not a ValueError: the
+            # validator pulls in TFDV and Beam (about 10-20 s), which a bad flag or
+            # config must not wait for.
+            from components.strict_example_validator.component import DataAnomaliesError
 
-        if not isinstance(e, ValueError | DataAnomaliesError):
-            raise
+            if not isinstance(e, DataAnomaliesError):
+                raise
         std_logging.getLogger("pipeline.runtime").info("the run failed", exc_info=True)
         print(f"error: {e}", file=sys.stderr)
         return 1

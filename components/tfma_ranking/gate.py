@@ -35,6 +35,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from bvae_tf import features
 from bvae_tf import metrics as metrics_lib
 from bvae_tf.config import reject_unknown
@@ -47,6 +49,9 @@ ALL_BEHAVIORS = "*"
 ACTIVITY = "activity"
 #: Default lower edges of the activity buckets: 1-4, 5-19, 20+ train events.
 DEFAULT_ACTIVITY_BUCKETS: tuple[int, ...] = (1, 5, 20)
+#: Largest cut-off K (a top-K list, not a catalog) and activity bucket edge.
+MAX_K = 10_000
+MAX_BUCKET_EDGE = 10**9
 #: Names of the candidate and baseline models in the EvalConfig and the results.
 CANDIDATE = "candidate"
 BASELINE = "baseline"
@@ -81,20 +86,29 @@ def parse_metric_name(name: str) -> tuple[str, int]:
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not math.isfinite(value)
+    ):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
-def _positive_ints(name: str, values: Any, allow_empty: bool) -> tuple[int, ...]:
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+def _is_list(values: Any) -> bool:
+    return isinstance(values, Sequence) and not isinstance(values, str | bytes)
+
+
+def _positive_ints(name: str, values: Any, allow_empty: bool, limit: int) -> tuple[int, ...]:
+    if not _is_list(values):
         raise TypeError(f"{name} must be a list of integers, got {values!r}")
     out = tuple(values)
     if (not out and not allow_empty) or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in out
+        isinstance(v, bool) or not isinstance(v, int | np.integer) or not 1 <= v <= limit
+        for v in out
     ):
-        raise ValueError(f"{name} must be integers >= 1, got {list(values)}")
-    return out
+        raise ValueError(f"{name} must be integers in [1, {limit:,}], got {list(values)}")
+    return tuple(int(v) for v in out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +139,7 @@ class GateConfig:
     slices: Sequence[Sequence[str]] = ()
 
     def __post_init__(self) -> None:
-        ks = _positive_ints("ks", self.ks, allow_empty=False)
+        ks = _positive_ints("ks", self.ks, allow_empty=False, limit=MAX_K)
         object.__setattr__(self, "ks", tuple(sorted(set(ks))))
         bounds: dict[str, dict[str, float]] = {}
         if not isinstance(self.lower_bounds, Mapping):
@@ -140,22 +154,22 @@ class GateConfig:
                 )
             bounds[behavior] = {}
             for name, value in per_metric.items():
-                self._check_k(name)
+                self._check_k(name, f"lower_bounds[{behavior!r}]")
                 bounds[behavior][name] = _number(f"lower_bounds[{behavior!r}][{name!r}]", value)
         object.__setattr__(self, "lower_bounds", bounds)
-        if isinstance(self.regression_metrics, str):
+        if not _is_list(self.regression_metrics):
             raise ValueError(
                 f"regression_metrics must be a list of names, got {self.regression_metrics!r}"
             )
         regression = tuple(self.regression_metrics)
         for name in regression:
-            self._check_k(name)
+            self._check_k(name, "regression_metrics")
         object.__setattr__(self, "regression_metrics", regression)
         tolerance = _number("regression_tolerance", self.regression_tolerance)
         if tolerance < 0:
             raise ValueError(f"regression_tolerance must be >= 0, got {tolerance!r}")
         object.__setattr__(self, "regression_tolerance", tolerance)
-        if isinstance(self.report_splits, str):
+        if not _is_list(self.report_splits):
             raise ValueError(f"report_splits must be a list of splits, got {self.report_splits!r}")
         report = tuple(self.report_splits)
         for split in (self.eval_split, *report):
@@ -167,7 +181,9 @@ class GateConfig:
                 f"eval_split {self.eval_split!r}"
             )
         object.__setattr__(self, "report_splits", report)
-        buckets = _positive_ints("activity_buckets", self.activity_buckets, allow_empty=True)
+        buckets = _positive_ints(
+            "activity_buckets", self.activity_buckets, allow_empty=True, limit=MAX_BUCKET_EDGE
+        )
         if list(buckets) != sorted(set(buckets)):
             raise ValueError(f"activity_buckets must be increasing, got {list(buckets)}")
         object.__setattr__(self, "activity_buckets", buckets)
@@ -187,10 +203,13 @@ class GateConfig:
             slices.append(tuple(keys))
         object.__setattr__(self, "slices", tuple(slices))
 
-    def _check_k(self, name: str) -> None:
+    def _check_k(self, name: str, where: str) -> None:
         _, k = parse_metric_name(name)
         if k not in self.ks:
-            raise ValueError(f"metric {name!r} uses K={k}, which is not in ks {list(self.ks)}")
+            raise ValueError(
+                f"metric {name!r} of {where} uses K={k}, which is not in ks {list(self.ks)} "
+                f"(the defaults gate ndcg@5: add 5 to ks or set {where.partition('[')[0]})"
+            )
 
     def bounds_for(self, behavior: str) -> dict[str, float]:
         """The absolute bounds that apply to ``behavior``."""
@@ -247,14 +266,24 @@ def activity_sql(behaviors: Sequence[str], buckets: Sequence[int]) -> str:
     first edge get ``"0"`` when it is 1, else ``"<first"``.
 
     Raises:
-      ValueError: if ``buckets`` is empty.
+      ValueError: if ``buckets`` is empty or not increasing integers >= 1, or two
+        behaviors differ only in letter case.
     """
-    if not buckets:
-        raise ValueError("activity slices need at least one bucket edge")
-    total = " + ".join(
-        f"IFNULL(ARRAY_LENGTH({features.items_key(b)}), 0)"
-        for b in features.validate_behaviors(behaviors)
-    )
+    buckets = _positive_ints("activity_buckets", buckets, allow_empty=False, limit=MAX_BUCKET_EDGE)
+    if list(buckets) != sorted(set(buckets)):
+        raise ValueError(f"activity_buckets must be increasing, got {list(buckets)}")
+    columns = [features.items_key(b) for b in features.validate_behaviors(behaviors)]
+    folded = [c.casefold() for c in columns]
+    if len(set(folded)) != len(folded):
+        # TFMA's SQL slicing (ZetaSQL) matches column names ignoring case: two such
+        # features would abort the Evaluator's process.
+        raise ValueError(
+            f"behaviors {list(behaviors)} differ only in letter case; the Evaluator's "
+            "activity slices cannot tell their features apart: rename one, or set "
+            "evaluation.activity_buckets to []"
+        )
+    # Quoted identifiers: any behavior name (a leading digit, non-ASCII letters).
+    total = " + ".join(f"IFNULL(ARRAY_LENGTH(`{c}`), 0)" for c in columns)
     below = "0" if buckets[0] == 1 else f"<{buckets[0]}"
     cases = [f"WHEN n < {buckets[0]} THEN '{below}'"]
     for lower, upper in zip(buckets, (*buckets[1:], None), strict=True):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from bvae_tf import features
 
 _SAVED_MODEL_PB = "saved_model.pb"
@@ -21,7 +23,8 @@ def signature_names(saved_model_dir: str) -> set[str]:
     """The signature names of a SavedModel, read from ``saved_model.pb`` (no loading).
 
     Raises:
-      ValueError: if the directory holds no ``saved_model.pb``.
+      ValueError: if the directory holds no ``saved_model.pb``, or one that does not
+        parse or has no MetaGraph.
     """
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
@@ -30,8 +33,13 @@ def signature_names(saved_model_dir: str) -> set[str]:
     if not tf.io.gfile.exists(path):
         raise ValueError(f"{saved_model_dir} holds no {_SAVED_MODEL_PB}: is it an exported model?")
     saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        saved_model.ParseFromString(f.read())
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            saved_model.ParseFromString(f.read())
+    except (DecodeError, tf.errors.OpError) as e:
+        raise ValueError(f"cannot parse {path} as a SavedModel: {e}") from e
+    if not saved_model.meta_graphs:
+        raise ValueError(f"{path} holds no MetaGraph: not an exported model")
     return {name for graph in saved_model.meta_graphs for name in graph.signature_def}
 
 

@@ -16,6 +16,8 @@ from bvae_tf import metrics as metrics_lib
 from components.tfma_ranking import gate as gate_lib
 from components.tfma_ranking import metric as metric_lib
 
+#: TFMA's metrics files: ``metrics-00000-of-00001.tfrecord`` (not ``metrics.md``).
+_METRICS_PREFIX = "metrics-"
 #: The overall slice's name in ``read``'s output.
 OVERALL = "overall"
 
@@ -60,16 +62,23 @@ def read(uri: str) -> dict[str, Any]:
       ``"overall"`` first, then as ``slice_name`` writes them.
 
     Raises:
-      ValueError: if ``uri`` holds no TFMA metrics.
+      ValueError: if ``uri`` holds no readable, non-empty TFMA metrics.
     """
     import tensorflow as tf
     import tensorflow_model_analysis as tfma
 
-    if not tf.io.gfile.glob(f"{uri}/metrics*"):
+    names = tf.io.gfile.listdir(uri) if tf.io.gfile.isdir(uri) else []
+    if not any(n.startswith(_METRICS_PREFIX) for n in names):
         raise ValueError(f"{uri} holds no TFMA metrics (is it an Evaluator's evaluation?)")
     models: dict[str, dict[str, PerBehavior]] = {}
     counts: dict[str, dict[str, float]] = {}
-    for per_slice in tfma.load_metrics(uri):
+    try:
+        loaded = list(tfma.load_metrics(uri))
+    except (tf.errors.OpError, ValueError) as e:
+        raise ValueError(f"cannot read the TFMA metrics in {uri}: {e}") from e
+    if not loaded:
+        raise ValueError(f"the TFMA metrics in {uri} are empty")
+    for per_slice in loaded:
         name = slice_name(_slice_key(per_slice.slice_key))
         for entry in per_slice.metric_keys_and_values:
             key = entry.key
@@ -92,7 +101,7 @@ def read(uri: str) -> dict[str, Any]:
         per_model.clear()
         per_model.update(per_model_sorted)
     validation = None
-    if tf.io.gfile.glob(f"{uri}/validations*"):
+    if any(n.startswith("validations") for n in names):
         result = tfma.load_validation_result(uri)
         validation = {
             "ok": bool(result.validation_ok),

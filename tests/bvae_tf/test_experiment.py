@@ -367,6 +367,22 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
     assert "has its own grid flags" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model", "ehcf", "--sampled-softmax", "5"], "--model ehcf has none"),
+        (["--model", "ease", "--sampled-proposal", "popularity"], "--model ease has none"),
+        (["--sampled-softmax", "-5"], "must be a number of negatives >= 1"),
+        (["--sampled-proposal", "popularity"], "given with --sampled-proposal too"),
+    ],
+)
+def test_sampled_softmax_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
+    missing = tmp_path / "no-such-data"  # never read: the flags are checked first
+    with pytest.raises(SystemExit):
+        experiment.main(["--data", str(missing), "--out", str(tmp_path), *flags])
+    assert message in capsys.readouterr().err
+
+
 def test_tune_searches_once_then_trains_every_seed_with_the_best(release_dir, tmp_path):
     _run(
         release_dir,

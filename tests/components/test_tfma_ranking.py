@@ -115,7 +115,7 @@ def test_eval_config_thresholds_keep_the_gate_keys_meaning():
 def test_activity_buckets_are_labelled_by_their_edges():
     sql = gate_lib.activity_sql(["purchase", "click"], [1, 5, 20])
     assert "'0'" in sql and "'1-4'" in sql and "'5-19'" in sql and "'20+'" in sql
-    assert "ARRAY_LENGTH(purchase_items)" in sql and "ARRAY_LENGTH(click_items)" in sql
+    assert "ARRAY_LENGTH(`purchase_items`)" in sql and "ARRAY_LENGTH(`click_items`)" in sql
     assert gate_lib.activity_label(3, 4) == "3"
     assert "'<3'" in gate_lib.activity_sql(["purchase"], [3])
 
@@ -397,3 +397,28 @@ def test_a_chunked_model_ranks_the_held_out_items_as_the_whole_catalog(setup, tm
     assert set(got) == set(whole)
     for key, value in whole.items():
         np.testing.assert_array_equal(got[key].numpy(), value.numpy(), err_msg=key)
+
+
+def test_reading_something_else_is_a_clear_error(tmp_path):
+    """Not an Evaluator's TFMA output, or an unreadable model: ValueErrors naming it."""
+    from components.tfma_ranking import model_loader
+
+    older = tmp_path / "older[1]"  # glob characters in the path are taken literally
+    older.mkdir()
+    (older / "metrics.md").write_text("# an older evaluator's tables\n")
+    with pytest.raises(ValueError, match=r"older\[1\] holds no TFMA metrics"):
+        results.read(str(older))
+    (older / "metrics-00000-of-00001").write_bytes(b"")
+    with pytest.raises(ValueError, match="are empty"):
+        results.read(str(older))
+    (older / "metrics-00000-of-00001").write_bytes(os.urandom(64))
+    with pytest.raises(ValueError, match=r"cannot read the TFMA metrics|are empty"):
+        results.read(str(older))
+    with pytest.raises(ValueError, match=r"holds no saved_model\.pb"):
+        model_loader.signature_names(str(tmp_path))
+    (tmp_path / "saved_model.pb").write_bytes(os.urandom(4096))
+    with pytest.raises(ValueError, match=r"cannot parse .*saved_model\.pb"):
+        model_loader.signature_names(str(tmp_path))
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ValueError, match="holds no MetaGraph"):
+        model_loader.signature_names(str(tmp_path))

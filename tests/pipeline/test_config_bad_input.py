@@ -43,7 +43,24 @@ pytestmark = pytest.mark.unit
         ),
         (
             ['evaluation.lower_bounds={"*": {"ndcg@5": -0.5}}'],
-            r"lower_bounds\['\*'\]\['ndcg@5'\] must be >= 0",
+            r"lower_bounds\['\*'\]\['ndcg@5'\] must lie in \[0, 1\]",
+        ),
+        (
+            ['evaluation.lower_bounds={"*": {"ndcg@5": 2.0}}'],
+            r"must lie in \[0, 1\] \(as the metrics do; a higher bound could never pass\)",
+        ),
+        (["evaluation.ks=[10]"], r"ndcg@5' of lower_bounds\['\*'\] uses K=5"),
+        (["evaluation.regression_metrics=null"], "regression_metrics must be a list"),
+        (['evaluation.report_splits={"test": 1}'], "report_splits must be a list"),
+        (["evaluation.ks=[100000000000000000000]"], r"ks must be integers in \[1, 10,000\]"),
+        (
+            [
+                'data.behaviors=["Click", "click"]',
+                'data.behavior_mapping={"r0": "Click", "r1": "click"}',
+                "data.target_behavior=Click",
+                "schema_path=null",
+            ],
+            "differ only in letter case",
         ),
         # Paths of the wrong type or empty.
         (["schema_path=5"], "schema_path must be a non-empty path or null, got 5"),
@@ -89,17 +106,17 @@ def test_checks_that_already_held(overrides, message):
         configs.load_config(overrides=overrides)
 
 
-def test_cut_timestamps_and_bounds_above_one_stay_allowed():
+def test_cut_timestamps_and_a_bound_of_one_stay_allowed():
     config = configs.load_config(
         overrides=[
             "data.split_method=cut_timestamps",
             "data.split_boundaries=[1522454400, 1523145600]",
-            # The e2e test's impossible bound: never blessed, but a valid setting.
-            'evaluation.lower_bounds={"*": {"ndcg@5": 1.5}, "click": {"recall@10": 0}}',
+            # The e2e test's unreachable bound (every user's NDCG@5 perfect): valid.
+            'evaluation.lower_bounds={"*": {"ndcg@5": 1.0}, "click": {"recall@10": 0}}',
         ]
     )
     assert config.example_gen_config().split_boundaries == (1522454400, 1523145600)
-    assert config.gate_config().bounds_for("click") == {"ndcg@5": 1.5, "recall@10": 0.0}
+    assert config.gate_config().bounds_for("click") == {"ndcg@5": 1.0, "recall@10": 0.0}
     assert configs.load_config(overrides=["data.input_base=null"]).uses_synthetic_data
 
 

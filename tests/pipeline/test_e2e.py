@@ -179,7 +179,7 @@ def test_pushed_model_answers_serving_default(first_run):
 def test_cli_rerun_with_an_impossible_bound_is_not_blessed_and_pushes_nothing(workspace, first_run):
     root, path, config = workspace
     strict = json.loads(path.read_text())
-    strict["evaluation"] = {"lower_bounds": {"*": {"ndcg@5": 1.5}}}
+    strict["evaluation"] = {"lower_bounds": {"*": {"ndcg@5": 1.0}}}
     strict_path = root / "strict.json"
     strict_path.write_text(json.dumps(strict))
     env = {
