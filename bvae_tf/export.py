@@ -57,7 +57,6 @@ the vocabulary from it (:func:`read_export_info`), never from signature names.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import pathlib
@@ -285,29 +284,11 @@ def export_serving_model(
 
     ranked = [b for b in behaviors if features.heldout_key(b) in eval_spec]
 
-    chunk_size = getattr(model, "eval_chunk_size", None)
-
     @tf.function(input_signature=[examples_spec])
     def rank_heldout(examples):
         transformed = model.tft_layer(tf.io.parse_example(examples, eval_spec))
-        inputs = {features.items_key(b): transformed[features.items_key(b)] for b in behaviors}
-        if chunk_size:  # a large catalog: never the whole [batch, num_items] logits
-            score_chunk = model.chunk_scorer(inputs)
-        else:
-            logits = model(inputs)
         outputs = {}
-        for b in ranked:
-            args = {
-                "items": transformed[features.items_key(b)],
-                "heldout": transformed[features.heldout_key(b)],
-                "num_unknown": transformed[features.oov_key(features.heldout_key(b))],
-            }
-            if chunk_size:
-                rows, ranks, count = metrics_lib.chunked_behavior_ranks(
-                    functools.partial(score_chunk, b), model.num_items, chunk_size, **args
-                )
-            else:
-                rows, ranks, count = metrics_lib.behavior_ranks(logits[b], **args)
+        for b, (rows, ranks, count) in metrics_lib.model_ranks(model, transformed, ranked).items():
             per_user = tf.RaggedTensor.from_value_rowids(
                 ranks, rows, nrows=tf.size(count, out_type=tf.int64)
             )

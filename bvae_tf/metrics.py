@@ -282,38 +282,49 @@ def _rank_fn(model, behaviors: tuple[str, ...], max_k: int, element_spec) -> Cal
     if key in cache:
         return cache[key]
 
-    chunk_size = getattr(model, "eval_chunk_size", None)
-
     @tf.function(input_signature=[spec])
     def rank_batch(batch):
-        if chunk_size:  # memory bounded by the chunk: the logits are never whole
-            score_chunk = model.chunk_scorer(batch)
-            num_items = model.num_items
-            return {
-                b: chunked_behavior_ranks(
-                    functools.partial(score_chunk, b),
-                    num_items,
-                    chunk_size,
-                    items=batch[F.items_key(b)],
-                    heldout=batch[F.heldout_key(b)],
-                    num_unknown=batch.get(F.oov_key(F.heldout_key(b))),
-                )
-                for b in behaviors
-            }
-        logits = model(batch, training=False)
-        return {
-            b: behavior_ranks(
-                logits[b],
-                batch[F.items_key(b)],
-                batch[F.heldout_key(b)],
-                batch.get(F.oov_key(F.heldout_key(b))),
-                max_k,
-            )
-            for b in behaviors
-        }
+        return model_ranks(model, batch, behaviors, max_k)
 
     cache[key] = rank_batch
     return rank_batch
+
+
+def model_ranks(model, batch, behaviors: Sequence[str], max_k: int | None = None) -> dict:
+    """Every behavior's held-out ranks and ``|H|`` for a batch, through ``model``
+    (TensorFlow; what ``evaluate`` and the export's ``rank_heldout`` compute).
+
+    Args:
+      model: ``model(batch, training=False) -> {b: [B, m] logits}``; with an
+        ``eval_chunk_size`` (``BVAE`` with ``top_k_chunk_size``) it is scored a chunk
+        at a time through ``model.chunk_scorer`` instead, never forming the logits.
+      batch: the feature dict of :func:`evaluate` (``items_key(b)``,
+        ``heldout_key(b)``, optionally ``oov_key(heldout_key(b))``).
+      behaviors: the behaviors to rank.
+      max_k: as :func:`behavior_ranks` (ignored when chunked: every item is ranked).
+
+    Returns:
+      ``{b: (rows, ranks, num_heldout)}`` (:func:`behavior_ranks`).
+    """
+    chunk_size = getattr(model, "eval_chunk_size", None)
+    if chunk_size:
+        score_chunk = model.chunk_scorer(batch)
+    else:
+        logits = model(batch, training=False)
+    out = {}
+    for b in behaviors:
+        args = {
+            "items": batch[F.items_key(b)],
+            "heldout": batch[F.heldout_key(b)],
+            "num_unknown": batch.get(F.oov_key(F.heldout_key(b))),
+        }
+        if chunk_size:
+            out[b] = chunked_behavior_ranks(
+                functools.partial(score_chunk, b), model.num_items, chunk_size, **args
+            )
+        else:
+            out[b] = behavior_ranks(logits[b], **args, max_k=max_k)
+    return out
 
 
 def behavior_ranks(scores, items, heldout, num_unknown=None, max_k: int | None = None):
