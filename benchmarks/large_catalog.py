@@ -4,7 +4,8 @@ chunked top-K).
 ::
 
     python benchmarks/large_catalog.py [--items 1000000] [--users 200000]
-        [--negatives 2000] [--chunk 65536] [--epochs 2] [--serve-repeats 100]
+        [--negatives 2000] [--chunk 65536] [--epochs 2] [--eval-users 2000]
+        [--serve-repeats 100]
 
 The defaults need about 13 GB of memory and several minutes on 2 cores; e.g.
 ``--items 20000 --users 3000 --chunk 5000 --serve-repeats 20`` runs in half a minute.
@@ -19,7 +20,12 @@ default) with ``sampled_softmax=--negatives`` (uniform negatives per decoder and
 
 Prints: the data size and generation time; per epoch, the wall time and users/s; the
 process's peak resident memory (targets: one epoch within 16 GB on 2 cores); then the
-latency of ``recommend`` (top 10 for each of the 3 behaviors, the user's own items
+time of ``metrics.evaluate`` (the early-stopping and experiment evaluation: every
+held-out item ranked among all items, the user's own items excluded) over
+``--eval-users`` users with held-out items (a second seeded draw from the same law,
+a quarter of the clicks), in chunks of ``--chunk`` items (``top_k_chunk_size``: the
+``[B, items]`` logits are never formed), users/s and the peak memory after it; then
+the latency of ``recommend`` (top 10 for each of the 3 behaviors, the user's own items
 excluded) for one user over the whole catalog, as the serving signature computes it
 (with the export's serving layout), median and p99 over ``--serve-repeats`` calls after
 a warm-up (target p99 <= 50 ms), scoring the catalog at once and in chunks of
@@ -54,13 +60,17 @@ def _peak_rss_gb() -> float:
 
 
 def synthetic_histories(
-    num_users: int, num_items: int, clicks: float, seed: int
+    num_users: int, num_items: int, clicks: float, seed: int, catalog_seed: int | None = None
 ) -> dict[str, sp.csr_matrix]:
-    """``{behavior: [num_users, num_items] 0/1 csr float32}`` (module docstring)."""
+    """``{behavior: [num_users, num_items] 0/1 csr float32}`` (module docstring); the
+    items' popularity ranks come from ``catalog_seed`` (default ``seed``), so draws with
+    other seeds and the same catalog seed share the popular items."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, num_items + 1) ** 1.1
     popularity = np.cumsum(weights / weights.sum())
-    items_of = rng.permutation(num_items)  # popular items spread over the index range
+    # Popular items spread over the index range (the first draw of `seed`'s generator).
+    catalog_rng = rng if catalog_seed is None else np.random.default_rng(catalog_seed)
+    items_of = catalog_rng.permutation(num_items)
     counts = np.maximum(rng.poisson(clicks, num_users), 1)
     rows = np.repeat(np.arange(num_users), counts)
     cols = items_of[np.minimum(np.searchsorted(popularity, rng.random(rows.size)), num_items - 1)]
@@ -78,6 +88,25 @@ def synthetic_histories(
     return {b: out[b] for b in BEHAVIORS}
 
 
+def heldout_histories(
+    train: dict[str, sp.csr_matrix], num_users: int, clicks: float, seed: int, catalog_seed: int
+) -> dict[str, sp.csr_matrix]:
+    """Held-out items of the first ``num_users`` users (a second draw from the law of
+    :func:`synthetic_histories`, with ``clicks`` mean clicks, ``seed`` and the train
+    data's ``catalog_seed``, minus each user's train items of the behavior),
+    ``{behavior: [n, m] 0/1 csr float32}`` like ``train``."""
+    num_rows, num_items = next(iter(train.values())).shape
+    num_users = min(num_users, num_rows)
+    drawn = synthetic_histories(num_users, num_items, clicks, seed, catalog_seed)
+    pad = sp.csr_matrix((num_rows - num_users, num_items), dtype=np.float32)
+    out = {}
+    for behavior, drawn_rows in drawn.items():
+        matrix = sp.vstack([drawn_rows, pad], format="csr")
+        out[behavior] = (matrix - matrix.multiply(train[behavior])).tocsr()
+        out[behavior].eliminate_zeros()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1_000_000, help="catalog size")
@@ -90,6 +119,10 @@ def main() -> None:
     )
     parser.add_argument("--chunk", type=int, default=65536, help="top_k_chunk_size (serving)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs (the first traces)")
+    parser.add_argument(
+        "--eval-users", type=int, default=2000, help="users scored by metrics.evaluate"
+    )
+    parser.add_argument("--eval-batch-size", type=int, default=500, help="users per batch")
     parser.add_argument("--serve-repeats", type=int, default=100, help="timed recommend calls")
     parser.add_argument("--seed", type=int, default=0, help="data and model seed")
     args = parser.parse_args()
@@ -97,6 +130,7 @@ def main() -> None:
     import tensorflow as tf
 
     from bvae_tf import data as D
+    from bvae_tf import metrics as M
     from bvae_tf import model as Mo
     from bvae_tf import training
 
@@ -108,11 +142,14 @@ def main() -> None:
         f"data: {args.users:,} users x {args.items:,} items, train events {events} "
         f"({time.perf_counter() - start:.1f} s to generate)"
     )
+    heldout = heldout_histories(
+        histories, args.eval_users, args.clicks / 4, args.seed + 1, args.seed
+    )
     dataset = D.MultiBehaviorData(
         behaviors=BEHAVIORS,
         num_users=args.users,
         num_items=args.items,
-        splits={F.TRAIN: histories},
+        splits={F.TRAIN: histories, F.EVAL: heldout},
     )
     train = D.train_dataset(dataset, batch_size=args.batch_size, seed=args.seed)
     config = Mo.BVAEConfig(
@@ -137,6 +174,19 @@ def main() -> None:
             f"epoch {epoch}: {seconds:.1f} s, {users / seconds:,.0f} users/s, loss {loss:.2f}"
             f"{' (includes tracing)' if epoch == 1 else ''}; peak RSS {_peak_rss_gb():.2f} GB"
         )
+
+    eval_ds = D.eval_dataset(dataset, F.EVAL, batch_size=args.eval_batch_size)
+    scored = len(dataset.split_users(F.EVAL))
+    for _ in range(2):  # the first call traces the ranking function
+        start = time.perf_counter()
+        result = M.evaluate(model, eval_ds)
+        seconds = time.perf_counter() - start
+    ndcg = {b: round(r.metrics["ndcg@10"], 4) for b, r in result.behaviors.items()}
+    print(
+        f"metrics.evaluate, {scored:,} users x {args.items:,} items in chunks of "
+        f"{model.eval_chunk_size or args.items:,}: {seconds:.1f} s, {scored / seconds:,.0f} "
+        f"users/s (after a tracing call); ndcg@10 {ndcg}; peak RSS {_peak_rss_gb():.2f} GB"
+    )
 
     for decoder in model.decoders:  # as the export does (bvae_tf.export)
         decoder.add_serving_layout()

@@ -579,7 +579,10 @@ class DecoderTopK(tf.keras.layers.Layer):
                 tf.boolean_mask(excluded.cols, inside) - start,
                 excluded.batch_size,
             )
-            chunk = self.decoder.chunk_logits(queries, start, stop)
+            # After the previous chunk: in a graph TensorFlow would otherwise score
+            # every chunk at once, and memory would grow with the catalog again.
+            with tf.control_dependencies(values[-1:] + indices[-1:]):
+                chunk = self.decoder.chunk_logits(queries, start, stop)
             v, i = self._top_k(chunk, in_chunk, min(k, stop - start))
             values.append(v)
             indices.append(i + start)

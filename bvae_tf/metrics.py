@@ -301,11 +301,13 @@ def model_ranks(model, batch, behaviors: Sequence[str], max_k: int | None = None
       batch: the feature dict of :func:`evaluate` (``items_key(b)``,
         ``heldout_key(b)``, optionally ``oov_key(heldout_key(b))``).
       behaviors: the behaviors to rank.
-      max_k: as :func:`behavior_ranks` (ignored when chunked: every item is ranked).
+      max_k: as :func:`behavior_ranks`.
 
     Returns:
       ``{b: (rows, ranks, num_heldout)}`` (:func:`behavior_ranks`).
     """
+    import tensorflow as tf
+
     chunk_size = getattr(model, "eval_chunk_size", None)
     if chunk_size:
         score_chunk = model.chunk_scorer(batch)
@@ -319,9 +321,15 @@ def model_ranks(model, batch, behaviors: Sequence[str], max_k: int | None = None
             "num_unknown": batch.get(F.oov_key(F.heldout_key(b))),
         }
         if chunk_size:
-            out[b] = chunked_behavior_ranks(
-                functools.partial(score_chunk, b), model.num_items, chunk_size, **args
-            )
+            # One behavior after the other, so that one behavior's chunk is in memory.
+            with tf.control_dependencies([t for done in out.values() for t in done]):
+                out[b] = chunked_behavior_ranks(
+                    functools.partial(score_chunk, b),
+                    model.num_items,
+                    chunk_size,
+                    **args,
+                    max_k=max_k,
+                )
         else:
             out[b] = behavior_ranks(logits[b], **args, max_k=max_k)
     return out
@@ -430,14 +438,23 @@ def _tie_ranks(rows, cols, value, greater, equal, *, num_items):
 
 
 def chunked_behavior_ranks(
-    score_chunk: Callable, num_items: int, chunk_size: int, *, items, heldout, num_unknown=None
+    score_chunk: Callable,
+    num_items: int,
+    chunk_size: int,
+    *,
+    items,
+    heldout,
+    num_unknown=None,
+    max_k: int | None = None,
 ):
     """:func:`behavior_ranks` without the whole ``[B, m]`` score matrix: the items are
     scored ``chunk_size`` at a time, twice (once for the held-out items' own scores,
-    once to count the items above and tied with them), so memory is bounded by the
-    chunk, ``O(B * chunk_size)``, not the catalog. Every held-out item that can be
-    hit is ranked (no ``max_k`` cut). Same numbers as :func:`behavior_ranks` on
-    ``concat([score_chunk(start, stop) ...], axis=1)``.
+    once to count the items above and tied with them), one chunk after the other, so
+    memory is bounded by the chunk, ``O((B + h') * chunk_size)`` for ``h'`` held-out
+    items, not the catalog. Same numbers as :func:`behavior_ranks` on
+    ``concat([score_chunk(start, stop) ...], axis=1)`` with the same ``max_k``: with a
+    ``max_k``, pass 1 also keeps each row's running top ``max_k`` scores, and pass 2
+    ranks only the held-out items that reach them (far fewer comparisons).
 
     Args:
       score_chunk: ``(start, stop) -> [B, stop - start] float32`` scores of the items
@@ -445,7 +462,8 @@ def chunked_behavior_ranks(
       num_items: ``m``.
       chunk_size: items per chunk (>= 1); at most ``layers.MAX_TOP_K_CHUNKS`` chunks
         (the loop is unrolled in the graph).
-      items, heldout, num_unknown: as :func:`behavior_ranks`.
+      items, heldout, num_unknown, max_k: as :func:`behavior_ranks` (``max_k=None``:
+        every held-out item that can be hit is ranked).
 
     Returns:
       ``(rows [h'] int64, ranks [h'] int64, num_heldout [B] int64)``, rows ascending.
@@ -483,11 +501,21 @@ def chunked_behavior_ranks(
     # Pass 1: each held-out item's raw score and its score in the ranking (NaN as
     # +inf, excluded as -inf); as in candidate_ranks, it can be hit unless its raw
     # score is NaN or its ranking score is -inf.
+    # The loops are unrolled in the graph, where TensorFlow runs every op whose inputs
+    # are ready: without the control dependencies every chunk's scores would be
+    # computed at once and the memory would grow with the catalog again.
     raw = tf.zeros(tf.shape(targets.rows), tf.float32)
     relevant = tf.zeros(tf.shape(targets.rows), tf.float32)
+    k = None if max_k is None else min(max_k, num_items)
+    best = []  # with max_k: each row's running top-k scores in the ranking
     for start, stop in chunks:
-        scores = tf.cast(score_chunk(start, stop), tf.float32)
+        with tf.control_dependencies([raw, relevant, *best]):  # after the previous chunk
+            scores = tf.cast(score_chunk(start, stop), tf.float32)
         ranked = masked(scores, start, stop)
+        if k is not None:
+            top = tf.math.top_k(ranked, k=min(k, stop - start)).values
+            merged = tf.concat([*best, top], axis=1)
+            best = [tf.math.top_k(merged, k=min(k, merged.shape[1])).values]
         where = tf.where((targets.cols >= start) & (targets.cols < stop))
         index = tf.stack(
             [tf.gather_nd(targets.rows, where), tf.gather_nd(targets.cols, where) - start], axis=1
@@ -495,17 +523,23 @@ def chunked_behavior_ranks(
         raw = tf.tensor_scatter_nd_update(raw, where, tf.gather_nd(scores, index))
         relevant = tf.tensor_scatter_nd_update(relevant, where, tf.gather_nd(ranked, index))
     candidate = ~tf.math.is_nan(raw) & (relevant > -inf)
+    if k is not None:  # below the k-th best score: rank > max_k, omitted
+        candidate &= relevant >= tf.gather(best[0][:, -1], targets.rows)
     rows = tf.boolean_mask(targets.rows, candidate)
     cols = tf.boolean_mask(targets.cols, candidate)
     value = tf.boolean_mask(relevant, candidate)
     # Pass 2: items above and tied with each candidate, chunk by chunk.
+    # Per chunk, the [h', chunk] comparisons are counted in int32 (at most chunk_size).
     greater = tf.zeros(tf.shape(rows), tf.int64)
     equal = tf.zeros(tf.shape(rows), tf.int64)
     for start, stop in chunks:
-        ranked = masked(tf.cast(score_chunk(start, stop), tf.float32), start, stop)
-        row_scores = tf.gather(ranked, rows)
-        greater += tf.reduce_sum(tf.cast(row_scores > value[:, None], tf.int64), axis=1)
-        equal += tf.reduce_sum(tf.cast(row_scores == value[:, None], tf.int64), axis=1)
+        with tf.control_dependencies([greater, equal, value]):  # after the previous chunk
+            scores = tf.cast(score_chunk(start, stop), tf.float32)
+        row_scores = tf.gather(masked(scores, start, stop), rows)
+        above = tf.reduce_sum(tf.cast(row_scores > value[:, None], tf.int32), axis=1)
+        tied = tf.reduce_sum(tf.cast(row_scores == value[:, None], tf.int32), axis=1)
+        greater += tf.cast(above, tf.int64)
+        equal += tf.cast(tied, tf.int64)
     return rows, _tie_ranks(rows, cols, value, greater, equal, num_items=num_items), count
 
 

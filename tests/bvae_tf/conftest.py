@@ -69,3 +69,18 @@ def sparse_batch(matrices: dict, rows=None):
 @pytest.fixture
 def tiny_batch(tiny_data):
     return sparse_batch({F.items_key(b): tiny_data.matrix(F.TRAIN, b) for b in BEHAVIORS})
+
+
+def runs_after(op, earlier) -> bool:
+    """Whether graph op ``op`` depends on op ``earlier`` through data or control
+    inputs (so that the executor cannot run it before ``earlier``)."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent is earlier:
+                return True
+            if parent.name not in seen:
+                seen.add(parent.name)
+                stack.append(parent)
+    return False

@@ -1,5 +1,6 @@
 """Ranking metrics: hand-worked values, tie-breaking, exclusions, independent checks."""
 
+import itertools
 import math
 
 import numpy as np
@@ -7,6 +8,8 @@ import pytest
 import scipy.sparse as sp
 
 from bvae_tf import metrics as M
+
+from .conftest import runs_after
 
 pytestmark = pytest.mark.unit
 
@@ -236,19 +239,50 @@ def test_chunked_ranks_equal_whole_row_ranks_ties_nan_and_exclusions():
     assert (
         sorted(zip(whole[0].numpy().tolist(), whole[1].numpy().tolist(), strict=True)) == expected
     )
-    for chunk in (1, 5, 10, 36, 37, 100):
-        got = M.chunked_behavior_ranks(
-            lambda start, stop: tf.constant(scores[:, start:stop]),
-            m,
-            chunk,
-            items=ragged(excluded),
-            heldout=ragged(heldout),
-            num_unknown=tf.constant(unknown),
+    for max_k in (None, 1, 3, 36, 37, 50):
+        want = M.behavior_ranks(
+            tf.constant(scores), ragged(excluded), ragged(heldout), tf.constant(unknown), max_k
         )
-        for g, w in zip(got, whole, strict=True):
-            np.testing.assert_array_equal(g.numpy(), w.numpy(), err_msg=f"chunk {chunk}")
+        for chunk in (1, 5, 10, 36, 37, 100):
+            got = M.chunked_behavior_ranks(
+                lambda start, stop: tf.constant(scores[:, start:stop]),
+                m,
+                chunk,
+                items=ragged(excluded),
+                heldout=ragged(heldout),
+                num_unknown=tf.constant(unknown),
+                max_k=max_k,
+            )
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_array_equal(
+                    g.numpy(), w.numpy(), err_msg=f"chunk {chunk}, max_k {max_k}"
+                )
+        if max_k == 3:  # the cut leaves out the items scored below the 3rd best
+            assert 0 < len(want[1]) < len(whole[1])
     with pytest.raises(ValueError, match="chunk_size"):
         M.chunked_behavior_ranks(lambda a, b: None, m, 0, items=None, heldout=None)
+
+
+def test_chunked_ranks_score_one_chunk_after_the_other_in_a_graph():
+    """Both passes score the chunks in turn (a control dependency on the previous
+    chunk), so a graph never holds every chunk's scores at once."""
+    import tensorflow as tf
+
+    m, chunk = 37, 10
+    table = tf.constant(np.arange(4 * m, dtype=np.float32).reshape(4, m))
+    spec = tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1)
+
+    @tf.function(input_signature=[spec, spec])
+    def ranks(items, heldout):
+        def score(start, stop):
+            return tf.identity(table[:, start:stop], name=f"chunk_{start}")
+
+        return M.chunked_behavior_ranks(score, m, chunk, items=items, heldout=heldout)
+
+    graph = ranks.get_concrete_function().graph
+    scored = [op for op in graph.get_operations() if op.name.startswith("chunk_")]
+    assert len(scored) == 2 * 4  # two passes over 4 chunks
+    assert all(runs_after(op, before) for before, op in itertools.pairwise(scored))
 
 
 def test_evaluate_scores_a_chunked_model_as_the_whole_catalog(tiny_data):

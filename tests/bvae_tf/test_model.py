@@ -1,5 +1,7 @@
 """BVAE model: equations, gates, ablations, Mult-VAE reduction, top-K, serialization."""
 
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,7 +11,7 @@ from bvae_tf import layers as L
 from bvae_tf import losses
 from bvae_tf import model as Mo
 
-from .conftest import BEHAVIORS, NUM_ITEMS, sparse_batch
+from .conftest import BEHAVIORS, NUM_ITEMS, runs_after, sparse_batch
 
 pytestmark = pytest.mark.unit
 
@@ -739,6 +741,27 @@ def test_chunked_top_k_equals_the_whole_catalog_top_k_ties_included():
         L.DecoderTopK(big, chunk_size=2)
     with pytest.raises(ValueError, match="not a non-empty range"):
         decoder.chunk_logits(queries, 10, 5)
+
+
+def test_chunked_top_k_scores_one_chunk_after_the_other_in_a_graph():
+    """In a graph, TensorFlow runs every op whose inputs are ready: unless each
+    chunk's logits wait for the previous chunk, all chunks are scored at once and the
+    memory is the whole catalog's again."""
+    decoder = L.ItemDecoder(23, 4, seed=1)
+    decoder.build()
+    chunked = L.DecoderTopK(decoder, k=3, chunk_size=5)
+    graph = (
+        tf.function(chunked.query_with_exclusions)
+        .get_concrete_function(
+            tf.TensorSpec([None, 4], tf.float32),
+            tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1),
+        )
+        .graph
+    )
+    matmuls = [op for op in graph.get_operations() if op.type == "MatMul"]
+    assert len(matmuls) == 5  # one per chunk
+    # Every chunk waits for the one before.
+    assert all(runs_after(op, before) for before, op in itertools.pairwise(matmuls))
 
 
 def test_decoder_logits_equal_the_item_table_form_of_the_loss():

@@ -1,0 +1,127 @@
+"""Regenerates the JD comparison tables of docs/RESULTS.md ("JD, honest protocol")
+from the result files in docs/results/jd (no training).
+
+::
+
+    python scripts/results_tables.py [--results docs/results/jd] [--doc docs/RESULTS.md]
+
+Renders ``python -m bvae_tf.experiment --combine`` over the comparison rows (the
+studies' rows -- ``rq4_*``, ``d<size>``, ``weights_*`` -- are left to
+``python -m bvae_tf.report``): the honest table with the paired t-tests of BVAE and of
+BVAE + item path against the best other row, the paper-protocol table and the compute
+table, and writes them between the line "One seed per row unless the Seeds column says
+otherwise." and the paragraph "The paper's rows for reference". Exits 1 (changing
+nothing) when either marker is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+START = "One seed per row unless the Seeds\ncolumn says otherwise.\n"
+END = "The paper's rows for reference"
+#: Result files of the studies (docs/REPORT.md), not rows of the comparison table.
+STUDY = re.compile(r"^(rq4_.*|d\d+_s\d+|weights_.*)\.json$")
+#: Table order of the rows (file names without ``_s<seed>``); others follow by name.
+ROW_ORDER = (
+    "popularity",
+    "repeat",
+    "ease",
+    "ehcf",
+    "ehcf_tuned",
+    "ngcf",
+    "recvae",
+    "vae_pp",
+    "bvae",
+    "bvae_tuned",
+    "bvae_anneal",
+    "mmoe",
+    "cgc",
+    "exchange",
+    "no_base_gff_tff",
+    "item_path",
+    "sampled",
+    "sampled_pop",
+)
+BVAE = "BVAE (gates=gated)"
+ITEM_PATH = "BVAE (gates=gated, item_path=True)"
+
+
+def _combine(files: list[pathlib.Path], anchor: str, protocols: list[str]) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "tables.md"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bvae_tf.experiment",
+                "--combine",
+                *map(str, files),
+                "--anchor",
+                anchor,
+                "--protocols",
+                *protocols,
+                "--markdown",
+                str(out),
+            ],
+            cwd=REPO,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        return out.read_text()
+
+
+def _sections(markdown: str) -> dict[str, str]:
+    """``{heading text: body}`` of the ``### `` sections of a combine output."""
+    parts = re.split(r"^### (.*)\n", markdown, flags=re.M)
+    return {parts[i].strip(): parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
+
+
+def render(results: pathlib.Path) -> str:
+    def order(path: pathlib.Path) -> tuple[int, str]:
+        row = re.sub(r"_s\d+$", "", path.stem)
+        return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER), path.name)
+
+    files = sorted((p for p in results.glob("*.json") if not STUDY.match(p.name)), key=order)
+    main = _sections(_combine(files, BVAE, ["honest", "paper"]))
+    item = _sections(_combine(files, ITEM_PATH, ["honest"]))
+    honest = next(v for k, v in main.items() if k.startswith("honest"))
+    paper_key = next(k for k in main if k.startswith("paper"))
+    item_tests = next(v for k, v in item.items() if k.startswith("honest")).split("\n\n", 1)[1]
+    item_tests = item_tests.replace(
+        f"Paired t-test over users (per-user test NDCG@5, mean over seeds), {ITEM_PATH} vs "
+        "the best other row:",
+        "The same test for BVAE + item path (labelled `item_path=True`) against the best "
+        "other row:",
+    )
+    compute_key = next(k for k in main if k.startswith("Compute"))
+    return (
+        f"\n{honest}\n\n{item_tests}\n\n#### {paper_key}\n\n{main[paper_key]}\n\n"
+        f"#### {compute_key}\n\n{main[compute_key]}\n\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(REPO / "docs/results/jd"))
+    parser.add_argument("--doc", default=str(REPO / "docs/RESULTS.md"))
+    args = parser.parse_args()
+    doc = pathlib.Path(args.doc)
+    text = doc.read_text()
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < start:
+        print(f"{doc}: markers not found ({START.strip()!r} ... {END!r})", file=sys.stderr)
+        return 1
+    doc.write_text(text[: start + len(START)] + render(pathlib.Path(args.results)) + text[end:])
+    print(f"{doc}: JD comparison tables regenerated from {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
