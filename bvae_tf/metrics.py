@@ -453,8 +453,10 @@ def chunked_behavior_ranks(
     memory is bounded by the chunk, ``O((B + h') * chunk_size)`` for ``h'`` held-out
     items, not the catalog. Same numbers as :func:`behavior_ranks` on
     ``concat([score_chunk(start, stop) ...], axis=1)`` with the same ``max_k``: with a
-    ``max_k``, pass 1 also keeps each row's running top ``max_k`` scores, and pass 2
-    ranks only the held-out items that reach them (far fewer comparisons).
+    ``max_k``, pass 1 also keeps each row's running top ``max_k + 1`` scores; only the
+    held-out items that reach the ``max_k``-th are ranked, from that list alone, and
+    pass 2 runs only when one of them ties with the ``(max_k + 1)``-th score (ties
+    that may continue beyond the list).
 
     Args:
       score_chunk: ``(start, stop) -> [B, stop - start] float32`` scores of the items
@@ -506,16 +508,17 @@ def chunked_behavior_ranks(
     # computed at once and the memory would grow with the catalog again.
     raw = tf.zeros(tf.shape(targets.rows), tf.float32)
     relevant = tf.zeros(tf.shape(targets.rows), tf.float32)
-    k = None if max_k is None else min(max_k, num_items)
-    best = []  # with max_k: each row's running top-k scores in the ranking
+    # With max_k: each row's running top (max_k + 1) scores in the ranking.
+    keep = None if max_k is None else min(max_k + 1, num_items)
+    best = []
     for start, stop in chunks:
         with tf.control_dependencies([raw, relevant, *best]):  # after the previous chunk
             scores = tf.cast(score_chunk(start, stop), tf.float32)
         ranked = masked(scores, start, stop)
-        if k is not None:
-            top = tf.math.top_k(ranked, k=min(k, stop - start)).values
+        if keep is not None:
+            top = tf.math.top_k(ranked, k=min(keep, stop - start)).values
             merged = tf.concat([*best, top], axis=1)
-            best = [tf.math.top_k(merged, k=min(k, merged.shape[1])).values]
+            best = [tf.math.top_k(merged, k=min(keep, merged.shape[1])).values]
         where = tf.where((targets.cols >= start) & (targets.cols < stop))
         index = tf.stack(
             [tf.gather_nd(targets.rows, where), tf.gather_nd(targets.cols, where) - start], axis=1
@@ -523,23 +526,48 @@ def chunked_behavior_ranks(
         raw = tf.tensor_scatter_nd_update(raw, where, tf.gather_nd(scores, index))
         relevant = tf.tensor_scatter_nd_update(relevant, where, tf.gather_nd(ranked, index))
     candidate = ~tf.math.is_nan(raw) & (relevant > -inf)
-    if k is not None:  # below the k-th best score: rank > max_k, omitted
-        candidate &= relevant >= tf.gather(best[0][:, -1], targets.rows)
+    if keep is not None:  # below the max_k-th best score: rank > max_k, omitted
+        kth = best[0][:, min(max_k, num_items) - 1]
+        candidate &= relevant >= tf.gather(kth, targets.rows)
     rows = tf.boolean_mask(targets.rows, candidate)
     cols = tf.boolean_mask(targets.cols, candidate)
     value = tf.boolean_mask(relevant, candidate)
-    # Pass 2: items above and tied with each candidate, chunk by chunk.
-    # Per chunk, the [h', chunk] comparisons are counted in int32 (at most chunk_size).
-    greater = tf.zeros(tf.shape(rows), tf.int64)
-    equal = tf.zeros(tf.shape(rows), tf.int64)
-    for start, stop in chunks:
-        with tf.control_dependencies([greater, equal, value]):  # after the previous chunk
-            scores = tf.cast(score_chunk(start, stop), tf.float32)
-        row_scores = tf.gather(masked(scores, start, stop), rows)
-        above = tf.reduce_sum(tf.cast(row_scores > value[:, None], tf.int32), axis=1)
-        tied = tf.reduce_sum(tf.cast(row_scores == value[:, None], tf.int32), axis=1)
-        greater += tf.cast(above, tf.int64)
-        equal += tf.cast(tied, tf.int64)
+
+    def scan():
+        """Pass 2: items above and tied with each candidate, chunk by chunk (the
+        [h', chunk] comparisons counted in int32: at most chunk_size)."""
+        greater = tf.zeros(tf.shape(rows), tf.int64)
+        equal = tf.zeros(tf.shape(rows), tf.int64)
+        for start, stop in chunks:
+            with tf.control_dependencies([greater, equal, value]):  # after the last chunk
+                scores = tf.cast(score_chunk(start, stop), tf.float32)
+            row_scores = tf.gather(masked(scores, start, stop), rows)
+            above = tf.reduce_sum(tf.cast(row_scores > value[:, None], tf.int32), axis=1)
+            tied = tf.reduce_sum(tf.cast(row_scores == value[:, None], tf.int32), axis=1)
+            greater += tf.cast(above, tf.int64)
+            equal += tf.cast(tied, tf.int64)
+        return greater, equal
+
+    if keep is None:
+        greater, equal = scan()
+    else:
+        # A candidate scores at least the max_k-th best, so every item above it is in
+        # the running top (max_k + 1); so is every item tied with it unless it ties
+        # with the (max_k + 1)-th, whose ties may go on beyond the list. Without such
+        # a tie in the batch the list gives every count and pass 2 is skipped.
+        listed = tf.gather(best[0], rows)
+        after = (
+            tf.gather(best[0][:, max_k], rows)
+            if keep > max_k
+            else tf.fill(tf.shape(value), -inf)  # the list holds every item
+        )
+
+        def from_list():
+            above = tf.reduce_sum(tf.cast(listed > value[:, None], tf.int64), axis=1)
+            tied = tf.reduce_sum(tf.cast(listed == value[:, None], tf.int64), axis=1)
+            return above, tied
+
+        greater, equal = tf.cond(tf.reduce_all(value > after), from_list, scan)
     return rows, _tie_ranks(rows, cols, value, greater, equal, num_items=num_items), count
 
 

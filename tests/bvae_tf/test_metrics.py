@@ -239,13 +239,15 @@ def test_chunked_ranks_equal_whole_row_ranks_ties_nan_and_exclusions():
     assert (
         sorted(zip(whole[0].numpy().tolist(), whole[1].numpy().tolist(), strict=True)) == expected
     )
-    for max_k in (None, 1, 3, 36, 37, 50):
+    distinct = rng.permutation(n * m).reshape(n, m).astype(np.float32)  # no ties: no pass 2
+    distinct[2, 7] = np.nan
+    for values, max_k in itertools.product((scores, distinct), (None, 1, 3, 36, 37, 50)):
         want = M.behavior_ranks(
-            tf.constant(scores), ragged(excluded), ragged(heldout), tf.constant(unknown), max_k
+            tf.constant(values), ragged(excluded), ragged(heldout), tf.constant(unknown), max_k
         )
         for chunk in (1, 5, 10, 36, 37, 100):
             got = M.chunked_behavior_ranks(
-                lambda start, stop: tf.constant(scores[:, start:stop]),
+                lambda start, stop, values=values: tf.constant(values[:, start:stop]),
                 m,
                 chunk,
                 items=ragged(excluded),
@@ -257,7 +259,7 @@ def test_chunked_ranks_equal_whole_row_ranks_ties_nan_and_exclusions():
                 np.testing.assert_array_equal(
                     g.numpy(), w.numpy(), err_msg=f"chunk {chunk}, max_k {max_k}"
                 )
-        if max_k == 3:  # the cut leaves out the items scored below the 3rd best
+        if max_k == 3 and values is scores:  # the cut leaves out those below the 3rd best
             assert 0 < len(want[1]) < len(whole[1])
     with pytest.raises(ValueError, match="chunk_size"):
         M.chunked_behavior_ranks(lambda a, b: None, m, 0, items=None, heldout=None)
