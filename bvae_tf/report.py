@@ -152,6 +152,15 @@ def _full(result: dict, dataset: str) -> bool:
     return tuple(result.get("behaviors", ())) == DATASETS[dataset][1]
 
 
+def is_study_run(result: dict, dataset: str) -> bool:
+    """Whether a result is one step of a study's sweep (RQ4: fewer behaviors; RQ3: the
+    latent size d; RQ2: fixed loss weights) rather than a row of the RQ1 comparison."""
+    changes = bvae_changes(result)
+    if changes is None:
+        return False
+    return not _full(result, dataset) or bool({"latent_dim", "loss_weights"} & set(changes))
+
+
 def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
     """``{dataset: combined results}`` for every known dataset folder that has files.
 
@@ -603,7 +612,8 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
             lines += [note, ""]
         lines += [f"### RQ1: the comparison ({title})", ""]
         anchor = ANCHOR if any(r["method"] == ANCHOR for r in results) else None
-        table = E.render_markdown(results, 5, (E.HONEST, E.PAPER), anchor)
+        rows = [r for r in results if not is_study_run(r, dataset)]  # sweeps: figures
+        table = E.render_markdown(rows, 5, (E.HONEST, E.PAPER), anchor)
         lines += [table.replace("### ", "#### "), ""]
         lines += _paper_table(dataset)
         for name, make, heading in (

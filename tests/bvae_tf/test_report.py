@@ -103,6 +103,9 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     assert "| purchase | BVAE (gates=gated) |" in text
     assert "| 2 |" in text  # BVAE's two seed files pooled into one row
     assert "The paper's rows (JD" in text and "0.0743 / 0.1289" in text
+    # The studies' sweeps are figures, not rows of the comparison.
+    assert "purchase only" not in text and "latent_dim=" not in text
+    assert "loss_weights=" not in text
     # RQ2: the rows present, by name; RQ3: BVAE against VAE++; the training curves.
     for name in (
         "rq2_ablation_jd",
