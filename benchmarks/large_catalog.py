@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--serve-repeats", type=int, default=100, help="timed recommend calls")
     parser.add_argument("--seed", type=int, default=0, help="data and model seed")
     args = parser.parse_args()
+    if args.eval_users < 0 or args.eval_batch_size < 1:
+        parser.error("--eval-users must be >= 0 and --eval-batch-size >= 1")
 
     import tensorflow as tf
 
@@ -177,16 +179,20 @@ def main() -> None:
 
     eval_ds = D.eval_dataset(dataset, F.EVAL, batch_size=args.eval_batch_size)
     scored = len(dataset.split_users(F.EVAL))
-    for _ in range(2):  # the first call traces the ranking function
+    for _ in range(2 if scored else 0):  # the first call traces the ranking function
         start = time.perf_counter()
         result = M.evaluate(model, eval_ds)
         seconds = time.perf_counter() - start
-    ndcg = {b: round(r.metrics["ndcg@10"], 4) for b, r in result.behaviors.items()}
-    print(
-        f"metrics.evaluate, {scored:,} users x {args.items:,} items in chunks of "
-        f"{model.eval_chunk_size or args.items:,}: {seconds:.1f} s, {scored / seconds:,.0f} "
-        f"users/s (after a tracing call); ndcg@10 {ndcg}; peak RSS {_peak_rss_gb():.2f} GB"
-    )
+    if scored:
+        ndcg = {b: round(r.metrics["ndcg@10"], 4) for b, r in result.behaviors.items()}
+        print(
+            f"metrics.evaluate, {scored:,} users x {args.items:,} items in chunks of "
+            f"{model.eval_chunk_size or args.items:,}: {seconds:.1f} s, "
+            f"{scored / seconds:,.0f} users/s (after a tracing call); ndcg@10 {ndcg}; "
+            f"peak RSS {_peak_rss_gb():.2f} GB"
+        )
+    else:
+        print("metrics.evaluate: skipped (no user with held-out items: --eval-users 0)")
 
     for decoder in model.decoders:  # as the export does (bvae_tf.export)
         decoder.add_serving_layout()
