@@ -5,9 +5,9 @@ from the result files in docs/results/jd (no training).
 
     python scripts/results_tables.py [--results docs/results/jd] [--doc docs/RESULTS.md]
 
-Renders ``python -m bvae_tf.experiment --combine`` over the comparison rows (the
-studies' rows -- ``rq4_*``, ``d<size>``, ``weights_*`` -- are left to
-``python -m bvae_tf.report``): the honest table with the paired t-tests of BVAE and of
+Renders what ``python -m bvae_tf.experiment --combine`` renders over the comparison
+rows (the studies' sweeps, ``bvae_tf.report.is_study_run``, are left to ``python -m
+bvae_tf.report``): the honest table with the paired t-tests of BVAE and of
 BVAE + item path against the best other row, the paper-protocol table and the compute
 table, and writes them between the line "One seed per row unless the Seeds column says
 otherwise." and the paragraph "The paper's rows for reference". Exits 1 (changing
@@ -17,68 +17,34 @@ nothing) when either marker is missing.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import pathlib
 import re
-import subprocess
 import sys
-import tempfile
 
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bvae_tf import experiment as E  # noqa: E402
+from bvae_tf import report  # noqa: E402
+
 START = "One seed per row unless the Seeds\ncolumn says otherwise.\n"
 END = "The paper's rows for reference"
-#: Result files of the studies (docs/REPORT.md), not rows of the comparison table.
-STUDY = re.compile(r"^(rq4_.*|d\d+_s\d+|weights_.*)\.json$")
 #: Table order of the rows (file names without ``_s<seed>``); others follow by name.
 ROW_ORDER = (
-    "popularity",
-    "repeat",
-    "ease",
-    "ehcf",
-    "ehcf_tuned",
-    "ngcf",
-    "recvae",
-    "vae_pp",
-    "bvae",
-    "bvae_tuned",
-    "bvae_anneal",
-    "mmoe",
-    "cgc",
-    "exchange",
-    "no_base_gff_tff",
-    "item_path",
-    "sampled",
-    "sampled_pop",
-)
+    "popularity", "repeat", "ease", "ehcf", "ehcf_tuned", "ngcf", "recvae", "vae_pp",
+    "bvae", "bvae_tuned", "bvae_anneal", "mmoe", "cgc", "exchange", "no_base_gff_tff",
+    "item_path", "sampled", "sampled_pop",
+)  # fmt: skip
 BVAE = "BVAE (gates=gated)"
 ITEM_PATH = "BVAE (gates=gated, item_path=True)"
 
 
-def _combine(files: list[pathlib.Path], anchor: str, protocols: list[str]) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = pathlib.Path(tmp) / "tables.md"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bvae_tf.experiment",
-                "--combine",
-                *map(str, files),
-                "--anchor",
-                anchor,
-                "--protocols",
-                *protocols,
-                "--markdown",
-                str(out),
-            ],
-            cwd=REPO,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        return out.read_text()
-
-
 def _sections(markdown: str) -> dict[str, str]:
-    """``{heading text: body}`` of the ``### `` sections of a combine output."""
+    """``{heading text: body}`` of the ``### `` sections of ``render_markdown``."""
     parts = re.split(r"^### (.*)\n", markdown, flags=re.M)
     return {parts[i].strip(): parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
 
@@ -88,9 +54,17 @@ def render(results: pathlib.Path) -> str:
         row = re.sub(r"_s\d+$", "", path.stem)
         return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER), path.name)
 
-    files = sorted((p for p in results.glob("*.json") if not STUDY.match(p.name)), key=order)
-    main = _sections(_combine(files, BVAE, ["honest", "paper"]))
-    item = _sections(_combine(files, ITEM_PATH, ["honest"]))
+    files = sorted(
+        (
+            path
+            for path in results.glob("*.json")
+            if not report.is_study_run(json.loads(path.read_text()), "jd")
+        ),
+        key=order,
+    )
+    rows = E.combine(files)
+    main = _sections(E.render_markdown(rows, 5, (E.HONEST, E.PAPER), BVAE))
+    item = _sections(E.render_markdown(rows, 5, (E.HONEST,), ITEM_PATH))
     honest = next(v for k, v in main.items() if k.startswith("honest"))
     paper_key = next(k for k in main if k.startswith("paper"))
     item_tests = next(v for k, v in item.items() if k.startswith("honest")).split("\n\n", 1)[1]
