@@ -5,7 +5,7 @@ chunked top-K).
 
     python benchmarks/large_catalog.py [--items 1000000] [--users 200000]
         [--negatives 2000] [--chunk 65536] [--epochs 2] [--eval-users 2000]
-        [--serve-repeats 100]
+        [--serve-repeats 100] [--probes 0.05 0.1] [--recall-users 500]
 
 The defaults need about 13 GB of memory and several minutes on 2 cores; e.g.
 ``--items 20000 --users 3000 --chunk 5000 --serve-repeats 20`` runs in half a minute.
@@ -30,8 +30,13 @@ excluded) for one user over the whole catalog, as the serving signature computes
 (with the export's serving layout), median and p99 over ``--serve-repeats`` calls after
 a warm-up (target p99 <= 50 ms), scoring the catalog at once and in chunks of
 ``--chunk`` items (the chunked path bounds the memory of large batches; for one user
-it copies each chunk's columns and is slower). The load average before and after is
-printed: other work on the cores inflates the figures.
+it copies each chunk's columns and is slower); then the same through the
+inverted-file index of ``approximate_top_k=p`` for each ``p`` of ``--probes``
+(``bvae_tf.approximate``: about that share of the catalog scored per query), its
+build time, latency and its
+recall@10 against the exact top 10 over ``--recall-users`` users (the mean share of
+each user's exact top 10, own items excluded, that the index returns). The load
+average before and after is printed: other work on the cores inflates the figures.
 """
 
 from __future__ import annotations
@@ -125,9 +130,21 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=500, help="users per batch")
     parser.add_argument("--serve-repeats", type=int, default=100, help="timed recommend calls")
     parser.add_argument("--seed", type=int, default=0, help="data and model seed")
+    parser.add_argument(
+        "--probes",
+        type=float,
+        nargs="+",
+        default=[0.05, 0.1],
+        help="approximate_top_k values: shares of the catalog probed",
+    )
+    parser.add_argument(
+        "--recall-users", type=int, default=500, help="users of the recall@10 measurement"
+    )
     args = parser.parse_args()
     if args.eval_users < 0 or args.eval_batch_size < 1:
         parser.error("--eval-users must be >= 0 and --eval-batch-size >= 1")
+    if not all(0.0 < p <= 1.0 for p in args.probes) or args.recall_users < 1:
+        parser.error("every --probes value must be in (0, 1] and --recall-users >= 1")
 
     import tensorflow as tf
 
@@ -197,9 +214,8 @@ def main() -> None:
     for decoder in model.decoders:  # as the export does (bvae_tf.export)
         decoder.add_serving_layout()
     one_user = next(iter(D.train_dataset(dataset, batch_size=1, shuffle=False)))
-    for chunk in (None, args.chunk):
-        for layer in model.top_k_layers:
-            layer.chunk_size = chunk
+
+    def time_recommend(what: str) -> None:
         serve = tf.function(lambda batch: model.recommend(batch, k=10))
         serve(one_user)  # trace
         latencies = []
@@ -208,11 +224,51 @@ def main() -> None:
             out = serve(one_user)
             _ = {b: v[1].numpy() for b, v in out.items()}
             latencies.append((time.perf_counter() - start) * 1000)
-        what = "whole catalog at once" if chunk is None else f"chunks of {chunk:,} items"
         print(
             f"recommend, 1 user, top 10 x {len(BEHAVIORS)} behaviors over {args.items:,} "
             f"items, {what}: median {np.median(latencies):.1f} ms, "
             f"p99 {np.percentile(latencies, 99):.1f} ms over {args.serve_repeats} calls"
+        )
+
+    for chunk in (None, args.chunk):
+        for layer in model.top_k_layers:
+            layer.chunk_size = chunk
+        time_recommend("whole catalog at once" if chunk is None else f"chunks of {chunk:,} items")
+
+    # The exact top 10 of --recall-users users (chunked), then the index's.
+    recall_batch = next(
+        iter(D.train_dataset(dataset, batch_size=min(args.recall_users, users), shuffle=False))
+    )
+    exact = {b: v[1].numpy() for b, v in model.recommend(recall_batch, k=10).items()}
+    for probe in args.probes:
+        start = time.perf_counter()
+        model.attach_approximate_top_k(probe)
+        built = time.perf_counter() - start
+        index = model.approximate_indexes[0]
+        print(
+            f"IVF index (approximate_top_k={probe}): {index.num_leaves:,} leaves, "
+            f"{index.num_probed} probed per query, built for {len(BEHAVIORS)} decoders in "
+            f"{built:.1f} s"
+        )
+        time_recommend(f"IVF index probing {probe:.0%} of the catalog")
+        approx = {b: v[1].numpy() for b, v in model.recommend(recall_batch, k=10).items()}
+        recall = {
+            b: round(
+                float(
+                    np.mean(
+                        [
+                            len(set(a) & set(e)) / 10
+                            for a, e in zip(approx[b], exact[b], strict=True)
+                        ]
+                    )
+                ),
+                3,
+            )
+            for b in BEHAVIORS
+        }
+        print(
+            f"recall@10 of the IVF index against the exact top 10, "
+            f"{len(exact[BEHAVIORS[0]])} users: {recall}"
         )
     print(
         f"peak RSS {_peak_rss_gb():.2f} GB (target <= 16 GB); load average "

@@ -138,6 +138,14 @@ class BVAEConfig:
         ``[B, chunk]`` for large catalogs, and so do ``metrics.evaluate`` and the
         export's ``rank_heldout`` (``metrics.chunked_behavior_ranks``); 0 (default):
         all items at once.
+      approximate_top_k: serve ``recommend`` from an inverted-file index
+        (``approximate.ApproximateTopK``, built at export by
+        ``BVAE.attach_approximate_top_k``) that scores about this share of the catalog
+        per query, exactly, instead of every item: the returned scores are exact
+        logits, the items an approximation of the exact top K (recall measured in
+        ``benchmarks/large_catalog.py``). In ``(0, 1]``; 0 (default): exact serving.
+        Training, ``metrics.evaluate``, ``score_items`` and ``rank_heldout`` (the
+        Evaluator) stay exact. Not with ``item_path``.
     """
 
     behaviors: tuple[str, ...]
@@ -168,6 +176,7 @@ class BVAEConfig:
     sampled_proposal: str = "uniform"
     sparse_updates: bool = False
     top_k_chunk_size: int = 0
+    approximate_top_k: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "behaviors", features.validate_behaviors(self.behaviors))
@@ -200,6 +209,13 @@ class BVAEConfig:
             (isinstance(self.sparse_updates, bool), "sparse_updates", self.sparse_updates),
             (_count(self.top_k_chunk_size), "top_k_chunk_size", self.top_k_chunk_size),
             (
+                isinstance(self.approximate_top_k, int | float)
+                and not isinstance(self.approximate_top_k, bool)
+                and 0.0 <= self.approximate_top_k <= 1.0,
+                "approximate_top_k",
+                self.approximate_top_k,
+            ),
+            (
                 len(self.logvar_range) == 2 and self.logvar_range[0] < self.logvar_range[1],
                 "logvar_range",
                 self.logvar_range,
@@ -218,16 +234,21 @@ class BVAEConfig:
                 f"BVAEConfig.sampled_proposal={self.sampled_proposal!r} draws the sampled "
                 "softmax's negatives: set sampled_softmax to their number (> 0)"
             )
-        if (self.sampled_softmax or self.top_k_chunk_size) and self.item_path:
+        large = {
+            "sampled_softmax": self.sampled_softmax,
+            "top_k_chunk_size": self.top_k_chunk_size,
+            "approximate_top_k": self.approximate_top_k,
+        }
+        if self.item_path and any(large.values()):
             raise ValueError(
-                "BVAEConfig.sampled_softmax and top_k_chunk_size cannot be combined with "
-                "item_path: the item path adds logits to every item"
+                "BVAEConfig.sampled_softmax, top_k_chunk_size and approximate_top_k cannot "
+                f"be combined with item_path (the item path adds logits to every item): {large}"
             )
-        large = {"sampled_softmax": self.sampled_softmax, "top_k_chunk_size": self.top_k_chunk_size}
         if self.variant not in ("bvae", "union_vae") and any(large.values()):
             raise ValueError(
-                "BVAEConfig.sampled_softmax / top_k_chunk_size need the BVAE model "
-                f"(variant 'bvae' or 'union_vae'); got variant={self.variant!r} with {large}"
+                "BVAEConfig.sampled_softmax / top_k_chunk_size / approximate_top_k need the "
+                f"BVAE model (variant 'bvae' or 'union_vae'); got variant={self.variant!r} "
+                f"with {large}"
             )
         if self.encoder != "base" and (not self.use_base or self.variant != "bvae"):
             raise ValueError(

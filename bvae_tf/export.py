@@ -14,6 +14,10 @@ export records about itself; :func:`padded_to_sparse` undoes the padding of
              <b>_scores      float32 [batch, K]  their decoder logits, descending
              oov_count       int64   [batch]     ids dropped as unknown, all behaviors
 
+With ``approximate_top_k`` in the model's config, ``serving_default`` ranks the items
+of an inverted-file index's probed leaves only (``bvae_tf.approximate``, built here
+from the trained decoders); the other signatures stay exact.
+
 ``transform_features`` (evaluation tooling)::
 
     inputs:  examples        string  [batch]     serialized tf.Examples with
@@ -225,8 +229,12 @@ def export_serving_model(
             for b in behaviors
         }
     )
-    for decoder in getattr(model, "decoders", ()):  # closed-form baselines have none
-        decoder.add_serving_layout()
+    if getattr(model, "bvae_config", None) and model.bvae_config.approximate_top_k:
+        # serving_default ranks the probed items only: no [d, m] copy of the tables.
+        model.attach_approximate_top_k()
+    else:
+        for decoder in getattr(model, "decoders", ()):  # closed-form baselines have none
+            decoder.add_serving_layout()
     model.tft_layer = tf_transform_output.transform_features_layer()
     model.item_ids = tf.lookup.StaticHashTable(
         tf.lookup.TextFileInitializer(

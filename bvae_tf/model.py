@@ -378,11 +378,16 @@ class BVAE(tf.keras.Model):
           ValueError: if ``k`` is out of range.
         """
         encoded = self.encode(inputs, training=False)
+        indexes = getattr(self, "approximate_indexes", None)
         out = {}
         for b in self._cfg.behaviors:
             i = self._task_index(b)
             z = encoded["z_hat"][self._cfg.tasks[i]]
             seen = encoded["inputs"][b]
+            if indexes:
+                k_checked = self.top_k_layers[i]._check_k(k)
+                out[b] = indexes[i].query_with_exclusions(z, seen, k_checked)
+                continue
             if self.item_path is None:
                 out[b] = self.top_k_layers[i].query_with_exclusions(z, seen, k=k)
                 continue
@@ -391,6 +396,34 @@ class BVAE(tf.keras.Model):
             values, items = tf.math.top_k(L.mask_scores(scores, seen), k=top._check_k(k))
             out[b] = (values, tf.cast(items, tf.int64))
         return out
+
+    def attach_approximate_top_k(self, probe: float | None = None) -> None:
+        """Builds one IVF index per decoder (``approximate.ApproximateTopK``, seeded
+        by the config's ``seed``) from the current item tables; :meth:`recommend`
+        then serves from them. For export, after training: the index does not follow
+        later updates of the tables' clustering (its scores are always the current
+        logits).
+
+        Args:
+          probe: share of the catalog scored per query, in ``(0, 1]`` (default: the
+            config's ``approximate_top_k``).
+
+        Raises:
+          ValueError: if neither ``probe`` nor the config's ``approximate_top_k`` is
+            set, or the model has an item path.
+        """
+        from bvae_tf import approximate
+
+        probe = probe or self._cfg.approximate_top_k
+        if not probe or self.item_path is not None:
+            raise ValueError(
+                "attach_approximate_top_k needs a probe share in (0, 1] (BVAEConfig."
+                f"approximate_top_k, got {probe!r}) and a model without item_path"
+            )
+        self.approximate_indexes = [
+            approximate.ApproximateTopK(dec, probe, seed=self._cfg.seed, name=f"ivf_{t}")
+            for dec, t in zip(self.decoders, self._cfg.tasks, strict=True)
+        ]
 
     # --- loss ------------------------------------------------------------------------
     def beta(self) -> tf.Tensor:

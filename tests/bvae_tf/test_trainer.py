@@ -42,8 +42,14 @@ def _fn_args(data, tmp_path, model=None, **training):
 
 
 #: The large-catalog settings (sampled softmax with the popularity proposal, chunked
-#: ranking), run under a MirroredStrategy: the proposal is set in cross-replica context.
-LARGE_CATALOG = {"sampled_softmax": 5, "sampled_proposal": "popularity", "top_k_chunk_size": 7}
+#: ranking, serving from the IVF index), run under a MirroredStrategy: the proposal is
+#: set in cross-replica context.
+LARGE_CATALOG = {
+    "sampled_softmax": 5,
+    "sampled_proposal": "popularity",
+    "top_k_chunk_size": 7,
+    "approximate_top_k": 0.5,
+}
 
 
 @pytest.mark.parametrize(
@@ -69,6 +75,9 @@ def test_run_fn_trains_and_exports(data, tmp_path, strategy):
     for b in tiny.BEHAVIORS:
         assert out[features.item_ids_output(b)].shape == (3, TOP_K)
         assert out[features.scores_output(b)].dtype == tf.float32
+    checkpoint = os.path.join(args.serving_model_dir, "variables", "variables")
+    indexed = [n for n, _ in tf.train.list_variables(checkpoint) if "approximate_indexes" in n]
+    assert bool(indexed) == ("approximate_top_k" in strategy.get("model", {})), indexed
 
 
 @pytest.fixture(scope="module")
