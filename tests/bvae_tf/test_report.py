@@ -125,7 +125,11 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     assert report.ablation_name(tuned) is None
     # What is missing, with the command that runs it.
     assert "out/comparison/jd 3 no_base no_gff no_base_gff_tff cgc exchange" in text
-    assert "run_studies.sh" not in text  # every study has results
+    # Every study has results; the weight grid has 3 of its 36 settings.
+    assert text.count("run_studies.sh") == 1
+    assert "- RQ2 SDWL against fixed loss weights: 33 of the 36 settings" in text
+    # Each study's figure is followed by the paper's claim against these runs.
+    assert text.count("**The paper against these runs.**") == 5
     assert "BVAE (defaults), seed 1, honest protocol" in text  # the run with gate values
     assert "GFF/TFF gate values need" not in text
     assert "## UB" not in text  # no UB files: no UB section
@@ -151,3 +155,56 @@ def test_a_malformed_result_file_is_named(results_dir, tmp_path, capsys):
     assert "broken.json" in err and "no finished run" in err
     with pytest.raises(ValueError, match="no result files"):
         report.render(tmp_path / "nowhere", tmp_path / "out")
+
+
+def _with_ndcg(result, values):
+    """``result`` with test NDCG@K of each behavior set to ``values[b]`` (every K)."""
+    for b, value in values.items():
+        for k in report.KS:
+            result["runs"][0]["honest"][b][f"ndcg@{k}"] = value
+    return result
+
+
+def _loaded(tmp_path, results):
+    """``results`` as the report reads them (``report.load``: combined, summarised)."""
+    folder = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+    (folder / "jd").mkdir(parents=True)
+    for i, result in enumerate(results):
+        (folder / "jd" / f"{i}_{result['name']}.json").write_text(json.dumps(result))
+    return report.load(folder)["jd"]
+
+
+def test_claims_are_computed_from_the_runs_and_say_when_they_contradict_the_paper(tmp_path):
+    flat = dict.fromkeys(BEHAVIORS, 0.05)
+    bvae = _with_ndcg(_result("bvae"), flat)
+    mmoe = _with_ndcg(_result("bvae", encoder="mmoe"), {**flat, "purchase": 0.06, "click": 0.06})
+    no_tff = _with_ndcg(_result("bvae", use_tff=False), {**flat, "click": 0.04})
+    results = _loaded(tmp_path, [bvae, mmoe, no_tff])
+    text = report.claim_check("rq2_ablation", results, "jd")
+    assert "-BASE (+MMoE) above BVAE on purchase, click" in text
+    assert "-TFF above BVAE on none" in text
+    assert "contradicts it for -BASE (+MMoE)" in text
+
+    weights = [
+        _with_ndcg(_result("bvae", loss_weights=(0.2, 0.2, 0.6)), {**flat, "favorite": 0.06}),
+        _with_ndcg(_result("bvae", loss_weights=(0.6, 0.2, 0.2)), {**flat, "click": 0.04}),
+    ]
+    text = report.claim_check("rq2_weights", _loaded(tmp_path, [bvae, *weights]), "jd")
+    assert "purchase 0, click 0, favorite 1" in text
+    assert "(0.1500): 0.2/0.2 (purchase/click weights)" in text
+    assert "contradicts the paper's claim" in text
+    consistent = report.claim_check(
+        "rq2_weights", _loaded(tmp_path, [bvae, weights[1], no_tff]), "jd"
+    )
+    assert consistent is None  # one fixed-weight setting: no figure, no claim
+
+    steps = [
+        _with_ndcg(_result("bvae", behaviors=("purchase",)), {"purchase": 0.04}),
+        _with_ndcg(
+            _result("bvae", behaviors=("purchase", "click")), {"purchase": 0.045, "click": 0.05}
+        ),
+        bvae,
+    ]
+    text = report.claim_check("rq4", _loaded(tmp_path, steps), "jd")
+    assert "purchase 0.0400 → 0.0450 → 0.0500 (rises at every step)" in text
+    assert "click 0.0500 → 0.0500 (does not rise at every step)" in text
