@@ -42,14 +42,8 @@ def _fn_args(data, tmp_path, model=None, **training):
 
 
 #: The large-catalog settings (sampled softmax with the popularity proposal, chunked
-#: ranking, serving from the IVF index), run under a MirroredStrategy: the proposal is
-#: set in cross-replica context.
-LARGE_CATALOG = {
-    "sampled_softmax": 5,
-    "sampled_proposal": "popularity",
-    "top_k_chunk_size": 7,
-    "approximate_top_k": 0.5,
-}
+#: ranking), run under a MirroredStrategy: the proposal is set in cross-replica context.
+LARGE_CATALOG = {"sampled_softmax": 5, "sampled_proposal": "popularity", "top_k_chunk_size": 7}
 
 
 @pytest.mark.parametrize(
@@ -75,9 +69,6 @@ def test_run_fn_trains_and_exports(data, tmp_path, strategy):
     for b in tiny.BEHAVIORS:
         assert out[features.item_ids_output(b)].shape == (3, TOP_K)
         assert out[features.scores_output(b)].dtype == tf.float32
-    checkpoint = os.path.join(args.serving_model_dir, "variables", "variables")
-    indexed = [n for n, _ in tf.train.list_variables(checkpoint) if "approximate_indexes" in n]
-    assert bool(indexed) == ("approximate_top_k" in strategy.get("model", {})), indexed
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +143,51 @@ def test_reloaded_model_answers_like_the_in_memory_model(data, exported, signatu
         for row, raw in zip(ids, data.raw_rows[features.EVAL], strict=True):
             own = {v.decode() for v in raw[features.items_key(b)]}
             assert not own & set(row)
+
+
+def test_an_approximate_export_serves_from_its_index_and_keeps_exact_scores(data, tmp_path):
+    """``approximate_top_k``: the export holds the IVF index (and no [d, m] serving
+    copy), serving_default answers from it after a reload, the scores are the exact
+    logits of the items returned, and the user's own items never come back."""
+    output = tft.TFTransformOutput(data.transform_output)
+    num_items = output.vocabulary_size_by_name(features.ITEM_VOCABULARY)
+    model = model_lib.build_model(
+        model_lib.BVAEConfig(
+            behaviors=tiny.BEHAVIORS, num_items=num_items, latent_dim=8, approximate_top_k=0.3
+        )
+    )
+    export_dir = str(tmp_path / "serving")
+    export.export_serving_model(model, output, export_dir, top_k=TOP_K)
+    names = [
+        n for n, _ in tf.train.list_variables(os.path.join(export_dir, "variables", "variables"))
+    ]
+    assert any("approximate_indexes" in n for n in names)
+    assert not any("item_embeddings_by_dim" in n for n in names)
+    serialized = data.serialized(features.EVAL)
+    out = _serve(tf.saved_model.load(export_dir).signatures, serialized)
+    vocab = [v.decode() for v in output.vocabulary_by_name(features.ITEM_VOCABULARY)]
+    position = {item: i for i, item in enumerate(vocab)}
+    transformed = output.transform_features_layer()(
+        tf.io.parse_example(
+            serialized,
+            {features.items_key(b): tf.io.VarLenFeature(tf.string) for b in tiny.BEHAVIORS},
+        )
+    )
+    logits = model(
+        {features.items_key(b): transformed[features.items_key(b)] for b in tiny.BEHAVIORS}
+    )
+    for b in tiny.BEHAVIORS:
+        ids = out[features.item_ids_output(b)].numpy().astype(str)
+        assert ids.shape == (len(serialized), TOP_K) and (ids != "").all()
+        items = np.vectorize(position.get)(ids)
+        np.testing.assert_allclose(
+            out[features.scores_output(b)].numpy(),
+            np.take_along_axis(logits[b].numpy(), items, axis=1),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        for row, raw in zip(ids, data.raw_rows[features.EVAL], strict=True):
+            assert not {v.decode() for v in raw[features.items_key(b)]} & set(row)
 
 
 def test_score_items_gives_the_in_memory_logits(data, exported, signatures):
