@@ -532,6 +532,12 @@ def weights_figure(results: list[dict], dataset: str, path: pathlib.Path | None)
         for (wp, wc), r in grid.items():
             image[ws.index(wp), ws.index(wc)] = (_metric(r, b, "ndcg@5") or (np.nan, 0))[0]
         shown = ax.imshow(image, origin="lower", cmap="viridis")
+        ax.grid(False)
+        middle = np.nanmean([np.nanmin(image), np.nanmax(image)])
+        for (row, col), value in np.ndenumerate(image):
+            if not np.isnan(value):  # the value in its cell, dark on the light colours
+                color = "black" if value > middle else "white"
+                ax.text(col, row, f"{value:.4f}", ha="center", va="center", fontsize=7, color=color)
         ax.set_xticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
         ax.set_yticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
         ax.set_xlabel(f"{behaviors[1]} weight")
