@@ -7,12 +7,16 @@ An IVF index (Jégou et al., "Product quantization for nearest neighbor search",
 section 4; the partitioning stage of ScaNN and FAISS ``IndexIVFFlat``) scores only a
 share of the catalog:
 
-1. at export, the decoder's augmented item vectors ``[e_i, b_i]`` (embedding and
-   bias, ``ItemDecoder.item_table``) are clustered into ``L ≈ sqrt(m)`` leaves by
-   k-means (scikit-learn's ``MiniBatchKMeans``), and the item indices are stored
-   grouped by leaf;
-2. per query ``q = [z_hat, 1]``, the ``P`` leaves with the largest centroid score
-   ``q · c_l`` are probed, and only their items are scored, exactly
+1. at export, the decoder's augmented item vectors ``x_i = [e_i, b_i]`` (embedding and
+   bias, ``ItemDecoder.item_table``) get one more coordinate ``sqrt(M^2 - |x_i|^2)``,
+   ``M`` the largest norm, which turns maximum inner product into nearest-neighbour
+   search (Bachrach et al., "Speeding up the Xbox recommender system using a
+   Euclidean transformation for inner-product spaces", RecSys 2014), and are
+   clustered into ``L ≈ sqrt(m)`` leaves by k-means (scikit-learn's
+   ``MiniBatchKMeans``); the item indices are stored grouped by leaf;
+2. per query ``q = [z_hat, 1, 0]``, leaves are probed nearest first (largest
+   ``q · c_l - |c_l|^2 / 2``): ``ceil(probe x L)`` of them, more while they hold fewer
+   than ``k`` plus the user's excluded items; only their items are scored, exactly
    (``z_hat · e_i + b_i``, the decoder's logits), read from the decoder's own table;
 3. the user's own items of the behavior are removed and the best ``k`` returned.
 
