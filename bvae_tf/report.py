@@ -412,13 +412,38 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
     )
 
 
-def d_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
-    """Test NDCG@5 and HR@5 against the latent size d (RQ3); None with < 2 sizes."""
+def _d_runs(results: list[dict], dataset: str) -> dict[int, dict]:
+    """BVAE runs at its defaults but the latent size, by d (RQ3)."""
     runs = {}
     for r in results:
         changes = bvae_changes(r)
         if changes is not None and _full(r, dataset) and set(changes) <= {"latent_dim"}:
             runs.setdefault(int(r["runs"][0]["config"]["latent_dim"]), r)
+    return runs
+
+
+def _rq4_steps(results: list[dict], dataset: str) -> list[tuple[tuple[str, ...], dict]]:
+    """(behaviors modelled, BVAE run) as behaviors are added in the paper's order (RQ4)."""
+    behaviors = DATASETS[dataset][1]
+    steps = []
+    for n in range(1, len(behaviors) + 1):
+        wanted = behaviors[:n]
+        match = next(
+            (
+                r
+                for r in results
+                if bvae_changes(r) == {} and tuple(r.get("behaviors", ())) == wanted
+            ),
+            None,
+        )
+        if match is not None:
+            steps.append((wanted, match))
+    return steps
+
+
+def d_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
+    """Test NDCG@5 and HR@5 against the latent size d (RQ3); None with < 2 sizes."""
+    runs = _d_runs(results, dataset)
     if len(runs) < 2:
         return None
     if path is None:  # only asked whether the study has results
@@ -448,19 +473,7 @@ def d_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> st
 def rq4_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
     """Test NDCG@5 per behavior as behaviors are added in the paper's order (RQ4)."""
     title, behaviors, _ = DATASETS[dataset]
-    steps = []
-    for n in range(1, len(behaviors) + 1):
-        wanted = behaviors[:n]
-        match = next(
-            (
-                r
-                for r in results
-                if bvae_changes(r) == {} and tuple(r.get("behaviors", ())) == wanted
-            ),
-            None,
-        )
-        if match is not None:
-            steps.append((wanted, match))
+    steps = _rq4_steps(results, dataset)
     if len(steps) < 2:
         return None
     if path is None:  # only asked whether the study has results
@@ -508,10 +521,6 @@ def _weight_grid(results: list[dict], dataset: str) -> dict[tuple[float, float],
             w = r["runs"][0]["config"]["loss_weights"]
             grid[(round(w[0], 2), round(w[1], 2))] = r
     return grid
-
-
-def _weight_settings(results: list[dict], dataset: str) -> int:
-    return len(_weight_grid(results, dataset))
 
 
 def weights_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
@@ -660,11 +669,7 @@ def _claim_weights(results: list[dict], dataset: str, bvae: dict | None) -> str 
 
 def _claim_d(results: list[dict], dataset: str, bvae: dict | None) -> str | None:
     behaviors = DATASETS[dataset][1]
-    runs = {}
-    for r in results:
-        changes = bvae_changes(r)
-        if changes is not None and _full(r, dataset) and set(changes) <= {"latent_dim"}:
-            runs.setdefault(int(r["runs"][0]["config"]["latent_dim"]), r)
+    runs = _d_runs(results, dataset)
     if len(runs) < 2:
         return None
     parts = []
@@ -684,18 +689,7 @@ def _claim_d(results: list[dict], dataset: str, bvae: dict | None) -> str | None
 
 def _claim_rq4(results: list[dict], dataset: str, bvae: dict | None) -> str | None:
     behaviors = DATASETS[dataset][1]
-    steps = []
-    for n in range(1, len(behaviors) + 1):
-        match = next(
-            (
-                r
-                for r in results
-                if bvae_changes(r) == {} and tuple(r.get("behaviors", ())) == behaviors[:n]
-            ),
-            None,
-        )
-        if match is not None:
-            steps.append(match)
+    steps = [r for _, r in _rq4_steps(results, dataset)]
     if len(steps) < 2:
         return None
     parts = []
@@ -771,7 +765,7 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
         command = f"scripts/run_studies.sh {study} {data} out/comparison/{dataset}"
         if make(results, dataset, None) is None:
             lines.append(f"- {what}: `{command}`")
-        elif study == "rq2_weights" and (done := _weight_settings(results, dataset)) < (
+        elif study == "rq2_weights" and (done := len(_weight_grid(results, dataset))) < (
             WEIGHT_GRID_SIZE
         ):
             lines.append(
