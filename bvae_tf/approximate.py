@@ -79,7 +79,7 @@ class ApproximateTopK(tf.Module):
             raise ValueError(f"num_leaves must be in [1, {m}], got {leaves!r}")
         from sklearn.cluster import MiniBatchKMeans  # export time only
 
-        table = np.asarray(decoder.item_table(), np.float32)  # [m, d + 1]
+        table = np.asarray(decoder.item_table(tf.float32))  # [m, d + 1]
         # Maximum inner product as nearest neighbour (Bachrach et al. 2014): one more
         # coordinate sqrt(M^2 - |x|^2) gives every item the norm M, so that
         # |q - x|^2 = |q|^2 + M^2 - 2 q.x for q = [z_hat, 1, 0].

@@ -92,8 +92,9 @@ class BVAEConfig:
       learning_rate: Adam learning rate.
       seed: seeds initialisers, dropout and the reparameterisation noise.
       precision: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"`` (Keras
-        mixed precision: matrix products in 16 bit, variables, softmax and losses in
-        float32).
+        mixed precision: matrix products in 16 bit, variables and losses in float32;
+        the decoders' softmax in float32 under float16 and in bfloat16 under
+        bfloat16, see ``losses.multinomial_nll``).
       jit_compile: compile the training step's dense decoder work with XLA.
       variant: ``"bvae"``, ``"union_vae"`` (the VAE (U.) baseline), ``"vae_pp"``
         (VAE++, one per behavior with the others as auxiliaries; it reads

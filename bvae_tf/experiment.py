@@ -141,6 +141,12 @@ def _parser() -> argparse.ArgumentParser:
         "negatives per step (BVAEConfig.sampled_softmax; evaluation ranks every item)",
     )
     p.add_argument(
+        "--sparse-updates",
+        action="store_true",
+        help="LazyAdam: the item tables' sparse gradients update only the batch's rows "
+        "(BVAEConfig.sparse_updates)",
+    )
+    p.add_argument(
         "--sampled-proposal",
         choices=("uniform", "popularity"),
         help="how --sampled-softmax draws its negatives (BVAEConfig.sampled_proposal; "
@@ -276,6 +282,8 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["sampled_softmax"] = args.sampled_softmax
     if args.sampled_proposal:
         overrides["sampled_proposal"] = args.sampled_proposal
+    if args.sparse_updates:
+        overrides["sparse_updates"] = True
     if args.loss_weights:
         overrides["loss_weights"] = tuple(args.loss_weights)
     for name in args.ablation:
@@ -937,7 +945,7 @@ def _compute_table(results: list[dict]) -> list[str]:
 
 
 #: BVAEConfig fields a method label leaves out (not choices of the method).
-_UNLABELLED = ("behaviors", "num_items", "seed", "variant", "precision", "jit_compile")
+_UNLABELLED = ("behaviors", "num_items", "seed", "variant", "jit_compile")
 
 
 def method_label(model: str, config: dict, tuned: Sequence[str] = ()) -> str:
@@ -1176,6 +1184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--sampled-softmax must be a number of negatives >= 1 (given with "
                 f"--sampled-proposal too), got {args.sampled_softmax}"
             )
+    if args.sparse_updates and args.model not in SAMPLED_SOFTMAX_MODELS:
+        _parser().error(
+            f"--sparse-updates trains BVAE's item tables with LazyAdam "
+            f"({', '.join(SAMPLED_SOFTMAX_MODELS)}); --model {args.model} has none"
+        )
     try:
         from bvae_tf import tuning
 

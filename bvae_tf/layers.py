@@ -346,6 +346,11 @@ class ItemDecoder(tf.keras.layers.Layer):
       num_items: ``m``.
       latent_dim: ``d``.
       seed: initialiser seed (Xavier-uniform ``E``, bias truncated normal std 0.001).
+
+    Under a mixed-precision policy the training loss reads the table in the compute
+    dtype (:meth:`item_table`), while the ranking paths (:meth:`call`,
+    :meth:`chunk_logits`) compute the logits in float32: bfloat16 logits (8 bits of
+    mantissa) would tie or misorder close items of the top K.
     """
 
     def __init__(self, num_items: int, latent_dim: int, seed: int = 0, **kwargs):
@@ -359,18 +364,24 @@ class ItemDecoder(tf.keras.layers.Layer):
             name="item_embeddings",
             shape=(self.num_items, self.latent_dim),
             initializer=xavier(self.seed),
+            # Read in float32 (no Keras auto-cast): every use casts explicitly.
+            experimental_autocast=False,
         )
         self.item_bias = self.add_weight(
-            name="item_bias", shape=(self.num_items,), initializer=_bias_init(self.seed + 1)
+            name="item_bias",
+            shape=(self.num_items,),
+            initializer=_bias_init(self.seed + 1),
+            experimental_autocast=False,
         )
         super().build(input_shape)
 
-    def item_table(self) -> tf.Tensor:
-        """``[m, d + 1]`` item embeddings with the bias as last column (compute dtype)."""
+    def item_table(self, dtype: tf.DType | None = None) -> tf.Tensor:
+        """``[m, d + 1]`` item embeddings with the bias as last column, in ``dtype``
+        (default: the compute dtype)."""
         if not self.built:
             self.build()
         table = tf.concat([self.item_embeddings, self.item_bias[:, None]], axis=1)
-        return tf.cast(table, self.compute_dtype)
+        return tf.cast(table, dtype or self.compute_dtype)
 
     def candidate_table(self, candidates: tf.Tensor) -> tf.Tensor:
         """``[C]`` item indices -> ``[C, d + 1]`` their rows of :meth:`item_table`,
@@ -412,6 +423,7 @@ class ItemDecoder(tf.keras.layers.Layer):
                     dtype=self.item_embeddings.dtype,
                     initializer="zeros",
                     trainable=False,
+                    experimental_autocast=False,
                 )
         self.item_embeddings_by_dim.assign(tf.transpose(self.item_embeddings))
 
@@ -428,32 +440,30 @@ class ItemDecoder(tf.keras.layers.Layer):
             )
         if not self.built:
             self.build()
-        z_hat = tf.cast(z_hat, self.compute_dtype)
+        z_hat = tf.cast(z_hat, tf.float32)
         by_dim = getattr(self, "item_embeddings_by_dim", None)
         if by_dim is not None:
-            logits = tf.matmul(z_hat, tf.cast(by_dim[:, start:stop], self.compute_dtype))
+            logits = tf.matmul(z_hat, by_dim[:, start:stop])
         else:
-            embeddings = tf.cast(self.item_embeddings[start:stop], self.compute_dtype)
-            logits = tf.matmul(z_hat, embeddings, transpose_b=True)
-        bias = tf.cast(self.item_bias[start:stop], self.compute_dtype)
-        return tf.cast(logits + bias, tf.float32)
+            logits = tf.matmul(z_hat, self.item_embeddings[start:stop], transpose_b=True)
+        return logits + self.item_bias[start:stop]
 
     def call(self, z_hat: tf.Tensor) -> tf.Tensor:
-        """``[B, d]`` latent -> ``[B, m]`` float32 logits ``z_hat @ E^T + b``.
+        """``[B, d]`` latent -> ``[B, m]`` float32 logits ``z_hat @ E^T + b`` (computed
+        in float32 under every precision policy).
 
         The same numbers as ``queries(z_hat) @ item_table()^T`` (the training loss's
         form), without copying the ``[m, d + 1]`` table on every call: on a
         13,465-item catalog that copy took about half of a serving call's decoder time.
         After :meth:`add_serving_layout`, the product uses the ``[d, m]`` copy.
         """
-        z_hat = tf.cast(z_hat, self.compute_dtype)
+        z_hat = tf.cast(z_hat, tf.float32)
         by_dim = getattr(self, "item_embeddings_by_dim", None)
         if by_dim is not None:
-            logits = tf.matmul(z_hat, tf.cast(by_dim, self.compute_dtype))
+            logits = tf.matmul(z_hat, by_dim)
         else:
-            embeddings = tf.cast(self.item_embeddings, self.compute_dtype)
-            logits = tf.matmul(z_hat, embeddings, transpose_b=True)
-        return tf.cast(logits + tf.cast(self.item_bias, self.compute_dtype), tf.float32)
+            logits = tf.matmul(z_hat, self.item_embeddings, transpose_b=True)
+        return logits + self.item_bias
 
     def get_config(self):
         return {

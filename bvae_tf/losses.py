@@ -8,9 +8,13 @@ dense work per step is one softmax plus three matrix products.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from bvae_tf.config import BETA_SCHEDULES, DEFAULT_SDWL_FORM, SDWL_FORMS
+
+#: float32's smallest normal number: the floor of a target's probability in the NLL.
+_TINY = float(np.finfo(np.float32).tiny)
 
 
 def multinomial_nll(
@@ -34,7 +38,15 @@ def multinomial_nll(
     materialising ``x``. The gradient is written by hand,
     ``d logits = g_u * (n_u * softmax(logits_u) - x_u)``, and pushed through the two
     matrix products without forming the scaled dense gradient, so the dense work is
-    the forward product, one softmax and two backward products.
+    the forward product, one softmax and two backward products. The loss is read from
+    the softmax at the targets, ``-sum_{i in x_u} log p_ui`` (a probability that
+    underflows float32 counts as its smallest normal number, a loss of about 87.3).
+
+    Under a bfloat16 compute dtype (``precision="mixed_bfloat16"``) the logits and the
+    softmax stay in bfloat16 (float32's exponent range, 8 bits of mantissa), so the
+    three ``[B, m]``-sized products run in bfloat16 with no cast of ``[B, m]``
+    tensors; under float16 the logits are cast to float32 for the softmax, whose
+    smallest probabilities float16 cannot hold.
 
     Args:
       queries: ``[B, d + 1]`` float (float32 or the mixed-precision compute dtype);
@@ -64,15 +76,18 @@ def multinomial_nll(
         extra_is_target = tf.cast(tf.gather(target_keys, at) == extra_keys, tf.float32)
 
     def forward(q, table, values):
-        logits = tf.cast(tf.matmul(q, table, transpose_b=True), tf.float32)
+        logits = tf.matmul(q, table, transpose_b=True)
+        if logits.dtype != tf.bfloat16:
+            logits = tf.cast(logits, tf.float32)
         if values is not None:
-            logits = tf.tensor_scatter_nd_add(logits, extra_index, values)
+            logits = tf.tensor_scatter_nd_add(logits, extra_index, tf.cast(values, logits.dtype))
         probs = tf.nn.softmax(logits)
-        # logsumexp from the softmax itself: at the arg-max, p = exp(max - lse), and
-        # p_max >= 1/m never underflows.
-        lse = tf.reduce_max(logits, axis=1) - tf.math.log(tf.reduce_max(probs, axis=1))
-        positive = tf.gather_nd(logits, tf.stack([rows, cols], axis=1))
-        nll = counts * lse - tf.math.unsorted_segment_sum(positive, rows, batch_size)
+        # nll_u = -sum_{i in x_u} log p_ui (= n_u lse_u - sum logits_ui): read at the
+        # targets, so no pass over [B, m] beyond the softmax. A target whose
+        # probability underflows float32 counts -log(FLT_MIN) ~ 87.3.
+        target_probs = tf.cast(tf.gather_nd(probs, tf.stack([rows, cols], axis=1)), tf.float32)
+        log_probs = tf.math.log(tf.maximum(target_probs, _TINY))
+        nll = -tf.math.unsorted_segment_sum(log_probs, rows, batch_size)
         return nll, probs
 
     def backward(upstream, q, table, probs):
@@ -113,7 +128,9 @@ def multinomial_nll(
             d_q, d_table, scale = backward(upstream, q, table, probs)
             # d logits_ui = g_u (n_u p_ui - x_ui), read at the extra pairs.
             e_rows = extra_index[:, 0]
-            d_values = tf.gather(scale, e_rows) * tf.gather_nd(probs, extra_index)
+            d_values = tf.gather(scale, e_rows) * tf.cast(
+                tf.gather_nd(probs, extra_index), tf.float32
+            )
             d_values -= tf.gather(upstream, e_rows) * extra_is_target
             return d_q, d_table, d_values
 

@@ -212,6 +212,26 @@ def test_base_replacement_flag_reaches_the_model_and_the_label(release_dir, tmp_
     assert np.isfinite(result["summary"]["honest"]["purchase"]["ndcg@5"][0])
 
 
+def test_fast_training_flags_reach_the_model_and_the_label(release_dir, tmp_path):
+    _run(
+        release_dir,
+        tmp_path,
+        "--model",
+        "bvae",
+        "--seeds",
+        "1",
+        "--precision",
+        "mixed_bfloat16",
+        "--sparse-updates",
+    )
+    result = json.loads((tmp_path / "bvae.json").read_text())
+    config = result["runs"][0]["config"]
+    assert config["precision"] == "mixed_bfloat16" and config["sparse_updates"] is True
+    assert "precision=mixed_bfloat16" in result["method"]
+    assert "sparse_updates=True" in result["method"]
+    assert np.isfinite(result["summary"]["honest"]["purchase"]["ndcg@5"][0])
+
+
 def _fake_result(method: str, per_user: list[float], seeds: int = 1) -> dict:
     runs = []
     for _ in range(seeds):
@@ -374,9 +394,10 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--model", "ease", "--sampled-proposal", "popularity"], "--model ease has none"),
         (["--sampled-softmax", "-5"], "must be a number of negatives >= 1"),
         (["--sampled-proposal", "popularity"], "given with --sampled-proposal too"),
+        (["--model", "ease", "--sparse-updates"], "--model ease has none"),
     ],
 )
-def test_sampled_softmax_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
+def test_large_catalog_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
     missing = tmp_path / "no-such-data"  # never read: the flags are checked first
     with pytest.raises(SystemExit):
         experiment.main(["--data", str(missing), "--out", str(tmp_path), *flags])

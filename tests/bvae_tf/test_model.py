@@ -415,6 +415,21 @@ def test_mixed_bfloat16_outputs_float32(tiny_batch):
     assert np.isfinite(model.compute_loss(tiny_batch, training=True).numpy())
 
 
+def test_mixed_precision_ranks_with_float32_logits():
+    decoder = L.ItemDecoder(num_items=50, latent_dim=8, dtype="mixed_bfloat16")
+    z = tf.constant(np.random.default_rng(0).normal(size=(3, 8)), tf.float32)
+    # Keras casts a layer's inputs to its compute dtype, as the encoders' z_hat is.
+    z = tf.cast(tf.cast(z, tf.bfloat16), tf.float32)
+    logits = decoder(z)
+    expected = z.numpy() @ decoder.item_embeddings.numpy().T + decoder.item_bias.numpy()
+    np.testing.assert_allclose(logits.numpy(), expected, rtol=1e-5, atol=1e-6)
+    chunk = decoder.chunk_logits(z, 10, 20).numpy()
+    np.testing.assert_allclose(chunk, expected[:, 10:20], rtol=1e-5, atol=1e-6)
+    # The training loss reads the same table in the compute dtype.
+    assert decoder.item_table().dtype == tf.bfloat16
+    assert decoder.item_table(tf.float32).dtype == tf.float32
+
+
 def test_xla_loss_and_gradients_match_plain(tiny_batch):
     plain = _model(tiny_batch)
     jit = _model(tiny_batch, jit_compile=True)
@@ -446,6 +461,43 @@ def test_multinomial_nll_value_and_gradient_match_dense_autodiff():
     np.testing.assert_allclose(fused.numpy(), dense.numpy(), rtol=1e-5)
     for ga, gb in zip(tape.gradient(a, [q, table]), tape.gradient(b, [q, table]), strict=True):
         np.testing.assert_allclose(ga.numpy(), gb.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_multinomial_nll_in_bfloat16_tracks_float32():
+    rng = np.random.default_rng(1)
+    q = np.concatenate([rng.normal(size=(6, 8)), np.ones((6, 1))], 1).astype(np.float32)
+    table = (0.5 * rng.normal(size=(300, 9))).astype(np.float32)
+    x = rng.random((6, 300)) < 0.05
+    x[0, :3] = True
+    rows, cols = np.nonzero(x)
+    results = []
+    for dtype in (tf.float32, tf.bfloat16):
+        qv, tv = tf.constant(q), tf.constant(table)
+        with tf.GradientTape() as tape:
+            tape.watch([qv, tv])
+            nll = losses.multinomial_nll(tf.cast(qv, dtype), tf.cast(tv, dtype), rows, cols, 6)
+            total = tf.reduce_sum(nll)
+        assert nll.dtype == tf.float32
+        grads = tape.gradient(total, [qv, tv])
+        results.append((nll.numpy(), [g.numpy() for g in grads]))
+    (nll32, g32), (nll16, g16) = results
+    # bfloat16 keeps 8 bits of mantissa: about 0.4% per logit and probability.
+    np.testing.assert_allclose(nll16, nll32, rtol=2e-2)
+    for a, b in zip(g16, g32, strict=True):
+        assert np.linalg.norm(a - b) < 0.05 * np.linalg.norm(b)
+
+
+def test_multinomial_nll_floors_an_underflowing_target_probability():
+    q = tf.constant([[1.0, 1.0]])
+    table = tf.constant([[200.0, 0.0], [-200.0, 0.0], [0.0, 0.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(table)
+        nll = losses.multinomial_nll(q, table, [0], [1], 1)
+    grad = tape.gradient(nll, table)
+    np.testing.assert_allclose(nll.numpy(), [-np.log(np.finfo(np.float32).tiny)], rtol=1e-6)
+    assert np.isfinite(grad.numpy()).all()
+    # The gradient is the exact softmax gradient: pull target 1 up, push item 0 down.
+    assert grad.numpy()[1, 0] < 0 < grad.numpy()[0, 0]
 
 
 def test_sampled_softmax_over_every_item_equals_the_full_softmax():
