@@ -6,10 +6,12 @@
 #
 # STUDY: rq1 (every comparison row), rq2 (ablations and BASE's replacements),
 # rq2_weights (fixed loss weights in place of SDWL: purchase and click weights in
-# {0.1, ..., 0.9}, favourite = 1 - both, zero weights omitted: 36 runs), rq3_d
+# {0.1, ..., 0.9}, favourite = 1 - both, zero weights omitted: 36 runs, the 6 of
+# the step-0.2 sub-grid first), rq3_d
 # (d in {50, 150, 200}; d = 100 is the bvae row), rq4 (behaviors added one at a time).
 # Prints the number of runs and a compute estimate before starting (measured on JD
-# with 2 CPU cores: about 20 minutes per BVAE run, one run at a time).
+# with 2 CPU cores: about 20 minutes per BVAE run, one run at a time). DRY_RUN=1 lists
+# the rows instead of running them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDY=${1:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
@@ -20,11 +22,17 @@ case $STUDY in
   rq1) ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf) ;;
   rq2) ROWS=(bvae no_base no_gff no_tff no_base_gff_tff mmoe cgc exchange) ;;
   rq2_weights)
+    # The step-0.2 sub-grid (6 settings) first, so that an interrupted study leaves a
+    # whole coarse grid; then the rest of the step-0.1 grid.
     ROWS=(bvae)
-    for p in 1 2 3 4 5 6 7 8; do
-      for c in $(seq 1 $((9 - p))); do
-        f=$((10 - p - c))
-        ROWS+=("weights_0.${p}_0.${c}_0.${f}")
+    for pass in coarse fine; do
+      for p in 1 2 3 4 5 6 7 8; do
+        for c in $(seq 1 $((9 - p))); do
+          f=$((10 - p - c))
+          coarse=$(( p % 2 == 0 && c % 2 == 0 ))
+          [[ $pass == coarse && $coarse -eq 1 || $pass == fine && $coarse -eq 0 ]] || continue
+          ROWS+=("weights_0.${p}_0.${c}_0.${f}")
+        done
       done
     done ;;
   rq3_d) ROWS=(bvae d50 d150 d200) ;;
@@ -41,4 +49,5 @@ for seed in $(seq 0 $((SEEDS - 1))); do
   done
 done
 echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (about $((todo * 20)) minutes at ~20 min per run on 2 cores)"
+[[ -z ${DRY_RUN:-} ]] || { printf "%s\n" "${ROWS[@]}"; exit 0; }
 exec scripts/run_comparison.sh "$DATA" "$OUT" "$SEEDS" "${ROWS[@]}"

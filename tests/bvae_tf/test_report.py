@@ -1,6 +1,8 @@
 """The report renders from result files alone (bvae_tf.report)."""
 
 import json
+import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -208,3 +210,25 @@ def test_claims_are_computed_from_the_runs_and_say_when_they_contradict_the_pape
     text = report.claim_check("rq4", _loaded(tmp_path, steps), "jd")
     assert "purchase 0.0400 → 0.0450 → 0.0500 (rises at every step)" in text
     assert "click 0.0500 → 0.0500 (does not rise at every step)" in text
+
+
+def test_the_weight_study_runs_the_coarse_grid_first():
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        ["bash", str(root / "scripts" / "run_studies.sh"), "rq2_weights", "data", "/nonexistent"],
+        env={**os.environ, "DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    rows = [line for line in out[1:] if line]
+    assert len(rows) == 1 + report.WEIGHT_GRID_SIZE == len(set(rows))
+    coarse = {
+        f"weights_0.{p}_0.{c}_0.{10 - p - c}" for p in (2, 4, 6) for c in (2, 4, 6) if p + c < 10
+    }
+    assert rows[0] == "bvae" and set(rows[1:7]) == coarse
+    for row in rows[1:]:
+        weights = [float(w) for w in row.split("_")[1:]]
+        assert all(w > 0 for w in weights) and abs(sum(weights) - 1) < 1e-9
