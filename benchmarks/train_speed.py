@@ -55,7 +55,11 @@ def main() -> int:
     p.add_argument("--precision", default="float32")
     p.add_argument("--jit-compile", action="store_true")
     p.add_argument("--quality-epochs", type=int, default=0)
-    p.add_argument("--no-optimizer-jit", action="store_true", help="plain (non-XLA) Adam")
+    p.add_argument(
+        "--optimizer-jit",
+        action="store_true",
+        help="Keras' Adam compiled by XLA instead of the fused Adam kernel (the default)",
+    )
     p.add_argument(
         "--sparse-updates", action="store_true", help="LazyAdam: only the batch's item rows"
     )
@@ -84,7 +88,7 @@ def main() -> int:
         sparse_updates=args.sparse_updates,
         sampled_softmax=args.sampled_softmax,
     )
-    model = Mo.build_model(cfg, optimizer_jit_compile=not args.no_optimizer_jit)
+    model = Mo.build_model(cfg, optimizer_jit_compile=args.optimizer_jit)
     train = D.train_dataset(data, args.batch_size, seed=0)
     valid = D.eval_dataset(data, F.EVAL, args.eval_batch_size)
     test = D.eval_dataset(data, F.TEST, args.eval_batch_size)
@@ -122,7 +126,7 @@ def main() -> int:
     }
     if args.quality_epochs:
         tf.keras.backend.clear_session()
-        model = Mo.build_model(cfg, optimizer_jit_compile=not args.no_optimizer_jit)
+        model = Mo.build_model(cfg, optimizer_jit_compile=args.optimizer_jit)
         result = T.fit(
             model,
             train,

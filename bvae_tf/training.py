@@ -57,7 +57,8 @@ def compile_model(model, optimizer_jit_compile: bool = False) -> None:
 
     Args:
       model: a :class:`bvae_tf.model.BVAE`.
-      optimizer_jit_compile: XLA-compile the optimizer update (see ``make_optimizer``).
+      optimizer_jit_compile: Keras' Adam compiled by XLA instead of the fused Adam
+        kernel (see ``make_optimizer``).
     """
     from bvae_tf import model as Mo
 

@@ -612,14 +612,16 @@ def test_sampled_softmax_training_touches_only_the_candidate_rows(tiny_batch):
 
 
 def test_lazy_adam_updates_only_the_touched_rows_and_equals_adam_on_all_rows():
+    # (and on a dense gradient, which takes the fused ResourceApplyAdam kernel)
     from bvae_tf.optimizers import LazyAdam
 
     rng = np.random.default_rng(4)
     start = rng.normal(size=(6, 3)).astype(np.float32)
     grads = [rng.normal(size=(6, 3)).astype(np.float32) for _ in range(3)]
-    dense, lazy, part = (tf.Variable(start) for _ in range(3))
-    adam, lazy_adam, part_adam = (
+    dense, lazy, part, fused = (tf.Variable(start) for _ in range(4))
+    adam, lazy_adam, part_adam, fused_adam = (
         tf.keras.optimizers.Adam(0.1),
+        LazyAdam(0.1),
         LazyAdam(0.1),
         LazyAdam(0.1),
     )
@@ -629,7 +631,10 @@ def test_lazy_adam_updates_only_the_touched_rows_and_equals_adam_on_all_rows():
         adam.apply_gradients([(tf.constant(g), dense)])
         lazy_adam.apply_gradients([(tf.IndexedSlices(tf.gather(g, every), every), lazy)])
         part_adam.apply_gradients([(tf.IndexedSlices(tf.gather(g, touched), touched), part)])
+        fused_adam.apply_gradients([(tf.constant(g), fused)])  # dense: the fused kernel
     np.testing.assert_allclose(lazy.numpy(), dense.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fused.numpy(), dense.numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(fused.numpy(), start)
     moved = np.any(part.numpy() != start, axis=1)
     assert moved.tolist() == [False, True, False, False, True, False]
     # Row 1 took the summed gradient of its two entries, as Adam on that dense gradient.
