@@ -603,15 +603,16 @@ def _claim_ablation(results: list[dict], dataset: str, bvae: dict | None) -> str
         if len(above) * 2 > len(behaviors):
             contradicted.append(row)
     verdict = (
-        "consistent with the paper: no row beats BVAE on most behaviors"
+        "This is consistent with the paper: no row beats BVAE on most behaviors"
         if not contradicted
-        else f"contradicts it for {', '.join(contradicted)} (above BVAE on most behaviors)"
+        else f"That contradicts the paper for {', '.join(contradicted)} (above BVAE on "
+        f"most behaviors)"
     )
     return (
         "The paper: most metrics drop when BASE, GFF or TFF are removed, and BASE has "
         "the best overall performance against MMoE, CGC and the exchanged roles "
         f"(which may be slightly better on JD favourite). Here (test NDCG@5): "
-        f"{'; '.join(parts)}. This is {verdict}."
+        f"{'; '.join(parts)}. {verdict}."
     )
 
 

@@ -36,7 +36,8 @@ END = "The paper's rows for reference"
 #: Table order of the rows (file names without ``_s<seed>``); others follow by name.
 ROW_ORDER = (
     "popularity", "repeat", "ease", "ehcf", "ehcf_tuned", "ngcf", "recvae", "vae_pp",
-    "bvae", "bvae_tuned", "bvae_anneal", "mmoe", "cgc", "exchange", "no_base_gff_tff",
+    "bvae", "bvae_tuned", "bvae_anneal", "mmoe", "cgc", "exchange", "no_base", "no_gff",
+    "no_tff", "no_base_gff_tff",
     "item_path", "sampled", "sampled_pop",
 )  # fmt: skip
 BVAE = "BVAE (gates=gated)"

@@ -185,7 +185,7 @@ def test_claims_are_computed_from_the_runs_and_say_when_they_contradict_the_pape
     text = report.claim_check("rq2_ablation", results, "jd")
     assert "-BASE (+MMoE) above BVAE on purchase, click" in text
     assert "-TFF above BVAE on none" in text
-    assert "contradicts it for -BASE (+MMoE)" in text
+    assert "That contradicts the paper for -BASE (+MMoE)" in text
 
     weights = [
         _with_ndcg(_result("bvae", loss_weights=(0.2, 0.2, 0.6)), {**flat, "favorite": 0.06}),
