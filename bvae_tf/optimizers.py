@@ -1,4 +1,8 @@
-"""Optimizers: Adam with lazy sparse updates for large item tables.
+"""Optimizers: Adam in TensorFlow's fused kernel, and Adam with lazy sparse updates
+for large item tables.
+
+:class:`FusedAdam` (the default, ``model.make_optimizer``) runs Keras' Adam update for
+each variable in one ``ResourceApplyAdam`` kernel.
 
 Keras' Adam applies a sparse (``tf.IndexedSlices``) gradient by decaying the whole
 first and second moment tables and then adding the rows, so every step costs

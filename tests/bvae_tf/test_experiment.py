@@ -203,32 +203,24 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
     assert repeat["method"] == "Cross-behavior repeat" and len(repeat["runs"]) == 1
 
 
-def test_base_replacement_flag_reaches_the_model_and_the_label(release_dir, tmp_path):
-    encoder = "cgc"  # each encoder's model is tested in test_model.py
-    _run(release_dir, tmp_path, "--model", "bvae", "--seeds", "1", "--encoder", encoder)
+@pytest.mark.parametrize(
+    "flags, config",
+    [
+        # Each encoder's model is tested in test_model.py.
+        (["--encoder", "cgc"], {"encoder": "cgc"}),
+        (
+            ["--precision", "mixed_bfloat16", "--sparse-updates"],
+            {"precision": "mixed_bfloat16", "sparse_updates": True},
+        ),
+    ],
+    ids=["base-replacement", "fast-training"],
+)
+def test_config_flags_reach_the_model_and_the_label(release_dir, tmp_path, flags, config):
+    _run(release_dir, tmp_path, "--model", "bvae", "--seeds", "1", *flags)
     result = json.loads((tmp_path / "bvae.json").read_text())
-    assert result["runs"][0]["config"]["encoder"] == encoder
-    assert f"encoder={encoder}" in result["method"]
-    assert np.isfinite(result["summary"]["honest"]["purchase"]["ndcg@5"][0])
-
-
-def test_fast_training_flags_reach_the_model_and_the_label(release_dir, tmp_path):
-    _run(
-        release_dir,
-        tmp_path,
-        "--model",
-        "bvae",
-        "--seeds",
-        "1",
-        "--precision",
-        "mixed_bfloat16",
-        "--sparse-updates",
-    )
-    result = json.loads((tmp_path / "bvae.json").read_text())
-    config = result["runs"][0]["config"]
-    assert config["precision"] == "mixed_bfloat16" and config["sparse_updates"] is True
-    assert "precision=mixed_bfloat16" in result["method"]
-    assert "sparse_updates=True" in result["method"]
+    for field, value in config.items():
+        assert result["runs"][0]["config"][field] == value
+        assert f"{field}={value}" in result["method"]
     assert np.isfinite(result["summary"]["honest"]["purchase"]["ndcg@5"][0])
 
 
