@@ -8,7 +8,8 @@
 #
 # Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
 # ngcf mmoe cgc exchange no_base_gff_tff; no_base, no_gff, no_tff (the single ablations);
-# item_path (a BVAE variant beyond the paper); fast (BVAE in bfloat16 with LazyAdam); bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
+# item_path (a BVAE variant beyond the paper); fast (BVAE in bfloat16 with LazyAdam);
+# bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
 # rq4_purchase rq4_purchase_click and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below).
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
@@ -61,8 +62,8 @@ flags() {
     sampled) echo "--model bvae --sampled-softmax 2000" ;;
     # The same with the negatives drawn by train popularity (logQ-corrected).
     sampled_pop) echo "--model bvae --sampled-softmax 2000 --sampled-proposal popularity" ;;
-    # The fast training configuration (docs/RESULTS.md, "Speed"): bfloat16 decoder products and softmax
-    # (precision mixed_bfloat16) and LazyAdam on the encoders' item tables.
+    # The fast training configuration (docs/RESULTS.md, "Speed"): bfloat16 decoder
+    # products and softmax (precision mixed_bfloat16), LazyAdam on the encoders' tables.
     fast) echo "--model bvae --precision mixed_bfloat16 --sparse-updates" ;;
     # BVAE with the length of its beta ramp searched on valid: 1000 and 3000 updates
     # reach beta_cap within 150 JD epochs (22 updates each), 10000 reaches a third of
