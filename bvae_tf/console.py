@@ -215,6 +215,10 @@ def setup(
 
 
 def log_file_path(output_root: str | os.PathLike, entry_point: str) -> str:
-    """``<output_root>/logs/<entry_point>-<UTC time>.log``."""
+    """``<output_root>/logs/<entry_point>-<UTC time>-<pid>.log``.
+
+    The process id keeps runs started in the same second under one ``output_root``
+    (e.g. two ``bvae_tf.experiment`` runs launched together) in separate files.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return os.path.join(str(output_root), "logs", f"{entry_point}-{stamp}.log")
+    return os.path.join(str(output_root), "logs", f"{entry_point}-{stamp}-{os.getpid()}.log")

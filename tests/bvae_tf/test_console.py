@@ -6,6 +6,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -155,3 +156,14 @@ def test_entry_points_start_quietly_without_the_makefiles_environment(module):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("usage:")
     assert done.stderr == ""
+
+
+def test_log_files_of_runs_started_in_the_same_second_differ(monkeypatch, tmp_path):
+    epoch = time.gmtime(0)
+    monkeypatch.setattr(console.time, "gmtime", lambda *_: epoch)
+    monkeypatch.setattr(console.os, "getpid", lambda: 101)
+    first = console.log_file_path(tmp_path, "experiment")
+    monkeypatch.setattr(console.os, "getpid", lambda: 102)
+    second = console.log_file_path(tmp_path, "experiment")
+    assert first != second
+    assert first == str(tmp_path / "logs" / "experiment-19700101-000000-101.log")
