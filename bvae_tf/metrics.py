@@ -380,7 +380,9 @@ def candidate_ranks(scores, excluded, heldout, max_k: int | None):
 
     TensorFlow version of :func:`heldout_ranks` for one batch: a held-out item scoring
     below the ``max_k``-th best non-excluded score has rank > ``max_k`` and is
-    omitted; the others are ranked exactly against the whole row.
+    omitted; the others are ranked exactly against the whole row. The held-out items
+    above :func:`kth_lower_bound` are counted against the row and those with fewer
+    than ``max_k`` greater scores kept, so no full ``top_k`` of the row is needed.
 
     Args:
       scores: ``[B, m]`` float32 logits.
@@ -406,16 +408,56 @@ def candidate_ranks(scores, excluded, heldout, max_k: int | None):
     relevant = tf.gather_nd(ranked, index)
     candidate = ~tf.math.is_nan(raw) & (relevant > -inf)
     if max_k is not None:
-        k = tf.minimum(max_k, tf.shape(scores)[1])
-        kth = tf.math.top_k(ranked, k=k).values[:, -1]
-        candidate &= relevant >= tf.gather(kth, heldout.rows)
+        bound = kth_lower_bound(ranked, max_k)
+        candidate &= relevant >= tf.gather(bound, heldout.rows)
     rows = tf.boolean_mask(heldout.rows, candidate)
     cols = tf.boolean_mask(heldout.cols, candidate)
     value = tf.boolean_mask(relevant, candidate)
     row_scores = tf.gather(ranked, rows)
     greater = tf.reduce_sum(tf.cast(row_scores > value[:, None], tf.int64), axis=1)
     equal = tf.reduce_sum(tf.cast(row_scores == value[:, None], tf.int64), axis=1)
+    if max_k is not None:
+        # value >= the row's max_k-th best score  <=>  fewer than max_k scores above it.
+        # Tied held-out items share `greater`, so a tie group is kept or dropped whole.
+        top = greater < max_k
+        rows, cols, value, greater, equal = (
+            tf.boolean_mask(t, top) for t in (rows, cols, value, greater, equal)
+        )
     return rows, _tie_ranks(rows, cols, value, greater, equal, num_items=tf.shape(scores)[1])
+
+
+def kth_lower_bound(scores, k: int, blocks_per_k: int = 4):
+    """A cheap lower bound of every row's ``k``-th largest score (TensorFlow).
+
+    The row is cut into ``b = min(m, blocks_per_k * k)`` blocks of consecutive
+    columns; the ``k``-th largest of the ``b`` block maxima is returned. Those ``k``
+    maxima are ``k`` different entries of the row, so at least ``k`` entries are
+    ``>=`` it: it never exceeds the ``k``-th largest (and equals it when ``b = m``).
+    One pass over ``[B, m]`` instead of ``tf.math.top_k`` over the whole row, which
+    costs about ten (``k = 20``, ``m = 13,465``, float32, 2 CPU cores).
+
+    Args:
+      scores: ``[B, m]`` float scores (``-inf`` allowed; no NaN).
+      k: ``>= 1``; the cut-off (``min(k, m)`` is used).
+      blocks_per_k: blocks per unit of ``k``; more blocks give a tighter bound.
+
+    Returns:
+      ``[B]`` bounds, of ``scores``' dtype.
+    """
+    import tensorflow as tf
+
+    m = tf.shape(scores)[1]
+    k = tf.minimum(k, m)
+    blocks = tf.minimum(m, blocks_per_k * k)
+    width = (m + blocks - 1) // blocks
+    blocks = (m + width - 1) // width
+    padded = tf.pad(
+        scores,
+        [[0, 0], [0, blocks * width - m]],
+        constant_values=tf.constant(-float("inf"), scores.dtype),
+    )
+    maxima = tf.reduce_max(tf.reshape(padded, [tf.shape(scores)[0], blocks, width]), axis=2)
+    return tf.math.top_k(maxima, k=k).values[:, -1]
 
 
 def _tie_ranks(rows, cols, value, greater, equal, *, num_items):

@@ -172,14 +172,17 @@ def test_ndcg_matches_sklearn_without_ties():
     assert result.metrics["ndcg@5"] == pytest.approx(expected, abs=1e-12)
 
 
-def test_tensorflow_ranks_equal_numpy_ranks():
+# m = 40 ranks against an exact k-th score (one block per item); m = 400 against the
+# block-maxima bound of kth_lower_bound (4 * max_k blocks of several items).
+@pytest.mark.parametrize("m, max_k, levels", [(40, 15, 4), (400, 5, 600)])
+def test_tensorflow_ranks_equal_numpy_ranks(m, max_k, levels):
     import tensorflow as tf
 
     from bvae_tf import layers as L
 
     rng = np.random.default_rng(7)
-    n, m = 25, 40
-    scores = rng.integers(0, 4, size=(n, m)).astype(np.float32)
+    n = 25
+    scores = rng.integers(0, levels, size=(n, m)).astype(np.float32)  # ties
     scores[3, 5] = np.nan
     scores[4, :] = np.nan
     heldout = sp.random(n, m, density=0.15, random_state=1, format="lil")
@@ -194,7 +197,6 @@ def test_tensorflow_ranks_equal_numpy_ranks():
             tf.constant(coo.row, tf.int64), tf.constant(coo.col, tf.int64), tf.constant(n, tf.int64)
         )
 
-    max_k = 15
     tf_rows, tf_ranks = M.candidate_ranks(
         tf.constant(scores), rows_of(excluded), rows_of(heldout), max_k
     )
@@ -206,7 +208,32 @@ def test_tensorflow_ranks_equal_numpy_ranks():
         if k <= max_k
     )
     assert got == expected
-    assert len(expected) > 30
+    assert len(expected) > 10
+    # Exactly the held-out items scoring at least the row's max_k-th best are returned.
+    ranked = np.where(np.isnan(scores), np.inf, scores)
+    ranked[excluded.toarray() > 0] = -np.inf
+    kth = -np.sort(-ranked, axis=1)[:, max_k - 1]
+    coo = heldout.tocoo()
+    keep = (ranked[coo.row, coo.col] >= kth[coo.row]) & (ranked[coo.row, coo.col] > -np.inf)
+    keep &= ~np.isnan(scores[coo.row, coo.col])
+    assert sorted(tf_rows.numpy().tolist()) == sorted(coo.row[keep].tolist())
+
+
+@pytest.mark.parametrize("m, k", [(13465, 20), (37, 5), (7, 10), (1, 1)])
+def test_kth_lower_bound_never_exceeds_the_kth_score(m, k):
+    rng = np.random.default_rng(m)
+    scores = rng.normal(size=(6, m)).astype(np.float32)
+    scores[1, : m // 2] = -np.inf
+    scores[2, :] = -np.inf
+    scores[3] = np.round(scores[3])  # ties
+    bound = M.kth_lower_bound(scores, k).numpy()
+    kth = -np.sort(-scores, axis=1)[:, min(k, m) - 1]
+    assert bound.shape == (6,)
+    assert np.all(bound <= kth)
+    if m > 4 * k:
+        # Tight: the bound leaves few more than k entries above it on random rows.
+        above = (scores[0] >= bound[0]).sum()
+        assert k <= above <= 2 * k
 
 
 def test_chunked_ranks_equal_whole_row_ranks_ties_nan_and_exclusions():
