@@ -48,12 +48,14 @@ Prec/Rec/NDCG/HR@K, mean +- sample std over seeds). ``--combine a.json b.json ..
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import pathlib
+import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from absl import logging
@@ -1068,13 +1070,18 @@ def run(args) -> dict:
         log_dir = None if args.log_dir is None else pathlib.Path(args.log_dir) / f"{name}_s{seed}"
         if args.model in PER_TARGET:
             parts = [
-                _train_tuned(
-                    args,
-                    data,
-                    (b,),
-                    variant=PER_TARGET[args.model],
-                    seed=seed,
-                    log_dir=None if log_dir is None else log_dir / b,
+                _resumable_part(
+                    out / f"{name}.parts" / f"s{seed}-{b}.json",
+                    result["command"],
+                    functools.partial(
+                        _train_tuned,
+                        args,
+                        data,
+                        (b,),
+                        variant=PER_TARGET[args.model],
+                        seed=seed,
+                        log_dir=None if log_dir is None else log_dir / b,
+                    ),
                 )
                 for b in data.behaviors
             ]
@@ -1090,7 +1097,39 @@ def run(args) -> dict:
         logging.info(
             "%s: seed %d test %s", name, seed, _brief(record[HONEST]), extra={console.CONSOLE: True}
         )
+    shutil.rmtree(out / f"{name}.parts", ignore_errors=True)
     return result
+
+
+def _resumable_part(path: pathlib.Path, command: str, train: Callable[[], dict]) -> dict:
+    """One target's run of a one-model-per-target method, kept until the whole
+    result is written, so that a killed run resumes at the next target.
+
+    Args:
+      path: the part's JSON file (``<out>/<name>.parts/s<seed>-<behavior>.json``).
+      command: the experiment's command line; a part written by another command is
+        trained again.
+      train: trains the target and returns its run record.
+
+    Returns:
+      The run record, read back or trained.
+    """
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError:
+            saved = {}
+        if isinstance(saved, dict) and saved.get("command") == command and "run" in saved:
+            logging.info(
+                "%s: finished earlier, read back", path.name, extra={console.CONSOLE: True}
+            )
+            return saved["run"]
+    run = train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"command": command, "run": run}, sort_keys=True))
+    tmp.replace(path)
+    return run
 
 
 def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:

@@ -288,6 +288,45 @@ def test_recvae_runs_one_model_per_behavior(release_dir, tmp_path):
     assert set(run["test_per_user"]) == {"purchase", "click"}
 
 
+def test_a_killed_per_target_run_resumes_at_the_next_target(release_dir, tmp_path, monkeypatch):
+    train = experiment._train_tuned
+    trained = []
+
+    def killed_after_the_first_target(args, data, behaviors, **kwargs):
+        if trained:
+            raise KeyboardInterrupt("killed")
+        trained.append(behaviors)
+        return train(args, data, behaviors, **kwargs)
+
+    flags = ("--model", "vae_t", "--seeds", "1", "--behaviors", "purchase", "click")
+    monkeypatch.setattr(experiment, "_train_tuned", killed_after_the_first_target)
+    with pytest.raises(KeyboardInterrupt):
+        _run(release_dir, tmp_path, *flags)
+    part = tmp_path / "vae_t.parts" / "s0-purchase.json"
+    assert part.is_file() and not (tmp_path / "vae_t.json").exists()
+    first = json.loads(part.read_text())["run"]
+
+    def counting(args, data, behaviors, **kwargs):
+        trained.append(behaviors)
+        return train(args, data, behaviors, **kwargs)
+
+    trained.clear()
+    monkeypatch.setattr(experiment, "_train_tuned", counting)
+    _run(release_dir, tmp_path, *flags)
+    assert trained == [("click",)]  # purchase was read back, not trained again
+    (run,) = json.loads((tmp_path / "vae_t.json").read_text())["runs"]
+    assert run["parts"][0]["honest"] == first["honest"]
+    assert set(run["honest"]) == {"purchase", "click"}
+    assert not (tmp_path / "vae_t.parts").exists()
+
+    # A part written by another command line is trained again.
+    part.parent.mkdir()
+    part.write_text(json.dumps({"command": "python -m bvae_tf.experiment --other", "run": first}))
+    trained.clear()
+    _run(release_dir, tmp_path, *flags)
+    assert trained == [("purchase",), ("click",)]
+
+
 @pytest.mark.parametrize(
     "model, label, parts",
     [
