@@ -308,7 +308,7 @@ def _paper_best(history: list[dict], behaviors: Sequence[str], name: str = "test
     return out
 
 
-def _train_one(args, data, behaviors, *, variant, seed, log_dir):
+def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=None):
     import tensorflow as tf
 
     from bvae_tf import data as D
@@ -405,6 +405,8 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
         log_dir=log_dir,
         monitor_datasets={"test": test} if args.paper_protocol else None,
         steps_per_epoch=steps_per_epoch,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_key=getattr(args, "command", ""),
     )
     best = result.history[result.best_epoch - 1]
     run = {
@@ -414,6 +416,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir):
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
         "seconds_per_epoch": result.train_seconds / max(result.epochs_run, 1),
+        **({"resumed_at": result.resumed_at} if result.resumed_at else {}),
         "selection_score": result.best_score,
         "valid": {
             b: {k.split("/", 2)[2]: v for k, v in best.items() if k.startswith(f"valid/{b}/")}
@@ -603,8 +606,18 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
         trial_log = log_dir
         if point and log_dir is not None:
             trial_log = log_dir / "_".join(f"{k}={v}" for k, v in point.items())
+        root = getattr(args, "checkpoint_root", None)
+        point_name = "_".join(f"{k}={v}" for k, v in point.items())
         run, model, test = _train_one(
-            trial_args, data, behaviors, variant=variant, seed=seed, log_dir=trial_log
+            trial_args,
+            data,
+            behaviors,
+            variant=variant,
+            seed=seed,
+            log_dir=trial_log,
+            checkpoint_dir=None
+            if root is None
+            else root / "-".join([f"s{seed}", *behaviors, *([point_name] if point else [])]),
         )
         trials.append(
             {
@@ -1054,6 +1067,9 @@ def run(args) -> dict:
         "protocol": PROTOCOL_TITLES[HONEST],
         "runs": [],
     }
+    # Every training keeps its state here after each epoch (training.fit), so that a
+    # killed run resumes at its next epoch; removed once the result is written.
+    args.command, args.checkpoint_root = result["command"], out / f"{name}.ckpt"
     if args.model in BASELINES:
         record = _fit_baseline(args, data)
         result["runs"].append(record)
@@ -1098,6 +1114,7 @@ def run(args) -> dict:
             "%s: seed %d test %s", name, seed, _brief(record[HONEST]), extra={console.CONSOLE: True}
         )
     shutil.rmtree(out / f"{name}.parts", ignore_errors=True)
+    shutil.rmtree(args.checkpoint_root, ignore_errors=True)
     return result
 
 

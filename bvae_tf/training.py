@@ -6,17 +6,22 @@ the validation dataset with ``metrics.evaluate`` (full ranking). Model selection
 the sum over behaviors of valid NDCG@5; training stops after ``patience`` epochs
 without improvement and the best epoch's weights are restored. Per epoch it writes
 TensorBoard scalars (loss, per-behavior reconstruction NLL, KL, SDWL weight, mean
-sigma, beta, every ranking metric) and logs one progress line.
+sigma, beta, every ranking metric) and logs one progress line. With a
+``checkpoint_dir`` it keeps the run's state after every epoch, so that a killed run
+resumes at its next epoch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import re
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -39,6 +44,7 @@ class FitResult:
         and ``eval_seconds``.
       train_seconds: wall time in training steps (evaluation excluded).
       eval_seconds: wall time in evaluation.
+      resumed_at: epochs after which a killed run was resumed (``checkpoint_dir``).
     """
 
     best_epoch: int
@@ -48,6 +54,7 @@ class FitResult:
     history: list[dict[str, float]]
     train_seconds: float
     eval_seconds: float
+    resumed_at: list[int] = dataclasses.field(default_factory=list)
 
 
 def compile_model(model, optimizer_jit_compile: bool = False) -> None:
@@ -114,6 +121,8 @@ def fit(
     monitor_datasets: Mapping[str, object] | None = None,
     steps_per_epoch: int | None = None,
     verbose: int = 1,
+    checkpoint_dir: str | pathlib.Path | None = None,
+    checkpoint_key: str = "",
 ) -> FitResult:
     """Trains with validation-based early stopping and restores the best weights.
 
@@ -134,6 +143,16 @@ def fit(
         optimistic protocol).
       steps_per_epoch: batches per epoch (for repeated datasets).
       verbose: 0 silent, 1 one log line per epoch, 2 also the Keras progress bar.
+      checkpoint_dir: folder for the run's state, written after every epoch: the
+        model's and optimizer's variables (``tf.train.Checkpoint``), the best epoch's
+        weights and the history. When it holds the state of the same
+        ``checkpoint_key``, training resumes after its last epoch (or, if that run
+        had finished, returns its result with the best weights loaded, without
+        training). A resumed run's later epochs are shuffled afresh, so it is not
+        bit-identical to an uninterrupted one; ``FitResult.resumed_at`` says where it
+        resumed. ``None``: no state is kept.
+      checkpoint_key: identifies the run (e.g. its command line); state of another
+        key is discarded.
 
     Returns:
       :class:`FitResult`.
@@ -150,6 +169,7 @@ def fit(
         raise ValueError(f"selection_metric {selection_metric!r} must be <metric>@K, K in {ks}")
     compile_model(model)
     build_for_fit(model, train_dataset)
+    state = None if checkpoint_dir is None else _RunState(model, checkpoint_dir, checkpoint_key)
     monitor = _RankingMonitor(
         eval_dataset,
         dict(monitor_datasets or {}),
@@ -158,16 +178,21 @@ def fit(
         patience=patience,
         log_dir=log_dir,
         verbose=verbose,
+        state=state,
     )
-    start = time.perf_counter()
-    model.fit(
-        train_dataset,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=[monitor],
-        verbose=2 if verbose >= 2 else 0,
-    )
-    elapsed = time.perf_counter() - start
+    monitor.set_model(model)  # fit() sets it too; restore() needs it when fit() is skipped
+    saved = state.load(monitor) if state is not None else None
+    if saved is None or not saved["finished"]:
+        model.fit(
+            train_dataset,
+            epochs=epochs,
+            initial_epoch=len(monitor.history),
+            steps_per_epoch=steps_per_epoch,
+            callbacks=[monitor],
+            verbose=2 if verbose >= 2 else 0,
+        )
+        if state is not None:
+            state.save(monitor, finished=True)
     monitor.restore()
     return FitResult(
         best_epoch=monitor.best_epoch,
@@ -175,16 +200,98 @@ def fit(
         epochs_run=len(monitor.history),
         stopped_early=len(monitor.history) < epochs,
         history=monitor.history,
-        train_seconds=elapsed - monitor.eval_seconds,
-        eval_seconds=monitor.eval_seconds,
+        train_seconds=sum(h["train_seconds"] for h in monitor.history),
+        eval_seconds=sum(h["eval_seconds"] for h in monitor.history),
+        resumed_at=monitor.resumed_at,
     )
+
+
+class _RunState:
+    """The files of :func:`fit`'s ``checkpoint_dir``: ``state.json`` (history, best
+    epoch, patience count, seconds, whether the run finished), ``last/`` (a
+    ``tf.train.Checkpoint`` of the model and its optimizer after the last epoch) and
+    ``best.npz`` (the best epoch's weights)."""
+
+    def __init__(self, model, directory, key: str):
+        self.model = model
+        self.dir = pathlib.Path(directory)
+        self.key = key
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+
+    def load(self, monitor) -> dict | None:
+        """Restores a saved run into ``model`` and ``monitor``; ``None`` if none."""
+        path = self.dir / "state.json"
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            saved = None
+        if not isinstance(saved, dict) or saved.get("key") != self.key:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return None
+        monitor.history = saved["history"]
+        monitor.best_epoch, monitor.best_score = saved["best_epoch"], saved["best_score"]
+        monitor.wait = saved["wait"]
+        monitor.resumed_at = [*saved["resumed_at"], len(monitor.history)]
+        if saved["best_epoch"]:
+            with np.load(self.dir / "best.npz") as best:
+                monitor.best_weights = [best[f"arr_{i}"] for i in range(len(best.files))]
+        if saved["finished"]:
+            monitor.resumed_at = saved["resumed_at"]
+        else:
+            optimizer = getattr(self.model, "optimizer", None)
+            inner = getattr(optimizer, "inner_optimizer", optimizer)
+            if hasattr(inner, "build") and not getattr(inner, "_built", False):
+                inner.build(self.model.trainable_variables)
+            self.checkpoint.read(str(self.dir / "last" / "ckpt")).assert_consumed()
+            logging.info(
+                "resuming after epoch %d (best %.4f at epoch %d) from %s",
+                len(monitor.history),
+                monitor.best_score,
+                monitor.best_epoch,
+                self.dir,
+                extra={console.CONSOLE: True},
+            )
+        return saved
+
+    def save(self, monitor, *, finished: bool = False, improved: bool = False) -> None:
+        """Writes the state after an epoch (``improved``: also the best weights)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if improved:
+            np.savez(self.dir / "best.tmp.npz", *monitor.best_weights)
+            (self.dir / "best.tmp.npz").replace(self.dir / "best.npz")
+        shutil.rmtree(self.dir / "last.tmp", ignore_errors=True)
+        if not finished:
+            self.checkpoint.write(str(self.dir / "last.tmp" / "ckpt"))
+        shutil.rmtree(self.dir / "last", ignore_errors=True)
+        if not finished:
+            (self.dir / "last.tmp").replace(self.dir / "last")
+        state = {
+            "key": self.key,
+            "finished": finished,
+            "history": monitor.history,
+            "best_epoch": monitor.best_epoch,
+            "best_score": monitor.best_score,
+            "wait": monitor.wait,
+            "resumed_at": monitor.resumed_at,
+        }
+        (self.dir / "state.tmp.json").write_text(json.dumps(state))
+        (self.dir / "state.tmp.json").replace(self.dir / "state.json")
 
 
 class _RankingMonitor(tf.keras.callbacks.Callback):
     """Epoch-end ranking evaluation, early stopping, best weights, TensorBoard."""
 
     def __init__(
-        self, eval_dataset, monitor_datasets, *, ks, selection_metric, patience, log_dir, verbose
+        self,
+        eval_dataset,
+        monitor_datasets,
+        *,
+        ks,
+        selection_metric,
+        patience,
+        log_dir,
+        verbose,
+        state: _RunState | None = None,
     ):
         super().__init__()
         self.eval_dataset = eval_dataset
@@ -197,8 +304,9 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
         self.best_epoch = 0
         self.best_score = float("-inf")
         self.best_weights = None
-        self.eval_seconds = 0.0
-        self._wait = 0
+        self.wait = 0
+        self.resumed_at: list[int] = []
+        self.state = state
         self._epoch_start = 0.0
         self._writer = None
         if log_dir is not None:
@@ -218,7 +326,6 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
             result = M.evaluate(self.model, dataset, ks=self.ks)
             record.update({f"{name}/{k}": v for k, v in result.flat().items()})
         eval_seconds = time.perf_counter() - start
-        self.eval_seconds += eval_seconds
         score = valid.metric_sum(self.selection_metric)
         record.update(selection_score=score, train_seconds=train_seconds, eval_seconds=eval_seconds)
         self.history.append(record)
@@ -226,12 +333,14 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
             logs.update({k: v for k, v in record.items() if "/" in k or k == "selection_score"})
         improved = score > self.best_score
         if improved:
-            self.best_score, self.best_epoch, self._wait = score, epoch + 1, 0
+            self.best_score, self.best_epoch, self.wait = score, epoch + 1, 0
             self.best_weights = self.model.get_weights()
         else:
-            self._wait += 1
-            if self._wait >= self.patience:
+            self.wait += 1
+            if self.wait >= self.patience:
                 self.model.stop_training = True
+        if self.state is not None:
+            self.state.save(self, improved=improved)
         if self._writer is not None:
             with self._writer.as_default(step=epoch + 1):
                 for key, value in record.items():

@@ -327,6 +327,31 @@ def test_a_killed_per_target_run_resumes_at_the_next_target(release_dir, tmp_pat
     assert trained == [("purchase",), ("click",)]
 
 
+# BVAE; NGCF (one per target, its optimizer built at the first step); RecVAE (two
+# optimizers). A checkpoint that does not fit the model fails loudly (assert_consumed).
+@pytest.mark.parametrize("model", ["bvae", "ngcf", "recvae"])
+def test_a_killed_run_resumes_at_its_next_epoch(release_dir, tmp_path, monkeypatch, model):
+    evaluate, calls = experiment.M.evaluate, []
+
+    def killed_in_the_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return evaluate(*args, **kwargs)
+
+    flags = ("--model", model, "--seeds", "1", "--epochs", "3", "--patience", "5")
+    monkeypatch.setattr(experiment.M, "evaluate", killed_in_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _run(release_dir, tmp_path, *flags)
+    assert list((tmp_path / f"{model}.ckpt").glob("*/state.json"))
+    monkeypatch.setattr(experiment.M, "evaluate", evaluate)
+    _run(release_dir, tmp_path, *flags)
+    (run,) = json.loads((tmp_path / f"{model}.json").read_text())["runs"]
+    first = run["parts"][0] if "parts" in run else run
+    assert first["resumed_at"] == [1] and first["epochs_run"] == 3
+    assert not (tmp_path / f"{model}.ckpt").exists()
+
+
 @pytest.mark.parametrize(
     "model, label, parts",
     [

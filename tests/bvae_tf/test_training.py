@@ -136,3 +136,90 @@ def test_fit_rejects_bad_arguments(tiny_data):
         T.fit(model, ds, ds, epochs=0)
     with pytest.raises(ValueError, match="selection_metric"):
         T.fit(model, ds, ds, selection_metric="ndcg@7")
+
+
+def test_a_killed_fit_resumes_at_its_next_epoch(tiny_data, tmp_path, monkeypatch):
+    train = D.train_dataset(tiny_data, batch_size=12, seed=0)
+    valid = D.eval_dataset(tiny_data, F.EVAL)
+    steps = sum(1 for _ in train)
+    evaluate, calls = M.evaluate, []
+
+    def killed_at_the_third_evaluation(model, *args, **kwargs):
+        calls.append([w.copy() for w in model.get_weights()])  # after that epoch's steps
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(M, "evaluate", killed_at_the_third_evaluation)
+    first = _model()
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(
+            first,
+            train,
+            valid,
+            epochs=4,
+            patience=9,
+            verbose=0,
+            checkpoint_dir=tmp_path,
+            checkpoint_key="a",
+        )
+    monkeypatch.setattr(M, "evaluate", evaluate)
+
+    second = _model()
+    restored = {}
+    fit = second.fit
+
+    def fit_after_restore(*args, **kwargs):
+        restored["weights"] = second.get_weights()
+        restored["iterations"] = int(second.optimizer.iterations.numpy())
+        restored["initial_epoch"] = kwargs["initial_epoch"]
+        return fit(*args, **kwargs)
+
+    second.fit = fit_after_restore
+    result = T.fit(
+        second,
+        train,
+        valid,
+        epochs=4,
+        patience=9,
+        verbose=0,
+        checkpoint_dir=tmp_path,
+        checkpoint_key="a",
+    )
+    # The state after epoch 2 came back: weights, Adam's step count, the beta ramp's step.
+    assert restored["initial_epoch"] == 2 and restored["iterations"] == 2 * steps
+    for got, want in zip(restored["weights"], calls[1], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0, 4.0]
+    assert result.resumed_at == [2] and int(second.optimizer.iterations.numpy()) == 4 * steps
+    assert int(second.anneal_step.numpy()) in {e * steps for e in range(1, 5)}
+
+    # A finished run returns its result with the best weights, without training.
+    third = _model()
+    third.fit = None  # training would fail
+    again = T.fit(
+        third,
+        train,
+        valid,
+        epochs=4,
+        patience=9,
+        verbose=0,
+        checkpoint_dir=tmp_path,
+        checkpoint_key="a",
+    )
+    assert again.history == result.history and again.best_epoch == result.best_epoch
+    assert M.evaluate(third, valid).metric_sum() == pytest.approx(result.best_score, abs=1e-9)
+
+    # State of another key is discarded: the run starts over.
+    fourth = _model()
+    fresh = T.fit(
+        fourth,
+        train,
+        valid,
+        epochs=1,
+        patience=9,
+        verbose=0,
+        checkpoint_dir=tmp_path,
+        checkpoint_key="b",
+    )
+    assert fresh.resumed_at == [] and fresh.epochs_run == 1
