@@ -38,6 +38,13 @@ with the best values. Either way the test split is scored once per seed.
 The closed-form baselines are deterministic: one run, whatever ``--seeds``; they
 have no epochs, so only the honest protocol applies to them.
 
+Resumable: every training keeps its state in ``<out>/<name>.ckpt/`` after each epoch
+(``training.fit``'s ``checkpoint_dir``), so the same command run again after a kill
+resumes at the next epoch; finished seeds, targets and ``--grid`` trials are read back
+rather than trained again; state written by another command line is discarded; the
+folder is removed when the result is written. A resumed run's later epochs are
+shuffled afresh (its record says ``"resumed_at"``).
+
 Writes ``<out>/<name>.json`` after every seed (partial results survive) and
 ``<out>/<name>.md``, a table in the paper's layout (behavior x method x
 Prec/Rec/NDCG/HR@K, mean +- sample std over seeds). ``--combine a.json b.json ...

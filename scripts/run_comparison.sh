@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the comparison rows of docs/RESULTS.md on a released dataset with
-# `python -m bvae_tf.experiment`, one JSON per row and seed; resumable (a row whose
-# JSON exists is skipped, so a killed run loses at most the seed in progress, and for
-# a one-model-per-target row (vae_t, recvae, vae_pp, ngcf) the target in progress).
+# `python -m bvae_tf.experiment`, one JSON per row and seed; resumable: a row whose
+# JSON exists is skipped, and a killed row resumes at its next epoch (the experiment
+# keeps its state in OUT/<row>_s<seed>.ckpt until the JSON is written).
 #
 #   scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]
 #   scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3
