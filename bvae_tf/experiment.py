@@ -413,7 +413,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         monitor_datasets={"test": test} if args.paper_protocol else None,
         steps_per_epoch=steps_per_epoch,
         checkpoint_dir=checkpoint_dir,
-        checkpoint_key=getattr(args, "command", ""),
+        checkpoint_key=_run_key(args),
     )
     best = result.history[result.best_epoch - 1]
     run = {
@@ -437,6 +437,19 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         for h in result.history
     ]
     return run, model, test
+
+
+def _run_key(args) -> str:
+    """What a kept training state must match to be resumed: the package version,
+    every setting of the run (a ``--grid`` or ``--tune`` trial's values included) and
+    the data files' names, sizes and modification times."""
+    import bvae_tf
+
+    data = pathlib.Path(args.data)
+    files = sorted(data.iterdir()) if data.is_dir() else [data]
+    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    settings = {k: v for k, v in sorted(vars(args).items()) if k != "checkpoint_root"}
+    return json.dumps([bvae_tf.__version__, settings, stamp], default=str)
 
 
 #: Settings ``--grid`` may search, with their types (the dest of their flags).

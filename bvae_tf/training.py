@@ -181,7 +181,7 @@ def fit(
         state=state,
     )
     monitor.set_model(model)  # fit() sets it too; restore() needs it when fit() is skipped
-    saved = state.load(monitor) if state is not None else None
+    saved = None if state is None else state.load(monitor, epochs=epochs, patience=patience)
     if saved is None or not saved["finished"]:
         model.fit(
             train_dataset,
@@ -207,10 +207,15 @@ def fit(
 
 
 class _RunState:
-    """The files of :func:`fit`'s ``checkpoint_dir``: ``state.json`` (history, best
-    epoch, patience count, seconds, whether the run finished), ``last/`` (a
-    ``tf.train.Checkpoint`` of the model and its optimizer after the last epoch) and
-    ``best.npz`` (the best epoch's weights)."""
+    """The files of :func:`fit`'s ``checkpoint_dir``.
+
+    ``state.json`` (history, best epoch, patience count, whether the run finished)
+    names the files it goes with: ``epoch-<n>/`` (a ``tf.train.Checkpoint`` of the
+    model and its optimizer after epoch ``n``) and ``best-<b>.npz`` (the best epoch's
+    weights). Each epoch writes its files first and ``state.json`` last, by an atomic
+    rename, then removes the files no longer named: a kill at any moment leaves a
+    ``state.json`` whose files exist.
+    """
 
     def __init__(self, model, directory, key: str):
         self.model = model
@@ -218,56 +223,71 @@ class _RunState:
         self.key = key
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
 
-    def load(self, monitor) -> dict | None:
-        """Restores a saved run into ``model`` and ``monitor``; ``None`` if none."""
-        path = self.dir / "state.json"
+    def load(self, monitor, *, epochs: int, patience: int) -> dict | None:
+        """Restores a saved run into ``model`` and ``monitor``; ``None`` if there is
+        none (state of another key, or unreadable, is removed). The returned state's
+        ``finished`` is also true when the saved epochs or patience are used up."""
         try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
-            saved = None
-        if not isinstance(saved, dict) or saved.get("key") != self.key:
+            saved = json.loads((self.dir / "state.json").read_text())
+            if saved.get("key") != self.key:
+                raise ValueError("another run's state")
+            last = saved["last"] and self.dir / saved["last"] / "ckpt"
+            best = saved["best"] and self.dir / saved["best"]
+            if (best and not best.is_file()) or (last and not last.parent.is_dir()):
+                raise ValueError("files missing")
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+            if self.dir.exists():
+                logging.warning("starting over: cannot resume from %s (%s)", self.dir, e)
             shutil.rmtree(self.dir, ignore_errors=True)
             return None
         monitor.history = saved["history"]
         monitor.best_epoch, monitor.best_score = saved["best_epoch"], saved["best_score"]
         monitor.wait = saved["wait"]
-        monitor.resumed_at = [*saved["resumed_at"], len(monitor.history)]
-        if saved["best_epoch"]:
-            with np.load(self.dir / "best.npz") as best:
-                monitor.best_weights = [best[f"arr_{i}"] for i in range(len(best.files))]
+        if best:
+            with np.load(best) as weights:
+                monitor.best_weights = [weights[f"arr_{i}"] for i in range(len(weights.files))]
+        # fit() stops after `patience` epochs without improvement (and never right
+        # after an improving epoch); a run killed before its final save stopped too.
+        done = len(monitor.history) >= epochs or monitor.wait >= max(1, patience)
+        saved["finished"] = bool(saved["finished"] or done or not last)
         if saved["finished"]:
             monitor.resumed_at = saved["resumed_at"]
-        else:
-            optimizer = getattr(self.model, "optimizer", None)
-            inner = getattr(optimizer, "inner_optimizer", optimizer)
-            if hasattr(inner, "build") and not getattr(inner, "_built", False):
+            return saved
+        monitor.resumed_at = [*saved["resumed_at"], len(monitor.history)]
+        optimizer = getattr(self.model, "optimizer", None)
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        if hasattr(inner, "build") and not getattr(inner, "_built", False):
+            with self.model.distribute_strategy.scope():
                 inner.build(self.model.trainable_variables)
-            self.checkpoint.read(str(self.dir / "last" / "ckpt")).assert_consumed()
-            logging.info(
-                "resuming after epoch %d (best %.4f at epoch %d) from %s",
-                len(monitor.history),
-                monitor.best_score,
-                monitor.best_epoch,
-                self.dir,
-                extra={console.CONSOLE: True},
-            )
+        self.checkpoint.read(str(last)).assert_consumed()
+        logging.info(
+            "resuming after epoch %d (best %.4f at epoch %d) from %s",
+            len(monitor.history),
+            monitor.best_score,
+            monitor.best_epoch,
+            self.dir,
+            extra={console.CONSOLE: True},
+        )
         return saved
 
     def save(self, monitor, *, finished: bool = False, improved: bool = False) -> None:
-        """Writes the state after an epoch (``improved``: also the best weights)."""
+        """Writes the state after an epoch (``improved``: also the best weights);
+        ``finished``: the run is over, no checkpoint to resume from is kept."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        epoch = len(monitor.history)
+        best = f"best-{monitor.best_epoch}.npz" if monitor.best_epoch else None
         if improved:
             np.savez(self.dir / "best.tmp.npz", *monitor.best_weights)
-            (self.dir / "best.tmp.npz").replace(self.dir / "best.npz")
-        shutil.rmtree(self.dir / "last.tmp", ignore_errors=True)
-        if not finished:
-            self.checkpoint.write(str(self.dir / "last.tmp" / "ckpt"))
-        shutil.rmtree(self.dir / "last", ignore_errors=True)
-        if not finished:
-            (self.dir / "last.tmp").replace(self.dir / "last")
+            (self.dir / "best.tmp.npz").replace(self.dir / best)
+        last = None if finished else f"epoch-{epoch}"
+        if last:
+            shutil.rmtree(self.dir / last, ignore_errors=True)
+            self.checkpoint.write(str(self.dir / last / "ckpt"))
         state = {
             "key": self.key,
             "finished": finished,
+            "last": last,
+            "best": best,
             "history": monitor.history,
             "best_epoch": monitor.best_epoch,
             "best_score": monitor.best_score,
@@ -275,7 +295,10 @@ class _RunState:
             "resumed_at": monitor.resumed_at,
         }
         (self.dir / "state.tmp.json").write_text(json.dumps(state))
-        (self.dir / "state.tmp.json").replace(self.dir / "state.json")
+        (self.dir / "state.tmp.json").replace(self.dir / "state.json")  # the commit point
+        for path in self.dir.iterdir():
+            if path.name not in (last, best, "state.json"):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 class _RankingMonitor(tf.keras.callbacks.Callback):

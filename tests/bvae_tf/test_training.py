@@ -223,3 +223,60 @@ def test_a_killed_fit_resumes_at_its_next_epoch(tiny_data, tmp_path, monkeypatch
         checkpoint_key="b",
     )
     assert fresh.resumed_at == [] and fresh.epochs_run == 1
+
+
+def test_a_kill_while_saving_resumes_from_the_last_committed_epoch(
+    tiny_data, tmp_path, monkeypatch
+):
+    train = D.train_dataset(tiny_data, batch_size=12, seed=0)
+    valid = D.eval_dataset(tiny_data, F.EVAL)
+    steps = sum(1 for _ in train)
+    save, saves = T._RunState.save, []
+
+    def killed_before_the_second_commit(state, monitor, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:  # epoch 2's checkpoint is written, its state.json is not
+            state.checkpoint.write(str(state.dir / "epoch-2" / "ckpt"))
+            raise KeyboardInterrupt("killed")
+        return save(state, monitor, **kwargs)
+
+    monkeypatch.setattr(T._RunState, "save", killed_before_the_second_commit)
+    kwargs = dict(epochs=3, patience=9, verbose=0, checkpoint_dir=tmp_path, checkpoint_key="k")
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(_model(), train, valid, **kwargs)
+    monkeypatch.setattr(T._RunState, "save", save)
+    model = _model()
+    result = T.fit(model, train, valid, **kwargs)
+    assert result.resumed_at == [1] and result.epochs_run == 3
+    assert int(model.optimizer.iterations.numpy()) == 3 * steps  # epoch 2 trained once
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"best-{result.best_epoch}.npz",
+        "state.json",
+    ]
+
+    # Files named by the state are missing: the run starts over, it does not crash.
+    (tmp_path / f"best-{result.best_epoch}.npz").unlink()
+    again = T.fit(_model(), train, valid, **{**kwargs, "epochs": 1})
+    assert again.resumed_at == [] and again.epochs_run == 1
+
+
+def test_a_run_killed_after_it_stopped_early_trains_no_further(tiny_data, tmp_path, monkeypatch):
+    train = D.train_dataset(tiny_data, batch_size=12, seed=0)
+    valid = D.eval_dataset(tiny_data, F.EVAL)
+    save = T._RunState.save
+
+    def killed_at_the_final_save(state, monitor, *, finished=False, **kwargs):
+        if finished:
+            raise KeyboardInterrupt("killed")
+        return save(state, monitor, **kwargs)
+
+    monkeypatch.setattr(T._RunState, "save", killed_at_the_final_save)
+    # A learning rate of ~0 keeps the score: no improvement after epoch 1, stop after 2.
+    kwargs = dict(epochs=6, patience=1, verbose=0, checkpoint_dir=tmp_path, checkpoint_key="k")
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(_model(learning_rate=1e-30), train, valid, **kwargs)
+    monkeypatch.setattr(T._RunState, "save", save)
+    model = _model(learning_rate=1e-30)
+    model.fit = None  # training again would fail
+    result = T.fit(model, train, valid, **kwargs)
+    assert result.epochs_run == 2 and result.best_epoch == 1 and result.stopped_early
