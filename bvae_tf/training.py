@@ -42,8 +42,9 @@ class FitResult:
         ``<task>_nll`` ...), ``<name>/<behavior>/<metric>@K`` for the validation
         (``valid``) and every monitored dataset, ``selection_score``, ``train_seconds``
         and ``eval_seconds``.
-      train_seconds: wall time in training steps (evaluation excluded).
-      eval_seconds: wall time in evaluation.
+      train_seconds: the epochs' wall time in training steps, summed (evaluation and
+        the state kept for ``checkpoint_dir`` excluded; over every resumed part).
+      eval_seconds: the epochs' wall time in evaluation, summed.
       resumed_at: epochs after which a killed run was resumed (``checkpoint_dir``).
     """
 
