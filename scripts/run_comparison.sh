@@ -51,7 +51,8 @@ flags() {
     # runs 500), patience 40.
     ehcf) echo "--model ehcf --batch-size 256 --epochs 300 --patience 40" ;;
     # NGCF: batch 1024 and rate 1e-3 from its paper's grid {1e-4, 5e-4, 1e-3, 5e-3};
-    # at most 60 epochs, patience 10 (a JD click epoch takes ~35 s on 2 cores).
+    # at most 60 epochs, patience 10 (a JD click epoch: about 45 s alone on 2 cores,
+    # 55-120 s beside another run; NGCF took 83 minutes per seed on JD).
     ngcf) echo "--model ngcf --batch-size 1024 --lr 1e-3 --epochs 60 --patience 10" ;;
     mmoe | cgc | exchange) echo "--model bvae --encoder $1" ;;
     no_base | no_gff | no_tff) echo "--model bvae --ablation $1" ;;
