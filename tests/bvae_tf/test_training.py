@@ -151,18 +151,10 @@ def test_a_killed_fit_resumes_at_its_next_epoch(tiny_data, tmp_path, monkeypatch
         return evaluate(model, *args, **kwargs)
 
     monkeypatch.setattr(M, "evaluate", killed_at_the_third_evaluation)
+    kwargs = dict(epochs=4, patience=9, verbose=0, checkpoint_dir=tmp_path, checkpoint_key="a")
     first = _model()
     with pytest.raises(KeyboardInterrupt):
-        T.fit(
-            first,
-            train,
-            valid,
-            epochs=4,
-            patience=9,
-            verbose=0,
-            checkpoint_dir=tmp_path,
-            checkpoint_key="a",
-        )
+        T.fit(first, train, valid, **kwargs)
     monkeypatch.setattr(M, "evaluate", evaluate)
 
     second = _model()
@@ -176,16 +168,7 @@ def test_a_killed_fit_resumes_at_its_next_epoch(tiny_data, tmp_path, monkeypatch
         return fit(*args, **kwargs)
 
     second.fit = fit_after_restore
-    result = T.fit(
-        second,
-        train,
-        valid,
-        epochs=4,
-        patience=9,
-        verbose=0,
-        checkpoint_dir=tmp_path,
-        checkpoint_key="a",
-    )
+    result = T.fit(second, train, valid, **kwargs)
     # The state after epoch 2 came back: weights, Adam's step count, the beta ramp's step.
     assert restored["initial_epoch"] == 2 and restored["iterations"] == 2 * steps
     for got, want in zip(restored["weights"], calls[1], strict=True):
@@ -197,31 +180,13 @@ def test_a_killed_fit_resumes_at_its_next_epoch(tiny_data, tmp_path, monkeypatch
     # A finished run returns its result with the best weights, without training.
     third = _model()
     third.fit = None  # training would fail
-    again = T.fit(
-        third,
-        train,
-        valid,
-        epochs=4,
-        patience=9,
-        verbose=0,
-        checkpoint_dir=tmp_path,
-        checkpoint_key="a",
-    )
+    again = T.fit(third, train, valid, **kwargs)
     assert again.history == result.history and again.best_epoch == result.best_epoch
     assert M.evaluate(third, valid).metric_sum() == pytest.approx(result.best_score, abs=1e-9)
 
     # State of another key is discarded: the run starts over.
     fourth = _model()
-    fresh = T.fit(
-        fourth,
-        train,
-        valid,
-        epochs=1,
-        patience=9,
-        verbose=0,
-        checkpoint_dir=tmp_path,
-        checkpoint_key="b",
-    )
+    fresh = T.fit(fourth, train, valid, **{**kwargs, "epochs": 1, "checkpoint_key": "b"})
     assert fresh.resumed_at == [] and fresh.epochs_run == 1
 
 
