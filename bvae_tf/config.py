@@ -120,6 +120,9 @@ class BVAEConfig:
       item_path: a labelled BVAE variant beyond the paper: adds to behavior ``k``'s
         logits a learned weight on the user's own items of every other behavior
         (``layers.CrossBehaviorItemPath``). Needs ``variant="bvae"`` and ``c >= 2``.
+      item_path_scale: a constant factor on the item path's per-pair weights, > 0;
+        with Adam it multiplies their effective learning rate (default 1: the shared
+        rate; the per-item weights keep it).
       sampled_softmax: negatives drawn per decoder and training step for a sampled
         softmax over the batch's target items and those negatives
         (``losses.sampled_multinomial_nll``, uniform proposal); 0 (default): the full
@@ -172,6 +175,7 @@ class BVAEConfig:
     ease_l2: float = 200.0
     ease_diagonal: str = "free"
     item_path: bool = False
+    item_path_scale: float = 1.0
     loss_weights: tuple[float, ...] | None = None
     sampled_softmax: int = 0
     sampled_proposal: str = "uniform"
@@ -204,6 +208,7 @@ class BVAEConfig:
             (self.variant in VARIANTS, "variant", self.variant),
             (self.encoder in ENCODERS, "encoder", self.encoder),
             (self.ease_l2 > 0.0, "ease_l2", self.ease_l2),
+            (self.item_path_scale > 0.0, "item_path_scale", self.item_path_scale),
             (self.ease_diagonal in EASE_DIAGONALS, "ease_diagonal", self.ease_diagonal),
             (_count(self.sampled_softmax), "sampled_softmax", self.sampled_softmax),
             (self.sampled_proposal in SAMPLED_PROPOSALS, "sampled_proposal", self.sampled_proposal),

@@ -143,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
         "other behaviors to each behavior's logits (BVAEConfig.item_path)",
     )
     p.add_argument(
+        "--item-path-scale",
+        type=float,
+        metavar="G",
+        help="factor on the item path's per-pair weights, i.e. on their effective Adam "
+        "learning rate (BVAEConfig.item_path_scale; default 1); needs --item-path",
+    )
+    p.add_argument(
         "--sampled-softmax",
         type=int,
         metavar="N",
@@ -288,6 +295,8 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["jit_compile"] = True
     if args.item_path:
         overrides["item_path"] = True
+    if args.item_path_scale is not None:
+        overrides["item_path_scale"] = args.item_path_scale
     if args.sampled_softmax:
         overrides["sampled_softmax"] = args.sampled_softmax
     if args.sampled_proposal:
@@ -460,6 +469,7 @@ GRID_FLAGS = {
     "anneal_steps": int,
     "batch_size": int,
     "recvae_gamma": float,
+    "item_path_scale": float,
 }
 #: The run-config fields a searched flag sets (they vary with the selection, so they
 #: do not name the method).
@@ -470,6 +480,7 @@ GRID_CONFIG_FIELDS = {
     "anneal_steps": ("anneal_steps",),
     "batch_size": (),
     "recvae_gamma": ("gamma",),
+    "item_path_scale": ("item_path_scale",),
 }
 
 
@@ -1261,6 +1272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--sampled-softmax must be a number of negatives >= 1 (given with "
                 f"--sampled-proposal too), got {args.sampled_softmax}"
             )
+    if args.item_path_scale is not None and not (args.item_path and args.item_path_scale > 0):
+        _parser().error(
+            f"--item-path-scale needs --item-path and a value > 0, got {args.item_path_scale}"
+        )
     if args.sparse_updates and args.model not in SAMPLED_SOFTMAX_MODELS:
         _parser().error(
             f"--sparse-updates trains BVAE's item tables with LazyAdam "

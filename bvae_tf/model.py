@@ -153,7 +153,9 @@ class BVAE(tf.keras.Model):
         ]
         self.item_path = None
         if cfg.item_path:
-            self.item_path = L.CrossBehaviorItemPath(len(cfg.behaviors), m, name="item_path")
+            self.item_path = L.CrossBehaviorItemPath(
+                len(cfg.behaviors), m, scale=cfg.item_path_scale, name="item_path"
+            )
             # Built here: its weights must exist when a saved model's are restored.
             self.item_path.build()
         # The popularity proposal of the sampled softmax: log(count + 1) per item and

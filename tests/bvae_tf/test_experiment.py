@@ -212,8 +212,12 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
             ["--precision", "mixed_bfloat16", "--sparse-updates"],
             {"precision": "mixed_bfloat16", "sparse_updates": True},
         ),
+        (
+            ["--item-path", "--item-path-scale", "30"],
+            {"item_path": True, "item_path_scale": 30.0},
+        ),
     ],
-    ids=["base-replacement", "fast-training"],
+    ids=["base-replacement", "fast-training", "item-path"],
 )
 def test_config_flags_reach_the_model_and_the_label(release_dir, tmp_path, flags, config):
     _run(release_dir, tmp_path, "--model", "bvae", "--seeds", "1", *flags)
@@ -451,9 +455,11 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--sampled-softmax", "-5"], "must be a number of negatives >= 1"),
         (["--sampled-proposal", "popularity"], "given with --sampled-proposal too"),
         (["--model", "ease", "--sparse-updates"], "--model ease has none"),
+        (["--item-path-scale", "10"], "--item-path-scale needs --item-path"),
+        (["--item-path", "--item-path-scale", "0"], "a value > 0, got 0.0"),
     ],
 )
-def test_large_catalog_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
+def test_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
     missing = tmp_path / "no-such-data"  # never read: the flags are checked first
     with pytest.raises(SystemExit):
         experiment.main(["--data", str(missing), "--out", str(tmp_path), *flags])

@@ -731,7 +731,7 @@ _LAYER_FACTORIES = {
     L.TargetFeatureFusion: lambda: L.TargetFeatureFusion(8, mode="gated", seed=5),
     L.ItemDecoder: lambda: L.ItemDecoder(NUM_ITEMS, 8, seed=6, name="dec"),
     L.DecoderTopK: lambda: L.DecoderTopK(L.ItemDecoder(NUM_ITEMS, 8, seed=7), k=4, name="top"),
-    L.CrossBehaviorItemPath: lambda: L.CrossBehaviorItemPath(3, NUM_ITEMS, name="path"),
+    L.CrossBehaviorItemPath: lambda: L.CrossBehaviorItemPath(3, NUM_ITEMS, scale=2.5, name="path"),
 }
 
 
@@ -976,6 +976,37 @@ def test_item_path_learns_that_clicked_items_get_bought():
     scores[buy > 0] = -np.inf
     top2 = np.argsort(-scores, axis=1)[:, :2]
     assert click[np.arange(n)[:, None], top2].mean() > 0.9
+
+
+def test_item_path_scale_multiplies_the_pair_weights_adam_steps(tiny_batch):
+    # From zero, Adam's first step moves every weight by about its learning rate,
+    # whatever the gradient's scale: both paths get the same weights (up to items whose
+    # gradient is near Adam's epsilon), and the logits their pair weights add differ by
+    # the scale; the per-item weights are not scaled.
+    runs = {}
+    for scale in (1.0, 10.0):
+        model = _model(tiny_batch, item_path=True, item_path_scale=scale)
+        model.compile(optimizer=Mo.make_optimizer(model.bvae_config))
+        model.fit(tf.data.Dataset.from_tensors(tiny_batch), epochs=1, verbose=0)
+        path = model.item_path
+        weights = [path.pair_weights.numpy(), path.item_weights.numpy()]
+        path.item_weights.assign(tf.zeros_like(path.item_weights))
+        with_pairs = model(tiny_batch)
+        path.pair_weights.assign(tf.zeros_like(path.pair_weights))
+        without = model(tiny_batch)
+        runs[scale] = weights, [with_pairs[b].numpy() - without[b].numpy() for b in BEHAVIORS]
+    (w10, added10), (w1, added1) = runs[10.0], runs[1.0]
+    assert np.abs(w1[0]).max() > 5e-4  # the step did move the path: about 1e-3
+    np.testing.assert_allclose(w10[0], w1[0], rtol=1e-3)
+    np.testing.assert_allclose(w10[1], w1[1], atol=1e-4)
+    assert np.abs(w1[1]).max() > 5e-4
+    for big, small in zip(added10, added1, strict=True):
+        assert np.abs(big).max() > 5e-3
+        np.testing.assert_allclose(big, 10.0 * small, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="item_path_scale"):
+        _config(item_path=True, item_path_scale=0.0)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        L.CrossBehaviorItemPath(3, NUM_ITEMS, scale=-1.0)
 
 
 def test_loss_weights_replace_sdwl_with_fixed_weights(tiny_batch):
