@@ -123,6 +123,10 @@ class BVAEConfig:
       item_path_scale: a constant factor on the item path's per-pair weights, > 0;
         with Adam it multiplies their effective learning rate (default 1: the shared
         rate; the per-item weights keep it).
+      item_path_drop_overlap: in training, the probability of hiding from the item
+        path an item of another behavior that is also among the reconstructed
+        behavior's items (``layers.CrossBehaviorItemPath.entries``), in ``[0, 1)``;
+        0 (default): none.
       sampled_softmax: negatives drawn per decoder and training step for a sampled
         softmax over the batch's target items and those negatives
         (``losses.sampled_multinomial_nll``, uniform proposal); 0 (default): the full
@@ -176,6 +180,7 @@ class BVAEConfig:
     ease_diagonal: str = "free"
     item_path: bool = False
     item_path_scale: float = 1.0
+    item_path_drop_overlap: float = 0.0
     loss_weights: tuple[float, ...] | None = None
     sampled_softmax: int = 0
     sampled_proposal: str = "uniform"
@@ -209,6 +214,11 @@ class BVAEConfig:
             (self.encoder in ENCODERS, "encoder", self.encoder),
             (self.ease_l2 > 0.0, "ease_l2", self.ease_l2),
             (self.item_path_scale > 0.0, "item_path_scale", self.item_path_scale),
+            (
+                0.0 <= self.item_path_drop_overlap < 1.0,
+                "item_path_drop_overlap",
+                self.item_path_drop_overlap,
+            ),
             (self.ease_diagonal in EASE_DIAGONALS, "ease_diagonal", self.ease_diagonal),
             (_count(self.sampled_softmax), "sampled_softmax", self.sampled_softmax),
             (self.sampled_proposal in SAMPLED_PROPOSALS, "sampled_proposal", self.sampled_proposal),

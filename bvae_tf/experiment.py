@@ -150,6 +150,14 @@ def _parser() -> argparse.ArgumentParser:
         "learning rate (BVAEConfig.item_path_scale; default 1); needs --item-path",
     )
     p.add_argument(
+        "--item-path-drop-overlap",
+        type=float,
+        metavar="P",
+        help="in training, hide from the item path each item of another behavior that "
+        "is also a reconstructed item, with probability P (BVAEConfig."
+        "item_path_drop_overlap; default 0); needs --item-path",
+    )
+    p.add_argument(
         "--sampled-softmax",
         type=int,
         metavar="N",
@@ -297,6 +305,8 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["item_path"] = True
     if args.item_path_scale is not None:
         overrides["item_path_scale"] = args.item_path_scale
+    if args.item_path_drop_overlap is not None:
+        overrides["item_path_drop_overlap"] = args.item_path_drop_overlap
     if args.sampled_softmax:
         overrides["sampled_softmax"] = args.sampled_softmax
     if args.sampled_proposal:
@@ -470,6 +480,7 @@ GRID_FLAGS = {
     "batch_size": int,
     "recvae_gamma": float,
     "item_path_scale": float,
+    "item_path_drop_overlap": float,
 }
 #: The run-config fields a searched flag sets (they vary with the selection, so they
 #: do not name the method).
@@ -481,6 +492,7 @@ GRID_CONFIG_FIELDS = {
     "batch_size": (),
     "recvae_gamma": ("gamma",),
     "item_path_scale": ("item_path_scale",),
+    "item_path_drop_overlap": ("item_path_drop_overlap",),
 }
 
 
@@ -1276,6 +1288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error(
             f"--item-path-scale needs --item-path and a value > 0, got {args.item_path_scale}"
         )
+    drop = args.item_path_drop_overlap
+    if drop is not None and not (args.item_path and 0.0 <= drop < 1.0):
+        _parser().error(f"--item-path-drop-overlap needs --item-path and 0 <= P < 1, got {drop}")
     if args.sparse_updates and args.model not in SAMPLED_SOFTMAX_MODELS:
         _parser().error(
             f"--sparse-updates trains BVAE's item tables with LazyAdam "

@@ -466,7 +466,10 @@ class BVAE(tf.keras.Model):
             target = enc["targets"][task]
             extra = None
             if self.item_path is not None:
-                extra = self.item_path.entries(list(enc["inputs"].values()), k)
+                drop = cfg.item_path_drop_overlap if training else 0.0
+                extra = self.item_path.entries(
+                    list(enc["inputs"].values()), k, drop_overlap=drop, seed=self._seed(9000 + k)
+                )
             if cfg.sampled_softmax and training:
                 candidates, log_q = self._candidates(target.cols, 7000 + k, k)
                 nll = losses.sampled_multinomial_nll(

@@ -9,7 +9,8 @@
 #
 # Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
 # ngcf mmoe cgc exchange no_base_gff_tff; no_base, no_gff, no_tff (the single ablations);
-# item_path and item_path_g<G> (a BVAE variant beyond the paper); fast (BVAE in bfloat16 with LazyAdam);
+# item_path, a BVAE variant beyond the paper, and its settings (item_path_g<G>,
+# item_path_drop<P>, item_path_g<G>_drop<P>); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
 # rq4_purchase rq4_purchase_click and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below).
@@ -59,9 +60,20 @@ flags() {
     no_base_gff_tff) echo "--model bvae --ablation no_base no_gff no_tff" ;;
     # Beyond the paper: BVAE with the item-level path from the other behaviors.
     item_path) echo "--model bvae --item-path" ;;
-    # ... with its per-pair weights scaled by G, i.e. their effective Adam rate G times
-    # the shared one ("item_path_g10": G = 10).
-    item_path_g*) echo "--model bvae --item-path --item-path-scale ${1#item_path_g}" ;;
+    # ... "item_path_g<G>": its per-pair weights scaled by G, i.e. their effective Adam
+    # rate G times the shared one; "item_path_drop<P>": the train split's cross-behavior
+    # overlaps hidden from the path with probability P in training; both:
+    # "item_path_g10_drop0.9".
+    item_path_*)
+      local out="--model bvae --item-path" part
+      for part in $(tr _ ' ' <<< "${1#item_path_}"); do
+        case $part in
+          g*) out+=" --item-path-scale ${part#g}" ;;
+          drop*) out+=" --item-path-drop-overlap ${part#drop}" ;;
+          *) echo "unknown row $1" >&2; exit 2 ;;
+        esac
+      done
+      echo "$out" ;;
     # Large-catalog path: sampled softmax over the batch's targets and 2000 uniform
     # negatives per decoder and step (about 15% of JD's items); evaluation is full.
     sampled) echo "--model bvae --sampled-softmax 2000" ;;

@@ -213,8 +213,8 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
             {"precision": "mixed_bfloat16", "sparse_updates": True},
         ),
         (
-            ["--item-path", "--item-path-scale", "30"],
-            {"item_path": True, "item_path_scale": 30.0},
+            ["--item-path", "--item-path-scale", "30", "--item-path-drop-overlap", "0.5"],
+            {"item_path": True, "item_path_scale": 30.0, "item_path_drop_overlap": 0.5},
         ),
     ],
     ids=["base-replacement", "fast-training", "item-path"],
@@ -457,6 +457,8 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--model", "ease", "--sparse-updates"], "--model ease has none"),
         (["--item-path-scale", "10"], "--item-path-scale needs --item-path"),
         (["--item-path", "--item-path-scale", "0"], "a value > 0, got 0.0"),
+        (["--item-path-drop-overlap", "0.5"], "--item-path-drop-overlap needs --item-path"),
+        (["--item-path", "--item-path-drop-overlap", "1"], "0 <= P < 1, got 1.0"),
     ],
 )
 def test_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):

@@ -1009,6 +1009,42 @@ def test_item_path_scale_multiplies_the_pair_weights_adam_steps(tiny_batch):
         L.CrossBehaviorItemPath(3, NUM_ITEMS, scale=-1.0)
 
 
+def test_item_path_drop_overlap_hides_only_co_occurring_items_in_training(tiny_batch):
+    path = L.CrossBehaviorItemPath(2, 6)
+    # Row 0: target {1, 2}; source {1, 3}. Row 1: target {}; source {2}. Row 2: target
+    # {5}; source {0, 5}. Overlaps: (0, 1) and (2, 5).
+    target = L.SparseRows(tf.constant([0, 0, 2], tf.int64), tf.constant([1, 2, 5], tf.int64), 3)
+    source = L.SparseRows(
+        tf.constant([0, 0, 1, 2, 2], tf.int64), tf.constant([1, 3, 2, 0, 5], tf.int64), 3
+    )
+    seed = tf.constant([1, 2], tf.int64)
+
+    def pairs(rate, target_rows=target):
+        rows, cols, _ = path.entries([target_rows, source], 0, drop_overlap=rate, seed=seed)
+        return sorted(zip(rows.numpy().tolist(), cols.numpy().tolist(), strict=True))
+
+    everything = [(0, 1), (0, 3), (1, 2), (2, 0), (2, 5)]
+    assert pairs(0.0) == everything
+    assert pairs(1.0) == [(0, 3), (1, 2), (2, 0)]
+    empty = L.SparseRows(tf.zeros([0], tf.int64), tf.zeros([0], tf.int64), 3)
+    assert pairs(1.0, empty) == everything  # no target items: nothing overlaps
+    assert pairs(0.5) == pairs(0.5)  # seeded
+    # In the model: only the training loss changes.
+    plain = _model(tiny_batch, item_path=True)
+    drop = _model(tiny_batch, item_path=True, item_path_drop_overlap=0.9)
+    for m in (plain, drop):
+        m.item_path.pair_weights.assign(tf.fill([3, 3], 2.0))
+    assert float(drop.compute_loss(tiny_batch)) == pytest.approx(
+        float(plain.compute_loss(tiny_batch)), rel=1e-6
+    )
+    assert float(drop.compute_loss(tiny_batch, training=True)) != pytest.approx(
+        float(plain.compute_loss(tiny_batch, training=True)), rel=1e-3
+    )
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="item_path_drop_overlap"):
+            _config(item_path=True, item_path_drop_overlap=bad)
+
+
 def test_loss_weights_replace_sdwl_with_fixed_weights(tiny_batch):
     equal = _model(tiny_batch, loss_weights=(1.0, 1.0, 1.0))
     plain = _model(tiny_batch, use_sdwl=False)
