@@ -686,9 +686,9 @@ class CrossBehaviorItemPath(tf.keras.layers.Layer):
         """
         if not self.built:
             self.build()
-        m = tf.constant(self.num_items, tf.int64)
-        # SparseRows are ordered by row then item, so the keys are sorted.
-        target_keys = inputs[target].rows * m + inputs[target].cols
+        if drop_overlap > 0.0:  # training only: scoring never builds the keys
+            # SparseRows are ordered by row then item, so the keys are sorted.
+            target_keys = inputs[target].rows * self.num_items + inputs[target].cols
         rows, cols, values = [], [], []
         for b, source in enumerate(inputs):
             if b == target:

@@ -467,8 +467,9 @@ class BVAE(tf.keras.Model):
             extra = None
             if self.item_path is not None:
                 drop = cfg.item_path_drop_overlap if training else 0.0
+                seed = self._seed(9000 + k) if drop else None
                 extra = self.item_path.entries(
-                    list(enc["inputs"].values()), k, drop_overlap=drop, seed=self._seed(9000 + k)
+                    list(enc["inputs"].values()), k, drop_overlap=drop, seed=seed
                 )
             if cfg.sampled_softmax and training:
                 candidates, log_q = self._candidates(target.cols, 7000 + k, k)
