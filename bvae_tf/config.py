@@ -90,6 +90,11 @@ class BVAEConfig:
       beta_schedule: ``"linear"`` or ``"reference"``, see ``losses.kl_beta``.
       logvar_range: (min, max) clamp of every log-variance.
       learning_rate: Adam learning rate.
+      weight_decay: decoupled weight decay ``lambda`` (AdamW, Loshchilov and Hutter
+        2019), Keras' optimizer ``weight_decay``: before each Adam step every trainable
+        variable ``w`` becomes ``w - learning_rate * lambda * w`` (with
+        ``sparse_updates``, every row of the item tables too). Not in the BVAE paper;
+        >= 0, 0 (default): none.
       seed: seeds initialisers, dropout and the reparameterisation noise.
       precision: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"`` (Keras
         mixed precision: matrix products in 16 bit, variables and losses in float32;
@@ -171,6 +176,7 @@ class BVAEConfig:
     beta_schedule: str = "linear"
     logvar_range: tuple[float, float] = (-10.0, 10.0)
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0
     seed: int = 0
     precision: str = "float32"
     jit_compile: bool = False
@@ -209,6 +215,7 @@ class BVAEConfig:
             (self.beta_cap >= 0.0, "beta_cap", self.beta_cap),
             (self.anneal_steps >= 0, "anneal_steps", self.anneal_steps),
             (self.learning_rate > 0.0, "learning_rate", self.learning_rate),
+            (self.weight_decay >= 0.0, "weight_decay", self.weight_decay),
             (self.precision in PRECISIONS, "precision", self.precision),
             (self.variant in VARIANTS, "variant", self.variant),
             (self.encoder in ENCODERS, "encoder", self.encoder),

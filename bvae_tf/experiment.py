@@ -190,6 +190,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-dim", type=int)
     p.add_argument("--dropout", type=float)
     p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        metavar="LAMBDA",
+        help="decoupled weight decay (AdamW) of BVAE, VAE (T.) and VAE (U.) "
+        "(BVAEConfig.weight_decay; default 0)",
+    )
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--patience", type=int, default=20)
@@ -294,6 +301,7 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         ("latent_dim", "latent_dim"),
         ("dropout", "dropout"),
         ("lr", "learning_rate"),
+        ("weight_decay", "weight_decay"),
         ("precision", "precision"),
     ):
         value = getattr(args, flag)
@@ -481,6 +489,7 @@ GRID_FLAGS = {
     "recvae_gamma": float,
     "item_path_scale": float,
     "item_path_drop_overlap": float,
+    "weight_decay": float,
 }
 #: The run-config fields a searched flag sets (they vary with the selection, so they
 #: do not name the method).
@@ -493,6 +502,7 @@ GRID_CONFIG_FIELDS = {
     "recvae_gamma": ("gamma",),
     "item_path_scale": ("item_path_scale",),
     "item_path_drop_overlap": ("item_path_drop_overlap",),
+    "weight_decay": ("weight_decay",),
 }
 
 
@@ -537,6 +547,7 @@ TUNE_FLAGS = {
     "beta_cap": "beta_cap",
     "dropout": "dropout",
     "latent_dim": "latent_dim",
+    "weight_decay": "weight_decay",
     "batch_size": "batch_size",
 }
 
@@ -1291,6 +1302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     drop = args.item_path_drop_overlap
     if drop is not None and not (args.item_path and 0.0 <= drop < 1.0):
         _parser().error(f"--item-path-drop-overlap needs --item-path and 0 <= P < 1, got {drop}")
+    if args.weight_decay is not None and not (
+        args.model in SAMPLED_SOFTMAX_MODELS and args.weight_decay >= 0
+    ):
+        _parser().error(
+            f"--weight-decay must be >= 0, for {', '.join(SAMPLED_SOFTMAX_MODELS)}; got "
+            f"{args.weight_decay} with --model {args.model}"
+        )
     if args.sparse_updates and args.model not in SAMPLED_SOFTMAX_MODELS:
         _parser().error(
             f"--sparse-updates trains BVAE's item tables with LazyAdam "

@@ -614,7 +614,9 @@ class BVAE(tf.keras.Model):
 def make_optimizer(config: BVAEConfig, jit_compile: bool = False) -> tf.keras.optimizers.Optimizer:
     """Adam at ``config.learning_rate`` (loss-scaled under mixed float16):
     ``optimizers.FusedAdam`` (TensorFlow's fused Adam kernel), or
-    ``optimizers.LazyAdam`` with ``config.sparse_updates``.
+    ``optimizers.LazyAdam`` with ``config.sparse_updates``; with
+    ``config.weight_decay > 0`` Keras' decoupled weight decay on every trainable
+    variable (AdamW).
 
     Args:
       config: the model configuration.
@@ -623,12 +625,15 @@ def make_optimizer(config: BVAEConfig, jit_compile: bool = False) -> tf.keras.op
         epoch in 2.07-2.15 s against 2.54-2.62 s, with no compile at the first step;
         not with ``sparse_updates``.
     """
+    args = {"learning_rate": config.learning_rate}
+    if config.weight_decay > 0.0:
+        args["weight_decay"] = config.weight_decay
     if config.sparse_updates:  # its row de-duplication (tf.unique) does not compile
-        optimizer = optimizers.LazyAdam(learning_rate=config.learning_rate, jit_compile=False)
+        optimizer = optimizers.LazyAdam(**args, jit_compile=False)
     elif jit_compile:
-        optimizer = tf.keras.optimizers.Adam(learning_rate=config.learning_rate, jit_compile=True)
+        optimizer = tf.keras.optimizers.Adam(**args, jit_compile=True)
     else:
-        optimizer = optimizers.FusedAdam(learning_rate=config.learning_rate, jit_compile=False)
+        optimizer = optimizers.FusedAdam(**args, jit_compile=False)
     if config.precision == "mixed_float16":
         optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer

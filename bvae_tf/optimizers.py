@@ -65,8 +65,9 @@ class LazyAdam(FusedAdam):
     Dense gradients (the decoders' under a full softmax) take :class:`FusedAdam`'s
     step; with ``amsgrad=True`` Keras' own. With a sparse gradient that names every
     row once per step the result equals Adam's.
-    Repeated indices in one gradient are summed first. Keras' ``weight_decay`` (off
-    here) is applied by the base class to every row on every step.
+    Repeated indices in one gradient are summed first. Keras' ``weight_decay``
+    (``BVAEConfig.weight_decay``; off by default) is applied by the base class to
+    every row on every step, not only to the touched rows.
     """
 
     def update_step(self, gradient, variable):

@@ -41,11 +41,13 @@ DEFAULT_SPACE: Mapping[str, tuple] = {
 }
 #: Where each searchable name goes: the ``model`` section (``BVAEConfig``) or the
 #: ``training`` section; ``anneal_epochs`` becomes ``model.anneal_steps``.
+#: ``latent_dim`` and ``weight_decay`` are searched only when ``space`` names them.
 TARGETS = {
     "learning_rate": "model",
     "beta_cap": "model",
     "dropout": "model",
     "latent_dim": "model",
+    "weight_decay": "model",
     "anneal_epochs": "model",
     "batch_size": "training",
 }

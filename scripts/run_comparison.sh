@@ -10,7 +10,8 @@
 # Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
 # ngcf mmoe cgc exchange no_base_gff_tff; no_base, no_gff, no_tff (the single ablations);
 # item_path, a BVAE variant beyond the paper, and its settings (item_path_g<G>,
-# item_path_drop<P>, item_path_g<G>_drop<P>); fast (BVAE in bfloat16 with LazyAdam);
+# item_path_drop<P>, item_path_anneal<N>, item_path_wd<L> and combinations;
+# bvae_anneal<N>, bvae_wd<L>); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
 # rq4_purchase rq4_purchase_click and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below).
@@ -62,14 +63,23 @@ flags() {
     item_path) echo "--model bvae --item-path" ;;
     # ... "item_path_g<G>": its per-pair weights scaled by G, i.e. their effective Adam
     # rate G times the shared one; "item_path_drop<P>": the train split's cross-behavior
-    # overlaps hidden from the path with probability P in training; both:
-    # "item_path_g10_drop0.9".
-    item_path_*)
-      local out="--model bvae --item-path" part
-      for part in $(tr _ ' ' <<< "${1#item_path_}"); do
+    # overlaps hidden from the path with probability P in training;
+    # "item_path_anneal<N>": a beta ramp of N updates (the default 200000 leaves the KL
+    # term near 0); "item_path_wd<L>": decoupled weight decay L (AdamW); the parts
+    # combine, e.g. "item_path_g100_anneal1000". "bvae_anneal<N>", "bvae_wd<L>" and
+    # their combination: plain BVAE with those settings.
+    item_path_* | bvae_anneal[0-9]* | bvae_wd*)
+      local out="--model bvae" part
+      [[ $1 == bvae_* ]] || out+=" --item-path"
+      local rest=${1#item_path_}
+      for part in $(tr _ ' ' <<< "${rest#bvae_}"); do
         case $part in
-          g*) out+=" --item-path-scale ${part#g}" ;;
-          drop*) out+=" --item-path-drop-overlap ${part#drop}" ;;
+          g[0-9]*) [[ $1 == item_path_* ]] || { echo "unknown row $1" >&2; exit 2; }
+            out+=" --item-path-scale ${part#g}" ;;
+          drop[0-9]*) [[ $1 == item_path_* ]] || { echo "unknown row $1" >&2; exit 2; }
+            out+=" --item-path-drop-overlap ${part#drop}" ;;
+          anneal[0-9]*) out+=" --anneal-steps ${part#anneal}" ;;
+          wd[0-9]*) out+=" --weight-decay ${part#wd}" ;;
           *) echo "unknown row $1" >&2; exit 2 ;;
         esac
       done

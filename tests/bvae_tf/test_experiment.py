@@ -207,7 +207,10 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
     "flags, config",
     [
         # Each encoder's model is tested in test_model.py.
-        (["--encoder", "cgc"], {"encoder": "cgc"}),
+        (
+            ["--encoder", "cgc", "--weight-decay", "0.001"],
+            {"encoder": "cgc", "weight_decay": 0.001},
+        ),
         (
             ["--precision", "mixed_bfloat16", "--sparse-updates"],
             {"precision": "mixed_bfloat16", "sparse_updates": True},
@@ -217,7 +220,7 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
             {"item_path": True, "item_path_scale": 30.0, "item_path_drop_overlap": 0.5},
         ),
     ],
-    ids=["base-replacement", "fast-training", "item-path"],
+    ids=["base-replacement-weight-decay", "fast-training", "item-path"],
 )
 def test_config_flags_reach_the_model_and_the_label(release_dir, tmp_path, flags, config):
     _run(release_dir, tmp_path, "--model", "bvae", "--seeds", "1", *flags)
@@ -459,6 +462,8 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--item-path", "--item-path-scale", "0"], "a value > 0, got 0.0"),
         (["--item-path-drop-overlap", "0.5"], "--item-path-drop-overlap needs --item-path"),
         (["--item-path", "--item-path-drop-overlap", "1"], "0 <= P < 1, got 1.0"),
+        (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
+        (["--model", "recvae", "--weight-decay", "0.1"], "with --model recvae"),
     ],
 )
 def test_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
@@ -504,6 +509,26 @@ def test_tune_searches_once_then_trains_every_seed_with_the_best(release_dir, tm
         assert run["config"]["anneal_steps"] == 2 * -(-20 // 8)  # 2 epochs of 20 users / 8
     assert result["method"].endswith("[tuned: 2 trials]")
     assert "(+2 search trials" in (tmp_path / "bvae.md").read_text()
+
+
+def test_a_trial_sets_weight_decay_and_the_ramp_in_epochs_in_the_experiment_and_pipeline():
+    from bvae_tf import tuning
+
+    args = experiment._parser().parse_args(["--data", "d", "--batch-size", "8"])
+    values = {"weight_decay": 1e-3, "anneal_epochs": 2, "learning_rate": 0.01}
+    trial = experiment.trial_args(args, values, num_train_users=20)
+    assert (trial.weight_decay, trial.lr, trial.anneal_steps) == (1e-3, 0.01, 2 * 3)
+    assert args.weight_decay is None  # the parsed flags are left alone
+    model, training = tuning.apply(values, {"latent_dim": 8}, {"batch_size": 8}, 20)
+    assert model == {
+        "latent_dim": 8,
+        "weight_decay": 1e-3,
+        "learning_rate": 0.01,
+        "anneal_steps": 6,
+    }
+    assert training == {"batch_size": 8}
+    space = tuning.tuning_settings({"space": {"weight_decay": [0, 1e-4]}})["space"]
+    assert space["weight_decay"] == (0, 1e-4) and "weight_decay" not in tuning.DEFAULT_SPACE
 
 
 def test_tune_refuses_per_target_models_and_bad_spaces(release_dir, tmp_path, capsys):

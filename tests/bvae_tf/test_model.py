@@ -644,6 +644,29 @@ def test_lazy_adam_updates_only_the_touched_rows_and_equals_adam_on_all_rows():
     np.testing.assert_allclose(part.numpy()[1], single.numpy()[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("sparse_updates", [False, True], ids=["fused-adam", "lazy-adam"])
+def test_weight_decay_shrinks_every_variable_before_the_adam_step(sparse_updates):
+    # AdamW (decoupled): w <- w - lr * lambda * w, then Adam's step, which does not
+    # depend on w; so the two runs differ by exactly lr * lambda * w per step.
+    rng = np.random.default_rng(5)
+    start = rng.normal(size=(6, 3)).astype(np.float32)
+    grad = rng.normal(size=(6, 3)).astype(np.float32)
+    plain, decayed = tf.Variable(start), tf.Variable(start)
+    settings = dict(learning_rate=0.1, sparse_updates=sparse_updates)
+    Mo.make_optimizer(_config(**settings)).apply_gradients([(tf.constant(grad), plain)])
+    optimizer = Mo.make_optimizer(_config(weight_decay=0.5, **settings))
+    optimizer.apply_gradients([(tf.constant(grad), decayed)])
+    np.testing.assert_allclose(decayed.numpy(), plain.numpy() - 0.1 * 0.5 * start, atol=1e-6)
+    # Also a row a sparse gradient does not touch.
+    untouched = tf.Variable(start)
+    rows = tf.constant([0, 2])
+    sparse = Mo.make_optimizer(_config(weight_decay=0.5, **settings))
+    sparse.apply_gradients([(tf.IndexedSlices(tf.gather(grad, rows), rows, [6, 3]), untouched)])
+    np.testing.assert_allclose(untouched.numpy()[1], start[1] * (1 - 0.1 * 0.5), atol=1e-6)
+    with pytest.raises(ValueError, match="weight_decay"):
+        _config(weight_decay=-0.1)
+
+
 def test_multinomial_nll_with_sparse_extra_logits_matches_dense_autodiff():
     rng = np.random.default_rng(1)
     q = tf.constant(rng.normal(size=(4, 4)), tf.float32)
