@@ -13,7 +13,7 @@
 # item_path_drop<P>, item_path_anneal<N>, item_path_wd<L> and combinations;
 # bvae_anneal<N>, bvae_wd<L>); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
-# rq4_purchase rq4_purchase_click and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
+# rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below).
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
@@ -98,10 +98,10 @@ flags() {
     bvae_anneal) echo "--model bvae --grid anneal_steps=1000,3000,10000,200000" ;;
     # RQ3: latent size d (BVAE's default is 100).
     d50 | d150 | d200) echo "--model bvae --latent-dim ${1#d}" ;;
-    # RQ4: behaviors added one at a time (purchase -> click -> favourite; the full set
-    # is the "bvae" row).
-    rq4_purchase) echo "--model bvae --behaviors purchase" ;;
-    rq4_purchase_click) echo "--model bvae --behaviors purchase click" ;;
+    # RQ4: behaviors added one at a time, "rq4_<b1>_<b2>..." models those behaviors
+    # (JD: rq4_purchase, rq4_purchase_click; UB: rq4_purchase, rq4_purchase_favorite;
+    # the full set is the "bvae" row).
+    rq4_*) echo "--model bvae --behaviors $(tr _ ' ' <<< "${1#rq4_}")" ;;
     # RQ2: fixed loss weights in place of SDWL, "weights_<purchase>_<click>_<favourite>".
     weights_*) IFS=_ read -r -a w <<< "${1#weights_}"; echo "--model bvae --loss-weights ${w[*]}" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;

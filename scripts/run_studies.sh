@@ -8,7 +8,8 @@
 # rq2_weights (fixed loss weights in place of SDWL: purchase and click weights in
 # {0.1, ..., 0.9}, favourite = 1 - both, zero weights omitted: 36 runs, the 6 of
 # the step-0.2 sub-grid first), rq3_d
-# (d in {50, 150, 200}; d = 100 is the bvae row), rq4 (behaviors added one at a time).
+# (d in {50, 150, 200}; d = 100 is the bvae row), rq4 (behaviors added one at a time,
+# in the paper's order, those with train data in DATA).
 # Prints the number of runs and a compute estimate before starting (measured on JD
 # with 2 CPU cores: about 20 minutes per BVAE run, one run at a time). DRY_RUN=1 lists
 # the rows instead of running them.
@@ -36,7 +37,18 @@ case $STUDY in
       done
     done ;;
   rq3_d) ROWS=(bvae d50 d150 d200) ;;
-  rq4) ROWS=(rq4_purchase rq4_purchase_click bvae) ;;
+  rq4)
+    # The paper's order, purchase -> click -> favourite -> cart, over the behaviors with
+    # a non-empty train file (JD: no cart; UB: no click): one row per prefix, the last
+    # is the full model ("bvae").
+    ROWS=() modelled=""
+    for pair in purchase:target click:click favorite:favourite cart:cart; do
+      [[ -s "$DATA/${pair#*:}_train" ]] || continue
+      [[ -z $modelled ]] || ROWS+=("rq4$modelled")
+      modelled+="_${pair%%:*}"
+    done
+    [[ ${#ROWS[@]} -gt 0 ]] || { echo "rq4 needs two behaviors with train data in $DATA" >&2; exit 2; }
+    ROWS+=(bvae) ;;
   *) echo "unknown study $STUDY (rq1 rq2 rq2_weights rq3_d rq4)" >&2; exit 2 ;;
 esac
 todo=0

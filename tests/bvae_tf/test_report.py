@@ -232,3 +232,36 @@ def test_the_weight_study_runs_the_coarse_grid_first():
     for row in rows[1:]:
         weights = [float(w) for w in row.split("_")[1:]]
         assert all(w > 0 for w in weights) and abs(sum(weights) - 1) < 1e-9
+
+
+@pytest.mark.parametrize(
+    "train_files, rows",
+    [
+        # JD: cart_train is empty; UB: no click_train.
+        (
+            {"target": "1 1", "click": "1 2", "favourite": "1 3", "cart": ""},
+            ["rq4_purchase", "rq4_purchase_click", "bvae"],
+        ),
+        (
+            {"target": "1 1", "favourite": "1 3", "cart": "1 4"},
+            ["rq4_purchase", "rq4_purchase_favorite", "bvae"],
+        ),
+    ],
+    ids=["jd-like", "ub-like"],
+)
+def test_the_behavior_study_adds_the_behaviors_with_train_data_in_order(
+    tmp_path, train_files, rows
+):
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for prefix, text in train_files.items():
+        (tmp_path / f"{prefix}_train").write_text(text)
+    out = subprocess.run(
+        ["bash", str(root / "scripts" / "run_studies.sh"), "rq4", str(tmp_path), "/nonexistent"],
+        env={**os.environ, "DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    assert [line for line in out[1:] if line] == rows
