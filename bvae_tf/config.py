@@ -11,6 +11,7 @@ configuration class of the project.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -132,6 +133,15 @@ class BVAEConfig:
         path an item of another behavior that is also among the reconstructed
         behavior's items (``layers.CrossBehaviorItemPath.entries``), in ``[0, 1)``;
         0 (default): none.
+      cross_behavior_boost: a labelled BVAE variant beyond the paper, applied when
+        scoring only (training is unchanged): one value ``beta_b >= 0`` per behavior
+        in ``behaviors`` order, added to behavior ``b``'s logit of every item the
+        user has in train under another behavior (``layers.cross_behavior_indicator``);
+        a large value ranks those items first, in the model's order, as the
+        cross-behavior repeat rule does in popularity order. Chosen on the eval split
+        after training (``bvae_tf.experiment --boost-grid``). ``None`` (default): no
+        boost. Needs ``variant="bvae"`` and ``c >= 2``; not with ``top_k_chunk_size``
+        or ``approximate_top_k``.
       sampled_softmax: negatives drawn per decoder and training step for a sampled
         softmax over the batch's target items and those negatives
         (``losses.sampled_multinomial_nll``, uniform proposal); 0 (default): the full
@@ -187,6 +197,7 @@ class BVAEConfig:
     item_path: bool = False
     item_path_scale: float = 1.0
     item_path_drop_overlap: float = 0.0
+    cross_behavior_boost: tuple[float, ...] | None = None
     loss_weights: tuple[float, ...] | None = None
     sampled_softmax: int = 0
     sampled_proposal: str = "uniform"
@@ -205,6 +216,22 @@ class BVAEConfig:
                     f"{self.behaviors} of variant 'bvae', got {self.loss_weights!r}"
                 )
             object.__setattr__(self, "loss_weights", weights)
+        if self.cross_behavior_boost is not None:
+            boost = tuple(float(v) for v in self.cross_behavior_boost)
+            if (
+                len(boost) != len(self.behaviors)
+                or not all(math.isfinite(v) and v >= 0 for v in boost)
+                or self.variant != "bvae"
+                or len(self.behaviors) < 2
+                or self.top_k_chunk_size
+                or self.approximate_top_k
+            ):
+                raise ValueError(
+                    "BVAEConfig.cross_behavior_boost must be one finite value >= 0 per "
+                    f"behavior {self.behaviors} (at least 2) of variant 'bvae', without "
+                    f"top_k_chunk_size or approximate_top_k; got {self.cross_behavior_boost!r}"
+                )
+            object.__setattr__(self, "cross_behavior_boost", boost)
         checks = [
             (self.num_items >= 1, "num_items", self.num_items),
             (self.latent_dim >= 1, "latent_dim", self.latent_dim),

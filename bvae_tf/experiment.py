@@ -254,6 +254,13 @@ def _parser() -> argparse.ArgumentParser:
         "keep the best valid NDCG@5 (per behavior for one-per-target models), test it once",
     )
     p.add_argument(
+        "--boost-grid",
+        metavar="V1,V2,...",
+        help="BVAE variant beyond the paper: after training, choose per behavior on valid "
+        "NDCG@5 the cross-behavior boost (BVAEConfig.cross_behavior_boost) among these "
+        "values (0 is always tried), then score test once with it",
+    )
+    p.add_argument(
         "--tune",
         type=int,
         default=0,
@@ -321,6 +328,8 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["sampled_proposal"] = args.sampled_proposal
     if args.sparse_updates:
         overrides["sparse_updates"] = True
+    if getattr(args, "boost_grid", None):  # the values are chosen after training
+        overrides["cross_behavior_boost"] = (0.0,) * len(behaviors)
     if args.loss_weights:
         overrides["loss_weights"] = tuple(args.loss_weights)
     for name in args.ablation:
@@ -506,10 +515,59 @@ GRID_CONFIG_FIELDS = {
 }
 
 
-def tuned_fields(grid: Sequence[str]) -> set[str]:
-    """Config fields searched by ``--grid`` specs (see :data:`GRID_CONFIG_FIELDS`)."""
+def tuned_fields(grid: Sequence[str], boost_grid: str | None = None) -> set[str]:
+    """Config fields searched by ``--grid`` specs (see :data:`GRID_CONFIG_FIELDS`), and
+    ``cross_behavior_boost`` with a ``--boost-grid``."""
     names = {spec.partition("=")[0].strip().replace("-", "_") for spec in grid}
-    return {f for n in names for f in GRID_CONFIG_FIELDS.get(n, ())}
+    fields = {f for n in names for f in GRID_CONFIG_FIELDS.get(n, ())}
+    return fields | ({"cross_behavior_boost"} if boost_grid else set())
+
+
+def boost_values(spec: str) -> list[float]:
+    """The values of ``--boost-grid``, e.g. ``"1,4,1e4"`` -> ``[0.0, 1.0, 4.0, 10000.0]``
+    (sorted, 0 added: on a tie the smaller boost is kept).
+
+    Raises:
+      ValueError: on a value that is not a finite number >= 0.
+    """
+    try:
+        values = {float(v) for v in spec.split(",")}
+    except ValueError as e:
+        raise ValueError(f"--boost-grid {spec!r}: {e}") from e
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"--boost-grid {spec!r}: values must be finite and >= 0")
+    return sorted(values | {0.0})
+
+
+def _select_boost(model, run: dict, valid, behaviors: Sequence[str], values: list[float]):
+    """Sets ``model.cross_behavior_boost`` to each of ``values`` for every behavior,
+    scores ``valid`` with each, and keeps per behavior the value with the best valid
+    NDCG@5 (``run["boost_trials"]``, ``run["config"]``, ``run["valid"]``). The model is
+    trained once; only its scoring changes. The paper protocol's per-epoch test scores
+    are of the unboosted model, so they are dropped."""
+    order = list(model.bvae_config.behaviors)
+    trials = []
+    for value in values:
+        model.cross_behavior_boost.assign([value] * len(order))
+        scored = M.evaluate(model, valid, behaviors=behaviors)
+        trials.append({"value": value, "valid": _metrics(scored)})
+    chosen = {
+        b: max(trials, key=lambda t, b=b: t["valid"][b][M.SELECTION_METRIC]) for b in behaviors
+    }
+    boost = [chosen[b]["value"] if b in chosen else 0.0 for b in order]
+    model.cross_behavior_boost.assign(boost)
+    logging.info(
+        "boost chosen on valid: %s",
+        ", ".join(
+            f"{b} {chosen[b]['value']:g} (NDCG@5 {chosen[b]['valid'][b]['ndcg@5']:.4f})"
+            for b in behaviors
+        ),
+        extra={console.CONSOLE: True},
+    )
+    run["boost_trials"] = trials
+    run["config"] = dict(run["config"], cross_behavior_boost=boost)
+    run["valid"] = {b: chosen[b]["valid"][b] for b in behaviors}
+    run.pop(PAPER, None)
 
 
 def grid_points(specs: Sequence[str]) -> list[dict]:
@@ -688,6 +746,11 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
         del model
     run, model, test, point = best
     start = time.perf_counter()
+    if getattr(args, "boost_grid", None):
+        from bvae_tf import data as D
+
+        valid = D.eval_dataset(data, F.EVAL, args.eval_batch_size, behaviors)
+        _select_boost(model, run, valid, behaviors, boost_values(args.boost_grid))
     _test(model, test, behaviors, run)
     run["eval_seconds"] += time.perf_counter() - start
     if points != [{}]:
@@ -1055,7 +1118,8 @@ def method_key(result: dict) -> str:
 
     runs = result.get("runs") or [{}]
     configs = [part["config"] for part in runs[0].get("parts", [runs[0]]) if "config" in part]
-    skip = {"seed", "behaviors"} | tuned_fields(training_settings(result)["grid"])
+    settings = training_settings(result)
+    skip = {"seed", "behaviors"} | tuned_fields(settings["grid"], settings["boost_grid"])
     # Fields at BVAEConfig's defaults are left out, so that a file written before a
     # field existed pools with one written after (same method, same values).
     defaults = json.loads(json.dumps(Mo.BVAEConfig(behaviors=("x",), num_items=1).to_dict()))
@@ -1073,8 +1137,16 @@ def method_key(result: dict) -> str:
     )
 
 
+def boost_suffix(boost_grid: str | None) -> str:
+    """The label suffix of a run with ``--boost-grid`` (its value chosen on valid)."""
+    if not boost_grid:
+        return ""
+    values = ",".join(f"{v:g}" for v in boost_values(boost_grid))
+    return f" [cross_behavior_boost on valid: {values}]"
+
+
 #: The training-loop flags that make two runs of one configuration different methods.
-_TRAINING_FLAGS = ("epochs", "patience", "batch_size", "grid", "tune")
+_TRAINING_FLAGS = ("epochs", "patience", "batch_size", "grid", "tune", "boost_grid")
 
 
 def training_settings(result: dict) -> dict:
@@ -1106,7 +1178,8 @@ def run(args) -> dict:
     label = METHOD_LABELS[args.model]
     if args.model == "bvae":
         cfg = _config(args, data.behaviors, data.num_items, args.first_seed)
-        label = method_label(args.model, cfg.to_dict(), tuned_fields(args.grid))
+        label = method_label(args.model, cfg.to_dict(), tuned_fields(args.grid, args.boost_grid))
+    label += boost_suffix(args.boost_grid)
     if args.grid:
         label += f" [tuned: {'; '.join(args.grid)}]"
     if args.tune:
@@ -1231,10 +1304,13 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
             results.append(result)
     for result in results:
         result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
-        grid = training_settings(result)["grid"]
+        settings = training_settings(result)
+        grid = settings["grid"]
         if result.get("model") == "bvae" and "config" in result["runs"][0]:
             config = result["runs"][0]["config"]
-            result["method"] = method_label("bvae", config, tuned_fields(grid))
+            result["method"] = method_label(
+                "bvae", config, tuned_fields(grid, settings["boost_grid"])
+            ) + boost_suffix(settings["boost_grid"])
         suffix = f" [tuned: {'; '.join(grid)}]"
         if grid and not result["method"].endswith(suffix):  # run() labels it already
             result["method"] += suffix
@@ -1302,6 +1378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     drop = args.item_path_drop_overlap
     if drop is not None and not (args.item_path and 0.0 <= drop < 1.0):
         _parser().error(f"--item-path-drop-overlap needs --item-path and 0 <= P < 1, got {drop}")
+    if args.boost_grid is not None:
+        if args.model != "bvae":
+            _parser().error(f"--boost-grid is a BVAE variant; --model {args.model} has none")
+        try:
+            boost_values(args.boost_grid)
+        except ValueError as e:
+            _parser().error(str(e))
     if args.weight_decay is not None and not (
         args.model in SAMPLED_SOFTMAX_MODELS and args.weight_decay >= 0
     ):

@@ -734,6 +734,30 @@ class CrossBehaviorItemPath(tf.keras.layers.Layer):
         }
 
 
+def cross_behavior_indicator(inputs: list[SparseRows], target: int, num_items: int) -> tf.Tensor:
+    """Which items each user has in train under a behavior other than ``target``.
+
+    What ``BVAEConfig.cross_behavior_boost`` adds to the logits of behavior
+    ``target`` (times its value), and the first tier of the cross-behavior repeat rule
+    (``baselines.floors.CrossBehaviorRepeat``).
+
+    Args:
+      inputs: the ``c`` behaviors' train rows, in model order, one batch.
+      target: index of the scored behavior (its own rows are left out).
+      num_items: ``m``.
+
+    Returns:
+      ``[B, m]`` float32, 1 where the user touched the item under another behavior
+      (once, however many), else 0.
+    """
+    others = [rows for b, rows in enumerate(inputs) if b != target]
+    index = tf.concat([tf.stack([r.rows, r.cols], axis=1) for r in others], 0)
+    batch = tf.cast(inputs[target].batch_size, tf.int64)
+    shape = tf.stack([batch, tf.constant(num_items, tf.int64)])
+    counts = tf.scatter_nd(index, tf.ones(tf.shape(index)[:1], tf.float32), shape)
+    return tf.minimum(counts, 1.0)
+
+
 def mask_scores(scores: tf.Tensor, excluded: SparseRows) -> tf.Tensor:
     """Sets ``scores[row, item]`` to ``-inf`` for every excluded (row, item) pair.
 

@@ -158,6 +158,13 @@ class BVAE(tf.keras.Model):
             )
             # Built here: its weights must exist when a saved model's are restored.
             self.item_path.build()
+        # Scoring-time boost of items touched under another behavior (not trained; set
+        # on the eval split after training, e.g. by bvae_tf.experiment --boost-grid).
+        self.cross_behavior_boost = None
+        if cfg.cross_behavior_boost is not None:
+            self.cross_behavior_boost = tf.Variable(
+                cfg.cross_behavior_boost, trainable=False, dtype=tf.float32, name="boost"
+            )
         # The popularity proposal of the sampled softmax: log(count + 1) per item and
         # decoder, set from the train data by fit_proposal (uniform until then).
         self.proposal_logits = [
@@ -339,7 +346,15 @@ class BVAE(tf.keras.Model):
         if self.item_path is not None:
             rows = list(encoded["inputs"].values())
             logits = [self.item_path.add_to(x, rows, k) for k, x in enumerate(logits)]
+        if self.cross_behavior_boost is not None:
+            logits = [self._boost(x, encoded["inputs"], k) for k, x in enumerate(logits)]
         return {b: logits[self._task_index(b)] for b in self._cfg.behaviors}
+
+    def _boost(self, logits: tf.Tensor, inputs: dict, k: int) -> tf.Tensor:
+        """``[B, m]`` ``logits`` of behavior ``k`` plus its ``cross_behavior_boost`` on
+        the items the user has under another behavior."""
+        touched = L.cross_behavior_indicator(list(inputs.values()), k, self._cfg.num_items)
+        return logits + self.cross_behavior_boost[k] * touched
 
     @property
     def eval_chunk_size(self) -> int | None:
@@ -390,11 +405,15 @@ class BVAE(tf.keras.Model):
                 k_checked = self.top_k_layers[i]._check_k(k)
                 out[b] = indexes[i].query_with_exclusions(z, seen, k_checked)
                 continue
-            if self.item_path is None:
+            if self.item_path is None and self.cross_behavior_boost is None:
                 out[b] = self.top_k_layers[i].query_with_exclusions(z, seen, k=k)
                 continue
             top = self.top_k_layers[i]
-            scores = self.item_path.add_to(top.decoder(z), list(encoded["inputs"].values()), i)
+            scores = top.decoder(z)
+            if self.item_path is not None:
+                scores = self.item_path.add_to(scores, list(encoded["inputs"].values()), i)
+            if self.cross_behavior_boost is not None:
+                scores = self._boost(scores, encoded["inputs"], i)
             values, items = tf.math.top_k(L.mask_scores(scores, seen), k=top._check_k(k))
             out[b] = (values, tf.cast(items, tf.int64))
         return out
@@ -412,15 +431,16 @@ class BVAE(tf.keras.Model):
 
         Raises:
           ValueError: if neither ``probe`` nor the config's ``approximate_top_k`` is
-            set, or the model has an item path.
+            set, or the model has an item path or a cross-behavior boost.
         """
         from bvae_tf import approximate
 
         probe = probe or self._cfg.approximate_top_k
-        if not probe or self.item_path is not None:
+        if not probe or self.item_path is not None or self.cross_behavior_boost is not None:
             raise ValueError(
                 "attach_approximate_top_k needs a probe share in (0, 1] (BVAEConfig."
-                f"approximate_top_k, got {probe!r}) and a model without item_path"
+                f"approximate_top_k, got {probe!r}) and a model without item_path or "
+                "cross_behavior_boost"
             )
         self.approximate_indexes = [
             approximate.ApproximateTopK(dec, probe, seed=self._cfg.seed, name=f"ivf_{t}")

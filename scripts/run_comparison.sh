@@ -11,7 +11,7 @@
 # ngcf mmoe cgc exchange no_base_gff_tff; no_base, no_gff, no_tff (the single ablations);
 # item_path, a BVAE variant beyond the paper, and its settings (item_path_g<G>,
 # item_path_drop<P>, item_path_anneal<N>, item_path_wd<L> and combinations;
-# bvae_anneal<N>, bvae_wd<L>); fast (BVAE in bfloat16 with LazyAdam);
+# bvae_anneal<N>, bvae_wd<L>, any of them + _boost, bvae_boost); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below).
@@ -29,6 +29,9 @@ ROWS=("$@")
 [[ ${#ROWS[@]} -gt 0 ]] || ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf
   mmoe cgc exchange no_base_gff_tff)
 PY=${PY:-.venv/bin/python}
+# The cross-behavior boosts tried on valid by the "..._boost" rows (0 is always tried):
+# a decoder's logits spread over about 10, so 1000 puts touched items first.
+BOOST_GRID=${BOOST_GRID:-0.25,0.5,1,2,4,8,16,1000}
 TRAIN=(--epochs 150 --patience 40 --paper-protocol)
 
 # A row "<row>_tuned" is <row> with its learning rate searched on valid (--grid): the
@@ -67,8 +70,10 @@ flags() {
     # "item_path_anneal<N>": a beta ramp of N updates (the default 200000 leaves the KL
     # term near 0); "item_path_wd<L>": decoupled weight decay L (AdamW); the parts
     # combine, e.g. "item_path_g100_anneal1000". "bvae_anneal<N>", "bvae_wd<L>" and
-    # their combination: plain BVAE with those settings.
-    item_path_* | bvae_anneal[0-9]* | bvae_wd*)
+    # their combination: plain BVAE with those settings. A last part "boost" (e.g.
+    # "bvae_boost", "item_path_g100_boost") adds the cross-behavior boost, chosen per
+    # behavior on valid after training among 0 and BOOST_GRID.
+    item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_boost)
       local out="--model bvae" part
       [[ $1 == bvae_* ]] || out+=" --item-path"
       local rest=${1#item_path_}
@@ -80,6 +85,7 @@ flags() {
             out+=" --item-path-drop-overlap ${part#drop}" ;;
           anneal[0-9]*) out+=" --anneal-steps ${part#anneal}" ;;
           wd[0-9]*) out+=" --weight-decay ${part#wd}" ;;
+          boost) out+=" --boost-grid $BOOST_GRID" ;;
           *) echo "unknown row $1" >&2; exit 2 ;;
         esac
       done

@@ -231,6 +231,23 @@ def test_config_flags_reach_the_model_and_the_label(release_dir, tmp_path, flags
     assert np.isfinite(result["summary"]["honest"]["purchase"]["ndcg@5"][0])
 
 
+def test_boost_grid_chooses_the_boost_per_behavior_on_valid_and_tests_once(release_dir, tmp_path):
+    _run(release_dir, tmp_path, "--seeds", "1", "--paper-protocol", "--boost-grid", "1000,1")
+    result = json.loads((tmp_path / "bvae.json").read_text())
+    assert result["method"].endswith("[cross_behavior_boost on valid: 0,1,1000]")
+    assert "cross_behavior_boost=" not in result["method"]
+    run = result["runs"][0]
+    trials = run["boost_trials"]
+    assert [t["value"] for t in trials] == [0.0, 1.0, 1000.0]
+    for i, b in enumerate(result["behaviors"]):
+        scores = [t["valid"][b]["ndcg@5"] for t in trials]
+        best = trials[scores.index(max(scores))]  # the first (smallest) on a tie
+        assert run["config"]["cross_behavior_boost"][i] == best["value"]
+        assert run["valid"][b] == best["valid"][b]
+    assert "paper" not in run  # the per-epoch test scores were of the unboosted model
+    assert np.isfinite(result["summary"]["honest"]["purchase"]["ndcg@5"][0])
+
+
 def _fake_result(method: str, per_user: list[float], seeds: int = 1) -> dict:
     runs = []
     for _ in range(seeds):
@@ -463,6 +480,9 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--item-path-drop-overlap", "0.5"], "--item-path-drop-overlap needs --item-path"),
         (["--item-path", "--item-path-drop-overlap", "1"], "0 <= P < 1, got 1.0"),
         (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
+        (["--model", "ease", "--boost-grid", "1"], "--model ease has none"),
+        (["--boost-grid", "1,-2"], "values must be finite and >= 0"),
+        (["--boost-grid", "1,x"], "--boost-grid '1,x'"),
         (["--model", "recvae", "--weight-decay", "0.1"], "with --model recvae"),
     ],
 )

@@ -971,6 +971,46 @@ def test_item_path_adds_learned_cross_behavior_logits_and_round_trips(tiny_batch
         _config(item_path=True, behaviors=("click",))
 
 
+def test_cross_behavior_boost_adds_to_scores_only_and_round_trips(tiny_batch, tmp_path):
+    model = _model(tiny_batch, cross_behavior_boost=(0.0, 0.0, 0.0))
+    plain = model(tiny_batch)
+    loss = model.compute_loss(tiny_batch, training=False)
+    boost = np.array([2.0, 0.5, 1000.0], np.float32)
+    model.cross_behavior_boost.assign(boost)
+    logits = model(tiny_batch)
+    # Training is unchanged: the loss does not read the boost.
+    np.testing.assert_allclose(model.compute_loss(tiny_batch, training=False), loss, rtol=1e-6)
+    xs = [_dense(tiny_batch, F.items_key(b)) for b in BEHAVIORS]
+    # Some item is under both other behaviors: the boost counts it once.
+    assert any((sum(xs[j] for j in range(3) if j != k) > 1).any() for k in range(3))
+    for k, b in enumerate(BEHAVIORS):
+        touched = np.minimum(sum(xs[j] for j in range(3) if j != k), 1.0)
+        np.testing.assert_allclose(
+            logits[b].numpy(), plain[b].numpy() + boost[k] * touched, rtol=1e-5, atol=1e-4
+        )
+        masked = logits[b].numpy().copy()
+        masked[xs[k] > 0] = -np.inf
+        items = model.recommend(tiny_batch, k=6)[b][1].numpy()
+        np.testing.assert_array_equal(items, np.argsort(-masked, axis=1, kind="stable")[:, :6])
+    # A boost of 1000: every user's touched items (not their own favourites) come first.
+    fav = BEHAVIORS.index("favorite")
+    top = model.recommend(tiny_batch, k=NUM_ITEMS)["favorite"][1].numpy()
+    touched = np.minimum(sum(xs[j] for j in range(3) if j != fav), 1.0) * (xs[fav] == 0)
+    for row, ranked in enumerate(top):
+        n = int(touched[row].sum())
+        assert set(ranked[:n]) == set(np.flatnonzero(touched[row]))
+    model.save(tmp_path / "m", save_traces=False)
+    loaded = tf.keras.models.load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.cross_behavior_boost.numpy(), boost)
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(loaded(tiny_batch)[b].numpy(), logits[b].numpy())
+    for bad in ((1.0, 1.0), (1.0, -1.0, 0.0), (1.0, float("inf"), 0.0)):
+        with pytest.raises(ValueError, match="cross_behavior_boost"):
+            _config(cross_behavior_boost=bad)
+    with pytest.raises(ValueError, match="cross_behavior_boost"):
+        _config(cross_behavior_boost=(1.0, 1.0, 1.0), top_k_chunk_size=4)
+
+
 def test_item_path_learns_that_clicked_items_get_bought():
     # Planted: every purchase is of an item the user clicked (among 4 of 20), the rest
     # of the catalog is unstructured. The path's purchase <- click weight turns positive
