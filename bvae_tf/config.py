@@ -402,6 +402,9 @@ DEFAULT_TRAINING: Mapping[str, Any] = {
     # Start from the latest blessed model (the pipeline's base_model): weights carried
     # over by item id (bvae_tf.warm_start); the first run, with none, starts cold.
     "warm_start": False,
+    # The cross-behavior boosts (BVAEConfig.cross_behavior_boost) the Trainer tries on
+    # the eval split after training, choosing one per behavior; None: none tried.
+    "boost_grid": None,
 }
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker_mirrored")
 
@@ -430,6 +433,19 @@ def training_settings(custom: Mapping[str, Any] | None) -> dict[str, Any]:
         )
     if not isinstance(settings["warm_start"], bool):
         raise ValueError(f"training.warm_start must be a bool, got {settings['warm_start']!r}")
+    grid = settings["boost_grid"]
+    if grid is not None and (
+        isinstance(grid, str | bytes)
+        or not hasattr(grid, "__len__")
+        or not grid
+        or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in grid
+        )
+    ):
+        raise ValueError(
+            f"training.boost_grid must be null or a non-empty list of numbers >= 0, got {grid!r}"
+        )
     devices = settings["devices"]
     if devices is not None and (
         isinstance(devices, str) or not all(isinstance(d, str) for d in devices)

@@ -540,33 +540,27 @@ def boost_values(spec: str) -> list[float]:
 
 
 def _select_boost(model, run: dict, valid, behaviors: Sequence[str], values: list[float]):
-    """Sets ``model.cross_behavior_boost`` to each of ``values`` for every behavior,
-    scores ``valid`` with each, and keeps per behavior the value with the best valid
-    NDCG@5 (``run["boost_trials"]``, ``run["config"]``, ``run["valid"]``). The model is
-    trained once; only its scoring changes. The paper protocol's per-epoch test scores
-    are of the unboosted model, so they are dropped."""
-    order = list(model.bvae_config.behaviors)
-    trials = []
-    for value in values:
-        model.cross_behavior_boost.assign([value] * len(order))
-        scored = M.evaluate(model, valid, behaviors=behaviors)
-        trials.append({"value": value, "valid": _metrics(scored)})
-    chosen = {
-        b: max(trials, key=lambda t, b=b: t["valid"][b][M.SELECTION_METRIC]) for b in behaviors
-    }
-    boost = [chosen[b]["value"] if b in chosen else 0.0 for b in order]
-    model.cross_behavior_boost.assign(boost)
+    """Chooses ``model.cross_behavior_boost`` per behavior on valid NDCG@5 among
+    ``values`` (``training.choose_cross_behavior_boost``: one training, only the
+    scoring changes) into ``run["boost_trials"]``, ``run["config"]`` and
+    ``run["valid"]``. The paper protocol's per-epoch test scores are of the unboosted
+    model, so they are dropped."""
+    from bvae_tf import training
+
+    boost, tried = training.choose_cross_behavior_boost(model, valid, values)
+    trials = [{"value": value, "valid": _metrics(result, behaviors)} for value, result in tried]
+    chosen = dict(zip(model.bvae_config.behaviors, boost, strict=True))
+    best = {b: next(t for t in trials if t["value"] == chosen[b]) for b in behaviors}
     logging.info(
         "boost chosen on valid: %s",
         ", ".join(
-            f"{b} {chosen[b]['value']:g} (NDCG@5 {chosen[b]['valid'][b]['ndcg@5']:.4f})"
-            for b in behaviors
+            f"{b} {chosen[b]:g} (NDCG@5 {best[b]['valid'][b]['ndcg@5']:.4f})" for b in behaviors
         ),
         extra={console.CONSOLE: True},
     )
     run["boost_trials"] = trials
     run["config"] = dict(run["config"], cross_behavior_boost=boost)
-    run["valid"] = {b: chosen[b]["valid"][b] for b in behaviors}
+    run["valid"] = {b: best[b]["valid"][b] for b in behaviors}
     run.pop(PAPER, None)
 
 

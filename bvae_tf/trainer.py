@@ -422,6 +422,12 @@ def run_fn(fn_args: Any) -> None:
         )
         logging.info("Tuned hyperparameters: %s", tuned, extra={console.CONSOLE: True})
     model_config = bvae_config.model_config(behaviors, num_items, model_section)
+    boost_grid = settings["boost_grid"]
+    if boost_grid is not None and model_config.cross_behavior_boost is None:
+        # Built with a boost (raises here, before training, for a model without one).
+        model_config = dataclasses.replace(
+            model_config, cross_behavior_boost=(0.0,) * len(model_config.behaviors)
+        )
 
     tf.keras.utils.set_random_seed(settings["seed"])
     strategy = make_strategy(settings["distribution_strategy"], settings["devices"])
@@ -474,6 +480,16 @@ def run_fn(fn_args: Any) -> None:
         result.best_score,
         extra={console.CONSOLE: True},
     )
+    boost_trials = None
+    if boost_grid is not None:
+        boost, tried = training.choose_cross_behavior_boost(model, eval_ds, boost_grid)
+        model_config = dataclasses.replace(model_config, cross_behavior_boost=tuple(boost))
+        boost_trials = [{"value": value, "eval": r.flat()} for value, r in tried]
+        logging.info(
+            "Cross-behavior boost chosen on the eval split: %s.",
+            ", ".join(f"{b} {v:g}" for b, v in zip(model_config.behaviors, boost, strict=True)),
+            extra={console.CONSOLE: True},
+        )
     export_dir = os.path.join(worker_dir, "export") if worker_dir else fn_args.serving_model_dir
     export.export_serving_model(model, tf_transform_output, export_dir, top_k=top_k)
     if chief:
@@ -488,6 +504,7 @@ def run_fn(fn_args: Any) -> None:
             "model_config": model_config.to_dict(),
             "training": settings,
             "tuned_hyperparameters": tuned,
+            "boost_trials": boost_trials,
             "warm_start": started_from,
             "top_k": top_k,
             "strategy": _strategy_name(strategy),

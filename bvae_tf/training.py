@@ -109,6 +109,48 @@ def _summary_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_./-]", "_", key.replace("@", "_at_"))
 
 
+def choose_cross_behavior_boost(
+    model, eval_dataset, values: Sequence[float]
+) -> tuple[list[float], list[tuple[float, M.EvaluationResult]]]:
+    """Chooses a trained BVAE's scoring-time ``cross_behavior_boost`` on the eval split,
+    per behavior, and sets it.
+
+    The boost of every behavior is set to each of ``values`` in turn and the eval split
+    scored (``metrics.evaluate``); each behavior keeps the value with its best NDCG@5
+    (the smallest on a tie, as ``values`` are tried in ascending order). The model's
+    weights are not changed: the boost only adds to the logits
+    (``BVAEConfig.cross_behavior_boost``).
+
+    Args:
+      model: a ``BVAE`` built with ``cross_behavior_boost`` set (any values).
+      eval_dataset: the eval split, as for :func:`fit`.
+      values: candidate boosts, each finite and >= 0.
+
+    Returns:
+      ``(boost, trials)``: the chosen boost per behavior in the model's ``behaviors``
+      order (now set on the model), and ``(value, eval result)`` per tried value.
+
+    Raises:
+      ValueError: if the model has no boost or ``values`` is empty.
+    """
+    if getattr(model, "cross_behavior_boost", None) is None or not len(values):
+        raise ValueError(
+            "choose_cross_behavior_boost needs a BVAE built with cross_behavior_boost and "
+            f"at least one value, got {list(values)!r}"
+        )
+    behaviors = list(model.bvae_config.behaviors)
+    trials = []
+    for value in sorted(float(v) for v in values):
+        model.cross_behavior_boost.assign([value] * len(behaviors))
+        trials.append((value, M.evaluate(model, eval_dataset, behaviors=behaviors)))
+    boost = [
+        max(trials, key=lambda t, b=b: t[1].behaviors[b].metrics[M.SELECTION_METRIC])[0]
+        for b in behaviors
+    ]
+    model.cross_behavior_boost.assign(boost)
+    return boost, trials
+
+
 def fit(
     model,
     train_dataset,

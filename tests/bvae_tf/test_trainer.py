@@ -251,6 +251,8 @@ def test_transform_features_matches_the_materialized_transform(data, exported, s
         ({"epochs": 0}, "training.epochs"),
         ({"distribution_strategy": "tpu"}, "distribution_strategy"),
         ({"bogus": 1}, "unknown training settings"),
+        ({"boost_grid": [1, -1]}, "training.boost_grid"),
+        ({"boost_grid": []}, "training.boost_grid"),
     ],
 )
 def test_bad_training_settings_are_clear_errors(training, message):
@@ -343,6 +345,41 @@ def test_run_fn_trains_vaepp_and_exports_the_same_signatures(data, tmp_path):
     for b in tiny.BEHAVIORS:
         assert out[features.item_ids_output(b)].shape == (3, TOP_K)
         assert np.isfinite(out[features.scores_output(b)].numpy()).all()
+
+
+def test_run_fn_chooses_the_cross_behavior_boost_on_eval_and_exports_it(data, tmp_path):
+    # The per-behavior choice itself: test_experiment's boost-grid test (the same
+    # training.choose_cross_behavior_boost). One value here, so the export must hold it.
+    args = _fn_args(data, tmp_path, boost_grid=[7])
+    trainer.run_fn(args)
+    with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
+        result = json.load(f)
+    assert [t["value"] for t in result["boost_trials"]] == [7.0]
+    assert result["boost_trials"][0]["eval"][f"{tiny.BEHAVIORS[0]}/ndcg@5"] >= 0.0
+    assert result["model_config"]["cross_behavior_boost"] == [7.0] * len(tiny.BEHAVIORS)
+    loaded = tf.saved_model.load(args.serving_model_dir)
+    np.testing.assert_array_equal(loaded.cross_behavior_boost.numpy(), 7.0)
+    # The served scores are the logits plus 7 on the items of the other behaviors.
+    serialized = data.serialized(features.EVAL)[:4]
+    transformed = loaded.signatures[features.TRANSFORM_SIGNATURE](examples=tf.constant(serialized))
+    items = {b: transformed[features.items_key(b)].numpy() for b in tiny.BEHAVIORS}
+    inputs = {features.items_key(b): tf.constant(v) for b, v in items.items()}
+    boosted = loaded.signatures[features.SCORE_SIGNATURE](**inputs)
+    loaded.cross_behavior_boost.assign(tf.zeros_like(loaded.cross_behavior_boost))
+    plain = loaded.signatures[features.SCORE_SIGNATURE](**inputs)
+    for b in tiny.BEHAVIORS:
+        key = features.logits_output(b)
+        expected = np.zeros_like(plain[key].numpy())
+        for o in tiny.BEHAVIORS:
+            for row, own in enumerate(items[o]):
+                if o != b:
+                    expected[row, own[own >= 0]] = 7.0
+        assert expected.any()
+        np.testing.assert_allclose(boosted[key].numpy() - plain[key].numpy(), expected, atol=1e-4)
+    # A model without a boost cannot take one: refused before training.
+    bad = _fn_args(data, tmp_path / "bad", model={"variant": "vae_pp"}, boost_grid=[1])
+    with pytest.raises(ValueError, match="cross_behavior_boost"):
+        trainer.run_fn(bad)
 
 
 def test_train_matrices_hold_every_train_example(data):
