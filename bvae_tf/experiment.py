@@ -328,7 +328,7 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["sampled_proposal"] = args.sampled_proposal
     if args.sparse_updates:
         overrides["sparse_updates"] = True
-    if getattr(args, "boost_grid", None):  # the values are chosen after training
+    if args.boost_grid:  # the values are chosen after training
         overrides["cross_behavior_boost"] = (0.0,) * len(behaviors)
     if args.loss_weights:
         overrides["loss_weights"] = tuple(args.loss_weights)
@@ -740,7 +740,7 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
         del model
     run, model, test, point = best
     start = time.perf_counter()
-    if getattr(args, "boost_grid", None):
+    if args.boost_grid:
         from bvae_tf import data as D
 
         valid = D.eval_dataset(data, F.EVAL, args.eval_batch_size, behaviors)

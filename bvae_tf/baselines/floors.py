@@ -84,10 +84,10 @@ class CrossBehaviorRepeat(Popularity):
 
     def score(self, rows: dict[str, L.SparseRows]) -> dict[str, tf.Tensor]:
         base = super().score(rows)
-        hots = {b: self.multi_hot(rows[b]) for b in self.behaviors}
-        out = {}
-        for b in self.behaviors:
-            others = [hots[o] for o in self.behaviors if o != b]
-            touched = tf.minimum(tf.add_n(others), 1.0) if others else tf.zeros_like(base[b])
-            out[b] = base[b] + touched
-        return out
+        if len(self.behaviors) < 2:
+            return base
+        inputs = [rows[b] for b in self.behaviors]
+        return {
+            b: base[b] + L.cross_behavior_indicator(inputs, k, self.num_items)
+            for k, b in enumerate(self.behaviors)
+        }
