@@ -24,6 +24,8 @@ SDWL_FORMS = ("reference", "paper")
 DEFAULT_SDWL_FORM = "paper"
 #: ``BVAEConfig.beta_schedule`` values (``losses.kl_beta``).
 BETA_SCHEDULES = ("linear", "reference")
+#: ``BVAEConfig.lr_schedule`` values (``model.make_optimizer``).
+LR_SCHEDULES = ("constant", "cosine")
 #: Models fitted in closed form from the train matrices (``bvae_tf.baselines``): no
 #: epochs, no optimizer; they export the same signatures as BVAE.
 CLOSED_FORM_VARIANTS = ("popularity", "repeat", "ease")
@@ -96,6 +98,15 @@ class BVAEConfig:
         variable ``w`` becomes ``w - learning_rate * lambda * w`` (with
         ``sparse_updates``, every row of the item tables too). Not in the BVAE paper;
         >= 0, 0 (default): none.
+      lr_schedule: ``"constant"`` (default, the paper's) or ``"cosine"``: the
+        learning rate decays from ``learning_rate`` to ``learning_rate *
+        lr_final_fraction`` along half a cosine over ``lr_decay_steps`` updates and
+        stays there (Loshchilov and Hutter 2017, SGDR without restarts; Keras'
+        ``CosineDecay``). Not in the BVAE paper.
+      lr_decay_steps: updates of the cosine decay, > 0 with ``"cosine"``; 0 (default)
+        otherwise.
+      lr_final_fraction: the learning rate after the decay as a fraction of
+        ``learning_rate``, in [0, 1] (default 0.01).
       seed: seeds initialisers, dropout and the reparameterisation noise.
       precision: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"`` (Keras
         mixed precision: matrix products in 16 bit, variables and losses in float32;
@@ -187,6 +198,9 @@ class BVAEConfig:
     logvar_range: tuple[float, float] = (-10.0, 10.0)
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    lr_decay_steps: int = 0
+    lr_final_fraction: float = 0.01
     seed: int = 0
     precision: str = "float32"
     jit_compile: bool = False
@@ -243,6 +257,9 @@ class BVAEConfig:
             (self.anneal_steps >= 0, "anneal_steps", self.anneal_steps),
             (self.learning_rate > 0.0, "learning_rate", self.learning_rate),
             (self.weight_decay >= 0.0, "weight_decay", self.weight_decay),
+            (self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule),
+            (_count(self.lr_decay_steps), "lr_decay_steps", self.lr_decay_steps),
+            (0.0 <= self.lr_final_fraction <= 1.0, "lr_final_fraction", self.lr_final_fraction),
             (self.precision in PRECISIONS, "precision", self.precision),
             (self.variant in VARIANTS, "variant", self.variant),
             (self.encoder in ENCODERS, "encoder", self.encoder),
@@ -274,6 +291,12 @@ class BVAEConfig:
         for ok, name, value in checks:
             if not ok:
                 raise ValueError(f"invalid BVAEConfig.{name}: {value!r}")
+        if (self.lr_schedule == "cosine") != (self.lr_decay_steps > 0):
+            raise ValueError(
+                "BVAEConfig.lr_decay_steps must be > 0 with lr_schedule='cosine' and 0 "
+                f"otherwise; got lr_schedule={self.lr_schedule!r}, "
+                f"lr_decay_steps={self.lr_decay_steps!r}"
+            )
         if self.item_path and (self.variant != "bvae" or len(self.behaviors) < 2):
             raise ValueError(
                 "BVAEConfig.item_path links behaviors: it needs variant='bvae' and at least "

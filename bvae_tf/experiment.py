@@ -197,6 +197,20 @@ def _parser() -> argparse.ArgumentParser:
         help="decoupled weight decay (AdamW) of BVAE, VAE (T.) and VAE (U.) "
         "(BVAEConfig.weight_decay; default 0)",
     )
+    p.add_argument(
+        "--lr-decay-steps",
+        type=int,
+        metavar="N",
+        help="BVAE, VAE (T.) and VAE (U.): cosine decay of the learning rate over N updates "
+        "to --lr-final-fraction of --lr (BVAEConfig.lr_schedule='cosine'); 0 (default): "
+        "constant",
+    )
+    p.add_argument(
+        "--lr-final-fraction",
+        type=float,
+        metavar="F",
+        help="with --lr-decay-steps: the final learning rate / --lr, in [0, 1] (default 0.01)",
+    )
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--patience", type=int, default=20)
@@ -309,11 +323,15 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         ("dropout", "dropout"),
         ("lr", "learning_rate"),
         ("weight_decay", "weight_decay"),
+        ("lr_decay_steps", "lr_decay_steps"),
+        ("lr_final_fraction", "lr_final_fraction"),
         ("precision", "precision"),
     ):
         value = getattr(args, flag)
         if value is not None:
             overrides[field] = value
+    if overrides.get("lr_decay_steps"):
+        overrides["lr_schedule"] = "cosine"
     if args.jit_compile:
         overrides["jit_compile"] = True
     if args.item_path:
@@ -499,6 +517,7 @@ GRID_FLAGS = {
     "item_path_scale": float,
     "item_path_drop_overlap": float,
     "weight_decay": float,
+    "lr_decay_steps": int,
 }
 #: The run-config fields a searched flag sets (they vary with the selection, so they
 #: do not name the method).
@@ -512,6 +531,7 @@ GRID_CONFIG_FIELDS = {
     "item_path_scale": ("item_path_scale",),
     "item_path_drop_overlap": ("item_path_drop_overlap",),
     "weight_decay": ("weight_decay",),
+    "lr_decay_steps": ("lr_decay_steps",),
 }
 
 
@@ -626,15 +646,18 @@ def tune_space(specs: Sequence[str]) -> dict:
 
 def trial_args(args, values: Mapping[str, float], num_train_users: int) -> argparse.Namespace:
     """``args`` with a tuning trial's ``values`` set (``anneal_epochs`` as
-    ``--anneal-steps`` at the trial's batch size)."""
+    ``--anneal-steps`` and ``lr_decay_epochs`` as ``--lr-decay-steps`` at the trial's
+    batch size)."""
     out = argparse.Namespace(**vars(args))
     for name, value in values.items():
         if name in TUNE_FLAGS:
             kind = int if name in ("latent_dim", "batch_size") else float
             setattr(out, TUNE_FLAGS[name], kind(value))
+    steps = math.ceil(num_train_users / out.batch_size)
     if "anneal_epochs" in values:
-        steps = math.ceil(num_train_users / out.batch_size)
         out.anneal_steps = int(values["anneal_epochs"]) * steps
+    if "lr_decay_epochs" in values:  # 0: constant
+        out.lr_decay_steps = int(values["lr_decay_epochs"]) * steps
     return out
 
 
@@ -1385,6 +1408,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error(
             f"--weight-decay must be >= 0, for {', '.join(SAMPLED_SOFTMAX_MODELS)}; got "
             f"{args.weight_decay} with --model {args.model}"
+        )
+    if (args.lr_decay_steps is not None or args.lr_final_fraction is not None) and (
+        args.model not in SAMPLED_SOFTMAX_MODELS
+        or (args.lr_decay_steps or 0) < 0
+        or not 0 <= (args.lr_final_fraction or 0) <= 1
+    ):
+        _parser().error(
+            f"--lr-decay-steps (>= 0) and --lr-final-fraction (in [0, 1]) are for "
+            f"{', '.join(SAMPLED_SOFTMAX_MODELS)}; got {args.lr_decay_steps}, "
+            f"{args.lr_final_fraction} with --model {args.model}"
         )
     if args.sparse_updates and args.model not in SAMPLED_SOFTMAX_MODELS:
         _parser().error(

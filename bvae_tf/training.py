@@ -6,7 +6,7 @@ the validation dataset with ``metrics.evaluate`` (full ranking). Model selection
 the sum over behaviors of valid NDCG@5; training stops after ``patience`` epochs
 without improvement and the best epoch's weights are restored. Per epoch it writes
 TensorBoard scalars (loss, per-behavior reconstruction NLL, KL, SDWL weight, mean
-sigma, beta, every ranking metric) and logs one progress line. With a
+sigma, beta, the learning rate, every ranking metric) and logs one progress line. With a
 ``checkpoint_dir`` it keeps the run's state after every epoch, so that a killed run
 resumes at its next epoch.
 """
@@ -344,6 +344,19 @@ class _RunState:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def _current_learning_rate(optimizer) -> float | None:
+    """The learning rate of ``optimizer``'s next update (a schedule read at its update
+    count; through a ``LossScaleOptimizer``); None for no Keras optimizer."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    value = getattr(inner, "_learning_rate", None)
+    if isinstance(value, tf.keras.optimizers.schedules.LearningRateSchedule):
+        value = value(inner.iterations)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class _RankingMonitor(tf.keras.callbacks.Callback):
     """Epoch-end ranking evaluation, early stopping, best weights, TensorBoard."""
 
@@ -385,6 +398,9 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
         train_seconds = time.perf_counter() - self._epoch_start
         record = {"epoch": float(epoch + 1)}
         record.update({k: float(v) for k, v in (logs or {}).items()})
+        learning_rate = _current_learning_rate(getattr(self.model, "optimizer", None))
+        if learning_rate is not None:
+            record["learning_rate"] = learning_rate
         start = time.perf_counter()
         valid = M.evaluate(self.model, self.eval_dataset, ks=self.ks)
         record.update({f"valid/{k}": v for k, v in valid.flat().items()})

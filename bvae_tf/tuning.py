@@ -17,7 +17,9 @@ The ``tuning`` section of a pipeline config (``tuning_settings``)::
 ``null`` removes the name, which then keeps the ``model``/``training`` value).
 ``anneal_epochs`` is the length of the beta ramp in epochs (``anneal_steps`` =
 ``anneal_epochs`` x steps per epoch at the trial's batch size), so the same value
-means the same schedule on any dataset size.
+means the same schedule on any dataset size; likewise ``lr_decay_epochs`` is the
+length of a cosine decay of the learning rate (``lr_schedule="cosine"``,
+``lr_decay_steps``; 0: the constant learning rate).
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ DEFAULT_SPACE: Mapping[str, tuple] = {
 }
 #: Where each searchable name goes: the ``model`` section (``BVAEConfig``) or the
 #: ``training`` section; ``anneal_epochs`` becomes ``model.anneal_steps``.
-#: ``latent_dim`` and ``weight_decay`` are searched only when ``space`` names them.
+#: ``lr_decay_epochs`` becomes ``model.lr_schedule`` and ``model.lr_decay_steps``.
+#: ``latent_dim``, ``weight_decay`` and ``lr_decay_epochs`` are searched only when
+#: ``space`` names them.
 TARGETS = {
     "learning_rate": "model",
     "beta_cap": "model",
@@ -49,6 +53,7 @@ TARGETS = {
     "latent_dim": "model",
     "weight_decay": "model",
     "anneal_epochs": "model",
+    "lr_decay_epochs": "model",
     "batch_size": "training",
 }
 DEFAULT_TUNING: Mapping[str, Any] = {
@@ -124,7 +129,8 @@ def apply(
       model: the config's ``model`` section.
       training: the config's ``training`` section with defaults filled in
         (``config.training_settings``).
-      num_train_users: train examples per epoch (for ``anneal_epochs``).
+      num_train_users: train examples per epoch (for ``anneal_epochs`` and
+        ``lr_decay_epochs``).
 
     Returns:
       ``(model, training)`` copies.
@@ -137,11 +143,15 @@ def apply(
     for name, value in values.items():
         if name == "batch_size":
             training["batch_size"] = int(value)
-        elif name != "anneal_epochs":
+        elif name not in ("anneal_epochs", "lr_decay_epochs"):
             model[name] = int(value) if name == "latent_dim" else float(value)
+    steps_per_epoch = math.ceil(num_train_users / training["batch_size"])
     if "anneal_epochs" in values:
-        steps_per_epoch = math.ceil(num_train_users / training["batch_size"])
         model["anneal_steps"] = int(values["anneal_epochs"]) * steps_per_epoch
+    if "lr_decay_epochs" in values:
+        decay_steps = int(values["lr_decay_epochs"]) * steps_per_epoch
+        model["lr_schedule"] = "cosine" if decay_steps else "constant"
+        model["lr_decay_steps"] = decay_steps
     return model, training
 
 

@@ -68,12 +68,13 @@ flags() {
     # rate G times the shared one; "item_path_drop<P>": the train split's cross-behavior
     # overlaps hidden from the path with probability P in training;
     # "item_path_anneal<N>": a beta ramp of N updates (the default 200000 leaves the KL
-    # term near 0); "item_path_wd<L>": decoupled weight decay L (AdamW); the parts
-    # combine, e.g. "item_path_g100_anneal1000". "bvae_anneal<N>", "bvae_wd<L>" and
-    # their combination: plain BVAE with those settings. A last part "boost" (e.g.
+    # term near 0); "item_path_wd<L>": decoupled weight decay L (AdamW);
+    # "item_path_cos<N>": the learning rate's cosine decay over N updates; the parts
+    # combine, e.g. "item_path_g100_anneal1000". "bvae_anneal<N>", "bvae_wd<L>",
+    # "bvae_cos<N>" and their combinations: plain BVAE with those settings. A last part "boost" (e.g.
     # "bvae_boost", "item_path_g100_boost") adds the cross-behavior boost, chosen per
     # behavior on valid after training among 0 and BOOST_GRID.
-    item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_boost)
+    item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_boost)
       local out="--model bvae" part
       [[ $1 == bvae_* ]] || out+=" --item-path"
       local rest=${1#item_path_}
@@ -85,6 +86,7 @@ flags() {
             out+=" --item-path-drop-overlap ${part#drop}" ;;
           anneal[0-9]*) out+=" --anneal-steps ${part#anneal}" ;;
           wd[0-9]*) out+=" --weight-decay ${part#wd}" ;;
+          cos[0-9]*) out+=" --lr-decay-steps ${part#cos}" ;;
           boost) out+=" --boost-grid $BOOST_GRID" ;;
           *) echo "unknown row $1" >&2; exit 2 ;;
         esac

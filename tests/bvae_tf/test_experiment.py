@@ -208,8 +208,17 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
     [
         # Each encoder's model is tested in test_model.py.
         (
-            ["--encoder", "cgc", "--weight-decay", "0.001"],
-            {"encoder": "cgc", "weight_decay": 0.001},
+            [
+                *("--encoder", "cgc", "--weight-decay", "0.001"),
+                *("--lr-decay-steps", "30", "--lr-final-fraction", "0.1"),
+            ],
+            {
+                "encoder": "cgc",
+                "weight_decay": 0.001,
+                "lr_schedule": "cosine",
+                "lr_decay_steps": 30,
+                "lr_final_fraction": 0.1,
+            },
         ),
         (
             ["--precision", "mixed_bfloat16", "--sparse-updates"],
@@ -484,6 +493,9 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--boost-grid", "1,-2"], "values must be finite and >= 0"),
         (["--boost-grid", "1,x"], "--boost-grid '1,x'"),
         (["--model", "recvae", "--weight-decay", "0.1"], "with --model recvae"),
+        (["--lr-decay-steps", "-1"], "--lr-decay-steps (>= 0)"),
+        (["--lr-decay-steps", "10", "--lr-final-fraction", "2"], "in [0, 1]"),
+        (["--model", "ngcf", "--lr-decay-steps", "10"], "with --model ngcf"),
     ],
 )
 def test_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
@@ -549,6 +561,26 @@ def test_a_trial_sets_weight_decay_and_the_ramp_in_epochs_in_the_experiment_and_
     assert training == {"batch_size": 8}
     space = tuning.tuning_settings({"space": {"weight_decay": [0, 1e-4]}})["space"]
     assert space["weight_decay"] == (0, 1e-4) and "weight_decay" not in tuning.DEFAULT_SPACE
+
+
+def test_a_trial_sets_the_cosine_decay_in_epochs_and_zero_keeps_the_rate_constant():
+    from bvae_tf import config as C
+    from bvae_tf import tuning
+
+    args = experiment._parser().parse_args(["--data", "d", "--batch-size", "8"])
+    for epochs, schedule in ((5, "cosine"), (0, "constant")):
+        trial = experiment.trial_args(args, {"lr_decay_epochs": epochs}, num_train_users=20)
+        assert trial.lr_decay_steps == epochs * 3
+        config = experiment._config(trial, ("a", "b"), 10, seed=0)
+        assert (config.lr_schedule, config.lr_decay_steps) == (schedule, epochs * 3)
+        model, _ = tuning.apply({"lr_decay_epochs": epochs}, {}, {"batch_size": 8}, 20)
+        assert model == {"lr_schedule": schedule, "lr_decay_steps": epochs * 3}
+        assert C.BVAEConfig(behaviors=("a",), num_items=4, **model).lr_schedule == schedule
+    assert "lr_decay_epochs" not in tuning.DEFAULT_SPACE
+    assert experiment.grid_points(["lr_decay_steps=0,40"]) == [
+        {"lr_decay_steps": 0},
+        {"lr_decay_steps": 40},
+    ]
 
 
 def test_tune_refuses_per_target_models_and_bad_spaces(release_dir, tmp_path, capsys):

@@ -667,6 +667,39 @@ def test_weight_decay_shrinks_every_variable_before_the_adam_step(sparse_updates
         _config(weight_decay=-0.1)
 
 
+@pytest.mark.parametrize("sparse_updates", [False, True], ids=["fused-adam", "lazy-adam"])
+def test_cosine_learning_rate_follows_the_update_count_to_its_floor(sparse_updates):
+    # At update count t the scheduled optimizer steps as Adam at the constant rate
+    # lr * (0.9 * 0.5 * (1 + cos(pi * min(t, 4) / 4)) + 0.1).
+    config = _config(
+        learning_rate=0.1,
+        lr_schedule="cosine",
+        lr_decay_steps=4,
+        lr_final_fraction=0.1,
+        sparse_updates=sparse_updates,
+    )
+    expected = [0.1 * (0.9 * 0.5 * (1 + np.cos(np.pi * min(t, 4) / 4)) + 0.1) for t in range(6)]
+    for step, lr in enumerate(expected):
+        moved = []
+        for each in (config, _config(learning_rate=lr, sparse_updates=sparse_updates)):
+            variable = tf.Variable(np.zeros((3, 2), np.float32))
+            optimizer = Mo.make_optimizer(each)
+            optimizer.iterations.assign(step)
+            optimizer.apply_gradients([(tf.ones((3, 2)), variable)])
+            moved.append(variable.numpy())
+        assert moved[1][0, 0] < 0
+        np.testing.assert_allclose(moved[0], moved[1], rtol=1e-5)
+    assert Mo.learning_rate(_config(learning_rate=0.1)) == 0.1
+    for bad in (
+        dict(lr_schedule="cosine"),  # no length
+        dict(lr_decay_steps=10),  # a length without the schedule
+        dict(lr_schedule="step", lr_decay_steps=10),
+        dict(lr_schedule="cosine", lr_decay_steps=10, lr_final_fraction=1.5),
+    ):
+        with pytest.raises(ValueError, match="lr_"):
+            _config(**bad)
+
+
 def test_multinomial_nll_with_sparse_extra_logits_matches_dense_autodiff():
     rng = np.random.default_rng(1)
     q = tf.constant(rng.normal(size=(4, 4)), tf.float32)

@@ -101,6 +101,7 @@ def test_fit_early_stops_restores_best_and_logs(tiny_data, tmp_path, monkeypatch
         "click_kl",
         "favorite_sdwl_weight",
         "beta",
+        "learning_rate",
         "valid/click/ndcg@5",
         "test/purchase/recall@20",
         "eval_seconds",
