@@ -426,7 +426,8 @@ DEFAULT_TRAINING: Mapping[str, Any] = {
     # over by item id (bvae_tf.warm_start); the first run, with none, starts cold.
     "warm_start": False,
     # The cross-behavior boosts (BVAEConfig.cross_behavior_boost) the Trainer tries on
-    # the eval split after training, choosing one per behavior; None: none tried.
+    # the eval split after training, with 0 (plain BVAE), choosing one per behavior;
+    # None: none tried.
     "boost_grid": None,
 }
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker_mirrored")

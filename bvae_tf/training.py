@@ -115,9 +115,10 @@ def choose_cross_behavior_boost(
     """Chooses a trained BVAE's scoring-time ``cross_behavior_boost`` on the eval split,
     per behavior, and sets it.
 
-    The boost of every behavior is set to each of ``values`` in turn and the eval split
-    scored (``metrics.evaluate``); each behavior keeps the value with its best NDCG@5
-    (the smallest on a tie, as ``values`` are tried in ascending order). The model's
+    The boost of every behavior is set to each of ``values`` and 0 (plain BVAE, always
+    tried) in turn and the eval split scored (``metrics.evaluate``); each behavior keeps
+    the value with its best NDCG@5 (the smallest on a tie, as the values are tried in
+    ascending order). The model's
     weights are not changed: the boost only adds to the logits
     (``BVAEConfig.cross_behavior_boost``).
 
@@ -128,7 +129,8 @@ def choose_cross_behavior_boost(
 
     Returns:
       ``(boost, trials)``: the chosen boost per behavior in the model's ``behaviors``
-      order (now set on the model), and ``(value, eval result)`` per tried value.
+      order (now set on the model), and ``(value, eval result)`` per tried value, 0
+      first.
 
     Raises:
       ValueError: if the model has no boost or ``values`` is empty.
@@ -140,7 +142,7 @@ def choose_cross_behavior_boost(
         )
     behaviors = list(model.bvae_config.behaviors)
     trials = []
-    for value in sorted(float(v) for v in values):
+    for value in sorted({float(v) for v in values} | {0.0}):
         model.cross_behavior_boost.assign([value] * len(behaviors))
         trials.append((value, M.evaluate(model, eval_dataset, behaviors=behaviors)))
     boost = [

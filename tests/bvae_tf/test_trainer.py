@@ -349,17 +349,22 @@ def test_run_fn_trains_vaepp_and_exports_the_same_signatures(data, tmp_path):
 
 def test_run_fn_chooses_the_cross_behavior_boost_on_eval_and_exports_it(data, tmp_path):
     # The per-behavior choice itself: test_experiment's boost-grid test (the same
-    # training.choose_cross_behavior_boost). One value here, so the export must hold it.
+    # training.choose_cross_behavior_boost). Plain BVAE (0) is always tried.
     args = _fn_args(data, tmp_path, boost_grid=[7])
     trainer.run_fn(args)
     with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
         result = json.load(f)
-    assert [t["value"] for t in result["boost_trials"]] == [7.0]
-    assert result["boost_trials"][0]["eval"][f"{tiny.BEHAVIORS[0]}/ndcg@5"] >= 0.0
-    assert result["model_config"]["cross_behavior_boost"] == [7.0] * len(tiny.BEHAVIORS)
+    trials = result["boost_trials"]
+    assert [t["value"] for t in trials] == [0.0, 7.0]
+    chosen = result["model_config"]["cross_behavior_boost"]
+    for b, value in zip(tiny.BEHAVIORS, chosen, strict=True):
+        scores = [t["eval"][f"{b}/ndcg@5"] for t in trials]
+        assert value == trials[scores.index(max(scores))]["value"]  # 0 on a tie
     loaded = tf.saved_model.load(args.serving_model_dir)
-    np.testing.assert_array_equal(loaded.cross_behavior_boost.numpy(), 7.0)
-    # The served scores are the logits plus 7 on the items of the other behaviors.
+    np.testing.assert_array_equal(loaded.cross_behavior_boost.numpy(), chosen)
+    # With the boost at 7, the served scores are the logits plus 7 on the items of
+    # the other behaviors.
+    loaded.cross_behavior_boost.assign(tf.fill(loaded.cross_behavior_boost.shape, 7.0))
     serialized = data.serialized(features.EVAL)[:4]
     transformed = loaded.signatures[features.TRANSFORM_SIGNATURE](examples=tf.constant(serialized))
     items = {b: transformed[features.items_key(b)].numpy() for b in tiny.BEHAVIORS}
