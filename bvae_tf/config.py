@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -63,6 +64,19 @@ def reject_unknown(what: str, values: Mapping[str, Any], known: type | Iterable[
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"unknown {what} {unknown}; known: {sorted(names)}")
+
+
+#: The ``BVAEConfig`` fields that take any real number (range checks follow).
+_REAL_FIELDS = (
+    "dropout",
+    "beta_cap",
+    "learning_rate",
+    "weight_decay",
+    "lr_final_fraction",
+    "ease_l2",
+    "item_path_scale",
+    "item_path_drop_overlap",
+)
 
 
 def _count(value) -> bool:
@@ -246,6 +260,10 @@ class BVAEConfig:
                     f"top_k_chunk_size or approximate_top_k; got {self.cross_behavior_boost!r}"
                 )
             object.__setattr__(self, "cross_behavior_boost", boost)
+        for name in _REAL_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"invalid BVAEConfig.{name}: {value!r} (not a number)")
         checks = [
             (self.num_items >= 1, "num_items", self.num_items),
             (self.latent_dim >= 1, "latent_dim", self.latent_dim),

@@ -531,8 +531,11 @@ GRID_CONFIG_FIELDS = {
     "item_path_scale": ("item_path_scale",),
     "item_path_drop_overlap": ("item_path_drop_overlap",),
     "weight_decay": ("weight_decay",),
-    "lr_decay_steps": ("lr_decay_steps",),
+    "lr_decay_steps": ("lr_decay_steps", "lr_schedule"),  # 0: constant, else cosine
 }
+#: ``--grid`` settings of BVAE's optimizer: for :data:`SAMPLED_SOFTMAX_MODELS` only,
+#: with values >= 0.
+OPTIMIZER_GRID_FLAGS = ("weight_decay", "lr_decay_steps")
 
 
 def tuned_fields(grid: Sequence[str], boost_grid: str | None = None) -> set[str]:
@@ -1365,9 +1368,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.data:
         _parser().error("--data is required (or --combine)")
     try:
-        grid_points(args.grid)
+        points = grid_points(args.grid)
     except ValueError as e:
         _parser().error(str(e))
+    for name in OPTIMIZER_GRID_FLAGS:
+        values = [p[name] for p in points if name in p]
+        if values and (args.model not in SAMPLED_SOFTMAX_MODELS or min(values) < 0):
+            _parser().error(
+                f"--grid {name} takes values >= 0, for {', '.join(SAMPLED_SOFTMAX_MODELS)}; "
+                f"got {values} with --model {args.model}"
+            )
     if (args.grid or args.tune) and args.model in BASELINES:
         _parser().error(f"--grid/--tune tune trained models; {args.model} has its own grid flags")
     if args.tune and (args.grid or args.model in PER_TARGET):
@@ -1418,6 +1428,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--lr-decay-steps (>= 0) and --lr-final-fraction (in [0, 1]) are for "
             f"{', '.join(SAMPLED_SOFTMAX_MODELS)}; got {args.lr_decay_steps}, "
             f"{args.lr_final_fraction} with --model {args.model}"
+        )
+    decays = (
+        args.lr_decay_steps
+        or any(p.get("lr_decay_steps") for p in points)
+        or any(s.partition("=")[0].strip() == "lr_decay_epochs" for s in args.tune_space)
+    )
+    if args.lr_final_fraction is not None and not decays:
+        _parser().error(
+            "--lr-final-fraction is the end of the cosine decay: it needs --lr-decay-steps "
+            "N > 0, --grid lr_decay_steps=... or --tune-space lr_decay_epochs=..."
         )
     if args.sparse_updates and args.model not in SAMPLED_SOFTMAX_MODELS:
         _parser().error(

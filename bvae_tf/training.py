@@ -347,15 +347,13 @@ class _RunState:
 
 
 def _current_learning_rate(optimizer) -> float | None:
-    """The learning rate of ``optimizer``'s next update (a schedule read at its update
-    count; through a ``LossScaleOptimizer``); None for no Keras optimizer."""
+    """The learning rate of ``optimizer``'s last update (Keras keeps a schedule's value
+    of the latest ``apply_gradients``; through a ``LossScaleOptimizer``); None for no
+    Keras optimizer."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)
-    value = getattr(inner, "_learning_rate", None)
-    if isinstance(value, tf.keras.optimizers.schedules.LearningRateSchedule):
-        value = value(inner.iterations)
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        return float(inner.learning_rate)
+    except (AttributeError, TypeError, ValueError):
         return None
 
 

@@ -109,6 +109,10 @@ def tuning_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
             raise ValueError(
                 f"tuning.space.{name} must be a non-empty list of numbers, got {values!r}"
             )
+        if name.endswith("_epochs") and not all(v >= 0 and float(v).is_integer() for v in values):
+            raise ValueError(
+                f"tuning.space.{name} counts epochs: whole numbers >= 0, got {values!r}"
+            )
         space[name] = tuple(values)
     if not space:
         raise ValueError("tuning.space removes every name: nothing to search")

@@ -10,8 +10,9 @@
 # Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
 # ngcf mmoe cgc exchange no_base_gff_tff; no_base, no_gff, no_tff (the single ablations);
 # item_path, a BVAE variant beyond the paper, and its settings (item_path_g<G>,
-# item_path_drop<P>, item_path_anneal<N>, item_path_wd<L> and combinations;
-# bvae_anneal<N>, bvae_wd<L>, any of them + _boost, bvae_boost); fast (BVAE in bfloat16 with LazyAdam);
+# item_path_drop<P>, item_path_anneal<N>, item_path_wd<L>, item_path_cos<N> and
+# combinations; bvae_anneal<N>, bvae_wd<L>, bvae_cos<N>, any of them + _boost,
+# bvae_boost; N a whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below).

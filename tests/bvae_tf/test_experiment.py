@@ -496,6 +496,9 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--lr-decay-steps", "-1"], "--lr-decay-steps (>= 0)"),
         (["--lr-decay-steps", "10", "--lr-final-fraction", "2"], "in [0, 1]"),
         (["--model", "ngcf", "--lr-decay-steps", "10"], "with --model ngcf"),
+        (["--lr-final-fraction", "0.1"], "--lr-final-fraction is the end of the cosine"),
+        (["--grid", "lr_decay_steps=0,-5"], "got [0, -5] with --model bvae"),
+        (["--model", "vae_pp", "--grid", "weight_decay=0,0.1"], "with --model vae_pp"),
     ],
 )
 def test_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
@@ -581,6 +584,16 @@ def test_a_trial_sets_the_cosine_decay_in_epochs_and_zero_keeps_the_rate_constan
         {"lr_decay_steps": 0},
         {"lr_decay_steps": 40},
     ]
+    # The grid's pick (0: constant, 40: cosine) does not name the method.
+    tuned = experiment.tuned_fields(["lr_decay_steps=0,40"])
+    labels = {
+        experiment.method_label("bvae", C.BVAEConfig(("a",), 4, **m).to_dict(), tuned)
+        for m in ({}, {"lr_schedule": "cosine", "lr_decay_steps": 40})
+    }
+    assert labels == {"BVAE (gates=gated)"}
+    for bad in ([-1, 5], [0.5]):
+        with pytest.raises(ValueError, match="lr_decay_epochs counts epochs"):
+            tuning.tuning_settings({"space": {"lr_decay_epochs": bad}})
 
 
 def test_tune_refuses_per_target_models_and_bad_spaces(release_dir, tmp_path, capsys):

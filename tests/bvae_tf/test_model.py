@@ -695,6 +695,8 @@ def test_cosine_learning_rate_follows_the_update_count_to_its_floor(sparse_updat
         dict(lr_decay_steps=10),  # a length without the schedule
         dict(lr_schedule="step", lr_decay_steps=10),
         dict(lr_schedule="cosine", lr_decay_steps=10, lr_final_fraction=1.5),
+        dict(lr_schedule="cosine", lr_decay_steps=10, lr_final_fraction="0.1"),
+        dict(lr_schedule="cosine", lr_decay_steps=10, lr_final_fraction=True),
     ):
         with pytest.raises(ValueError, match="lr_"):
             _config(**bad)
