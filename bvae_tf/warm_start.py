@@ -15,7 +15,10 @@ the same settings:
 
 An item axis is an axis whose size is the base vocabulary's size in the base model
 and the new vocabulary's size in the new model. The optimizer starts fresh (Adam's
-moments are not part of an export).
+moments are not part of an export). The cross-behavior boost
+(``BVAEConfig.cross_behavior_boost``) is not carried: it acts at scoring time only and
+comes from this run's configuration or its own choice on the eval split, so a base
+model with or without one fits a model with or without one.
 """
 
 from __future__ import annotations
@@ -109,7 +112,9 @@ def warm_start(model, base_export_dir: str, item_ids: Sequence[str]) -> WarmStar
             f"warm start: a vocabulary of {sorted(ambiguous)} items has the size of a "
             "latent axis, so item rows cannot be told apart; train this run cold"
         )
-    base = model_lib.build_model(dataclasses.replace(config, num_items=old_m))
+    base = model_lib.build_model(
+        dataclasses.replace(config, num_items=old_m, cross_behavior_boost=None)
+    )
     base(_empty_batch(config.behaviors))
     checkpoint = os.path.join(base_export_dir, "variables", "variables")
     try:
@@ -127,13 +132,15 @@ def warm_start(model, base_export_dir: str, item_ids: Sequence[str]) -> WarmStar
     new_rows = np.array([i for i, item in enumerate(item_ids) if item in position], np.int64)
     old_rows = np.array([position[item_ids[i]] for i in new_rows], np.int64)
     copied = remapped = 0
-    if len(base.weights) != len(model.weights):
+    boost = getattr(model, "cross_behavior_boost", None)
+    weights = [w for w in model.weights if boost is None or w is not boost]
+    if len(base.weights) != len(weights):
         raise ValueError(
             f"warm start: the base model has {len(base.weights)} weights, this run's "
-            f"model {len(model.weights)}; the model settings differ"
+            f"model {len(weights)}; the model settings differ"
         )
     # Same settings, same construction order: the weights pair up one to one.
-    for old, weight in zip(base.weights, model.weights, strict=True):
+    for old, weight in zip(base.weights, weights, strict=True):
         name = _suffix(weight.name)
         if _suffix(old.name) != name:
             raise ValueError(

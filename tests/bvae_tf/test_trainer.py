@@ -511,6 +511,31 @@ def test_warm_start_refuses_other_settings_and_behaviors(exported):
         warm_start.warm_start(_warm_model(len(ids)), export_dir, ids[:-1])
 
 
+def test_warm_start_leaves_the_cross_behavior_boost_to_the_run(exported, tmp_path):
+    # The boost is scoring-time only: a base without one warm-starts a model with one
+    # (the configured values stay), and an export with one warm-starts a model without.
+    from bvae_tf import warm_start
+
+    _, output, export_dir = exported
+    ids = export.read_export_info(export_dir).item_ids()
+    boost = tuple(float(i + 1) for i in range(len(tiny.BEHAVIORS)))
+    boosted = _warm_model(len(ids), cross_behavior_boost=boost)
+    plain = _warm_model(len(ids))
+    report = warm_start.warm_start(boosted, export_dir, ids)
+    assert report.items_kept == len(ids)
+    np.testing.assert_array_equal(boosted.cross_behavior_boost.numpy(), boost)
+    warm_start.warm_start(plain, export_dir, ids)
+    carried = [w for w in boosted.weights if w is not boosted.cross_behavior_boost]
+    for a, b in zip(plain.weights, carried, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())  # the same weights carried
+    boosted_dir = str(tmp_path / "boosted")
+    export.export_serving_model(boosted, output, boosted_dir, top_k=TOP_K)
+    again = _warm_model(len(ids))
+    warm_start.warm_start(again, boosted_dir, ids)
+    for a, b in zip(again.weights, plain.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_run_fn_warm_starts_from_a_base_model_and_records_it(data, exported, tmp_path):
     _, _, export_dir = exported
     args = _fn_args(data, tmp_path, epochs=1, patience=1, warm_start=True)
