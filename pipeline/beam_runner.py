@@ -22,10 +22,11 @@ config. Examples:
     -- --runner=SparkRunner --spark_master_url=spark://HOST:7077 --environment_type=LOOPBACK
 
 * Google Cloud Dataflow (roots and data on gs://, the project installed in the
-  workers with ``--setup_file`` or a custom container)::
+  workers from its sdist, built first with ``python -m build --sdist``, or a custom
+  container with ``--sdk_container_image``; the project has no ``setup.py``)::
 
     -- --runner=DataflowRunner --project=PROJECT --region=REGION \\
-       --temp_location=gs://BUCKET/tmp --setup_file=./setup.py
+       --temp_location=gs://BUCKET/tmp --extra_package=dist/bvae_tfx-0.1.0.tar.gz
 
 MLMD is the SQLite file of the config, as for the local runner.
 """
