@@ -455,6 +455,37 @@ def test_grid_trains_every_trial_selects_on_valid_and_tests_once(
         f"| {result['method']} | 1 | 4 | {cost['epochs']:.0f} |"
         in (tmp_path / "bvae.md").read_text()
     )
+    # Time to quality counts the other trials in full: the selection needs them all.
+    others = sum(t["train_seconds"] for t in run["trials"] if t["point"] != run["selected"])
+    assert cost["minutes_to_selected"] * 60.0 > others > 0
+
+
+def test_time_to_selected_sums_epochs_up_to_the_selected_one():
+    curve = [
+        {"epoch": 1, "train_seconds": 2.0, "eval_seconds": 1.0},
+        {"epoch": 2, "train_seconds": 3.0, "eval_seconds": 1.0},
+        {"epoch": 3, "train_seconds": 50.0, "eval_seconds": 50.0},
+    ]
+    assert experiment.time_to_selected({"curve": curve, "best_epoch": 2}) == 7.0
+    # A per-target model: its targets are trained one after another.
+    parts = [{"curve": curve, "best_epoch": 1}, {"curve": curve, "best_epoch": 3}]
+    assert experiment.time_to_selected({"parts": parts}) == 3.0 + 107.0
+    # A search: the other trials in full, the selected one to its best epoch.
+    searched = {
+        "curve": curve,
+        "best_epoch": 1,
+        "selected": {"lr": 0.01},
+        "trials": [
+            {"point": {"lr": 0.001}, "train_seconds": 40.0},
+            {"point": {"lr": 0.01}, "train_seconds": 55.0},
+        ],
+    }
+    assert experiment.time_to_selected(searched) == 3.0 + 40.0
+    # No per-epoch curve (closed form, floors): unknown, shown as a dash.
+    assert experiment.time_to_selected({"train_seconds": 9.0}) is None
+    result = {"method": "EASE", "runs": [{"train_seconds": 9.0}]}
+    assert experiment.compute_cost(result)["minutes_to_selected"] is None
+    assert "| EASE | 1 | 1 | 0 | 0.1 | — |" in "\n".join(experiment._compute_table([result]))
 
 
 @pytest.mark.parametrize(
