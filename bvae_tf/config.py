@@ -148,6 +148,15 @@ class BVAEConfig:
         SDWL (the paper's RQ2 "manual weights"): behavior ``k`` adds
         ``w_k * mean_u(nll_u + beta kl_u)``. ``None`` (default): SDWL as configured.
         Needs one positive weight per behavior and ``variant="bvae"``.
+      behavior_mean: a labelled BVAE variant beyond the paper ("BASE + behavior
+        means"): behavior ``k``'s mean becomes ``mu_0 + a_k r_k(x^{B_k})``, the union
+        mean of BASE plus a residual from one more sparse ``m x d`` encoder on the
+        behavior's own input, scaled by a learned ``a_k`` that starts at 0 (so training
+        starts from BVAE). BASE's union mean and per-behavior std encoders, GFF (on
+        the summed mean), TFF, the decoders and SDWL are unchanged; it adds ``c``
+        encoders' parameters. -BASE (Exchange), whose means come from the behaviors'
+        inputs alone, is the paper's nearest row. Needs ``encoder="base"``,
+        ``use_base``, ``variant="bvae"`` and ``c >= 2``.
       item_path: a labelled BVAE variant beyond the paper: adds to behavior ``k``'s
         logits a learned weight on the user's own items of every other behavior
         (``layers.CrossBehaviorItemPath``). Needs ``variant="bvae"`` and ``c >= 2``.
@@ -222,6 +231,7 @@ class BVAEConfig:
     encoder: str = "base"
     ease_l2: float = 200.0
     ease_diagonal: str = "free"
+    behavior_mean: bool = False
     item_path: bool = False
     item_path_scale: float = 1.0
     item_path_drop_overlap: float = 0.0
@@ -292,6 +302,7 @@ class BVAEConfig:
             (_count(self.sampled_softmax), "sampled_softmax", self.sampled_softmax),
             (self.sampled_proposal in SAMPLED_PROPOSALS, "sampled_proposal", self.sampled_proposal),
             (isinstance(self.sparse_updates, bool), "sparse_updates", self.sparse_updates),
+            (isinstance(self.behavior_mean, bool), "behavior_mean", self.behavior_mean),
             (_count(self.top_k_chunk_size), "top_k_chunk_size", self.top_k_chunk_size),
             (
                 isinstance(self.approximate_top_k, int | float)
@@ -314,6 +325,18 @@ class BVAEConfig:
                 "BVAEConfig.lr_decay_steps must be > 0 with lr_schedule='cosine' and 0 "
                 f"otherwise; got lr_schedule={self.lr_schedule!r}, "
                 f"lr_decay_steps={self.lr_decay_steps!r}"
+            )
+        if self.behavior_mean and (
+            self.encoder != "base"
+            or not self.use_base
+            or self.variant != "bvae"
+            or len(self.behaviors) < 2
+        ):
+            raise ValueError(
+                "BVAEConfig.behavior_mean adds behavior means to BASE: it needs "
+                "encoder='base', use_base=True, variant='bvae' and at least 2 behaviors "
+                f"(got encoder={self.encoder!r}, use_base={self.use_base}, "
+                f"variant={self.variant!r}, behaviors={self.behaviors})"
             )
         if self.item_path and (self.variant != "bvae" or len(self.behaviors) < 2):
             raise ValueError(

@@ -137,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
         help="BASE or its RQ2 replacement (BVAEConfig.encoder)",
     )
     p.add_argument(
+        "--behavior-mean",
+        action="store_true",
+        help="BVAE variant beyond the paper: each behavior's mean is BASE's union mean "
+        "plus a learned-scale residual from its own input (BVAEConfig.behavior_mean); "
+        "not with --encoder other than base or --ablation no_base",
+    )
+    p.add_argument(
         "--item-path",
         action="store_true",
         help="BVAE variant beyond the paper: a learned item-level path from the user's "
@@ -334,6 +341,8 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["lr_schedule"] = "cosine"
     if args.jit_compile:
         overrides["jit_compile"] = True
+    if args.behavior_mean:
+        overrides["behavior_mean"] = True
     if args.item_path:
         overrides["item_path"] = True
     if args.item_path_scale is not None:
@@ -1438,6 +1447,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--sampled-softmax must be a number of negatives >= 1 (given with "
                 f"--sampled-proposal too), got {args.sampled_softmax}"
             )
+    if args.behavior_mean and (
+        args.model != "bvae" or (args.encoder or "base") != "base" or "no_base" in args.ablation
+    ):
+        _parser().error(
+            "--behavior-mean adds behavior means to BASE: it needs --model bvae, no "
+            f"--encoder other than base and no --ablation no_base (got --model {args.model}, "
+            f"--encoder {args.encoder}, --ablation {' '.join(args.ablation) or 'none'})"
+        )
     if args.item_path_scale is not None and not (args.item_path and args.item_path_scale > 0):
         _parser().error(
             f"--item-path-scale needs --item-path and a value > 0, got {args.item_path_scale}"

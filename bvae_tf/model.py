@@ -136,6 +136,17 @@ class BVAE(tf.keras.Model):
                 L.SparseLinearEncoder(m, width, seed=seed + 130 + i, name=f"expert_gate_{t}")
                 for i, t in enumerate(cfg.tasks)
             ]
+        # BASE + behavior means (config.behavior_mean): a residual encoder per behavior
+        # and its scale a_k, 0 at the start.
+        self.residual_encoders, self.residual_scale = [], None
+        if cfg.behavior_mean:
+            self.residual_encoders = [
+                L.SparseLinearEncoder(m, d, seed=seed + 150 + i, dtype=policy, name=f"mu_{t}")
+                for i, t in enumerate(cfg.tasks)
+            ]
+            self.residual_scale = tf.Variable(
+                tf.zeros([len(cfg.tasks)]), name="behavior_mean_scale"
+            )
         gates = cfg.multi_behavior
         self.filters = [
             L.GlobalFeatureFilter(d, cfg.gate_mode, seed=seed + 30 + i, name=f"gff_{t}")
@@ -274,14 +285,17 @@ class BVAE(tf.keras.Model):
                 items, cfg.dropout, self._seed(next(seeds)) if training else None
             )
 
+        task_weights = {}  # one dropout mask per behavior input, shared by its encoders
+
         def encode_task_inputs(encoders):
             out = []
             for task, encoder in zip(cfg.tasks, encoders, strict=True):
                 items = targets[task]
                 # With one task its input is the union: one dropout mask, as Mult-VAE.
                 shared = len(per_behavior) == 1 or cfg.variant == "union_vae"
-                w = union_weights if shared else weights(items)
-                out.append(tf.cast(encoder(items, w), tf.float32))
+                if task not in task_weights:
+                    task_weights[task] = union_weights if shared else weights(items)
+                out.append(tf.cast(encoder(items, task_weights[task]), tf.float32))
             return out
 
         def on_union(encoder):
@@ -299,6 +313,9 @@ class BVAE(tf.keras.Model):
             if cfg.encoder == "base":
                 logvars = encode_task_inputs(self.std_encoders) if cfg.use_base else None
                 logvars = logvars or [on_union(self.std_encoders[0])] * n
+                if self.residual_encoders:  # mu_0 + a_k r_k(x^{B_k})
+                    residuals = encode_task_inputs(self.residual_encoders)
+                    means = [mu0 + self.residual_scale[i] * r for i, r in enumerate(residuals)]
             elif cfg.encoder == "mmoe":  # c shared experts on x^{B0}, a gate per behavior
                 experts = tf.stack([on_union(e) for e in self.experts], axis=1)  # [B, c, d]
                 logvars = [self._mix(on_union(g), experts) for g in self.expert_gates]

@@ -225,11 +225,19 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
             {"precision": "mixed_bfloat16", "sparse_updates": True},
         ),
         (
-            ["--item-path", "--item-path-scale", "30", "--item-path-drop-overlap", "0.5"],
-            {"item_path": True, "item_path_scale": 30.0, "item_path_drop_overlap": 0.5},
+            [
+                *("--item-path", "--item-path-scale", "30", "--item-path-drop-overlap", "0.5"),
+                "--behavior-mean",
+            ],
+            {
+                "item_path": True,
+                "item_path_scale": 30.0,
+                "item_path_drop_overlap": 0.5,
+                "behavior_mean": True,
+            },
         ),
     ],
-    ids=["base-replacement-weight-decay", "fast-training", "item-path"],
+    ids=["base-replacement-weight-decay", "fast-training", "item-path-behavior-mean"],
 )
 def test_config_flags_reach_the_model_and_the_label(release_dir, tmp_path, flags, config):
     _run(release_dir, tmp_path, "--model", "bvae", "--seeds", "1", *flags)
@@ -530,6 +538,9 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--lr-final-fraction", "0.1"], "--lr-final-fraction is the end of the cosine"),
         (["--grid", "lr_decay_steps=0,-5"], "got [0, -5] with --model bvae"),
         (["--model", "vae_pp", "--grid", "weight_decay=0,0.1"], "with --model vae_pp"),
+        (["--model", "vae_u", "--behavior-mean"], "--behavior-mean adds behavior means"),
+        (["--behavior-mean", "--encoder", "cgc"], "--encoder cgc"),
+        (["--behavior-mean", "--ablation", "no_base"], "--ablation no_base"),
     ],
 )
 def test_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):

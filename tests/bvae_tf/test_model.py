@@ -1006,6 +1006,54 @@ def test_item_path_adds_learned_cross_behavior_logits_and_round_trips(tiny_batch
         _config(item_path=True, behaviors=("click",))
 
 
+def test_behavior_mean_starts_as_bvae_adds_scaled_residuals_learns_and_round_trips(
+    tiny_batch, tmp_path
+):
+    plain = _model(tiny_batch)
+    model = _model(tiny_batch, behavior_mean=True)
+    # a_k = 0 at the start: the same scores and the same training loss as BVAE.
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(model(tiny_batch)[b].numpy(), plain(tiny_batch)[b].numpy())
+    np.testing.assert_allclose(
+        model.compute_loss(tiny_batch, training=True).numpy(),
+        plain.compute_loss(tiny_batch, training=True).numpy(),
+        rtol=1e-6,
+    )
+    # mean_k = mu_0 + a_k r_k(x^{B_k}), r_k the behavior's own residual encoder.
+    model.residual_scale.assign([0.5, -1.0, 2.0])
+    enc, base = model.encode(tiny_batch), plain.encode(tiny_batch)
+    for k, b in enumerate(BEHAVIORS):
+        rows = enc["inputs"][b]
+        r = model.residual_encoders[k](rows, L.normalised_weights(rows, 0.0, None)).numpy()
+        np.testing.assert_allclose(
+            enc["mean"][b].numpy(), base["mean"][b].numpy() + [0.5, -1.0, 2.0][k] * r, atol=1e-5
+        )
+    scored = {b: x.numpy() for b, x in model(tiny_batch).items()}
+    model.save(tmp_path / "m", save_traces=False)
+    loaded = tf.keras.models.load_model(tmp_path / "m")
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(loaded(tiny_batch)[b].numpy(), scored[b])
+    # Training moves the scales from 0 and, through them, the residual encoders.
+    fresh = _model(tiny_batch, behavior_mean=True)
+    kernels = [e.kernel.numpy().copy() for e in fresh.residual_encoders]
+    for _ in range(3):
+        fresh.train_step(tiny_batch)
+    assert np.all(fresh.residual_scale.numpy() != 0.0)
+    assert all(
+        not np.array_equal(e.kernel.numpy(), k0)
+        for e, k0 in zip(fresh.residual_encoders, kernels, strict=True)
+    )
+    for bad in (
+        {"encoder": "exchange"},
+        {"use_base": False},
+        {"behaviors": ("click",)},
+        {"variant": "union_vae"},
+        {"behavior_mean": 1},
+    ):
+        with pytest.raises(ValueError, match="behavior_mean"):
+            _config(behavior_mean=True, **bad) if "behavior_mean" not in bad else _config(**bad)
+
+
 def test_cross_behavior_boost_adds_to_scores_only_and_round_trips(tiny_batch, tmp_path):
     model = _model(tiny_batch, cross_behavior_boost=(0.0, 0.0, 0.0))
     plain = model(tiny_batch)
