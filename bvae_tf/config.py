@@ -272,8 +272,12 @@ class BVAEConfig:
             object.__setattr__(self, "cross_behavior_boost", boost)
         for name in _REAL_FIELDS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise ValueError(f"invalid BVAEConfig.{name}: {value!r} (not a number)")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)
+            ):
+                raise ValueError(f"invalid BVAEConfig.{name}: {value!r} (not a finite number)")
         checks = [
             (self.num_items >= 1, "num_items", self.num_items),
             (self.latent_dim >= 1, "latent_dim", self.latent_dim),

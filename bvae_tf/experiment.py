@@ -619,12 +619,16 @@ def grid_points(specs: Sequence[str]) -> list[dict]:
             axes[name] = [GRID_FLAGS[name](v) for v in values.split(",")]
         except ValueError as e:
             raise ValueError(f"--grid {spec!r}: {e}") from e
+        if len(set(axes[name])) != len(axes[name]):
+            raise ValueError(f"--grid {spec!r}: a value repeats (each trial must differ)")
     points = [{}]
     for name, values in axes.items():
         points = [{**p, name: v} for p in points for v in values]
     return points
 
 
+#: ``bvae_tf.tuning`` names counted in epochs -> the flag (dest) they set in updates.
+_TUNE_SPACE_FLAGS = {"anneal_epochs": "anneal_steps", "lr_decay_epochs": "lr_decay_steps"}
 #: ``bvae_tf.tuning`` names -> the experiment flag (dest) each sets.
 TUNE_FLAGS = {
     "learning_rate": "lr",
@@ -721,6 +725,10 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
         train_trial, settings, str(out / "tuning"), project_name=args.name or args.model
     )
     tuner.search()
+    if not trials:
+        raise RuntimeError(
+            f"--tune: none of the {args.tune} trials finished (their errors are in the log)"
+        )
     best = max(trials, key=lambda t: t["selection_score"])
     logging.info(
         "tune: best of %d trials %s (valid score %.4f)",
@@ -1146,6 +1154,21 @@ def _compute_table(results: list[dict]) -> list[str]:
     return lines
 
 
+#: The BVAEConfig fields a VAE (T.) / VAE (U.) label shows when not at their defaults.
+_VAE_LABELLED = (
+    "learning_rate",
+    "weight_decay",
+    "lr_decay_steps",
+    "lr_final_fraction",
+    "dropout",
+    "beta_cap",
+    "anneal_steps",
+    "latent_dim",
+    "precision",
+    "sparse_updates",
+    "sampled_softmax",
+    "sampled_proposal",
+)
 #: BVAEConfig fields a method label leaves out (not choices of the method).
 _UNLABELLED = ("behaviors", "num_items", "seed", "variant", "jit_compile")
 
@@ -1159,13 +1182,20 @@ def method_label(model: str, config: dict, tuned: Sequence[str] = ()) -> str:
       config: ``BVAEConfig.to_dict()`` of the run.
       tuned: config fields chosen by a ``--grid`` search (left out of the label).
     """
-    if model != "bvae":
+    if model not in SAMPLED_SOFTMAX_MODELS:
         return METHOD_LABELS[model]
     from bvae_tf import model as Mo
 
     # JSON round trip: tuples read back from a result file are lists.
     defaults = json.loads(json.dumps(Mo.BVAEConfig(behaviors=("x",), num_items=1).to_dict()))
     config = json.loads(json.dumps(config))
+    if model != "bvae":  # VAE (T.) / (U.): the training settings that differ
+        changed = [
+            f"{key}={config[key]}"
+            for key in _VAE_LABELLED
+            if key in config and key not in tuned and config[key] != defaults[key]
+        ]
+        return METHOD_LABELS[model] + (f" ({', '.join(changed)})" if changed else "")
     parts = [f"gates={config.get('gate_mode', defaults['gate_mode'])}"]
     ablations = []
     for key, default in defaults.items():
@@ -1245,8 +1275,10 @@ def run(args) -> dict:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     label = METHOD_LABELS[args.model]
-    if args.model == "bvae":
-        cfg = _config(args, data.behaviors, data.num_items, args.first_seed)
+    if args.model in SAMPLED_SOFTMAX_MODELS:
+        behaviors = data.behaviors[:1] if args.model == "vae_t" else data.behaviors
+        variant = "union_vae" if args.model == "vae_u" else "bvae"
+        cfg = _config(args, behaviors, data.num_items, args.first_seed, variant)
         label = method_label(args.model, cfg.to_dict(), tuned_fields(args.grid, args.boost_grid))
     label += boost_suffix(args.boost_grid)
     if args.grid:
@@ -1364,6 +1396,13 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
             result = json.loads(pathlib.Path(path).read_text())
             if not isinstance(result, dict) or not result.get("runs"):
                 raise ValueError("it holds no finished run")
+            runs = result["runs"]
+            if not isinstance(runs, list) or not all(
+                isinstance(r, dict) and isinstance(r.get(HONEST), dict) for r in runs
+            ):
+                raise ValueError("'runs' is not a list of finished runs (each with test metrics)")
+            if not isinstance(result.get("method"), str):
+                raise ValueError("it has no method label ('method')")
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot use {str(path)!r}: {e}") from e
         same = [r for r in results if method_key(r) == method_key(result)]
@@ -1422,10 +1461,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error(str(e))
     for name in OPTIMIZER_GRID_FLAGS:
         values = [p[name] for p in points if name in p]
-        if values and (args.model not in SAMPLED_SOFTMAX_MODELS or min(values) < 0):
+        if values and (
+            args.model not in SAMPLED_SOFTMAX_MODELS
+            or not all(math.isfinite(v) and 0 <= v < 2**31 for v in values)
+        ):
             _parser().error(
-                f"--grid {name} takes values >= 0, for {', '.join(SAMPLED_SOFTMAX_MODELS)}; "
-                f"got {values} with --model {args.model}"
+                f"--grid {name} takes finite values in [0, 2**31), for "
+                f"{', '.join(SAMPLED_SOFTMAX_MODELS)}; got {values} with --model {args.model}"
             )
     if (args.grid or args.tune) and args.model in BASELINES:
         _parser().error(f"--grid/--tune tune trained models; {args.model} has its own grid flags")
@@ -1469,23 +1511,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             boost_values(args.boost_grid)
         except ValueError as e:
             _parser().error(str(e))
+    optimizer_flags = [
+        f"--{name.replace('_', '-')}"
+        for name in ("weight_decay", "lr_decay_steps", "lr_final_fraction")
+        if getattr(args, name) is not None
+    ]
+    if optimizer_flags and args.model not in SAMPLED_SOFTMAX_MODELS:
+        _parser().error(
+            f"{', '.join(optimizer_flags)}: for {', '.join(SAMPLED_SOFTMAX_MODELS)} only; "
+            f"--model {args.model} has its own optimizer"
+        )
     if args.weight_decay is not None and not (
-        args.model in SAMPLED_SOFTMAX_MODELS and args.weight_decay >= 0
+        math.isfinite(args.weight_decay) and args.weight_decay >= 0
     ):
-        _parser().error(
-            f"--weight-decay must be >= 0, for {', '.join(SAMPLED_SOFTMAX_MODELS)}; got "
-            f"{args.weight_decay} with --model {args.model}"
-        )
-    if (args.lr_decay_steps is not None or args.lr_final_fraction is not None) and (
-        args.model not in SAMPLED_SOFTMAX_MODELS
-        or (args.lr_decay_steps or 0) < 0
-        or not 0 <= (args.lr_final_fraction or 0) <= 1
-    ):
-        _parser().error(
-            f"--lr-decay-steps (>= 0) and --lr-final-fraction (in [0, 1]) are for "
-            f"{', '.join(SAMPLED_SOFTMAX_MODELS)}; got {args.lr_decay_steps}, "
-            f"{args.lr_final_fraction} with --model {args.model}"
-        )
+        _parser().error(f"--weight-decay must be a finite value >= 0, got {args.weight_decay}")
+    if args.lr_decay_steps is not None and not 0 <= args.lr_decay_steps < 2**31:
+        _parser().error(f"--lr-decay-steps must be in [0, 2**31), got {args.lr_decay_steps}")
+    if args.lr_final_fraction is not None and not 0 <= args.lr_final_fraction <= 1:
+        _parser().error(f"--lr-final-fraction must be in [0, 1], got {args.lr_final_fraction}")
     decays = (
         args.lr_decay_steps
         or any(p.get("lr_decay_steps") for p in points)
@@ -1504,9 +1547,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from bvae_tf import tuning
 
-        tuning.tuning_settings({"space": tune_space(args.tune_space)})
+        space = tuning.tuning_settings({"space": tune_space(args.tune_space)})["space"]
     except ValueError as e:
         _parser().error(str(e))
+    if args.tune and args.model not in SAMPLED_SOFTMAX_MODELS:
+        mute = sorted({"weight_decay", "lr_decay_epochs"} & set(space))
+        if mute:
+            _parser().error(
+                f"--tune-space {', '.join(mute)}: for {', '.join(SAMPLED_SOFTMAX_MODELS)} "
+                f"only; --model {args.model} has its own optimizer (drop them with NAME=none)"
+            )
+    searched = {
+        *(spec.partition("=")[0].strip().replace("-", "_") for spec in args.grid),
+        *((_TUNE_SPACE_FLAGS.get(n, TUNE_FLAGS.get(n, n)) for n in space) if args.tune else ()),
+    }
+    given = sorted(
+        f"--{name.replace('_', '-')}"
+        for name in searched
+        if any(
+            t == f"--{name.replace('_', '-')}" or t.startswith(f"--{name.replace('_', '-')}=")
+            for t in argv
+        )
+    )
+    if given:
+        _parser().error(
+            f"{', '.join(given)} given and also searched (--grid / --tune); give one of the two"
+        )
+    if args.model in SAMPLED_SOFTMAX_MODELS:  # what only BVAEConfig checks, before any data
+        # Placeholder behaviors (the data is read later): as many as the flags imply.
+        count = len(args.loss_weights or ()) or len(args.behaviors or ()) or 3
+        behaviors = ("b0",) if args.model == "vae_t" else tuple(f"b{i}" for i in range(count))
+        variant = "union_vae" if args.model == "vae_u" else "bvae"
+        for point in points:
+            try:
+                _config(argparse.Namespace(**{**vars(args), **point}), behaviors, 1, 0, variant)
+            except ValueError as e:
+                _parser().error(
+                    f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
+                )
     path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
     print(f"Full log: {path}", flush=True)
     run(args)

@@ -853,7 +853,10 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``make report``)."""
-    p = argparse.ArgumentParser(prog="python -m bvae_tf.report", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bvae_tf.report",
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+    )
     p.add_argument("--results", default="docs/results", help="folder of <dataset>/*.json")
     p.add_argument("--out", default="docs", help="writes REPORT.md and figures/ here")
     args = p.parse_args(argv)

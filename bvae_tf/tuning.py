@@ -46,6 +46,17 @@ DEFAULT_SPACE: Mapping[str, tuple] = {
 #: ``lr_decay_epochs`` becomes ``model.lr_schedule`` and ``model.lr_decay_steps``.
 #: ``latent_dim``, ``weight_decay`` and ``lr_decay_epochs`` are searched only when
 #: ``space`` names them.
+#: The most epochs a ``*_epochs`` value may count (its updates must fit an int32).
+MAX_EPOCHS = 100_000
+#: What each searched value must be (besides finite): a check and its wording.
+_VALUE_RANGES = {
+    "learning_rate": (lambda v: v > 0, "finite values > 0"),
+    "beta_cap": (lambda v: v >= 0, "finite values >= 0"),
+    "dropout": (lambda v: 0 <= v < 1, "values in [0, 1)"),
+    "latent_dim": (lambda v: v >= 1 and float(v).is_integer(), "whole numbers >= 1"),
+    "batch_size": (lambda v: v >= 1 and float(v).is_integer(), "whole numbers >= 1"),
+    "weight_decay": (lambda v: v >= 0, "finite values >= 0"),
+}
 TARGETS = {
     "learning_rate": "model",
     "beta_cap": "model",
@@ -109,10 +120,16 @@ def tuning_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
             raise ValueError(
                 f"tuning.space.{name} must be a non-empty list of numbers, got {values!r}"
             )
-        if name.endswith("_epochs") and not all(v >= 0 and float(v).is_integer() for v in values):
+        if name.endswith("_epochs") and not all(
+            0 <= v <= MAX_EPOCHS and float(v).is_integer() for v in values
+        ):
             raise ValueError(
-                f"tuning.space.{name} counts epochs: whole numbers >= 0, got {values!r}"
+                f"tuning.space.{name} counts epochs: whole numbers in [0, {MAX_EPOCHS}], "
+                f"got {values!r}"
             )
+        ok, wanted = _VALUE_RANGES.get(name, (lambda v: True, ""))
+        if not all(math.isfinite(v) and ok(v) for v in values):
+            raise ValueError(f"tuning.space.{name} takes {wanted}, got {values!r}")
         space[name] = tuple(values)
     if not space:
         raise ValueError("tuning.space removes every name: nothing to search")

@@ -122,8 +122,10 @@ def test_baselines_and_combined_table(release_dir, tmp_path):
         ]
     )
     text = md.read_text()
-    assert "| purchase | VAE (T.) |" in text and "| purchase | VAE (U.) |" in text
-    assert "| favorite | VAE (U.) |" in text
+    # The runs' non-default training settings (--latent-dim 4 of _run) label them.
+    assert "| purchase | VAE (T.) (latent_dim=4) |" in text
+    assert "| purchase | VAE (U.) (latent_dim=4) |" in text
+    assert "| favorite | VAE (U.) (latent_dim=4) |" in text
 
 
 def test_cli_rejects_missing_data(capsys):
@@ -163,7 +165,13 @@ def test_combine_pools_seeds_of_one_configuration_only(tmp_path):
 def test_combine_rejects_missing_or_unfinished_files(tmp_path, capsys):
     unfinished = tmp_path / "partial.json"
     unfinished.write_text(json.dumps({"model": "bvae", "runs": []}))
-    for path in (tmp_path / "missing.json", unfinished):
+    malformed = []
+    for i, content in enumerate(
+        [{"method": "X", "runs": "abc"}, {"method": "X", "runs": [{}]}, {"runs": [{"honest": {}}]}]
+    ):
+        malformed.append(tmp_path / f"malformed{i}.json")
+        malformed[-1].write_text(json.dumps(content))
+    for path in (tmp_path / "missing.json", unfinished, *malformed):
         with pytest.raises(SystemExit):
             experiment.main(["--combine", str(path)])
         assert str(path) in capsys.readouterr().err
@@ -527,14 +535,29 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--item-path", "--item-path-scale", "0"], "a value > 0, got 0.0"),
         (["--item-path-drop-overlap", "0.5"], "--item-path-drop-overlap needs --item-path"),
         (["--item-path", "--item-path-drop-overlap", "1"], "0 <= P < 1, got 1.0"),
-        (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
+        (["--weight-decay", "-1"], "--weight-decay must be a finite value >= 0"),
+        (["--weight-decay", "inf"], "--weight-decay must be a finite value >= 0"),
+        (["--grid", "weight_decay=0,inf"], "takes finite values in [0, 2**31)"),
+        (["--lr-decay-steps", "2147483648"], "--lr-decay-steps must be in [0, 2**31)"),
+        (["--grid", "lr_decay_steps=2147483648"], "takes finite values in [0, 2**31)"),
+        (["--grid", "weight_decay=0,0.1", "--weight-decay", "0.5"], "given and also searched"),
+        (["--tune", "2", "--lr", "1e-3"], "--lr given and also searched"),
+        (["--tune", "2", "--tune-space", "weight_decay=-1"], "takes finite values >= 0"),
+        (["--tune", "2", "--tune-space", "lr_decay_epochs=1e11"], "whole numbers in [0, 100000]"),
+        (
+            ["--model", "ehcf", "--tune", "1", "--tune-space", "weight_decay=0.5"],
+            "--tune-space weight_decay: for bvae",
+        ),
+        (["--grid", "lr=1e-3,1e-3"], "a value repeats"),
+        (["--beta-cap", "inf"], "not a finite number"),
+        (["--lr", "0"], "invalid BVAEConfig.learning_rate"),
         (["--model", "ease", "--boost-grid", "1"], "--model ease has none"),
         (["--boost-grid", "1,-2"], "values must be finite and >= 0"),
         (["--boost-grid", "1,x"], "--boost-grid '1,x'"),
-        (["--model", "recvae", "--weight-decay", "0.1"], "with --model recvae"),
-        (["--lr-decay-steps", "-1"], "--lr-decay-steps (>= 0)"),
+        (["--model", "recvae", "--weight-decay", "0.1"], "--model recvae has its own optimizer"),
+        (["--lr-decay-steps", "-1"], "--lr-decay-steps must be in [0, 2**31)"),
         (["--lr-decay-steps", "10", "--lr-final-fraction", "2"], "in [0, 1]"),
-        (["--model", "ngcf", "--lr-decay-steps", "10"], "with --model ngcf"),
+        (["--model", "ngcf", "--lr-decay-steps", "10"], "--model ngcf has its own optimizer"),
         (["--lr-final-fraction", "0.1"], "--lr-final-fraction is the end of the cosine"),
         (["--grid", "lr_decay_steps=0,-5"], "got [0, -5] with --model bvae"),
         (["--model", "vae_pp", "--grid", "weight_decay=0,0.1"], "with --model vae_pp"),
@@ -668,3 +691,18 @@ def test_combine_pools_a_file_written_before_a_config_field_existed(tmp_path):
         files.append(path)
     (pooled,) = experiment.combine(files)
     assert [r["seed"] for r in pooled["runs"]] == [0, 1]
+
+
+@pytest.mark.unit
+def test_vae_labels_show_the_training_settings_that_differ_from_the_defaults():
+    assert experiment.method_label("vae_u", {"learning_rate": 1e-3, "variant": "union_vae"}) == (
+        "VAE (U.)"
+    )
+    config = {"weight_decay": 0.1, "lr_decay_steps": 5, "learning_rate": 1e-3}
+    assert experiment.method_label("vae_t", config) == (
+        "VAE (T.) (weight_decay=0.1, lr_decay_steps=5)"
+    )
+    assert experiment.method_label("vae_t", config, tuned={"weight_decay"}) == (
+        "VAE (T.) (lr_decay_steps=5)"
+    )
+    assert experiment.method_label("recvae", config) == "RecVAE (T.)"
