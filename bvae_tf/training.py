@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 import re
 import shutil
@@ -396,6 +397,25 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         train_seconds = time.perf_counter() - self._epoch_start
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            # Diverged: its weights rank nothing. Stop; keep the best epoch if any.
+            if self.best_epoch == 0:
+                raise FloatingPointError(
+                    f"the training loss is {float(loss)} after epoch {epoch + 1}, before any "
+                    "evaluated epoch: training diverged (lower the learning rate or the "
+                    "weight decay)"
+                )
+            logging.warning(
+                "the training loss is %s after epoch %d: training diverged; stopping with "
+                "the best epoch (%d)",
+                float(loss),
+                epoch + 1,
+                self.best_epoch,
+                extra={console.CONSOLE: True},
+            )
+            self.model.stop_training = True
+            return
         record = {"epoch": float(epoch + 1)}
         record.update({k: float(v) for k, v in (logs or {}).items()})
         learning_rate = _current_learning_rate(getattr(self.model, "optimizer", None))

@@ -130,6 +130,30 @@ def test_fit_under_one_device_mirrored_strategy(tiny_data, monkeypatch):
     assert traces == [1]  # built under the strategy's scope before fit
 
 
+def test_a_diverged_epoch_stops_training_or_fails_clearly(tiny_data):
+    model = _model()
+    monitor = T._RankingMonitor(
+        D.eval_dataset(tiny_data, F.EVAL),
+        {},
+        ks=M.DEFAULT_KS,
+        selection_metric=M.SELECTION_METRIC,
+        patience=5,
+        log_dir=None,
+        verbose=0,
+    )
+    monitor.set_model(model)
+    monitor.on_epoch_begin(0)
+    # Before any evaluated epoch there is nothing to keep: a clear error.
+    with pytest.raises(FloatingPointError, match="diverged"):
+        monitor.on_epoch_end(0, {"loss": float("nan")})
+    monitor.on_epoch_end(0, {"loss": 1.0})
+    assert monitor.best_epoch == 1 and not model.stop_training
+    # After one: stop and keep the best epoch; the diverged epoch is not scored.
+    monitor.on_epoch_begin(1)
+    monitor.on_epoch_end(1, {"loss": float("inf")})
+    assert model.stop_training and len(monitor.history) == 1 and monitor.best_epoch == 1
+
+
 def test_fit_rejects_bad_arguments(tiny_data):
     model = _model()
     ds = D.train_dataset(tiny_data)
