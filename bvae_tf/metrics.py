@@ -282,9 +282,13 @@ def _rank_fn(model, behaviors: tuple[str, ...], max_k: int, element_spec) -> Cal
     if key in cache:
         return cache[key]
 
+    # A weak reference: the cache's value must not keep its key (the model, and with
+    # it every weight) alive after the caller drops it.
+    model_ref = weakref.ref(model)
+
     @tf.function(input_signature=[spec])
     def rank_batch(batch):
-        return model_ranks(model, batch, behaviors, max_k)
+        return model_ranks(model_ref(), batch, behaviors, max_k)
 
     cache[key] = rank_batch
     return rank_batch

@@ -79,10 +79,12 @@ def test_ease_with_one_behavior_is_stecks_closed_form():
     assert np.abs(np.diag(model.item_item[0].numpy())).max() < 1e-5
 
 
+@pytest.mark.parametrize("block", [1024, 7])
 @pytest.mark.parametrize("diagonal", E.DIAGONALS)
-def test_ease_solves_its_least_squares_problem(diagonal):
+def test_ease_solves_its_least_squares_problem(diagonal, block, monkeypatch):
     """The fitted B_b has zero gradient of ||Y - X B||^2 + l2 ||B||^2 (off the
-    diagonal when it is constrained)."""
+    diagonal when it is constrained), written in one block or several."""
+    monkeypatch.setattr(E, "_BLOCK", block)
     train, _ = planted(num_users=40, num_items=40)
     model = E.EASE(BEHAVIORS, 40).fit(train, l2=3.0, diagonal=diagonal)
     x = (train["purchase"] + train["click"]).toarray().clip(0, 1).astype(np.float64)

@@ -339,3 +339,28 @@ def test_evaluate_scores_a_chunked_model_as_the_whole_catalog(tiny_data):
         assert got.behaviors[b].num_users == expected.behaviors[b].num_users > 0
         for key, value in expected.behaviors[b].metrics.items():
             assert got.behaviors[b].metrics[key] == pytest.approx(value, abs=1e-12), (b, key)
+
+
+def test_evaluate_does_not_keep_a_dropped_model_alive(tiny_data):
+    """The cached ranking function of a model must not hold the model: an experiment
+    that fits and evaluates model after model (EASE per target and lambda) would keep
+    every one's weights (on UB, 3.8 GB each)."""
+    import gc
+    import weakref
+
+    from bvae_tf import data as D
+    from bvae_tf import features as F
+    from bvae_tf import model as model_lib
+
+    def evaluated_model():  # its frame, not the test's, holds the model
+        model = model_lib.BVAE(
+            model_lib.BVAEConfig(
+                behaviors=tiny_data.behaviors, num_items=tiny_data.num_items, latent_dim=4
+            )
+        )
+        M.evaluate(model, D.eval_dataset(tiny_data, F.EVAL, batch_size=9))
+        return weakref.ref(model), weakref.ref(model.decoders[0].weights[0])
+
+    dropped, weights = evaluated_model()
+    gc.collect()
+    assert dropped() is None and weights() is None
