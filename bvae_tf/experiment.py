@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import math
 import pathlib
@@ -781,6 +782,7 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
         if best is None or run["selection_score"] > best[0]["selection_score"]:
             best = (run, model, test, point)
         del model
+        gc.collect()  # Keras models are reference cycles: free a trial's weights now
     run, model, test, point = best
     start = time.perf_counter()
     if args.boost_grid:
@@ -875,6 +877,7 @@ def _fit_baseline(args, data) -> dict:
                 extra={console.CONSOLE: True},
             )
         del model
+        gc.collect()  # Keras models are reference cycles: free the m x m weights now
     trials = list(by_choice.values())
     selected = {
         b: max(trials, key=lambda t, b=b: t["valid"][b][M.SELECTION_METRIC]) for b in behaviors
@@ -901,6 +904,7 @@ def _fit_baseline(args, data) -> dict:
             model.fit(train, l2, diagonal, dtype)
             _test(model, test, targets, run)
             del model
+            gc.collect()  # Keras models are reference cycles: free the m x m weights now
     run[HONEST] = {b: run[HONEST][b] for b in behaviors}
     run["test_per_user"] = {b: run["test_per_user"][b] for b in behaviors}
     return run
