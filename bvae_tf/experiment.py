@@ -1268,6 +1268,12 @@ def _write(path: pathlib.Path, result: dict, k: int) -> None:
     path.parent.joinpath(path.name + ".md").write_text(render_markdown([result], k))
 
 
+def _variant(model: str) -> str:
+    """The ``BVAEConfig.variant`` a whole-data ``--model`` trains (per-target models:
+    :data:`PER_TARGET`)."""
+    return {"vae_u": "union_vae", "ehcf": "ehcf"}.get(model, "bvae")
+
+
 def run(args) -> dict:
     """Runs one experiment (all seeds) and writes its JSON and Markdown."""
     from bvae_tf import data as D
@@ -1281,8 +1287,7 @@ def run(args) -> dict:
     label = METHOD_LABELS[args.model]
     if args.model in SAMPLED_SOFTMAX_MODELS:
         behaviors = data.behaviors[:1] if args.model == "vae_t" else data.behaviors
-        variant = "union_vae" if args.model == "vae_u" else "bvae"
-        cfg = _config(args, behaviors, data.num_items, args.first_seed, variant)
+        cfg = _config(args, behaviors, data.num_items, args.first_seed, _variant(args.model))
         label = method_label(args.model, cfg.to_dict(), tuned_fields(args.grid, args.boost_grid))
     label += boost_suffix(args.boost_grid)
     if args.grid:
@@ -1309,8 +1314,7 @@ def run(args) -> dict:
         logging.info("%s: test %s", name, _brief(record[HONEST]), extra={console.CONSOLE: True})
         return result
     if args.tune:
-        variant = {"vae_u": "union_vae", "ehcf": "ehcf"}.get(args.model, "bvae")
-        best, trials = _search(args, data, variant, out)
+        best, trials = _search(args, data, _variant(args.model), out)
         result["search"] = {"best": best, "trials": trials, "algorithm": args.tune_algorithm}
         args = trial_args(args, best, len(data.train_users()))
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -1335,9 +1339,8 @@ def run(args) -> dict:
             ]
             record = _merge_runs(parts)
         else:
-            variant = {"vae_u": "union_vae", "ehcf": "ehcf"}.get(args.model, "bvae")
             record = _train_tuned(
-                args, data, data.behaviors, variant=variant, seed=seed, log_dir=log_dir
+                args, data, data.behaviors, variant=_variant(args.model), seed=seed, log_dir=log_dir
             )
         record["seed"] = seed
         result["runs"].append(record)
@@ -1565,14 +1568,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         *(spec.partition("=")[0].strip().replace("-", "_") for spec in args.grid),
         *((_TUNE_SPACE_FLAGS.get(n, TUNE_FLAGS.get(n, n)) for n in space) if args.tune else ()),
     }
-    given = sorted(
-        f"--{name.replace('_', '-')}"
-        for name in searched
-        if any(
-            t == f"--{name.replace('_', '-')}" or t.startswith(f"--{name.replace('_', '-')}=")
-            for t in argv
-        )
-    )
+    flags = {f"--{name.replace('_', '-')}" for name in searched}
+    given = sorted(f for f in flags if any(t == f or t.startswith(f"{f}=") for t in argv))
     if given:
         _parser().error(
             f"{', '.join(given)} given and also searched (--grid / --tune); give one of the two"
@@ -1581,10 +1578,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Placeholder behaviors (the data is read later): as many as the flags imply.
         count = len(args.loss_weights or ()) or len(args.behaviors or ()) or 3
         behaviors = ("b0",) if args.model == "vae_t" else tuple(f"b{i}" for i in range(count))
-        variant = "union_vae" if args.model == "vae_u" else "bvae"
         for point in points:
             try:
-                _config(argparse.Namespace(**{**vars(args), **point}), behaviors, 1, 0, variant)
+                trial = argparse.Namespace(**{**vars(args), **point})
+                _config(trial, behaviors, 1, 0, _variant(args.model))
             except ValueError as e:
                 _parser().error(
                     f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
