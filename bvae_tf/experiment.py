@@ -478,6 +478,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         steps_per_epoch=steps_per_epoch,
         checkpoint_dir=checkpoint_dir,
         checkpoint_key=_run_key(args),
+        checkpoint_key_matches=_same_run(args),
     )
     best = result.history[result.best_epoch - 1]
     run = {
@@ -514,6 +515,28 @@ def _run_key(args) -> str:
     stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
     settings = {k: v for k, v in sorted(vars(args).items()) if k != "checkpoint_root"}
     return json.dumps([bvae_tf.__version__, settings, stamp], default=str)
+
+
+def _same_run(args):
+    """Whether a kept state's key (:func:`_run_key`) is this run's: the same version,
+    data files and settings, except that a setting the kept key lacks matches when it
+    is at its flag's default here (a flag added since that run began, whose default
+    keeps the former behavior). A changed default, or a setting the kept key has and
+    this run lacks, does not match."""
+    version, settings, stamp = json.loads(_run_key(args))
+    parser = _parser()
+
+    def matches(saved_key) -> bool:
+        try:
+            kept_version, kept, kept_stamp = json.loads(saved_key)
+        except (TypeError, ValueError):
+            return False
+        if [kept_version, kept_stamp] != [version, stamp] or not set(kept) <= set(settings):
+            return False
+        default = json.loads(json.dumps({k: parser.get_default(k) for k in settings}, default=str))
+        return all(kept.get(k, default[k]) == v for k, v in settings.items())
+
+    return matches
 
 
 #: Settings ``--grid`` may search, with their types (the dest of their flags).

@@ -20,7 +20,7 @@ import pathlib
 import re
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -169,6 +169,7 @@ def fit(
     verbose: int = 1,
     checkpoint_dir: str | pathlib.Path | None = None,
     checkpoint_key: str = "",
+    checkpoint_key_matches: Callable[[str], bool] | None = None,
 ) -> FitResult:
     """Trains with validation-based early stopping and restores the best weights.
 
@@ -199,6 +200,10 @@ def fit(
         resumed. ``None``: no state is kept.
       checkpoint_key: identifies the run (e.g. its command line); state of another
         key is discarded.
+      checkpoint_key_matches: decides whether a saved state's key is this run's
+        (``None``: equal to ``checkpoint_key``), e.g. to accept the key of a run
+        started before a setting with a neutral default existed. A resumed state
+        is saved under ``checkpoint_key`` from then on.
 
     Returns:
       :class:`FitResult`.
@@ -215,7 +220,11 @@ def fit(
         raise ValueError(f"selection_metric {selection_metric!r} must be <metric>@K, K in {ks}")
     compile_model(model)
     build_for_fit(model, train_dataset)
-    state = None if checkpoint_dir is None else _RunState(model, checkpoint_dir, checkpoint_key)
+    state = (
+        None
+        if checkpoint_dir is None
+        else _RunState(model, checkpoint_dir, checkpoint_key, checkpoint_key_matches)
+    )
     monitor = _RankingMonitor(
         eval_dataset,
         dict(monitor_datasets or {}),
@@ -263,10 +272,11 @@ class _RunState:
     ``state.json`` whose files exist.
     """
 
-    def __init__(self, model, directory, key: str):
+    def __init__(self, model, directory, key: str, matches=None):
         self.model = model
         self.dir = pathlib.Path(directory)
         self.key = key
+        self.matches = matches or (lambda saved: saved == key)
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
 
     def load(self, monitor, *, epochs: int, patience: int) -> dict | None:
@@ -275,7 +285,7 @@ class _RunState:
         ``finished`` is also true when the saved epochs or patience are used up."""
         try:
             saved = json.loads((self.dir / "state.json").read_text())
-            if saved.get("key") != self.key:
+            if not self.matches(saved.get("key")):
                 raise ValueError("another run's state")
             last = saved["last"] and self.dir / saved["last"] / "ckpt"
             best = saved["best"] and self.dir / saved["best"]

@@ -401,6 +401,29 @@ def test_a_killed_run_resumes_at_its_next_epoch(release_dir, tmp_path, monkeypat
     assert not (tmp_path / f"{model}.ckpt").exists()
 
 
+def test_a_kept_state_matches_a_run_with_a_flag_added_since_at_its_default(release_dir):
+    def key_and_matches(*flags):
+        args = experiment._parser().parse_args(["--data", str(release_dir), *flags])
+        return json.loads(experiment._run_key(args)), experiment._same_run(args)
+
+    (version, settings, stamp), matches = key_and_matches("--weight-decay", "0.5")
+    assert matches(json.dumps([version, settings, stamp]))
+
+    def kept(**changes):
+        kept = {k: v for k, v in settings.items() if k not in changes}
+        kept.update({k: v for k, v in changes.items() if v is not None})
+        return json.dumps([version, kept, stamp])
+
+    # A setting the kept run lacks matches at its default, not at another value.
+    assert matches(kept(behavior_mean=None))
+    assert not matches(kept(weight_decay=None))
+    assert not matches(kept(weight_decay=1.0))  # a changed value
+    assert not matches(kept(removed_flag=1))  # a setting this run lacks
+    assert not matches(json.dumps(["0.0.0", settings, stamp]))
+    assert not matches(json.dumps([version, settings, stamp[1:]]))
+    assert not matches(None) and not matches("not json")
+
+
 @pytest.mark.parametrize(
     "model, label, parts",
     [
