@@ -851,8 +851,10 @@ def _brief(metrics: dict) -> str:
     )
 
 
-def _fit_baseline(args, data) -> dict:
-    """One run of a closed-form baseline: fit on train, select on valid, test once."""
+def _fit_baseline(args, data, parts: pathlib.Path) -> dict:
+    """One run of a closed-form baseline: fit on train, select on valid, test once.
+    EASE keeps each lambda's fits in ``parts`` (a folder) until the result is written,
+    so that a killed grid resumes at its next lambda."""
     from bvae_tf import data as D
     from bvae_tf.baselines import ease, floors
 
@@ -876,15 +878,26 @@ def _fit_baseline(args, data) -> dict:
     grid = {"l2": list(args.ease_l2), "diagonal": list(args.ease_diagonal)}
     groups = [(b,) for b in behaviors] if args.ease_sequential else [behaviors]
     size = len(grid["l2"]) * len(grid["diagonal"]) * len(groups)
-    by_choice: dict[tuple, dict] = {}
     done = 0
-    tick = time.perf_counter()
-    for targets in groups:
-        model = ease.EASE(behaviors, data.num_items, targets=targets)
-        for l2, diagonal in model.fit_path(train, grid["l2"], grid["diagonal"], dtype):
-            scored = _metrics(M.evaluate(model, valid, behaviors=targets))
-            trial = by_choice.setdefault(
-                (l2, diagonal), {"l2": l2, "diagonal": diagonal, "valid": {}, "seconds": 0.0}
+
+    def fit_l2(l2) -> dict:
+        """Every fit of one lambda (one inversion), scored on valid."""
+        nonlocal done
+        by_diagonal: dict[str, dict] = {}
+        tick = time.perf_counter()
+        path = ease.fit_grid(
+            behaviors,
+            data.num_items,
+            train,
+            [l2],
+            diagonals=grid["diagonal"],
+            dtype=dtype,
+            groups=groups,
+        )
+        for _, diagonal, model in path:
+            scored = _metrics(M.evaluate(model, valid, behaviors=model.targets))
+            trial = by_diagonal.setdefault(
+                diagonal, {"l2": l2, "diagonal": diagonal, "valid": {}, "seconds": 0.0}
             )
             trial["valid"].update(scored)
             trial["seconds"] += time.perf_counter() - tick
@@ -896,12 +909,19 @@ def _fit_baseline(args, data) -> dict:
                 size,
                 l2,
                 diagonal,
-                " ".join(f"{b}={scored[b][M.SELECTION_METRIC]:.4f}" for b in targets),
+                " ".join(f"{b}={scored[b][M.SELECTION_METRIC]:.4f}" for b in model.targets),
                 extra={console.CONSOLE: True},
             )
-        del model
-        gc.collect()  # Keras models are reference cycles: free the m x m weights now
-    trials = list(by_choice.values())
+            del model  # fit_grid frees it before building the next group's
+        return {"trials": list(by_diagonal.values())}
+
+    trials = []
+    for index, l2 in enumerate(grid["l2"]):
+        # Each lambda's fits are kept until the result is written: a killed grid
+        # resumes at its next lambda (minutes of inversion each on 30k items).
+        done = index * len(grid["diagonal"]) * len(groups)
+        part = parts / f"ease-l2-{l2:g}.json"
+        trials += _resumable_part(part, args.command, functools.partial(fit_l2, l2))["trials"]
     selected = {
         b: max(trials, key=lambda t, b=b: t["valid"][b][M.SELECTION_METRIC]) for b in behaviors
     }
@@ -912,22 +932,25 @@ def _fit_baseline(args, data) -> dict:
             "grid": grid,
             "dtype": args.ease_dtype,
         },
-        "train_seconds": time.perf_counter() - start,
+        "train_seconds": sum(t["seconds"] for t in trials),  # resumed ones included
         "trials": trials,
         "selected": {b: {"l2": t["l2"], "diagonal": t["diagonal"]} for b, t in selected.items()},
         "valid": {b: t["valid"][b] for b, t in selected.items()},
         HONEST: {},
     }
-    # Test once, with the fit each behavior selected.
-    choices = sorted({(t["l2"], t["diagonal"]) for t in selected.values()})
-    for l2, diagonal in choices:
-        chosen = [b for b, t in selected.items() if (t["l2"], t["diagonal"]) == (l2, diagonal)]
-        for targets in [(b,) for b in chosen] if args.ease_sequential else [tuple(chosen)]:
-            model = ease.EASE(behaviors, data.num_items, targets=targets)
-            model.fit(train, l2, diagonal, dtype)
-            _test(model, test, targets, run)
-            del model
-            gc.collect()  # Keras models are reference cycles: free the m x m weights now
+    # Test once, with the fit each behavior selected: one inversion per selected lambda.
+    for l2 in sorted({t["l2"] for t in selected.values()}):
+        chosen = [b for b, t in selected.items() if t["l2"] == l2]
+        diagonals = sorted({selected[b]["diagonal"] for b in chosen})
+        refit = [(b,) for b in chosen] if args.ease_sequential else [tuple(chosen)]
+        path = ease.fit_grid(
+            behaviors, data.num_items, train, [l2], diagonals=diagonals, dtype=dtype, groups=refit
+        )
+        for _, diagonal, model in path:
+            scored = [b for b in model.targets if selected[b]["diagonal"] == diagonal]
+            if scored:
+                _test(model, test, tuple(scored), run)
+            del model  # fit_grid frees it before building the next group's
     run[HONEST] = {b: run[HONEST][b] for b in behaviors}
     run["test_per_user"] = {b: run["test_per_user"][b] for b in behaviors}
     return run
@@ -1331,9 +1354,10 @@ def run(args) -> dict:
     # killed run resumes at its next epoch; removed once the result is written.
     args.command, args.checkpoint_root = result["command"], out / f"{name}.ckpt"
     if args.model in BASELINES:
-        record = _fit_baseline(args, data)
+        record = _fit_baseline(args, data, parts=out / f"{name}.parts")
         result["runs"].append(record)
         _write(out / name, result, args.table_k)
+        shutil.rmtree(out / f"{name}.parts", ignore_errors=True)
         logging.info("%s: test %s", name, _brief(record[HONEST]), extra={console.CONSOLE: True})
         return result
     if args.tune:
@@ -1377,14 +1401,16 @@ def run(args) -> dict:
 
 
 def _resumable_part(path: pathlib.Path, command: str, train: Callable[[], dict]) -> dict:
-    """One target's run of a one-model-per-target method, kept until the whole
-    result is written, so that a killed run resumes at the next target.
+    """One part of a run, kept until the whole result is written, so that a killed
+    run resumes at its next part: a target of a one-model-per-target method, or one
+    lambda of EASE's grid.
 
     Args:
-      path: the part's JSON file (``<out>/<name>.parts/s<seed>-<behavior>.json``).
+      path: the part's JSON file (``<out>/<name>.parts/s<seed>-<behavior>.json``,
+        ``<out>/<name>.parts/ease-l2-<lambda>.json``).
       command: the experiment's command line; a part written by another command is
         trained again.
-      train: trains the target and returns its run record.
+      train: trains the part and returns its record.
 
     Returns:
       The run record, read back or trained.

@@ -63,25 +63,8 @@ class ItemScoreModel(tf.keras.Model):
         return cls(**config)
 
     def _check_train(self, train: Mapping[str, sp.spmatrix]) -> dict[str, sp.csr_matrix]:
-        """The train matrices of :attr:`behaviors` as 0/1 float32 CSR ``[n, m]``.
-
-        Raises:
-          ValueError: on a missing behavior or a matrix of the wrong width.
-        """
-        missing = [b for b in self._behaviors if b not in train]
-        if missing:
-            raise ValueError(f"fit needs train matrices of {missing}; got {sorted(train)}")
-        out = {}
-        for b in self._behaviors:
-            matrix = sp.csr_matrix(train[b], dtype=np.float32)
-            if matrix.shape[1] != self._num_items:
-                raise ValueError(
-                    f"train matrix of {b!r} has {matrix.shape[1]} items, "
-                    f"the model {self._num_items}"
-                )
-            matrix.data[:] = 1.0
-            out[b] = matrix
-        return out
+        """:func:`check_train` for this model's behaviors and items."""
+        return check_train(train, self._behaviors, self._num_items)
 
     def _inputs(self, inputs: Mapping[str, Any]) -> dict[str, L.SparseRows]:
         return L.behavior_inputs(inputs, self._behaviors, self._num_items, type(self).__name__)
@@ -135,3 +118,26 @@ class ItemScoreModel(tf.keras.Model):
 def train_counts(train: Mapping[str, sp.csr_matrix], behaviors: Sequence[str]) -> np.ndarray:
     """``[K, m]`` float64: per behavior, the number of users with each train item."""
     return np.stack([np.asarray(train[b].sum(axis=0)).ravel() for b in behaviors])
+
+
+def check_train(
+    train: Mapping[str, sp.spmatrix], behaviors: Sequence[str], num_items: int
+) -> dict[str, sp.csr_matrix]:
+    """The train matrices of ``behaviors`` as 0/1 float32 CSR ``[n, m]``.
+
+    Raises:
+      ValueError: on a missing behavior or a matrix of the wrong width.
+    """
+    missing = [b for b in behaviors if b not in train]
+    if missing:
+        raise ValueError(f"fit needs train matrices of {missing}; got {sorted(train)}")
+    out = {}
+    for b in behaviors:
+        matrix = sp.csr_matrix(train[b], dtype=np.float32)
+        if matrix.shape[1] != num_items:
+            raise ValueError(
+                f"train matrix of {b!r} has {matrix.shape[1]} items, the model {num_items}"
+            )
+        matrix.data[:] = 1.0
+        out[b] = matrix
+    return out

@@ -31,6 +31,7 @@ by block (``_BLOCK`` rows at a time), so no second ``m x m`` array is formed.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -39,7 +40,7 @@ import tensorflow as tf
 from scipy.linalg import lapack
 
 from bvae_tf import layers as L
-from bvae_tf.baselines.base import ItemScoreModel
+from bvae_tf.baselines.base import ItemScoreModel, check_train
 
 _PACKAGE = "bvae"
 DIAGONALS = ("zero", "free")
@@ -162,32 +163,109 @@ class EASE(ItemScoreModel):
         Raises:
           ValueError: on an empty grid, ``l2 <= 0``, an unknown diagonal or bad matrices.
         """
-        l2s, diagonals = [float(v) for v in l2s], list(diagonals)
-        if not l2s or not diagonals:
-            raise ValueError(f"the grid is empty: l2s={l2s}, diagonals={diagonals}")
-        bad = [v for v in l2s if not v > 0]
-        if bad:
-            raise ValueError(f"l2 must be > 0, got {bad[0]}")
-        unknown = [d for d in diagonals if d not in DIAGONALS]
-        if unknown:
-            raise ValueError(f"diagonal must be one of {DIAGONALS}, got {unknown[0]!r}")
         train = self._check_train(train)
-        union = sum(train[b] for b in self.behaviors).tocsr()
-        union.data[:] = 1.0
-        x = union.astype(dtype)
-        targets = [train[b].astype(dtype).tocsr() for b in self._targets]
-        for l2 in l2s:
-            gram = (x.T @ x).toarray()
-            gram[np.diag_indices_from(gram)] += l2
-            inverse = spd_inverse(gram.T)  # symmetric: the F-ordered view LAPACK takes as is
-            del gram
-            diag_p = np.diag(inverse).copy()
-            # B_b = P X^T Y_b = (Y_b^T (X P))^T: two sparse-dense products, O(nnz(X) m)
-            # and O(nnz(Y_b) m), instead of one of O(nnz(X^T Y_b) m).
-            x_p = np.asarray(x @ inverse)  # [n, m]
+        for l2, diagonal, _ in _grid(
+            train, self.behaviors, l2s, diagonals, dtype=dtype, models=self
+        ):
+            yield l2, diagonal
+
+    def score(self, rows: dict[str, L.SparseRows]) -> dict[str, tf.Tensor]:
+        union = L.union_rows([rows[b] for b in self.behaviors], self.num_items)
+        x = self.sparse_matrix(union)
+        return {
+            b: tf.sparse.sparse_dense_matmul(x, self.item_item[i])
+            for i, b in enumerate(self._targets)
+        }
+
+
+def fit_grid(
+    behaviors: Sequence[str],
+    num_items: int,
+    train: Mapping[str, sp.spmatrix],
+    l2s: Sequence[float],
+    *,
+    diagonals: Sequence[str] = ("zero",),
+    dtype=np.float64,
+    groups: Sequence[Sequence[str]] | None = None,
+) -> Iterator[tuple[float, str, EASE]]:
+    """Fits EASE over a grid for target behaviors in groups, inverting once per ``l2``.
+
+    The inverse ``P = (X^T X + lambda I)^-1`` depends on the input ``X`` only, so every
+    target group shares it. Per ``l2`` each group gets a new model in turn, built
+    only after the previous group's model is freed: with one group per target, the
+    models' memory is one ``m x m`` float32 matrix at a time (beside ``P`` and
+    ``X P``), and the Cholesky inversion (``O(m^3)``, minutes for 30,000 items) runs
+    once per ``l2`` instead of once per ``l2`` and group.
+
+    Args:
+      behaviors: input behaviors (their union is ``X``).
+      num_items: ``m``.
+      train: train matrices of every input behavior (values ignored; 0/1).
+      l2s: the ``lambda > 0`` to fit, in order.
+      diagonals: ``"zero"`` and/or ``"free"`` (module docstring).
+      dtype: float type of the Gram matrix and its inverse.
+      groups: target groups, one model each (default: one group of all behaviors).
+
+    Yields:
+      ``(l2, diagonal, model)``: an :class:`EASE` for one group with that fit. Score it,
+      then drop every reference to it before advancing (the next group's model is
+      built when the generator resumes).
+
+    Raises:
+      ValueError: (when called) on an empty grid, ``l2 <= 0``, an unknown diagonal,
+        an empty group or one with a behavior not in ``behaviors``, or bad matrices.
+    """
+    behaviors = tuple(behaviors)
+    groups = [tuple(g) for g in ([behaviors] if groups is None else groups)]
+    bad = [g for g in groups if not g or not set(g) <= set(behaviors)]
+    if not groups or bad:
+        raise ValueError(f"groups must be non-empty subsets of {behaviors}, got {groups}")
+    train = check_train(train, behaviors, num_items)
+
+    def model_for(i):
+        return EASE(behaviors, num_items, targets=groups[i])
+
+    return _grid(train, behaviors, l2s, diagonals, dtype=dtype, models=(len(groups), model_for))
+
+
+def _grid(train, behaviors, l2s, diagonals, *, dtype, models):
+    """The loop of :meth:`EASE.fit_path` and :func:`fit_grid` (arguments checked when
+    called): per ``l2``, one inversion, then each model of ``models``, an
+    :class:`EASE` (fitted in place) or ``(number of groups, model_for(i))`` (a new
+    model per group and ``l2``, freed after it)."""
+    l2s, diagonals = [float(v) for v in l2s], list(diagonals)
+    if not l2s or not diagonals:
+        raise ValueError(f"the grid is empty: l2s={l2s}, diagonals={diagonals}")
+    bad = [v for v in l2s if not v > 0]
+    if bad:
+        raise ValueError(f"l2 must be > 0, got {bad[0]}")
+    unknown = [d for d in diagonals if d not in DIAGONALS]
+    if unknown:
+        raise ValueError(f"diagonal must be one of {DIAGONALS}, got {unknown[0]!r}")
+    return _solve(train, behaviors, l2s, diagonals, dtype=dtype, models=models)
+
+
+def _solve(train, behaviors, l2s, diagonals, *, dtype, models):
+    fresh = not isinstance(models, EASE)
+    num_groups, model_for = models if fresh else (1, lambda i: models)
+    union = sum(train[b] for b in behaviors).tocsr()
+    union.data[:] = 1.0
+    x = union.astype(dtype)
+    for l2 in l2s:
+        gram = (x.T @ x).toarray()
+        gram[np.diag_indices_from(gram)] += l2
+        inverse = spd_inverse(gram.T)  # symmetric: the F-ordered view LAPACK takes as is
+        del gram
+        diag_p = np.diag(inverse).copy()
+        # B_b = P X^T Y_b = (Y_b^T (X P))^T: two sparse-dense products, O(nnz(X) m)
+        # and O(nnz(Y_b) m), instead of one of O(nnz(X^T Y_b) m).
+        x_p = np.asarray(x @ inverse)  # [n, m]
+        for i in range(num_groups):
+            model = model_for(i)
+            targets = [train[b].astype(dtype).tocsr() for b in model.targets]
             transposed = [y.T.tocsr() for y in targets]
             for diagonal in diagonals:
-                for i, (y, y_t) in enumerate(zip(targets, transposed, strict=True)):
+                for j, (y, y_t) in enumerate(zip(targets, transposed, strict=True)):
                     # diag(B_b)_j = sum_u (X P)_uj Y_uj; zero diagonal: B_b - P diag(gamma).
                     gamma = None
                     if diagonal == "zero":
@@ -199,14 +277,9 @@ class EASE(ItemScoreModel):
                         block = np.asarray(y_t @ np.ascontiguousarray(x_p[:, rows])).T
                         if gamma is not None:
                             block -= inverse[rows] * gamma[None, :]
-                        self.item_item[i][rows].assign(block.astype(np.float32))
-                yield l2, diagonal
-            del inverse, x_p
-
-    def score(self, rows: dict[str, L.SparseRows]) -> dict[str, tf.Tensor]:
-        union = L.union_rows([rows[b] for b in self.behaviors], self.num_items)
-        x = self.sparse_matrix(union)
-        return {
-            b: tf.sparse.sparse_dense_matmul(x, self.item_item[i])
-            for i, b in enumerate(self._targets)
-        }
+                        model.item_item[j][rows].assign(block.astype(np.float32))
+                yield l2, diagonal, model
+            del model, targets, transposed
+            if fresh:
+                gc.collect()  # Keras models are reference cycles: free the m x m weight now
+        del inverse, x_p

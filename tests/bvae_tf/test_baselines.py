@@ -97,6 +97,35 @@ def test_ease_solves_its_least_squares_problem(diagonal, block, monkeypatch):
     assert np.abs(gradient).max() < 1e-3
 
 
+def test_fit_grid_shares_one_inversion_per_l2_among_target_groups(monkeypatch):
+    inverse, inversions = E.spd_inverse, []
+
+    def counted(matrix):
+        inversions.append(matrix.shape)
+        return inverse(matrix)
+
+    monkeypatch.setattr(E, "spd_inverse", counted)
+    train, _ = planted(num_users=40, num_items=40)
+    path = E.fit_grid(
+        BEHAVIORS, 40, train, [1.0, 3.0], diagonals=E.DIAGONALS, groups=[("click",), ("purchase",)]
+    )
+    fits = []
+    for l2, diagonal, model in path:
+        fits.append((l2, diagonal, model.targets, model.item_item[0].numpy()))
+        del model
+    assert len(inversions) == 2  # one per l2, not one per l2 and group
+    assert [f[:3] for f in fits] == [
+        (l2, d, (b,)) for l2 in (1.0, 3.0) for b in ("click", "purchase") for d in E.DIAGONALS
+    ]
+    for l2, diagonal, (b,), weights in fits:
+        alone = E.EASE(BEHAVIORS, 40, targets=(b,)).fit(train, l2=l2, diagonal=diagonal)
+        np.testing.assert_allclose(weights, alone.item_item[0].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="groups must be non-empty subsets"):
+        E.fit_grid(BEHAVIORS, 40, train, [1.0], groups=[("cart",)])
+    with pytest.raises(ValueError, match="l2 must be > 0"):
+        E.fit_grid(BEHAVIORS, 40, train, [0.0])
+
+
 def test_spd_inverse_rejects_a_singular_matrix():
     with pytest.raises(np.linalg.LinAlgError, match="Cholesky"):
         E.spd_inverse(np.zeros((3, 3)))

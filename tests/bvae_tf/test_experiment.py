@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bvae_tf import experiment
+from bvae_tf.baselines import ease as ease_module
 
 pytestmark = pytest.mark.e2e
 
@@ -209,6 +210,41 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
     assert "paper" not in run  # no epochs: the honest protocol only
     repeat = json.loads((tmp_path / "repeat.json").read_text())
     assert repeat["method"] == "Cross-behavior repeat" and len(repeat["runs"]) == 1
+
+
+def test_a_killed_ease_grid_resumes_at_its_next_l2(release_dir, tmp_path, monkeypatch):
+    fit_grid, fitted = ease_module.fit_grid, []
+
+    def killed_at_the_second_l2(behaviors, num_items, train, l2s, **kwargs):
+        if fitted:
+            raise KeyboardInterrupt("killed")
+        fitted.append(list(l2s))
+        return fit_grid(behaviors, num_items, train, l2s, **kwargs)
+
+    argv = ["--data", str(release_dir), "--out", str(tmp_path), "--model", "ease"]
+    argv += ["--ease-l2", "1", "30", "--ease-sequential"]
+    monkeypatch.setattr(ease_module, "fit_grid", killed_at_the_second_l2)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.main(argv)
+    assert [p.name for p in (tmp_path / "ease.parts").iterdir()] == ["ease-l2-1.json"]
+
+    def counting(behaviors, num_items, train, l2s, **kwargs):
+        fitted.append(list(l2s))
+        return fit_grid(behaviors, num_items, train, l2s, **kwargs)
+
+    fitted.clear()
+    monkeypatch.setattr(ease_module, "fit_grid", counting)
+    assert experiment.main(argv) == 0
+    (run,) = json.loads((tmp_path / "ease.json").read_text())["runs"]
+    # lambda 1 was read back; lambda 30 fitted; then one refit per selected lambda.
+    assert fitted[0] == [30.0] and len(fitted) == 1 + len(
+        {s["l2"] for s in run["selected"].values()}
+    )
+    assert sorted((t["l2"], t["diagonal"]) for t in run["trials"]) == [
+        (l2, d) for l2 in (1.0, 30.0) for d in ("free", "zero")
+    ]
+    assert all(set(t["valid"]) == {"purchase", "click", "favorite"} for t in run["trials"])
+    assert not (tmp_path / "ease.parts").exists()
 
 
 @pytest.mark.parametrize(
