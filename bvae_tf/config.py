@@ -73,6 +73,7 @@ _REAL_FIELDS = (
     "learning_rate",
     "weight_decay",
     "lr_final_fraction",
+    "weight_average",
     "ease_l2",
     "item_path_scale",
     "item_path_drop_overlap",
@@ -121,6 +122,12 @@ class BVAEConfig:
         otherwise.
       lr_final_fraction: the learning rate after the decay as a fraction of
         ``learning_rate``, in [0, 1] (default 0.01).
+      weight_average: decay ``rho`` in [0, 1) of an exponential moving average of
+        the trainable weights, updated after every step (Polyak and Juditsky 1992;
+        ``training.fit``): every evaluation, early stopping and the exported model use
+        the bias-corrected average ``a_t / (1 - rho^t)``, ``a_t = rho a_{t-1} + (1 -
+        rho) w_t``. Its horizon is about ``1 / (1 - rho)`` updates. Not in the BVAE
+        paper; 0 (default): the weights as trained.
       seed: seeds initialisers, dropout and the reparameterisation noise.
       precision: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"`` (Keras
         mixed precision: matrix products in 16 bit, variables and losses in float32;
@@ -224,6 +231,7 @@ class BVAEConfig:
     lr_schedule: str = "constant"
     lr_decay_steps: int = 0
     lr_final_fraction: float = 0.01
+    weight_average: float = 0.0
     seed: int = 0
     precision: str = "float32"
     jit_compile: bool = False
@@ -292,6 +300,7 @@ class BVAEConfig:
             (self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule),
             (_count(self.lr_decay_steps), "lr_decay_steps", self.lr_decay_steps),
             (0.0 <= self.lr_final_fraction <= 1.0, "lr_final_fraction", self.lr_final_fraction),
+            (0.0 <= self.weight_average < 1.0, "weight_average", self.weight_average),
             (self.precision in PRECISIONS, "precision", self.precision),
             (self.variant in VARIANTS, "variant", self.variant),
             (self.encoder in ENCODERS, "encoder", self.encoder),

@@ -206,6 +206,14 @@ def _parser() -> argparse.ArgumentParser:
         "(BVAEConfig.weight_decay; default 0)",
     )
     p.add_argument(
+        "--weight-average",
+        type=float,
+        metavar="RHO",
+        help="BVAE, VAE (T.) and VAE (U.): evaluate, select and keep an exponential "
+        "moving average of the weights with decay RHO in [0, 1) per update "
+        "(BVAEConfig.weight_average; default 0: the weights as trained)",
+    )
+    p.add_argument(
         "--lr-decay-steps",
         type=int,
         metavar="N",
@@ -331,6 +339,7 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         ("dropout", "dropout"),
         ("lr", "learning_rate"),
         ("weight_decay", "weight_decay"),
+        ("weight_average", "weight_average"),
         ("lr_decay_steps", "lr_decay_steps"),
         ("lr_final_fraction", "lr_final_fraction"),
         ("precision", "precision"),
@@ -399,6 +408,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         for split in (F.EVAL, F.TEST)
     )
     steps_per_epoch = None
+    average = 0.0  # BVAEConfig.weight_average, for the BVAE family below
     lr = args.lr or DEFAULT_LR.get(variant)
     if variant == "vae_pp":
         from bvae_tf.baselines import vaepp
@@ -467,6 +477,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         if cfg.sampled_softmax and cfg.sampled_proposal == "popularity":
             model.fit_proposal(train)
         cfg_dict = cfg.to_dict()
+        average = cfg.weight_average
     result = training.fit(
         model,
         train,
@@ -479,6 +490,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         checkpoint_dir=checkpoint_dir,
         checkpoint_key=_run_key(args),
         checkpoint_key_matches=_same_run(args),
+        weight_average=average,
     )
     best = result.history[result.best_epoch - 1]
     run = {
@@ -1208,6 +1220,7 @@ def _compute_table(results: list[dict]) -> list[str]:
 _VAE_LABELLED = (
     "learning_rate",
     "weight_decay",
+    "weight_average",
     "lr_decay_steps",
     "lr_final_fraction",
     "dropout",
@@ -1569,7 +1582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _parser().error(str(e))
     optimizer_flags = [
         f"--{name.replace('_', '-')}"
-        for name in ("weight_decay", "lr_decay_steps", "lr_final_fraction")
+        for name in ("weight_decay", "weight_average", "lr_decay_steps", "lr_final_fraction")
         if getattr(args, name) is not None
     ]
     if optimizer_flags and args.model not in SAMPLED_SOFTMAX_MODELS:
@@ -1581,6 +1594,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         math.isfinite(args.weight_decay) and args.weight_decay >= 0
     ):
         _parser().error(f"--weight-decay must be a finite value >= 0, got {args.weight_decay}")
+    if args.weight_average is not None and not 0 <= args.weight_average < 1:
+        _parser().error(f"--weight-average must be in [0, 1), got {args.weight_average}")
     if args.lr_decay_steps is not None and not 0 <= args.lr_decay_steps < 2**31:
         _parser().error(f"--lr-decay-steps must be in [0, 2**31), got {args.lr_decay_steps}")
     if args.lr_final_fraction is not None and not 0 <= args.lr_final_fraction <= 1:

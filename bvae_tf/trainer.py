@@ -346,6 +346,7 @@ def tuner_fn(fn_args: Any) -> Any:
             epochs=settings["epochs"],
             patience=settings["patience"],
             verbose=0,
+            weight_average=model_config.weight_average,
         )
         trials.append(result.best_score)
         logging.info(
@@ -472,6 +473,7 @@ def run_fn(fn_args: Any) -> None:
             patience=settings["patience"],
             log_dir=log_dir,
             verbose=settings["verbose"],
+            weight_average=model_config.weight_average,
         )
     logging.info(
         "Best epoch %d of %d (valid score %.4f).",

@@ -170,6 +170,7 @@ def fit(
     checkpoint_dir: str | pathlib.Path | None = None,
     checkpoint_key: str = "",
     checkpoint_key_matches: Callable[[str], bool] | None = None,
+    weight_average: float = 0.0,
 ) -> FitResult:
     """Trains with validation-based early stopping and restores the best weights.
 
@@ -204,26 +205,36 @@ def fit(
         (``None``: equal to ``checkpoint_key``), e.g. to accept the key of a run
         started before a setting with a neutral default existed. A resumed state
         is saved under ``checkpoint_key`` from then on.
+      weight_average: decay ``rho`` in [0, 1) of an exponential moving average of
+        the trainable weights after every step (``BVAEConfig.weight_average``); each
+        epoch is evaluated, selected and kept with the bias-corrected average in place
+        of the weights, which go back for the next epoch's training. 0: none.
 
     Returns:
       :class:`FitResult`.
 
     Raises:
-      ValueError: on non-positive ``epochs`` / negative ``patience`` or a
-        ``selection_metric`` whose K is not in ``ks``.
+      ValueError: on non-positive ``epochs`` / negative ``patience``, a
+        ``selection_metric`` whose K is not in ``ks`` or ``weight_average`` outside
+        [0, 1).
     """
     if epochs < 1 or patience < 0:
         raise ValueError(f"need epochs >= 1 and patience >= 0, got {epochs}, {patience}")
+    if not 0.0 <= weight_average < 1.0:
+        raise ValueError(f"weight_average must be in [0, 1), got {weight_average}")
     ks = tuple(ks)
     name, _, k = selection_metric.partition("@")
     if name not in M.METRICS or not k.isdigit() or int(k) not in ks:
         raise ValueError(f"selection_metric {selection_metric!r} must be <metric>@K, K in {ks}")
     compile_model(model)
     build_for_fit(model, train_dataset)
+    average = _WeightAverage(model, weight_average) if weight_average else None
     state = (
         None
         if checkpoint_dir is None
-        else _RunState(model, checkpoint_dir, checkpoint_key, checkpoint_key_matches)
+        else _RunState(
+            model, checkpoint_dir, checkpoint_key, checkpoint_key_matches, average=average
+        )
     )
     monitor = _RankingMonitor(
         eval_dataset,
@@ -234,6 +245,7 @@ def fit(
         log_dir=log_dir,
         verbose=verbose,
         state=state,
+        average=average,
     )
     monitor.set_model(model)  # fit() sets it too; restore() needs it when fit() is skipped
     saved = None if state is None else state.load(monitor, epochs=epochs, patience=patience)
@@ -272,12 +284,13 @@ class _RunState:
     ``state.json`` whose files exist.
     """
 
-    def __init__(self, model, directory, key: str, matches=None):
+    def __init__(self, model, directory, key: str, matches=None, average=None):
         self.model = model
         self.dir = pathlib.Path(directory)
         self.key = key
         self.matches = matches or (lambda saved: saved == key)
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        extra = {} if average is None else {"average": average.checkpoint()}
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, **extra)
 
     def load(self, monitor, *, epochs: int, patience: int) -> dict | None:
         """Restores a saved run into ``model`` and ``monitor``; ``None`` if there is
@@ -368,6 +381,59 @@ def _current_learning_rate(optimizer) -> float | None:
         return None
 
 
+class _WeightAverage:
+    """An exponential moving average of a model's trainable weights (Polyak averaging,
+    ``BVAEConfig.weight_average``): ``a_t = rho a_{t-1} + (1 - rho) w_t`` after every
+    step from ``a_0 = 0``, read bias-corrected as ``a_t / (1 - rho^t)`` (as Adam's
+    moments, Kingma and Ba 2015, Algorithm 1).
+
+    Args:
+      model: a built model (its trainable variables exist).
+      decay: ``rho`` in (0, 1).
+
+    Raises:
+      ValueError: if the model has no trainable variables yet.
+    """
+
+    def __init__(self, model, decay: float):
+        self.variables = list(model.trainable_variables)
+        if not self.variables:
+            raise ValueError("weight_average needs a built model with trainable variables")
+        self.decay = float(decay)
+        with model.distribute_strategy.scope():
+            self.averages = [
+                tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self.variables
+            ]
+            self.steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._swapped: list[tf.Tensor] | None = None
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        """The averages and the step count, for the run's ``tf.train.Checkpoint``."""
+        return tf.train.Checkpoint(averages=self.averages, steps=self.steps)
+
+    @tf.function
+    def update(self) -> None:
+        """One step of the average (after an optimizer step)."""
+        for average, variable in zip(self.averages, self.variables, strict=True):
+            average.assign(self.decay * average + (1.0 - self.decay) * variable)
+        self.steps.assign_add(1)
+
+    def swap(self) -> None:
+        """Puts the bias-corrected averages in place of the weights, or (called again)
+        the weights back, exactly. Before any step the weights stay as they are."""
+        if self._swapped is not None:
+            for variable, kept in zip(self.variables, self._swapped, strict=True):
+                variable.assign(kept)
+            self._swapped = None
+            return
+        steps = int(self.steps.numpy())
+        self._swapped = [tf.identity(v) for v in self.variables]
+        if steps:
+            correction = 1.0 - self.decay**steps
+            for variable, average in zip(self.variables, self.averages, strict=True):
+                variable.assign(average / correction)
+
+
 class _RankingMonitor(tf.keras.callbacks.Callback):
     """Epoch-end ranking evaluation, early stopping, best weights, TensorBoard."""
 
@@ -382,8 +448,10 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
         log_dir,
         verbose,
         state: _RunState | None = None,
+        average: _WeightAverage | None = None,
     ):
         super().__init__()
+        self.average = average
         self.eval_dataset = eval_dataset
         self.monitor_datasets = monitor_datasets
         self.ks = ks
@@ -404,6 +472,10 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.average is not None:
+            self.average.update()
 
     def on_epoch_end(self, epoch, logs=None):
         train_seconds = time.perf_counter() - self._epoch_start
@@ -432,21 +504,28 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
         if learning_rate is not None:
             record["learning_rate"] = learning_rate
         start = time.perf_counter()
-        valid = M.evaluate(self.model, self.eval_dataset, ks=self.ks)
-        record.update({f"valid/{k}": v for k, v in valid.flat().items()})
-        for name, dataset in self.monitor_datasets.items():
-            result = M.evaluate(self.model, dataset, ks=self.ks)
-            record.update({f"{name}/{k}": v for k, v in result.flat().items()})
+        if self.average is not None:
+            self.average.swap()  # evaluate, select and keep the averaged weights
+        try:
+            valid = M.evaluate(self.model, self.eval_dataset, ks=self.ks)
+            record.update({f"valid/{k}": v for k, v in valid.flat().items()})
+            for name, dataset in self.monitor_datasets.items():
+                result = M.evaluate(self.model, dataset, ks=self.ks)
+                record.update({f"{name}/{k}": v for k, v in result.flat().items()})
+            score = valid.metric_sum(self.selection_metric)
+            improved = score > self.best_score
+            if improved:
+                self.best_weights = self.model.get_weights()
+        finally:
+            if self.average is not None:
+                self.average.swap()  # the trained weights back, for the next epoch
         eval_seconds = time.perf_counter() - start
-        score = valid.metric_sum(self.selection_metric)
         record.update(selection_score=score, train_seconds=train_seconds, eval_seconds=eval_seconds)
         self.history.append(record)
         if logs is not None:
             logs.update({k: v for k, v in record.items() if "/" in k or k == "selection_score"})
-        improved = score > self.best_score
         if improved:
             self.best_score, self.best_epoch, self.wait = score, epoch + 1, 0
-            self.best_weights = self.model.get_weights()
         else:
             self.wait += 1
             if self.wait >= self.patience:

@@ -12,7 +12,7 @@
 # item_path, a BVAE variant beyond the paper, and its settings (item_path_g<G>,
 # item_path_drop<P>, item_path_anneal<N>, item_path_wd<L>, item_path_cos<N> and
 # combinations; bvae_anneal<N>, bvae_wd<L>, bvae_cos<N>, bvae_bm (BASE + behavior
-# means), any of them + _boost, bvae_boost; N a whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
+# means), bvae_ema<R> (averaged weights), any of them + _boost, bvae_boost; N a whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below).
@@ -73,10 +73,11 @@ flags() {
     # "item_path_cos<N>": the learning rate's cosine decay over N updates; the parts
     # combine, e.g. "item_path_g100_anneal1000". "bvae_anneal<N>", "bvae_wd<L>",
     # "bvae_cos<N>" and their combinations: plain BVAE with those settings; "bm": BASE +
-    # behavior means (--behavior-mean, e.g. "bvae_bm"). A last part "boost" (e.g.
+    # behavior means (--behavior-mean, e.g. "bvae_bm"); "ema<R>": the weights averaged
+    # with decay R per update (--weight-average, e.g. "bvae_ema0.99"). A last part "boost" (e.g.
     # "bvae_boost", "item_path_g100_boost") adds the cross-behavior boost, chosen per
     # behavior on valid after training among 0 and BOOST_GRID.
-    item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_bm* | bvae_boost)
+    item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_bm* | bvae_ema* | bvae_boost)
       local out="--model bvae" part
       [[ $1 == bvae_* ]] || out+=" --item-path"
       local rest=${1#item_path_}
@@ -88,6 +89,7 @@ flags() {
             out+=" --item-path-drop-overlap ${part#drop}" ;;
           anneal[0-9]*) out+=" --anneal-steps ${part#anneal}" ;;
           wd[0-9]*) out+=" --weight-decay ${part#wd}" ;;
+          ema[0-9]*) out+=" --weight-average ${part#ema}" ;;
           cos[0-9]*) out+=" --lr-decay-steps ${part#cos}" ;;
           bm) out+=" --behavior-mean" ;;
           boost) out+=" --boost-grid $BOOST_GRID" ;;

@@ -253,12 +253,13 @@ def test_a_killed_ease_grid_resumes_at_its_next_l2(release_dir, tmp_path, monkey
         # Each encoder's model is tested in test_model.py.
         (
             [
-                *("--encoder", "cgc", "--weight-decay", "0.001"),
+                *("--encoder", "cgc", "--weight-decay", "0.001", "--weight-average", "0.9"),
                 *("--lr-decay-steps", "30", "--lr-final-fraction", "0.1"),
             ],
             {
                 "encoder": "cgc",
                 "weight_decay": 0.001,
+                "weight_average": 0.9,
                 "lr_schedule": "cosine",
                 "lr_decay_steps": 30,
                 "lr_final_fraction": 0.1,
@@ -596,6 +597,7 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--item-path", "--item-path-drop-overlap", "1"], "0 <= P < 1, got 1.0"),
         (["--weight-decay", "-1"], "--weight-decay must be a finite value >= 0"),
         (["--weight-decay", "inf"], "--weight-decay must be a finite value >= 0"),
+        (["--weight-average", "1"], r"--weight-average must be in \[0, 1\)"),
         (["--grid", "weight_decay=0,inf"], "takes finite values in [0, 2**31)"),
         (["--lr-decay-steps", "2147483648"], "--lr-decay-steps must be in [0, 2**31)"),
         (["--grid", "lr_decay_steps=2147483648"], "takes finite values in [0, 2**31)"),
@@ -614,6 +616,7 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--boost-grid", "1,-2"], "values must be finite and >= 0"),
         (["--boost-grid", "1,x"], "--boost-grid '1,x'"),
         (["--model", "recvae", "--weight-decay", "0.1"], "--model recvae has its own optimizer"),
+        (["--model", "ehcf", "--weight-average", "0.9"], "--model ehcf has its own optimizer"),
         (["--lr-decay-steps", "-1"], "--lr-decay-steps must be in [0, 2**31)"),
         (["--lr-decay-steps", "10", "--lr-final-fraction", "2"], "in [0, 1]"),
         (["--model", "ngcf", "--lr-decay-steps", "10"], "--model ngcf has its own optimizer"),

@@ -161,6 +161,84 @@ def test_fit_rejects_bad_arguments(tiny_data):
         T.fit(model, ds, ds, epochs=0)
     with pytest.raises(ValueError, match="selection_metric"):
         T.fit(model, ds, ds, selection_metric="ndcg@7")
+    with pytest.raises(ValueError, match="weight_average"):
+        T.fit(model, ds, ds, weight_average=1.0)
+
+
+def test_weight_average_scores_and_keeps_the_average_and_trains_on(tiny_data, monkeypatch):
+    train = D.train_dataset(tiny_data, batch_size=12, seed=0)
+    valid = D.eval_dataset(tiny_data, F.EVAL)
+    steps, rho = sum(1 for _ in train), 0.6
+    evaluate, update, swap = M.evaluate, T._WeightAverage.update, T._WeightAverage.swap
+    scored, trained, swaps = [], [], []  # weights at each evaluation / step / swap
+
+    def recording_evaluate(model, *args, **kwargs):
+        scored.append([v.numpy().copy() for v in model.trainable_variables])
+        return evaluate(model, *args, **kwargs)
+
+    def recording_update(self):
+        trained.append([v.numpy().copy() for v in self.variables])
+        return update(self)
+
+    def recording_swap(self):
+        before = [v.numpy().copy() for v in self.variables]
+        swap(self)
+        swaps.append((before, [v.numpy().copy() for v in self.variables]))
+
+    monkeypatch.setattr(M, "evaluate", recording_evaluate)
+    monkeypatch.setattr(T._WeightAverage, "update", recording_update)
+    monkeypatch.setattr(T._WeightAverage, "swap", recording_swap)
+    model = _model()
+    result = T.fit(model, train, valid, epochs=3, patience=9, verbose=0, weight_average=rho)
+    assert len(trained) == 3 * steps and len(scored) == 3 and len(swaps) == 6
+    for epoch in range(3):
+        # Scored: the bias-corrected average of every step's weights so far.
+        t = (epoch + 1) * steps
+        for i, got in enumerate(scored[epoch]):
+            average = sum((1 - rho) * rho ** (t - 1 - s) * trained[s][i] for s in range(t))
+            np.testing.assert_allclose(got, average / (1 - rho**t), rtol=1e-4, atol=1e-6)
+            assert not np.array_equal(got, trained[t - 1][i])
+        # Training goes on from the trained weights, exactly: the second swap of an
+        # epoch puts back what the first one took away.
+        (trained_weights, averaged), (_, back) = swaps[2 * epoch], swaps[2 * epoch + 1]
+        for got, want in zip(trained_weights, trained[t - 1], strict=True):
+            np.testing.assert_array_equal(got, want)
+        for got, want in zip(averaged, scored[epoch], strict=True):
+            np.testing.assert_array_equal(got, want)
+        for got, want in zip(back, trained_weights, strict=True):
+            np.testing.assert_array_equal(got, want)
+    final = [v.numpy() for v in model.trainable_variables]
+    # Kept: the selected epoch's average.
+    for got, want in zip(final, scored[result.best_epoch - 1], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_killed_fit_resumes_its_weight_average(tiny_data, tmp_path, monkeypatch):
+    train = D.train_dataset(tiny_data, batch_size=12, seed=0)
+    valid = D.eval_dataset(tiny_data, F.EVAL)
+    steps = sum(1 for _ in train)
+    averages, init, evaluate, calls = [], T._WeightAverage.__init__, M.evaluate, []
+
+    def kept(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        averages.append(self)
+
+    def killed_at_the_second_evaluation(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(T._WeightAverage, "__init__", kept)
+    monkeypatch.setattr(M, "evaluate", killed_at_the_second_evaluation)
+    kwargs = dict(epochs=3, patience=9, verbose=0, checkpoint_dir=tmp_path, checkpoint_key="k")
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(_model(), train, valid, weight_average=0.5, **kwargs)
+    monkeypatch.setattr(M, "evaluate", evaluate)
+    result = T.fit(_model(), train, valid, weight_average=0.5, **kwargs)
+    assert result.resumed_at == [1]
+    # The average's state came back with the epoch: its steps count all 3 epochs.
+    assert int(averages[1].steps.numpy()) == 3 * steps
 
 
 def test_a_killed_fit_resumes_at_its_next_epoch(tiny_data, tmp_path, monkeypatch):
