@@ -1457,9 +1457,11 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
       One result per method, in the order first seen.
 
     Raises:
-      ValueError: naming a file that cannot be read, is not JSON or holds no finished run.
+      ValueError: naming a file that cannot be read, is not JSON or holds no finished
+        run, or two files that hold the same seed of one method (a copy counted twice).
     """
     results: list[dict] = []
+    seen: dict[tuple[str, object], str] = {}  # (method key, seed) -> the file holding it
     for path in paths:
         try:
             result = json.loads(pathlib.Path(path).read_text())
@@ -1474,7 +1476,16 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
                 raise ValueError("it has no method label ('method')")
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot use {str(path)!r}: {e}") from e
-        same = [r for r in results if method_key(r) == method_key(result)]
+        key = method_key(result)
+        for run in result["runs"]:
+            if "seed" in run:
+                first = seen.setdefault((key, run["seed"]), str(path))
+                if first != str(path):
+                    raise ValueError(
+                        f"{str(path)!r} and {first!r} both hold seed {run['seed']} of "
+                        f"{result['method']!r}: pass each seed once"
+                    )
+        same = [r for r in results if method_key(r) == key]
         if same:  # e.g. seeds run in separate invocations: pool them
             same[0]["runs"] += result["runs"]
         else:
@@ -1517,6 +1528,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = combine(args.combine)
         except ValueError as e:
             _parser().error(f"--combine: {e}")
+        labels = [r["method"] for r in results]
+        if args.anchor is not None and args.anchor not in labels:
+            _parser().error(
+                f"--anchor {args.anchor!r} is none of the combined rows' labels: "
+                + "; ".join(dict.fromkeys(labels))
+            )
         text = render_markdown(results, args.table_k, args.protocols, args.anchor)
         if args.markdown:
             pathlib.Path(args.markdown).write_text(text)
@@ -1588,7 +1605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if optimizer_flags and args.model not in SAMPLED_SOFTMAX_MODELS:
         _parser().error(
             f"{', '.join(optimizer_flags)}: for {', '.join(SAMPLED_SOFTMAX_MODELS)} only; "
-            f"--model {args.model} has its own optimizer"
+            f"--model {args.model} has its own optimizer or none"
         )
     if args.weight_decay is not None and not (
         math.isfinite(args.weight_decay) and args.weight_decay >= 0

@@ -33,6 +33,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
+from absl import logging
 
 from bvae_tf import experiment as E
 
@@ -196,13 +197,24 @@ def ablation_name(result: dict, dataset: str = "jd") -> str | None:
 
 
 def _find(results: list[dict], model: str, dataset: str) -> dict | None:
-    """The untuned result of ``model`` (BVAE: the default configuration)."""
-    for r in results:
-        if model == "bvae" and ablation_name(r, dataset) == "BVAE":
-            return r
-        if r.get("model") == model and model != "bvae" and not E.training_settings(r)["grid"]:
-            return r
-    return None
+    """The untuned result of ``model`` (BVAE: the default configuration); of several
+    (e.g. another training budget: a short trial run beside the study's), the one with
+    the most seeds, the first of those."""
+    found = [
+        r
+        for r in results
+        if (model == "bvae" and ablation_name(r, dataset) == "BVAE")
+        or (r.get("model") == model and model != "bvae" and not E.training_settings(r)["grid"])
+    ]
+    if len(found) > 1:
+        logging.warning(
+            "%s: %d results of the untuned %s (%s); using the one with the most seeds",
+            dataset,
+            len(found),
+            model,
+            "; ".join(f"{r['method']}: {_seeds(r)} seeds" for r in found),
+        )
+    return max(found, key=_seeds, default=None)
 
 
 def _metric(result: dict, behavior: str, key: str) -> tuple[float, float] | None:
@@ -230,9 +242,9 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     """Grouped bars of test NDCG@5 and HR@5 per behavior for the RQ2 rows present;
     returns the caption (None when BVAE and no other RQ2 row are present)."""
     rows = {}
-    for r in results:
+    for r in results:  # of several runs of one row (budgets), the most seeds
         name = ablation_name(r, dataset)
-        if name and name not in rows:
+        if name and (name not in rows or _seeds(r) > _seeds(rows[name])):
             rows[name] = r
     names = [n for n in ABLATIONS if n in rows]
     if "BVAE" not in rows or len(names) < 2:
@@ -264,11 +276,22 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     fig.savefig(path, dpi=110)
     plt.close(fig)
     seeds = ", ".join(f"{n} {_seeds(rows[n])}" for n in names)
+    budgets = {n: _budget(rows[n]) for n in names}
+    if len(set(budgets.values())) == 1:
+        budget = f"Each row trained at BVAE's defaults ({budgets['BVAE']})"
+    else:
+        budget = "Budgets differ: " + ", ".join(f"{n} {b}" for n, b in budgets.items())
     return (
         f"{title}, test split, honest protocol (selected on valid NDCG@5, test scored "
         f"once); bars: mean over seeds, whiskers: sample std. Seeds: {seeds}. "
-        "Each row trained at BVAE's defaults (≤150 epochs, patience 40) on 2 CPU cores."
+        f"{budget} on 2 CPU cores."
     )
+
+
+def _budget(result: dict) -> str:
+    """``≤N epochs, patience P`` of a result's training loop."""
+    settings = E.training_settings(result)
+    return f"≤{settings['epochs']} epochs, patience {settings['patience']}"
 
 
 def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
@@ -806,6 +829,11 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
         "table says otherwise: the epoch (and any searched setting) is selected on the "
         "valid split and the test split is scored once. Numbers and their discussion: "
         "`docs/RESULTS.md`.",
+        "",
+        "Tables: mean ± sample std over seeds (± 0.0000 for one seed, the Seeds column); "
+        "the best value of a column is bold, the second underlined; a `*` after BVAE's "
+        "NDCG@5 marks it significantly better than the best other row (paired t-test "
+        "over users, p < 0.05).",
         "",
     ]
     for dataset, results in by_dataset.items():

@@ -121,6 +121,8 @@ flags() {
   esac
 }
 
+# Every row name is checked before anything runs (flags exits on an unknown row).
+for row in "${ROWS[@]}"; do flags "$row" > /dev/null; done
 mkdir -p "$OUT"
 for seed in $(seq 0 $((SEEDS - 1))); do
   for row in "${ROWS[@]}"; do

@@ -163,6 +163,20 @@ def test_combine_pools_seeds_of_one_configuration_only(tmp_path):
 
 
 @pytest.mark.unit
+def test_combine_refuses_a_seed_twice_and_an_anchor_that_names_no_row(tmp_path, capsys):
+    first, copy = tmp_path / "bvae_s0.json", tmp_path / "bvae_copy.json"
+    for path in (first, copy):
+        path.write_text(json.dumps(_result("bvae", "BVAE", 0, 0.1)))
+    with pytest.raises(SystemExit):
+        experiment.main(["--combine", str(first), str(copy)])
+    assert "both hold seed 0 of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        experiment.main(["--combine", str(first), "--anchor", "BVAE (defaults)"])
+    err = capsys.readouterr().err
+    assert "--anchor 'BVAE (defaults)' is none of" in err and "BVAE (gates=gated)" in err
+
+
+@pytest.mark.unit
 def test_combine_rejects_missing_or_unfinished_files(tmp_path, capsys):
     unfinished = tmp_path / "partial.json"
     unfinished.write_text(json.dumps({"model": "bvae", "runs": []}))

@@ -137,6 +137,14 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     assert "## UB" not in text  # no UB files: no UB section
 
 
+def test_a_short_trial_run_beside_the_study_does_not_become_its_bvae(results_dir, tmp_path):
+    # Sorted first, one seed, another training budget: the 2-seed BVAE stays the row.
+    trial = _result("bvae", seed=5, command_extra="--epochs 1")
+    (results_dir / "jd" / "aaa_trial_s5.json").write_text(json.dumps(trial))
+    text = report.render(results_dir, tmp_path / "docs").read_text()
+    assert "Seeds: BVAE 2, -TFF 1, -BASE (+MMoE) 1." in text
+
+
 def test_without_gate_values_the_report_says_how_to_get_them(results_dir, tmp_path):
     (results_dir / "jd" / "bvae_s1.json").unlink()
     text = report.render(results_dir, tmp_path / "docs").read_text()

@@ -48,8 +48,17 @@ LARGE_CATALOG = {"sampled_softmax": 5, "sampled_proposal": "popularity", "top_k_
 
 @pytest.mark.parametrize(
     "strategy",
-    [{}, {"distribution_strategy": "mirrored", "devices": ["/cpu:0"], "model": LARGE_CATALOG}],
-    ids=["default", "mirrored-1-device-large-catalog"],
+    [
+        {},
+        {"distribution_strategy": "mirrored", "devices": ["/cpu:0"], "model": LARGE_CATALOG},
+        # Weight averaging's variables are made and updated under the strategy too.
+        {
+            "distribution_strategy": "mirrored",
+            "devices": ["/cpu:0"],
+            "model": {"weight_average": 0.9},
+        },
+    ],
+    ids=["default", "mirrored-1-device-large-catalog", "mirrored-weight-average"],
 )
 def test_run_fn_trains_and_exports(data, tmp_path, strategy):
     args = _fn_args(data, tmp_path, **strategy)

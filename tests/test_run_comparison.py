@@ -1,0 +1,36 @@
+"""scripts/run_comparison.sh: row names become experiment flags; a bad name runs nothing."""
+
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "run_comparison.sh"
+
+
+def _run(tmp_path, *rows):
+    # PY=echo prints each experiment command instead of running it.
+    env = {**os.environ, "PY": "echo"}
+    args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", *rows]
+    return subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_rows_become_experiment_flags(tmp_path):
+    done = _run(tmp_path, "bvae_wd1_ema0.99_boost", "d150")
+    assert done.returncode == 0, done.stderr
+    commands = [line for line in done.stdout.splitlines() if line.startswith("-m bvae_tf")]
+    assert len(commands) == 2
+    assert "--name bvae_wd1_ema0.99_boost_s0" in commands[0]
+    assert "--model bvae --weight-decay 1 --weight-average 0.99 --boost-grid" in commands[0]
+    assert "--epochs 150 --patience 40 --paper-protocol" in commands[0]
+    assert commands[1].endswith("--model bvae --latent-dim 150")
+
+
+def test_an_unknown_row_stops_before_any_run(tmp_path):
+    done = _run(tmp_path, "bvae", "bvae_emaX")
+    assert done.returncode == 2
+    assert "unknown row bvae_emaX" in done.stderr
+    assert "bvae_tf.experiment" not in done.stdout  # not even the valid row before it
