@@ -111,12 +111,23 @@ PROTOCOL_TITLES = {
 }
 
 
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each flag's default, except an unset (None) or off (False) one."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=HelpWithDefaults
+    )
     p.add_argument("--data", help="released dataset folder (<behavior>_<split> files)")
-    p.add_argument("--model", choices=MODELS, default="bvae")
+    p.add_argument("--model", choices=MODELS, default="bvae", help="the method")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds")
-    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--first-seed", type=int, default=0, help="seed of the first run")
     p.add_argument("--out", default="results", help="output folder")
     p.add_argument("--name", help="output file stem (default: the model)")
     p.add_argument(
@@ -227,10 +238,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="F",
         help="with --lr-decay-steps: the final learning rate / --lr, in [0, 1] (default 0.01)",
     )
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--patience", type=int, default=20)
-    p.add_argument("--eval-batch-size", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=500, help="train users per step")
+    p.add_argument("--epochs", type=int, default=200, help="at most (docs/RESULTS.md's runs: 150)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=20,
+        help="epochs without a better valid score before stopping (docs/RESULTS.md's: 40)",
+    )
+    p.add_argument("--eval-batch-size", type=int, default=2000, help="users per ranking batch")
     p.add_argument("--paper-protocol", action="store_true", help="also score test per epoch")
     p.add_argument("--table-k", type=int, default=5)
     p.add_argument("--log-dir", help="TensorBoard root (one sub-folder per run)")

@@ -884,6 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bvae_tf.report",
         description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=E.HelpWithDefaults,
     )
     p.add_argument("--results", default="docs/results", help="folder of <dataset>/*.json")
     p.add_argument("--out", default="docs", help="writes REPORT.md and figures/ here")
