@@ -33,7 +33,9 @@ PY=${PY:-.venv/bin/python}
 # The cross-behavior boosts tried on valid by the "..._boost" rows (0 is always tried):
 # a decoder's logits spread over about 10, so 1000 puts touched items first.
 BOOST_GRID=${BOOST_GRID:-0.25,0.5,1,2,4,8,16,1000}
-TRAIN=(--epochs 150 --patience 40 --paper-protocol)
+# The training budget of every run in docs/RESULTS.md; EPOCHS / PATIENCE override it
+# (e.g. EPOCHS=1 for a smoke run into a scratch OUT).
+TRAIN=(--epochs "${EPOCHS:-150}" --patience "${PATIENCE:-40}" --paper-protocol)
 
 # A row "<row>_tuned" is <row> with its learning rate searched on valid (--grid): the
 # BVAE paper's {1e-4, 1e-3, 1e-2} for every neural row except EHCF, whose Adagrad

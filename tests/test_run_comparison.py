@@ -11,9 +11,9 @@ pytestmark = pytest.mark.unit
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "run_comparison.sh"
 
 
-def _run(tmp_path, *rows):
+def _run(tmp_path, *rows, **env):
     # PY=echo prints each experiment command instead of running it.
-    env = {**os.environ, "PY": "echo"}
+    env = {**os.environ, "PY": "echo", **env}
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", *rows]
     return subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
 
@@ -27,6 +27,8 @@ def test_rows_become_experiment_flags(tmp_path):
     assert "--model bvae --weight-decay 1 --weight-average 0.99 --boost-grid" in commands[0]
     assert "--epochs 150 --patience 40 --paper-protocol" in commands[0]
     assert commands[1].endswith("--model bvae --latent-dim 150")
+    smoke = _run(tmp_path, "bvae", EPOCHS="1", PATIENCE="0")
+    assert "--epochs 1 --patience 0 --paper-protocol" in smoke.stdout
 
 
 def test_an_unknown_row_stops_before_any_run(tmp_path):
