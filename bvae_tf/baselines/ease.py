@@ -251,8 +251,13 @@ def _solve(train, behaviors, l2s, diagonals, *, dtype, models):
     union = sum(train[b] for b in behaviors).tocsr()
     union.data[:] = 1.0
     x = union.astype(dtype)
+    x_t, x_c = x.T.tocsr(), x.tocsc()
     for l2 in l2s:
-        gram = (x.T @ x).toarray()
+        # X^T X column block by column block: no sparse m x m intermediate.
+        gram = np.empty((x.shape[1], x.shape[1]), dtype)
+        for start in range(0, x.shape[1], _BLOCK):
+            cols = slice(start, start + _BLOCK)
+            gram[:, cols] = (x_t @ x_c[:, cols]).toarray()
         gram[np.diag_indices_from(gram)] += l2
         inverse = spd_inverse(gram.T)  # symmetric: the F-ordered view LAPACK takes as is
         del gram
