@@ -1376,7 +1376,13 @@ def run(args) -> dict:
         "data": str(args.data),
         "behaviors": list(data.behaviors),
         "command": " ".join(["python -m bvae_tf.experiment", *args.argv]),
-        "protocol": PROTOCOL_TITLES[HONEST],
+        # The protocols the runs record (``runs[i][HONEST]``, and ``[PAPER]`` too with
+        # --paper-protocol for models with epochs).
+        "protocol": "; ".join(
+            PROTOCOL_TITLES[p]
+            for p in (HONEST, PAPER)
+            if p == HONEST or (args.paper_protocol and args.model not in BASELINES)
+        ),
         "runs": [],
     }
     # Every training keeps its state here after each epoch (training.fit), so that a

@@ -61,6 +61,10 @@ def test_bvae_two_seeds_json_and_paper_layout_markdown(release_dir, tmp_path):
     result = json.loads((tmp_path / "ref.json").read_text())
     assert result["behaviors"] == ["purchase", "click", "favorite"]
     assert [r["seed"] for r in result["runs"]] == [0, 1]
+    assert (
+        result["protocol"].startswith("honest protocol")
+        and "; paper protocol" in (result["protocol"])
+    )
     # The label names every setting that differs from the defaults.
     assert result["method"] == "BVAE (gates=reference, latent_dim=4)"
     for protocol in ("honest", "paper"):
@@ -222,6 +226,7 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
     for b in run["honest"]:
         assert seq["honest"][b]["ndcg@5"] == pytest.approx(run["honest"][b]["ndcg@5"], abs=1e-6)
     assert "paper" not in run  # no epochs: the honest protocol only
+    assert ease["protocol"] == experiment.PROTOCOL_TITLES["honest"]
     repeat = json.loads((tmp_path / "repeat.json").read_text())
     assert repeat["method"] == "Cross-behavior repeat" and len(repeat["runs"]) == 1
 
