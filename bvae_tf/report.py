@@ -175,13 +175,27 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
     for key in DATASETS:
         paths = sorted((root / key).glob("*.json"))
         if paths:
-            out[key] = E.combine(paths)
+            out[key] = sorted(E.combine(paths), key=lambda r, key=key: _row_order(r, key))
     if not out:
         raise ValueError(
             f"no result files in {str(root)!r}: expected {sorted(DATASETS)} folders of "
             "bvae_tf.experiment JSON files"
         )
     return out
+
+
+#: Table order of the methods: the floors, the baselines, then BVAE and its variants.
+_FAMILIES = ("popularity", "repeat", "ease", "recvae", "vae_t", "vae_u", "vae_pp", "ehcf", "ngcf")
+
+
+def _row_order(result: dict, dataset: str) -> tuple:
+    """Sort key of a table row: the method family, then (BVAE) the RQ2 rows in the
+    paper's order before the other variants, then the label."""
+    model = result.get("model")
+    family = _FAMILIES.index(model) if model in _FAMILIES else len(_FAMILIES)
+    name = ablation_name(result, dataset)
+    rq2 = list(ABLATIONS).index(name) if name else len(ABLATIONS)
+    return (family, rq2, result["method"])
 
 
 def ablation_name(result: dict, dataset: str = "jd") -> str | None:
