@@ -1106,10 +1106,12 @@ def render_markdown(
                 if test:
                     notes.append(test[0])
             for result, summary in present:
+                seeds = len([r for r in result["runs"] if protocol in r])
                 cells = []
                 for metric, _ in TABLE_METRICS:
                     mean, std = summary[b].get(M.metric_key(metric, k), [math.nan, math.nan])
-                    cell = f"{mean:.4f} ± {std:.4f}"
+                    # One seed has no sample std: the mean alone (Seeds says 1).
+                    cell = f"{mean:.4f}" if seeds == 1 else f"{mean:.4f} ± {std:.4f}"
                     if len(present) > 1 and ranks[metric][:1] == [mean]:
                         cell = f"**{cell}**"
                     elif len(present) > 2 and ranks[metric][1:2] == [mean]:
@@ -1117,7 +1119,6 @@ def render_markdown(
                     if metric == "ndcg" and test and test[1] and result["method"] == anchor:
                         cell += " *"
                     cells.append(cell)
-                seeds = len([r for r in result["runs"] if protocol in r])
                 lines.append(f"| {b} | {result['method']} | " + " | ".join(cells) + f" | {seeds} |")
         lines.append("")
         if notes:

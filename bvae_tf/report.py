@@ -844,7 +844,7 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
         "valid split and the test split is scored once. Numbers and their discussion: "
         "`docs/RESULTS.md`.",
         "",
-        "Tables: mean ± sample std over seeds (± 0.0000 for one seed, the Seeds column); "
+        "Tables: mean ± sample std over seeds (the value alone for one seed, the Seeds column); "
         "the best value of a column is bold, the second underlined; a `*` after BVAE's "
         "NDCG@5 marks it significantly better than the best other row (paired t-test "
         "over users, p < 0.05).",
