@@ -614,7 +614,7 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--item-path", "--item-path-drop-overlap", "1"], "0 <= P < 1, got 1.0"),
         (["--weight-decay", "-1"], "--weight-decay must be a finite value >= 0"),
         (["--weight-decay", "inf"], "--weight-decay must be a finite value >= 0"),
-        (["--weight-average", "1"], r"--weight-average must be in \[0, 1\)"),
+        (["--weight-average", "1"], "--weight-average must be in [0, 1), got 1.0"),
         (["--grid", "weight_decay=0,inf"], "takes finite values in [0, 2**31)"),
         (["--lr-decay-steps", "2147483648"], "--lr-decay-steps must be in [0, 2**31)"),
         (["--grid", "lr_decay_steps=2147483648"], "takes finite values in [0, 2**31)"),
