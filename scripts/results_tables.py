@@ -41,6 +41,7 @@ ROW_ORDER = (
     "item_path", "item_path_g10", "item_path_g100", "item_path_g10_drop0.9",
     "item_path_g100_anneal1000", "bvae_boost", "item_path_g100_boost", "bvae_bm_boost",
     "bvae_cos3300_boost", "bvae_wd0.1_boost", "bvae_wd1_boost", "bvae_ema0.99_boost",
+    "item_path_g10_wd1_boost",
     "sampled",
     "sampled_pop",
 )  # fmt: skip
