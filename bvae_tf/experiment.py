@@ -494,6 +494,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
             model.fit_proposal(train)
         cfg_dict = cfg.to_dict()
         average = cfg.weight_average
+    key = _run_key(args)
     result = training.fit(
         model,
         train,
@@ -504,8 +505,8 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         monitor_datasets={"test": test} if args.paper_protocol else None,
         steps_per_epoch=steps_per_epoch,
         checkpoint_dir=checkpoint_dir,
-        checkpoint_key=_run_key(args),
-        checkpoint_key_matches=_same_run(args),
+        checkpoint_key=key,
+        checkpoint_key_matches=_same_run(key),
         weight_average=average,
     )
     best = result.history[result.best_epoch - 1]
@@ -545,13 +546,13 @@ def _run_key(args) -> str:
     return json.dumps([bvae_tf.__version__, settings, stamp], default=str)
 
 
-def _same_run(args):
-    """Whether a kept state's key (:func:`_run_key`) is this run's: the same version,
+def _same_run(key: str):
+    """Whether a kept state's key is this run's ``key`` (:func:`_run_key`): the same version,
     data files and settings, except that a setting the kept key lacks matches when it
     is at its flag's default here (a flag added since that run began, whose default
     keeps the former behavior). A changed default, or a setting the kept key has and
     this run lacks, does not match."""
-    version, settings, stamp = json.loads(_run_key(args))
+    version, settings, stamp = json.loads(key)
     parser = _parser()
 
     def matches(saved_key) -> bool:

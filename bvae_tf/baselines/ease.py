@@ -165,7 +165,7 @@ class EASE(ItemScoreModel):
         """
         train = self._check_train(train)
         for l2, diagonal, _ in _grid(
-            train, self.behaviors, l2s, diagonals, dtype=dtype, models=self
+            train, self.behaviors, l2s, diagonals, dtype=dtype, model_for=lambda i: self
         ):
             yield l2, diagonal
 
@@ -225,14 +225,16 @@ def fit_grid(
     def model_for(i):
         return EASE(behaviors, num_items, targets=groups[i])
 
-    return _grid(train, behaviors, l2s, diagonals, dtype=dtype, models=(len(groups), model_for))
+    return _grid(
+        train, behaviors, l2s, diagonals, dtype=dtype, model_for=model_for, groups=len(groups)
+    )
 
 
-def _grid(train, behaviors, l2s, diagonals, *, dtype, models):
+def _grid(train, behaviors, l2s, diagonals, *, dtype, model_for, groups=None):
     """The loop of :meth:`EASE.fit_path` and :func:`fit_grid` (arguments checked when
-    called): per ``l2``, one inversion, then each model of ``models``, an
-    :class:`EASE` (fitted in place) or ``(number of groups, model_for(i))`` (a new
-    model per group and ``l2``, freed after it)."""
+    called): per ``l2``, one inversion, then ``model_for(i)`` fitted for each group
+    ``i``: one model fitted in place (``groups`` None), or a new model per group and
+    ``l2`` (``groups`` of them), freed after it."""
     l2s, diagonals = [float(v) for v in l2s], list(diagonals)
     if not l2s or not diagonals:
         raise ValueError(f"the grid is empty: l2s={l2s}, diagonals={diagonals}")
@@ -242,12 +244,10 @@ def _grid(train, behaviors, l2s, diagonals, *, dtype, models):
     unknown = [d for d in diagonals if d not in DIAGONALS]
     if unknown:
         raise ValueError(f"diagonal must be one of {DIAGONALS}, got {unknown[0]!r}")
-    return _solve(train, behaviors, l2s, diagonals, dtype=dtype, models=models)
+    return _solve(train, behaviors, l2s, diagonals, dtype=dtype, model_for=model_for, groups=groups)
 
 
-def _solve(train, behaviors, l2s, diagonals, *, dtype, models):
-    fresh = not isinstance(models, EASE)
-    num_groups, model_for = models if fresh else (1, lambda i: models)
+def _solve(train, behaviors, l2s, diagonals, *, dtype, model_for, groups):
     union = sum(train[b] for b in behaviors).tocsr()
     union.data[:] = 1.0
     x = union.astype(dtype)
@@ -265,7 +265,7 @@ def _solve(train, behaviors, l2s, diagonals, *, dtype, models):
         # B_b = P X^T Y_b = (Y_b^T (X P))^T: two sparse-dense products, O(nnz(X) m)
         # and O(nnz(Y_b) m), instead of one of O(nnz(X^T Y_b) m).
         x_p = np.asarray(x @ inverse)  # [n, m]
-        for i in range(num_groups):
+        for i in range(groups or 1):
             model = model_for(i)
             targets = [train[b].astype(dtype).tocsr() for b in model.targets]
             transposed = [y.T.tocsr() for y in targets]
@@ -285,6 +285,6 @@ def _solve(train, behaviors, l2s, diagonals, *, dtype, models):
                         model.item_item[j][rows].assign(block.astype(np.float32))
                 yield l2, diagonal, model
             del model, targets, transposed
-            if fresh:
+            if groups:
                 gc.collect()  # Keras models are reference cycles: free the m x m weight now
         del inverse, x_p

@@ -458,7 +458,8 @@ def test_a_killed_run_resumes_at_its_next_epoch(release_dir, tmp_path, monkeypat
 def test_a_kept_state_matches_a_run_with_a_flag_added_since_at_its_default(release_dir):
     def key_and_matches(*flags):
         args = experiment._parser().parse_args(["--data", str(release_dir), *flags])
-        return json.loads(experiment._run_key(args)), experiment._same_run(args)
+        key = experiment._run_key(args)
+        return json.loads(key), experiment._same_run(key)
 
     (version, settings, stamp), matches = key_and_matches("--weight-decay", "0.5")
     assert matches(json.dumps([version, settings, stamp]))
