@@ -536,12 +536,19 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
 def _run_key(args) -> str:
     """What a kept training state must match to be resumed: the package version,
     every setting of the run (a ``--grid`` or ``--tune`` trial's values included) and
-    the data files' names, sizes and modification times."""
+    the data files' names, sizes and SHA-256 digests. Contents, not modification
+    times: a release copied afresh (new times, same bytes) still resumes."""
+    import hashlib
+
     import bvae_tf
 
     data = pathlib.Path(args.data)
     files = sorted(data.iterdir()) if data.is_dir() else [data]
-    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    stamp = [
+        (f.name, f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest())
+        for f in files
+        if f.is_file()
+    ]
     settings = {k: v for k, v in sorted(vars(args).items()) if k != "checkpoint_root"}
     return json.dumps([bvae_tf.__version__, settings, stamp], default=str)
 

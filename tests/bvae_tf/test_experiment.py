@@ -479,6 +479,23 @@ def test_a_kept_state_matches_a_run_with_a_flag_added_since_at_its_default(relea
     assert not matches(None) and not matches("not json")
 
 
+def test_a_kept_state_matches_a_fresh_copy_of_its_data_but_not_changed_data(release_dir, tmp_path):
+    import os
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(release_dir, data)
+    args = experiment._parser().parse_args(["--data", str(data)])
+    key = experiment._run_key(args)
+    some_file = sorted(p for p in data.iterdir() if p.stat().st_size)[0]
+    os.utime(some_file, ns=(1, 1))  # copied afresh: new times, same bytes
+    assert experiment._same_run(experiment._run_key(args))(key)
+    content = bytearray(some_file.read_bytes())
+    content[0] ^= 1  # the same size, another content
+    some_file.write_bytes(bytes(content))
+    assert not experiment._same_run(experiment._run_key(args))(key)
+
+
 @pytest.mark.parametrize(
     "model, label, parts",
     [
