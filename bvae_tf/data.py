@@ -67,14 +67,23 @@ class MultiBehaviorData:
         return np.flatnonzero(total).astype(np.int64)
 
 
+#: A largest id above both ``SPARSE_ID_FACTOR`` times the ids present and
+#: ``SPARSE_ID_FLOOR`` is refused: the release format numbers users and items 1..n.
+SPARSE_ID_FACTOR, SPARSE_ID_FLOOR = 10, 100_000
+
+
 def _read_pairs(path: pathlib.Path) -> np.ndarray:
-    tokens = path.read_bytes().split()
-    if len(tokens) % 2:
-        raise ValueError(f"{path}: expected 'user item' pairs, got an odd number of fields")
+    rows = [line.split() for line in path.read_bytes().splitlines()]
+    for number, fields in enumerate(rows, 1):
+        if fields and len(fields) != 2:
+            raise ValueError(
+                f"{path}, line {number}: expected 'user item', got {len(fields)} fields"
+            )
+    tokens = [token for fields in rows for token in fields]
     try:
         pairs = np.array(tokens, dtype=np.int64).reshape(-1, 2)
-    except ValueError as e:
-        raise ValueError(f"{path}: ids must be integers") from e
+    except (ValueError, OverflowError) as e:
+        raise ValueError(f"{path}: ids must be integers below 2**63 ({e})") from e
     if len(pairs) and pairs.min() < 1:
         raise ValueError(f"{path}: ids must be 1-based positive integers, found {pairs.min()}")
     return pairs
@@ -96,8 +105,9 @@ def load_release(
       over all files, so every item of every split is rankable.
 
     Raises:
-      ValueError: if the folder has no release files, a file is malformed, or a
-        requested behavior has no file.
+      ValueError: if the folder has no release files or only empty ones, a line has
+        other than two fields or a non-positive or non-integer id, the ids are
+        sparse (see :data:`SPARSE_ID_FACTOR`), or a requested behavior has no file.
     """
     data_dir = pathlib.Path(data_dir)
     if not data_dir.is_dir():
@@ -121,8 +131,18 @@ def load_release(
     if unknown:
         raise ValueError(f"behaviors {unknown} have no files in {str(data_dir)!r}")
     everything = [p for split in pairs.values() for p in split.values() if len(p)]
+    if not everything:
+        raise ValueError(f"every release file in {str(data_dir)!r} is empty")
     num_users = int(max(p[:, 0].max() for p in everything))
     num_items = int(max(p[:, 1].max() for p in everything))
+    for column, kind, largest in ((0, "user", num_users), (1, "item", num_items)):
+        distinct = len(np.unique(np.concatenate([p[:, column] for p in everything])))
+        if largest > max(SPARSE_ID_FACTOR * distinct, SPARSE_ID_FLOOR):
+            raise ValueError(
+                f"{str(data_dir)!r}: the largest {kind} id is {largest:,} but only "
+                f"{distinct:,} distinct {kind}s occur; the release format numbers them "
+                f"1..n (every id up to the largest gets a row of the model)"
+            )
     splits = {
         split: {b: to_csr(pairs[split].get(b), num_users, num_items) for b in sorted(found)}
         for split in F.SPLITS

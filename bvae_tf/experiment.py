@@ -120,14 +120,49 @@ class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``[low, high]`` (a usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _finite_float(*, positive: bool) -> Callable[[str], float]:
+    """An argparse ``type``: a finite float, > 0 with ``positive`` else >= 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {'> 0' if positive else '>= 0'}, got {text}"
+            )
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=HelpWithDefaults
     )
     p.add_argument("--data", help="released dataset folder (<behavior>_<split> files)")
     p.add_argument("--model", choices=MODELS, default="bvae", help="the method")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds")
-    p.add_argument("--first-seed", type=int, default=0, help="seed of the first run")
+    p.add_argument("--seeds", type=_int_at_least(1), default=3, help="number of seeds")
+    p.add_argument(
+        "--first-seed", type=_int_at_least(0, 2**31 - 1), default=0, help="seed of the first run"
+    )
     p.add_argument("--out", default="results", help="output folder")
     p.add_argument("--name", help="output file stem (default: the model)")
     p.add_argument(
@@ -208,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--anneal-steps", type=int)
     p.add_argument("--latent-dim", type=int)
     p.add_argument("--dropout", type=float)
-    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--lr", type=_finite_float(positive=True), help="Adam learning rate")
     p.add_argument(
         "--weight-decay",
         type=float,
@@ -238,17 +273,23 @@ def _parser() -> argparse.ArgumentParser:
         metavar="F",
         help="with --lr-decay-steps: the final learning rate / --lr, in [0, 1] (default 0.01)",
     )
-    p.add_argument("--batch-size", type=int, default=500, help="train users per step")
-    p.add_argument("--epochs", type=int, default=200, help="at most (docs/RESULTS.md's runs: 150)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=500, help="train users per step")
+    p.add_argument(
+        "--epochs", type=_int_at_least(1), default=200, help="at most (docs/RESULTS.md's runs: 150)"
+    )
     p.add_argument(
         "--patience",
-        type=int,
+        type=_int_at_least(0),
         default=20,
         help="epochs without a better valid score before stopping (docs/RESULTS.md's: 40)",
     )
-    p.add_argument("--eval-batch-size", type=int, default=2000, help="users per ranking batch")
+    p.add_argument(
+        "--eval-batch-size", type=_int_at_least(1), default=2000, help="users per ranking batch"
+    )
     p.add_argument("--paper-protocol", action="store_true", help="also score test per epoch")
-    p.add_argument("--table-k", type=int, default=5)
+    p.add_argument(
+        "--table-k", type=int, default=5, choices=M.DEFAULT_KS, help="K of the Markdown table"
+    )
     p.add_argument("--log-dir", help="TensorBoard root (one sub-folder per run)")
     p.add_argument("--precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))
     p.add_argument("--jit-compile", action="store_true", help="XLA for the decoder loss")
@@ -261,13 +302,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--recvae-gamma",
-        type=float,
+        type=_finite_float(positive=True),
         default=0.005,
         help="RecVAE: KL scale gamma (beta'(x) = gamma |x|; the paper's default)",
     )
     p.add_argument(
         "--ease-l2",
-        type=float,
+        type=_finite_float(positive=True),
         nargs="+",
         default=list(EASE_L2_GRID),
         help="EASE: lambda grid (tuned on valid)",
@@ -549,8 +590,30 @@ def _run_key(args) -> str:
         for f in files
         if f.is_file()
     ]
-    settings = {k: v for k, v in sorted(vars(args).items()) if k != "checkpoint_root"}
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IN_RUN_KEY}
     return json.dumps([bvae_tf.__version__, settings, stamp], default=str)
+
+
+#: Settings that do not change what a run trains: how it is logged, reported or
+#: spelled (the command line itself; ``--out``/``--name`` are where the state lives, and
+#: the data files are identified by their contents).
+_NOT_IN_RUN_KEY = frozenset(
+    {
+        "checkpoint_root",
+        "argv",
+        "command",
+        "verbose",
+        "table_k",
+        "markdown",
+        "protocols",
+        "anchor",
+        "combine",
+        "out",
+        "name",
+        "data",
+        "log_dir",
+    }
+)
 
 
 def _same_run(key: str):
@@ -558,19 +621,29 @@ def _same_run(key: str):
     data files and settings, except that a setting the kept key lacks matches when it
     is at its flag's default here (a flag added since that run began, whose default
     keeps the former behavior). A changed default, or a setting the kept key has and
-    this run lacks, does not match."""
+    this run lacks, does not match. Settings of :data:`_NOT_IN_RUN_KEY` (logging,
+    reporting, paths) are left out on both sides. A mismatch is logged with the
+    settings that differ."""
     version, settings, stamp = json.loads(key)
     parser = _parser()
+    default = json.loads(json.dumps({k: parser.get_default(k) for k in settings}, default=str))
 
     def matches(saved_key) -> bool:
         try:
             kept_version, kept, kept_stamp = json.loads(saved_key)
-        except (TypeError, ValueError):
+            kept = {k: v for k, v in kept.items() if k not in _NOT_IN_RUN_KEY}
+        except (TypeError, ValueError, AttributeError):
+            logging.warning("the kept state has no readable run key")
             return False
-        if [kept_version, kept_stamp] != [version, stamp] or not set(kept) <= set(settings):
-            return False
-        default = json.loads(json.dumps({k: parser.get_default(k) for k in settings}, default=str))
-        return all(kept.get(k, default[k]) == v for k, v in settings.items())
+        differ = [k for k in settings if kept.get(k, default[k]) != settings[k]]
+        differ += sorted(set(kept) - set(settings))
+        if kept_version != version:
+            differ.insert(0, f"version {kept_version} (now {version})")
+        if [list(f) for f in kept_stamp] != [list(f) for f in stamp]:
+            differ.insert(0, "data files")
+        if differ:
+            logging.warning("the kept state is another run's: it differs in %s", ", ".join(differ))
+        return not differ
 
     return matches
 
@@ -1365,6 +1438,18 @@ def run(args) -> dict:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     data = D.load_release(args.data, args.behaviors)
+    empty = [
+        f"{b} ({split})"
+        for b in data.behaviors
+        for split in (F.TRAIN, F.EVAL, F.TEST)
+        if not len(data.split_users(split, [b]))
+    ]
+    if empty:  # nothing to learn, select on or score: a 0 would read as a result
+        raise ValueError(
+            f"{str(args.data)!r}: no interactions for {', '.join(empty)}; every modelled "
+            "behavior needs train, valid and test interactions (choose others with "
+            "--behaviors)"
+        )
     name = args.name or args.model
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -1488,12 +1573,19 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
       One result per method, in the order first seen.
 
     Raises:
-      ValueError: naming a file that cannot be read, is not JSON or holds no finished
-        run, or two files that hold the same seed of one method (a copy counted twice).
+      ValueError: naming a file that cannot be read, is not JSON, holds no finished run
+        or a metric that is not a finite number; a file given twice; two files that
+        hold the same seed of one method, or the same seedless run (a copy counted
+        twice); or files of different datasets (``data``'s last folder name).
     """
     results: list[dict] = []
     seen: dict[tuple[str, object], str] = {}  # (method key, seed) -> the file holding it
+    given: set[pathlib.Path] = set()
+    datasets: dict[str, str] = {}  # dataset name -> the first file of it
     for path in paths:
+        if pathlib.Path(path).resolve() in given:
+            raise ValueError(f"{str(path)!r} is given twice")
+        given.add(pathlib.Path(path).resolve())
         try:
             result = json.loads(pathlib.Path(path).read_text())
             if not isinstance(result, dict) or not result.get("runs"):
@@ -1505,17 +1597,35 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
                 raise ValueError("'runs' is not a list of finished runs (each with test metrics)")
             if not isinstance(result.get("method"), str):
                 raise ValueError("it has no method label ('method')")
+            bad = [
+                f"{protocol} {b} {metric}"
+                for run in runs
+                for protocol in (HONEST, PAPER)
+                for b, values in (run.get(protocol) or {}).items()
+                for metric, value in (values.items() if isinstance(values, dict) else ())
+                if not (isinstance(value, int | float) and math.isfinite(value))
+            ]
+            if bad:
+                raise ValueError(f"metrics that are not finite numbers: {', '.join(bad[:5])}")
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot use {str(path)!r}: {e}") from e
+        dataset = pathlib.PurePath(str(result.get("data", ""))).name
+        datasets.setdefault(dataset, str(path))
+        if len(datasets) > 1:
+            (a, fa), (b, fb) = list(datasets.items())[:2]
+            raise ValueError(
+                f"results of different datasets cannot share a table: {fa!r} ({a or '?'}) "
+                f"and {fb!r} ({b or '?'})"
+            )
         key = method_key(result)
         for run in result["runs"]:
-            if "seed" in run:
-                first = seen.setdefault((key, run["seed"]), str(path))
-                if first != str(path):
-                    raise ValueError(
-                        f"{str(path)!r} and {first!r} both hold seed {run['seed']} of "
-                        f"{result['method']!r}: pass each seed once"
-                    )
+            first = seen.setdefault((key, run.get("seed")), str(path))
+            if first != str(path):
+                what = "a run" if run.get("seed") is None else f"seed {run['seed']}"
+                raise ValueError(
+                    f"{str(path)!r} and {first!r} both hold {what} of {result['method']!r}: "
+                    "pass each run once"
+                )
         same = [r for r in results if method_key(r) == key]
         if same:  # e.g. seeds run in separate invocations: pool them
             same[0]["runs"] += result["runs"]
@@ -1555,6 +1665,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = argv
     if args.combine:
+        if args.markdown and any(
+            pathlib.Path(args.markdown).resolve() == pathlib.Path(f).resolve() for f in args.combine
+        ):
+            _parser().error(f"--markdown {args.markdown!r} is one of the --combine inputs")
         try:
             results = combine(args.combine)
         except ValueError as e:
@@ -1572,6 +1686,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.data:
         _parser().error("--data is required (or --combine)")
+    name = args.model if args.name is None else args.name
+    if not name or name in {".", ".."} or "/" in name or "\\" in name:
+        _parser().error(f"--name must be a file stem without a path separator, got {name!r}")
+    if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+        _parser().error(f"--out {args.out!r} exists and is not a folder")
+    existing = pathlib.Path(args.out) / f"{name}.json"
+    try:
+        kept_model = json.loads(existing.read_text()).get("model") if existing.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        kept_model = "?"
+    if kept_model not in (None, args.model):
+        _parser().error(
+            f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "
+            "choose another --name or --out"
+        )
     try:
         points = grid_points(args.grid)
     except ValueError as e:
@@ -1700,7 +1829,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
     path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
     print(f"Full log: {path}", flush=True)
-    run(args)
+    try:
+        run(args)
+    except ValueError as e:  # bad data or settings found once the data is read
+        logging.exception("stopped")  # the traceback goes to the full log
+        print(f"bvae-experiment: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        kept = pathlib.Path(args.out) / f"{name}.ckpt"
+        print(
+            "\ninterrupted: the same command resumes at the next epoch"
+            + (f" (kept state: {kept})" if kept.exists() else ""),
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

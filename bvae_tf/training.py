@@ -296,7 +296,7 @@ class _RunState:
         """Restores a saved run into ``model`` and ``monitor``; ``None`` if there is
         none (state of another key, or unreadable, is removed). The returned state's
         ``finished`` is also true when the saved epochs or patience are used up."""
-        try:
+        try:  # everything is read and checked before the model or monitor changes
             saved = json.loads((self.dir / "state.json").read_text())
             if not self.matches(saved.get("key")):
                 raise ValueError("another run's state")
@@ -304,17 +304,28 @@ class _RunState:
             best = saved["best"] and self.dir / saved["best"]
             if (best and not best.is_file()) or (last and not last.parent.is_dir()):
                 raise ValueError("files missing")
-        except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
-            if self.dir.exists():
-                logging.warning("starting over: cannot resume from %s (%s)", self.dir, e)
+            history, wait = list(saved["history"]), int(saved["wait"])
+            best_epoch, best_score = saved["best_epoch"], saved["best_score"]
+            best_weights = None
+            if best:
+                with np.load(best) as weights:
+                    best_weights = [weights[f"arr_{i}"] for i in range(len(weights.files))]
+            if last:  # a truncated or damaged checkpoint fails here, not half-restored
+                reader = tf.train.load_checkpoint(str(last))
+                for name in reader.get_variable_to_shape_map():
+                    reader.get_tensor(name)
+        except Exception as e:  # any unreadable state: train afresh
+            if self.dir.is_dir() and any(self.dir.iterdir()):
+                logging.warning(
+                    "starting over: cannot resume from %s (%s: %s)", self.dir, type(e).__name__, e
+                )
             shutil.rmtree(self.dir, ignore_errors=True)
             return None
-        monitor.history = saved["history"]
-        monitor.best_epoch, monitor.best_score = saved["best_epoch"], saved["best_score"]
-        monitor.wait = saved["wait"]
-        if best:
-            with np.load(best) as weights:
-                monitor.best_weights = [weights[f"arr_{i}"] for i in range(len(weights.files))]
+        monitor.history = history
+        monitor.best_epoch, monitor.best_score = best_epoch, best_score
+        monitor.wait = wait
+        if best_weights is not None:
+            monitor.best_weights = best_weights
         # fit() stops after `patience` epochs without improvement (and never right
         # after an improving epoch); a run killed before its final save stopped too.
         done = len(monitor.history) >= epochs or monitor.wait >= max(1, patience)

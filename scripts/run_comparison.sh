@@ -21,10 +21,21 @@
 # every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
 # (e.g. "--ease-dtype float32 --ease-sequential" on UB's 31k items).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 DATA=${1:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
 OUT=${2:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
 SEEDS=${3:-3}
+# DATA and OUT are read from the caller's folder and passed on relative to the
+# repository root, where the runs start (the result files record those paths).
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DATA=$(realpath -s -m --relative-to="$ROOT" -- "$DATA")
+OUT=$(realpath -s -m --relative-to="$ROOT" -- "$OUT")
+cd "$ROOT"
+whole() {  # NAME VALUE LOW: VALUE must be a whole number >= LOW
+  [[ $2 =~ ^[0-9]+$ && $2 -ge $3 ]] || { echo "$1 must be a whole number >= $3, got '$2'" >&2; exit 2; }
+}
+whole SEEDS "$SEEDS" 1
+whole EPOCHS "${EPOCHS:-150}" 1
+whole PATIENCE "${PATIENCE:-40}" 0
 shift $(( $# < 3 ? $# : 3 ))
 ROWS=("$@")
 [[ ${#ROWS[@]} -gt 0 ]] || ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf
@@ -42,9 +53,13 @@ TRAIN=(--epochs "${EPOCHS:-150}" --patience "${PATIENCE:-40}" --paper-protocol)
 # rate is searched over {0.01, 0.05, 0.1} (its code's 0.05 in the middle); 3 trials for
 # every row.
 flags() {
+  local base
   case $1 in
-    ehcf_tuned) echo "$(flags ehcf) --grid lr=0.01,0.05,0.1" ; return ;;
-    *_tuned) echo "$(flags "${1%_tuned}") --grid lr=1e-4,1e-3,1e-2" ; return ;;
+    popularity_tuned | repeat_tuned | ease_tuned)
+      echo "unknown row $1 (${1%_tuned} has no learning rate; ease searches its own grid)" >&2
+      exit 2 ;;
+    ehcf_tuned) base=$(flags ehcf) || exit 2; echo "$base --grid lr=0.01,0.05,0.1" ; return ;;
+    *_tuned) base=$(flags "${1%_tuned}") || exit 2; echo "$base --grid lr=1e-4,1e-3,1e-2" ; return ;;
   esac
   case $1 in
     popularity | repeat) echo "--model $1" ;;

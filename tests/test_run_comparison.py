@@ -36,3 +36,49 @@ def test_an_unknown_row_stops_before_any_run(tmp_path):
     assert done.returncode == 2
     assert "unknown row bvae_emaX" in done.stderr
     assert "bvae_tf.experiment" not in done.stdout  # not even the valid row before it
+
+
+@pytest.mark.parametrize("row", ["nosuchrow_tuned", "ease_tuned"])
+def test_an_unknown_tuned_row_stops_before_any_run(tmp_path, row):
+    done = _run(tmp_path, "bvae", row)
+    assert done.returncode == 2 and f"unknown row {row.removesuffix('_tuned')}" in done.stderr
+    assert "bvae_tf.experiment" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    "seeds, env, message",
+    [
+        ("abc", {}, "SEEDS must be a whole number >= 1, got 'abc'"),
+        ("0", {}, "SEEDS must be a whole number >= 1, got '0'"),
+        ("1", {"EPOCHS": "1.5"}, "EPOCHS must be a whole number >= 1, got '1.5'"),
+        ("1", {"PATIENCE": "-1"}, "PATIENCE must be a whole number >= 0, got '-1'"),
+    ],
+)
+def test_bad_counts_stop_before_any_run(tmp_path, seeds, env, message):
+    args = [str(SCRIPT), "data", "out", seeds, "popularity", "bvae"]
+    done = subprocess.run(
+        args,
+        check=False,
+        env={**os.environ, "PY": "echo", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and message in done.stderr
+    assert "bvae_tf.experiment" not in done.stdout
+
+
+def test_relative_paths_are_read_from_the_callers_folder(tmp_path):
+    args = [str(SCRIPT), "mydata", "myout", "1", "popularity"]
+    env = {**os.environ, "PY": "echo"}
+    done = subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    (command,) = [line for line in done.stdout.splitlines() if line.startswith("-m bvae_tf")]
+    flags = command.split()
+    root = SCRIPT.parents[1]
+    data, out = flags[flags.index("--data") + 1], flags[flags.index("--out") + 1]
+    assert (root / data).resolve() == (tmp_path / "mydata").resolve()
+    assert (root / out).resolve() == (tmp_path / "myout").resolve()
+    assert (tmp_path / "myout").is_dir() and not (root / "myout").exists()

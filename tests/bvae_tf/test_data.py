@@ -59,8 +59,21 @@ def test_load_release_explicit_behaviors_and_errors(release, tmp_path_factory):
         D.load_release(empty / "missing")
     bad = tmp_path_factory.mktemp("bad")
     (bad / "target_train").write_text("1 2 3\n")
-    with pytest.raises(ValueError, match="pairs"):
+    with pytest.raises(ValueError, match="line 1: expected 'user item', got 3 fields"):
         D.load_release(bad)
+    # Three columns on an even number of lines: the fields must not pair up across lines.
+    (bad / "target_train").write_text("1 2\n\n1 2 7\n3 4 7\n")
+    with pytest.raises(ValueError, match="target_train, line 3: expected 'user item', got 3"):
+        D.load_release(bad)
+    (bad / "target_train").write_text(f"1 {10**23}\n")
+    with pytest.raises(ValueError, match="ids must be integers below 2\\*\\*63"):
+        D.load_release(bad)
+    (bad / "target_train").write_text("1 2\n2 50000000\n")
+    with pytest.raises(ValueError, match="largest item id is 50,000,000 but only 2 distinct"):
+        D.load_release(bad)
+    (bad / "target_train").write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        D.load_release(bad, behaviors=[F.PURCHASE])
     (bad / "target_train").write_text("0 2\n")
     with pytest.raises(ValueError, match="1-based"):
         D.load_release(bad)

@@ -1,6 +1,7 @@
 """The experiment CLI end to end on a tiny release-format dataset."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def release_dir(tmp_path):
     return folder
 
 
-def _run(release_dir, out, *extra):
+def _run(release_dir, out, *extra, code=0):
     argv = [
         "--data",
         str(release_dir),
@@ -41,7 +42,7 @@ def _run(release_dir, out, *extra):
         "--no-optimizer-jit",
         *extra,
     ]
-    assert experiment.main(argv) == 0
+    assert experiment.main(argv) == code  # 130: interrupted (a simulated kill)
 
 
 def test_bvae_two_seeds_json_and_paper_layout_markdown(release_dir, tmp_path):
@@ -77,12 +78,15 @@ def test_bvae_two_seeds_json_and_paper_layout_markdown(release_dir, tmp_path):
     assert "| favorite | BVAE (gates=reference, latent_dim=4) |" in table
     assert "paper protocol" in table and "honest protocol" in table
     # Files of the same method are pooled (seeds run in separate invocations).
-    pooled = tmp_path / "pooled.md"
+    pooled, more = tmp_path / "pooled.md", tmp_path / "ref_s2.json"
+    for run, seed in zip(result["runs"], (2, 3), strict=True):
+        run["seed"] = run["config"]["seed"] = seed
+    more.write_text(json.dumps(result))
     experiment.main(
         [
             "--combine",
             str(tmp_path / "ref.json"),
-            str(tmp_path / "ref.json"),
+            str(more),
             "--markdown",
             str(pooled),
             "--protocols",
@@ -179,6 +183,33 @@ def test_combine_refuses_a_seed_twice_and_an_anchor_that_names_no_row(tmp_path, 
 
 
 @pytest.mark.unit
+def test_combine_refuses_a_file_twice_a_copied_baseline_other_data_and_nan(tmp_path, capsys):
+    def write(name, result):
+        (tmp_path / name).write_text(json.dumps(result))
+        return str(tmp_path / name)
+
+    baseline = _result("popularity", "Popularity", 0, 0.1)
+    del baseline["runs"][0]["seed"]
+    first, copy = write("popularity.json", baseline), write("popularity_copy.json", baseline)
+    jd = write("jd.json", {**_result("bvae", "BVAE", 0, 0.1), "data": "../data/JD"})
+    ub = write("ub.json", {**_result("bvae", "BVAE", 1, 0.2), "data": "/elsewhere/UB"})
+    nan = write("nan.json", _result("bvae", "BVAE", 2, float("nan")))
+    for files, message in [
+        ([first, first], "is given twice"),
+        ([first, copy], "both hold a run of 'Popularity'"),
+        ([jd, ub], "results of different datasets cannot share a table"),
+        ([nan], "metrics that are not finite numbers: honest purchase ndcg@5"),
+    ]:
+        with pytest.raises(SystemExit):
+            experiment.main(["--combine", *files])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        experiment.main(["--combine", jd, "--markdown", jd])
+    assert "is one of the --combine inputs" in capsys.readouterr().err
+    assert json.loads(pathlib.Path(jd).read_text())["runs"]  # not overwritten
+
+
+@pytest.mark.unit
 def test_combine_rejects_missing_or_unfinished_files(tmp_path, capsys):
     unfinished = tmp_path / "partial.json"
     unfinished.write_text(json.dumps({"model": "bvae", "runs": []}))
@@ -229,7 +260,7 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
     assert repeat["method"] == "Cross-behavior repeat" and len(repeat["runs"]) == 1
 
 
-def test_a_killed_ease_grid_resumes_at_its_next_l2(release_dir, tmp_path, monkeypatch):
+def test_a_killed_ease_grid_resumes_at_its_next_l2(release_dir, tmp_path, monkeypatch, capsys):
     fit_grid, fitted = ease_module.fit_grid, []
 
     def killed_at_the_second_l2(behaviors, num_items, train, l2s, **kwargs):
@@ -241,8 +272,8 @@ def test_a_killed_ease_grid_resumes_at_its_next_l2(release_dir, tmp_path, monkey
     argv = ["--data", str(release_dir), "--out", str(tmp_path), "--model", "ease"]
     argv += ["--ease-l2", "1", "30", "--ease-sequential"]
     monkeypatch.setattr(ease_module, "fit_grid", killed_at_the_second_l2)
-    with pytest.raises(KeyboardInterrupt):
-        experiment.main(argv)
+    assert experiment.main(argv) == 130
+    assert "interrupted: the same command resumes" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "ease.parts").iterdir()] == ["ease-l2-1.json"]
 
     def counting(behaviors, num_items, train, l2s, **kwargs):
@@ -403,8 +434,7 @@ def test_a_killed_per_target_run_resumes_at_the_next_target(release_dir, tmp_pat
 
     flags = ("--model", "vae_t", "--seeds", "1", "--behaviors", "purchase", "click")
     monkeypatch.setattr(experiment, "_train_tuned", killed_after_the_first_target)
-    with pytest.raises(KeyboardInterrupt):
-        _run(release_dir, tmp_path, *flags)
+    _run(release_dir, tmp_path, *flags, code=130)
     part = tmp_path / "vae_t.parts" / "s0-purchase.json"
     assert part.is_file() and not (tmp_path / "vae_t.json").exists()
     first = json.loads(part.read_text())["run"]
@@ -444,8 +474,7 @@ def test_a_killed_run_resumes_at_its_next_epoch(release_dir, tmp_path, monkeypat
 
     flags = ("--model", model, "--seeds", "1", "--epochs", "3", "--patience", "5")
     monkeypatch.setattr(experiment.M, "evaluate", killed_in_the_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        _run(release_dir, tmp_path, *flags)
+    _run(release_dir, tmp_path, *flags, code=130)
     assert list((tmp_path / f"{model}.ckpt").glob("*/state.json"))
     monkeypatch.setattr(experiment.M, "evaluate", evaluate)
     _run(release_dir, tmp_path, *flags)
@@ -477,6 +506,43 @@ def test_a_kept_state_matches_a_run_with_a_flag_added_since_at_its_default(relea
     assert not matches(json.dumps(["0.0.0", settings, stamp]))
     assert not matches(json.dumps([version, settings, stamp[1:]]))
     assert not matches(None) and not matches("not json")
+
+
+def test_an_existing_file_as_out_or_another_models_result_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit):
+        experiment.main(["--data", str(tmp_path), "--out", str(tmp_path / "afile")])
+    assert "exists and is not a folder" in capsys.readouterr().err
+    (tmp_path / "bvae.json").write_text(json.dumps(_result("bvae", "BVAE", 0, 0.1)))
+    argv = ["--data", str(tmp_path), "--out", str(tmp_path), "--name", "bvae"]
+    with pytest.raises(SystemExit):
+        experiment.main([*argv, "--model", "popularity"])
+    assert "holds a result of --model bvae, not popularity" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("split", ["test", "valid"])
+def test_a_behavior_without_valid_or_test_interactions_is_an_error_not_a_zero(
+    release_dir, tmp_path, capsys, split
+):
+    (release_dir / f"favourite_{split}").write_text("")
+    argv = ["--data", str(release_dir), "--out", str(tmp_path), "--model", "popularity"]
+    assert experiment.main(argv) == 2
+    err = capsys.readouterr().err
+    name = {"test": "test", "valid": "eval"}[split]
+    assert f"no interactions for favorite ({name})" in err and "--behaviors" in err
+    assert not (tmp_path / "popularity.json").exists()
+
+
+def test_the_run_key_leaves_out_logging_and_paths(release_dir, tmp_path):
+    def key(*flags):
+        args = experiment._parser().parse_args(["--data", str(release_dir), *flags])
+        args.argv = ["--data", str(release_dir), *flags]
+        return experiment._run_key(args)
+
+    kept = key("--out", str(tmp_path / "res"), "--lr", "0.01")
+    matches = experiment._same_run(key("--out", "res", "--verbose", "--lr", "0.01"))
+    assert matches(kept)
+    assert not experiment._same_run(key("--lr", "0.02"))(kept)
 
 
 def test_a_kept_state_matches_a_fresh_copy_of_its_data_but_not_changed_data(release_dir, tmp_path):
@@ -646,7 +712,7 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         ),
         (["--grid", "lr=1e-3,1e-3"], "a value repeats"),
         (["--beta-cap", "inf"], "not a finite number"),
-        (["--lr", "0"], "invalid BVAEConfig.learning_rate"),
+        (["--lr", "0"], "--lr: must be a finite number > 0, got 0"),
         (["--model", "ease", "--boost-grid", "1"], "--model ease has none"),
         (["--boost-grid", "1,-2"], "values must be finite and >= 0"),
         (["--boost-grid", "1,x"], "--boost-grid '1,x'"),
@@ -661,6 +727,19 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--model", "vae_u", "--behavior-mean"], "--behavior-mean adds behavior means"),
         (["--behavior-mean", "--encoder", "cgc"], "--encoder cgc"),
         (["--behavior-mean", "--ablation", "no_base"], "--ablation no_base"),
+        (["--seeds", "0"], "--seeds: must be >= 1, got 0"),
+        (["--first-seed", "-1"], "--first-seed: must be in [0, 2147483647], got -1"),
+        (["--epochs", "0"], "--epochs: must be >= 1, got 0"),
+        (["--patience", "-1"], "--patience: must be >= 0, got -1"),
+        (["--batch-size", "x"], "--batch-size: 'x' is not an integer"),
+        (["--eval-batch-size", "0"], "--eval-batch-size: must be >= 1"),
+        (["--model", "ease", "--ease-l2", "10", "-1"], "must be a finite number > 0, got -1"),
+        (["--model", "ease", "--ease-l2", "nan"], "must be a finite number > 0, got nan"),
+        (["--model", "recvae", "--recvae-gamma", "0"], "must be a finite number > 0"),
+        (["--lr", "inf"], "--lr: must be a finite number > 0, got inf"),
+        (["--table-k", "7"], "--table-k: invalid choice: 7"),
+        (["--name", ""], "--name must be a file stem without a path separator, got ''"),
+        (["--name", "../escaped"], "without a path separator, got '../escaped'"),
     ],
 )
 def test_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):

@@ -1,5 +1,7 @@
 """Training loop and streaming evaluation on tiny synthetic data."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -348,3 +350,50 @@ def test_a_run_killed_after_it_stopped_early_trains_no_further(tiny_data, tmp_pa
     model.fit = None  # training again would fail
     result = T.fit(model, train, valid, **kwargs)
     assert result.epochs_run == 2 and result.best_epoch == 1 and result.stopped_early
+
+
+@pytest.mark.parametrize("damage", ["best_weights", "checkpoint_data", "state_fields"])
+def test_a_damaged_kept_state_starts_over_untouched(tiny_data, tmp_path, monkeypatch, damage):
+    train = D.train_dataset(tiny_data, batch_size=12, seed=0)
+    valid = D.eval_dataset(tiny_data, F.EVAL)
+    evaluate, calls = M.evaluate, []
+
+    def killed_at_the_third_evaluation(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(M, "evaluate", killed_at_the_third_evaluation)
+    kwargs = dict(epochs=1, patience=9, verbose=0, checkpoint_dir=tmp_path, checkpoint_key="k")
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(_model(), train, valid, **{**kwargs, "epochs": 4})
+    monkeypatch.setattr(M, "evaluate", evaluate)
+    state = json.loads((tmp_path / "state.json").read_text())
+    if damage == "best_weights":
+        path = tmp_path / state["best"]
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "checkpoint_data":
+        (path,) = (tmp_path / state["last"]).glob("ckpt.data-*")
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        del state["history"]
+        (tmp_path / "state.json").write_text(json.dumps(state))
+
+    def weights_at_fit(**kw):
+        model, restored = _model(), []
+        fit = model.fit
+
+        def fit_after_restore(*args, **fit_kwargs):
+            restored.append([w.copy() for w in model.get_weights()])
+            return fit(*args, **fit_kwargs)
+
+        model.fit = fit_after_restore
+        return T.fit(model, train, valid, **{**kwargs, **kw}), restored[0]
+
+    result, weights = weights_at_fit()
+    _, fresh = weights_at_fit(checkpoint_dir=tmp_path / "none")
+    # Nothing of the damaged state reached the model: a fresh run from its own init.
+    assert result.resumed_at == [] and result.epochs_run == 1
+    for got, want in zip(weights, fresh, strict=True):
+        np.testing.assert_array_equal(got, want)
