@@ -754,6 +754,8 @@ def grid_points(specs: Sequence[str]) -> list[dict]:
             raise ValueError(f"--grid {spec!r}: {e}") from e
         if len(set(axes[name])) != len(axes[name]):
             raise ValueError(f"--grid {spec!r}: a value repeats (each trial must differ)")
+        if name == "batch_size" and min(axes[name]) < 1:
+            raise ValueError(f"--grid {spec!r}: batch sizes must be >= 1")
     points = [{}]
     for name, values in axes.items():
         points = [{**p, name: v} for p in points for v in values]

@@ -671,6 +671,7 @@ def test_time_to_selected_sums_epochs_up_to_the_selected_one():
         ("lr", "expected NAME=V1,V2"),
         ("latent_dim=4,8", "'latent_dim' is not searchable"),
         ("lr=fast", "could not convert"),
+        ("batch_size=8,0", "batch sizes must be >= 1"),
     ],
 )
 def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, message):
