@@ -14,11 +14,16 @@
 # with 2 CPU cores: about 20 minutes per BVAE run, one run at a time). DRY_RUN=1 lists
 # the rows instead of running them.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 STUDY=${1:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
 DATA=${2:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
 OUT=${3:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
 SEEDS=${4:-1}
+# DATA and OUT are read from the caller's folder (run_comparison.sh passes them on
+# relative to the repository root).
+DATA=$(realpath -s -m -- "$DATA")
+OUT=$(realpath -s -m -- "$OUT")
+cd "$(dirname "$0")/.."
+[[ $SEEDS =~ ^[0-9]+$ && $SEEDS -ge 1 ]] || { echo "SEEDS must be a whole number >= 1, got '$SEEDS'" >&2; exit 2; }
 case $STUDY in
   rq1) ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf) ;;
   rq2) ROWS=(bvae no_base no_gff no_tff no_base_gff_tff mmoe cgc exchange) ;;

@@ -273,3 +273,30 @@ def test_the_behavior_study_adds_the_behaviors_with_train_data_in_order(
         check=True,
     ).stdout.split("\n")
     assert [line for line in out[1:] if line] == rows
+
+
+def test_the_studies_read_data_from_the_callers_folder_and_check_seeds(tmp_path):
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    (tmp_path / "mydata").mkdir()
+    for prefix in ("target", "click"):
+        (tmp_path / "mydata" / f"{prefix}_train").write_text("1 1")
+    script = str(root / "scripts" / "run_studies.sh")
+
+    def study(*args):
+        env = {**os.environ, "DRY_RUN": "1"}
+        return subprocess.run(
+            ["bash", script, "rq4", "mydata", "out", *args],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+
+    done = study()
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stdout.split("\n")[1:] if line] == ["rq4_purchase", "bvae"]
+    bad = study("abc")
+    assert bad.returncode == 2 and "SEEDS must be a whole number >= 1, got 'abc'" in bad.stderr
