@@ -907,6 +907,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = render(args.results, args.out)
     except ValueError as e:
         p.error(str(e))
+    except OSError as e:  # --out is a file, or not writable
+        p.error(f"cannot write the report under --out {args.out!r}: {e.strerror or e}")
     print(f"Report: {path} (figures in {path.parent / 'figures'})")
     return 0
 

@@ -167,6 +167,13 @@ def test_a_malformed_result_file_is_named(results_dir, tmp_path, capsys):
         report.render(tmp_path / "nowhere", tmp_path / "out")
 
 
+def test_an_out_that_is_a_file_is_a_usage_error(results_dir, tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit):
+        report.main(["--results", str(results_dir), "--out", str(tmp_path / "afile")])
+    assert "cannot write the report under --out" in capsys.readouterr().err
+
+
 def _with_ndcg(result, values):
     """``result`` with test NDCG@K of each behavior set to ``values[b]`` (every K)."""
     for b, value in values.items():
