@@ -31,8 +31,9 @@ LR_SCHEDULES = ("constant", "cosine")
 #: epochs, no optimizer; they export the same signatures as BVAE.
 CLOSED_FORM_VARIANTS = ("popularity", "repeat", "ease")
 #: Trained baselines built by ``model.build_model`` in place of BVAE (same training
-#: loop, export and serving): ``"vae_pp"`` is VAE++ (``bvae_tf.baselines.vaepp``).
-TRAINED_BASELINE_VARIANTS = ("vae_pp",)
+#: loop, export and serving): ``"vae_pp"`` is VAE++ (``bvae_tf.baselines.vaepp``),
+#: ``"recvae"`` RecVAE (T.), one RecVAE per behavior (``bvae_tf.baselines.recvae``).
+TRAINED_BASELINE_VARIANTS = ("vae_pp", "recvae")
 VARIANTS = ("bvae", "union_vae", *TRAINED_BASELINE_VARIANTS, *CLOSED_FORM_VARIANTS)
 #: ``BVAEConfig.ease_diagonal`` values (``baselines.ease``).
 EASE_DIAGONALS = ("zero", "free")
@@ -75,6 +76,7 @@ _REAL_FIELDS = (
     "lr_final_fraction",
     "weight_average",
     "ease_l2",
+    "recvae_gamma",
     "item_path_scale",
     "item_path_drop_overlap",
 )
@@ -137,11 +139,17 @@ class BVAEConfig:
       variant: ``"bvae"``, ``"union_vae"`` (the VAE (U.) baseline), ``"vae_pp"``
         (VAE++, one per behavior with the others as auxiliaries; it reads
         ``latent_dim``, ``dropout``, ``beta_*``, ``anneal_steps``, ``learning_rate``
-        and ``seed``; ``bvae_tf.baselines.vaepp``) or a closed-form
+        and ``seed``; ``bvae_tf.baselines.vaepp``), ``"recvae"`` (RecVAE (T.): one
+        RecVAE per behavior on its own items; it reads ``latent_dim``, ``dropout``,
+        ``learning_rate``, ``seed`` and the ``recvae_*`` fields; RecVAE's paper uses
+        latent 200 and learning rate 5e-4; ``bvae_tf.baselines.recvae``) or a closed-form
         baseline of ``bvae_tf.baselines``: ``"popularity"``, ``"repeat"`` (cross-behavior
         repeat) or ``"ease"`` (those read only ``behaviors``, ``num_items`` and the
         ``ease_*`` fields; the pipeline's Trainer fits them instead of training).
       ease_l2: EASE's ``lambda`` (``variant="ease"``).
+      recvae_hidden: RecVAE's encoder width (``variant="recvae"``; its paper: 600).
+      recvae_gamma: RecVAE's KL scale, ``beta'(x) = gamma |x|`` (``variant="recvae"``;
+        its paper: 0.005).
       ease_diagonal: EASE's diagonal, ``"zero"`` (Steck's constraint) or ``"free"``.
       encoder: ``"base"`` (BASE, paper eq. 1-2) or one of the paper's RQ2
         replacements of it with the same ``c + 1`` sparse ``m x d`` encoders:
@@ -239,6 +247,8 @@ class BVAEConfig:
     encoder: str = "base"
     ease_l2: float = 200.0
     ease_diagonal: str = "free"
+    recvae_hidden: int = 600
+    recvae_gamma: float = 0.005
     behavior_mean: bool = False
     item_path: bool = False
     item_path_scale: float = 1.0
@@ -305,6 +315,12 @@ class BVAEConfig:
             (self.variant in VARIANTS, "variant", self.variant),
             (self.encoder in ENCODERS, "encoder", self.encoder),
             (self.ease_l2 > 0.0, "ease_l2", self.ease_l2),
+            (
+                _count(self.recvae_hidden) and self.recvae_hidden >= 1,
+                "recvae_hidden",
+                self.recvae_hidden,
+            ),
+            (self.recvae_gamma >= 0.0, "recvae_gamma", self.recvae_gamma),
             (self.item_path_scale > 0.0, "item_path_scale", self.item_path_scale),
             (
                 0.0 <= self.item_path_drop_overlap < 1.0,

@@ -691,20 +691,34 @@ def make_optimizer(config: BVAEConfig, jit_compile: bool = False) -> tf.keras.op
     return optimizer
 
 
-def build_model(config: BVAEConfig, optimizer_jit_compile: bool = False) -> tf.keras.Model:
+def build_model(
+    config: BVAEConfig, optimizer_jit_compile: bool = False, steps_per_pass: int | None = None
+) -> tf.keras.Model:
     """Creates the trained model of ``config`` compiled with :func:`make_optimizer`:
-    a :class:`BVAE`, or VAE++ for ``variant="vae_pp"``
-    (:meth:`bvae_tf.baselines.vaepp.VAEPlusPlus.from_bvae_config`).
+    a :class:`BVAE`, VAE++ for ``variant="vae_pp"``
+    (:meth:`bvae_tf.baselines.vaepp.VAEPlusPlus.from_bvae_config`) or RecVAE (T.) for
+    ``variant="recvae"`` (:class:`bvae_tf.baselines.recvae.PerBehaviorRecVAE`, not yet
+    built: call its ``prepare`` on one batch, repeat the train dataset and train
+    ``steps_per_epoch`` batches per epoch).
 
     Call inside ``strategy.scope()`` to distribute.
 
     Args:
       config: the model configuration.
       optimizer_jit_compile: see :func:`make_optimizer`.
+      steps_per_pass: RecVAE's batches per pass over the train users (its alternating
+        phases); needed for ``variant="recvae"`` only.
 
     Raises:
-      ValueError: for a closed-form variant (``bvae_tf.baselines.build`` fits those).
+      ValueError: for a closed-form variant (``bvae_tf.baselines.build`` fits those),
+        or ``variant="recvae"`` without ``steps_per_pass >= 1``.
     """
+    if config.variant == "recvae":
+        from bvae_tf.baselines import recvae
+
+        if not steps_per_pass or steps_per_pass < 1:
+            raise ValueError(f"variant 'recvae' needs steps_per_pass >= 1, got {steps_per_pass!r}")
+        return recvae.PerBehaviorRecVAE.from_bvae_config(config, steps_per_pass)
     if config.variant == "vae_pp":
         from bvae_tf.baselines import vaepp
 

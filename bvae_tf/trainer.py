@@ -17,7 +17,9 @@ With ``"model": {"variant": "popularity" | "repeat" | "ease", ...}`` the Trainer
 that closed-form baseline (``bvae_tf.baselines``) on the train split's item matrices
 instead (no epochs; the training settings other than ``eval_batch_size`` are unused)
 and exports it with the same signatures, so the Evaluator, Pusher, server and client
-work unchanged.
+work unchanged. ``"variant": "vae_pp"`` (VAE++) and ``"recvae"`` (RecVAE (T.), one
+RecVAE per behavior) train with the same loop and export the same signatures;
+``training.warm_start`` is for BVAE and VAE (U.) only.
 
 With a ``"tuning"`` section (``bvae_tf.tuning``) the pipeline puts TFX's Tuner before
 the Trainer: :func:`tuner_fn` searches on the eval split, and ``run_fn`` applies its
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 import time
@@ -284,6 +287,44 @@ def _train_dataset(train_files, tf_transform_output, behaviors, settings) -> tf.
     )
 
 
+def _trainable_model(model_config, train_ds: tf.data.Dataset, train_files, settings):
+    """The model of a trained variant, ready for :func:`training.fit`.
+
+    Returns:
+      ``(model, train_dataset, steps_per_epoch)``: for BVAE, VAE (U.) and VAE++ the
+      compiled model, ``train_ds`` and None (one pass is an epoch); for RecVAE (T.),
+      whose alternating phases count batches, the prepared model, ``train_ds``
+      repeated and one RecVAE epoch's batches (``PerBehaviorRecVAE.steps_per_epoch``).
+    """
+    if model_config.variant != "recvae":
+        return model_lib.build_model(model_config), train_ds, None
+    steps_per_pass = math.ceil(count_examples(train_files) / settings["batch_size"])
+    model = model_lib.build_model(model_config, steps_per_pass=steps_per_pass)
+    model.prepare(next(iter(train_ds)))
+    return model, train_ds.repeat(), model.steps_per_epoch
+
+
+def _check_variant_settings(model_config, settings, strategy) -> None:
+    """Refuses, before training, what a baseline variant cannot do.
+
+    Raises:
+      ValueError: ``training.warm_start`` with a model other than BVAE or VAE (U.)
+        (``bvae_tf.warm_start`` maps BVAE's weights), or RecVAE (T.) on more than one
+        replica (its phase counter and two optimizers per behavior are not
+        distributed).
+    """
+    if settings["warm_start"] and model_config.variant not in ("bvae", "union_vae"):
+        raise ValueError(
+            f"training.warm_start carries BVAE's weights over; variant "
+            f"{model_config.variant!r} trains cold: set training.warm_start=false"
+        )
+    if model_config.variant == "recvae" and strategy.num_replicas_in_sync > 1:
+        raise ValueError(
+            f"variant 'recvae' trains on one replica; the strategy has "
+            f"{strategy.num_replicas_in_sync}: set training.distribution_strategy='default'"
+        )
+
+
 def count_examples(file_patterns: Sequence[str]) -> int:
     """Number of (transformed) examples in gzipped TFRecord files: users per epoch."""
     files = _record_files(file_patterns)
@@ -339,12 +380,16 @@ def tuner_fn(fn_args: Any) -> Any:
         model_config = bvae_config.model_config(behaviors, num_items, model_section)
         tf.keras.utils.set_random_seed(settings["seed"])
         train_ds = _train_dataset(fn_args.train_files, tf_transform_output, behaviors, settings)
+        model, train_ds, steps_per_epoch = _trainable_model(
+            model_config, train_ds, fn_args.train_files, settings
+        )
         result = training.fit(
-            model_lib.build_model(model_config),
+            model,
             train_ds,
             eval_ds,
             epochs=settings["epochs"],
             patience=settings["patience"],
+            steps_per_epoch=steps_per_epoch,
             verbose=0,
             weight_average=model_config.weight_average,
         )
@@ -432,8 +477,10 @@ def run_fn(fn_args: Any) -> None:
 
     tf.keras.utils.set_random_seed(settings["seed"])
     strategy = make_strategy(settings["distribution_strategy"], settings["devices"])
+    _check_variant_settings(model_config, settings, strategy)
     logging.info(
-        "Training BVAE on %d items, behaviors %s, with %s (%d replicas).",
+        "Training %s on %d items, behaviors %s, with %s (%d replicas).",
+        model_config.variant,
         num_items,
         list(behaviors),
         type(strategy).__name__,
@@ -459,9 +506,11 @@ def run_fn(fn_args: Any) -> None:
             behaviors,
             log_dir=log_dir,
         )
-    else:  # BVAE, VAE (U.) or VAE++
+    else:  # BVAE, VAE (U.), VAE++ or RecVAE (T.)
         with strategy.scope():
-            model = model_lib.build_model(model_config)
+            model, train_ds, steps_per_epoch = _trainable_model(
+                model_config, train_ds, fn_args.train_files, settings
+            )
             started_from = _maybe_warm_start(model, fn_args, tf_transform_output, settings)
             if model_config.sampled_softmax and model_config.sampled_proposal == "popularity":
                 model.fit_proposal(train_ds)  # this span's counts, after any warm start
@@ -472,6 +521,7 @@ def run_fn(fn_args: Any) -> None:
             epochs=settings["epochs"],
             patience=settings["patience"],
             log_dir=log_dir,
+            steps_per_epoch=steps_per_epoch,
             verbose=settings["verbose"],
             weight_average=model_config.weight_average,
         )

@@ -7,7 +7,9 @@ Every model maps ``{features.items_key(b): SparseTensor}`` to ``{b: [B, m] score
 - :mod:`floors`: :class:`floors.Popularity`, :class:`floors.CrossBehaviorRepeat`
   (no learning);
 - :mod:`ease`: :class:`ease.EASE` (Steck 2019), per target behavior;
-- :mod:`recvae`: :class:`recvae.RecVAE` (Shenbin et al. 2020), one behavior;
+- :mod:`recvae`: :class:`recvae.RecVAE` (Shenbin et al. 2020), one behavior, and
+  :class:`recvae.PerBehaviorRecVAE`, one per behavior, trainable in the pipeline
+  (``variant="recvae"``);
 - :mod:`vaepp`: :class:`vaepp.VAEPlusPlus` (Ma et al. 2022), one per target behavior,
   trainable in the pipeline (``variant="vae_pp"``);
 - :mod:`transductive`: :class:`transductive.EHCF` (Chen et al. 2020) and

@@ -260,3 +260,98 @@ class RecVAE(ItemScoreModel):
         self.encoder_optimizer.build(self._encoder_variables(self.encoder))
         self._copy_prior()
         self.compile(optimizer=self.encoder_optimizer)
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class PerBehaviorRecVAE(ItemScoreModel):
+    """RecVAE (T.): one :class:`RecVAE` per behavior, each on its own items, trained
+    side by side in one Keras ``fit`` (the pipeline's ``variant="recvae"``).
+
+    Each behavior's RecVAE keeps its own encoder, composite prior, decoder, two Adam
+    optimizers and phase counter; one training step runs every member's step on the
+    same batch (:meth:`RecVAE.train_step`), so the members are exactly the
+    single-behavior RecVAEs the experiment trains one at a time
+    (``bvae_tf.experiment --model recvae``), with the same seed each.
+
+    Input/output: ``{features.items_key(b): SparseTensor [B, None] int64}`` for every
+    behavior to ``{b: [B, m] float32}`` decoder logits.
+
+    Args:
+      behaviors: the behaviors, each read and scored by its own RecVAE.
+      num_items: ``m``.
+      steps_per_pass: batches in one pass over the train users; the dataset given to
+        ``fit`` must repeat and ``steps_per_epoch`` be :attr:`steps_per_epoch`.
+      **settings: :class:`RecVAE`'s ``hidden``, ``latent``, ``dropout``, ``gamma``,
+        ``encoder_passes``, ``learning_rate`` and ``seed`` (its defaults otherwise).
+
+    Raises:
+      ValueError: on the errors of :class:`RecVAE` or of ``ItemScoreModel``.
+    """
+
+    def __init__(self, behaviors, num_items: int, *, steps_per_pass: int = 1, **settings):
+        name = settings.pop("name", None)
+        kwargs = {"name": name} if name else {}
+        super().__init__(behaviors, num_items, **kwargs)
+        self.members = [
+            RecVAE(b, num_items, steps_per_pass=steps_per_pass, name=f"recvae_{b}", **settings)
+            for b in self.behaviors
+        ]
+        self.settings = dict(self.members[0].settings)
+
+    @classmethod
+    def from_bvae_config(cls, config, steps_per_pass: int) -> PerBehaviorRecVAE:
+        """RecVAE (T.) over the behaviors of a ``BVAEConfig`` (``variant="recvae"``): its
+        ``latent_dim``, ``dropout``, ``learning_rate``, ``seed``, ``recvae_hidden`` and
+        ``recvae_gamma``."""
+        return cls(
+            config.behaviors,
+            config.num_items,
+            steps_per_pass=steps_per_pass,
+            hidden=config.recvae_hidden,
+            latent=config.latent_dim,
+            dropout=config.dropout,
+            gamma=config.recvae_gamma,
+            learning_rate=config.learning_rate,
+            seed=config.seed,
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches of one RecVAE epoch: ``(encoder_passes + 1) * steps_per_pass``."""
+        s = self.settings
+        return (s["encoder_passes"] + 1) * s["steps_per_pass"]
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings}
+
+    @property
+    def metrics(self):
+        return [m._loss for m in self.members]
+
+    def score(self, rows):
+        out = {}
+        for member in self.members:
+            out.update(member.score(rows))
+        return out
+
+    def _logs(self, outputs) -> dict[str, tf.Tensor]:
+        logs = {f"{m.behavior}_loss": o["loss"] for m, o in zip(self.members, outputs, strict=True)}
+        logs["loss"] = tf.add_n(list(logs.values()))
+        return logs
+
+    @_NO_AUTOGRAPH
+    def train_step(self, inputs):
+        return self._logs([m.train_step(inputs) for m in self.members])
+
+    @_NO_AUTOGRAPH
+    def test_step(self, inputs):
+        return self._logs([m.test_step(inputs) for m in self.members])
+
+    def prepare(self, batch) -> None:
+        """Builds every member and its optimizers on one batch (:meth:`RecVAE.prepare`)
+        and compiles this model (its own optimizer is unused: each member updates
+        itself)."""
+        self(batch)
+        for member in self.members:
+            member.prepare(batch)
+        self.compile(optimizer=self.members[0].encoder_optimizer)

@@ -250,6 +250,36 @@ def test_recvae_phases_update_one_part_at_a_time():
     assert not np.array_equal(model.decoder.kernel.numpy(), decoder)
 
 
+def test_per_behavior_recvae_is_one_recvae_per_behavior_and_round_trips(tmp_path):
+    from bvae_tf import training
+    from bvae_tf.baselines import recvae
+
+    train, _ = planted(num_users=30, num_items=40)
+    batch = _batch(train)
+    settings = dict(hidden=16, latent=4, steps_per_pass=2, learning_rate=1e-2, seed=5)
+    model = recvae.PerBehaviorRecVAE(BEHAVIORS, 40, **settings)
+    assert model.steps_per_epoch == 8  # (3 encoder passes + 1 decoder pass) * 2
+    model.prepare(batch)
+    ds = tf.data.Dataset.from_tensors(batch).repeat()
+    logs = model.fit(ds, epochs=1, steps_per_epoch=model.steps_per_epoch, verbose=0).history
+    assert set(logs) == {"loss", "purchase_loss", "click_loss"}
+    scores = model(batch)
+    # Each member is the single-behavior RecVAE that the experiment trains alone.
+    for b in BEHAVIORS:
+        alone = recvae.RecVAE(b, 40, **settings)
+        alone.prepare(_batch({b: train[b]}))
+        training.compile_model(alone)
+        alone.fit(ds, epochs=1, steps_per_epoch=8, verbose=0)
+        np.testing.assert_allclose(alone(batch)[b].numpy(), scores[b].numpy(), rtol=1e-5, atol=1e-5)
+    empty = _batch({b: sp.csr_matrix((2, 40), dtype=np.float32) for b in BEHAVIORS})
+    out = model(empty)
+    assert all(out[b].shape == (2, 40) and np.isfinite(out[b].numpy()).all() for b in BEHAVIORS)
+    model.save(tmp_path / "m", save_traces=False)
+    loaded = tf.keras.models.load_model(tmp_path / "m")
+    for b in BEHAVIORS:
+        np.testing.assert_allclose(loaded(batch)[b].numpy(), scores[b].numpy(), rtol=1e-6)
+
+
 def _held_clicks(train, seed=3):
     """One more, never clicked item of each user's group as the held-out click."""
     rng = np.random.default_rng(seed)

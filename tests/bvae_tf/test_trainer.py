@@ -340,14 +340,23 @@ def test_run_fn_fits_a_closed_form_baseline_and_exports_the_same_signatures(data
     assert logits[features.logits_output(tiny.BEHAVIORS[0])].shape[1] == 30
 
 
-def test_run_fn_trains_vaepp_and_exports_the_same_signatures(data, tmp_path):
+@pytest.mark.parametrize(
+    "model",
+    [{"variant": "vae_pp", "latent_dim": 4}, {"variant": "recvae", "recvae_hidden": 8}],
+    ids=["vae_pp", "recvae"],
+)
+def test_run_fn_trains_a_baseline_and_exports_the_same_signatures(data, tmp_path, model):
     args = _fn_args(data, tmp_path)
-    args.custom_config["model"] = {"variant": "vae_pp", "latent_dim": 4}
+    args.custom_config["model"] = model
     trainer.run_fn(args)
     with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
         result = json.load(f)
-    assert result["model_config"]["variant"] == "vae_pp"
-    assert result["epochs_run"] >= 1 and np.isfinite(result["history"][0]["loss"])
+    assert result["model_config"]["variant"] == model["variant"]
+    assert result["epochs_run"] == 2 and np.isfinite(result["history"][0]["loss"])
+    if model["variant"] == "recvae":
+        # One RecVAE per behavior, each with its own loss in the history.
+        for b in tiny.BEHAVIORS:
+            assert np.isfinite(result["history"][1][f"{b}_loss"])
     loaded = tf.saved_model.load(args.serving_model_dir)
     serialized = data.serialized(features.EVAL)[:3]
     out = loaded.signatures[features.SERVING_SIGNATURE](examples=tf.constant(serialized))
@@ -394,6 +403,14 @@ def test_run_fn_chooses_the_cross_behavior_boost_on_eval_and_exports_it(data, tm
     bad = _fn_args(data, tmp_path / "bad", model={"variant": "vae_pp"}, boost_grid=[1])
     with pytest.raises(ValueError, match="cross_behavior_boost"):
         trainer.run_fn(bad)
+
+
+@pytest.mark.parametrize("variant", ["vae_pp", "recvae", "ease"])
+def test_run_fn_refuses_warm_start_for_a_baseline_before_training(data, tmp_path, variant):
+    args = _fn_args(data, tmp_path, model={"variant": variant}, warm_start=True)
+    with pytest.raises(ValueError, match=r"training\.warm_start=false"):
+        trainer.run_fn(args)
+    assert not os.path.exists(args.model_run_dir)
 
 
 def test_train_matrices_hold_every_train_example(data):
