@@ -525,7 +525,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
             seed=seed,
         )
         model.prepare(next(iter(train)))
-        steps_per_epoch = steps_per_pass * (model.settings["encoder_passes"] + 1)
+        steps_per_epoch = model.steps_per_epoch
         train = train.repeat()
         cfg_dict = dict(model.get_config(), behaviors=list(behaviors))
     else:

@@ -145,6 +145,11 @@ class RecVAE(ItemScoreModel):
             ),
         }
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches of one RecVAE epoch: ``(encoder_passes + 1) * steps_per_pass``."""
+        return (self.settings["encoder_passes"] + 1) * self.settings["steps_per_pass"]
+
     def get_config(self):
         config = super().get_config()
         config.pop("behaviors")
@@ -317,9 +322,9 @@ class PerBehaviorRecVAE(ItemScoreModel):
 
     @property
     def steps_per_epoch(self) -> int:
-        """Batches of one RecVAE epoch: ``(encoder_passes + 1) * steps_per_pass``."""
-        s = self.settings
-        return (s["encoder_passes"] + 1) * s["steps_per_pass"]
+        """Batches of one RecVAE epoch (:attr:`RecVAE.steps_per_epoch`, the same for
+        every member)."""
+        return self.members[0].steps_per_epoch
 
     def get_config(self):
         return {**super().get_config(), **self.settings}
