@@ -165,6 +165,8 @@ def examples_dataset(
     ds = tf.data.TFRecordDataset(files, compression_type=compression).cache()
     if shuffle:
         count = sum(1 for _ in ds)
+        # A known cardinality: training.fit then reads all epochs through one iterator.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(count))
         ds = ds.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
     spec = dict(feature_spec)
     ds = ds.batch(batch_size).map(
@@ -493,11 +495,17 @@ def run_fn(fn_args: Any) -> None:
         settings["eval_batch_size"],
     )
     started_from = None
+    # Wall seconds of the Trainer's parts (fit_result.json): "fit" (model building and
+    # training.fit: train steps, per-epoch evaluation and the loop around them; the
+    # fitting and scoring of a closed-form baseline),
+    # "boost_choice" and "export".
+    seconds: dict[str, float] = {}
     chief = _is_chief(strategy)
     # Every worker saves a model and logs (collective ops); a non-chief worker does so
     # in its own temporary directory, removed at the end (TF's multi-worker guide).
     worker_dir = None if chief else tempfile.mkdtemp(prefix="bvae-worker-")
     log_dir = os.path.join(worker_dir or fn_args.model_run_dir, "tensorboard")
+    fit_started = time.perf_counter()
     if model_config.variant in bvae_config.CLOSED_FORM_VARIANTS:
         model, result = _fit_closed_form(
             model_config,
@@ -525,6 +533,7 @@ def run_fn(fn_args: Any) -> None:
             verbose=settings["verbose"],
             weight_average=model_config.weight_average,
         )
+    seconds["fit"] = time.perf_counter() - fit_started
     logging.info(
         "Best epoch %d of %d (valid score %.4f).",
         result.best_epoch,
@@ -534,6 +543,7 @@ def run_fn(fn_args: Any) -> None:
     )
     boost_trials = None
     if boost_grid is not None:
+        started = time.perf_counter()
         boost, tried = training.choose_cross_behavior_boost(model, eval_ds, boost_grid)
         model_config = dataclasses.replace(model_config, cross_behavior_boost=tuple(boost))
         boost_trials = [{"value": value, "eval": r.flat()} for value, r in tried]
@@ -542,8 +552,11 @@ def run_fn(fn_args: Any) -> None:
             ", ".join(f"{b} {v:g}" for b, v in zip(model_config.behaviors, boost, strict=True)),
             extra={console.CONSOLE: True},
         )
+        seconds["boost_choice"] = time.perf_counter() - started
     export_dir = os.path.join(worker_dir, "export") if worker_dir else fn_args.serving_model_dir
+    started = time.perf_counter()
     export.export_serving_model(model, tf_transform_output, export_dir, top_k=top_k)
+    seconds["export"] = time.perf_counter() - started
     if chief:
         tf.io.gfile.makedirs(fn_args.model_run_dir)
         summary = {
@@ -553,6 +566,7 @@ def run_fn(fn_args: Any) -> None:
             "stopped_early": result.stopped_early,
             "train_seconds": result.train_seconds,
             "eval_seconds": result.eval_seconds,
+            "seconds": seconds,
             "model_config": model_config.to_dict(),
             "training": settings,
             "tuned_hyperparameters": tuned,

@@ -178,7 +178,11 @@ def fit(
       model: a :class:`bvae_tf.model.BVAE` (compiled with Adam at its configured
         learning rate if it is not compiled yet).
       train_dataset: ``tf.data.Dataset`` of ``{items_key(b): SparseTensor}``; one pass
-        is an epoch unless ``steps_per_epoch`` is given (then it should repeat).
+        is an epoch unless ``steps_per_epoch`` is given (then it should repeat). A
+        finite dataset of known cardinality is repeated and read through one iterator
+        for the whole run (not under ``MultiWorkerMirroredStrategy``): Keras would
+        otherwise build and tear down its input pipeline every epoch, about 0.8 s per
+        JD epoch on 2 cores. The batches and their order are the same either way.
       eval_dataset: ``tf.data.Dataset`` for ``metrics.evaluate`` (``items_key(b)``,
         ``heldout_key(b)``, optional unknown-id counts): the selection split.
       epochs: maximum epochs.
@@ -249,6 +253,8 @@ def fit(
     )
     monitor.set_model(model)  # fit() sets it too; restore() needs it when fit() is skipped
     saved = None if state is None else state.load(monitor, epochs=epochs, patience=patience)
+    if steps_per_epoch is None:
+        train_dataset, steps_per_epoch = _one_iterator(model, train_dataset)
     if saved is None or not saved["finished"]:
         model.fit(
             train_dataset,
@@ -271,6 +277,24 @@ def fit(
         eval_seconds=sum(h["eval_seconds"] for h in monitor.history),
         resumed_at=monitor.resumed_at,
     )
+
+
+def _one_iterator(model, train_dataset):
+    """``(dataset, steps_per_epoch)`` for Keras ``fit``: a finite ``train_dataset`` of
+    known cardinality repeated, with its batch count as the epoch (one iterator for
+    the whole run; a shuffle with ``reshuffle_each_iteration`` reshuffles every pass as
+    before); otherwise ``(train_dataset, None)``: one pass is an epoch."""
+    strategy = getattr(model, "distribute_strategy", None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return train_dataset, None  # each worker reads a shard: its own batch count
+    batches = int(train_dataset.cardinality())
+    if batches <= 0:  # unknown, infinite or empty: Keras' own handling
+        return train_dataset, None
+    # Keras' per-epoch path makes one iterator before its first epoch's and drops it,
+    # which advances a seeded reshuffle once; so does this one, so that epoch e sees
+    # the same batches in the same order on either path (same results as before).
+    iter(train_dataset)
+    return train_dataset.repeat(), batches
 
 
 class _RunState:

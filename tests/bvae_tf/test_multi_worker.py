@@ -4,9 +4,11 @@ through the Trainer's ``run_fn``, against a single-worker run of the same settin
 
 Both workers get the same ``FnArgs`` (as TFX gives them): only the chief writes the
 export, ``fit_result.json`` and TensorBoard files; the other worker's go to a
-temporary directory that it removes. Each worker reads every other batch
-(``AutoShardPolicy.DATA``), so a step's global batch is twice the single worker's and
-an epoch has half the steps: the valid score may differ, within ``TOLERANCE``.
+temporary directory that it removes. Each worker reads every other batch of 16
+(``AutoShardPolicy.DATA``), so a step's global batch is 32 and an epoch has half the
+steps; the single worker trains with batches of 32, so both take the same number of
+updates of the same size. Their data order and sharding differ: the valid score may
+differ, within ``TOLERANCE``.
 """
 
 import json
@@ -30,7 +32,7 @@ EPOCHS = 12
 TOLERANCE = 0.08
 
 
-def _fn_args(data, out: pathlib.Path) -> dict:
+def _fn_args(data, out: pathlib.Path, batch_size: int) -> dict:
     return {
         "train_files": data.transformed_files(features.TRAIN),
         "eval_files": data.transformed_files(features.EVAL),
@@ -40,7 +42,12 @@ def _fn_args(data, out: pathlib.Path) -> dict:
         "custom_config": {
             "behaviors": list(tiny.BEHAVIORS),
             "model": {"latent_dim": 8, "learning_rate": 0.01},
-            "training": {"epochs": EPOCHS, "patience": EPOCHS, "batch_size": 16, "verbose": 0},
+            "training": {
+                "epochs": EPOCHS,
+                "patience": EPOCHS,
+                "batch_size": batch_size,
+                "verbose": 0,
+            },
             "top_k": 5,
         },
     }
@@ -78,7 +85,10 @@ def _run(args: dict, tf_config: dict | None) -> subprocess.Popen:
 def runs(tiny_pipeline_data, tmp_path_factory):
     """``{"single": FnArgs dict, "multi": FnArgs dict}`` after both trainings."""
     root = tmp_path_factory.mktemp("multi_worker")
-    args = {name: _fn_args(tiny_pipeline_data, root / name) for name in ("single", "multi")}
+    args = {
+        name: _fn_args(tiny_pipeline_data, root / name, batch_size)
+        for name, batch_size in (("single", 32), ("multi", 16))
+    }
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     processes = [_run(args["single"], None)] + [
         _run(

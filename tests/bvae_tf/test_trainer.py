@@ -68,6 +68,9 @@ def test_run_fn_trains_and_exports(data, tmp_path, strategy):
     assert result["epochs_run"] == 2
     assert 1 <= result["best_epoch"] <= 2
     assert result["model_config"]["num_items"] == 30
+    # The Trainer's parts, timed; training.fit's own train and eval time lie within.
+    assert sorted(result["seconds"]) == ["export", "fit"]
+    assert result["seconds"]["fit"] > result["train_seconds"] + result["eval_seconds"] > 0
     for key, value in strategy.get("model", {}).items():
         assert result["model_config"][key] == value
     assert os.listdir(os.path.join(args.model_run_dir, "tensorboard"))

@@ -114,6 +114,51 @@ def test_fit_early_stops_restores_best_and_logs(tiny_data, tmp_path, monkeypatch
     assert traces == [1]
 
 
+def test_fit_reads_a_finite_dataset_through_one_iterator_with_the_same_batches(
+    tiny_data, monkeypatch
+):
+    """A dataset of known cardinality is repeated (one iterator for the whole run) and
+    trains exactly as Keras' one iterator per epoch does."""
+    seen = []
+    original_fit = tf.keras.Model.fit
+
+    def recording_fit(self, x=None, *args, **kwargs):
+        seen.append((int(x.cardinality()), kwargs.get("steps_per_epoch")))
+        return original_fit(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(tf.keras.Model, "fit", recording_fit)
+    histories, weights = [], []
+    for per_epoch_iterators in (False, True):
+        if per_epoch_iterators:
+            monkeypatch.setattr(T, "_one_iterator", lambda model, dataset: (dataset, None))
+        tf.keras.utils.set_random_seed(3)
+        model = _model()
+        train = D.train_dataset(tiny_data, batch_size=12, seed=0)
+        result = T.fit(model, train, D.eval_dataset(tiny_data, F.EVAL), epochs=3, verbose=0)
+        histories.append([(h["loss"], h["selection_score"]) for h in result.history])
+        weights.append(model.get_weights())
+    batches = int(D.train_dataset(tiny_data, batch_size=12).cardinality())
+    assert batches == 2
+    assert seen == [(tf.data.INFINITE_CARDINALITY, batches), (batches, None)]
+    assert histories[0] == histories[1]
+    for repeated, per_epoch in zip(*weights, strict=True):
+        np.testing.assert_array_equal(repeated, per_epoch)
+
+
+def test_fit_keeps_one_pass_per_epoch_for_a_dataset_of_unknown_size(tiny_data, monkeypatch):
+    seen = []
+    original_fit = tf.keras.Model.fit
+
+    def recording_fit(self, x=None, *args, **kwargs):
+        seen.append(kwargs.get("steps_per_epoch"))
+        return original_fit(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(tf.keras.Model, "fit", recording_fit)
+    train = D.train_dataset(tiny_data, batch_size=12).filter(lambda batch: True)
+    result = T.fit(_model(), train, D.eval_dataset(tiny_data, F.EVAL), epochs=2, verbose=0)
+    assert seen == [None] and result.epochs_run == 2
+
+
 def test_fit_under_one_device_mirrored_strategy(tiny_data, monkeypatch):
     traces = _count_train_step_traces(monkeypatch)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
