@@ -71,8 +71,7 @@ def paper_table(test_metrics, paper=PAPER_JD) -> str:
 
 
 def main(argv=None) -> None:
-    parser = runtime.argument_parser(__doc__.split("\n\n")[0])
-    parser.set_defaults(config=DEFAULT_CONFIG)
+    parser = runtime.argument_parser(__doc__.split("\n\n")[0], default_config=DEFAULT_CONFIG)
     config = runtime.start(parser.parse_args(argv), "jd")
     local_runner.run(config)
     summary = report.print_summary(config)

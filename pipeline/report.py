@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -283,6 +284,12 @@ def metrics_table(
     return lines
 
 
+def _slice_cell(values: dict) -> str:
+    """A slice's NDCG@5 to 4 decimals; "-" when it scored no user (NaN or absent)."""
+    value = values.get("ndcg@5", float("nan"))
+    return "-" if not values.get("num_users") or math.isnan(value) else f"{value:.4f}"
+
+
 def format_summary(summary: Mapping[str, Any]) -> str:
     """Human-readable report of ``summarize``'s output."""
     lines = [f"Pipeline run {summary['run_id']}"]
@@ -320,10 +327,13 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         gate_slices = evaluation["slices"].get(evaluation["gate_split"], {})
         sliced = [s for s in gate_slices if s != tfma_results.OVERALL]
         if sliced:
-            lines.append(f"NDCG@5 by slice ({evaluation['gate_split']} split; users scored):")
+            lines.append(
+                f"NDCG@5 by slice ({evaluation['gate_split']} split; users scored; "
+                "- where no user of the slice has held-out items of the behavior):"
+            )
             for name in sliced:
                 cells = "  ".join(
-                    f"{b} {v.get('ndcg@5', float('nan')):.4f} ({v.get('num_users', 0)})"
+                    f"{b} {_slice_cell(v)} ({v.get('num_users', 0)})"
                     for b, v in gate_slices[name].items()
                 )
                 lines.append(f"  {name:<20}{cells}")

@@ -21,13 +21,24 @@ from components import local_beam
 from pipeline import configs
 
 
-def argument_parser(description: str) -> argparse.ArgumentParser:
-    """The flags shared by the runners: ``--config`` and repeatable ``--set``."""
+def argument_parser(description: str, default_config: str | None = None) -> argparse.ArgumentParser:
+    """The flags shared by the runners: ``--config`` and repeatable ``--set``.
+
+    ``default_config``: the config file a runner uses without ``--config`` (e.g.
+    ``pipeline/config/jd.json`` for ``pipeline.jd``); None: ``$BVAE_PIPELINE_CONFIG``,
+    else the built-in defaults.
+    """
     parser = argparse.ArgumentParser(description=description)
+    if default_config is None:
+        default, shown = (
+            os.environ.get(configs.CONFIG_ENV),
+            f"${configs.CONFIG_ENV}, else the built-in defaults",
+        )
+    else:
+        default = default_config
+        shown = os.path.relpath(default_config, configs.PIPELINE_DIR.parent)
     parser.add_argument(
-        "--config",
-        default=os.environ.get(configs.CONFIG_ENV),
-        help=f"JSON pipeline config (default: ${configs.CONFIG_ENV}, else the built-in defaults)",
+        "--config", default=default, help=f"JSON pipeline config (default: {shown})"
     )
     parser.add_argument(
         "--verbose",

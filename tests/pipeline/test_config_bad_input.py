@@ -150,6 +150,19 @@ def test_runner_flags_fail_before_anything_runs(tmp_path, monkeypatch):
     assert not output_root.exists()
 
 
+def test_a_runners_own_default_config_is_used_and_named_in_its_help(monkeypatch, capsys):
+    from pipeline import jd
+
+    monkeypatch.setenv(configs.CONFIG_ENV, "/elsewhere.json")  # not for pipeline.jd
+    parser = runtime.argument_parser("jd", default_config=jd.DEFAULT_CONFIG)
+    assert parser.parse_args([]).config == jd.DEFAULT_CONFIG
+    assert parser.parse_args(["--config", "x.json"]).config == "x.json"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    assert "(default: pipeline/config/jd.json)" in " ".join(capsys.readouterr().out.split())
+    assert runtime.argument_parser("demo").parse_args([]).config == "/elsewhere.json"
+
+
 def test_runner_command_line_prints_a_config_error_without_a_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",)}
     done = subprocess.run(

@@ -388,3 +388,26 @@ def test_main_guard_prints_data_errors_without_a_traceback(capsys):
     assert capsys.readouterr().err == "error: the train split drifted\n"
     with pytest.raises(RuntimeError, match="a bug"):
         runtime.main_guard(broken)
+
+
+def test_the_summary_marks_a_slice_without_scored_users():
+    from pipeline import report
+
+    summary = {
+        "run_id": "r",
+        "components": {},
+        "evaluation": {
+            "gate_split": "eval",
+            "splits": {"eval": {}},
+            "slices": {
+                "eval": {
+                    "activity=1-4": {
+                        "purchase": {"ndcg@5": 0.25, "num_users": 4},
+                        "click": {"ndcg@5": float("nan"), "num_users": 0},
+                    }
+                }
+            },
+        },
+    }
+    line = next(x for x in report.format_summary(summary).splitlines() if "activity" in x)
+    assert line.split() == ["activity=1-4", "purchase", "0.2500", "(4)", "click", "-", "(0)"]
