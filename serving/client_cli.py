@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -227,6 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except grpc.RpcError as e:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader closed the pipe (e.g. `| head`): it has what it wanted. Point
+        # stdout at /dev/null so the exit's flush is quiet too (the Python docs' fix,
+        # "Note on SIGPIPE" in the signal module).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
@@ -100,3 +102,21 @@ def test_errors_exit_with_status_1(local_server, capsys):
     code, _, err = _run(local_server, capsys, "predict", "--history", "no-equals-sign")
     assert code == 1
     assert "BEHAVIOR=ID1,ID2" in err
+
+
+def test_a_reader_that_closes_the_pipe_early_is_not_an_error(local_server):
+    """``python -m serving.client ... | head``: no error line, exit status 0 (the reader
+    here, ``true``, exits before the client writes, so its write always fails)."""
+    done = subprocess.run(
+        f"{sys.executable} -m serving.client --server {local_server.target} "
+        f"--model_name {MODEL_NAME} metadata | true; "
+        "echo status=${PIPESTATUS[0]} >&2",
+        check=False,
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "status=0" in done.stderr, done.stderr
+    assert "error" not in done.stderr.lower() and "Broken pipe" not in done.stderr, done.stderr
