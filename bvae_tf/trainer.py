@@ -496,9 +496,8 @@ def run_fn(fn_args: Any) -> None:
     )
     started_from = None
     # Wall seconds of the Trainer's parts (fit_result.json): "fit" (model building and
-    # training.fit: train steps, per-epoch evaluation and the loop around them; the
-    # fitting and scoring of a closed-form baseline),
-    # "boost_choice" and "export".
+    # training.fit, or a closed-form baseline's fit and scoring), "boost_choice" and
+    # "export".
     seconds: dict[str, float] = {}
     chief = _is_chief(strategy)
     # Every worker saves a model and logs (collective ops); a non-chief worker does so

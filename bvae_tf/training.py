@@ -253,9 +253,9 @@ def fit(
     )
     monitor.set_model(model)  # fit() sets it too; restore() needs it when fit() is skipped
     saved = None if state is None else state.load(monitor, epochs=epochs, patience=patience)
-    if steps_per_epoch is None:
-        train_dataset, steps_per_epoch = _one_iterator(model, train_dataset)
     if saved is None or not saved["finished"]:
+        if steps_per_epoch is None:
+            train_dataset, steps_per_epoch = _one_iterator(model, train_dataset)
         model.fit(
             train_dataset,
             epochs=epochs,

@@ -30,10 +30,8 @@ def argument_parser(description: str, default_config: str | None = None) -> argp
     """
     parser = argparse.ArgumentParser(description=description)
     if default_config is None:
-        default, shown = (
-            os.environ.get(configs.CONFIG_ENV),
-            f"${configs.CONFIG_ENV}, else the built-in defaults",
-        )
+        default = os.environ.get(configs.CONFIG_ENV)
+        shown = f"${configs.CONFIG_ENV}, else the built-in defaults"
     else:
         default = default_config
         shown = os.path.relpath(default_config, configs.PIPELINE_DIR.parent)
