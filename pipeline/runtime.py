@@ -91,14 +91,28 @@ def ensure_input(config: configs.PipelineConfig) -> str:
         logging.info("Synthetic log written to %s: %s", path, summary)
     if config.uses_synthetic_data:
         logging.info("Input: the synthetic log %s", path, extra={console.CONSOLE: True})
-    elif "://" not in path:
-        from components.multi_behavior_example_gen import executor
-
-        try:
-            executor.resolve_input_files(config.example_gen_config())
-        except ValueError as e:
-            raise ValueError(f"data.input_base: {e}") from e
+    else:
+        check_input(config)
     return path
+
+
+def check_input(config: configs.PipelineConfig) -> None:
+    """Checks that a local, non-synthetic ``data.input_base`` holds what the
+    ExampleGen will read. Remote inputs (``scheme://``) and the synthetic log are not
+    checked here.
+
+    Raises:
+      ValueError: if the input does not exist or holds no input file (named).
+    """
+    path = config.example_gen_arguments()["input_base"]
+    if config.uses_synthetic_data or "://" in path:
+        return
+    from components.multi_behavior_example_gen import executor
+
+    try:
+        executor.resolve_input_files(config.example_gen_config())
+    except ValueError as e:
+        raise ValueError(f"data.input_base: {e}") from e
 
 
 def parse(description: str, argv: Sequence[str] | None = None) -> configs.PipelineConfig:
@@ -133,8 +147,16 @@ def start(
 def parse_and_start(
     description: str, entry_point: str, argv: Sequence[str] | None = None
 ) -> configs.PipelineConfig:
-    """:func:`parse` then :func:`start`."""
-    return start(argument_parser(description).parse_args(argv), entry_point)
+    """:func:`parse`, :func:`check_input`, then :func:`start`: a missing local input
+    fails before the console's log file (``<output_root>/logs/``) is created.
+
+    Raises:
+      ValueError: as :func:`check_input`, and for an invalid configuration.
+    """
+    args = argument_parser(description).parse_args(argv)
+    config = load(args)
+    check_input(config)
+    return start(args, entry_point, config)
 
 
 def main_guard(main: Callable[[], object]) -> int:
