@@ -758,6 +758,28 @@ def cross_behavior_indicator(inputs: list[SparseRows], target: int, num_items: i
     return tf.minimum(counts, 1.0)
 
 
+def gather_rows(rows: SparseRows, keep: tf.Tensor) -> SparseRows:
+    """The batch rows ``keep`` of ``rows``, renumbered ``0 .. n - 1``.
+
+    Args:
+      rows: pairs of a batch of ``B`` rows, ordered by row.
+      keep: ``[n]`` int64 increasing row indices in ``[0, B)``.
+
+    Returns:
+      :class:`SparseRows` of batch size ``n``: the pairs of the kept rows, in order,
+      with row ``keep[i]`` renumbered ``i``.
+    """
+    keep = tf.cast(keep, tf.int64)
+    n = tf.size(keep, out_type=tf.int64)
+    # 1-based positions of the kept rows, 0 elsewhere.
+    position = tf.scatter_nd(
+        keep[:, None], tf.range(1, n + 1, dtype=tf.int64), tf.reshape(rows.batch_size, [1])
+    )
+    new_rows = tf.gather(position, rows.rows) - 1
+    kept = new_rows >= 0
+    return SparseRows(tf.boolean_mask(new_rows, kept), tf.boolean_mask(rows.cols, kept), n)
+
+
 def mask_scores(scores: tf.Tensor, excluded: SparseRows) -> tf.Tensor:
     """Sets ``scores[row, item]`` to ``-inf`` for every excluded (row, item) pair.
 

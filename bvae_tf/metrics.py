@@ -301,7 +301,9 @@ def model_ranks(model, batch, behaviors: Sequence[str], max_k: int | None = None
     Args:
       model: ``model(batch, training=False) -> {b: [B, m] logits}``; with an
         ``eval_chunk_size`` (``BVAE`` with ``top_k_chunk_size``) it is scored a chunk
-        at a time through ``model.chunk_scorer`` instead, never forming the logits.
+        at a time through ``model.chunk_scorer`` instead, never forming the logits;
+        else, with a ``row_scorer`` (``BVAE``), each behavior's logits are computed
+        only for the users with a held-out item of that behavior.
       batch: the feature dict of :func:`evaluate` (``items_key(b)``,
         ``heldout_key(b)``, optionally ``oov_key(heldout_key(b))``).
       behaviors: the behaviors to rank.
@@ -315,6 +317,8 @@ def model_ranks(model, batch, behaviors: Sequence[str], max_k: int | None = None
     chunk_size = getattr(model, "eval_chunk_size", None)
     if chunk_size:
         score_chunk = model.chunk_scorer(batch)
+    elif hasattr(model, "row_scorer"):
+        score_rows = model.row_scorer(batch)
     else:
         logits = model(batch, training=False)
     out = {}
@@ -334,6 +338,10 @@ def model_ranks(model, batch, behaviors: Sequence[str], max_k: int | None = None
                     **args,
                     max_k=max_k,
                 )
+        elif hasattr(model, "row_scorer"):
+            out[b] = _ranks_of_rows(
+                functools.partial(score_rows, b), model.num_items, **args, max_k=max_k
+            )
         else:
             out[b] = behavior_ranks(logits[b], **args, max_k=max_k)
     return out
@@ -357,14 +365,34 @@ def behavior_ranks(scores, items, heldout, num_unknown=None, max_k: int | None =
       :func:`candidate_ranks` of the behavior and ``|H|`` of every user.
     """
 
+    import tensorflow as tf
+
+    return _ranks_of_rows(
+        lambda keep: tf.gather(scores, keep),
+        scores.shape[1],
+        items=items,
+        heldout=heldout,
+        num_unknown=num_unknown,
+        max_k=max_k,
+    )
+
+
+def _ranks_of_rows(score_rows: Callable, num_items: int, *, items, heldout, num_unknown, max_k):
+    """:func:`behavior_ranks` from ``score_rows(keep) -> [n, m]`` scores of the batch
+    rows ``keep`` ([n] int64): only the rows with a held-out item the model knows are
+    scored and ranked (a row without one can have no hit)."""
+    import tensorflow as tf
+
     from bvae_tf import layers as L
 
-    num_items = scores.shape[1]
     excluded = L.to_sparse_rows(items, num_items, "items")
     targets = L.to_sparse_rows(heldout, num_items, "heldout")
     count = _num_heldout(targets, num_unknown)
-    rows, ranks = candidate_ranks(scores, excluded, targets, max_k)
-    return rows, ranks, count
+    keep = tf.unique(targets.rows).y  # rows come ordered: increasing
+    rows, ranks = candidate_ranks(
+        score_rows(keep), L.gather_rows(excluded, keep), L.gather_rows(targets, keep), max_k
+    )
+    return tf.gather(keep, rows), ranks, count
 
 
 def _num_heldout(targets, num_unknown):

@@ -358,20 +358,43 @@ class BVAE(tf.keras.Model):
     def call(self, inputs, training=False):
         """Logits per behavior: ``{b: [B, num_items] float32}``."""
         encoded = self.encode(inputs, training=bool(training))
-        z_hat = encoded["z_hat"]
-        logits = [dec(z_hat[t]) for dec, t in zip(self.decoders, self._cfg.tasks, strict=True)]
-        if self.item_path is not None:
-            rows = list(encoded["inputs"].values())
-            logits = [self.item_path.add_to(x, rows, k) for k, x in enumerate(logits)]
-        if self.cross_behavior_boost is not None:
-            logits = [self._boost(x, encoded["inputs"], k) for k, x in enumerate(logits)]
-        return {b: logits[self._task_index(b)] for b in self._cfg.behaviors}
+        rows = list(encoded["inputs"].values())
+        return {
+            b: self._decode(self._task_index(b), encoded["z_hat"], rows)
+            for b in self._cfg.behaviors
+        }
 
-    def _boost(self, logits: tf.Tensor, inputs: dict, k: int) -> tf.Tensor:
+    def _decode(self, k: int, z_hat: dict, rows: list[L.SparseRows]) -> tf.Tensor:
+        """``[B, m]`` logits of task ``k`` from the encoded ``z_hat`` and the batch's
+        input rows: the decoder (eq. 9), then the item path and the boost if any."""
+        logits = self.decoders[k](z_hat[self._cfg.tasks[k]])
+        if self.item_path is not None:
+            logits = self.item_path.add_to(logits, rows, k)
+        if self.cross_behavior_boost is not None:
+            logits = self._boost(logits, rows, k)
+        return logits
+
+    def _boost(self, logits: tf.Tensor, rows: list[L.SparseRows], k: int) -> tf.Tensor:
         """``[B, m]`` ``logits`` of behavior ``k`` plus its ``cross_behavior_boost`` on
         the items the user has under another behavior."""
-        touched = L.cross_behavior_indicator(list(inputs.values()), k, self._cfg.num_items)
+        touched = L.cross_behavior_indicator(rows, k, self._cfg.num_items)
         return logits + self.cross_behavior_boost[k] * touched
+
+    def row_scorer(self, inputs) -> Callable[[str, tf.Tensor], tf.Tensor]:
+        """Encodes a batch once; returns ``score(behavior, keep)``, the ``[n, m]``
+        float32 logits of the batch rows ``keep`` (``[n]`` int64, increasing): the
+        rows ``keep`` of ``self(inputs)[behavior]``, decoded for those rows only
+        (what ``metrics.evaluate`` uses to skip users with nothing held out)."""
+        encoded = self.encode(inputs, training=False)
+        rows = list(encoded["inputs"].values())
+
+        def score(behavior: str, keep: tf.Tensor) -> tf.Tensor:
+            k = self._task_index(behavior)
+            task = self._cfg.tasks[k]
+            z_hat = {task: tf.gather(encoded["z_hat"][task], keep)}
+            return self._decode(k, z_hat, [L.gather_rows(r, keep) for r in rows])
+
+        return score
 
     @property
     def eval_chunk_size(self) -> int | None:
@@ -426,11 +449,7 @@ class BVAE(tf.keras.Model):
                 out[b] = self.top_k_layers[i].query_with_exclusions(z, seen, k=k)
                 continue
             top = self.top_k_layers[i]
-            scores = top.decoder(z)
-            if self.item_path is not None:
-                scores = self.item_path.add_to(scores, list(encoded["inputs"].values()), i)
-            if self.cross_behavior_boost is not None:
-                scores = self._boost(scores, encoded["inputs"], i)
+            scores = self._decode(i, encoded["z_hat"], list(encoded["inputs"].values()))
             values, items = tf.math.top_k(L.mask_scores(scores, seen), k=top._check_k(k))
             out[b] = (values, tf.cast(items, tf.int64))
         return out

@@ -364,3 +364,88 @@ def test_evaluate_does_not_keep_a_dropped_model_alive(tiny_data):
     dropped, weights = evaluated_model()
     gc.collect()
     assert dropped() is None and weights() is None
+
+
+def test_gather_rows_keeps_and_renumbers_the_chosen_rows():
+    import tensorflow as tf
+
+    from bvae_tf import layers as L
+
+    rows = L.SparseRows(
+        tf.constant([0, 0, 2, 3, 3, 5], tf.int64),
+        tf.constant([4, 7, 1, 0, 9, 2], tf.int64),
+        tf.constant(6, tf.int64),
+    )
+    got = L.gather_rows(rows, tf.constant([0, 3, 4, 5], tf.int64))
+    assert got.rows.numpy().tolist() == [0, 0, 1, 1, 3]
+    assert got.cols.numpy().tolist() == [4, 7, 0, 9, 2]
+    assert int(got.batch_size) == 4
+    empty = L.gather_rows(rows, tf.zeros([0], tf.int64))
+    assert empty.rows.shape[0] == 0 and int(empty.batch_size) == 0
+
+
+def test_evaluate_decodes_only_users_with_heldout_items_with_the_same_numbers(tiny_data):
+    """BVAE's row_scorer decodes each behavior for the users with a held-out item of
+    it; the metrics and per-user values equal those of the full logits (item path
+    and boost included) and of the numpy definition."""
+    import tensorflow as tf
+
+    from bvae_tf import data as D
+    from bvae_tf import features as F
+    from bvae_tf import model as model_lib
+
+    config = model_lib.BVAEConfig(
+        behaviors=tiny_data.behaviors,
+        num_items=tiny_data.num_items,
+        latent_dim=8,
+        item_path=True,
+        cross_behavior_boost=[0.5] * len(tiny_data.behaviors),
+    )
+    model = model_lib.BVAE(config)
+    dataset = D.eval_dataset(tiny_data, F.EVAL, batch_size=9)
+    batch = next(iter(dataset))
+    logits = model(batch, training=False)
+    for b in tiny_data.behaviors:
+        keep = tf.constant([1, 4, 5], tf.int64)
+        np.testing.assert_allclose(
+            model.row_scorer(batch)(b, keep).numpy(),
+            tf.gather(logits[b], keep).numpy(),
+            rtol=1e-6,
+            atol=1e-6,
+        )
+
+    class Whole:  # the same model without row_scorer: full [B, m] logits
+        behaviors = model.behaviors
+
+        def __call__(self, inputs, training=False):
+            return model(inputs, training=training)
+
+    per_user = ("ndcg@5", "recall@20")
+    got = M.evaluate(model, dataset, per_user=per_user)
+    want = M.evaluate(Whole(), dataset, per_user=per_user)
+    skipped = 0
+    for b in tiny_data.behaviors:
+        heldout = tiny_data.matrix(F.EVAL, b)
+        users = tiny_data.split_users(F.EVAL, tiny_data.behaviors)
+        skipped += int((np.diff(heldout[users].indptr) == 0).sum())
+        assert got.behaviors[b].num_users == want.behaviors[b].num_users > 0
+        for key, value in want.behaviors[b].metrics.items():
+            assert got.behaviors[b].metrics[key] == pytest.approx(value, abs=1e-12), (b, key)
+        for key in per_user:
+            np.testing.assert_allclose(got.per_user[b][key], want.per_user[b][key], atol=1e-12)
+    assert skipped > 0  # some rows have nothing held out in some behavior
+    # And both equal the numpy definition on the whole score matrix.
+    users = tiny_data.split_users(F.EVAL, tiny_data.behaviors)
+    scores = {b: [] for b in tiny_data.behaviors}
+    for part in dataset:
+        for b, x in model(part, training=False).items():
+            scores[b].append(x.numpy())
+    for b in tiny_data.behaviors:
+        reference = M.ranking_metrics(
+            np.concatenate(scores[b]),
+            tiny_data.matrix(F.EVAL, b)[users],
+            excluded=tiny_data.matrix(F.TRAIN, b)[users],
+        )
+        assert got.behaviors[b].metrics["ndcg@5"] == pytest.approx(
+            reference.metrics["ndcg@5"], abs=1e-9
+        )
