@@ -266,9 +266,10 @@ class BVAEConfig:
         object.__setattr__(self, "logvar_range", tuple(float(v) for v in self.logvar_range))
         if self.loss_weights is not None:
             weights = tuple(float(w) for w in self.loss_weights)
-            if len(weights) != len(self.behaviors) or min(weights) <= 0 or self.variant != "bvae":
+            positive = all(math.isfinite(w) and w > 0 for w in weights)
+            if len(weights) != len(self.behaviors) or not positive or self.variant != "bvae":
                 raise ValueError(
-                    f"BVAEConfig.loss_weights must be one positive weight per behavior "
+                    f"BVAEConfig.loss_weights must be one finite positive weight per behavior "
                     f"{self.behaviors} of variant 'bvae', got {self.loss_weights!r}"
                 )
             object.__setattr__(self, "loss_weights", weights)

@@ -1413,9 +1413,21 @@ _TRAINING_FLAGS = ("epochs", "patience", "batch_size", "grid", "tune", "boost_gr
 
 def training_settings(result: dict) -> dict:
     """``{epochs, patience, batch_size, grid}`` of a result, read back from its command
-    line."""
-    tokens = result.get("command", "").split()[3:]  # after "python -m bvae_tf.experiment"
-    args, _ = _parser().parse_known_args(tokens)
+    line.
+
+    Raises:
+      ValueError: if ``command`` is not a string or does not parse.
+    """
+    command = result.get("command", "")
+    if not isinstance(command, str):
+        raise ValueError(f"'command' must be a string, got {command!r}")
+    parser = _parser()
+
+    def fail(message):  # argparse would print the usage and exit
+        raise ValueError(f"its command does not parse ({message}): {command!r}")
+
+    parser.error = fail
+    args, _ = parser.parse_known_args(command.split()[3:])  # after "python -m bvae_tf.experiment"
     return {flag: getattr(args, flag) for flag in _TRAINING_FLAGS}
 
 
@@ -1564,6 +1576,101 @@ def _resumable_part(path: pathlib.Path, command: str, train: Callable[[], dict])
     return run
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_result(result: dict) -> None:
+    """Checks what :func:`combine` and ``bvae_tf.report`` read of a result file.
+
+    A result (as :func:`run` writes it) has string ``command``, ``model`` and
+    ``method``; ``behaviors``, a non-empty list of names; and ``runs``, each with
+    ``honest`` (and optionally ``paper`` and ``valid``) metrics for exactly those
+    behaviors, the same metric names in every run, every value a finite number. A
+    run's optional ``seed`` is an integer, once per file; ``best_epoch`` and
+    ``epochs_run`` integers (or objects of one per behavior); ``config`` an object
+    (its ``loss_weights`` one number per behavior); ``curve`` a list of objects with
+    a numeric ``epoch``.
+
+    Raises:
+      ValueError: naming the first key that is missing or malformed.
+    """
+    for key in ("command", "model", "method"):
+        if not isinstance(result.get(key), str):
+            raise ValueError(f"'{key}' must be a string, got {result.get(key)!r}")
+    behaviors = result.get("behaviors")
+    if not (
+        isinstance(behaviors, list)
+        and behaviors
+        and all(isinstance(b, str) and b for b in behaviors)
+        and len(set(behaviors)) == len(behaviors)
+    ):
+        raise ValueError(f"'behaviors' must be a list of distinct names, got {behaviors!r}")
+    training_settings(result)  # its command must parse
+    seeds: set[int] = set()
+    names: dict[str, set[str]] = {}  # behavior -> the first run's metric names
+    for i, run in enumerate(result["runs"]):
+        where = f"runs[{i}]"
+        seed = run.get("seed")
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"{where}.seed must be an integer, got {seed!r}")
+            if seed in seeds:
+                raise ValueError(f"{where} repeats seed {seed} of an earlier run")
+            seeds.add(seed)
+        for key in ("best_epoch", "epochs_run"):  # per-target models: one per behavior
+            value = run.get(key, 0)
+            values = value.values() if isinstance(value, dict) else [value]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise ValueError(
+                    f"{where}.{key} must be an integer (or one per behavior), got {value!r}"
+                )
+        for protocol in (HONEST, PAPER, "valid"):
+            if protocol not in run:
+                continue
+            metrics = run[protocol]
+            if not isinstance(metrics, dict) or set(metrics) != set(behaviors):
+                got = sorted(metrics) if isinstance(metrics, dict) else metrics
+                raise ValueError(
+                    f"{where}.{protocol} must hold the metrics of the behaviors "
+                    f"{behaviors}, got {got!r}"
+                )
+            for b, values in metrics.items():
+                if not isinstance(values, dict) or not values:
+                    raise ValueError(f"{where}.{protocol}.{b} must be an object of metrics")
+                bad = [m for m, v in values.items() if not (_is_number(v) and math.isfinite(v))]
+                if bad:
+                    raise ValueError(
+                        f"metrics that are not finite numbers: {protocol} {b} "
+                        f"{', '.join(bad[:5])} ({where})"
+                    )
+                if protocol == HONEST and names.setdefault(b, set(values)) != set(values):
+                    raise ValueError(
+                        f"{where}.{protocol}.{b} has the metrics {sorted(values)}, the first "
+                        f"run {sorted(names[b])}"
+                    )
+        config = run.get("config", {})
+        if not isinstance(config, dict):
+            raise ValueError(f"{where}.config must be an object, got {config!r}")
+        weights = config.get("loss_weights")
+        if weights is not None and not (
+            isinstance(weights, list)
+            and len(weights) == len(behaviors)
+            and all(_is_number(w) for w in weights)
+        ):
+            raise ValueError(
+                f"{where}.config.loss_weights must be one number per behavior "
+                f"({len(behaviors)}), got {weights!r}"
+            )
+        curve = run.get("curve", [])
+        if not isinstance(curve, list) or not all(
+            isinstance(e, dict) and _is_number(e.get("epoch")) for e in curve
+        ):
+            raise ValueError(f"{where}.curve must be a list of objects with an 'epoch'")
+        if curve and "best_epoch" not in run:
+            raise ValueError(f"{where} has a curve but no 'best_epoch'")
+
+
 def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
     """Result files as table rows: files of the same method pooled (e.g. seeds run
     separately), each with its ``summary`` and table label (``method``).
@@ -1599,16 +1706,7 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
                 raise ValueError("'runs' is not a list of finished runs (each with test metrics)")
             if not isinstance(result.get("method"), str):
                 raise ValueError("it has no method label ('method')")
-            bad = [
-                f"{protocol} {b} {metric}"
-                for run in runs
-                for protocol in (HONEST, PAPER)
-                for b, values in (run.get(protocol) or {}).items()
-                for metric, value in (values.items() if isinstance(values, dict) else ())
-                if not (isinstance(value, int | float) and math.isfinite(value))
-            ]
-            if bad:
-                raise ValueError(f"metrics that are not finite numbers: {', '.join(bad[:5])}")
+            check_result(result)
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot use {str(path)!r}: {e}") from e
         dataset = pathlib.PurePath(str(result.get("data", ""))).name
@@ -1834,7 +1932,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(args)
     except ValueError as e:  # bad data or settings found once the data is read
-        logging.exception("stopped")  # the traceback goes to the full log
+        # The traceback goes to the full log only (INFO: not shown on the console).
+        logging.info("stopped by an error", exc_info=True)
         print(f"bvae-experiment: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

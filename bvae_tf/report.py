@@ -168,14 +168,25 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
 
     Raises:
       ValueError: if no dataset folder has result files, or naming a file that cannot
-        be used (``experiment.combine``).
+        be used (``experiment.combine``) or that models a behavior the dataset's
+        tables do not have (``DATASETS``).
     """
     root = pathlib.Path(results_dir)
     out = {}
     for key in DATASETS:
         paths = sorted((root / key).glob("*.json"))
-        if paths:
-            out[key] = sorted(E.combine(paths), key=lambda r, key=key: _row_order(r, key))
+        if not paths:
+            continue
+        combined = E.combine(paths)  # checks every file
+        known = DATASETS[key][1]
+        for path in paths:
+            behaviors = json.loads(path.read_text())["behaviors"]
+            if not set(behaviors) <= set(known):
+                raise ValueError(
+                    f"cannot use {str(path)!r}: behaviors {behaviors} are not among "
+                    f"{DATASETS[key][0]}'s {list(known)}"
+                )
+        out[key] = sorted(combined, key=lambda r, key=key: _row_order(r, key))
     if not out:
         raise ValueError(
             f"no result files in {str(root)!r}: expected {sorted(DATASETS)} folders of "
@@ -255,11 +266,7 @@ def _plt():
 def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
     """Grouped bars of test NDCG@5 and HR@5 per behavior for the RQ2 rows present;
     returns the caption (None when BVAE and no other RQ2 row are present)."""
-    rows = {}
-    for r in results:  # of several runs of one row (budgets), the most seeds
-        name = ablation_name(r, dataset)
-        if name and (name not in rows or _seeds(r) > _seeds(rows[name])):
-            rows[name] = r
+    rows = _ablation_rows(results, dataset)
     names = [n for n in ABLATIONS if n in rows]
     if "BVAE" not in rows or len(names) < 2:
         return None
@@ -302,6 +309,17 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     )
 
 
+def _ablation_rows(results: list[dict], dataset: str) -> dict[str, dict]:
+    """``{RQ2 row: result}``; of several results of one row (e.g. other budgets), the
+    one with the most seeds (the first of those). The figure and its claim read these."""
+    rows: dict[str, dict] = {}
+    for r in results:
+        name = ablation_name(r, dataset)
+        if name and (name not in rows or _seeds(r) > _seeds(rows[name])):
+            rows[name] = r
+    return rows
+
+
 def _budget(result: dict) -> str:
     """``≤N epochs, patience P`` of a result's training loop."""
     settings = E.training_settings(result)
@@ -331,10 +349,16 @@ def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | Non
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    budgets = (_budget(bvae), _budget(vaepp))
+    budget = (
+        f"both trained with the same loop ({budgets[0]})"
+        if budgets[0] == budgets[1]
+        else f"budgets differ: BVAE {budgets[0]}, VAE++ {budgets[1]}"
+    )
     return (
         f"{title}, test split, honest protocol; mean over seeds (BVAE {_seeds(bvae)}, "
-        f"VAE++ {_seeds(vaepp)}). VAE++ is one model per target behavior; both trained "
-        "with BVAE's settings on 2 CPU cores."
+        f"VAE++ {_seeds(vaepp)}). VAE++ is one model per target behavior; {budget}, on "
+        "2 CPU cores."
     )
 
 
@@ -406,12 +430,12 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for b in behaviors:
-        mean = np.array([c[f"{b}_gff_gate"] for c in curve])
-        std = np.array([c[f"{b}_gff_gate_std"] for c in curve])
+        mean = np.array([c.get(f"{b}_gff_gate", np.nan) for c in curve])
+        std = np.array([c.get(f"{b}_gff_gate_std", np.nan) for c in curve])
         (line,) = axes[0].plot(epochs, mean, label=b)
         band = np.clip(mean - std, 0.0, 2.0), np.clip(mean + std, 0.0, 2.0)  # g is in (0, 2)
         axes[0].fill_between(epochs, *band, color=line.get_color(), alpha=0.15)
-        own = [c[f"{b}_tff_from_{b}"] for c in curve]
+        own = [c.get(f"{b}_tff_from_{b}", np.nan) for c in curve]
         axes[1].plot(epochs, own, label=f"{b} from {b}")
     axes[0].axhline(1.0, color="grey", lw=0.8)
     axes[1].axhline(1 / len(behaviors), color="grey", lw=0.8)
@@ -424,8 +448,10 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
     axes[1].set_ylabel("share of the target's own z")
     axes[1].set_title(f"TFF: own behavior's share (grey: 1/{len(behaviors)})")
     axes[1].legend()
-    matrix = np.array([[selected[f"{t}_tff_from_{s}"] for s in behaviors] for t in behaviors])
-    image = axes[2].imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(matrix.max(), 0.5))
+    matrix = np.array(
+        [[selected.get(f"{t}_tff_from_{s}", np.nan) for s in behaviors] for t in behaviors]
+    )
+    image = axes[2].imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(np.nanmax(matrix), 0.5))
     axes[2].grid(False)
     axes[2].set_xticks(range(len(behaviors)), behaviors)
     axes[2].set_yticks(range(len(behaviors)), behaviors)
@@ -433,7 +459,7 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
     axes[2].set_ylabel("target behavior (decoder)")
     axes[2].set_title(f"TFF mixing shares, epoch {selected['epoch']:.0f}")
     for (i, j), value in np.ndenumerate(matrix):
-        color = "black" if value > 0.6 * matrix.max() else "white"
+        color = "black" if value > 0.6 * np.nanmax(matrix) else "white"
         axes[2].text(j, i, f"{value:.2f}", ha="center", va="center", color=color)
     fig.colorbar(image, ax=axes[2], fraction=0.046)
     fig.tight_layout()
@@ -609,9 +635,17 @@ def weights_figure(results: list[dict], dataset: str, path: pathlib.Path | None)
         f"in place of SDWL, the remaining behaviors' weight 1 - the two shown (zero weights "
         f"omitted); {len(grid)} of the {WEIGHT_GRID_SIZE} settings of the paper's grid "
         f"(step 0.1; of its step-0.2 sub-grid {sum(k in grid for k in COARSE_WEIGHTS)} of "
-        f"{len(COARSE_WEIGHTS)}), 1 seed each, blank cells not run; SDWL's own result (mean of "
+        f"{len(COARSE_WEIGHTS)}), {_seeds_each(grid.values())}, blank cells not run; SDWL's "
+        "own result (mean of "
         f"{seeds} seed{'s' * (seeds != 1)}) in each title."
     )
+
+
+def _seeds_each(results) -> str:
+    """``"1 seed each"``, or the range (``"1-2 seeds each"``) over ``results``."""
+    counts = sorted({_seeds(r) for r in results})
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{n} seed{'s' * (counts[-1] != 1)} each"
 
 
 def _ndcg(result: dict | None, behavior: str, k: int = 5) -> float | None:
@@ -625,11 +659,8 @@ def _fmt_list(items: list[str]) -> str:
 
 def _claim_ablation(results: list[dict], dataset: str, bvae: dict | None) -> str | None:
     behaviors = DATASETS[dataset][1]
-    rows = {}
-    for r in results:
-        row = ablation_name(r, dataset)
-        if row and row != "BVAE":
-            rows.setdefault(row, r)
+    rows = _ablation_rows(results, dataset)
+    bvae = rows.pop("BVAE", None)
     if bvae is None or not rows:
         return None
     parts = []
@@ -703,7 +734,8 @@ def _claim_weights(results: list[dict], dataset: str, bvae: dict | None) -> str 
         f"over behaviors ({total:.4f}): {_fmt_list(joint)} "
         f"({behaviors[0]}/{behaviors[1]} weights)."
         + (
-            " That contradicts the paper's claim for these settings (one seed each)."
+            f" That contradicts the paper's claim for these settings "
+            f"({_seeds_each(grid.values())})."
             if joint
             else " That is consistent with the paper's claim."
         )

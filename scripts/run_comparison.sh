@@ -30,10 +30,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=$(realpath -s -m --relative-to="$ROOT" -- "$DATA")
 OUT=$(realpath -s -m --relative-to="$ROOT" -- "$OUT")
 cd "$ROOT"
-whole() {  # NAME VALUE LOW: VALUE must be a whole number >= LOW
-  [[ $2 =~ ^[0-9]+$ && $2 -ge $3 ]] || { echo "$1 must be a whole number >= $3, got '$2'" >&2; exit 2; }
+whole() {  # NAME VALUE LOW: VALUE must be a whole number >= LOW (decimal: 010 is ten)
+  [[ $2 =~ ^[0-9]+$ ]] && (( 10#$2 >= $3 )) || { echo "$1 must be a whole number >= $3, got '$2'" >&2; exit 2; }
 }
 whole SEEDS "$SEEDS" 1
+SEEDS=$((10#$SEEDS))
 whole EPOCHS "${EPOCHS:-150}" 1
 whole PATIENCE "${PATIENCE:-40}" 0
 shift $(( $# < 3 ? $# : 3 ))

@@ -23,7 +23,8 @@ SEEDS=${4:-1}
 DATA=$(realpath -s -m -- "$DATA")
 OUT=$(realpath -s -m -- "$OUT")
 cd "$(dirname "$0")/.."
-[[ $SEEDS =~ ^[0-9]+$ && $SEEDS -ge 1 ]] || { echo "SEEDS must be a whole number >= 1, got '$SEEDS'" >&2; exit 2; }
+[[ $SEEDS =~ ^[0-9]+$ ]] && (( 10#$SEEDS >= 1 )) || { echo "SEEDS must be a whole number >= 1, got '$SEEDS'" >&2; exit 2; }
+SEEDS=$((10#$SEEDS))  # decimal: 010 is ten
 case $STUDY in
   rq1) ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf) ;;
   rq2) ROWS=(bvae no_base no_gff no_tff no_base_gff_tff mmoe cgc exchange) ;;

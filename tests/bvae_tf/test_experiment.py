@@ -145,7 +145,13 @@ def test_cli_rejects_missing_data(capsys):
 def _result(model, method, seed, value, **config):
     run = {"seed": seed, "config": {"seed": seed, "gate_mode": "gated", **config}}
     run["honest"] = {"purchase": {"ndcg@5": value}}
-    return {"model": model, "method": method, "behaviors": ["purchase"], "runs": [run]}
+    return {
+        "command": f"python -m bvae_tf.experiment --model {model}",
+        "model": model,
+        "method": method,
+        "behaviors": ["purchase"],
+        "runs": [run],
+    }
 
 
 @pytest.mark.unit

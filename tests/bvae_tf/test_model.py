@@ -1203,7 +1203,7 @@ def test_loss_weights_replace_sdwl_with_fixed_weights(tiny_batch):
     assert float(heavy.compute_loss(tiny_batch)) == pytest.approx(
         base + 2.0 * purchase_nll, rel=1e-5
     )
-    with pytest.raises(ValueError, match="one positive weight per behavior"):
+    with pytest.raises(ValueError, match="one finite positive weight per behavior"):
         _config(loss_weights=(1.0, 1.0))
     round_trip = Mo.BVAEConfig.from_dict(heavy.bvae_config.to_dict())
     assert round_trip.loss_weights == (3.0, 1.0, 1.0)

@@ -167,6 +167,61 @@ def test_a_malformed_result_file_is_named(results_dir, tmp_path, capsys):
         report.render(tmp_path / "nowhere", tmp_path / "out")
 
 
+def _two_runs():
+    result = _result("bvae")
+    result["runs"].append(_result("bvae", seed=1)["runs"][0])
+    return result
+
+
+def _set(path, value):
+    """A mutation: sets ``result[path[0]][path[1]]...`` to ``value``."""
+
+    def mutate(result):
+        target = result
+        for key in path[:-1]:
+            target = target[key]
+        if value is _DELETE:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+        return result
+
+    return mutate
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (_set(("runs", 0, "seed"), [0]), r"runs\[0\]\.seed must be an integer"),
+        (_set(("runs", 0, "honest", "purchase"), 0.07), r"honest\.purchase must be an object"),
+        (_set(("command",), 5), r"'command' must be a string"),
+        (_set(("command",), "python -m bvae_tf.experiment --epochs abc"), r"does not parse"),
+        (_set(("runs", 1, "honest", "favorite"), _DELETE), r"runs\[1\]\.honest must hold"),
+        (_set(("runs", 0, "honest", "favorite", "ndcg@5"), True), r"not finite numbers"),
+        (_set(("runs", 1, "seed"), 0), r"runs\[1\] repeats seed 0"),
+        (_set(("runs", 0, "best_epoch"), _DELETE), r"a curve but no 'best_epoch'"),
+        (_set(("runs", 0, "curve", 1, "epoch"), _DELETE), r"curve must be a list"),
+        (_set(("runs", 0, "config", "loss_weights"), [0.5]), r"loss_weights must be one"),
+        (_set(("model",), _DELETE), r"'model' must be a string"),
+        (_set(("behaviors",), ["purchase", "purchase"]), r"'behaviors' must be a list"),
+    ],
+)
+def test_malformed_result_contents_are_named(results_dir, tmp_path, mutate, message):
+    (results_dir / "jd" / "bad_s0.json").write_text(json.dumps(mutate(_two_runs())))
+    with pytest.raises(ValueError, match=r"bad_s0\.json.*" + message):
+        report.load(results_dir)
+
+
+def test_a_behavior_the_dataset_does_not_have_is_named(results_dir):
+    result = _result("bvae", behaviors=("purchase", "click", "buy"))
+    (results_dir / "jd" / "renamed_s0.json").write_text(json.dumps(result))
+    with pytest.raises(ValueError, match=r"renamed_s0\.json.*'buy'.*not among JD's"):
+        report.load(results_dir)
+
+
 def test_an_out_that_is_a_file_is_a_usage_error(results_dir, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     with pytest.raises(SystemExit):
@@ -201,6 +256,13 @@ def test_claims_are_computed_from_the_runs_and_say_when_they_contradict_the_pape
     assert "-BASE (+MMoE) above BVAE on purchase, click" in text
     assert "-TFF above BVAE on none" in text
     assert "That contradicts the paper for -BASE (+MMoE)" in text
+    # A one-seed trial of a row beside its two-seed run: the claim reads the run the
+    # figure shows (the most seeds), not the first found.
+    trial = _with_ndcg(_result("bvae", encoder="mmoe", command_extra="--epochs 10"), flat)
+    trial["name"] = "a_trial"
+    mmoe_1 = _with_ndcg(_result("bvae", seed=1, encoder="mmoe"), {**flat, "purchase": 0.07})
+    text = report.claim_check("rq2_ablation", _loaded(tmp_path, [trial, bvae, mmoe, mmoe_1]), "jd")
+    assert "-BASE (+MMoE) above BVAE on purchase, click" in text
 
     weights = [
         _with_ndcg(_result("bvae", loss_weights=(0.2, 0.2, 0.6)), {**flat, "favorite": 0.06}),
