@@ -111,7 +111,8 @@ def load_release(
     """
     data_dir = pathlib.Path(data_dir)
     if not data_dir.is_dir():
-        raise ValueError(f"data dir {str(data_dir)!r} does not exist")
+        what = "is not a folder" if data_dir.exists() else "does not exist"
+        raise ValueError(f"data dir {str(data_dir)!r} {what}")
     pairs: dict[str, dict[str, np.ndarray]] = {s: {} for s in F.SPLITS}
     for prefix, behavior in F.RELEASE_BEHAVIOR_MAPPING.items():
         for suffix, split in F.RELEASE_SPLIT_MAPPING.items():

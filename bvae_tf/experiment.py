@@ -648,6 +648,36 @@ def _same_run(key: str):
     return matches
 
 
+_TRAINED = tuple(m for m in MODELS if m not in BASELINES)
+_VAES = (*SAMPLED_SOFTMAX_MODELS, "vae_pp")
+#: Model flags (their dest) and the models that read them: any other ``--model``
+#: refuses them (given or searched by ``--grid``) rather than ignore them.
+MODEL_FLAGS = {
+    **dict.fromkeys(
+        ("gate_mode", "reference", "ablation", "encoder", "loss_weights", "sdwl_form"),
+        SAMPLED_SOFTMAX_MODELS,
+    ),
+    **dict.fromkeys(("precision", "jit_compile", "optimizer_jit"), SAMPLED_SOFTMAX_MODELS),
+    **dict.fromkeys(("latent_dim", "dropout", "beta_cap", "anneal_steps", "beta_schedule"), _VAES),
+    **dict.fromkeys(("lr", "batch_size"), _TRAINED),
+    "recvae_gamma": ("recvae",),
+    **dict.fromkeys(("ease_l2", "ease_diagonal", "ease_dtype", "ease_sequential"), ("ease",)),
+}
+
+
+def foreign_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The flags of :data:`MODEL_FLAGS` set away from their defaults (or searched by
+    ``--grid``) that ``args.model`` does not read, e.g. ``["--dropout"]`` for
+    ``--model ngcf --dropout 0.2``."""
+    searched = {spec.partition("=")[0].strip().replace("-", "_") for spec in args.grid}
+    return [
+        f"--{dest.replace('_', '-')}"
+        for dest, models in MODEL_FLAGS.items()
+        if args.model not in models
+        and (getattr(args, dest) != parser.get_default(dest) or dest in searched)
+    ]
+
+
 #: Settings ``--grid`` may search, with their types (the dest of their flags).
 GRID_FLAGS = {
     "lr": float,
@@ -1769,6 +1799,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pathlib.Path(args.markdown).resolve() == pathlib.Path(f).resolve() for f in args.combine
         ):
             _parser().error(f"--markdown {args.markdown!r} is one of the --combine inputs")
+        if args.markdown and not pathlib.Path(args.markdown).resolve().parent.is_dir():
+            _parser().error(f"--markdown {args.markdown!r}: its folder does not exist")
         try:
             results = combine(args.combine)
         except ValueError as e:
@@ -1781,7 +1813,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         text = render_markdown(results, args.table_k, args.protocols, args.anchor)
         if args.markdown:
-            pathlib.Path(args.markdown).write_text(text)
+            try:
+                pathlib.Path(args.markdown).write_text(text)
+            except OSError as e:
+                _parser().error(f"--markdown {args.markdown!r}: {e.strerror or e}")
         print(text)
         return 0
     if not args.data:
@@ -1892,6 +1927,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--sparse-updates trains BVAE's item tables with LazyAdam "
             f"({', '.join(SAMPLED_SOFTMAX_MODELS)}); --model {args.model} has none"
         )
+    foreign = foreign_flags(args, _parser())
+    if foreign:
+        _parser().error(
+            f"{', '.join(foreign)}: --model {args.model} does not read "
+            f"{'it' if len(foreign) == 1 else 'them'} (python -m bvae_tf.experiment --help)"
+        )
     try:
         from bvae_tf import tuning
 
@@ -1927,6 +1968,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _parser().error(
                     f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
                 )
+    if not pathlib.Path(args.data).is_dir():  # after the flags, before the log file
+        what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
+        _parser().error(f"--data {args.data!r} {what}")
     path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
     print(f"Full log: {path}", flush=True)
     try:

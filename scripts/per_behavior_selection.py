@@ -13,10 +13,14 @@ name without ``_s<seed>``), the mean over seeds of test NDCG@5 at three epochs:
 No training::
 
     python scripts/per_behavior_selection.py [docs/results/jd]
+
+Exits 1 when the folder holds no such file, 2 (naming the file) on one that cannot be
+read or lacks what its curve should hold.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import re
@@ -31,26 +35,59 @@ def _test_at(curve: list[dict], behavior: str, key: str) -> float:
     return max(curve, key=lambda epoch: epoch[key])[f"test/{behavior}/ndcg@5"]
 
 
-def main(folder: str = "docs/results/jd") -> int:
-    rows: dict[str, list] = defaultdict(list)
-    behaviors: dict[str, list[str]] = {}
-    for path in sorted(pathlib.Path(folder).glob("*_s[0-9]*.json")):
-        result = json.loads(path.read_text())
-        row = re.sub(r"_s\d+$", "", path.stem)
-        for run in result.get("runs", []):
-            curve, best = run.get("curve"), run.get("best_epoch")
-            names = result["behaviors"]
-            if not curve or not best or f"test/{names[0]}/ndcg@5" not in curve[0]:
-                continue
-            at_best = next(e for e in curve if e["epoch"] == best)
+def _scores(result: dict) -> tuple[list[str], list[list[list[float]]]]:
+    """A result's behaviors and, per run with per-epoch test scores, its test NDCG@5 at
+    the three epochs (sum, per behavior, paper).
 
-            rows[row].append(
+    Raises:
+      ValueError: on a result without behaviors or runs, or a curve without the
+        selected epoch or a behavior's valid and test NDCG@5.
+    """
+    names, runs = result.get("behaviors"), result.get("runs")
+    if not (isinstance(names, list) and names and isinstance(runs, list)):
+        raise ValueError("no 'behaviors' list or 'runs' list")
+    out = []
+    for run in runs:
+        curve, best = run.get("curve"), run.get("best_epoch")
+        if not curve or not best or f"test/{names[0]}/ndcg@5" not in curve[0]:
+            continue  # not a --paper-protocol run
+        at_best = next((e for e in curve if e.get("epoch") == best), None)
+        if at_best is None:
+            raise ValueError(f"its curve has no epoch {best!r} (its best_epoch)")
+        try:
+            out.append(
                 [
                     [at_best[f"test/{b}/ndcg@5"] for b in names],
                     [_test_at(curve, b, f"valid/{b}/ndcg@5") for b in names],
                     [_test_at(curve, b, f"test/{b}/ndcg@5") for b in names],
                 ]
             )
+        except KeyError as e:
+            raise ValueError(f"an epoch of its curve lacks {e}") from e
+    return names, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "folder", nargs="?", default="docs/results/jd", help="folder of result JSON files"
+    )
+    folder = parser.parse_args(argv).folder
+    if not pathlib.Path(folder).is_dir():
+        parser.error(f"{folder!r} is not a folder")
+    rows: dict[str, list] = defaultdict(list)
+    behaviors: dict[str, list[str]] = {}
+    for path in sorted(pathlib.Path(folder).glob("*_s[0-9]*.json")):
+        try:
+            result = json.loads(path.read_text())
+            if not isinstance(result, dict):
+                raise ValueError("not a result object")
+            names, scores = _scores(result)
+        except (OSError, ValueError) as e:
+            parser.error(f"{str(path)!r}: {e}")
+        if scores:
+            row = re.sub(r"_s\d+$", "", path.stem)
+            rows[row].extend(scores)
             behaviors[row] = names
     if not rows:
         print(f"no result file with per-epoch test scores in {folder}", file=sys.stderr)
@@ -66,4 +103,4 @@ def main(folder: str = "docs/results/jd") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    sys.exit(main())

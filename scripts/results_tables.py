@@ -11,7 +11,8 @@ bvae_tf.report``): the honest table with the paired t-tests of BVAE and of
 BVAE + item path against the best other row, the paper-protocol table and the compute
 table, and writes them between the line "One seed per row unless the Seeds column says
 otherwise." and the paragraph "The paper's rows for reference". Exits 1 (changing
-nothing) when either marker is missing.
+nothing) when either marker is missing, 2 (naming the file) on a result file that
+is not JD's, cannot be read or is malformed.
 """
 
 from __future__ import annotations
@@ -57,35 +58,59 @@ def _sections(markdown: str) -> dict[str, str]:
 
 
 def render(results: pathlib.Path) -> str:
+    """The tables' Markdown from the JD result files in ``results``.
+
+    Raises:
+      ValueError: naming a file that is not a JD result, cannot be read or is
+        malformed (``bvae_tf.experiment.combine``), or a folder with none.
+    """
+
     def order(path: pathlib.Path) -> tuple[int, str]:
         row = re.sub(r"_s\d+$", "", path.stem)
         return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER), path.name)
 
-    files = sorted(
-        (
-            path
-            for path in results.glob("*.json")
-            if not report.is_study_run(json.loads(path.read_text()), "jd")
-        ),
-        key=order,
-    )
+    files = []
+    for path in sorted(results.glob("*.json"), key=order):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{str(path)!r}: {e}") from e
+        if not isinstance(result, dict):
+            raise ValueError(f"{str(path)!r}: not a result object")
+        if pathlib.Path(str(result.get("data", ""))).name.upper() != "JD":
+            raise ValueError(
+                f"{str(path)!r} is not a JD result (data {result.get('data')!r}); these "
+                "tables are docs/RESULTS.md's JD section (UB: python -m bvae_tf.report)"
+            )
+        if not report.is_study_run(result, "jd"):
+            files.append(path)
+    if not files:
+        raise ValueError(f"no comparison result files in {str(results)!r}")
     rows = E.combine(files)
-    main = _sections(E.render_markdown(rows, 5, (E.HONEST, E.PAPER), BVAE))
-    item = _sections(E.render_markdown(rows, 5, (E.HONEST,), ITEM_PATH))
+    labels = {r["method"] for r in rows}
+    main = _sections(E.render_markdown(rows, 5, (E.HONEST, E.PAPER), _if(BVAE, labels)))
     honest = next(v for k, v in main.items() if k.startswith("honest"))
     paper_key = next(k for k in main if k.startswith("paper"))
-    item_tests = next(v for k, v in item.items() if k.startswith("honest")).split("\n\n", 1)[1]
-    item_tests = item_tests.replace(
-        f"Paired t-test over users (per-user test NDCG@5, mean over seeds), {ITEM_PATH} vs "
-        "the best other row:",
-        "The same test for BVAE + item path (labelled `item_path=True`) against the best "
-        "other row:",
-    )
+    item_tests = ""
+    if ITEM_PATH in labels:
+        item = _sections(E.render_markdown(rows, 5, (E.HONEST,), ITEM_PATH))
+        tests = next(v for k, v in item.items() if k.startswith("honest")).split("\n\n", 1)[1]
+        item_tests = "\n\n" + tests.replace(
+            f"Paired t-test over users (per-user test NDCG@5, mean over seeds), {ITEM_PATH} "
+            "vs the best other row:",
+            "The same test for BVAE + item path (labelled `item_path=True`) against the "
+            "best other row:",
+        )
     compute_key = next(k for k in main if k.startswith("Compute"))
     return (
-        f"\n{honest}\n\n{item_tests}\n\n#### {paper_key}\n\n{main[paper_key]}\n\n"
+        f"\n{honest}{item_tests}\n\n#### {paper_key}\n\n{main[paper_key]}\n\n"
         f"#### {compute_key}\n\n{main[compute_key]}\n\n"
     )
+
+
+def _if(label: str, labels: set[str]) -> str | None:
+    """``label`` when a row has it (the paired t-tests' anchor), else no anchor."""
+    return label if label in labels else None
 
 
 def main() -> int:
@@ -94,12 +119,21 @@ def main() -> int:
     parser.add_argument("--doc", default=str(REPO / "docs/RESULTS.md"))
     args = parser.parse_args()
     doc = pathlib.Path(args.doc)
-    text = doc.read_text()
+    try:
+        text = doc.read_text()
+    except OSError as e:
+        parser.error(f"--doc {args.doc!r}: {e.strerror or e}")
     start, end = text.find(START), text.find(END)
     if start < 0 or end < start:
         print(f"{doc}: markers not found ({START.strip()!r} ... {END!r})", file=sys.stderr)
         return 1
-    doc.write_text(text[: start + len(START)] + render(pathlib.Path(args.results)) + text[end:])
+    if not pathlib.Path(args.results).is_dir():
+        parser.error(f"--results {args.results!r} is not a folder")
+    try:
+        tables = render(pathlib.Path(args.results))
+    except ValueError as e:
+        parser.error(str(e))
+    doc.write_text(text[: start + len(START)] + tables + text[end:])
     print(f"{doc}: JD comparison tables regenerated from {args.results}")
     return 0
 

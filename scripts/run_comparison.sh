@@ -53,6 +53,8 @@ TRAIN=(--epochs "${EPOCHS:-150}" --patience "${PATIENCE:-40}" --paper-protocol)
 # BVAE paper's {1e-4, 1e-3, 1e-2} for every neural row except EHCF, whose Adagrad
 # rate is searched over {0.01, 0.05, 0.1} (its code's 0.05 in the middle); 3 trials for
 # every row.
+# A row's numeric part: a plain decimal number (e.g. 0.99, 1e-3 is not one).
+number() { [[ $2 =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "unknown row $1 ('$2' is not a number)" >&2; exit 2; }; }
 flags() {
   local base
   case $1 in
@@ -102,13 +104,15 @@ flags() {
       for part in $(tr _ ' ' <<< "${rest#bvae_}"); do
         case $part in
           g[0-9]*) [[ $1 == item_path_* ]] || { echo "unknown row $1" >&2; exit 2; }
-            out+=" --item-path-scale ${part#g}" ;;
+            number "$1" "${part#g}"; out+=" --item-path-scale ${part#g}" ;;
           drop[0-9]*) [[ $1 == item_path_* ]] || { echo "unknown row $1" >&2; exit 2; }
-            out+=" --item-path-drop-overlap ${part#drop}" ;;
-          anneal[0-9]*) out+=" --anneal-steps ${part#anneal}" ;;
-          wd[0-9]*) out+=" --weight-decay ${part#wd}" ;;
-          ema[0-9]*) out+=" --weight-average ${part#ema}" ;;
-          cos[0-9]*) out+=" --lr-decay-steps ${part#cos}" ;;
+            number "$1" "${part#drop}"; out+=" --item-path-drop-overlap ${part#drop}" ;;
+          anneal[0-9]*) number "$1" "${part#anneal}"; out+=" --anneal-steps ${part#anneal}" ;;
+          wd[0-9]*) number "$1" "${part#wd}"; out+=" --weight-decay ${part#wd}" ;;
+          ema[0-9]*) [[ ${part#ema} =~ ^0(\.[0-9]+)?$ ]] \
+              || { echo "unknown row $1 (ema<R> needs 0 <= R < 1)" >&2; exit 2; }
+            out+=" --weight-average ${part#ema}" ;;
+          cos[0-9]*) number "$1" "${part#cos}"; out+=" --lr-decay-steps ${part#cos}" ;;
           bm) out+=" --behavior-mean" ;;
           boost) out+=" --boost-grid $BOOST_GRID" ;;
           *) echo "unknown row $1" >&2; exit 2 ;;
@@ -132,9 +136,16 @@ flags() {
     # RQ4: behaviors added one at a time, "rq4_<b1>_<b2>..." models those behaviors
     # (JD: rq4_purchase, rq4_purchase_click; UB: rq4_purchase, rq4_purchase_favorite;
     # the full set is the "bvae" row).
-    rq4_*) echo "--model bvae --behaviors $(tr _ ' ' <<< "${1#rq4_}")" ;;
+    rq4_*)
+      for b in $(tr _ ' ' <<< "${1#rq4_}"); do
+        [[ $b =~ ^(purchase|click|favorite|cart)$ ]] \
+          || { echo "unknown row $1 ('$b' is none of purchase, click, favorite, cart)" >&2; exit 2; }
+      done
+      echo "--model bvae --behaviors $(tr _ ' ' <<< "${1#rq4_}")" ;;
     # RQ2: fixed loss weights in place of SDWL, "weights_<purchase>_<click>_<favourite>".
-    weights_*) IFS=_ read -r -a w <<< "${1#weights_}"; echo "--model bvae --loss-weights ${w[*]}" ;;
+    weights_*) IFS=_ read -r -a w <<< "${1#weights_}"
+      for v in "${w[@]}"; do number "$1" "$v"; done
+      echo "--model bvae --loss-weights ${w[*]}" ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }

@@ -38,6 +38,29 @@ def test_an_unknown_row_stops_before_any_run(tmp_path):
     assert "bvae_tf.experiment" not in done.stdout  # not even the valid row before it
 
 
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("weights_abc_0.5_0.5", "('abc' is not a number)"),
+        ("rq4_purchase_foo", "('foo' is none of purchase, click, favorite, cart)"),
+        ("bvae_ema5", "(ema<R> needs 0 <= R < 1)"),
+        ("item_path_g1x", "('1x' is not a number)"),
+    ],
+)
+def test_a_row_with_a_bad_value_stops_before_any_run(tmp_path, row, message):
+    done = _run(tmp_path, "bvae", row)
+    assert done.returncode == 2 and f"unknown row {row} {message}" in done.stderr
+    assert "bvae_tf.experiment" not in done.stdout
+
+
+def test_seeds_are_decimal(tmp_path):
+    args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "010", "bvae"]
+    env = {**os.environ, "PY": "echo"}
+    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("-m bvae_tf.experiment") == 10 and "--first-seed 9 " in done.stdout
+
+
 @pytest.mark.parametrize("row", ["nosuchrow_tuned", "ease_tuned"])
 def test_an_unknown_tuned_row_stops_before_any_run(tmp_path, row):
     done = _run(tmp_path, "bvae", row)

@@ -142,6 +142,46 @@ def test_cli_rejects_missing_data(capsys):
         experiment.main([])
 
 
+@pytest.mark.unit
+def test_cli_names_a_data_path_that_is_no_folder_before_writing_anything(tmp_path, capsys):
+    out = tmp_path / "out"
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    for data, message in ((tmp_path / "missing", "does not exist"), (afile, "is not a folder")):
+        with pytest.raises(SystemExit):
+            experiment.main(["--data", str(data), "--out", str(out)])
+        assert f"--data {str(data)!r} {message}" in capsys.readouterr().err
+    assert not out.exists()  # no log file either
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "model, flags, named",
+    [
+        ("ngcf", ["--latent-dim", "0"], "--latent-dim"),
+        ("recvae", ["--dropout", "0.3"], "--dropout"),
+        ("ehcf", ["--beta-cap", "0.5", "--gate-mode", "reference"], "--gate-mode, --beta-cap"),
+        ("vae_pp", ["--encoder", "mmoe"], "--encoder"),
+        ("ease", ["--lr", "0.1"], "--lr"),
+        ("popularity", ["--ease-l2", "5"], "--ease-l2"),
+        ("bvae", ["--recvae-gamma", "0.01"], "--recvae-gamma"),
+        ("ngcf", ["--grid", "dropout=0.1,0.2"], "--dropout"),
+    ],
+)
+def test_cli_refuses_flags_the_model_does_not_read(tmp_path, capsys, model, flags, named):
+    with pytest.raises(SystemExit):
+        experiment.main(["--data", str(tmp_path), "--model", model, *flags])
+    assert f"{named}: --model {model} does not read" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_every_model_reads_the_flags_it_is_allowed():
+    args = experiment._parser().parse_args(["--model", "vae_pp", "--dropout", "0.3", "--lr", "1"])
+    assert experiment.foreign_flags(args, experiment._parser()) == []
+    args = experiment._parser().parse_args(["--model", "bvae", "--gate-mode", "reference"])
+    assert experiment.foreign_flags(args, experiment._parser()) == []
+
+
 def _result(model, method, seed, value, **config):
     run = {"seed": seed, "config": {"seed": seed, "gate_mode": "gated", **config}}
     run["honest"] = {"purchase": {"ndcg@5": value}}
@@ -212,6 +252,9 @@ def test_combine_refuses_a_file_twice_a_copied_baseline_other_data_and_nan(tmp_p
     with pytest.raises(SystemExit):
         experiment.main(["--combine", jd, "--markdown", jd])
     assert "is one of the --combine inputs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        experiment.main(["--combine", jd, "--markdown", str(tmp_path / "no" / "t.md")])
+    assert "t.md': its folder does not exist" in capsys.readouterr().err
     assert json.loads(pathlib.Path(jd).read_text())["runs"]  # not overwritten
 
 
