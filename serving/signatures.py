@@ -83,17 +83,19 @@ def behaviors_of(signature: meta_graph_pb2.SignatureDef) -> tuple[str, ...]:
     """Behaviors a ``serving_default`` signature ranks for, from its output names.
 
     A behavior ``b`` counts when both ``<b>_item_ids`` and ``<b>_scores`` are outputs
-    (``bvae_tf.features``). Sorted by name.
+    (``bvae_tf.features``). The signature's outputs are a map with no order, so the
+    behaviors of ``features.DEFAULT_BEHAVIORS`` come in that order (purchase, click,
+    favorite, cart: the paper's and the models' order), any others after them by name.
     """
     outputs = signature.outputs
-    return tuple(
-        sorted(
-            name[: -len(_ITEM_IDS_SUFFIX)]
-            for name in outputs
-            if name.endswith(_ITEM_IDS_SUFFIX)
-            and features.scores_output(name[: -len(_ITEM_IDS_SUFFIX)]) in outputs
-        )
-    )
+    found = {
+        name[: -len(_ITEM_IDS_SUFFIX)]
+        for name in outputs
+        if name.endswith(_ITEM_IDS_SUFFIX)
+        and features.scores_output(name[: -len(_ITEM_IDS_SUFFIX)]) in outputs
+    }
+    standard = [b for b in features.DEFAULT_BEHAVIORS if b in found]
+    return (*standard, *sorted(found - set(standard)))
 
 
 def cast_to_signature(name: str, value: object, info: meta_graph_pb2.TensorInfo) -> np.ndarray:

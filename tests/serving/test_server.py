@@ -26,7 +26,7 @@ from tests.serving.conftest import MODEL_NAME, NUM_ITEMS, TOP_K, assert_same_ran
 
 pytestmark = pytest.mark.e2e
 
-BEHAVIORS = (features.CLICK, features.FAVORITE, features.PURCHASE)
+BEHAVIORS = (features.PURCHASE, features.CLICK, features.FAVORITE)  # behaviors_of's order
 HISTORIES = [
     # 10 of the 12 items bought: only i10 and i11 may be recommended for purchase.
     {features.PURCHASE: [f"i{i}" for i in range(10)]},
