@@ -59,7 +59,9 @@ import functools
 import gc
 import json
 import math
+import os
 import pathlib
+import platform
 import shutil
 import sys
 import time
@@ -1475,6 +1477,31 @@ def _variant(model: str) -> str:
     return {"vae_u": "union_vae", "ehcf": "ehcf"}.get(model, "bvae")
 
 
+def machine() -> dict:
+    """What a run ran on, kept in each run record (report captions read it).
+
+    Returns:
+      ``{"cpus": int, "cpu": str, "gpus": [str, ...]}``: logical CPUs
+      (``os.cpu_count``), the CPU's model name (``/proc/cpuinfo``, else
+      ``platform.processor()``, else ``""``), and the name of each GPU TensorFlow sees.
+    """
+    import tensorflow as tf
+
+    cpu = platform.processor()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    gpus = [
+        tf.config.experimental.get_device_details(d).get("device_name", d.name)
+        for d in tf.config.list_physical_devices("GPU")
+    ]
+    return {"cpus": os.cpu_count() or 0, "cpu": cpu, "gpus": gpus}
+
+
 def run(args) -> dict:
     """Runs one experiment (all seeds) and writes its JSON and Markdown."""
     from bvae_tf import data as D
@@ -1528,6 +1555,7 @@ def run(args) -> dict:
     args.command, args.checkpoint_root = result["command"], out / f"{name}.ckpt"
     if args.model in BASELINES:
         record = _fit_baseline(args, data, parts=out / f"{name}.parts")
+        record["machine"] = machine()
         result["runs"].append(record)
         _write(out / name, result, args.table_k)
         shutil.rmtree(out / f"{name}.parts", ignore_errors=True)
@@ -1563,6 +1591,7 @@ def run(args) -> dict:
                 args, data, data.behaviors, variant=_variant(args.model), seed=seed, log_dir=log_dir
             )
         record["seed"] = seed
+        record["machine"] = machine()
         result["runs"].append(record)
         _write(out / name, result, args.table_k)
         logging.info(
@@ -1620,7 +1649,7 @@ def check_result(result: dict) -> None:
     run's optional ``seed`` is an integer, once per file; ``best_epoch`` and
     ``epochs_run`` integers (or objects of one per behavior); ``config`` an object
     (its ``loss_weights`` one number per behavior); ``curve`` a list of objects with
-    a numeric ``epoch``.
+    a numeric ``epoch``; ``machine`` (:func:`machine`) an object with integer ``cpus``.
 
     Raises:
       ValueError: naming the first key that is missing or malformed.
@@ -1682,6 +1711,13 @@ def check_result(result: dict) -> None:
         config = run.get("config", {})
         if not isinstance(config, dict):
             raise ValueError(f"{where}.config must be an object, got {config!r}")
+        host = run.get("machine")  # written since runs record it (see machine())
+        if host is not None and not (
+            isinstance(host, dict)
+            and type(host.get("cpus")) is int
+            and isinstance(host.get("gpus", []), list)
+        ):
+            raise ValueError(f"{where}.machine must be an object with an integer 'cpus'")
         weights = config.get("loss_weights")
         if weights is not None and not (
             isinstance(weights, list)

@@ -251,6 +251,29 @@ def _seeds(result: dict) -> int:
     return len([r for r in result["runs"] if E.HONEST in r])
 
 
+#: The machine of every result written before runs recorded theirs
+#: (``bvae_tf.experiment.machine``): each of those ran on 2 CPU cores.
+UNRECORDED_MACHINE = "2 CPU cores"
+
+
+def _machine_words(host: dict | None) -> str:
+    """A run's ``machine`` record in words, e.g. "2 CPU cores" or "16 CPU cores, 1 GPU
+    (NVIDIA H200)"; :data:`UNRECORDED_MACHINE` for a run without one."""
+    if host is None:
+        return UNRECORDED_MACHINE
+    words = f"{host['cpus']} CPU cores"
+    gpus = host.get("gpus") or []
+    if gpus:
+        words += f", {len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({', '.join(sorted(set(gpus)))})"
+    return words
+
+
+def _compute(*results: dict) -> str:
+    """The machines the runs of ``results`` ran on, in words (" or " between kinds)."""
+    kinds = {_machine_words(run.get("machine")) for r in results for run in r["runs"]}
+    return " or ".join(sorted(kinds)) or UNRECORDED_MACHINE
+
+
 def _plt():
     import matplotlib
 
@@ -305,7 +328,7 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     return (
         f"{title}, test split, honest protocol (selected on valid NDCG@5, test scored "
         f"once); bars: mean over seeds, whiskers: sample std. Seeds: {seeds}. "
-        f"{budget} on 2 CPU cores."
+        f"{budget} on {_compute(*(rows[n] for n in names))}."
     )
 
 
@@ -358,7 +381,7 @@ def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | Non
     return (
         f"{title}, test split, honest protocol; mean over seeds (BVAE {_seeds(bvae)}, "
         f"VAE++ {_seeds(vaepp)}). VAE++ is one model per target behavior; {budget}, on "
-        "2 CPU cores."
+        f"{_compute(bvae, vaepp)}."
     )
 
 
@@ -471,7 +494,7 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
         "(band: std over users and dimensions, clipped to the gate's range (0, 2)). "
         "Middle and right: TFF's normalised weights G_kk' / sum_k' G_kk' (each row sums "
         "to 1; 1/c everywhere is the plain "
-        f"sum); dotted: the selected epoch ({best}). 2 CPU cores."
+        f"sum); dotted: the selected epoch ({best}). {_machine_words(run.get('machine'))}."
     )
 
 
@@ -529,7 +552,8 @@ def d_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> st
     plt.close(fig)
     seeds = ", ".join(f"d={d}: {_seeds(runs[d])}" for d in sizes)
     return (
-        f"{title}, test split, honest protocol, BVAE's defaults but d; seeds {seeds}; 2 CPU cores."
+        f"{title}, test split, honest protocol, BVAE's defaults but d; seeds {seeds}; "
+        f"{_compute(*runs.values())}."
     )
 
 

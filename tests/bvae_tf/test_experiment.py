@@ -1,6 +1,7 @@
 """The experiment CLI end to end on a tiny release-format dataset."""
 
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -120,6 +121,8 @@ def test_baselines_and_combined_table(release_dir, tmp_path):
     ]
     vae_u = json.loads((tmp_path / "vae_u.json").read_text())
     assert vae_u["runs"][0]["config"]["variant"] == "union_vae"
+    machine = vae_u["runs"][0]["machine"]  # what the report's captions name
+    assert machine["cpus"] == os.cpu_count() and isinstance(machine["gpus"], list)
     md = tmp_path / "all.md"
     experiment.main(
         [

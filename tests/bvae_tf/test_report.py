@@ -71,6 +71,12 @@ def _result(model, seed=0, command_extra="", behaviors=BEHAVIORS, gates=False, *
     }
 
 
+def _set_machine(result: dict) -> dict:
+    """``result`` with a recorded machine (``experiment.machine``); the others have none."""
+    result["runs"][0]["machine"] = {"cpus": 16, "cpu": "x", "gpus": ["NVIDIA H200"]}
+    return result
+
+
 @pytest.fixture
 def results_dir(tmp_path):
     folder = tmp_path / "results" / "jd"
@@ -78,7 +84,7 @@ def results_dir(tmp_path):
     files = {
         "bvae_s0": _result("bvae"),
         "bvae_s1": _result("bvae", seed=1, gates=True),  # newer: records the gates
-        "mmoe_s0": _result("bvae", encoder="mmoe"),
+        "mmoe_s0": _set_machine(_result("bvae", encoder="mmoe")),
         "no_tff_s0": _result("bvae", use_tff=False),
         "vae_pp_s0": _result("vae_pp"),
         "tuned_s0": _result("bvae", command_extra="--grid lr=1e-3,1e-2"),
@@ -122,6 +128,9 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
         assert png.stat().st_size > 5_000
         assert f"](figures/{name}.png)" in text
     assert "Seeds: BVAE 2, -TFF 1, -BASE (+MMoE) 1." in text
+    # The machines: a run without a record is one of the 2-core runs (UNRECORDED_MACHINE).
+    assert "on 16 CPU cores, 1 GPU (NVIDIA H200) or 2 CPU cores." in text
+    assert "d; seeds d=50: 1, d=100: 2, d=200: 1; 2 CPU cores." in text
     # A tuned BVAE is not the RQ2 BVAE row.
     (tuned,) = [r for r in report.load(results_dir)["jd"] if "[tuned" in r["method"]]
     assert report.ablation_name(tuned) is None
@@ -207,6 +216,7 @@ _DELETE = object()
         (_set(("runs", 0, "config", "loss_weights"), [0.5]), r"loss_weights must be one"),
         (_set(("model",), _DELETE), r"'model' must be a string"),
         (_set(("behaviors",), ["purchase", "purchase"]), r"'behaviors' must be a list"),
+        (_set(("runs", 0, "machine"), {"cpus": "2"}), r"runs\[0\]\.machine must be an object"),
     ],
 )
 def test_malformed_result_contents_are_named(results_dir, tmp_path, mutate, message):
