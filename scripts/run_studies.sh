@@ -57,6 +57,10 @@ case $STUDY in
     ROWS+=(bvae) ;;
   *) echo "unknown study $STUDY (rq1 rq2 rq2_weights rq3_d rq4)" >&2; exit 2 ;;
 esac
+problem=""
+[[ -d $DATA ]] || problem="DATA '$DATA' is not a folder"
+[[ ! -e $OUT || -d $OUT ]] || problem="OUT '$OUT' exists and is not a folder"
+[[ -n ${DRY_RUN:-} || -z $problem ]] || { echo "$problem" >&2; exit 2; }
 todo=0
 for seed in $(seq 0 $((SEEDS - 1))); do
   for row in "${ROWS[@]}"; do
@@ -67,5 +71,8 @@ for seed in $(seq 0 $((SEEDS - 1))); do
   done
 done
 echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (about $((todo * 20)) minutes at ~20 min per run on 2 cores)"
-[[ -z ${DRY_RUN:-} ]] || { printf "%s\n" "${ROWS[@]}"; exit 0; }
+if [[ -n ${DRY_RUN:-} ]]; then
+  [[ -z $problem ]] || echo "note: $problem; a run would stop here" >&2
+  printf "%s\n" "${ROWS[@]}"; exit 0
+fi
 exec scripts/run_comparison.sh "$DATA" "$OUT" "$SEEDS" "${ROWS[@]}"

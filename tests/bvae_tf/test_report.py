@@ -354,6 +354,26 @@ def test_the_behavior_study_adds_the_behaviors_with_train_data_in_order(
     assert [line for line in out[1:] if line] == rows
 
 
+def test_a_study_without_its_data_stops_before_any_run(tmp_path):
+    import subprocess
+
+    script = str(pathlib.Path(__file__).resolve().parents[2] / "scripts" / "run_studies.sh")
+    (tmp_path / "afile").write_text("x")
+    for data, out, message in (
+        (tmp_path / "missing", tmp_path / "out", "is not a folder"),
+        (tmp_path, tmp_path / "afile", "exists and is not a folder"),
+    ):
+        done = subprocess.run(
+            ["bash", script, "rq2", str(data), str(out)],
+            check=False,
+            env={**os.environ, "PY": "echo"},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2 and message in done.stderr
+        assert "bvae_tf.experiment" not in done.stdout and not (tmp_path / "out").exists()
+
+
 def test_the_studies_read_data_from_the_callers_folder_and_check_seeds(tmp_path):
     import subprocess
 
