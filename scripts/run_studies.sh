@@ -10,9 +10,9 @@
 # the step-0.2 sub-grid first), rq3_d
 # (d in {50, 150, 200}; d = 100 is the bvae row), rq4 (behaviors added one at a time,
 # in the paper's order, those with train data in DATA).
-# Prints the number of runs and a compute estimate before starting (measured on JD
-# with 2 CPU cores: about 20 minutes per BVAE run, one run at a time). DRY_RUN=1 lists
-# the rows instead of running them.
+# Prints the number of runs and a compute estimate before starting (the median wall
+# time of the runs already in OUT; without any, 20 minutes: a BVAE run on JD with 2 CPU
+# cores, one run at a time). DRY_RUN=1 lists the rows instead of running them.
 set -euo pipefail
 STUDY=${1:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
 DATA=${2:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
@@ -70,7 +70,27 @@ for seed in $(seq 0 $((SEEDS - 1))); do
     esac
   done
 done
-echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (about $((todo * 20)) minutes at ~20 min per run on 2 cores)"
+# Minutes per run: the median wall time (training + evaluation) of the runs already in
+# OUT, else 20 (a BVAE run on JD with 2 CPU cores, one run at a time).
+per_run=$(python3 - "$OUT" 2>/dev/null <<'PYEOF' || true
+import json, pathlib, statistics, sys
+minutes = []
+for path in pathlib.Path(sys.argv[1]).glob("*_s*.json"):
+    try:
+        runs = json.loads(path.read_text())["runs"]
+        minutes += [(r["train_seconds"] + r.get("eval_seconds", 0)) / 60 for r in runs]
+    except (OSError, ValueError, KeyError, TypeError):
+        continue
+if minutes:
+    print(f"{round(statistics.median(minutes))} {len(minutes)}")
+PYEOF
+)
+if [[ $per_run =~ ^([0-9]+)\ ([0-9]+)$ ]]; then
+  minutes=${BASH_REMATCH[1]} basis="the median of the ${BASH_REMATCH[2]} finished runs in OUT"
+else
+  minutes=20 basis="a BVAE run on JD with 2 CPU cores; none finished in OUT yet"
+fi
+echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (about $((todo * minutes)) minutes at ~$minutes min per run: $basis)"
 if [[ -n ${DRY_RUN:-} ]]; then
   [[ -z $problem ]] || echo "note: $problem; a run would stop here" >&2
   printf "%s\n" "${ROWS[@]}"; exit 0

@@ -354,6 +354,31 @@ def test_the_behavior_study_adds_the_behaviors_with_train_data_in_order(
     assert [line for line in out[1:] if line] == rows
 
 
+def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
+    import subprocess
+
+    script = str(pathlib.Path(__file__).resolve().parents[2] / "scripts" / "run_studies.sh")
+    out = tmp_path / "out"
+
+    def first_line():
+        done = subprocess.run(
+            ["bash", script, "rq2", str(tmp_path), str(out)],
+            check=True,
+            env={**os.environ, "DRY_RUN": "1"},
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout.splitlines()[0]
+
+    assert "8 runs to do (about 160 minutes at ~20 min per run" in first_line()
+    out.mkdir()
+    for name, seconds in (("bvae_s0", 2400), ("mmoe_s0", 3000), ("cgc_s0", 3600)):
+        run = {"train_seconds": seconds - 60, "eval_seconds": 60}
+        (out / f"{name}.json").write_text(json.dumps({"runs": [run]}))
+    line = first_line()
+    assert "5 runs to do (about 250 minutes at ~50 min per run: the median of the 3" in line
+
+
 def test_a_study_without_its_data_stops_before_any_run(tmp_path):
     import subprocess
 
