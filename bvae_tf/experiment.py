@@ -661,6 +661,7 @@ MODEL_FLAGS = {
     ),
     **dict.fromkeys(("precision", "jit_compile", "optimizer_jit"), SAMPLED_SOFTMAX_MODELS),
     **dict.fromkeys(("latent_dim", "dropout", "beta_cap", "anneal_steps", "beta_schedule"), _VAES),
+    **dict.fromkeys(("weight_decay", "lr_decay_steps"), SAMPLED_SOFTMAX_MODELS),
     **dict.fromkeys(("lr", "batch_size"), _TRAINED),
     "recvae_gamma": ("recvae",),
     **dict.fromkeys(("ease_l2", "ease_diagonal", "ease_dtype", "ease_sequential"), ("ease",)),
@@ -1975,12 +1976,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         space = tuning.tuning_settings({"space": tune_space(args.tune_space)})["space"]
     except ValueError as e:
         _parser().error(str(e))
-    if args.tune and args.model not in SAMPLED_SOFTMAX_MODELS:
-        mute = sorted({"weight_decay", "lr_decay_epochs"} & set(space))
+    if args.tune:  # a searched name the model does not read would only repeat trials
+        dest = {**TUNE_FLAGS, **_TUNE_SPACE_FLAGS}
+        mute = sorted(n for n in space if args.model not in MODEL_FLAGS.get(dest.get(n, n), MODELS))
         if mute:
             _parser().error(
-                f"--tune-space {', '.join(mute)}: for {', '.join(SAMPLED_SOFTMAX_MODELS)} "
-                f"only; --model {args.model} has its own optimizer (drop them with NAME=none)"
+                f"--tune-space {', '.join(mute)}: --model {args.model} does not read "
+                f"{'it' if len(mute) == 1 else 'them'} (drop them with NAME=none)"
             )
     searched = {
         *(spec.partition("=")[0].strip().replace("-", "_") for spec in args.grid),

@@ -137,6 +137,29 @@ def tuning_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
     return settings
 
 
+#: Searched names a ``model.variant`` does not read (RecVAE (T.) has its own KL scale
+#: and optimizer: ``bvae_tf.baselines.recvae``); searching them would only repeat trials.
+UNREAD_BY_VARIANT: Mapping[str, tuple[str, ...]] = {
+    "recvae": ("beta_cap", "anneal_epochs", "weight_decay", "lr_decay_epochs"),
+}
+
+
+def check_space_for_variant(space: Mapping[str, Any], variant: str) -> None:
+    """Refuses a resolved ``space`` (:func:`tuning_settings`) that searches a name
+    ``variant`` does not read (:data:`UNREAD_BY_VARIANT`).
+
+    Raises:
+      ValueError: naming those names and how to drop them.
+    """
+    unread = [n for n in UNREAD_BY_VARIANT.get(variant, ()) if n in space]
+    if unread:
+        raise ValueError(
+            f"tuning.space: model.variant {variant!r} does not read {', '.join(unread)}; "
+            f"drop {'it' if len(unread) == 1 else 'them'} with "
+            + ", ".join(f'"{n}": null' for n in unread)
+        )
+
+
 def apply(
     values: Mapping[str, Any],
     model: Mapping[str, Any],

@@ -284,7 +284,9 @@ class PipelineConfig:
                 f"tuning.enabled: the closed-form model.variant {model.variant!r} has no "
                 "training to tune; turn tuning off or train a model"
             )
-        _build("tuning", lambda: tuning.tuning_settings(self.tuning))
+        settings = _build("tuning", lambda: tuning.tuning_settings(self.tuning))
+        if self.tuning_enabled:
+            tuning.check_space_for_variant(settings["space"], model.variant)
 
     def _check_batch_inference(self) -> None:
         section = self.batch_inference

@@ -178,6 +178,18 @@ def test_cli_refuses_flags_the_model_does_not_read(tmp_path, capsys, model, flag
 
 
 @pytest.mark.unit
+def test_ehcf_is_tuned_over_what_it_reads(tmp_path, capsys):
+    base = ["--data", str(tmp_path / "none"), "--model", "ehcf", "--tune", "2"]
+    with pytest.raises(SystemExit):
+        experiment.main(base)  # the default space: learning rate, batch size and 3 others
+    assert "--tune-space anneal_epochs, beta_cap, dropout: --model ehcf" in capsys.readouterr().err
+    drop = [f"--tune-space={n}=none" for n in ("anneal_epochs", "beta_cap", "dropout")]
+    with pytest.raises(SystemExit):
+        experiment.main([*base, *drop])
+    assert "none' does not exist" in capsys.readouterr().err  # past every flag check
+
+
+@pytest.mark.unit
 def test_every_model_reads_the_flags_it_is_allowed():
     args = experiment._parser().parse_args(["--model", "vae_pp", "--dropout", "0.3", "--lr", "1"])
     assert experiment.foreign_flags(args, experiment._parser()) == []
@@ -761,7 +773,7 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--tune", "2", "--tune-space", "lr_decay_epochs=1e11"], "whole numbers in [0, 100000]"),
         (
             ["--model", "ehcf", "--tune", "1", "--tune-space", "weight_decay=0.5"],
-            "--tune-space weight_decay: for bvae",
+            "dropout, weight_decay: --model ehcf does not read them (drop them with NAME=none)",
         ),
         (["--grid", "lr=1e-3,1e-3"], "a value repeats"),
         (["--beta-cap", "inf"], "not a finite number"),

@@ -72,6 +72,10 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["tuning.space.hidden=[1]"], "unknown tuning.space names"),
         (['tuning.space.learning_rate="fast"'], "tuning.space.learning_rate"),
         (["tuning.enabled=true", "model.variant=ease"], "no training to tune"),
+        (
+            ["tuning.enabled=true", 'model.variant="recvae"'],
+            "'recvae' does not read beta_cap, anneal_epochs; drop them with",
+        ),
         (["batch_inference.enable=true"], r"batch_inference: unknown key\(s\) \['enable'\]"),
         (["batch_inference.enabled=1"], "batch_inference.enabled must be a bool"),
         (["training.warm_start=1"], "training.warm_start must be a bool"),
@@ -92,6 +96,14 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
 def test_bad_values_fail_at_load_time_naming_the_value(overrides, message):
     with pytest.raises(ValueError, match=message):
         configs.load_config(overrides=overrides)
+
+
+def test_recvae_is_tuned_over_what_it_reads():
+    space = '{"beta_cap": null, "anneal_epochs": null}'
+    config = configs.load_config(
+        overrides=["tuning.enabled=true", 'model.variant="recvae"', f"tuning.space={space}"]
+    )
+    assert config.tuning_enabled
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):
