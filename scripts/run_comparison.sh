@@ -15,7 +15,8 @@
 # means), bvae_ema<R> (averaged weights), any of them + _boost, bvae_boost; N a whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
-# any "<row>_tuned" (below).
+# any "<row>_tuned" (below). DRY_RUN=1 lists the commands of the runs not done yet
+# instead of running them.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
 # every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
@@ -152,7 +153,16 @@ flags() {
 
 # Every row name is checked before anything runs (flags exits on an unknown row).
 for row in "${ROWS[@]}"; do flags "$row" > /dev/null; done
-mkdir -p "$OUT"
+problem=""
+[[ -d $DATA ]] || problem="DATA '$DATA' is not a folder"
+[[ ! -e $OUT || -d $OUT ]] || problem="OUT '$OUT' exists and is not a folder"
+if [[ -n $problem ]]; then
+  [[ -n ${DRY_RUN:-} ]] || { echo "$problem" >&2; exit 2; }
+  echo "note: $problem; a run would stop here" >&2
+fi
+# DRY_RUN=1 prints each command that would run (rows and seeds not done yet) instead.
+run() { if [[ -n ${DRY_RUN:-} ]]; then echo "would run: $*"; else "$@"; fi; }
+[[ -n ${DRY_RUN:-} ]] || mkdir -p "$OUT"
 for seed in $(seq 0 $((SEEDS - 1))); do
   for row in "${ROWS[@]}"; do
     read -r -a args <<< "$(flags "$row")"
@@ -160,12 +170,12 @@ for seed in $(seq 0 $((SEEDS - 1))); do
       popularity | repeat | ease)  # deterministic: one run
         [[ $seed -eq 0 && ! -f "$OUT/$row.json" ]] || continue
         echo "== $row"
-        "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$row" "${args[@]}" ;;
+        run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$row" "${args[@]}" ;;
       *)
         name="${row}_s$seed"
         [[ ! -f "$OUT/$name.json" ]] || continue
         echo "== $name"
-        "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$name" \
+        run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$name" \
           --seeds 1 --first-seed "$seed" "${TRAIN[@]}" "${args[@]}" ;;
     esac
   done

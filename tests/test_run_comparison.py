@@ -14,6 +14,7 @@ SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "run_comparis
 def _run(tmp_path, *rows, **env):
     # PY=echo prints each experiment command instead of running it.
     env = {**os.environ, "PY": "echo", **env}
+    (tmp_path / "data").mkdir(exist_ok=True)
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", *rows]
     return subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
 
@@ -54,6 +55,7 @@ def test_a_row_with_a_bad_value_stops_before_any_run(tmp_path, row, message):
 
 
 def test_seeds_are_decimal(tmp_path):
+    (tmp_path / "data").mkdir()
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "010", "bvae"]
     env = {**os.environ, "PY": "echo"}
     done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
@@ -91,7 +93,30 @@ def test_bad_counts_stop_before_any_run(tmp_path, seeds, env, message):
     assert "bvae_tf.experiment" not in done.stdout
 
 
+def test_dry_run_lists_the_runs_not_done_and_runs_nothing(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "bvae_s0.json").write_text("{}")
+    args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "2", "bvae"]
+    env = {**os.environ, "DRY_RUN": "1", "PY": "false"}  # PY would fail if it ran
+    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("would run:")]
+    assert "--name bvae_s1 " in line and "--first-seed 1 " in line
+
+
+@pytest.mark.parametrize("dry_run", ["", "1"])
+def test_a_missing_data_folder_stops_before_any_run(tmp_path, dry_run):
+    args = [str(SCRIPT), str(tmp_path / "missing"), str(tmp_path / "out"), "1", "bvae"]
+    env = {**os.environ, "PY": "echo", "DRY_RUN": dry_run}
+    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert "missing' is not a folder" in done.stderr and not (tmp_path / "out").exists()
+    assert done.returncode == (0 if dry_run else 2)
+    assert ("bvae_tf.experiment" in done.stdout) == bool(dry_run)  # listed, never run
+
+
 def test_relative_paths_are_read_from_the_callers_folder(tmp_path):
+    (tmp_path / "mydata").mkdir()
     args = [str(SCRIPT), "mydata", "myout", "1", "popularity"]
     env = {**os.environ, "PY": "echo"}
     done = subprocess.run(
