@@ -1819,11 +1819,35 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
         if len(behaviors) < widest[result["method"]]:
             result["method"] += f" [{' + '.join(behaviors)} only]"
     labels = [r["method"] for r in results]
-    for result in results:  # same label, other training loop: say which
-        if labels.count(result["method"]) > 1:
-            t = training_settings(result)
-            result["method"] += f" [≤{t['epochs']} epochs, patience {t['patience']}]"
+    for label in dict.fromkeys(labels):  # same label, other training loop: say which
+        group = [r for r in results if r["method"] == label]
+        loops = [training_settings(r) for r in group]
+        if len({(t["epochs"], t["patience"]) for t in loops}) > 1:
+            for result, t in zip(group, loops, strict=True):
+                result["method"] += f" [≤{t['epochs']} epochs, patience {t['patience']}]"
+    labels = [r["method"] for r in results]
+    for label in dict.fromkeys(labels):  # same label, other settings (a baseline's): say which
+        group = [r for r in results if r["method"] == label]
+        if len(group) < 2:
+            continue
+        configs = [_first_config(r) for r in group]
+        differ = [
+            k
+            for k in dict.fromkeys(k for c in configs for k in c)
+            if len({repr(c.get(k)) for c in configs}) > 1
+        ]
+        for result, config in zip(group, configs, strict=True):
+            if differ:
+                result["method"] += f" ({', '.join(f'{k}={config.get(k)}' for k in differ)})"
     return results
+
+
+def _first_config(result: dict) -> dict:
+    """The configuration of a result's first run (of its first part, for one model per
+    target), without what does not tell two methods apart (seed, behaviors)."""
+    run = result["runs"][0]
+    part = (run.get("parts") or [run])[0]
+    return {k: v for k, v in part.get("config", {}).items() if k not in ("seed", "behaviors")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -230,6 +230,21 @@ def test_combine_pools_seeds_of_one_configuration_only(tmp_path):
 
 
 @pytest.mark.unit
+def test_combine_labels_a_baseline_at_other_settings_by_what_differs(tmp_path):
+    files = []
+    for i, lr in enumerate((1e-3, 1e-4, 1e-3)):
+        files.append(tmp_path / f"ngcf{i}.json")
+        files[-1].write_text(json.dumps(_result("ngcf", "NGCF (T.)", i, 0.1, learning_rate=lr)))
+    rows = experiment.combine(files)  # seeds 0 and 2 pooled; seed 1 another method
+    assert [(r["method"], len(r["runs"])) for r in rows] == [
+        ("NGCF (T.) (learning_rate=0.001)", 2),
+        ("NGCF (T.) (learning_rate=0.0001)", 1),
+    ]
+    (single,) = experiment.combine(files[1:2])
+    assert single["method"] == "NGCF (T.)"  # alone: the label as run
+
+
+@pytest.mark.unit
 def test_combine_refuses_a_seed_twice_and_an_anchor_that_names_no_row(tmp_path, capsys):
     first, copy = tmp_path / "bvae_s0.json", tmp_path / "bvae_copy.json"
     for path in (first, copy):
