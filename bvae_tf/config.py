@@ -87,6 +87,20 @@ def _count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
 
 
+#: Settings only some variants read, and those variants; another variant refuses a
+#: value other than the default rather than ignore it. (``encoder``, ``item_path``,
+#: ``behavior_mean``, ``loss_weights`` and the large-catalog settings have their own
+#: checks.)
+VARIANT_FIELDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        ("gate_mode", "use_base", "use_gff", "use_tff", "use_sdwl", "sdwl_form", "logvar_range"),
+        ("bvae", "union_vae"),
+    ),
+    **dict.fromkeys(("ease_l2", "ease_diagonal"), ("ease",)),
+    **dict.fromkeys(("recvae_hidden", "recvae_gamma"), ("recvae",)),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class BVAEConfig:
     """Hyper-parameters of a BVAE (or baseline) model.
@@ -398,6 +412,18 @@ class BVAEConfig:
             raise ValueError(
                 f"BVAEConfig.encoder={self.encoder!r} replaces BASE: it needs use_base=True "
                 f"and variant='bvae' (got use_base={self.use_base}, variant={self.variant!r})"
+            )
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        unread = [
+            name
+            for name, variants in VARIANT_FIELDS.items()
+            if self.variant not in variants and getattr(self, name) != defaults[name]
+        ]
+        if unread:
+            raise ValueError(
+                f"BVAEConfig: variant {self.variant!r} does not read "
+                + ", ".join(f"{n} (variant {' or '.join(VARIANT_FIELDS[n])})" for n in unread)
+                + f": remove {'it' if len(unread) == 1 else 'them'} or choose such a variant"
             )
 
     @property

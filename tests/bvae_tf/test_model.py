@@ -1,6 +1,7 @@
 """BVAE model: equations, gates, ablations, Mult-VAE reduction, top-K, serialization."""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -372,6 +373,22 @@ def test_config_round_trip_and_validation():
         _config(behaviors=("a", "a"))
     ref = Mo.reference_config(BEHAVIORS, NUM_ITEMS)
     assert (ref.gate_mode, ref.sdwl_form, ref.beta_schedule) == ("reference",) * 3
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"variant": "vae_pp", "gate_mode": "reference"}, "'vae_pp' does not read gate_mode"),
+        ({"variant": "recvae", "use_tff": False}, "use_tff (variant bvae or union_vae)"),
+        ({"ease_l2": 5.0}, "'bvae' does not read ease_l2 (variant ease): remove it"),
+        ({"variant": "ease", "recvae_gamma": 0.1, "sdwl_form": "reference"}, "remove them"),
+    ],
+)
+def test_a_setting_the_variant_does_not_read_is_refused(settings, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _config(**settings)
+    variant = settings.get("variant", "bvae")
+    assert _config(variant=variant).variant == variant  # the defaults are accepted
 
 
 def test_input_validation(tiny_batch):
