@@ -130,7 +130,13 @@ def load_release(
     behaviors = F.validate_behaviors(behaviors)
     unknown = [b for b in behaviors if b not in found]
     if unknown:
-        raise ValueError(f"behaviors {unknown} have no files in {str(data_dir)!r}")
+        files = ", ".join(
+            f"{b} ({prefix}_*)" for prefix, b in F.RELEASE_BEHAVIOR_MAPPING.items() if b in found
+        )
+        raise ValueError(
+            f"behaviors {unknown} have no files in {str(data_dir)!r}; it has {files} "
+            "(behavior names, with their files' prefix)"
+        )
     everything = [p for split in pairs.values() for p in split.values() if len(p)]
     if not everything:
         raise ValueError(f"every release file in {str(data_dir)!r} is empty")

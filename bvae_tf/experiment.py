@@ -168,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="output folder")
     p.add_argument("--name", help="output file stem (default: the model)")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train every seed again and replace OUT/NAME.json (without it, the same "
+        "command keeps the seeds that file holds, and another command is refused)",
+    )
+    p.add_argument(
         "--verbose",
         action="store_true",
         help="every log record on the console (always in <out>/logs/)",
@@ -603,6 +609,7 @@ _NOT_IN_RUN_KEY = frozenset(
     {
         "checkpoint_root",
         "argv",
+        "overwrite",
         "command",
         "verbose",
         "table_k",
@@ -655,11 +662,14 @@ _VAES = (*SAMPLED_SOFTMAX_MODELS, "vae_pp")
 #: Model flags (their dest) and the models that read them: any other ``--model``
 #: refuses them (given or searched by ``--grid``) rather than ignore them.
 MODEL_FLAGS = {
+    # BVAE's modules: VAE (T.) and VAE (U.) model one task, where they do nothing.
     **dict.fromkeys(
-        ("gate_mode", "reference", "ablation", "encoder", "loss_weights", "sdwl_form"),
-        SAMPLED_SOFTMAX_MODELS,
+        ("gate_mode", "ablation", "encoder", "loss_weights", "sdwl_form", "item_path"), ("bvae",)
     ),
-    **dict.fromkeys(("precision", "jit_compile", "optimizer_jit"), SAMPLED_SOFTMAX_MODELS),
+    **dict.fromkeys(
+        ("reference", "precision", "jit_compile", "optimizer_jit"), SAMPLED_SOFTMAX_MODELS
+    ),
+    **dict.fromkeys(("epochs", "patience", "paper_protocol"), _TRAINED),
     **dict.fromkeys(("latent_dim", "dropout", "beta_cap", "anneal_steps", "beta_schedule"), _VAES),
     **dict.fromkeys(("weight_decay", "lr_decay_steps"), SAMPLED_SOFTMAX_MODELS),
     **dict.fromkeys(("lr", "batch_size"), _TRAINED),
@@ -1554,19 +1564,39 @@ def run(args) -> dict:
     # Every training keeps its state here after each epoch (training.fit), so that a
     # killed run resumes at its next epoch; removed once the result is written.
     args.command, args.checkpoint_root = result["command"], out / f"{name}.ckpt"
+    kept = None if args.overwrite else _kept_result(out / f"{name}.json", result["command"])
+    done = {r.get("seed"): r for r in (kept or {}).get("runs", [])}
     if args.model in BASELINES:
-        record = _fit_baseline(args, data, parts=out / f"{name}.parts")
-        record["machine"] = machine()
+        record = done.get(None)
+        if record is None:
+            record = _fit_baseline(args, data, parts=out / f"{name}.parts")
+            record["machine"] = machine()
+        else:
+            logging.info("%s: kept from %s", name, out / f"{name}.json")
         result["runs"].append(record)
         _write(out / name, result, args.table_k)
         shutil.rmtree(out / f"{name}.parts", ignore_errors=True)
         logging.info("%s: test %s", name, _brief(record[HONEST]), extra={console.CONSOLE: True})
         return result
     if args.tune:
-        best, trials = _search(args, data, _variant(args.model), out)
-        result["search"] = {"best": best, "trials": trials, "algorithm": args.tune_algorithm}
-        args = trial_args(args, best, len(data.train_users()))
+        if kept and "search" in kept:
+            result["search"] = kept["search"]
+            logging.info("%s: the search kept from %s", name, out / f"{name}.json")
+        else:
+            best, trials = _search(args, data, _variant(args.model), out)
+            result["search"] = {"best": best, "trials": trials, "algorithm": args.tune_algorithm}
+        args = trial_args(args, result["search"]["best"], len(data.train_users()))
     for seed in range(args.first_seed, args.first_seed + args.seeds):
+        if seed in done:  # the same command finished this seed before
+            result["runs"].append(done[seed])
+            logging.info(
+                "%s: seed %d kept from %s",
+                name,
+                seed,
+                out / f"{name}.json",
+                extra={console.CONSOLE: True},
+            )
+            continue
         logging.info("%s: seed %d", name, seed, extra={console.CONSOLE: True})
         log_dir = None if args.log_dir is None else pathlib.Path(args.log_dir) / f"{name}_s{seed}"
         if args.model in PER_TARGET:
@@ -1601,6 +1631,21 @@ def run(args) -> dict:
     shutil.rmtree(out / f"{name}.parts", ignore_errors=True)
     shutil.rmtree(args.checkpoint_root, ignore_errors=True)
     return result
+
+
+def _kept_result(path: pathlib.Path, command: str) -> dict | None:
+    """The result ``path`` holds if the same ``command`` wrote it (its finished seeds
+    are kept, so that the command resumes); None if there is none, it cannot be read,
+    or another command wrote it."""
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("command") != command:
+        return None
+    if not isinstance(kept.get("runs"), list):
+        return None
+    return kept
 
 
 def _resumable_part(path: pathlib.Path, command: str, train: Callable[[], dict]) -> dict:
@@ -1880,6 +1925,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _parser().error(f"--markdown {args.markdown!r}: {e.strerror or e}")
         print(text)
         return 0
+    if args.markdown or args.anchor:
+        _parser().error("--markdown and --anchor go with --combine")
     if not args.data:
         _parser().error("--data is required (or --combine)")
     name = args.model if args.name is None else args.name
@@ -1896,6 +1943,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error(
             f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "
             "choose another --name or --out"
+        )
+    kept = _kept_result(existing, " ".join(["python -m bvae_tf.experiment", *argv]))
+    if existing.is_file() and kept is None and not args.overwrite:
+        _parser().error(
+            f"{str(existing)!r} holds the result of another command: choose another --name "
+            "or --out, or pass --overwrite to replace it"
         )
     try:
         points = grid_points(args.grid)
@@ -2033,6 +2086,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not pathlib.Path(args.data).is_dir():  # after the flags, before the log file
         what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
         _parser().error(f"--data {args.data!r} {what}")
+    try:
+        pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a file on the way
+        _parser().error(f"--out {args.out!r} cannot be a folder: {e.strerror or e}")
     path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
     print(f"Full log: {path}", flush=True)
     try:

@@ -27,20 +27,14 @@ def release_dir(tmp_path):
 
 
 def _run(release_dir, out, *extra, code=0):
+    model = extra[extra.index("--model") + 1] if "--model" in extra else "bvae"
+    small = ["--latent-dim", "4"] if model in experiment.MODEL_FLAGS["latent_dim"] else []
+    vae = ["--no-optimizer-jit"] if model in experiment.SAMPLED_SOFTMAX_MODELS else []
     argv = [
-        "--data",
-        str(release_dir),
-        "--out",
-        str(out),
-        "--epochs",
-        "2",
-        "--patience",
-        "1",
-        "--latent-dim",
-        "4",
-        "--batch-size",
-        "8",
-        "--no-optimizer-jit",
+        *("--data", str(release_dir), "--out", str(out)),
+        *("--epochs", "2", "--patience", "1", "--batch-size", "8"),
+        *small,
+        *vae,
         *extra,
     ]
     assert experiment.main(argv) == code  # 130: interrupted (a simulated kill)
@@ -158,6 +152,17 @@ def test_cli_names_a_data_path_that_is_no_folder_before_writing_anything(tmp_pat
 
 
 @pytest.mark.unit
+def test_cli_names_an_out_below_a_file_and_a_markdown_without_combine(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SystemExit):
+        experiment.main(["--data", str(tmp_path), "--out", str(tmp_path / "afile" / "sub")])
+    assert "sub' cannot be a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        experiment.main(["--data", str(tmp_path), "--markdown", str(tmp_path / "t.md")])
+    assert "--markdown and --anchor go with --combine" in capsys.readouterr().err
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "model, flags, named",
     [
@@ -169,6 +174,10 @@ def test_cli_names_a_data_path_that_is_no_folder_before_writing_anything(tmp_pat
         ("popularity", ["--ease-l2", "5"], "--ease-l2"),
         ("bvae", ["--recvae-gamma", "0.01"], "--recvae-gamma"),
         ("ngcf", ["--grid", "dropout=0.1,0.2"], "--dropout"),
+        ("vae_t", ["--encoder", "mmoe"], "--encoder"),
+        ("vae_u", ["--item-path"], "--item-path"),
+        ("popularity", ["--epochs", "2"], "--epochs"),
+        ("repeat", ["--paper-protocol"], "--paper-protocol"),
     ],
 )
 def test_cli_refuses_flags_the_model_does_not_read(tmp_path, capsys, model, flags, named):
@@ -532,11 +541,35 @@ def test_a_killed_per_target_run_resumes_at_the_next_target(release_dir, tmp_pat
     assert not (tmp_path / "vae_t.parts").exists()
 
     # A part written by another command line is trained again.
+    (tmp_path / "vae_t.json").unlink()  # else the finished seed is kept (next test)
     part.parent.mkdir()
     part.write_text(json.dumps({"command": "python -m bvae_tf.experiment --other", "run": first}))
     trained.clear()
     _run(release_dir, tmp_path, *flags)
     assert trained == [("purchase",), ("click",)]
+
+
+def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
+    release_dir, tmp_path, monkeypatch, capsys
+):
+    flags = ("--model", "vae_u", "--seeds", "1", "--epochs", "1")
+    _run(release_dir, tmp_path, *flags)
+    kept = json.loads((tmp_path / "vae_u.json").read_text())
+    train, trained = experiment._train_tuned, []
+
+    def counting(args, data, behaviors, **kwargs):
+        trained.append(kwargs["seed"])
+        return train(args, data, behaviors, **kwargs)
+
+    monkeypatch.setattr(experiment, "_train_tuned", counting)
+    _run(release_dir, tmp_path, *flags)
+    assert trained == []  # the same command: its finished seed is kept
+    assert json.loads((tmp_path / "vae_u.json").read_text())["runs"] == kept["runs"]
+    with pytest.raises(SystemExit):  # another command would replace it
+        _run(release_dir, tmp_path, "--model", "vae_u", "--seeds", "2", "--epochs", "1")
+    assert "holds the result of another command" in capsys.readouterr().err
+    _run(release_dir, tmp_path, *flags, "--overwrite")
+    assert trained == [0]  # --overwrite trains every seed again
 
 
 # BVAE; NGCF (one per target, its optimizer built at the first step); RecVAE (two
