@@ -232,13 +232,14 @@ def _find(results: list[dict], model: str, dataset: str) -> dict | None:
         or (r.get("model") == model and model != "bvae" and not E.training_settings(r)["grid"])
     ]
     if len(found) > 1:
-        logging.warning(
-            "%s: %d results of the untuned %s (%s); using the one with the most seeds",
-            dataset,
-            len(found),
-            model,
-            "; ".join(f"{r['method']}: {_seeds(r)} seeds" for r in found),
+        message = (
+            f"{dataset}: {len(found)} results of the untuned {model} ("
+            + "; ".join(f"{r['method']}: {_seeds(r)} seeds" for r in found)
+            + "); using the one with the most seeds (the first of those)"
         )
+        if message not in _WARNED:  # once per render, not once per figure asking
+            _WARNED.add(message)
+            logging.warning("%s", message)
     return max(found, key=_seeds, default=None)
 
 
@@ -881,12 +882,17 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
     return lines
 
 
+#: The warnings :func:`render` has logged (each once per render).
+_WARNED: set[str] = set()
+
+
 def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> pathlib.Path:
     """Writes ``<out_dir>/REPORT.md`` and ``<out_dir>/figures/*.png``; returns the report.
 
     Raises:
       ValueError: as :func:`load`.
     """
+    _WARNED.clear()
     by_dataset = load(results_dir)
     out = pathlib.Path(out_dir)
     figures = out / "figures"

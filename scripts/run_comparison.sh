@@ -22,6 +22,7 @@
 # every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
 # (e.g. "--ease-dtype float32 --ease-sequential" on UB's 31k items).
 set -euo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
 DATA=${1:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
 OUT=${2:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
 SEEDS=${3:-3}
@@ -147,7 +148,7 @@ flags() {
     weights_*) IFS=_ read -r -a w <<< "${1#weights_}"
       for v in "${w[@]}"; do number "$1" "$v"; done
       echo "--model bvae --loss-weights ${w[*]}" ;;
-    *) echo "unknown row $1" >&2; exit 2 ;;
+    *) echo "unknown row $1 (the rows: scripts/run_comparison.sh --help)" >&2; exit 2 ;;
   esac
 }
 

@@ -14,6 +14,7 @@
 # time of the runs already in OUT; without any, 20 minutes: a BVAE run on JD with 2 CPU
 # cores, one run at a time). DRY_RUN=1 lists the rows instead of running them.
 set -euo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
 STUDY=${1:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
 DATA=${2:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
 OUT=${3:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
@@ -89,6 +90,9 @@ if [[ $per_run =~ ^([0-9]+)\ ([0-9]+)$ ]]; then
   minutes=${BASH_REMATCH[1]} basis="the median of the ${BASH_REMATCH[2]} finished runs in OUT"
 else
   minutes=20 basis="a BVAE run on JD with 2 CPU cores; none finished in OUT yet"
+fi
+if [[ ${EPOCHS:-} =~ ^[0-9]+$ ]] && (( 10#$EPOCHS < 150 )); then  # a shorter budget than the runs'
+  minutes=$(( (minutes * 10#$EPOCHS + 149) / 150 )) basis+="; scaled to EPOCHS=$EPOCHS of 150"
 fi
 echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (about $((todo * minutes)) minutes at ~$minutes min per run: $basis)"
 if [[ -n ${DRY_RUN:-} ]]; then

@@ -146,11 +146,14 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     assert "## UB" not in text  # no UB files: no UB section
 
 
-def test_a_short_trial_run_beside_the_study_does_not_become_its_bvae(results_dir, tmp_path):
+def test_a_short_trial_run_beside_the_study_does_not_become_its_bvae(results_dir, tmp_path, caplog):
     # Sorted first, one seed, another training budget: the 2-seed BVAE stays the row.
     trial = _result("bvae", seed=5, command_extra="--epochs 1")
     (results_dir / "jd" / "aaa_trial_s5.json").write_text(json.dumps(trial))
-    text = report.render(results_dir, tmp_path / "docs").read_text()
+    with caplog.at_level("WARNING"):
+        text = report.render(results_dir, tmp_path / "docs").read_text()
+    warned = [r for r in caplog.records if "results of the untuned bvae" in r.getMessage()]
+    assert len(warned) == 1  # once, although several figures ask for the BVAE row
     assert "Seeds: BVAE 2, -TFF 1, -BASE (+MMoE) 1." in text
 
 
