@@ -1164,13 +1164,18 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
-def _significance(rows, behavior: str, anchor: str, k: int) -> tuple[str, bool] | None:
+def _significance(
+    rows, behavior: str, anchor: str, k: int, rival: Callable[[dict], bool] | None = None
+) -> tuple[str, bool] | None:
     """(sentence, whether ``anchor`` is significantly better) of ``anchor`` vs the best
-    other row by NDCG@k."""
+    other row by NDCG@k (of the rows ``rival`` accepts, if given)."""
     key = M.metric_key("ndcg", k)
     scored = [(r, s[behavior][key][0]) for r, s in rows if behavior in s and key in s[behavior]]
     mine = [(r, v) for r, v in scored if r["method"] == anchor]
-    others = sorted([(r, v) for r, v in scored if r["method"] != anchor], key=lambda x: -x[1])
+    others = sorted(
+        [(r, v) for r, v in scored if r["method"] != anchor and (rival is None or rival(r))],
+        key=lambda x: -x[1],
+    )
     if not mine or not others or k != 5:
         return None
     (a, va), (b, vb) = mine[0], others[0]
@@ -1180,11 +1185,32 @@ def _significance(rows, behavior: str, anchor: str, k: int) -> tuple[str, bool] 
     p = paired_test(ua, ub)
     better = "equal means" if va == vb else f"{anchor if va > vb else b['method']} higher"
     mark = "significant" if p < 0.05 else "not significant"
+    shown = f"{p:.2g}"
+    if (float(shown) < 0.05) != (p < 0.05):  # rounded onto the other side of 0.05
+        shown = f"{p:.3g}"
     sentence = (
-        f"{behavior}: {anchor} {va:.4f} vs {b['method']} {vb:.4f}, p = {p:.2g} "
+        f"{behavior}: {anchor} {va:.4f} vs {b['method']} {vb:.4f}, p = {shown} "
         f"({mark} at 0.05; {better}; {len(ua)} users)"
     )
     return sentence, p < 0.05 and va > vb
+
+
+def rival_tests(
+    results: list[dict], anchor: str, rival: Callable[[dict], bool], k: int = 5
+) -> list[str]:
+    """Per behavior, the paired t-test of :func:`render_markdown` (honest protocol,
+    per-user test NDCG@k) of ``anchor`` against the best row that ``rival`` accepts,
+    e.g. the best baseline of a table that also holds BVAE's variants.
+
+    Returns:
+      One sentence per behavior with such a row (``[]`` without ``anchor``'s row).
+    """
+    rows = [(r, r["summary"][HONEST]) for r in results if r.get("summary", {}).get(HONEST)]
+    behaviors = list(
+        dict.fromkeys(b for r, s in rows for b in [*r.get("behaviors", []), *s] if b in s)
+    )
+    tests = [_significance(rows, b, anchor, k, rival) for b in behaviors]
+    return [t[0] for t in tests if t]
 
 
 def render_markdown(

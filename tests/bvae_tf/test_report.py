@@ -128,6 +128,11 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
         assert png.stat().st_size > 5_000
         assert f"](figures/{name}.png)" in text
     assert "Seeds: BVAE 2, -TFF 1, -BASE (+MMoE) 1." in text
+    # BVAE against the best baseline too, not only the best row (here its MMoE variant).
+    head = "The same test of BVAE (gates=gated) against the best row that is not BVAE"
+    block = text.split(head, 1)[1].split("####", 1)[0]
+    tests = [line for line in block.splitlines() if line.startswith("- ")]
+    assert len(tests) == 3 and all(" vs vae_pp " in t or " vs popularity " in t for t in tests)
     # The machines: a run without a record is one of the 2-core runs (UNRECORDED_MACHINE).
     assert "on 16 CPU cores, 1 GPU (NVIDIA H200) or 2 CPU cores." in text
     assert "d; seeds d=50: 1, d=100: 2, d=200: 1; 2 CPU cores." in text
