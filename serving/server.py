@@ -254,6 +254,39 @@ class _StartInterrupted(BaseException):
     load's ``except Exception`` does not take it for a failed version)."""
 
 
+def _at_least(low: float, high: float | None = None, kind: type = int):
+    """An argparse type: a number of ``kind`` in ``[low, high]``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind.__name__}") from None
+        if not (value >= low and (high is None or value <= high)):
+            bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+_PORT = _at_least(0, 65535)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether ``host:port`` is bound already (a plain bind, without ``SO_REUSEPORT``,
+    fails): another server there would share the port with this one."""
+    import socket
+
+    for family, _, _, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(address)
+            except OSError:
+                return True
+    return False
+
+
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m serving.server",
@@ -262,56 +295,64 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model_base_path", required=True, help="folder holding <model_name>/")
     parser.add_argument("--model_name", required=True)
     parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default loopback)")
-    parser.add_argument("--port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port")
+    parser.add_argument("--port", type=_PORT, default=DEFAULT_GRPC_PORT, help="gRPC port")
     parser.add_argument(
-        "--rest_api_port", type=int, default=0, help="REST port; 0 (default) disables REST"
+        "--rest_api_port", type=_PORT, default=0, help="REST port; 0 (default) disables REST"
     )
     parser.add_argument(
         "--rest_api_timeout_in_ms",
-        type=int,
+        type=_at_least(1),
         default=int(DEFAULT_REST_API_TIMEOUT_S * 1000),
         help="close REST connections idle for longer",
     )
-    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    parser.add_argument("--grpc_max_threads", type=int, default=8, help="gRPC worker threads")
-    parser.add_argument("--max_concurrent_rpcs", type=int, default=64)
-    parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+    parser.add_argument(
+        "--file_system_poll_wait_seconds", type=_at_least(0, kind=float), default=1.0
+    )
+    parser.add_argument(
+        "--grpc_max_threads", type=_at_least(1), default=8, help="gRPC worker threads"
+    )
+    parser.add_argument("--max_concurrent_rpcs", type=_at_least(1), default=64)
+    parser.add_argument("--max_request_bytes", type=_at_least(1), default=DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument(
         "--max_rows_per_request",
-        type=int,
+        type=_at_least(1),
         default=DEFAULT_MAX_ROWS_PER_REQUEST,
         help="most rows (users) per Predict call; more: INVALID_ARGUMENT",
     )
     parser.add_argument(
         "--tensorflow_intra_op_parallelism",
-        type=int,
+        type=_at_least(0),
         default=0,
         help="threads per TF op; 0 (default, as TF Serving): TF's choice from the cores",
     )
     parser.add_argument(
         "--tensorflow_inter_op_parallelism",
-        type=int,
+        type=_at_least(0),
         default=0,
         help="TF ops run at once; 0 (default, as TF Serving): TF's choice from the cores",
     )
     parser.add_argument(
         "--enable_batching", action="store_true", help="batch concurrent Predict calls"
     )
-    parser.add_argument("--max_batch_size", type=int, default=32, help="rows per model call")
+    parser.add_argument(
+        "--max_batch_size", type=_at_least(1), default=32, help="rows per model call"
+    )
     parser.add_argument(
         "--batch_timeout_micros",
-        type=int,
+        type=_at_least(0),
         default=0,
         help="wait for more calls per batch; 0: batch what queued meanwhile",
     )
     parser.add_argument(
         "--num_batch_threads",
-        type=int,
+        type=_at_least(0),
         default=1,
         help="model calls at once (1 measured best on 2 cores: larger batches, less CPU "
         "per request); 0: one per core, as TF Serving",
     )
-    parser.add_argument("--grace_seconds", type=float, default=10.0, help="shutdown grace")
+    parser.add_argument(
+        "--grace_seconds", type=_at_least(0, kind=float), default=10.0, help="shutdown grace"
+    )
     parser.add_argument(
         "--verbose", action="store_true", help="log every INFO record (TensorFlow's too)"
     )
@@ -326,7 +367,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--idle_load_timeout_s",
-        type=float,
+        type=_at_least(0, kind=float),
         default=60.0,
         help="a new version that found no spare CPU to load in this long loads at normal "
         "priority (process reload)",
@@ -335,7 +376,16 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ready_fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--load_at_idle_priority", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--retired_versions", default="", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rest_api_port and args.rest_api_port == args.port:
+        parser.error(f"--port and --rest_api_port are both {args.port}: give two ports")
+    import socket
+
+    try:
+        socket.getaddrinfo(args.host, None)
+    except (OSError, UnicodeError) as e:
+        parser.error(f"--host {args.host!r} does not resolve: {e}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,6 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     console.setup(service=True, verbose=args.verbose)
     from serving import supervisor
 
+    if args.ready_fd is None:  # the first process of this server: are its ports free?
+        taken = [
+            f"{args.host}:{port}"
+            for port in (args.port, args.rest_api_port)
+            if port and port_in_use(args.host, port)
+        ]
+        if taken:
+            logging.error("%s in use (another server?): choose free ports", ", ".join(taken))
+            return 2
     if args.ready_fd is None and not args.reload_in_process:
         return supervisor.run(argv, args)
     child = args.ready_fd is not None

@@ -337,3 +337,38 @@ def test_row_limit_is_configurable_and_exact(exported_model_base):
         assert "4 rows, more than the 3 rows a request may hold" in info.value.message
     finally:
         model_server.stop()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--port", "70000"], "argument --port: must be in [0, 65535], got 70000"),
+        (["--port", "8600", "--rest_api_port", "8600"], "are both 8600: give two ports"),
+        (["--enable_batching", "--max_batch_size", "0"], "--max_batch_size: must be >= 1"),
+        (["--batch_timeout_micros", "-5"], "--batch_timeout_micros: must be >= 0"),
+        (["--max_rows_per_request", "0"], "--max_rows_per_request: must be >= 1"),
+        (["--grpc_max_threads", "0"], "--grpc_max_threads: must be >= 1"),
+        (["--max_request_bytes", "0"], "--max_request_bytes: must be >= 1"),
+        (["--host", "256.1.1.1"], "--host '256.1.1.1' does not resolve"),
+    ],
+)
+def test_bad_server_flags_stop_it_before_anything_serves(flags, message, capsys):
+    from serving import server
+
+    with pytest.raises(SystemExit):
+        server.main(["--model_base_path", "/nonexistent", "--model_name", "m", *flags])
+    assert message in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_refused_not_shared(tmp_path):
+    from serving import server
+
+    with socket.socket() as taken:  # as the gRPC server binds: SO_REUSEPORT
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert server.port_in_use("127.0.0.1", port)
+        argv = ["--model_base_path", str(tmp_path), "--model_name", "m", "--port", str(port)]
+        assert server.main(argv) == 2  # before any serving process starts
+    assert not server.port_in_use("127.0.0.1", port)
