@@ -313,13 +313,14 @@ class BVAEConfig:
                 raise ValueError(f"invalid BVAEConfig.{name}: {value!r} (not a finite number)")
         checks = [
             (self.num_items >= 1, "num_items", self.num_items),
-            (self.latent_dim >= 1, "latent_dim", self.latent_dim),
+            (_count(self.latent_dim) and self.latent_dim >= 1, "latent_dim", self.latent_dim),
             (0.0 <= self.dropout < 1.0, "dropout", self.dropout),
             (self.gate_mode in GATE_MODES, "gate_mode", self.gate_mode),
             (self.sdwl_form in SDWL_FORMS, "sdwl_form", self.sdwl_form),
             (self.beta_schedule in BETA_SCHEDULES, "beta_schedule", self.beta_schedule),
             (self.beta_cap >= 0.0, "beta_cap", self.beta_cap),
-            (self.anneal_steps >= 0, "anneal_steps", self.anneal_steps),
+            (_count(self.anneal_steps), "anneal_steps", self.anneal_steps),
+            (_count(self.seed), "seed", self.seed),
             (self.learning_rate > 0.0, "learning_rate", self.learning_rate),
             (self.weight_decay >= 0.0, "weight_decay", self.weight_decay),
             (self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule),

@@ -367,6 +367,11 @@ def test_config_round_trip_and_validation():
         _config(gate_mode="softmax")
     with pytest.raises(ValueError, match="dropout"):
         _config(dropout=1.0)
+    for size in (2.9, True, 1e9):  # not whole numbers of int32: no silent truncation
+        with pytest.raises(ValueError, match=r"invalid BVAEConfig\.latent_dim"):
+            _config(latent_dim=size)
+    with pytest.raises(ValueError, match=r"invalid BVAEConfig\.anneal_steps"):
+        _config(anneal_steps=10.5)
     with pytest.raises(ValueError, match="unknown BVAEConfig keys"):
         Mo.BVAEConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="behavior"):
