@@ -129,13 +129,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         uri = statistics_dir(args.statistics)
     except ValueError as e:
         parser.error(str(e))
+    if os.path.isdir(args.output):
+        parser.error(f"--output {args.output!r} is a folder: give the schema file's path")
+    behaviors = args.behaviors.split(",")
+    try:
+        features.validate_behaviors(behaviors)
+    except ValueError as e:
+        parser.error(f"--behaviors {args.behaviors!r}: {e}")
     artifact = standard_artifacts.ExampleStatistics()
     artifact.uri = uri
     artifact.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
     train = stats_artifact_utils.load_statistics(artifact, features.TRAIN).proto()
     evaluation = stats_artifact_utils.load_statistics(artifact, features.EVAL).proto()
     inferred = tfdv.update_schema(tfdv.infer_schema(train), evaluation)
-    schema = curate(inferred, args.behaviors.split(","))
+    try:
+        schema = curate(inferred, behaviors)
+    except ValueError as e:  # e.g. a behavior the statistics lack
+        parser.error(f"--behaviors {args.behaviors!r}: {e}")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     tfdv.write_schema_text(schema, args.output)
     with open(args.output, encoding="utf-8") as f:

@@ -153,3 +153,23 @@ def test_schema_tool_finds_the_newest_statistics_or_names_the_bad_path(tmp_path)
         schema_tool.main(
             ["--statistics", str(tmp_path), "--behaviors", "purchase", "--output", "x.pbtxt"]
         )
+
+
+@pytest.mark.parametrize(
+    "behaviors, output, message",
+    [
+        ("purchase,purchase", "s.pbtxt", "--behaviors 'purchase,purchase'"),
+        ("purchase,,click", "s.pbtxt", "--behaviors 'purchase,,click'"),
+        ("purchase", ".", "is a folder: give the schema file's path"),
+    ],
+)
+def test_schema_tool_names_bad_behaviors_and_an_output_folder(
+    tmp_path, capsys, behaviors, output, message
+):
+    base = tmp_path / "statistics"
+    for split in (features.TRAIN, features.EVAL):
+        (base / f"Split-{split}").mkdir(parents=True)
+    argv = ["--statistics", str(base), "--behaviors", behaviors]
+    with pytest.raises(SystemExit):  # before any statistics are read
+        schema_tool.main([*argv, "--output", str(tmp_path / output)])
+    assert message in capsys.readouterr().err
