@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import grpc
 import tensorflow as tf
-from google.protobuf import json_format
+from google.protobuf import json_format, message
 from tensorflow_serving.apis import get_model_status_pb2
 
 from bvae_tf import console, features
@@ -58,19 +58,40 @@ def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]
 
 
 def _read_examples_file(path: str) -> tuple[list[str], list[bytes]]:
-    """A TFRecord file (``.gz``: GZIP) of serialized tf.Examples."""
+    """A TFRecord file (``.gz``: GZIP) of serialized tf.Examples.
+
+    Raises:
+      ValueError: naming the file if it is missing or not a TFRecord file of
+        tf.Examples.
+    """
     compression = "GZIP" if path.endswith(".gz") else ""
-    users, records = [], []
-    for record in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
-        example = tf.train.Example.FromString(record)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"--examples_file {path!r} does not exist")
+    try:
+        records = list(
+            tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator()
+        )
+        examples = [tf.train.Example.FromString(record) for record in records]
+    except (tf.errors.OpError, message.DecodeError) as e:
+        reason = (getattr(e, "message", None) or str(e)).split("}} ")[-1].split(" [Op:")[0]
+        raise ValueError(
+            f"--examples_file {path!r} is not a TFRecord file of tf.Examples"
+            f"{' (GZIP, by its .gz name)' if compression else ''}: {reason.splitlines()[0]}"
+        ) from e
+    return _users_of(examples), records
+
+
+def _users_of(examples: Sequence[tf.train.Example]) -> list[str]:
+    """Each example's user id, or its position for an example without one."""
+    users: list[str] = []
+    for example in examples:
         user = example.features.feature.get(features.USER_ID)
         users.append(
             user.bytes_list.value[0].decode("utf-8")
             if user is not None and user.bytes_list.value
             else str(len(users))
         )
-        records.append(record)
-    return users, records
+    return users
 
 
 def _format_table(users: Sequence[str], results: Sequence[Recommendations]) -> str:

@@ -74,6 +74,10 @@ def test_predict_table_from_files(local_server, capsys, tmp_path):
     )
     assert code == 0
     assert json.loads(after) == json.loads(out)
+    (tmp_path / "text.tfrecord").write_text("not a record\n")
+    for bad, message in (("missing.tfrecord", "does not exist"), ("text.tfrecord", "corrupted")):
+        code, _, err = _run(local_server, capsys, "predict", "--examples_file", str(tmp_path / bad))
+        assert code == 1 and message in err and "Traceback" not in err
 
 
 def test_metadata_and_status_commands(local_server, capsys):
