@@ -187,6 +187,13 @@ class PipelineConfig:
                     f"{name} must be ASCII letters, digits, '-' and '_', got {value!r}"
                 )
         _check_path("output_root", self.output_root, optional=False)
+        if "://" not in self.output_root and any(
+            parent.exists() and not parent.is_dir()
+            for parent in (pathlib.Path(self.output_root), *pathlib.Path(self.output_root).parents)
+        ):
+            raise ValueError(
+                f"output_root {self.output_root!r} is (or is below) a file, not a folder"
+            )
         for name in ("pipeline_root", "metadata_path", "serving_model_dir"):
             _check_path(name, getattr(self, name), optional=True)
         _check_path("schema_path", self.schema_path, optional=True)

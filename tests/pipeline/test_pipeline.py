@@ -91,6 +91,7 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         ),
         (['batch_inference.splits=["serving"]'], "batch_inference.splits"),
         (['batch_inference.users_file="no/such/users.txt"'], "is not a file"),
+        (['output_root="pyproject.toml/out"'], r"is \(or is below\) a file, not a folder"),
     ],
 )
 def test_bad_values_fail_at_load_time_naming_the_value(overrides, message):
