@@ -54,6 +54,8 @@ def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]
                 raise ValueError(f"{path}:{number}: expected a JSON object, got {line.strip()!r}")
             users.append(str(record.pop(features.USER_ID, len(users))))
             histories.append(record)
+    if not histories:
+        raise ValueError(f"{path}: no user histories (one JSON object per line)")
     return users, histories
 
 

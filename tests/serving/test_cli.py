@@ -74,6 +74,11 @@ def test_predict_table_from_files(local_server, capsys, tmp_path):
     )
     assert code == 0
     assert json.loads(after) == json.loads(out)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    code, _, err = _run(
+        local_server, capsys, "predict", "--histories_file", str(tmp_path / "empty.jsonl")
+    )
+    assert code == 1 and "empty.jsonl: no user histories" in err
     (tmp_path / "text.tfrecord").write_text("not a record\n")
     for bad, message in (("missing.tfrecord", "does not exist"), ("text.tfrecord", "corrupted")):
         code, _, err = _run(local_server, capsys, "predict", "--examples_file", str(tmp_path / bad))
