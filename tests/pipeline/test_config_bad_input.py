@@ -32,7 +32,7 @@ pytestmark = pytest.mark.unit
         # Fractions left in place when switching to cut timestamps: all events -> test.
         (["data.split_method=cut_timestamps"], r"\[0.8, 0.9\] look like fractions"),
         # Values of the wrong type reach a constructor: ValueError naming the section.
-        (['model.latent_dim="8"'], "^model: a value has the wrong type"),
+        (['model.latent_dim="8"'], r"^invalid BVAEConfig\.latent_dim: '8'"),
         (["synthetic.num_users=abc"], "^synthetic: a value has the wrong type"),
         (["evaluation.ks=5"], "^evaluation: a value has the wrong type"),
         (["synthetic.seed=-1"], "synthetic.seed must be an integer >= 0, got -1"),
