@@ -1842,9 +1842,7 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
                 isinstance(r, dict) and isinstance(r.get(HONEST), dict) for r in runs
             ):
                 raise ValueError("'runs' is not a list of finished runs (each with test metrics)")
-            if not isinstance(result.get("method"), str):
-                raise ValueError("it has no method label ('method')")
-            check_result(result)
+            check_result(result)  # names a missing label ('method') among the rest
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot use {str(path)!r}: {e}") from e
         dataset = pathlib.PurePath(str(result.get("data", ""))).name

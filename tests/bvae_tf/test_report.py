@@ -362,20 +362,26 @@ def test_the_behavior_study_adds_the_behaviors_with_train_data_in_order(
     assert [line for line in out[1:] if line] == rows
 
 
-def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
+def _study(*args, **env):
+    """``scripts/run_studies.sh ARGS`` with ``env`` added to the environment."""
     import subprocess
 
     script = str(pathlib.Path(__file__).resolve().parents[2] / "scripts" / "run_studies.sh")
+    return subprocess.run(
+        ["bash", script, *map(str, args)],
+        check=False,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
     out = tmp_path / "out"
 
     def first_line():
-        done = subprocess.run(
-            ["bash", script, "rq2", str(tmp_path), str(out)],
-            check=True,
-            env={**os.environ, "DRY_RUN": "1"},
-            capture_output=True,
-            text=True,
-        )
+        done = _study("rq2", tmp_path, out, DRY_RUN="1")
+        assert done.returncode == 0, done.stderr
         return done.stdout.splitlines()[0]
 
     assert "8 runs to do (about 160 minutes at ~20 min per run" in first_line()
@@ -388,21 +394,12 @@ def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
 
 
 def test_a_study_without_its_data_stops_before_any_run(tmp_path):
-    import subprocess
-
-    script = str(pathlib.Path(__file__).resolve().parents[2] / "scripts" / "run_studies.sh")
     (tmp_path / "afile").write_text("x")
     for data, out, message in (
         (tmp_path / "missing", tmp_path / "out", "is not a folder"),
         (tmp_path, tmp_path / "afile", "exists and is not a folder"),
     ):
-        done = subprocess.run(
-            ["bash", script, "rq2", str(data), str(out)],
-            check=False,
-            env={**os.environ, "PY": "echo"},
-            capture_output=True,
-            text=True,
-        )
+        done = _study("rq2", data, out, PY="echo")
         assert done.returncode == 2 and message in done.stderr
         assert "bvae_tf.experiment" not in done.stdout and not (tmp_path / "out").exists()
 
