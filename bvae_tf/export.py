@@ -64,7 +64,7 @@ import dataclasses
 import json
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
@@ -380,9 +380,10 @@ def history_example(history: History) -> tf.train.Example:
     """
     feature = {}
     for behavior, items in history.items():
-        if isinstance(items, str | bytes):
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            kind = "the string" if isinstance(items, str | bytes) else type(items).__name__
             raise ValueError(
-                f"history[{behavior!r}] must be a sequence of item ids, got the string {items!r}"
+                f"history[{behavior!r}] must be a list of item ids, got {kind} {items!r}"
             )
         values = []
         for item in items:

@@ -533,9 +533,11 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> Pipel
     values = PipelineConfig().to_dict()
     if path:
         try:
-            text = pathlib.Path(path).read_text(encoding="utf-8")
+            text = pathlib.Path(path).read_text(encoding="utf-8-sig")
         except OSError as e:
             raise ValueError(f"cannot read pipeline config {path!r}: {e}") from e
+        except UnicodeDecodeError as e:
+            raise ValueError(f"pipeline config {path!r} is not UTF-8 text: {e}") from e
         try:
             loaded = json.loads(text)
         except json.JSONDecodeError as e:
@@ -562,7 +564,7 @@ def schema_features(schema_path: str) -> set[str]:
     try:
         text = pathlib.Path(schema_path).read_text(encoding="utf-8")
         schema = text_format.Parse(text, schema_pb2.Schema())
-    except (OSError, text_format.ParseError) as e:
+    except (OSError, UnicodeDecodeError, text_format.ParseError) as e:
         raise ValueError(f"cannot read the schema {schema_path!r}: {e}") from e
     return {feature.name for feature in schema.feature}
 

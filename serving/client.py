@@ -243,8 +243,26 @@ class ServingClient:
         return defs[self.signature_name]
 
     def behaviors(self) -> tuple[str, ...]:
-        """Behaviors the model ranks for (from the signature's outputs)."""
-        return signatures.behaviors_of(self.signature())
+        """Behaviors the model ranks for (from the signature's outputs).
+
+        Raises:
+          ValueError: if :attr:`signature_name` returns no top-K outputs
+            (``<b>_item_ids`` and ``<b>_scores``), e.g. the Evaluator's
+            ``rank_heldout``: it cannot answer :meth:`recommend`.
+        """
+        return self._ranking_signature()[1]
+
+    def _ranking_signature(self) -> tuple[meta_graph_pb2.SignatureDef, tuple[str, ...]]:
+        signature = self.signature()
+        behaviors = signatures.behaviors_of(signature)
+        if not behaviors:
+            raise ValueError(
+                f"signature {self.signature_name!r} of model {self.model_name!r} returns no "
+                f"top-K recommendations (<behavior>_item_ids and <behavior>_scores); its "
+                f"outputs are {sorted(signature.outputs)}. Recommendations come from "
+                f"{features.SERVING_SIGNATURE!r}."
+            )
+        return signature, behaviors
 
     def _send(self, request: predict_pb2.PredictRequest) -> Prediction:
         response = self._call(self._predictions.Predict, request)
@@ -286,8 +304,7 @@ class ServingClient:
     ) -> list[Recommendations]:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        signature = self.signature()
-        behaviors = signatures.behaviors_of(signature)
+        signature, behaviors = self._ranking_signature()
         result: list[Recommendations] = []
         for start in range(0, len(serialized), batch_size):
             request = build_predict_request(

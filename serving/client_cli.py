@@ -28,7 +28,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from bvae_tf import console, features
 from serving import signatures
 from serving.client import DEFAULT_TARGET, ServingClient
-from serving.client_requests import Recommendations
+from serving.client_requests import Recommendations, history_example
 
 
 def _parse_history_flags(values: Sequence[str]) -> dict[str, list[str]]:
@@ -43,20 +43,46 @@ def _parse_history_flags(values: Sequence[str]) -> dict[str, list[str]]:
 
 
 def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]]]]:
-    """JSON lines: ``{"user_id": …, "<behavior>": [ids…], …}`` per user."""
+    """JSON lines: ``{"user_id": …, "<behavior>": [ids…], …}`` per user.
+
+    UTF-8, with or without a byte-order mark; blank lines are skipped.
+
+    Raises:
+      ValueError: naming the file (and line) that is not UTF-8, not JSON, not an object
+        of behavior -> list of ids, or holds no history at all.
+      OSError: if the file cannot be read.
+    """
     users, histories = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got {line.strip()!r}")
-            users.append(str(record.pop(features.USER_ID, len(users))))
-            histories.append(record)
+    with open(path, encoding="utf-8-sig") as f:
+        number = 0
+        try:
+            for number, line in enumerate(f, 1):  # noqa: B007  -- named in the except
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"expected a JSON object, got {line.strip()[:80]!r}")
+                users.append(str(record.pop(features.USER_ID, len(users))))
+                for behavior, items in record.items():
+                    history_example({behavior: items})  # a list of string ids, or named
+                histories.append(record)
+        except UnicodeDecodeError as e:
+            where = f" after line {number}" if number else ""
+            raise ValueError(f"{path}: not UTF-8 text{where} ({e.reason})") from e
+        except ValueError as e:  # json.JSONDecodeError too
+            raise ValueError(f"{path}:{number}: {e}") from e
     if not histories:
         raise ValueError(f"{path}: no user histories (one JSON object per line)")
     return users, histories
+
+
+def _check_server(parser: argparse.ArgumentParser, target: str) -> None:
+    """A ``host:port`` target's port must be 1-65535 (gRPC would only time out)."""
+    host, sep, port = target.rpartition(":")
+    if sep and host and port.isascii() and port.isdigit() and not 1 <= int(port) <= 65535:
+        parser.error(f"--server {target!r}: port {port} is not in 1-65535")
+    if not target.strip() or (sep and host and not port):
+        parser.error(f"--server {target!r}: give host:port, e.g. {DEFAULT_TARGET}")
 
 
 def _read_examples_file(path: str) -> tuple[list[str], list[bytes]]:
@@ -162,7 +188,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     commands.add_parser(
         "status", help="the model's versions and states (GetModelStatus)", parents=[json_flag]
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    _check_server(parser, args.server)
+    return args
 
 
 def _run(args: argparse.Namespace, client: ServingClient) -> str:

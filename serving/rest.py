@@ -18,6 +18,7 @@ import http.server
 import json
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 
@@ -258,6 +259,18 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             )
             return
         body = self.rfile.read(length)
+        if len(body) < length:
+            # The client closed its side before its declared body arrived: it reads no
+            # answer, so none is sent (answering could meet a reset connection).
+            self.close_connection = True
+            logging.warning(
+                "REST %s from %s: the connection closed after %d of %d body bytes; no answer",
+                self.path,
+                self.client_address[0],
+                len(body),
+                length,
+            )
+            return
         routed = self._route()
         if routed is None:
             return
@@ -304,6 +317,22 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         )
 
 
+def _handle_error(
+    server: http.server.ThreadingHTTPServer, request: object, client_address: tuple
+) -> None:
+    """``socketserver``'s error hook: a client gone mid-exchange is one log line.
+
+    A connection reset or closed by the client while its answer is written is the
+    client's doing and logged as such; anything else keeps the default report (a
+    traceback on stderr).
+    """
+    error = sys.exc_info()[1]
+    if isinstance(error, ConnectionError):
+        logging.warning("REST client %s went away: %s", client_address[0], error)
+        return
+    http.server.ThreadingHTTPServer.handle_error(server, request, client_address)
+
+
 def make_server(
     model_server: ModelServer,
     host: str,
@@ -344,6 +373,7 @@ def make_server(
         {
             "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET,
             "allow_reuse_port": reuse_port,
+            "handle_error": _handle_error,
         },
     )
     return server_class((host, port), handler)

@@ -209,6 +209,10 @@ def check_record(record: Mapping[str, Any], input_base: str) -> None:
     if gap:
         raise RuntimeError(f"accounting identity broken: {gap} rows of {input_base!r} unaccounted")
     valid = record["rows_read"] - record["rows_rejected_total"]
+    if record["rows_read"] == 0:
+        raise ValueError(
+            f"no rows in {input_base!r}: its files are empty or hold only a header line"
+        )
     if valid <= 0:
         reasons = [
             f"{n} {reason} (first at {shorten_locations(record['rejected_samples'][reason])})"

@@ -163,3 +163,14 @@ def test_all_rejected_names_the_reason_the_key_and_the_lines(tmp_path, capsys):
     assert "data.timestamp_window" in error
     assert "{" not in error  # no raw dicts
     assert f"first at {log} lines 2, 3" in captured.out
+
+
+@pytest.mark.parametrize(
+    "content", ["", "user_id,item_id,behavior,timestamp\n"], ids=["0-byte", "header"]
+)
+def test_a_log_without_data_rows_is_called_empty(tmp_path, capsys, content):
+    log = tmp_path / "log.csv"
+    log.write_text(content)
+    assert data_check.main(["--input", str(log)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"error: no rows in '{log}': its files are empty or hold only a header line"

@@ -193,6 +193,20 @@ def test_schema_is_checked_where_the_pipeline_uses_it(overrides, message):
         pipeline_lib.pipeline_arguments(config)
 
 
+def test_config_and_schema_files_that_are_not_utf8_are_named(tmp_path):
+    (tmp_path / "latin1.json").write_bytes('{"top_k": 10, "name": "caf\xe9"}'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.json' is not UTF-8 text"):
+        configs.load_config(str(tmp_path / "latin1.json"))
+    (tmp_path / "schema.pbtxt").write_bytes(b'feature { name: "caf\xe9" }')
+    with pytest.raises(ValueError, match=r"cannot read the schema .*schema\.pbtxt"):
+        configs.schema_features(str(tmp_path / "schema.pbtxt"))
+
+
+def test_a_config_may_begin_with_a_byte_order_mark(tmp_path):
+    (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"top_k": 7}')
+    assert configs.load_config(str(tmp_path / "bom.json")).top_k == 7
+
+
 def test_loading_a_config_imports_no_tensorflow_tfx_or_beam():
     code = (
         "import sys\n"

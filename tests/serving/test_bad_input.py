@@ -14,6 +14,7 @@ import json
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -372,3 +373,22 @@ def test_a_port_in_use_is_refused_not_shared(tmp_path):
         argv = ["--model_base_path", str(tmp_path), "--model_name", "m", "--port", str(port)]
         assert server.main(argv) == 2  # before any serving process starts
     assert not server.port_in_use("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_a_body_cut_short_by_the_client_is_logged_not_a_traceback(local_server, capfd, reset):
+    """A client that sends part of its body and goes away: one log line, no traceback."""
+    capfd.readouterr()
+    with socket.create_connection(("127.0.0.1", local_server.rest_port), timeout=5.0) as sock:
+        sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nContent-Length: 100\r\n\r\n{{".encode())
+        if reset:  # RST instead of FIN: the server's answer meets a reset connection.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            sock.shutdown(socket.SHUT_WR)
+    time.sleep(0.5)
+    got, _ = _http(
+        local_server.rest_port, f"GET /v1/models/{MODEL_NAME} HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
+    assert got == 200  # still serving
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err

@@ -129,3 +129,58 @@ def test_a_reader_that_closes_the_pipe_early_is_not_an_error(local_server):
     )
     assert "status=0" in done.stderr, done.stderr
     assert "error" not in done.stderr.lower() and "Broken pipe" not in done.stderr, done.stderr
+
+
+def test_a_signature_without_top_k_outputs_is_named_for_predict(local_server, capsys):
+    code, _, err = _run(
+        local_server,
+        capsys,
+        "--signature_name",
+        features.TRANSFORM_SIGNATURE,
+        "predict",
+        "--history",
+        "click=i1",
+    )
+    assert code == 1
+    assert f"signature '{features.TRANSFORM_SIGNATURE}'" in err
+    assert "returns no top-K recommendations" in err and "'serving_default'" in err
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [("127.0.0.1:99999", "port 99999 is not in 1-65535"), ("localhost:", "give host:port")],
+)
+def test_a_server_port_out_of_range_is_refused_before_any_call(server, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        client_cli.main(["--server", server, "--model_name", MODEL_NAME, "status"])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"purchase": ["i1"]}\n{"purchase": [\n', "users.jsonl:2: Expecting value"),
+        (b'{"purchase": {"i1": 1}}\n', "users.jsonl:1: history['purchase'] must be a list"),
+        (b'["i1"]\n', "users.jsonl:1: expected a JSON object"),
+        (b'{"purchase": ["\xff"]}\n', "users.jsonl: not UTF-8 text"),
+    ],
+    ids=["bad-json", "object-not-list", "not-an-object", "not-utf8"],
+)
+def test_bad_histories_files_name_the_file_and_line(
+    local_server, capsys, tmp_path, content, message
+):
+    (tmp_path / "users.jsonl").write_bytes(content)
+    code, _, err = _run(
+        local_server, capsys, "predict", "--histories_file", str(tmp_path / "users.jsonl")
+    )
+    assert code == 1 and message in err and "Traceback" not in err, err
+
+
+def test_a_histories_file_may_begin_with_a_byte_order_mark(local_server, capsys, tmp_path):
+    (tmp_path / "users.jsonl").write_bytes(b'\xef\xbb\xbf{"user_id": "u1", "purchase": ["i1"]}\n')
+    code, out, err = _run(
+        local_server, capsys, "predict", "--histories_file", str(tmp_path / "users.jsonl")
+    )
+    assert code == 0, err
+    assert "user u1  (model version 1" in out

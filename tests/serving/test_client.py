@@ -96,8 +96,12 @@ def test_item_ids_are_stripped_as_the_example_gen_does():
     [
         ({"cart": ["a"]}, "'cart'"),
         ({"click": [1]}, "history\\['click'\\] holds 1"),
-        ({"click": "abc"}, "sequence of item ids"),
+        ({"click": "abc"}, "list of item ids, got the string 'abc'"),
+        # A JSON object would give its keys as ids; a number is no list either.
+        ({"click": {"i17": 1}}, "list of item ids, got dict"),
+        ({"click": 17}, "list of item ids, got int 17"),
     ],
+    ids=["unknown-behavior", "number-id", "string", "object", "number"],
 )
 def test_bad_histories_are_clear_errors(history, message):
     with pytest.raises(ValueError, match=message):
