@@ -31,11 +31,15 @@ import json
 import pathlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from absl import logging
 
 from bvae_tf import experiment as E
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Dataset folders the report knows: (title, modelled behaviors, a note for tables).
 DATASETS = {
@@ -47,6 +51,24 @@ DATASETS = {
         "row is for reference only.",
     ),
 }
+#: A line drawn under every figure of a dataset, where the dataset needs one.
+FIGURE_NOTES = {"ub": "Click is not modelled: UB's release has no click_train."}
+
+
+def _save(fig: Figure, path: pathlib.Path, dataset: str) -> None:
+    """Lays out, notes (:data:`FIGURE_NOTES`), writes and closes a figure."""
+    note = FIGURE_NOTES.get(dataset)
+    if note:
+        fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8, style="italic")
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+    else:
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 #: The paper's RQ1 table (Rao et al., RecSys 2023, Table 3): NDCG@5 and HR@5, mean of
 #: 3 runs, selected per behavior on the test split.
 PAPER_RQ1 = {
@@ -317,9 +339,7 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
         ax.set_ylabel(f"test {label}")
         ax.set_title(f"{title}: {label} (honest protocol)")
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dataset)
     seeds = ", ".join(f"{n} {_seeds(rows[n])}" for n in names)
     budgets = {n: _budget(rows[n]) for n in names}
     if len(set(budgets.values())) == 1:
@@ -370,9 +390,7 @@ def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | Non
             ax.set_ylabel(f"test {label}@K")
             ax.set_title(f"{title} {b}")
     axes[0][0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dataset)
     budgets = (_budget(bvae), _budget(vaepp))
     budget = (
         f"both trained with the same loop ({budgets[0]})"
@@ -416,9 +434,7 @@ def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     axes[0].set_title(f"{title}: selection metric")
     axes[1].set_title("task weight SDWL gives (eq. 14)")
     axes[2].set_title("task uncertainty")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dataset)
     return (
         f"{title}, BVAE (defaults), seed {run.get('seed', 0)}: training-epoch means of "
         f"the SDWL weight and {SIGMA_BAR} over the train users, validation NDCG@5 after each "
@@ -486,9 +502,7 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
         color = "black" if value > 0.6 * np.nanmax(matrix) else "white"
         axes[2].text(j, i, f"{value:.2f}", ha="center", va="center", color=color)
     fig.colorbar(image, ax=axes[2], fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dataset)
     return (
         f"{title}, BVAE (defaults), seed {run.get('seed', 0)}, honest protocol: training-"
         "epoch means over the train users. Left: GFF gate g_k = 2·sigmoid(mu_0 W + b) "
@@ -548,9 +562,7 @@ def d_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> st
         ax.set_ylabel(f"test {label}")
         ax.set_title(f"{title}: {label} against d")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dataset)
     seeds = ", ".join(f"d={d}: {_seeds(runs[d])}" for d in sizes)
     return (
         f"{title}, test split, honest protocol, BVAE's defaults but d; seeds {seeds}; "
@@ -580,9 +592,7 @@ def rq4_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> 
     ax.set_ylabel("test NDCG@5")
     ax.set_title(f"{title}: adding behaviors one at a time")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dataset)
     seeds = ", ".join(str(_seeds(r)) for _, r in steps)
     return (
         f"{title}, test split, honest protocol; BVAE's defaults on the behaviors named "
@@ -651,9 +661,7 @@ def weights_figure(results: list[dict], dataset: str, path: pathlib.Path | None)
             fontsize=8,
         )
         fig.colorbar(shown, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dataset)
     seeds = len(sdwl["runs"]) if sdwl else 0
     return (
         f"{title}, test split, honest protocol: BVAE with fixed per-behavior loss weights "
@@ -957,6 +965,8 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
             if caption is None:
                 png.unlink(missing_ok=True)
                 continue
+            if dataset in FIGURE_NOTES:
+                caption = f"{caption} {FIGURE_NOTES[dataset]}"
             rel = png.relative_to(out)
             lines += [
                 f"### {heading} ({title})",

@@ -151,6 +151,22 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     assert "## UB" not in text  # no UB files: no UB section
 
 
+def test_every_ub_figure_says_click_is_not_modelled(tmp_path):
+    folder = tmp_path / "results" / "ub"
+    folder.mkdir(parents=True)
+    ub = report.DATASETS["ub"][1]
+    for name, result in {
+        "bvae_s0": _result("bvae", behaviors=ub),
+        "vae_pp_s0": _result("vae_pp", behaviors=ub),
+    }.items():
+        (folder / f"{name}.json").write_text(json.dumps(result))
+    text = report.render(tmp_path / "results", tmp_path / "docs").read_text()
+    captions = [line for line in text.splitlines() if line.startswith("*UB")]
+    assert len(captions) >= 2  # RQ3's K curves and the training curves at least
+    assert all(report.FIGURE_NOTES["ub"] in c for c in captions), captions
+    assert "UB's release has no `click_train`: click is not modelled" in text  # the tables
+
+
 def test_a_short_trial_run_beside_the_study_does_not_become_its_bvae(results_dir, tmp_path, caplog):
     # Sorted first, one seed, another training budget: the 2-seed BVAE stays the row.
     trial = _result("bvae", seed=5, command_extra="--epochs 1")
