@@ -1356,12 +1356,15 @@ def _compute_table(results: list[dict]) -> list[str]:
     lines = [
         "### Compute (per seed, training only, this machine)",
         "",
-        "| Method | Seeds | Models fitted | Epochs run | Train time (min) "
-        "| Wall time to the selected epoch (min) |",
-        "|---|---|---|---|---|---|",
+        "| Method | Seeds | Budget | Models fitted | Epochs run | Train time (min) "
+        "| Wall time to the selected epoch (min) | Cut by the budget |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         c = compute_cost(result)
+        cut, trained = budget_cut(result)
+        loop = training_settings(result)
+        budget = f"≤{loop['epochs']} epochs, patience {loop['patience']}" if trained else "—"
         fits = f"{c['fits']:g}"
         search = (result.get("search") or {}).get("trials")
         if search:
@@ -1369,20 +1372,46 @@ def _compute_table(results: list[dict]) -> list[str]:
             fits += f" (+{len(search)} search trials, {minutes:.1f} min once)"
         to_selected = c["minutes_to_selected"]
         lines.append(
-            f"| {result['method']} | {c['seeds']} | {fits} | {c['epochs']:.0f} | "
+            f"| {result['method']} | {c['seeds']} | {budget} | {fits} | {c['epochs']:.0f} | "
             f"{c['train_minutes']:.1f} | "
-            f"{'—' if to_selected is None else f'{to_selected:.1f}'} |"
+            f"{'—' if to_selected is None else f'{to_selected:.1f}'} | "
+            f"{f'{cut} of {trained}' if trained else '—'} |"
         )
     lines.extend(
         [
             "",
-            "Wall time to the selected epoch: training and per-epoch evaluation up to the "
-            "selected epoch (time to quality), plus the other trials of a search; — where "
-            "a run has no per-epoch curve.",
+            "Budget: the training loop's epoch limit and early-stopping patience (— for "
+            "closed-form and no-learning rows). Wall time to the selected epoch: training "
+            "and per-epoch evaluation up to the selected epoch (time to quality), plus the "
+            "other trials of a search; — where a run has no per-epoch curve. Cut by the "
+            "budget: the models (one per seed and target) that reached the epoch limit "
+            "with their best epoch less than `patience` epochs before it: early stopping "
+            "had not ended them, so they may still have been improving (a short trial run "
+            "shows here).",
             "",
         ]
     )
     return lines
+
+
+def budget_cut(result: dict) -> tuple[int, int]:
+    """``(cut, trained)``: of a result's trained models (one per seed and target), how
+    many the epoch budget stopped while still within ``patience`` of their best epoch.
+
+    A model counts as trained when it records ``epochs_run`` and ``best_epoch``
+    (closed-form and no-learning rows do not); a searched run is read at its
+    selected trial (its own ``epochs_run`` and ``best_epoch``).
+    """
+    loop = training_settings(result)
+    cut = trained = 0
+    for run in result.get("runs") or []:
+        for part in run.get("parts") or [run]:
+            ran, best = part.get("epochs_run"), part.get("best_epoch")
+            if not isinstance(ran, int) or not isinstance(best, int):
+                continue
+            trained += 1
+            cut += ran >= loop["epochs"] and best > ran - loop["patience"]
+    return cut, trained
 
 
 #: The BVAEConfig fields a VAE (T.) / VAE (U.) label shows when not at their defaults.

@@ -741,7 +741,7 @@ def test_grid_trains_every_trial_selects_on_valid_and_tests_once(
     cost = experiment.compute_cost(result)
     assert cost["fits"] == 4 and cost["epochs"] == sum(t["epochs_run"] for t in run["trials"])
     assert (
-        f"| {result['method']} | 1 | 4 | {cost['epochs']:.0f} |"
+        f"| {result['method']} | 1 | ≤1 epochs, patience 1 | 4 | {cost['epochs']:.0f} |"
         in (tmp_path / "bvae.md").read_text()
     )
     # Time to quality counts the other trials in full: the selection needs them all.
@@ -774,7 +774,26 @@ def test_time_to_selected_sums_epochs_up_to_the_selected_one():
     assert experiment.time_to_selected({"train_seconds": 9.0}) is None
     result = {"method": "EASE", "runs": [{"train_seconds": 9.0}]}
     assert experiment.compute_cost(result)["minutes_to_selected"] is None
-    assert "| EASE | 1 | 1 | 0 | 0.1 | — |" in "\n".join(experiment._compute_table([result]))
+    assert "| EASE | 1 | — | 1 | 0 | 0.1 | — | — |" in "\n".join(
+        experiment._compute_table([result])
+    )
+
+
+def test_the_compute_table_names_each_budget_and_the_models_it_cut():
+    command = "python -m bvae_tf.experiment --model bvae --epochs 10 --patience 4"
+    runs = [
+        {"epochs_run": 10, "best_epoch": 10, "train_seconds": 6.0},  # still improving: cut
+        {"epochs_run": 10, "best_epoch": 6, "train_seconds": 6.0},  # patience ran out at 10
+        {"epochs_run": 8, "best_epoch": 4, "train_seconds": 6.0},  # early stopping
+    ]
+    result = {"method": "BVAE", "command": command, "runs": runs}
+    assert experiment.budget_cut(result) == (1, 3)
+    parts = {"parts": [{"epochs_run": 10, "best_epoch": 9}, {"epochs_run": 5, "best_epoch": 1}]}
+    per_target = {"method": "VAE (T.)", "command": command, "runs": [parts]}
+    assert experiment.budget_cut(per_target) == (1, 2)
+    table = "\n".join(experiment._compute_table([result, per_target]))
+    assert "| BVAE | 3 | ≤10 epochs, patience 4 | 1 | 9 | 0.1 | — | 1 of 3 |" in table
+    assert "| VAE (T.) | 1 | ≤10 epochs, patience 4 |" in table and "| 1 of 2 |" in table
 
 
 @pytest.mark.parametrize(
