@@ -831,9 +831,49 @@ def claim_check(name: str, results: list[dict], dataset: str) -> str | None:
     """The paper's claim for a study (Rao et al. 2023, RQ2-RQ4, as in its slides)
     and what these result files show, computed from them; None when the study has no
     figure here. Seed counts are in the figure captions: with 1-2 seeds, a difference
-    under about 0.003 NDCG@5 on JD is within seed noise (docs/RESULTS.md)."""
+    under about 0.003 NDCG@5 on JD is within seed noise (docs/RESULTS.md). When runs
+    behind it were stopped by their epoch budget while still improving, or were
+    trained with different budgets, the verdict says so (:func:`_budget_caveat`)."""
     check = _CLAIMS.get(name)
-    return check(results, dataset, _find(results, "bvae", dataset)) if check else None
+    if check is None:
+        return None
+    claim = check(results, dataset, _find(results, "bvae", dataset))
+    return claim and f"{claim}{_budget_caveat(_study_runs(name, results, dataset))}"
+
+
+def _study_runs(name: str, results: list[dict], dataset: str) -> list[dict]:
+    """The results a study's figure and claim read."""
+    bvae = _find(results, "bvae", dataset)
+    runs = {
+        "rq2_ablation": lambda: list(_ablation_rows(results, dataset).values()),
+        "rq3_k": lambda: [bvae, _find(results, "vae_pp", dataset)],
+        "rq2_weights": lambda: [bvae, *_weight_grid(results, dataset).values()],
+        "rq3_d": lambda: [bvae, *_d_runs(results, dataset).values()],
+        "rq4": lambda: [r for _, r in _rq4_steps(results, dataset)],
+    }[name]()
+    unique = {id(r): r for r in runs if r is not None}
+    return list(unique.values())
+
+
+def _budget_caveat(runs: list[dict]) -> str:
+    """A sentence on the training budgets behind a verdict (empty when there is none to
+    make): models the epoch budget cut while within patience of their best epoch
+    (:func:`bvae_tf.experiment.budget_cut`), and budgets that differ between rows."""
+    cut = trained = 0
+    for r in runs:
+        c, t = E.budget_cut(r)
+        cut, trained = cut + c, trained + t
+    budgets = sorted({_budget(r) for r in runs if E.budget_cut(r)[1]})
+    words = []
+    if cut:
+        words.append(
+            f"{cut} of the {trained} trained models behind it {'was' if cut == 1 else 'were'} "
+            "stopped by the epoch budget within patience of the best epoch (still "
+            "improving, perhaps)"
+        )
+    if len(budgets) > 1:
+        words.append(f"its rows were trained with different budgets ({'; '.join(budgets)})")
+    return f" Caveat: {' and '.join(words)}." if words else ""
 
 
 def _paper_table(dataset: str) -> list[str]:

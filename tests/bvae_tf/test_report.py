@@ -321,6 +321,19 @@ def test_claims_are_computed_from_the_runs_and_say_when_they_contradict_the_pape
     text = report.claim_check("rq4", _loaded(tmp_path, steps), "jd")
     assert "purchase 0.0400 → 0.0450 → 0.0500 (rises at every step)" in text
     assert "click 0.0500 → 0.0500 (does not rise at every step)" in text
+    assert "Caveat" not in text  # 3 of 150 epochs, best at 2: early stopping's to call
+
+    # Smoke runs: their budget cut them while improving, and the verdict says so.
+    short = [
+        _result("bvae", command_extra="--epochs 3 --patience 40", behaviors=b)
+        for b in (("purchase",), ("purchase", "click"), BEHAVIORS)
+    ]
+    text = report.claim_check("rq4", _loaded(tmp_path, short), "jd")
+    assert "Caveat: 3 of the 3 trained models behind it were stopped by the epoch budget" in text
+    mixed = [*steps[:2], short[2]]
+    text = report.claim_check("rq4", _loaded(tmp_path, mixed), "jd")
+    assert "Caveat: 1 of the 3 trained models behind it was stopped" in text
+    assert "different budgets (≤200 epochs, patience 20; ≤3 epochs, patience 40)" in text
 
 
 def test_the_weight_study_runs_the_coarse_grid_first():
