@@ -96,6 +96,25 @@ VARIANT_FIELDS: dict[str, tuple[str, ...]] = {
         ("gate_mode", "use_base", "use_gff", "use_tff", "use_sdwl", "sdwl_form", "logvar_range"),
         ("bvae", "union_vae"),
     ),
+    # Training settings: the closed-form variants (CLOSED_FORM_VARIANTS) fit without
+    # any, and RecVAE's KL weight is its own (recvae_gamma).
+    **dict.fromkeys(("beta_cap", "anneal_steps", "beta_schedule"), ("bvae", "union_vae", "vae_pp")),
+    **dict.fromkeys(
+        (
+            "latent_dim",
+            "dropout",
+            "learning_rate",
+            "weight_decay",
+            "lr_schedule",
+            "lr_decay_steps",
+            "lr_final_fraction",
+            "weight_average",
+            "precision",
+            "jit_compile",
+            "sparse_updates",
+        ),
+        ("bvae", "union_vae", *TRAINED_BASELINE_VARIANTS),
+    ),
     **dict.fromkeys(("ease_l2", "ease_diagonal"), ("ease",)),
     **dict.fromkeys(("recvae_hidden", "recvae_gamma"), ("recvae",)),
 }

@@ -387,13 +387,20 @@ def test_config_round_trip_and_validation():
         ({"variant": "recvae", "use_tff": False}, "use_tff (variant bvae or union_vae)"),
         ({"ease_l2": 5.0}, "'bvae' does not read ease_l2 (variant ease): remove it"),
         ({"variant": "ease", "recvae_gamma": 0.1, "sdwl_form": "reference"}, "remove them"),
+        # Closed-form fits train nothing: no latent size, dropout or learning rate.
+        ({"variant": "ease", "latent_dim": 8}, "'ease' does not read latent_dim"),
+        ({"variant": "popularity", "learning_rate": 0.01}, "does not read learning_rate"),
+        ({"variant": "repeat", "precision": "mixed_bfloat16"}, "does not read precision"),
+        # RecVAE's KL weight is its own (recvae_gamma), not BVAE's beta ramp.
+        ({"variant": "recvae", "beta_cap": 0.5}, "beta_cap (variant bvae or union_vae or vae_pp)"),
     ],
 )
 def test_a_setting_the_variant_does_not_read_is_refused(settings, message):
+    base = dict(behaviors=BEHAVIORS, num_items=NUM_ITEMS)  # _config's latent_dim is one
     with pytest.raises(ValueError, match=re.escape(message)):
-        _config(**settings)
+        Mo.BVAEConfig(**base, **settings)
     variant = settings.get("variant", "bvae")
-    assert _config(variant=variant).variant == variant  # the defaults are accepted
+    assert Mo.BVAEConfig(**base, variant=variant).variant == variant  # defaults are accepted
 
 
 def test_input_validation(tiny_batch):

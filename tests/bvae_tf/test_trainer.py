@@ -410,7 +410,8 @@ def test_run_fn_chooses_the_cross_behavior_boost_on_eval_and_exports_it(data, tm
 
 @pytest.mark.parametrize("variant", ["vae_pp", "recvae", "ease"])
 def test_run_fn_refuses_warm_start_for_a_baseline_before_training(data, tmp_path, variant):
-    args = _fn_args(data, tmp_path, model={"variant": variant}, warm_start=True)
+    args = _fn_args(data, tmp_path, warm_start=True)
+    args.custom_config["model"] = {"variant": variant}  # EASE refuses the fixture's latent_dim
     with pytest.raises(ValueError, match=r"training\.warm_start=false"):
         trainer.run_fn(args)
     assert not os.path.exists(args.model_run_dir)
