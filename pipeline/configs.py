@@ -281,9 +281,22 @@ class PipelineConfig:
         _build("synthetic", lambda: synthetic_logs.SyntheticLogConfig(**self.synthetic))
 
     def _check_trainer_sections(self) -> None:
-        _build("training", lambda: model_config.training_settings(self.training))
+        training = _build("training", lambda: model_config.training_settings(self.training))
         # num_items is only known after Transform; any valid size checks the rest.
         model = _build("model", lambda: model_config.model_config(self.behaviors, 1, self.model))
+        if training["boost_grid"] is not None and (
+            model.variant != "bvae" or len(model.behaviors) < 2
+        ):
+            raise ValueError(
+                "training.boost_grid chooses BVAE's cross-behavior boost: it needs "
+                f"model.variant 'bvae' and at least 2 behaviors (got {model.variant!r}, "
+                f"behaviors {list(model.behaviors)}); remove it"
+            )
+        if training["warm_start"] and model.variant not in ("bvae", "union_vae"):
+            raise ValueError(
+                f"training.warm_start carries BVAE's weights over; model.variant "
+                f"{model.variant!r} trains cold: set training.warm_start=false"
+            )
         from bvae_tf import tuning  # keras_tuner is imported only when a search runs
 
         if self.tuning_enabled and model.variant in model_config.CLOSED_FORM_VARIANTS:
@@ -542,6 +555,8 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> Pipel
             loaded = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"pipeline config {path!r} is not valid JSON: {e}") from e
+        except RecursionError as e:
+            raise ValueError(f"pipeline config {path!r} is nested too deeply") from e
         if not isinstance(loaded, Mapping):
             raise ValueError(f"pipeline config {path!r} must hold a JSON object")
         for key, value in loaded.items():

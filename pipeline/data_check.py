@@ -20,6 +20,7 @@ input is invalid (the errors go to stderr), 2 for bad command-line flags.
 
 import json
 import logging as std_logging
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -39,6 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", help="the log to check (replaces data.input_base)")
     parser.add_argument("--accounting", help="also write the accounting record (JSON) here")
     args = parser.parse_args(argv)
+    if args.accounting is not None:
+        target = os.path.abspath(args.accounting)
+        if os.path.isdir(target) or not os.path.isdir(os.path.dirname(target)):
+            parser.error(
+                f"--accounting {args.accounting!r}: give a file path in an existing folder"
+            )
     logging.set_verbosity(logging.WARNING)
     # Beam logs a failing step's traceback; the error is printed below, once.
     std_logging.getLogger("apache_beam").setLevel(std_logging.CRITICAL)
@@ -56,8 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(format_report(record))
     if args.accounting:
-        with open(args.accounting, "w", encoding="utf-8") as f:
-            f.write(accounting.dumps(record))
+        try:
+            with open(args.accounting, "w", encoding="utf-8") as f:
+                f.write(accounting.dumps(record))
+        except OSError as e:
+            print(f"error: --accounting {args.accounting!r}: {e}", file=sys.stderr)
+            return 1
     try:
         checks.check_record(record, example_gen_config.input_base)
     except (ValueError, RuntimeError) as e:

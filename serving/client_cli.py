@@ -42,21 +42,22 @@ def _parse_history_flags(values: Sequence[str]) -> dict[str, list[str]]:
     return history
 
 
-def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]]]]:
+def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]]], list[int]]:
     """JSON lines: ``{"user_id": …, "<behavior>": [ids…], …}`` per user.
 
-    UTF-8, with or without a byte-order mark; blank lines are skipped.
+    UTF-8, with or without a byte-order mark; blank lines are skipped. Returns the users
+    (``user_id``, else the position), their histories and the line of each.
 
     Raises:
       ValueError: naming the file (and line) that is not UTF-8, not JSON, not an object
         of behavior -> list of ids, or holds no history at all.
       OSError: if the file cannot be read.
     """
-    users, histories = [], []
+    users, histories, lines = [], [], []
     with open(path, encoding="utf-8-sig") as f:
         number = 0
         try:
-            for number, line in enumerate(f, 1):  # noqa: B007  -- named in the except
+            for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 record = json.loads(line)
@@ -66,6 +67,9 @@ def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]
                 for behavior, items in record.items():
                     history_example({behavior: items})  # a list of string ids, or named
                 histories.append(record)
+                lines.append(number)
+        except RecursionError as e:
+            raise ValueError(f"{path}:{number}: JSON nested too deeply") from e
         except UnicodeDecodeError as e:
             where = f" after line {number}" if number else ""
             raise ValueError(f"{path}: not UTF-8 text{where} ({e.reason})") from e
@@ -73,16 +77,49 @@ def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]
             raise ValueError(f"{path}:{number}: {e}") from e
     if not histories:
         raise ValueError(f"{path}: no user histories (one JSON object per line)")
-    return users, histories
+    return users, histories, lines
+
+
+#: gRPC target schemes (``dns:///host:port``, ``unix:path``, …) passed on unchecked.
+_TARGET_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
 
 
 def _check_server(parser: argparse.ArgumentParser, target: str) -> None:
-    """A ``host:port`` target's port must be 1-65535 (gRPC would only time out)."""
+    """A ``host:port`` target needs a port of 1-65535 in digits (gRPC would read ``-1``
+    as 65535, ``abc`` as 0 and ``80x`` as 80); a target with a gRPC scheme is not
+    checked."""
+    if target.startswith(_TARGET_SCHEMES):
+        return
     host, sep, port = target.rpartition(":")
-    if sep and host and port.isascii() and port.isdigit() and not 1 <= int(port) <= 65535:
-        parser.error(f"--server {target!r}: port {port} is not in 1-65535")
-    if not target.strip() or (sep and host and not port):
+    if not target.strip() or not sep or not host.strip() or not port:
         parser.error(f"--server {target!r}: give host:port, e.g. {DEFAULT_TARGET}")
+    if not (port.isascii() and port.isdigit()):
+        parser.error(f"--server {target!r}: port {port!r} is not a number")
+    if not 1 <= int(port) <= 65535:
+        parser.error(f"--server {target!r}: port {port} is not in 1-65535")
+
+
+def _seconds(value: str) -> float:
+    """``--timeout``: seconds, finite, > 0 and at most a day (gRPC fails larger
+    deadlines at once, as DEADLINE_EXCEEDED)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0.0 < seconds <= 86_400.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be > 0 and at most 86400 seconds, got {value}")
+    return seconds
+
+
+def _version(value: str) -> int:
+    """``--version``: a model version, 0 to 2**63 - 1 (TF Serving's int64)."""
+    try:
+        version = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if not 0 <= version < 2**63:
+        raise argparse.ArgumentTypeError(f"must be in 0 to 2**63 - 1, got {value}")
+    return version
 
 
 def _read_examples_file(path: str) -> tuple[list[str], list[bytes]]:
@@ -156,8 +193,10 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--server", default=DEFAULT_TARGET, help="host:port of the gRPC API")
     parser.add_argument("--model_name", required=True)
     parser.add_argument("--signature_name", default=features.SERVING_SIGNATURE)
-    parser.add_argument("--version", type=int, default=None, help="default: latest")
-    parser.add_argument("--timeout", type=float, default=5.0, help="deadline per call, seconds")
+    parser.add_argument("--version", type=_version, default=None, help="default: latest")
+    parser.add_argument(
+        "--timeout", type=_seconds, default=5.0, help="deadline per call, seconds (<= 86400)"
+    )
     parser.add_argument(
         "--max_attempts", type=int, default=4, help="attempts on UNAVAILABLE/CANCELLED"
     )
@@ -238,7 +277,15 @@ def _run(args: argparse.Namespace, client: ServingClient) -> str:
             ),
         )
     elif args.histories_file:
-        users, histories = _read_histories_file(args.histories_file)
+        users, histories, lines = _read_histories_file(args.histories_file)
+        served = set(client.behaviors())
+        for history, line in zip(histories, lines, strict=True):
+            unknown = sorted(set(history) - served)
+            if unknown:
+                raise ValueError(
+                    f"{args.histories_file}:{line}: behavior(s) {unknown} are not served by "
+                    f"the model; its behaviors are {sorted(served)}"
+                )
         results = client.recommend(histories, top_k=args.top_k, batch_size=args.batch_size)
     else:
         users, examples = _read_examples_file(args.examples_file)

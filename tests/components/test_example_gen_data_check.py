@@ -174,3 +174,12 @@ def test_a_log_without_data_rows_is_called_empty(tmp_path, capsys, content):
     assert data_check.main(["--input", str(log)]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error == f"error: no rows in '{log}': its files are empty or hold only a header line"
+
+
+@pytest.mark.parametrize("where", ["missing/folder/acc.json", "."], ids=["no-folder", "a-folder"])
+def test_an_accounting_path_that_cannot_be_written_stops_before_the_run(tmp_path, capsys, where):
+    log = write_grid_log(tmp_path / "log.csv")
+    with pytest.raises(SystemExit) as stopped:
+        data_check.main(["--input", str(log), "--accounting", str(tmp_path / where)])
+    assert stopped.value.code == 2
+    assert "--accounting" in capsys.readouterr().err

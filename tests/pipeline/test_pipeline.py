@@ -72,6 +72,9 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["tuning.space.hidden=[1]"], "unknown tuning.space names"),
         (['tuning.space.learning_rate="fast"'], "tuning.space.learning_rate"),
         (["tuning.enabled=true", "model.variant=ease"], "no training to tune"),
+        # Trainer-only settings of BVAE: refused at load, not after Transform.
+        (["model.variant=ease", "training.boost_grid=[0.5, 1]"], "training.boost_grid chooses"),
+        (['model.variant="vae_pp"', "training.warm_start=true"], "set training.warm_start=false"),
         (
             ["tuning.enabled=true", 'model.variant="recvae"'],
             "'recvae' does not read beta_cap, anneal_epochs; drop them with",

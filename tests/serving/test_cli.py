@@ -147,14 +147,41 @@ def test_a_signature_without_top_k_outputs_is_named_for_predict(local_server, ca
 
 
 @pytest.mark.parametrize(
-    ("server", "message"),
-    [("127.0.0.1:99999", "port 99999 is not in 1-65535"), ("localhost:", "give host:port")],
+    ("flags", "message"),
+    [
+        (["--server", "127.0.0.1:99999"], "port 99999 is not in 1-65535"),
+        (["--server", "localhost:"], "give host:port"),
+        # gRPC would read these as ports 65535, 0 and 80.
+        (["--server", "127.0.0.1:-1"], "port '-1' is not a number"),
+        (["--server", "127.0.0.1:abc"], "port 'abc' is not a number"),
+        (["--server", "127.0.0.1:80x"], "port '80x' is not a number"),
+        # gRPC fails such deadlines at once, as DEADLINE_EXCEEDED.
+        (["--timeout", "inf"], "must be > 0 and at most 86400 seconds"),
+        (["--timeout", "nan"], "must be > 0 and at most 86400 seconds"),
+        (["--version", "9223372036854775808"], "--version: must be in 0 to 2**63 - 1"),
+    ],
+    ids=[
+        "port-range",
+        "no-port",
+        "port-negative",
+        "port-letters",
+        "port-suffix",
+        "inf",
+        "nan",
+        "version",
+    ],
 )
-def test_a_server_port_out_of_range_is_refused_before_any_call(server, message, capsys):
+def test_bad_connection_flags_are_refused_before_any_call(flags, message, capsys):
     with pytest.raises(SystemExit) as stopped:
-        client_cli.main(["--server", server, "--model_name", MODEL_NAME, "status"])
+        client_cli.main([*flags, "--model_name", MODEL_NAME, "status"])
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_grpc_target_schemes_pass_the_server_check():
+    parser = client_cli.argparse.ArgumentParser()
+    for target in ("dns:///localhost:8500", "unix:/tmp/serving.sock", "[::1]:8500"):
+        client_cli._check_server(parser, target)  # no SystemExit
 
 
 @pytest.mark.parametrize(
@@ -164,8 +191,10 @@ def test_a_server_port_out_of_range_is_refused_before_any_call(server, message, 
         (b'{"purchase": {"i1": 1}}\n', "users.jsonl:1: history['purchase'] must be a list"),
         (b'["i1"]\n', "users.jsonl:1: expected a JSON object"),
         (b'{"purchase": ["\xff"]}\n', "users.jsonl: not UTF-8 text"),
+        (b"\n" + b"[" * 100_000 + b"]" * 100_000 + b"\n", "users.jsonl:2: JSON nested too deeply"),
+        (b'{"purchase": ["i1"]}\n\n{"bogus": ["i1"]}\n', "users.jsonl:3: behavior(s) ['bogus']"),
     ],
-    ids=["bad-json", "object-not-list", "not-an-object", "not-utf8"],
+    ids=["bad-json", "object-not-list", "not-an-object", "not-utf8", "deep", "unknown-behavior"],
 )
 def test_bad_histories_files_name_the_file_and_line(
     local_server, capsys, tmp_path, content, message
