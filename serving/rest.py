@@ -102,7 +102,13 @@ def _rest_predict_request(
     model_server: ModelServer, spec: model_pb2.ModelSpec, body: Mapping[str, object]
 ) -> tuple[predict_pb2.PredictRequest, bool]:
     """A PredictRequest from a REST body (``instances`` row or ``inputs`` columnar format)."""
-    spec.signature_name = str(body.get("signature_name", ""))
+    signature_name = body.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"'signature_name' must be a string, got {json.dumps(signature_name)[:64]}",
+        )
+    spec.signature_name = signature_name
     servable = model_server.resolve(spec)
     key = signature_key(spec)
     signature = servable.signature_defs.get(key)
@@ -241,22 +247,29 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         else:
             self._answer(lambda: self._status(spec))
 
-    def do_POST(self) -> None:
+    def _content_length(self) -> int | tuple[int, str]:
+        """The request body's declared byte count, or the HTTP status and error that
+        refuse the request."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            self._send(411, {"error": "chunked requests are not supported; send Content-Length"})
-            return
-        declared = (self.headers.get("Content-Length") or "0").strip()
+            return 411, "chunked requests are not supported; send Content-Length"
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(set(lengths)) > 1:
+            return 400, f"conflicting Content-Length headers: {lengths}"
+        if not lengths:  # its body would be read as the next request
+            return 411, "a POST needs a Content-Length header"
+        declared = lengths[0].strip()
         if not (declared.isascii() and declared.isdigit()):
-            self.close_connection = True
-            self._send(400, {"error": f"Content-Length must be a byte count, got {declared!r}"})
-            return
+            return 400, f"Content-Length must be a byte count, got {declared!r}"
         length = int(declared)
         if length > self.max_request_bytes:
+            return 413, f"request of {length} bytes exceeds {self.max_request_bytes}"
+        return length
+
+    def do_POST(self) -> None:
+        length = self._content_length()
+        if isinstance(length, tuple):
             self.close_connection = True
-            self._send(
-                413, {"error": f"request of {length} bytes exceeds {self.max_request_bytes}"}
-            )
+            self._send(length[0], {"error": length[1]})
             return
         body = self.rfile.read(length)
         if len(body) < length:

@@ -159,6 +159,13 @@ B64 = base64.b64encode(EXAMPLE).decode()
             {"Content-Length": None, "Transfer-Encoding": "chunked"},
             (411, "chunked requests are not supported"),
         ),
+        (PREDICT, {"instances": []}, {"Content-Length": None}, (411, "needs a Content-Length")),
+        (
+            PREDICT,
+            {"signature_name": None, "instances": []},
+            {},
+            (400, "'signature_name' must be a string, got null"),
+        ),
         (
             f"/v1/models/{MODEL_NAME}/versions/99999999999999999999999:predict",
             {"instances": []},
@@ -178,6 +185,8 @@ B64 = base64.b64encode(EXAMPLE).decode()
         "negative-length",
         "non-numeric-length",
         "chunked",
+        "no-length",
+        "null-signature",
         "version-beyond-int64",
         "text-content-type",
         "empty-batch",
@@ -203,6 +212,12 @@ def test_rest_bad_requests(local_server, path, body, headers, expected):
         local_server.rest_port, f"GET /v1/models/{MODEL_NAME} HTTP/1.1\r\nConnection: close\r\n\r\n"
     )
     assert got == 200  # still serving
+
+
+def test_conflicting_content_lengths_are_refused(local_server):
+    head = f"POST {PREDICT} HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 16\r\n\r\n"
+    got, payload = _http(local_server.rest_port, head, b"{}")
+    assert got == 400 and "conflicting Content-Length headers" in payload["error"]
 
 
 def test_idle_rest_connections_are_closed(exported_model_base):
