@@ -1363,8 +1363,7 @@ def _compute_table(results: list[dict]) -> list[str]:
     for result in results:
         c = compute_cost(result)
         cut, trained = budget_cut(result)
-        loop = training_settings(result)
-        budget = f"≤{loop['epochs']} epochs, patience {loop['patience']}" if trained else "—"
+        budget = budget_label(result) if trained else "—"
         fits = f"{c['fits']:g}"
         search = (result.get("search") or {}).get("trials")
         if search:
@@ -1392,6 +1391,12 @@ def _compute_table(results: list[dict]) -> list[str]:
         ]
     )
     return lines
+
+
+def budget_label(result: dict) -> str:
+    """``≤N epochs, patience P``: a result's training loop (:func:`training_settings`)."""
+    loop = training_settings(result)
+    return f"≤{loop['epochs']} epochs, patience {loop['patience']}"
 
 
 def budget_cut(result: dict) -> tuple[int, int]:

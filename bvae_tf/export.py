@@ -411,18 +411,27 @@ def serialize_histories(
     Raises:
       ValueError: naming the behavior or item id that is not accepted.
     """
-    known = None if behaviors is None else set(behaviors)
     result = []
     for history in histories:
-        if known is not None:
-            unknown = sorted(set(history) - known)
-            if unknown:
-                raise ValueError(
-                    f"behavior(s) {unknown} are not served by the model; "
-                    f"its behaviors are {sorted(known)}"
-                )
+        if behaviors is not None:
+            check_behaviors(history, behaviors)
         result.append(history_example(history).SerializeToString())
     return result
+
+
+def check_behaviors(history: History, behaviors: Sequence[str]) -> None:
+    """Checks that a history names only the model's behaviors (the model would
+    silently ignore any other).
+
+    Raises:
+      ValueError: naming the behaviors that are not served.
+    """
+    unknown = sorted(set(history) - set(behaviors))
+    if unknown:
+        raise ValueError(
+            f"behavior(s) {unknown} are not served by the model; "
+            f"its behaviors are {sorted(behaviors)}"
+        )
 
 
 def warmup_file(saved_model_dir: str | os.PathLike) -> pathlib.Path:

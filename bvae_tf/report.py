@@ -64,9 +64,7 @@ def _save(fig: Figure, path: pathlib.Path, dataset: str) -> None:
     else:
         fig.tight_layout()
     fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    _plt().close(fig)
 
 
 #: The paper's RQ1 table (Rao et al., RecSys 2023, Table 3): NDCG@5 and HR@5, mean of
@@ -341,7 +339,7 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path, dataset)
     seeds = ", ".join(f"{n} {_seeds(rows[n])}" for n in names)
-    budgets = {n: _budget(rows[n]) for n in names}
+    budgets = {n: E.budget_label(rows[n]) for n in names}
     if len(set(budgets.values())) == 1:
         budget = f"Each row trained at BVAE's defaults ({budgets['BVAE']})"
     else:
@@ -362,12 +360,6 @@ def _ablation_rows(results: list[dict], dataset: str) -> dict[str, dict]:
         if name and (name not in rows or _seeds(r) > _seeds(rows[name])):
             rows[name] = r
     return rows
-
-
-def _budget(result: dict) -> str:
-    """``≤N epochs, patience P`` of a result's training loop."""
-    settings = E.training_settings(result)
-    return f"≤{settings['epochs']} epochs, patience {settings['patience']}"
 
 
 def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
@@ -391,7 +383,7 @@ def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | Non
             ax.set_title(f"{title} {b}")
     axes[0][0].legend()
     _save(fig, path, dataset)
-    budgets = (_budget(bvae), _budget(vaepp))
+    budgets = (E.budget_label(bvae), E.budget_label(vaepp))
     budget = (
         f"both trained with the same loop ({budgets[0]})"
         if budgets[0] == budgets[1]
@@ -859,11 +851,9 @@ def _budget_caveat(runs: list[dict]) -> str:
     """A sentence on the training budgets behind a verdict (empty when there is none to
     make): models the epoch budget cut while within patience of their best epoch
     (:func:`bvae_tf.experiment.budget_cut`), and budgets that differ between rows."""
-    cut = trained = 0
-    for r in runs:
-        c, t = E.budget_cut(r)
-        cut, trained = cut + c, trained + t
-    budgets = sorted({_budget(r) for r in runs if E.budget_cut(r)[1]})
+    counts = [E.budget_cut(r) for r in runs]
+    cut, trained = sum(c for c, _ in counts), sum(t for _, t in counts)
+    budgets = sorted({E.budget_label(r) for r, (_, t) in zip(runs, counts, strict=True) if t})
     words = []
     if cut:
         words.append(

@@ -28,7 +28,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from bvae_tf import console, features
 from serving import signatures
 from serving.client import DEFAULT_TARGET, ServingClient
-from serving.client_requests import Recommendations, history_example
+from serving.client_requests import Recommendations, check_behaviors, history_example
 
 
 def _parse_history_flags(values: Sequence[str]) -> dict[str, list[str]]:
@@ -278,14 +278,12 @@ def _run(args: argparse.Namespace, client: ServingClient) -> str:
         )
     elif args.histories_file:
         users, histories, lines = _read_histories_file(args.histories_file)
-        served = set(client.behaviors())
+        served = client.behaviors()
         for history, line in zip(histories, lines, strict=True):
-            unknown = sorted(set(history) - served)
-            if unknown:
-                raise ValueError(
-                    f"{args.histories_file}:{line}: behavior(s) {unknown} are not served by "
-                    f"the model; its behaviors are {sorted(served)}"
-                )
+            try:
+                check_behaviors(history, served)
+            except ValueError as e:
+                raise ValueError(f"{args.histories_file}:{line}: {e}") from e
         results = client.recommend(histories, top_k=args.top_k, batch_size=args.batch_size)
     else:
         users, examples = _read_examples_file(args.examples_file)

@@ -20,6 +20,7 @@ from tensorflow_serving.apis import predict_pb2
 from bvae_tf import features
 from bvae_tf.export import (  # noqa: F401  -- the serving_default input format
     History,
+    check_behaviors,
     history_example,
     normalize_item_id,
     serialize_histories,
