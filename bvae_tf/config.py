@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bvae_tf import features
@@ -65,6 +65,21 @@ def reject_unknown(what: str, values: Mapping[str, Any], known: type | Iterable[
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"unknown {what} {unknown}; known: {sorted(names)}")
+
+
+def unique_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook`` for hand-written JSON (configs, histories):
+    a key given twice is an error, where the standard library keeps the last value.
+
+    Raises:
+      ValueError: naming the repeated key.
+    """
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in record:
+            raise ValueError(f"key {key!r} appears twice")
+        record[key] = value
+    return record
 
 
 #: The ``BVAEConfig`` fields that take any real number (range checks follow).
@@ -407,6 +422,18 @@ class BVAEConfig:
                 "BVAEConfig.item_path links behaviors: it needs variant='bvae' and at least "
                 f"2 behaviors (got variant={self.variant!r}, behaviors={self.behaviors})"
             )
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        item_path_settings = [
+            name
+            for name in ("item_path_scale", "item_path_drop_overlap")
+            if getattr(self, name) != defaults[name]
+        ]
+        if item_path_settings and not self.item_path:
+            pronoun = "it" if len(item_path_settings) == 1 else "them"
+            raise ValueError(
+                f"BVAEConfig: {', '.join(item_path_settings)} tune the item path, which is "
+                f"off: set item_path=True or remove {pronoun}"
+            )
         if self.sampled_proposal != "uniform" and not self.sampled_softmax:
             raise ValueError(
                 f"BVAEConfig.sampled_proposal={self.sampled_proposal!r} draws the sampled "
@@ -433,7 +460,6 @@ class BVAEConfig:
                 f"BVAEConfig.encoder={self.encoder!r} replaces BASE: it needs use_base=True "
                 f"and variant='bvae' (got use_base={self.use_base}, variant={self.variant!r})"
             )
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         unread = [
             name
             for name, variants in VARIANT_FIELDS.items()

@@ -284,6 +284,7 @@ class PipelineConfig:
         training = _build("training", lambda: model_config.training_settings(self.training))
         # num_items is only known after Transform; any valid size checks the rest.
         model = _build("model", lambda: model_config.model_config(self.behaviors, 1, self.model))
+        self._check_unread_keys(model)
         if training["boost_grid"] is not None and (
             model.variant != "bvae" or len(model.behaviors) < 2
         ):
@@ -307,6 +308,39 @@ class PipelineConfig:
         settings = _build("tuning", lambda: tuning.tuning_settings(self.tuning))
         if self.tuning_enabled:
             tuning.check_space_for_variant(settings["space"], model.variant)
+
+    def _check_unread_keys(self, model) -> None:
+        """Refuses a key the config sets that the model never reads, even at its
+        default value (``BVAEConfig`` sees values only, so ``latent_dim: 100`` with
+        ``ease`` would pass it and be silently unused)."""
+        variant = model.variant
+        unread = [
+            f"model.{key}"
+            for key in self.model
+            if variant not in model_config.VARIANT_FIELDS.get(key, (variant,))
+        ]
+        if not model.item_path:
+            unread += [
+                f"model.{key} (it tunes model.item_path, which is off)"
+                for key in ("item_path_scale", "item_path_drop_overlap")
+                if key in self.model
+            ]
+        if variant in model_config.CLOSED_FORM_VARIANTS:
+            # A closed-form fit has no initialisation, batches or epochs.
+            unread += [
+                f"{section}.{key}"
+                for section, values, keys in (
+                    ("model", self.model, ("seed",)),
+                    ("training", self.training, ("epochs", "patience", "batch_size")),
+                )
+                for key in keys
+                if key in values
+            ]
+        if unread:
+            raise ValueError(
+                f"model.variant {variant!r} does not read {', '.join(unread)}: remove "
+                f"{'it' if len(unread) == 1 else 'them'} from the config"
+            )
 
     def _check_batch_inference(self) -> None:
         section = self.batch_inference
@@ -552,8 +586,8 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> Pipel
         except UnicodeDecodeError as e:
             raise ValueError(f"pipeline config {path!r} is not UTF-8 text: {e}") from e
         try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as e:
+            loaded = json.loads(text, object_pairs_hook=model_config.unique_keys)
+        except ValueError as e:  # json.JSONDecodeError, or a key given twice
             raise ValueError(f"pipeline config {path!r} is not valid JSON: {e}") from e
         except RecursionError as e:
             raise ValueError(f"pipeline config {path!r} is nested too deeply") from e

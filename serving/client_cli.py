@@ -26,6 +26,7 @@ from google.protobuf import json_format, message
 from tensorflow_serving.apis import get_model_status_pb2
 
 from bvae_tf import console, features
+from bvae_tf.config import unique_keys
 from serving import signatures
 from serving.client import DEFAULT_TARGET, ServingClient
 from serving.client_requests import Recommendations, check_behaviors, history_example
@@ -50,7 +51,8 @@ def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]
 
     Raises:
       ValueError: naming the file (and line) that is not UTF-8, not JSON, not an object
-        of behavior -> list of ids, or holds no history at all.
+        of behavior -> list of ids (with a ``user_id`` that is a string or an
+        integer, and no key twice), or holds no history at all.
       OSError: if the file cannot be read.
     """
     users, histories, lines = [], [], []
@@ -60,10 +62,15 @@ def _read_histories_file(path: str) -> tuple[list[str], list[dict[str, list[str]
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=unique_keys)
                 if not isinstance(record, dict):
                     raise ValueError(f"expected a JSON object, got {line.strip()[:80]!r}")
-                users.append(str(record.pop(features.USER_ID, len(users))))
+                user = record.pop(features.USER_ID, len(users))
+                if isinstance(user, bool) or not isinstance(user, str | int):
+                    raise ValueError(
+                        f"{features.USER_ID} must be a string or an integer, got {user!r}"
+                    )
+                users.append(str(user))
                 for behavior, items in record.items():
                     history_example({behavior: items})  # a list of string ids, or named
                 histories.append(record)
@@ -126,7 +133,7 @@ def _read_examples_file(path: str) -> tuple[list[str], list[bytes]]:
     """A TFRecord file (``.gz``: GZIP) of serialized tf.Examples.
 
     Raises:
-      ValueError: naming the file if it is missing or not a TFRecord file of
+      ValueError: naming the file if it is missing, empty or not a TFRecord file of
         tf.Examples.
     """
     compression = "GZIP" if path.endswith(".gz") else ""
@@ -143,6 +150,8 @@ def _read_examples_file(path: str) -> tuple[list[str], list[bytes]]:
             f"--examples_file {path!r} is not a TFRecord file of tf.Examples"
             f"{' (GZIP, by its .gz name)' if compression else ''}: {reason.splitlines()[0]}"
         ) from e
+    if not records:
+        raise ValueError(f"--examples_file {path!r} holds no tf.Example records")
     return _users_of(examples), records
 
 

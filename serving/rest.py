@@ -138,7 +138,11 @@ def _rest_predict_request(
                 if not is_named:
                     raise ServingError(
                         grpc.StatusCode.INVALID_ARGUMENT,
-                        "Expecting object as instances for a signature with several inputs",
+                        "Expecting object as instances for a signature with several inputs"
+                        if len(names) > 1
+                        else f"instances[{index}] is a bare value but other instances are "
+                        f"objects of named inputs: use one form for every row (the input "
+                        f"is {names[0]})",
                     )
                 extra = sorted(set(row) - set(names))
                 if extra:

@@ -181,6 +181,8 @@ _REJECTION_FIXES = {
     parsing.WRONG_COLUMN_COUNT: "check the file's delimiter and header, and "
     "data.user_column / item_column / behavior_column / timestamp_column",
     parsing.BAD_TIMESTAMP: "data.timestamp_column must hold unix seconds",
+    parsing.CONTROL_CHARACTER_ID: "user and item ids may not hold control characters "
+    "(a quoted line break, a tab)",
 }
 
 

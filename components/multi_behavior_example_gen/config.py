@@ -82,12 +82,15 @@ def default_behavior_mapping(input_format: str) -> dict[str, str]:
     raise ValueError(f"input_format must be one of {list(INPUT_FORMATS)}, got {input_format!r}")
 
 
-def _decode_json(name: str, value: Any) -> Any:
+def _decode_json(value: Any) -> Any:
+    """A list or mapping setting as given, or decoded from its JSON text (component
+    parameters arrive as strings); other text is returned as is, for the setting's own
+    check to name ("behaviors must be a list of names, got 'purchase'")."""
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{name} must be JSON, got {value!r}") from e
+        except json.JSONDecodeError:
+            return value
     return value
 
 
@@ -181,7 +184,7 @@ class ExampleGenConfig:
         if len(set(columns)) != len(columns):
             raise ValueError(f"column names must be distinct, got {list(columns)}")
 
-        mapping = _decode_json("behavior_mapping", self.behavior_mapping)
+        mapping = _decode_json(self.behavior_mapping)
         if mapping is None:
             mapping = default_behavior_mapping(self.input_format)
         if not isinstance(mapping, Mapping) or not mapping:
@@ -201,7 +204,7 @@ class ExampleGenConfig:
         object.__setattr__(self, "behavior_mapping", normalized)
 
         mapped = list(dict.fromkeys(normalized.values()))
-        behaviors = _decode_json("behaviors", self.behaviors)
+        behaviors = _decode_json(self.behaviors)
         if behaviors is None:
             canonical = [b for b in features.DEFAULT_BEHAVIORS if b in mapped]
             behaviors = canonical + [b for b in mapped if b not in canonical]
@@ -230,7 +233,7 @@ class ExampleGenConfig:
             raise ValueError(
                 f"split_method must be one of {list(SPLIT_METHODS)}, got {self.split_method!r}"
             )
-        boundaries = _decode_json("split_boundaries", self.split_boundaries)
+        boundaries = _decode_json(self.split_boundaries)
         if (
             isinstance(boundaries, str | bytes)
             or not isinstance(boundaries, Sequence)
@@ -253,7 +256,7 @@ class ExampleGenConfig:
             )
         object.__setattr__(self, "split_boundaries", (first, second))
 
-        window = _decode_json("timestamp_window", self.timestamp_window)
+        window = _decode_json(self.timestamp_window)
         if window is not None and not (isinstance(window, Sequence) and len(window) == 0):
             if (
                 isinstance(window, str | bytes)
@@ -276,7 +279,7 @@ class ExampleGenConfig:
         _check_share("timeline_trim", self.timeline_trim, upper=0.5, closed=False)
         _check_share("max_cold_event_share", self.max_cold_event_share, upper=1.0, closed=True)
 
-        eval_only = _decode_json("eval_only_behaviors", self.eval_only_behaviors)
+        eval_only = _decode_json(self.eval_only_behaviors)
         if (
             isinstance(eval_only, str | bytes)
             or not isinstance(eval_only, Sequence)

@@ -41,6 +41,12 @@ UNKNOWN_BEHAVIOR = "unknown_behavior"
 UNDECODABLE_BYTES = "undecodable_bytes"
 #: The ``csv`` module refused the record (e.g. a field over ``csv.field_size_limit``).
 MALFORMED_CSV = "malformed_csv"
+#: A user or item id holding a control character (a quoted line break, a tab, NUL, ...).
+#: Transform's text vocabulary leaves out every id with a line break
+#: (``tft.analyzers.get_vocab_newline_characters_regex``), so its events would vanish
+#: unnoticed at training and it could never be served; other control characters in an
+#: id are corruption, not identity.
+CONTROL_CHARACTER_ID = "control_character_id"
 REJECTION_REASONS: tuple[str, ...] = (
     WRONG_COLUMN_COUNT,
     BAD_TIMESTAMP,
@@ -49,6 +55,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     UNDECODABLE_BYTES,
     MALFORMED_CSV,
     IMPLAUSIBLE_TIMESTAMP,
+    CONTROL_CHARACTER_ID,
 )
 
 Event = tuple[str, str, str, int | float, str]
@@ -91,6 +98,9 @@ MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
 # Bytes that are not UTF-8 decode to lone surrogates U+DC80..U+DCFF under the
 # "surrogateescape" error handler.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
+# Unicode category Cc (C0 and C1 controls, DEL), and the line and paragraph separators
+# that ``str.splitlines`` also breaks at.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Unix seconds: ASCII digits only (``int``/``float`` alone would also take "1_000",
 # non-ASCII digits, "nan" and "inf").
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
@@ -102,6 +112,15 @@ _SHAPE_REASONS = frozenset({WRONG_COLUMN_COUNT, MALFORMED_CSV})
 
 def _has_undecodable(text: str) -> bool:
     return _UNDECODABLE.search(text) is not None
+
+
+def _id_problem(user: str, item: str) -> str | None:
+    """The rejection reason of a record's stripped ids, or None when both are fine."""
+    if not user or not item:
+        return EMPTY_ID
+    if _CONTROL.search(user) or _CONTROL.search(item):
+        return CONTROL_CHARACTER_ID
+    return None
 
 
 def open_text(binary: IO[bytes]) -> io.TextIOWrapper:
@@ -209,8 +228,17 @@ class RawLogParser:
         names = [name.strip() for name in header]
         missing = [c for c in self._columns if c not in names]
         if missing:
+            # UTF-16 (a BOM of FF FE or FE FF, a NUL byte beside every ASCII letter) or
+            # another encoding reads as escaped bytes and NULs under UTF-8.
+            encoding = (
+                "; the file is not UTF-8 text (UTF-16, as some spreadsheet exports write? "
+                "save it as UTF-8 CSV)"
+                if any(_has_undecodable(name) or "\x00" in name for name in names)
+                else ""
+            )
             raise ValueError(
-                f"{path}: header {names} lacks column(s) {missing} (expected {list(self._columns)})"
+                f"{path}: header {names} lacks column(s) {missing} (expected "
+                f"{list(self._columns)}){encoding}"
             )
         repeated = [c for c in self._columns if names.count(c) > 1]
         if repeated:
@@ -274,8 +302,9 @@ class RawLogParser:
         user_i, item_i, behavior_i, timestamp_i = indices
         user = record[user_i].strip()
         item = record[item_i].strip()
-        if not user or not item:
-            return EMPTY_ID
+        bad_id = _id_problem(user, item)
+        if bad_id:
+            return bad_id
         behavior = self._mapping.get(record[behavior_i].strip().lower())
         if behavior is None:
             return UNKNOWN_BEHAVIOR
@@ -320,6 +349,8 @@ def parse_release_file(
             yield Rejection(WRONG_COLUMN_COUNT, line_number, line_number)
         elif _has_undecodable(line):
             yield Rejection(UNDECODABLE_BYTES, line_number, line_number)
+        elif _id_problem(fields[0], fields[1]):
+            yield Rejection(CONTROL_CHARACTER_ID, line_number, line_number)
         else:
             yield (fields[0], fields[1], behavior, line_number, split)
     yield FileSummary(rows_read, blank_lines, 0)

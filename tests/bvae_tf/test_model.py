@@ -391,6 +391,7 @@ def test_config_round_trip_and_validation():
         ({"variant": "ease", "latent_dim": 8}, "'ease' does not read latent_dim"),
         ({"variant": "popularity", "learning_rate": 0.01}, "does not read learning_rate"),
         ({"variant": "repeat", "precision": "mixed_bfloat16"}, "does not read precision"),
+        ({"item_path_scale": 3.0}, "item_path_scale tune the item path, which is off"),
         # RecVAE's KL weight is its own (recvae_gamma), not BVAE's beta ramp.
         ({"variant": "recvae", "beta_cap": 0.5}, "beta_cap (variant bvae or union_vae or vae_pp)"),
     ],

@@ -243,7 +243,7 @@ def test_eval_only_behaviors_are_checked(value, match):
     [
         ({"timestamp_window": [10, 5]}, "timestamp_window"),
         ({"timestamp_window": [0]}, "timestamp_window"),
-        ({"timestamp_window": "[0, nan]"}, "timestamp_window must be JSON"),
+        ({"timestamp_window": "[0, nan]"}, "timestamp_window must be two increasing"),
         ({"timeline_trim": 0.5}, r"timeline_trim must be a number in \[0, 0.5\)"),
         ({"timeline_trim": -0.1}, "timeline_trim"),
         ({"max_cold_event_share": 1.5}, r"max_cold_event_share must be a number in \[0, 1.0\]"),

@@ -52,7 +52,7 @@ def test_tricky_but_valid_csv_is_read_exactly():
         b"u1,i1,pv,100\r\n"
         b"\r\n"  # blank line
         b'u2,"i,2",BUY,200\r\n'  # quoted comma, upper-case label
-        b'u3,"i\n3", Fav ,2018-03-31T00:00:00Z\n'  # quoted newline, padding, ISO
+        b'u3,"i 3", Fav ,2018-03-31T00:00:00Z\n'  # padding, ISO
         b"  u4  ,i4  ,cart,300   \n"  # trailing and leading spaces
         b"\n"
     )
@@ -61,10 +61,33 @@ def test_tricky_but_valid_csv_is_read_exactly():
     assert events == [
         ("u1", "i1", "click", 100, ""),
         ("u2", "i,2", "purchase", 200, ""),
-        ("u3", "i\n3", "favorite", 1522454400, ""),
+        ("u3", "i 3", "favorite", 1522454400, ""),
         ("u4", "i4", "cart", 300, ""),
     ]
     assert summary == parsing.FileSummary(rows_read=4, blank_lines=2, behavior_not_kept=0)
+
+
+def test_an_id_with_a_control_character_is_rejected_and_counted():
+    data = (
+        b"user_id,item_id,behavior,timestamp\n"
+        b'u1,"i\n1",pv,100\n'  # a quoted line break: Transform's vocabulary drops it
+        b"u2,i\t2,pv,100\n"
+        b'"u\r3",i3,pv,100\n'
+        b"u4,i4,pv,100\n"
+    )
+    events, rejections, summary = _parse(data)
+    assert events == [("u4", "i4", "click", 100, "")]
+    assert rejections == [
+        parsing.Rejection(parsing.CONTROL_CHARACTER_ID, 2, 3),
+        parsing.Rejection(parsing.CONTROL_CHARACTER_ID, 4, 4),
+        parsing.Rejection(parsing.CONTROL_CHARACTER_ID, 5, 6),
+    ]
+    assert summary.rows_read == 4
+    text = parsing.open_text(io.BytesIO(b"1 1\x000\n2 20\n"))
+    assert list(parsing.parse_release_file(text, "click", "train"))[:2] == [
+        parsing.Rejection(parsing.CONTROL_CHARACTER_ID, 1, 1),
+        ("2", "20", "click", 2, "train"),
+    ]
 
 
 def test_columns_are_found_by_name_in_any_order():
@@ -118,6 +141,15 @@ def test_mapped_behavior_not_kept_is_counted_not_rejected():
 def test_header_without_a_configured_column_names_file_and_column():
     with pytest.raises(ValueError, match=r"log\.csv.*\['timestamp'\]"):
         _parse(b"user_id,item_id,behavior,time\nu1,i1,pv,1\n")
+
+
+def test_a_utf16_file_is_named_as_not_utf8():
+    data = "user_id,item_id,behavior,timestamp\nu1,i1,pv,1\n".encode("utf-16")
+    with pytest.raises(ValueError, match=r"the file is not UTF-8 text \(UTF-16"):
+        _parse(data)
+    with pytest.raises(ValueError) as plain:  # a UTF-8 header with a wrong name: no hint
+        _parse(b"user_id,item_id,behavior,time\nu1,i1,pv,1\n")
+    assert "UTF-8" not in str(plain.value)
 
 
 def test_empty_file_yields_only_a_summary():

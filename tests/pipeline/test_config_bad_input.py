@@ -227,3 +227,9 @@ def test_loading_a_config_imports_no_tensorflow_tfx_or_beam():
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_key_given_twice_in_a_config_is_named(tmp_path):
+    (tmp_path / "twice.json").write_text('{"training": {"epochs": 5, "epochs": 50}}')
+    with pytest.raises(ValueError, match=r"twice\.json' is not valid JSON: key 'epochs' appears"):
+        configs.load_config(str(tmp_path / "twice.json"))

@@ -61,6 +61,8 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["top_k=0"], "top_k"),
         (["pipeline_name=a b"], "pipeline_name"),
         (["data.split_method=random"], "split_method"),
+        # A plain string, as a config file gives it, is named as what it is not.
+        (['data.behaviors="purchase"'], "behaviors must be a list of names, got 'purchase'"),
         (["evaluation.regression_tolerance=-1"], "regression_tolerance"),
         (["training"], "section.key=value"),
         (["training.epochs=0"], "training.epochs"),
@@ -78,6 +80,16 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (
             ["tuning.enabled=true", 'model.variant="recvae"'],
             "'recvae' does not read beta_cap, anneal_epochs; drop them with",
+        ),
+        # A key the model never reads is refused even at its default value.
+        (['model.variant="ease"', "model.latent_dim=100"], "'ease' does not read model.latent_dim"),
+        (
+            ['model.variant="popularity"', "model.seed=0", "training.epochs=200"],
+            "does not read model.seed, training.epochs: remove them",
+        ),
+        (
+            ["model.item_path_scale=1"],
+            r"model.item_path_scale \(it tunes model.item_path, which is off\)",
         ),
         (["batch_inference.enable=true"], r"batch_inference: unknown key\(s\) \['enable'\]"),
         (["batch_inference.enabled=1"], "batch_inference.enabled must be a bool"),

@@ -147,6 +147,12 @@ B64 = base64.b64encode(EXAMPLE).decode()
         ),
         (
             PREDICT,
+            {"instances": [{"examples": {"b64": B64}}, {"b64": B64}]},
+            {},
+            (400, "instances[1] is a bare value but other instances are objects"),
+        ),
+        (
+            PREDICT,
             '{"instances": ' + "[" * 5000 + "]" * 5000 + "}",
             {},
             (400, "nested too deeply"),
@@ -181,6 +187,7 @@ B64 = base64.b64encode(EXAMPLE).decode()
         "b64-int",
         "b64-null",
         "extra-key-in-row",
+        "mixed-row-forms",
         "deep-nesting",
         "negative-length",
         "non-numeric-length",

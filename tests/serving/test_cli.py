@@ -80,7 +80,12 @@ def test_predict_table_from_files(local_server, capsys, tmp_path):
     )
     assert code == 1 and "empty.jsonl: no user histories" in err
     (tmp_path / "text.tfrecord").write_text("not a record\n")
-    for bad, message in (("missing.tfrecord", "does not exist"), ("text.tfrecord", "corrupted")):
+    (tmp_path / "empty.tfrecord").write_bytes(b"")
+    for bad, message in (
+        ("missing.tfrecord", "does not exist"),
+        ("text.tfrecord", "corrupted"),
+        ("empty.tfrecord", "holds no tf.Example records"),
+    ):
         code, _, err = _run(local_server, capsys, "predict", "--examples_file", str(tmp_path / bad))
         assert code == 1 and message in err and "Traceback" not in err
 
@@ -193,8 +198,14 @@ def test_grpc_target_schemes_pass_the_server_check():
         (b'{"purchase": ["\xff"]}\n', "users.jsonl: not UTF-8 text"),
         (b"\n" + b"[" * 100_000 + b"]" * 100_000 + b"\n", "users.jsonl:2: JSON nested too deeply"),
         (b'{"purchase": ["i1"]}\n\n{"bogus": ["i1"]}\n', "users.jsonl:3: behavior(s) ['bogus']"),
+        (b'{"user_id": null, "purchase": ["i1"]}\n', "users.jsonl:1: user_id must be a string"),
+        (b'{"user_id": 1.5, "purchase": ["i1"]}\n', "or an integer, got 1.5"),
+        (b'{"purchase": ["i1"], "purchase": ["i2"]}\n', "users.jsonl:1: key 'purchase' appears"),
     ],
-    ids=["bad-json", "object-not-list", "not-an-object", "not-utf8", "deep", "unknown-behavior"],
+    ids=[
+        *("bad-json", "object-not-list", "not-an-object", "not-utf8", "deep"),
+        *("unknown-behavior", "null-user", "float-user", "duplicate-key"),
+    ],
 )
 def test_bad_histories_files_name_the_file_and_line(
     local_server, capsys, tmp_path, content, message
