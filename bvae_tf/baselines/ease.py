@@ -264,7 +264,9 @@ def _solve(train, behaviors, l2s, diagonals, *, dtype, model_for, groups):
         diag_p = np.diag(inverse).copy()
         # B_b = P X^T Y_b = (Y_b^T (X P))^T: two sparse-dense products, O(nnz(X) m)
         # and O(nnz(Y_b) m), instead of one of O(nnz(X^T Y_b) m).
-        x_p = np.asarray(x @ inverse)  # [n, m]
+        # P is symmetric and F-ordered (LAPACK's): X P^T takes its C-ordered view, where
+        # X P would have scipy copy all m x m of it first.
+        x_p = np.asarray(x @ inverse.T)  # [n, m]
         for i in range(groups or 1):
             model = model_for(i)
             targets = [train[b].astype(dtype).tocsr() for b in model.targets]
@@ -276,13 +278,20 @@ def _solve(train, behaviors, l2s, diagonals, *, dtype, model_for, groups):
                     if diagonal == "zero":
                         gamma = np.asarray(y.multiply(x_p).sum(axis=0)).ravel() / diag_p
                     # B_b row block by row block, B_b[rows] = (Y_b^T (X P)[:, rows])^T,
-                    # written into the weight: no second m x m array.
+                    # written into the weight in place (a scatter: ``weight[rows].assign``
+                    # reads the weight first, so TensorFlow copies all of it on write,
+                    # and keeps the copy's memory in its pool): no second m x m array.
                     for start in range(0, x_p.shape[1], _BLOCK):
                         rows = slice(start, start + _BLOCK)
                         block = np.asarray(y_t @ np.ascontiguousarray(x_p[:, rows])).T
                         if gamma is not None:
                             block -= inverse[rows] * gamma[None, :]
-                        model.item_item[j][rows].assign(block.astype(np.float32))
+                        model.item_item[j].scatter_update(
+                            tf.IndexedSlices(
+                                block.astype(np.float32),
+                                tf.range(start, start + block.shape[0]),
+                            )
+                        )
                 yield l2, diagonal, model
             del model, targets, transposed
             if groups:
