@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from absl import logging
 
+from bvae_tf import console
 from bvae_tf import features as F
 
 
@@ -122,11 +123,37 @@ def load_release(
     found = {b for split in pairs.values() for b in split}
     if not found:
         raise ValueError(f"no release files '<behavior>_<split>' found in {str(data_dir)!r}")
+    known = {
+        f"{prefix}_{suffix}"
+        for prefix in F.RELEASE_BEHAVIOR_MAPPING
+        for suffix in F.RELEASE_SPLIT_MAPPING
+    }
+    ignored = sorted(
+        f.name for f in data_dir.iterdir() if f.name not in known and not f.name.startswith(".")
+    )
+    if ignored:
+        logging.warning(
+            "files in %s not read (release files are named <prefix>_<split>, prefixes %s, "
+            "splits %s): %s",
+            data_dir,
+            list(F.RELEASE_BEHAVIOR_MAPPING),
+            list(F.RELEASE_SPLIT_MAPPING),
+            ignored,
+            extra={console.CONSOLE: True},
+        )
     if behaviors is None:
         behaviors = [b for b in F.DEFAULT_BEHAVIORS if len(pairs[F.TRAIN].get(b, ())) > 0]
-        skipped = sorted(found - set(behaviors))
+        skipped = [
+            f"{b} ({prefix}_train)"
+            for prefix, b in F.RELEASE_BEHAVIOR_MAPPING.items()
+            if b in found and b not in behaviors
+        ]
         if skipped:
-            logging.info("behaviors without train interactions, not modelled: %s", skipped)
+            logging.warning(
+                "behaviors not modelled, their train file empty or missing: %s",
+                ", ".join(skipped),
+                extra={console.CONSOLE: True},
+            )
     behaviors = F.validate_behaviors(behaviors)
     unknown = [b for b in behaviors if b not in found]
     if unknown:

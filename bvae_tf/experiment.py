@@ -582,24 +582,36 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
     return run, model, test
 
 
-def _run_key(args) -> str:
-    """What a kept training state must match to be resumed: the package version,
-    every setting of the run (a ``--grid`` or ``--tune`` trial's values included) and
-    the data files' names, sizes and SHA-256 digests. Contents, not modification
-    times: a release copied afresh (new times, same bytes) still resumes."""
+def _data_stamp(data_dir) -> list[tuple[str, int, str]]:
+    """``(name, size, SHA-256 hex)`` of every file in the ``--data`` folder, by name:
+    contents, not modification times (a release copied afresh still matches)."""
     import hashlib
 
-    import bvae_tf
-
-    data = pathlib.Path(args.data)
+    data = pathlib.Path(data_dir)
     files = sorted(data.iterdir()) if data.is_dir() else [data]
-    stamp = [
+    return [
         (f.name, f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest())
         for f in files
         if f.is_file()
     ]
+
+
+def data_digest(data_dir) -> str:
+    """SHA-256 hex of :func:`_data_stamp`: what a kept result (and each kept part of
+    one) must match to be reused by the same command."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(_data_stamp(data_dir)).encode()).hexdigest()
+
+
+def _run_key(args) -> str:
+    """What a kept training state must match to be resumed: the package version,
+    every setting of the run (a ``--grid`` or ``--tune`` trial's values included) and
+    the data files' names, sizes and SHA-256 digests (:func:`_data_stamp`)."""
+    import bvae_tf
+
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IN_RUN_KEY}
-    return json.dumps([bvae_tf.__version__, settings, stamp], default=str)
+    return json.dumps([bvae_tf.__version__, settings, _data_stamp(args.data)], default=str)
 
 
 #: Settings that do not change what a run trains: how it is logged, reported or
@@ -608,6 +620,7 @@ def _run_key(args) -> str:
 _NOT_IN_RUN_KEY = frozenset(
     {
         "checkpoint_root",
+        "data_digest",
         "argv",
         "overwrite",
         "command",
@@ -1075,7 +1088,9 @@ def _fit_baseline(args, data, parts: pathlib.Path) -> dict:
         # resumes at its next lambda (minutes of inversion each on 30k items).
         done = index * len(grid["diagonal"]) * len(groups)
         part = parts / f"ease-l2-{l2:g}.json"
-        trials += _resumable_part(part, args.command, functools.partial(fit_l2, l2))["trials"]
+        trials += _resumable_part(
+            part, args.command, args.data_digest, functools.partial(fit_l2, l2)
+        )["trials"]
     selected = {
         b: max(trials, key=lambda t, b=b: t["valid"][b][M.SELECTION_METRIC]) for b in behaviors
     }
@@ -1612,6 +1627,7 @@ def run(args) -> dict:
         "data": str(args.data),
         "behaviors": list(data.behaviors),
         "command": " ".join(["python -m bvae_tf.experiment", *args.argv]),
+        "data_digest": data_digest(args.data),
         # The protocols the runs record (``runs[i][HONEST]``, and ``[PAPER]`` too with
         # --paper-protocol for models with epochs).
         "protocol": "; ".join(
@@ -1624,7 +1640,12 @@ def run(args) -> dict:
     # Every training keeps its state here after each epoch (training.fit), so that a
     # killed run resumes at its next epoch; removed once the result is written.
     args.command, args.checkpoint_root = result["command"], out / f"{name}.ckpt"
-    kept = None if args.overwrite else _kept_result(out / f"{name}.json", result["command"])
+    args.data_digest = result["data_digest"]
+    kept = (
+        None
+        if args.overwrite
+        else _kept_result(out / f"{name}.json", result["command"], args.data_digest)
+    )
     done = {r.get("seed"): r for r in (kept or {}).get("runs", [])}
     if args.model in BASELINES:
         record = done.get(None)
@@ -1664,6 +1685,7 @@ def run(args) -> dict:
                 _resumable_part(
                     out / f"{name}.parts" / f"s{seed}-{b}.json",
                     result["command"],
+                    args.data_digest,
                     functools.partial(
                         _train_tuned,
                         args,
@@ -1693,22 +1715,33 @@ def run(args) -> dict:
     return result
 
 
-def _kept_result(path: pathlib.Path, command: str) -> dict | None:
-    """The result ``path`` holds if the same ``command`` wrote it (its finished seeds
-    are kept, so that the command resumes); None if there is none, it cannot be read,
-    or another command wrote it."""
+def _kept_result(path: pathlib.Path, command: str, digest: str | None) -> dict | None:
+    """The result ``path`` holds if the same ``command`` wrote it from the same data
+    (its finished seeds are kept, so that the command resumes); None if there is none,
+    it cannot be read, or another command or other data files wrote it.
+
+    Args:
+      path: a result JSON file.
+      command: the experiment's command line.
+      digest: :func:`data_digest` of ``--data``; None: not compared. A file written
+        before results recorded their data's digest is kept on its command alone.
+    """
     try:
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(kept, dict) or kept.get("command") != command:
         return None
+    if digest is not None and kept.get("data_digest", digest) != digest:
+        return None
     if not isinstance(kept.get("runs"), list):
         return None
     return kept
 
 
-def _resumable_part(path: pathlib.Path, command: str, train: Callable[[], dict]) -> dict:
+def _resumable_part(
+    path: pathlib.Path, command: str, digest: str, train: Callable[[], dict]
+) -> dict:
     """One part of a run, kept until the whole result is written, so that a killed
     run resumes at its next part: a target of a one-model-per-target method, or one
     lambda of EASE's grid.
@@ -1718,6 +1751,7 @@ def _resumable_part(path: pathlib.Path, command: str, train: Callable[[], dict])
         ``<out>/<name>.parts/ease-l2-<lambda>.json``).
       command: the experiment's command line; a part written by another command is
         trained again.
+      digest: :func:`data_digest` of ``--data``; a part of other data is trained again.
       train: trains the part and returns its record.
 
     Returns:
@@ -1728,7 +1762,12 @@ def _resumable_part(path: pathlib.Path, command: str, train: Callable[[], dict])
             saved = json.loads(path.read_text())
         except ValueError:
             saved = {}
-        if isinstance(saved, dict) and saved.get("command") == command and "run" in saved:
+        if (
+            isinstance(saved, dict)
+            and saved.get("command") == command
+            and saved.get("data_digest", digest) == digest
+            and "run" in saved
+        ):
             logging.info(
                 "%s: finished earlier, read back", path.name, extra={console.CONSOLE: True}
             )
@@ -1736,13 +1775,24 @@ def _resumable_part(path: pathlib.Path, command: str, train: Callable[[], dict])
     run = train()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"command": command, "run": run}, sort_keys=True))
+    tmp.write_text(
+        json.dumps({"command": command, "data_digest": digest, "run": run}, sort_keys=True)
+    )
     tmp.replace(path)
     return run
 
 
 def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _metric_names(run: dict, protocol: str) -> set[tuple[str, str]]:
+    """``(behavior, metric)`` names a run records under ``protocol`` (empty if none)."""
+    return {(b, m) for b, values in run.get(protocol, {}).items() for m in values}
+
+
+#: Metric families (the name before ``@K``) whose values are shares in [0, 1].
+_SHARE_METRICS = frozenset({"precision", "recall", "ndcg", "hit_rate"})
 
 
 def check_result(result: dict) -> None:
@@ -1809,11 +1859,37 @@ def check_result(result: dict) -> None:
                         f"metrics that are not finite numbers: {protocol} {b} "
                         f"{', '.join(bad[:5])} ({where})"
                     )
+                # Ranking metrics are shares in [0, 1]; the user count a whole number.
+                out_of_range = [
+                    m
+                    for m, v in values.items()
+                    if (m.partition("@")[0] in _SHARE_METRICS and not 0.0 <= v <= 1.0)
+                    or (m == "num_users" and not (v >= 0 and float(v).is_integer()))
+                ]
+                if out_of_range:
+                    raise ValueError(
+                        f"metrics out of range: {protocol} {b} "
+                        + ", ".join(f"{m}={values[m]!r}" for m in out_of_range[:5])
+                        + f" ({where}; ranking metrics lie in [0, 1], num_users is a count)"
+                    )
                 if protocol == HONEST and names.setdefault(b, set(values)) != set(values):
                     raise ValueError(
                         f"{where}.{protocol}.{b} has the metrics {sorted(values)}, the first "
                         f"run {sorted(names[b])}"
                     )
+        per_user = run.get("test_per_user")
+        if per_user is not None and not (
+            isinstance(per_user, dict)
+            and set(per_user) <= set(behaviors)
+            and all(
+                isinstance(v, list) and all(_is_number(x) and 0.0 <= x <= 1.0 for x in v)
+                for v in per_user.values()
+            )
+        ):
+            raise ValueError(
+                f"{where}.test_per_user must map behaviors to lists of per-user NDCG@5 "
+                "values in [0, 1]"
+            )
         config = run.get("config", {})
         if not isinstance(config, dict):
             raise ValueError(f"{where}.config must be an object, got {config!r}")
@@ -1898,6 +1974,15 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
                 )
         same = [r for r in results if method_key(r) == key]
         if same:  # e.g. seeds run in separate invocations: pool them
+            for protocol in (HONEST, PAPER):
+                ours, theirs = (_metric_names(r["runs"][0], protocol) for r in (result, same[0]))
+                if ours != theirs:
+                    raise ValueError(
+                        f"{str(path)!r} records other {protocol} metrics than "
+                        f"{seen[(key, same[0]['runs'][0].get('seed'))]!r} of the same method "
+                        f"{result['method']!r} (e.g. files from different code): only "
+                        f"one has {sorted(ours ^ theirs)[:5]}"
+                    )
             same[0]["runs"] += result["runs"]
         else:
             results.append(result)
@@ -1963,6 +2048,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             pathlib.Path(args.markdown).resolve() == pathlib.Path(f).resolve() for f in args.combine
         ):
             _parser().error(f"--markdown {args.markdown!r} is one of the --combine inputs")
+        if args.markdown and args.markdown.endswith(".json"):
+            _parser().error(
+                f"--markdown {args.markdown!r}: a Markdown table is not written to a .json "
+                "file (result files are .json)"
+            )
         if args.markdown and not pathlib.Path(args.markdown).resolve().parent.is_dir():
             _parser().error(f"--markdown {args.markdown!r}: its folder does not exist")
         try:
@@ -1970,6 +2060,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as e:
             _parser().error(f"--combine: {e}")
         labels = [r["method"] for r in results]
+        if args.anchor is not None and args.table_k != 5:
+            _parser().error(
+                f"--anchor's paired t-test reads the per-user test NDCG@5 the runs record "
+                f"(K = 5 only), not K = {args.table_k}: drop --table-k or --anchor"
+            )
         if args.anchor is not None and args.anchor not in labels:
             _parser().error(
                 f"--anchor {args.anchor!r} is none of the combined rows' labels: "
@@ -2002,24 +2097,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "
             "choose another --name or --out"
         )
-    kept = _kept_result(existing, " ".join(["python -m bvae_tf.experiment", *argv]))
-    if existing.is_file() and kept is None and not args.overwrite:
-        _parser().error(
-            f"{str(existing)!r} holds the result of another command: choose another --name "
-            "or --out, or pass --overwrite to replace it"
-        )
+    command = " ".join(["python -m bvae_tf.experiment", *argv])
+    if existing.is_file() and not args.overwrite:
+        if _kept_result(existing, command, None) is None:
+            _parser().error(
+                f"{str(existing)!r} holds the result of another command: choose another "
+                "--name or --out, or pass --overwrite to replace it"
+            )
+        if pathlib.Path(args.data).is_dir() and (
+            _kept_result(existing, command, data_digest(args.data)) is None
+        ):
+            _parser().error(
+                f"{str(existing)!r} holds the result of this command on other data: the "
+                f"files of --data {args.data!r} changed since. Choose another --name or "
+                "--out, or pass --overwrite to replace it"
+            )
     try:
         points = grid_points(args.grid)
     except ValueError as e:
         _parser().error(str(e))
-    for name in OPTIMIZER_GRID_FLAGS:
-        values = [p[name] for p in points if name in p]
+    for flag in OPTIMIZER_GRID_FLAGS:
+        values = [p[flag] for p in points if flag in p]
         if values and (
             args.model not in SAMPLED_SOFTMAX_MODELS
             or not all(math.isfinite(v) and 0 <= v < 2**31 for v in values)
         ):
             _parser().error(
-                f"--grid {name} takes finite values in [0, 2**31), for "
+                f"--grid {flag} takes finite values in [0, 2**31), for "
                 f"{', '.join(SAMPLED_SOFTMAX_MODELS)}; got {values} with --model {args.model}"
             )
     if (args.grid or args.tune) and args.model in BASELINES:
@@ -2144,6 +2248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not pathlib.Path(args.data).is_dir():  # after the flags, before the log file
         what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
         _parser().error(f"--data {args.data!r} {what}")
+    if args.log_dir is not None and any(
+        parent.exists() and not parent.is_dir()
+        for parent in (pathlib.Path(args.log_dir), *pathlib.Path(args.log_dir).parents)
+    ):
+        _parser().error(f"--log-dir {args.log_dir!r} is (or is below) a file, not a folder")
     try:
         pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:  # e.g. a file on the way

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the comparison rows of docs/RESULTS.md on a released dataset with
 # `python -m bvae_tf.experiment`, one JSON per row and seed; resumable: a row whose
-# JSON exists is skipped, and a killed row resumes at its next epoch (the experiment
-# keeps its state in OUT/<row>_s<seed>.ckpt until the JSON is written).
+# JSON exists is skipped (one another command wrote is named, not rerun), and a killed
+# row resumes at its next epoch (the experiment keeps its state in
+# OUT/<row>_s<seed>.ckpt until the JSON is written).
 #
 #   scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]
 #   scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3
@@ -164,21 +165,42 @@ fi
 # DRY_RUN=1 prints each command that would run (rows and seeds not done yet) instead.
 run() { if [[ -n ${DRY_RUN:-} ]]; then echo "would run: $*"; else "$@"; fi; }
 [[ -n ${DRY_RUN:-} ]] || mkdir -p "$OUT"
+# A row's JSON that exists counts as done only if this script's command for the row
+# wrote it (the experiment records its command line); one written by another command
+# (e.g. a shorter smoke run with other EPOCHS) is named and left alone, not rerun:
+# delete it, or run the experiment with --overwrite, to replace it.
+others=()
+# done_by_this NAME FLAG...: 0 if OUT/NAME.json exists, and records a command that ends
+# in "--name NAME FLAG..." (DATA and OUT may be spelled differently, e.g. from another
+# folder, and still be the same files).
+done_by_this() {
+  local file="$OUT/$1.json" recorded
+  [[ -f $file ]] || return 1
+  recorded=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("command", ""))' \
+    "$file" 2>/dev/null) || recorded=""
+  [[ $recorded == *" --name $*" ]] || others+=("$file")
+  return 0
+}
 for seed in $(seq 0 $((SEEDS - 1))); do
   for row in "${ROWS[@]}"; do
     read -r -a args <<< "$(flags "$row")"
     case $row in
       popularity | repeat | ease)  # deterministic: one run
-        [[ $seed -eq 0 && ! -f "$OUT/$row.json" ]] || continue
+        [[ $seed -eq 0 ]] || continue
+        ! done_by_this "$row" "${args[@]}" || continue
         echo "== $row"
         run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$row" "${args[@]}" ;;
       *)
         name="${row}_s$seed"
-        [[ ! -f "$OUT/$name.json" ]] || continue
+        opts=(--seeds 1 --first-seed "$seed" "${TRAIN[@]}" "${args[@]}")
+        ! done_by_this "$name" "${opts[@]}" || continue
         echo "== $name"
-        run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$name" \
-          --seeds 1 --first-seed "$seed" "${TRAIN[@]}" "${args[@]}" ;;
+        run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$name" "${opts[@]}" ;;
     esac
   done
 done
+if [[ ${#others[@]} -gt 0 ]]; then
+  echo "note: ${#others[@]} result(s) in OUT were written by another command (other" \
+    "settings or budget) and were not rerun; delete them to run these rows: ${others[*]}" >&2
+fi
 echo "== done: $OUT"

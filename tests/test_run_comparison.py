@@ -1,5 +1,6 @@
 """scripts/run_comparison.sh: row names become experiment flags; a bad name runs nothing."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -103,6 +104,24 @@ def test_dry_run_lists_the_runs_not_done_and_runs_nothing(tmp_path):
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("would run:")]
     assert "--name bvae_s1 " in line and "--first-seed 1 " in line
+
+
+def test_a_result_of_another_command_is_named_not_counted_silently(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").mkdir()
+    same = "python -m bvae_tf.experiment --data d --out o --name bvae_s0 --seeds 1"
+    same += " --first-seed 0 --epochs 150 --patience 40 --paper-protocol --model bvae"
+    (tmp_path / "out" / "bvae_s0.json").write_text(json.dumps({"command": same}))
+    smoke = same.replace("--name bvae_s0", "--name vae_u_s0").replace("bvae", "vae_u")
+    smoke = smoke.replace("--epochs 150", "--epochs 1")
+    (tmp_path / "out" / "vae_u_s0.json").write_text(json.dumps({"command": smoke}))
+    args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", "bvae", "vae_u"]
+    env = {**os.environ, "DRY_RUN": "1", "PY": "false"}
+    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "would run:" not in done.stdout  # neither is rerun over a kept result
+    assert "1 result(s) in OUT were written by another command" in done.stderr
+    assert "vae_u_s0.json" in done.stderr and "bvae_s0.json" not in done.stderr
 
 
 @pytest.mark.parametrize("dry_run", ["", "1"])

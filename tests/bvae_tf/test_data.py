@@ -1,5 +1,7 @@
 """Release-format reader and tf.data pipelines."""
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -34,9 +36,16 @@ def release(tmp_path):
     return tmp_path
 
 
-def test_load_release_maps_names_ids_and_skips_empty_train(release):
-    data = D.load_release(release)
+def test_load_release_maps_names_ids_and_skips_empty_train(release, caplog):
+    with caplog.at_level(logging.WARNING):
+        data = D.load_release(release)
     assert data.behaviors == (F.PURCHASE, F.CLICK)  # cart has no train data
+    # Both are said where the run's output shows them, not only in the full log.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "not modelled, their train file empty or missing: cart (cart_train)" in w for w in warnings
+    )
+    assert any("not read" in w and "['unrelated.txt']" in w for w in warnings)
     assert (data.num_users, data.num_items) == (4, 6)
     purchase = data.matrix(F.TRAIN, F.PURCHASE)
     assert purchase.shape == (4, 6)

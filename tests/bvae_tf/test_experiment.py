@@ -265,6 +265,9 @@ def test_combine_refuses_a_seed_twice_and_an_anchor_that_names_no_row(tmp_path, 
         experiment.main(["--combine", str(first), "--anchor", "BVAE (defaults)"])
     err = capsys.readouterr().err
     assert "--anchor 'BVAE (defaults)' is none of" in err and "BVAE (gates=gated)" in err
+    with pytest.raises(SystemExit):
+        experiment.main(["--combine", str(first), "--anchor", "BVAE", "--table-k", "10"])
+    assert "(K = 5 only), not K = 10" in capsys.readouterr().err
 
 
 @pytest.mark.unit
@@ -279,11 +282,22 @@ def test_combine_refuses_a_file_twice_a_copied_baseline_other_data_and_nan(tmp_p
     jd = write("jd.json", {**_result("bvae", "BVAE", 0, 0.1), "data": "../data/JD"})
     ub = write("ub.json", {**_result("bvae", "BVAE", 1, 0.2), "data": "/elsewhere/UB"})
     nan = write("nan.json", _result("bvae", "BVAE", 2, float("nan")))
+    negative = write("negative.json", _result("bvae", "BVAE", 3, -0.5))
+    other = _result("bvae", "BVAE", 4, 0.1)
+    other["runs"][0]["honest"]["purchase"]["ndcg@7"] = 0.1  # e.g. older or newer code
+    other = write("other.json", other)
+    plain = write("plain.json", _result("bvae", "BVAE", 6, 0.1))
+    per_user = _result("bvae", "BVAE", 5, 0.1)
+    per_user["runs"][0]["test_per_user"] = {"purchase": ["a"]}
+    per_user = write("per_user.json", per_user)
     for files, message in [
         ([first, first], "is given twice"),
         ([first, copy], "both hold a run of 'Popularity'"),
         ([jd, ub], "results of different datasets cannot share a table"),
         ([nan], "metrics that are not finite numbers: honest purchase ndcg@5"),
+        ([negative], "metrics out of range: honest purchase ndcg@5=-0.5"),
+        ([plain, other], "other.json' records other honest metrics than"),
+        ([per_user], "per_user.json': runs[0].test_per_user must map behaviors to lists"),
     ]:
         with pytest.raises(SystemExit):
             experiment.main(["--combine", *files])
@@ -540,13 +554,33 @@ def test_a_killed_per_target_run_resumes_at_the_next_target(release_dir, tmp_pat
     assert set(run["honest"]) == {"purchase", "click"}
     assert not (tmp_path / "vae_t.parts").exists()
 
-    # A part written by another command line is trained again.
-    (tmp_path / "vae_t.json").unlink()  # else the finished seed is kept (next test)
-    part.parent.mkdir()
-    part.write_text(json.dumps({"command": "python -m bvae_tf.experiment --other", "run": first}))
-    trained.clear()
-    _run(release_dir, tmp_path, *flags)
-    assert trained == [("purchase",), ("click",)]
+    # A part written by another command line, or from other data files, is trained again.
+    command = json.loads((tmp_path / "vae_t.json").read_text())["command"]
+    for other in (
+        {"command": "python -m bvae_tf.experiment --other"},
+        {"command": command, "data_digest": "other data"},
+    ):
+        (tmp_path / "vae_t.json").unlink()  # else the finished seed is kept (next test)
+        part.parent.mkdir()
+        part.write_text(json.dumps({**other, "run": first}))
+        trained.clear()
+        _run(release_dir, tmp_path, *flags)
+        assert trained == [("purchase",), ("click",)]
+
+
+def test_log_dir_and_markdown_paths_are_checked_before_any_run(release_dir, tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    argv = ["--data", str(release_dir), "--out", str(tmp_path), "--model", "popularity"]
+    with pytest.raises(SystemExit):
+        experiment.main([*argv, "--log-dir", str(tmp_path / "afile" / "logs")])
+    assert "is (or is below) a file" in capsys.readouterr().err
+    assert not (tmp_path / "popularity.json").exists()
+    assert experiment.main(argv) == 0
+    with pytest.raises(SystemExit):  # a Markdown table must not replace a result file
+        experiment.main(
+            ["--combine", str(tmp_path / "popularity.json"), "--markdown", str(tmp_path / "x.json")]
+        )
+    assert "is not written to a .json file" in capsys.readouterr().err
 
 
 def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
@@ -568,8 +602,17 @@ def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
     with pytest.raises(SystemExit):  # another command would replace it
         _run(release_dir, tmp_path, "--model", "vae_u", "--seeds", "2", "--epochs", "1")
     assert "holds the result of another command" in capsys.readouterr().err
+    # The same command on changed data files: its kept seed is not reused.
+    test_file = release_dir / "target_test"
+    test_file.write_text("".join(test_file.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(SystemExit):
+        _run(release_dir, tmp_path, *flags)
+    assert "holds the result of this command on other data" in capsys.readouterr().err
     _run(release_dir, tmp_path, *flags, "--overwrite")
     assert trained == [0]  # --overwrite trains every seed again
+    assert json.loads((tmp_path / "vae_u.json").read_text())["data_digest"] == (
+        experiment.data_digest(release_dir)
+    )
 
 
 # BVAE; NGCF (one per target, its optimizer built at the first step); RecVAE (two
