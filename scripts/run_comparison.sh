@@ -159,12 +159,12 @@ problem=""
 [[ -d $DATA ]] || problem="DATA '$DATA' is not a folder"
 [[ ! -e $OUT || -d $OUT ]] || problem="OUT '$OUT' exists and is not a folder"
 if [[ -n $problem ]]; then
-  [[ -n ${DRY_RUN:-} ]] || { echo "$problem" >&2; exit 2; }
+  [[ ${DRY_RUN:-0} != 0 ]] || { echo "$problem" >&2; exit 2; }
   echo "note: $problem; a run would stop here" >&2
 fi
 # DRY_RUN=1 prints each command that would run (rows and seeds not done yet) instead.
-run() { if [[ -n ${DRY_RUN:-} ]]; then echo "would run: $*"; else "$@"; fi; }
-[[ -n ${DRY_RUN:-} ]] || mkdir -p "$OUT"
+run() { if [[ ${DRY_RUN:-0} != 0 ]]; then echo "would run: $*"; else "$@"; fi; }
+[[ ${DRY_RUN:-0} != 0 ]] || mkdir -p "$OUT"
 # A row's JSON that exists counts as done only if this script's command for the row
 # wrote it (the experiment records its command line); one written by another command
 # (e.g. a shorter smoke run with other EPOCHS) is named and left alone, not rerun:

@@ -61,7 +61,7 @@ esac
 problem=""
 [[ -d $DATA ]] || problem="DATA '$DATA' is not a folder"
 [[ ! -e $OUT || -d $OUT ]] || problem="OUT '$OUT' exists and is not a folder"
-[[ -n ${DRY_RUN:-} || -z $problem ]] || { echo "$problem" >&2; exit 2; }
+[[ ${DRY_RUN:-0} != 0 || -z $problem ]] || { echo "$problem" >&2; exit 2; }
 todo=0
 for seed in $(seq 0 $((SEEDS - 1))); do
   for row in "${ROWS[@]}"; do
@@ -95,7 +95,7 @@ if [[ ${EPOCHS:-} =~ ^[0-9]+$ ]] && (( 10#$EPOCHS < 150 )); then  # a shorter bu
   minutes=$(( (minutes * 10#$EPOCHS + 149) / 150 )) basis+="; scaled to EPOCHS=$EPOCHS of 150"
 fi
 echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (about $((todo * minutes)) minutes at ~$minutes min per run: $basis)"
-if [[ -n ${DRY_RUN:-} ]]; then
+if [[ ${DRY_RUN:-0} != 0 ]]; then
   [[ -z $problem ]] || echo "note: $problem; a run would stop here" >&2
   printf "%s\n" "${ROWS[@]}"; exit 0
 fi

@@ -31,6 +31,8 @@ def test_rows_become_experiment_flags(tmp_path):
     assert commands[1].endswith("--model bvae --latent-dim 150")
     smoke = _run(tmp_path, "bvae", EPOCHS="1", PATIENCE="0")
     assert "--epochs 1 --patience 0 --paper-protocol" in smoke.stdout
+    not_dry = _run(tmp_path, "bvae", DRY_RUN="0")  # "0" is no dry run
+    assert "would run" not in not_dry.stdout and "-m bvae_tf.experiment" in not_dry.stdout
 
 
 def test_an_unknown_row_stops_before_any_run(tmp_path):
