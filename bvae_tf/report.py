@@ -206,6 +206,14 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
                     f"cannot use {str(path)!r}: behaviors {behaviors} are not among "
                     f"{DATASETS[key][0]}'s {list(known)}"
                 )
+            # The tables, RQ4's steps and the labels read the dataset's order; a run of
+            # the same behaviors in another order would be left out of RQ1 unseen.
+            if set(behaviors) == set(known) and tuple(behaviors) != tuple(known):
+                raise ValueError(
+                    f"cannot use {str(path)!r}: it models {DATASETS[key][0]}'s behaviors in "
+                    f"another order ({behaviors}, the report's is {list(known)}); rerun "
+                    "it with --behaviors in that order, or move it out of the folder"
+                )
         out[key] = sorted(combined, key=lambda r, key=key: _row_order(r, key))
     if not out:
         raise ValueError(

@@ -256,6 +256,13 @@ def test_a_behavior_the_dataset_does_not_have_is_named(results_dir):
         report.load(results_dir)
 
 
+def test_the_datasets_behaviors_in_another_order_are_named(results_dir):
+    result = _result("bvae", behaviors=("click", "purchase", "favorite"))
+    (results_dir / "jd" / "reordered_s0.json").write_text(json.dumps(result))
+    with pytest.raises(ValueError, match=r"reordered_s0\.json.*in another order"):
+        report.load(results_dir)
+
+
 def test_an_out_that_is_a_file_is_a_usage_error(results_dir, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     with pytest.raises(SystemExit):
