@@ -58,6 +58,7 @@ TRAIN=(--epochs "${EPOCHS:-150}" --patience "${PATIENCE:-40}" --paper-protocol)
 # every row.
 # A row's numeric part: a plain decimal number (e.g. 0.99, 1e-3 is not one).
 number() { [[ $2 =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "unknown row $1 ('$2' is not a number)" >&2; exit 2; }; }
+positive() { [[ $2 =~ [1-9] ]] || { echo "unknown row $1 ('$2' must be > 0)" >&2; exit 2; }; }
 flags() {
   local base
   case $1 in
@@ -65,6 +66,7 @@ flags() {
       echo "unknown row $1 (${1%_tuned} has no learning rate; ease searches its own grid)" >&2
       exit 2 ;;
     ehcf_tuned) base=$(flags ehcf) || exit 2; echo "$base --grid lr=0.01,0.05,0.1" ; return ;;
+    *_tuned_tuned) echo "unknown row $1 (_tuned once)" >&2; exit 2 ;;
     *_tuned) base=$(flags "${1%_tuned}") || exit 2; echo "$base --grid lr=1e-4,1e-3,1e-2" ; return ;;
   esac
   case $1 in
@@ -107,7 +109,8 @@ flags() {
       for part in $(tr _ ' ' <<< "${rest#bvae_}"); do
         case $part in
           g[0-9]*) [[ $1 == item_path_* ]] || { echo "unknown row $1" >&2; exit 2; }
-            number "$1" "${part#g}"; out+=" --item-path-scale ${part#g}" ;;
+            number "$1" "${part#g}"; positive "$1" "${part#g}"
+            out+=" --item-path-scale ${part#g}" ;;
           drop[0-9]*) [[ $1 == item_path_* ]] || { echo "unknown row $1" >&2; exit 2; }
             number "$1" "${part#drop}"; out+=" --item-path-drop-overlap ${part#drop}" ;;
           anneal[0-9]*) number "$1" "${part#anneal}"; out+=" --anneal-steps ${part#anneal}" ;;
@@ -140,20 +143,28 @@ flags() {
     # (JD: rq4_purchase, rq4_purchase_click; UB: rq4_purchase, rq4_purchase_favorite;
     # the full set is the "bvae" row).
     rq4_*)
+      local seen=" "
       for b in $(tr _ ' ' <<< "${1#rq4_}"); do
         [[ $b =~ ^(purchase|click|favorite|cart)$ ]] \
           || { echo "unknown row $1 ('$b' is none of purchase, click, favorite, cart)" >&2; exit 2; }
+        [[ $seen != *" $b "* ]] || { echo "unknown row $1 ('$b' twice)" >&2; exit 2; }
+        seen+="$b "
       done
       echo "--model bvae --behaviors $(tr _ ' ' <<< "${1#rq4_}")" ;;
     # RQ2: fixed loss weights in place of SDWL, "weights_<purchase>_<click>_<favourite>".
     weights_*) IFS=_ read -r -a w <<< "${1#weights_}"
+      [[ ${#w[@]} -eq 3 ]] \
+        || { echo "unknown row $1 (weights_<purchase>_<click>_<favourite>: 3 weights)" >&2; exit 2; }
       for v in "${w[@]}"; do number "$1" "$v"; done
+      [[ "${w[*]}" =~ [1-9] ]] || { echo "unknown row $1 (every weight is 0)" >&2; exit 2; }
       echo "--model bvae --loss-weights ${w[*]}" ;;
     *) echo "unknown row $1 (the rows: scripts/run_comparison.sh --help)" >&2; exit 2 ;;
   esac
 }
 
-# Every row name is checked before anything runs (flags exits on an unknown row).
+# Every row name and value is checked before anything runs (flags exits on an unknown
+# row); values that depend on the data (e.g. rq4_cart on JD, whose cart has no train
+# events) are checked by the experiment at the row's turn.
 for row in "${ROWS[@]}"; do flags "$row" > /dev/null; done
 problem=""
 [[ -d $DATA ]] || problem="DATA '$DATA' is not a folder"

@@ -49,6 +49,12 @@ def test_an_unknown_row_stops_before_any_run(tmp_path):
         ("rq4_purchase_foo", "('foo' is none of purchase, click, favorite, cart)"),
         ("bvae_ema5", "(ema<R> needs 0 <= R < 1)"),
         ("item_path_g1x", "('1x' is not a number)"),
+        # Values the experiment would refuse only at the row's turn, hours in.
+        ("item_path_g0", "('0' must be > 0)"),
+        ("weights_0_0_0", "(every weight is 0)"),
+        ("weights_0.5", "(weights_<purchase>_<click>_<favourite>: 3 weights)"),
+        ("rq4_purchase_purchase", "('purchase' twice)"),
+        ("bvae_tuned_tuned", "(_tuned once)"),
     ],
 )
 def test_a_row_with_a_bad_value_stops_before_any_run(tmp_path, row, message):
