@@ -2087,31 +2087,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error(f"--name must be a file stem without a path separator, got {name!r}")
     if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
         _parser().error(f"--out {args.out!r} exists and is not a folder")
-    existing = pathlib.Path(args.out) / f"{name}.json"
-    try:
-        kept_model = json.loads(existing.read_text()).get("model") if existing.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        kept_model = "?"
-    if kept_model not in (None, args.model):
-        _parser().error(
-            f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "
-            "choose another --name or --out"
-        )
-    command = " ".join(["python -m bvae_tf.experiment", *argv])
-    if existing.is_file() and not args.overwrite:
-        if _kept_result(existing, command, None) is None:
-            _parser().error(
-                f"{str(existing)!r} holds the result of another command: choose another "
-                "--name or --out, or pass --overwrite to replace it"
-            )
-        if pathlib.Path(args.data).is_dir() and (
-            _kept_result(existing, command, data_digest(args.data)) is None
-        ):
-            _parser().error(
-                f"{str(existing)!r} holds the result of this command on other data: the "
-                f"files of --data {args.data!r} changed since. Choose another --name or "
-                "--out, or pass --overwrite to replace it"
-            )
     try:
         points = grid_points(args.grid)
     except ValueError as e:
@@ -2245,6 +2220,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _parser().error(
                     f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
                 )
+    # After the flags are checked: a bad flag is named, not a kept result's command.
+    existing = pathlib.Path(args.out) / f"{name}.json"
+    try:
+        kept_model = json.loads(existing.read_text()).get("model") if existing.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        kept_model = "?"
+    if kept_model not in (None, args.model):
+        _parser().error(
+            f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "
+            "choose another --name or --out"
+        )
+    command = " ".join(["python -m bvae_tf.experiment", *argv])
+    if existing.is_file() and not args.overwrite:
+        if _kept_result(existing, command, None) is None:
+            _parser().error(
+                f"{str(existing)!r} holds the result of another command: choose another "
+                "--name or --out, or pass --overwrite to replace it"
+            )
+        if pathlib.Path(args.data).is_dir() and (
+            _kept_result(existing, command, data_digest(args.data)) is None
+        ):
+            _parser().error(
+                f"{str(existing)!r} holds the result of this command on other data: the "
+                f"files of --data {args.data!r} changed since. Choose another --name or "
+                "--out, or pass --overwrite to replace it"
+            )
     if not pathlib.Path(args.data).is_dir():  # after the flags, before the log file
         what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
         _parser().error(f"--data {args.data!r} {what}")

@@ -602,6 +602,10 @@ def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
     with pytest.raises(SystemExit):  # another command would replace it
         _run(release_dir, tmp_path, "--model", "vae_u", "--seeds", "2", "--epochs", "1")
     assert "holds the result of another command" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a bad flag is named first, not the kept result
+        _run(release_dir, tmp_path, "--model", "vae_u", "--dropout", "1.5")
+    err = capsys.readouterr().err
+    assert "dropout" in err and "holds the result" not in err
     # The same command on changed data files: its kept seed is not reused.
     test_file = release_dir / "target_test"
     test_file.write_text("".join(test_file.read_text().splitlines(keepends=True)[:-1]))
