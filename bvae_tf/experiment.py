@@ -1791,6 +1791,9 @@ def _metric_names(run: dict, protocol: str) -> set[tuple[str, str]]:
     return {(b, m) for b, values in run.get(protocol, {}).items() for m in values}
 
 
+#: The flags of ``--combine`` (the others set up a run).
+_COMBINE_FLAGS = frozenset({"combine", "markdown", "anchor", "table_k", "protocols", "verbose"})
+
 #: Metric families (the name before ``@K``) whose values are shares in [0, 1].
 _SHARE_METRICS = frozenset({"precision", "recall", "ndcg", "hit_rate"})
 
@@ -2044,6 +2047,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = argv
     if args.combine:
+        defaults = vars(_parser().parse_args([]))
+        ignored = [
+            f"--{key.replace('_', '-')}"
+            for key, value in vars(args).items()
+            if key not in _COMBINE_FLAGS and key in defaults and value != defaults[key]
+        ]
+        if ignored:
+            _parser().error(f"{', '.join(ignored)}: run flags do not go with --combine")
         if args.markdown and any(
             pathlib.Path(args.markdown).resolve() == pathlib.Path(f).resolve() for f in args.combine
         ):

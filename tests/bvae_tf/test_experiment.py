@@ -268,6 +268,9 @@ def test_combine_refuses_a_seed_twice_and_an_anchor_that_names_no_row(tmp_path, 
     with pytest.raises(SystemExit):
         experiment.main(["--combine", str(first), "--anchor", "BVAE", "--table-k", "10"])
     assert "(K = 5 only), not K = 10" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # run flags would be silently ignored
+        experiment.main(["--combine", str(first), "--model", "ease", "--seeds", "5"])
+    assert "--model, --seeds: run flags do not go with --combine" in capsys.readouterr().err
 
 
 @pytest.mark.unit
