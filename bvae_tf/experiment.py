@@ -749,7 +749,7 @@ def boost_values(spec: str) -> list[float]:
     (sorted, 0 added: on a tie the smaller boost is kept).
 
     Raises:
-      ValueError: on a value that is not a finite number >= 0.
+      ValueError: on a value that is not a finite number >= 0, or no value > 0.
     """
     try:
         values = {float(v) for v in spec.split(",")}
@@ -757,6 +757,8 @@ def boost_values(spec: str) -> list[float]:
         raise ValueError(f"--boost-grid {spec!r}: {e}") from e
     if not all(math.isfinite(v) and v >= 0 for v in values):
         raise ValueError(f"--boost-grid {spec!r}: values must be finite and >= 0")
+    if not values - {0.0}:
+        raise ValueError(f"--boost-grid {spec!r}: give a value > 0 (0 is always tried)")
     return sorted(values | {0.0})
 
 
@@ -2147,6 +2149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     drop = args.item_path_drop_overlap
     if drop is not None and not (args.item_path and 0.0 <= drop < 1.0):
         _parser().error(f"--item-path-drop-overlap needs --item-path and 0 <= P < 1, got {drop}")
+    for flag, values in (("--ease-l2", args.ease_l2), ("--ease-diagonal", args.ease_diagonal)):
+        if len(set(values)) != len(values):
+            _parser().error(f"{flag} lists a value twice: {values} (each is one more fit)")
     if args.boost_grid is not None:
         if args.model != "bvae":
             _parser().error(f"--boost-grid is a BVAE variant; --model {args.model} has none")
