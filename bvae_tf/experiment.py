@@ -1797,7 +1797,7 @@ def _metric_names(run: dict, protocol: str) -> set[tuple[str, str]]:
 _COMBINE_FLAGS = frozenset({"combine", "markdown", "anchor", "table_k", "protocols", "verbose"})
 
 #: Metric families (the name before ``@K``) whose values are shares in [0, 1].
-_SHARE_METRICS = frozenset({"precision", "recall", "ndcg", "hit_rate"})
+_SHARE_METRICS = frozenset(M.METRICS)
 
 
 def check_result(result: dict) -> None:
@@ -2249,13 +2249,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     command = " ".join(["python -m bvae_tf.experiment", *argv])
     if existing.is_file() and not args.overwrite:
-        if _kept_result(existing, command, None) is None:
+        kept = _kept_result(existing, command, None)
+        if kept is None:
             _parser().error(
                 f"{str(existing)!r} holds the result of another command: choose another "
                 "--name or --out, or pass --overwrite to replace it"
             )
-        if pathlib.Path(args.data).is_dir() and (
-            _kept_result(existing, command, data_digest(args.data)) is None
+        if (
+            pathlib.Path(args.data).is_dir()
+            and "data_digest" in kept
+            and kept["data_digest"] != data_digest(args.data)
         ):
             _parser().error(
                 f"{str(existing)!r} holds the result of this command on other data: the "
