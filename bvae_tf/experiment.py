@@ -337,8 +337,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ease-sequential",
         action="store_true",
-        help="EASE: fit one target behavior at a time (one m x m matrix held, one "
-        "inversion per behavior and lambda)",
+        help="EASE: fit one target behavior at a time (one m x m weight held at a time; "
+        "one inversion per lambda)",
+    )
+    p.add_argument(
+        "--ease-factored",
+        action="store_true",
+        help="EASE: score as ((x P) X^T) Y_b without forming any B_b (the same scores; "
+        "one m x m matrix for every target, about 2 m^2 at the peak; "
+        "bvae_tf.baselines.ease.FactoredEASE)",
     )
     p.add_argument(
         "--grid",
@@ -687,7 +694,9 @@ MODEL_FLAGS = {
     **dict.fromkeys(("weight_decay", "lr_decay_steps"), SAMPLED_SOFTMAX_MODELS),
     **dict.fromkeys(("lr", "batch_size"), _TRAINED),
     "recvae_gamma": ("recvae",),
-    **dict.fromkeys(("ease_l2", "ease_diagonal", "ease_dtype", "ease_sequential"), ("ease",)),
+    **dict.fromkeys(
+        ("ease_l2", "ease_diagonal", "ease_dtype", "ease_sequential", "ease_factored"), ("ease",)
+    ),
 }
 
 
@@ -1049,21 +1058,35 @@ def _fit_baseline(args, data, parts: pathlib.Path) -> dict:
     size = len(grid["l2"]) * len(grid["diagonal"]) * len(groups)
     done = 0
 
+    def fits(l2, diagonals, targets):
+        """The EASE fits of one lambda for ``targets``, one inversion (the generator
+        of ``ease.fit_factored`` or ``ease.fit_grid``)."""
+        if args.ease_factored:
+            return ease.fit_factored(
+                behaviors,
+                data.num_items,
+                train,
+                [l2],
+                diagonals=diagonals,
+                dtype=dtype,
+                targets=targets,
+            )
+        return ease.fit_grid(
+            behaviors,
+            data.num_items,
+            train,
+            [l2],
+            diagonals=diagonals,
+            dtype=dtype,
+            groups=[(b,) for b in targets] if args.ease_sequential else [tuple(targets)],
+        )
+
     def fit_l2(l2) -> dict:
         """Every fit of one lambda (one inversion), scored on valid."""
         nonlocal done
         by_diagonal: dict[str, dict] = {}
         tick = time.perf_counter()
-        path = ease.fit_grid(
-            behaviors,
-            data.num_items,
-            train,
-            [l2],
-            diagonals=grid["diagonal"],
-            dtype=dtype,
-            groups=groups,
-        )
-        for _, diagonal, model in path:
+        for _, diagonal, model in fits(l2, grid["diagonal"], behaviors):
             scored = _metrics(M.evaluate(model, valid, behaviors=model.targets))
             trial = by_diagonal.setdefault(
                 diagonal, {"l2": l2, "diagonal": diagonal, "valid": {}, "seconds": 0.0}
@@ -1102,6 +1125,7 @@ def _fit_baseline(args, data, parts: pathlib.Path) -> dict:
             "behaviors": list(behaviors),
             "grid": grid,
             "dtype": args.ease_dtype,
+            **({"form": "factored"} if args.ease_factored else {}),
         },
         "train_seconds": sum(t["seconds"] for t in trials),  # resumed ones included
         "trials": trials,
@@ -1113,11 +1137,7 @@ def _fit_baseline(args, data, parts: pathlib.Path) -> dict:
     for l2 in sorted({t["l2"] for t in selected.values()}):
         chosen = [b for b, t in selected.items() if t["l2"] == l2]
         diagonals = sorted({selected[b]["diagonal"] for b in chosen})
-        refit = [(b,) for b in chosen] if args.ease_sequential else [tuple(chosen)]
-        path = ease.fit_grid(
-            behaviors, data.num_items, train, [l2], diagonals=diagonals, dtype=dtype, groups=refit
-        )
-        for _, diagonal, model in path:
+        for _, diagonal, model in fits(l2, diagonals, chosen):
             scored = [b for b in model.targets if selected[b]["diagonal"] == diagonal]
             if scored:
                 _test(model, test, tuple(scored), run)
@@ -2149,6 +2169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     drop = args.item_path_drop_overlap
     if drop is not None and not (args.item_path and 0.0 <= drop < 1.0):
         _parser().error(f"--item-path-drop-overlap needs --item-path and 0 <= P < 1, got {drop}")
+    if args.ease_factored and args.ease_sequential:
+        _parser().error(
+            "--ease-factored holds one m x m matrix for every target: --ease-sequential "
+            "(one target at a time) does not apply to it"
+        )
     for flag, values in (("--ease-l2", args.ease_l2), ("--ease-diagonal", args.ease_diagonal)):
         if len(set(values)) != len(values):
             _parser().error(f"{flag} lists a value twice: {values} (each is one more fit)")

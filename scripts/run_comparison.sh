@@ -21,7 +21,7 @@
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
 # every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
-# (e.g. "--ease-dtype float32 --ease-sequential" on UB's 31k items).
+# (e.g. "--ease-dtype float32 --ease-factored" on UB's 31k items: no B_b formed).
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
 DATA=${1:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}

@@ -27,6 +27,16 @@ Memory: fitting holds the ``m x m`` Gram matrix, then its inverse, in ``dtype``
 (float64: ``8 m^2`` bytes; 1.45 GB for JD's 13,465 items) and ``X P`` (``[n, m]``),
 and the model keeps one float32 ``m x m`` matrix per target behavior, written block
 by block (``_BLOCK`` rows at a time), so no second ``m x m`` array is formed.
+
+Factored form (:class:`FactoredEASE`, :func:`fit_factored`): ``B_b`` is never formed.
+Since ``B_b = P X^T Y_b - P diag(gamma_b)``, a user's scores are
+``x B_b = ((x P) X^T) Y_b - (x P) * gamma_b``: one ``m x m`` matrix ``P`` for every
+target, and per batch of ``B`` users two sparse-dense products of cost
+``O(B (nnz(X) + nnz(Y_b)))``. The same numbers as :class:`EASE` in a third of the
+memory for three targets (about 2 ``m^2`` at the peak: ``P`` while fitted and its
+float32 copy in the model). It keeps the train matrices in memory, not as weights,
+so it is for experiments (fit, score, drop) and is not saved; :class:`EASE` is the
+form the pipeline exports.
 """
 
 from __future__ import annotations
@@ -230,11 +240,12 @@ def fit_grid(
     )
 
 
-def _grid(train, behaviors, l2s, diagonals, *, dtype, model_for, groups=None):
-    """The loop of :meth:`EASE.fit_path` and :func:`fit_grid` (arguments checked when
-    called): per ``l2``, one inversion, then ``model_for(i)`` fitted for each group
-    ``i``: one model fitted in place (``groups`` None), or a new model per group and
-    ``l2`` (``groups`` of them), freed after it."""
+def _grid(train, behaviors, l2s, diagonals, *, dtype, model_for, groups=None, solve=None):
+    """The loop of :meth:`EASE.fit_path`, :func:`fit_grid` and :func:`fit_factored`
+    (arguments checked when called): per ``l2``, one inversion, then ``model_for(i)``
+    fitted for each group ``i``: one model fitted in place (``groups`` None), or a new
+    model per group and ``l2`` (``groups`` of them), freed after it. ``solve``: the
+    fitting loop (default :func:`_solve`, the dense ``B_b``)."""
     l2s, diagonals = [float(v) for v in l2s], list(diagonals)
     if not l2s or not diagonals:
         raise ValueError(f"the grid is empty: l2s={l2s}, diagonals={diagonals}")
@@ -244,23 +255,39 @@ def _grid(train, behaviors, l2s, diagonals, *, dtype, model_for, groups=None):
     unknown = [d for d in diagonals if d not in DIAGONALS]
     if unknown:
         raise ValueError(f"diagonal must be one of {DIAGONALS}, got {unknown[0]!r}")
-    return _solve(train, behaviors, l2s, diagonals, dtype=dtype, model_for=model_for, groups=groups)
+    solve = _solve if solve is None else solve
+    return solve(train, behaviors, l2s, diagonals, dtype=dtype, model_for=model_for, groups=groups)
+
+
+def _union(train, behaviors, dtype) -> sp.csr_matrix:
+    """``X``: the 0/1 union of the behaviors' train matrices, ``[n, m]`` CSR in ``dtype``."""
+    union = sum(train[b] for b in behaviors).tocsr()
+    union.data[:] = 1.0
+    return union.astype(dtype)
+
+
+def _inverses(x: sp.csr_matrix, l2s, dtype) -> Iterator[tuple[float, np.ndarray]]:
+    """``(l2, P)`` with ``P = (X^T X + l2 I)^-1`` (``[m, m]``, symmetric, F-ordered) for
+    each ``l2`` in turn. The generator keeps no reference to a yielded ``P``: one
+    ``m x m`` array is alive at a time if the caller drops each before advancing."""
+    x_t, x_c = x.T.tocsr(), x.tocsc()
+    for l2 in l2s:
+        yield l2, _inverse(x_t, x_c, l2, dtype)
+
+
+def _inverse(x_t, x_c, l2, dtype) -> np.ndarray:
+    # X^T X column block by column block: no sparse m x m intermediate.
+    gram = np.empty((x_c.shape[1], x_c.shape[1]), dtype)
+    for start in range(0, x_c.shape[1], _BLOCK):
+        cols = slice(start, start + _BLOCK)
+        gram[:, cols] = (x_t @ x_c[:, cols]).toarray()
+    gram[np.diag_indices_from(gram)] += l2
+    return spd_inverse(gram.T)  # symmetric: the F-ordered view LAPACK takes as is
 
 
 def _solve(train, behaviors, l2s, diagonals, *, dtype, model_for, groups):
-    union = sum(train[b] for b in behaviors).tocsr()
-    union.data[:] = 1.0
-    x = union.astype(dtype)
-    x_t, x_c = x.T.tocsr(), x.tocsc()
-    for l2 in l2s:
-        # X^T X column block by column block: no sparse m x m intermediate.
-        gram = np.empty((x.shape[1], x.shape[1]), dtype)
-        for start in range(0, x.shape[1], _BLOCK):
-            cols = slice(start, start + _BLOCK)
-            gram[:, cols] = (x_t @ x_c[:, cols]).toarray()
-        gram[np.diag_indices_from(gram)] += l2
-        inverse = spd_inverse(gram.T)  # symmetric: the F-ordered view LAPACK takes as is
-        del gram
+    x = _union(train, behaviors, dtype)
+    for l2, inverse in _inverses(x, l2s, dtype):
         diag_p = np.diag(inverse).copy()
         # B_b = P X^T Y_b = (Y_b^T (X P))^T: two sparse-dense products, O(nnz(X) m)
         # and O(nnz(Y_b) m), instead of one of O(nnz(X^T Y_b) m).
@@ -297,3 +324,168 @@ def _solve(train, behaviors, l2s, diagonals, *, dtype, model_for, groups):
             if groups:
                 gc.collect()  # Keras models are reference cycles: free the m x m weight now
         del inverse, x_p
+
+
+class FactoredEASE(ItemScoreModel):
+    """EASE's scores from ``P`` and the train matrices, ``B_b`` never formed (module
+    docstring, "Factored form"). Built and fitted by :func:`fit_factored`.
+
+    Args:
+      behaviors: input behaviors (their union is ``X``), in model order.
+      num_items: ``m``.
+      targets: behaviors scored (default: all of ``behaviors``).
+
+    Weights: ``inverse``, the ``[m, m]`` float32 ``P``. The train matrices ``X``,
+    ``Y_b`` and the diagonal corrections ``gamma_b`` are tensors held beside it.
+
+    Raises:
+      ValueError: if a target is not an input behavior; on scoring before a fit.
+      NotImplementedError: on ``get_config`` (it is not saved; see the module docstring).
+    """
+
+    def __init__(self, behaviors, num_items, targets: Sequence[str] | None = None, **kwargs):
+        super().__init__(behaviors, num_items, **kwargs)
+        targets = tuple(self.behaviors if targets is None else targets)
+        unknown = [t for t in targets if t not in self.behaviors]
+        if unknown or not targets:
+            raise ValueError(
+                f"targets must be a non-empty subset of {self.behaviors}, got {targets}"
+            )
+        self._targets = targets
+        self.inverse = self.add_weight(
+            name="inverse",
+            shape=(self.num_items, self.num_items),
+            initializer="zeros",
+            trainable=False,
+        )
+        self._fitted: _Fitted | None = None
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self._targets
+
+    @property
+    def scored_behaviors(self) -> tuple[str, ...]:
+        return self._targets
+
+    def get_config(self):
+        raise NotImplementedError(
+            "FactoredEASE keeps its train matrices outside its weights and is not saved; "
+            "use EASE for a model to export"
+        )
+
+    def score(self, rows: dict[str, L.SparseRows]) -> dict[str, tf.Tensor]:
+        if self._fitted is None:
+            raise ValueError("FactoredEASE scores only after fit_factored has fitted it")
+        fitted = self._fitted
+        union = L.union_rows([rows[b] for b in self.behaviors], self.num_items)
+        q = tf.sparse.sparse_dense_matmul(self.sparse_matrix(union), self.inverse)  # [B, m]
+        h = tf.sparse.sparse_dense_matmul(fitted.x, q, adjoint_b=True)  # (x P) X^T: [n, B]
+        return {
+            b: tf.transpose(tf.sparse.sparse_dense_matmul(fitted.y[b], h, adjoint_a=True))
+            - q * fitted.gamma[b][None, :]
+            for b in self._targets
+        }
+
+
+class _Fitted:
+    """What :class:`FactoredEASE` scores with besides ``P`` (a plain holder, so Keras
+    does not track the tensors): ``x`` (``X``, ``[n, m]``), ``y`` (``{b: Y_b [n, m]}``),
+    both float32 ``tf.SparseTensor``, and ``gamma`` (``{b: [m] float32}``)."""
+
+    def __init__(self, x, y, gamma):
+        self.x, self.y, self.gamma = x, y, gamma
+
+
+def _sparse_tensor(matrix: sp.spmatrix) -> tf.SparseTensor:
+    coo = matrix.tocoo()
+    return tf.sparse.reorder(
+        tf.SparseTensor(
+            np.stack([coo.row, coo.col], axis=1).astype(np.int64),
+            coo.data.astype(np.float32),
+            coo.shape,
+        )
+    )
+
+
+def fit_factored(
+    behaviors: Sequence[str],
+    num_items: int,
+    train: Mapping[str, sp.spmatrix],
+    l2s: Sequence[float],
+    *,
+    diagonals: Sequence[str] = ("zero",),
+    dtype=np.float64,
+    targets: Sequence[str] | None = None,
+) -> Iterator[tuple[float, str, FactoredEASE]]:
+    """Fits :class:`FactoredEASE` over a grid, one inversion per ``l2`` for every target.
+
+    One model is built and refitted in place for each ``(l2, diagonal)``: its memory
+    is one float32 ``m x m`` weight whatever the number of targets, and while fitting
+    ``P`` in ``dtype`` beside it.
+
+    Args:
+      behaviors: input behaviors (their union is ``X``).
+      num_items: ``m``.
+      train: train matrices of every input behavior (values ignored; 0/1).
+      l2s: the ``lambda > 0`` to fit, in order.
+      diagonals: ``"zero"`` and/or ``"free"`` (module docstring).
+      dtype: float type of the Gram matrix and its inverse.
+      targets: behaviors scored (default: all of ``behaviors``).
+
+    Yields:
+      ``(l2, diagonal, model)``: the same model each time, set to that fit; score it
+      before advancing.
+
+    Raises:
+      ValueError: (when called) on an empty grid, ``l2 <= 0``, an unknown diagonal, a
+        target not in ``behaviors``, or bad matrices.
+    """
+    behaviors = tuple(behaviors)
+    model = FactoredEASE(behaviors, num_items, targets=targets)
+    train = check_train(train, behaviors, num_items)
+    return _grid(
+        train,
+        behaviors,
+        l2s,
+        diagonals,
+        dtype=dtype,
+        model_for=lambda i: model,
+        solve=_solve_factored,
+    )
+
+
+def _solve_factored(train, behaviors, l2s, diagonals, *, dtype, model_for, groups):
+    model = model_for(0)
+    x = _union(train, behaviors, dtype)
+    targets = {b: train[b].tocsc() for b in model.targets}
+    ys = {b: _sparse_tensor(train[b]) for b in model.targets}
+    x_tensor = _sparse_tensor(x)
+    for l2, inverse in _inverses(x, l2s, dtype):
+        diag_p = np.diag(inverse).copy()
+        # gamma_b,j = (P X^T Y_b)_jj / P_jj = sum_u (X P)_uj (Y_b)_uj / P_jj, from X P
+        # column block by column block (no [n, m] array); P written into the weight in
+        # row blocks (a scatter: no second m x m array in TensorFlow).
+        sums = {b: np.empty(x.shape[1], dtype) for b in targets}
+        for start in range(0, x.shape[1], _BLOCK):
+            cols = slice(start, start + _BLOCK)
+            x_p = np.asarray(x @ inverse[:, cols])  # [n, block]
+            for b, y in targets.items():
+                sums[b][cols] = np.asarray(y[:, cols].multiply(x_p).sum(axis=0)).ravel()
+            # P is symmetric: its rows are these columns.
+            model.inverse.scatter_update(
+                tf.IndexedSlices(
+                    np.ascontiguousarray(inverse[:, cols].T, np.float32),
+                    tf.range(start, start + x_p.shape[1]),
+                )
+            )
+        del inverse, x_p
+        for diagonal in diagonals:
+            gamma = {
+                b: tf.constant(
+                    sums[b] / diag_p if diagonal == "zero" else np.zeros_like(diag_p), tf.float32
+                )
+                for b in targets
+            }
+            model._fitted = _Fitted(x_tensor, ys, gamma)
+            yield l2, diagonal, model

@@ -126,6 +126,42 @@ def test_fit_grid_shares_one_inversion_per_l2_among_target_groups(monkeypatch):
         E.fit_grid(BEHAVIORS, 40, train, [0.0])
 
 
+@pytest.mark.parametrize("block", [1024, 7])
+def test_factored_ease_scores_equal_the_dense_form_with_one_inversion_per_l2(block, monkeypatch):
+    monkeypatch.setattr(E, "_BLOCK", block)
+    inverse, inversions = E.spd_inverse, []
+
+    def counted(matrix):
+        inversions.append(matrix.shape)
+        return inverse(matrix)
+
+    monkeypatch.setattr(E, "spd_inverse", counted)
+    train, _ = planted(num_users=40, num_items=40)
+    # Score other users than the fitted ones: x B_b holds for any input row.
+    unseen, _ = planted(seed=3, num_users=16, num_items=40)
+    batch = _batch(unseen)
+    path = E.fit_factored(BEHAVIORS, 40, train, [1.0, 3.0], diagonals=E.DIAGONALS)
+    fits = []
+    for l2, diagonal, model in path:
+        fits.append((l2, diagonal, {b: v.numpy() for b, v in model(batch).items()}))
+    assert len(inversions) == 2  # one per l2 for both targets
+    assert [f[:2] for f in fits] == [(l2, d) for l2 in (1.0, 3.0) for d in E.DIAGONALS]
+    for l2, diagonal, scores in fits:
+        dense = E.EASE(BEHAVIORS, 40).fit(train, l2=l2, diagonal=diagonal)(batch)
+        assert set(scores) == set(BEHAVIORS)
+        for b in BEHAVIORS:
+            np.testing.assert_allclose(scores[b], dense[b].numpy(), atol=1e-5)
+    model = E.FactoredEASE(BEHAVIORS, 40, targets=("click",))
+    with pytest.raises(ValueError, match="scores only after fit_factored"):
+        model(batch)
+    with pytest.raises(NotImplementedError, match="not saved"):
+        model.get_config()
+    with pytest.raises(ValueError, match="targets must be a non-empty subset"):
+        E.fit_factored(BEHAVIORS, 40, train, [1.0], targets=("cart",))
+    with pytest.raises(ValueError, match="l2 must be > 0"):
+        E.fit_factored(BEHAVIORS, 40, train, [-1.0])
+
+
 def test_spd_inverse_rejects_a_singular_matrix():
     with pytest.raises(np.linalg.LinAlgError, match="Cholesky"):
         E.spd_inverse(np.zeros((3, 3)))

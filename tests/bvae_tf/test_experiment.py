@@ -354,11 +354,20 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
         assert run["valid"][b]["ndcg@5"] == best
         assert {"l2", "diagonal"} == set(run["selected"][b])
         assert 0.0 <= run["honest"][b]["ndcg@5"] <= 1.0
-    # One target at a time in float32: the same selection and test numbers.
-    seq = json.loads((tmp_path / "ease_seq.json").read_text())["runs"][0]
-    assert seq["selected"] == run["selected"]
-    for b in run["honest"]:
-        assert seq["honest"][b]["ndcg@5"] == pytest.approx(run["honest"][b]["ndcg@5"], abs=1e-6)
+    factored = [*argv, *grid, "--ease-factored", "--ease-dtype", "float32"]
+    assert experiment.main([*factored, "--name", "ease_factored"]) == 0
+    # One target at a time, or no B_b formed, in float32: the same selection and test
+    # numbers.
+    for name in ("ease_seq", "ease_factored"):
+        other = json.loads((tmp_path / f"{name}.json").read_text())["runs"][0]
+        assert other["selected"] == run["selected"]
+        for b in run["honest"]:
+            assert other["honest"][b]["ndcg@5"] == pytest.approx(
+                run["honest"][b]["ndcg@5"], abs=1e-6
+            )
+    assert other["config"]["form"] == "factored" and "form" not in run["config"]
+    with pytest.raises(SystemExit):
+        experiment.main([*factored, "--ease-sequential"])
     assert "paper" not in run  # no epochs: the honest protocol only
     assert ease["protocol"] == experiment.PROTOCOL_TITLES["honest"]
     repeat = json.loads((tmp_path / "repeat.json").read_text())
