@@ -938,8 +938,21 @@ def _is_baseline(result: dict) -> bool:
 _WARNED: set[str] = set()
 
 
+# The figures of each dataset's section, in order: (file stem, maker, heading).
+_FIGURES = (
+    ("rq2_ablation", ablation_figure, "RQ2: ablation and BASE's replacements"),
+    ("rq3_k", k_figure, "RQ3: the number of recommended items K"),
+    ("rq2_weights", weights_figure, "RQ2: SDWL against fixed loss weights"),
+    ("rq3_d", d_figure, "RQ3: the latent size d"),
+    ("rq4", rq4_figure, "RQ4: adding behaviors"),
+    ("training", training_figure, "What BVAE learned: SDWL's task weights over training"),
+    ("gates", gates_figure, "What BVAE learned: the GFF and TFF gates"),
+)
+
+
 def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> pathlib.Path:
-    """Writes ``<out_dir>/REPORT.md`` and ``<out_dir>/figures/*.png``; returns the report.
+    """Writes ``<out_dir>/REPORT.md`` and ``<out_dir>/figures/<study>_<dataset>.png``
+    (and removes such figures of a dataset or study without results); returns the report.
 
     Raises:
       ValueError: as :func:`load`.
@@ -972,7 +985,13 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
         lines += [f"### RQ1: the comparison ({title})", ""]
         anchor = ANCHOR if any(r["method"] == ANCHOR for r in results) else None
         rows = [r for r in results if not is_study_run(r, dataset)]  # sweeps: figures
-        table = E.render_markdown(rows, 5, (E.HONEST, E.PAPER), anchor)
+        if not rows:
+            lines += [
+                "No comparison runs yet (only the studies' sweeps below): "
+                f"`scripts/run_comparison.sh` runs them ({title}).",
+                "",
+            ]
+        table = E.render_markdown(rows, 5, (E.HONEST, E.PAPER), anchor) if rows else ""
         baseline_tests = E.rival_tests(rows, anchor, _is_baseline) if anchor else []
         if baseline_tests:  # the paper's question: BVAE against the other methods
             after_honest = table.find("\n### ", 1) + 1 or len(table)
@@ -987,17 +1006,10 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
                 ]
             )
             table = table[:after_honest] + text + table[after_honest:]
-        lines += [table.replace("### ", "#### "), ""]
+        if table:
+            lines += [table.replace("### ", "#### "), ""]
         lines += _paper_table(dataset)
-        for name, make, heading in (
-            ("rq2_ablation", ablation_figure, "RQ2: ablation and BASE's replacements"),
-            ("rq3_k", k_figure, "RQ3: the number of recommended items K"),
-            ("rq2_weights", weights_figure, "RQ2: SDWL against fixed loss weights"),
-            ("rq3_d", d_figure, "RQ3: the latent size d"),
-            ("rq4", rq4_figure, "RQ4: adding behaviors"),
-            ("training", training_figure, "What BVAE learned: SDWL's task weights over training"),
-            ("gates", gates_figure, "What BVAE learned: the GFF and TFF gates"),
-        ):
+        for name, make, heading in _FIGURES:
             png = figures / f"{name}_{dataset}.png"
             caption = make(results, dataset, png)
             if caption is None:
@@ -1018,6 +1030,9 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
             if claim:
                 lines += [f"**The paper against these runs.** {claim}", ""]
         lines += _not_run(results, dataset)
+    for dataset in set(DATASETS) - set(by_dataset):  # no results left: no stale figures
+        for name, _, _ in _FIGURES:
+            (figures / f"{name}_{dataset}.png").unlink(missing_ok=True)
     path = out / "REPORT.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path

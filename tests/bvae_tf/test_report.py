@@ -151,6 +151,31 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     assert "## UB" not in text  # no UB files: no UB section
 
 
+def test_a_dataset_with_only_study_runs_or_no_results_leaves_no_stale_output(results_dir, tmp_path):
+    out = tmp_path / "docs"
+    ub = results_dir / "ub"
+    ub.mkdir()
+    ub_behaviors = ("purchase", "favorite", "cart")
+    (ub / "d50_s0.json").write_text(
+        json.dumps(_result("bvae", behaviors=ub_behaviors, latent_dim=50))
+    )
+    (ub / "bvae_s0.json").write_text(json.dumps(_result("bvae", behaviors=ub_behaviors)))
+    report.render(results_dir, out)
+    assert (out / "figures" / "rq3_d_ub.png").is_file()
+    (ub / "bvae_s0.json").unlink()  # only a study's sweep left: no empty RQ1 table
+    text = report.render(results_dir, out).read_text()
+    ub_part = text.split("## UB", 1)[1]
+    assert "No comparison runs yet (only the studies' sweeps below)" in ub_part
+    rq1 = ub_part.split("### RQ", 2)[1].split("The paper's rows", 1)[0]
+    assert "No comparison runs yet" in rq1 and "| purchase |" not in rq1
+    for path in ub.iterdir():  # UB's results gone: its figures go too
+        path.unlink()
+    ub.rmdir()
+    assert "## UB" not in report.render(results_dir, out).read_text()
+    assert not list((out / "figures").glob("*_ub.png"))
+    assert (out / "figures" / "rq3_d_jd.png").is_file()
+
+
 def test_every_ub_figure_says_click_is_not_modelled(tmp_path):
     folder = tmp_path / "results" / "ub"
     folder.mkdir(parents=True)
