@@ -328,15 +328,19 @@ def _solve(train, behaviors, l2s, diagonals, *, dtype, model_for, groups):
 
 class FactoredEASE(ItemScoreModel):
     """EASE's scores from ``P`` and the train matrices, ``B_b`` never formed (module
-    docstring, "Factored form"). Built and fitted by :func:`fit_factored`.
+    docstring, "Factored form"). Fitted only by :func:`fit_factored`, which yields a new
+    model per fit: :func:`bvae_tf.metrics.evaluate` traces and caches one function per
+    model, so a model refitted in place would go on scoring its first fit.
 
     Args:
       behaviors: input behaviors (their union is ``X``), in model order.
       num_items: ``m``.
       targets: behaviors scored (default: all of ``behaviors``).
 
-    Weights: ``inverse``, the ``[m, m]`` float32 ``P``. The train matrices ``X``,
-    ``Y_b`` and the diagonal corrections ``gamma_b`` are tensors held beside it.
+    Holds no weights: ``P`` (``[m, m]`` float32), ``X``, ``Y_b`` and ``gamma_b`` are
+    tensors set by :func:`fit_factored`. ``P`` is a constant, not a variable: TensorFlow
+    copies a variable written by a scatter on every later read (its copy-on-read mode
+    for sparse access), which would hold a second ``m x m``.
 
     Raises:
       ValueError: if a target is not an input behavior; on scoring before a fit.
@@ -352,12 +356,6 @@ class FactoredEASE(ItemScoreModel):
                 f"targets must be a non-empty subset of {self.behaviors}, got {targets}"
             )
         self._targets = targets
-        self.inverse = self.add_weight(
-            name="inverse",
-            shape=(self.num_items, self.num_items),
-            initializer="zeros",
-            trainable=False,
-        )
         self._fitted: _Fitted | None = None
 
     @property
@@ -370,7 +368,7 @@ class FactoredEASE(ItemScoreModel):
 
     def get_config(self):
         raise NotImplementedError(
-            "FactoredEASE keeps its train matrices outside its weights and is not saved; "
+            "FactoredEASE keeps its fit outside any weights and is not saved; "
             "use EASE for a model to export"
         )
 
@@ -379,7 +377,7 @@ class FactoredEASE(ItemScoreModel):
             raise ValueError("FactoredEASE scores only after fit_factored has fitted it")
         fitted = self._fitted
         union = L.union_rows([rows[b] for b in self.behaviors], self.num_items)
-        q = tf.sparse.sparse_dense_matmul(self.sparse_matrix(union), self.inverse)  # [B, m]
+        q = tf.sparse.sparse_dense_matmul(self.sparse_matrix(union), fitted.inverse)  # [B, m]
         h = tf.sparse.sparse_dense_matmul(fitted.x, q, adjoint_b=True)  # (x P) X^T: [n, B]
         return {
             b: tf.transpose(tf.sparse.sparse_dense_matmul(fitted.y[b], h, adjoint_a=True))
@@ -389,12 +387,13 @@ class FactoredEASE(ItemScoreModel):
 
 
 class _Fitted:
-    """What :class:`FactoredEASE` scores with besides ``P`` (a plain holder, so Keras
-    does not track the tensors): ``x`` (``X``, ``[n, m]``), ``y`` (``{b: Y_b [n, m]}``),
-    both float32 ``tf.SparseTensor``, and ``gamma`` (``{b: [m] float32}``)."""
+    """What :class:`FactoredEASE` scores with (a plain holder, so Keras does not track
+    the tensors): ``inverse`` (``P``, ``[m, m]`` float32), ``x`` (``X``, ``[n, m]``) and
+    ``y`` (``{b: Y_b [n, m]}``), both float32 ``tf.SparseTensor``, and ``gamma``
+    (``{b: [m] float32}``)."""
 
-    def __init__(self, x, y, gamma):
-        self.x, self.y, self.gamma = x, y, gamma
+    def __init__(self, inverse, x, y, gamma):
+        self.inverse, self.x, self.y, self.gamma = inverse, x, y, gamma
 
 
 def _sparse_tensor(matrix: sp.spmatrix) -> tf.SparseTensor:
@@ -420,9 +419,8 @@ def fit_factored(
 ) -> Iterator[tuple[float, str, FactoredEASE]]:
     """Fits :class:`FactoredEASE` over a grid, one inversion per ``l2`` for every target.
 
-    One model is built and refitted in place for each ``(l2, diagonal)``: its memory
-    is one float32 ``m x m`` weight whatever the number of targets, and while fitting
-    ``P`` in ``dtype`` beside it.
+    Memory: one float32 ``m x m`` ``P`` whatever the number of targets, and while
+    fitting ``P`` in ``dtype`` beside it (about 2 ``m^2`` at the peak).
 
     Args:
       behaviors: input behaviors (their union is ``X``).
@@ -434,15 +432,16 @@ def fit_factored(
       targets: behaviors scored (default: all of ``behaviors``).
 
     Yields:
-      ``(l2, diagonal, model)``: the same model each time, set to that fit; score it
-      before advancing.
+      ``(l2, diagonal, model)``: a new model per fit. Score it, then drop every
+      reference to it before advancing (the next ``lambda``'s Gram matrix is built
+      once the previous ``P`` is freed).
 
     Raises:
       ValueError: (when called) on an empty grid, ``l2 <= 0``, an unknown diagonal, a
         target not in ``behaviors``, or bad matrices.
     """
     behaviors = tuple(behaviors)
-    model = FactoredEASE(behaviors, num_items, targets=targets)
+    FactoredEASE(behaviors, num_items, targets=targets)  # checks the targets now
     train = check_train(train, behaviors, num_items)
     return _grid(
         train,
@@ -450,36 +449,30 @@ def fit_factored(
         l2s,
         diagonals,
         dtype=dtype,
-        model_for=lambda i: model,
+        model_for=lambda i: FactoredEASE(behaviors, num_items, targets=targets),
         solve=_solve_factored,
     )
 
 
 def _solve_factored(train, behaviors, l2s, diagonals, *, dtype, model_for, groups):
-    model = model_for(0)
+    targets = model_for(0).targets
     x = _union(train, behaviors, dtype)
-    targets = {b: train[b].tocsc() for b in model.targets}
-    ys = {b: _sparse_tensor(train[b]) for b in model.targets}
+    columns = {b: train[b].tocsc() for b in targets}
+    ys = {b: _sparse_tensor(train[b]) for b in targets}
     x_tensor = _sparse_tensor(x)
     for l2, inverse in _inverses(x, l2s, dtype):
         diag_p = np.diag(inverse).copy()
         # gamma_b,j = (P X^T Y_b)_jj / P_jj = sum_u (X P)_uj (Y_b)_uj / P_jj, from X P
-        # column block by column block (no [n, m] array); P written into the weight in
-        # row blocks (a scatter: no second m x m array in TensorFlow).
+        # column block by column block (no [n, m] array).
         sums = {b: np.empty(x.shape[1], dtype) for b in targets}
         for start in range(0, x.shape[1], _BLOCK):
             cols = slice(start, start + _BLOCK)
             x_p = np.asarray(x @ inverse[:, cols])  # [n, block]
-            for b, y in targets.items():
+            for b, y in columns.items():
                 sums[b][cols] = np.asarray(y[:, cols].multiply(x_p).sum(axis=0)).ravel()
-            # P is symmetric: its rows are these columns.
-            model.inverse.scatter_update(
-                tf.IndexedSlices(
-                    np.ascontiguousarray(inverse[:, cols].T, np.float32),
-                    tf.range(start, start + x_p.shape[1]),
-                )
-            )
-        del inverse, x_p
+            del x_p
+        p = tf.constant(inverse, tf.float32)  # symmetric: its C-ordered copy is P too
+        del inverse
         for diagonal in diagonals:
             gamma = {
                 b: tf.constant(
@@ -487,5 +480,9 @@ def _solve_factored(train, behaviors, l2s, diagonals, *, dtype, model_for, group
                 )
                 for b in targets
             }
-            model._fitted = _Fitted(x_tensor, ys, gamma)
+            model = model_for(0)
+            model._fitted = _Fitted(p, x_tensor, ys, gamma)
             yield l2, diagonal, model
+            del model
+            gc.collect()  # Keras models are reference cycles: free the fit's traced scorer
+        del p

@@ -361,6 +361,12 @@ def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, 
     for name in ("ease_seq", "ease_factored"):
         other = json.loads((tmp_path / f"{name}.json").read_text())["runs"][0]
         assert other["selected"] == run["selected"]
+        for trial, mine in zip(run["trials"], other["trials"], strict=True):  # every fit
+            assert (trial["l2"], trial["diagonal"]) == (mine["l2"], mine["diagonal"])
+            for b in trial["valid"]:
+                assert mine["valid"][b]["ndcg@5"] == pytest.approx(
+                    trial["valid"][b]["ndcg@5"], abs=1e-6
+                )
         for b in run["honest"]:
             assert other["honest"][b]["ndcg@5"] == pytest.approx(
                 run["honest"][b]["ndcg@5"], abs=1e-6
