@@ -62,6 +62,7 @@ import math
 import os
 import pathlib
 import platform
+import shlex
 import shutil
 import sys
 import time
@@ -1567,8 +1568,19 @@ def training_settings(result: dict) -> dict:
         raise ValueError(f"its command does not parse ({message}): {command!r}")
 
     parser.error = fail
-    args, _ = parser.parse_known_args(command.split()[3:])  # after "python -m bvae_tf.experiment"
+    try:
+        words = shlex.split(command)
+    except ValueError as e:  # an unclosed quote
+        fail(str(e))
+    args, _ = parser.parse_known_args(words[3:])  # after "python -m bvae_tf.experiment"
     return {flag: getattr(args, flag) for flag in _TRAINING_FLAGS}
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command a result records: ``python -m bvae_tf.experiment`` and ``argv`` quoted
+    as a shell reads them (``shlex.join``: a path with a space is quoted, plain flags
+    and paths are written as they are)."""
+    return "python -m bvae_tf.experiment " + shlex.join(argv)
 
 
 def _write(path: pathlib.Path, result: dict, k: int) -> None:
@@ -1648,7 +1660,7 @@ def run(args) -> dict:
         "method": label,
         "data": str(args.data),
         "behaviors": list(data.behaviors),
-        "command": " ".join(["python -m bvae_tf.experiment", *args.argv]),
+        "command": command_line(args.argv),
         "data_digest": data_digest(args.data),
         # The protocols the runs record (``runs[i][HONEST]``, and ``[PAPER]`` too with
         # --paper-protocol for models with epochs).
@@ -2272,7 +2284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "
             "choose another --name or --out"
         )
-    command = " ".join(["python -m bvae_tf.experiment", *argv])
+    command = command_line(argv)
     if existing.is_file() and not args.overwrite:
         kept = _kept_result(existing, command, None)
         if kept is None:

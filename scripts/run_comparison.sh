@@ -174,7 +174,7 @@ if [[ -n $problem ]]; then
   echo "note: $problem; a run would stop here" >&2
 fi
 # DRY_RUN=1 prints each command that would run (rows and seeds not done yet) instead.
-run() { if [[ ${DRY_RUN:-0} != 0 ]]; then echo "would run: $*"; else "$@"; fi; }
+run() { if [[ ${DRY_RUN:-0} != 0 ]]; then printf 'would run:'; printf ' %q' "$@"; echo; else "$@"; fi; }
 [[ ${DRY_RUN:-0} != 0 ]] || mkdir -p "$OUT"
 # A row's JSON that exists counts as done only if this script's command for the row
 # wrote it (the experiment records its command line); one written by another command

@@ -471,7 +471,9 @@ def _solve_factored(train, behaviors, l2s, diagonals, *, dtype, model_for, group
             for b, y in columns.items():
                 sums[b][cols] = np.asarray(y[:, cols].multiply(x_p).sum(axis=0)).ravel()
             del x_p
-        p = tf.constant(inverse, tf.float32)  # symmetric: its C-ordered copy is P too
+        # P is symmetric and F-ordered: its transpose is the same matrix, C-ordered, which
+        # TensorFlow takes without numpy making a C-ordered copy of P first.
+        p = tf.constant(inverse.T, tf.float32)
         del inverse
         for diagonal in diagonals:
             gamma = {

@@ -3,6 +3,8 @@
 import json
 import os
 import pathlib
+import shlex
+import shutil
 
 import numpy as np
 import pytest
@@ -328,6 +330,16 @@ def test_combine_rejects_missing_or_unfinished_files(tmp_path, capsys):
         with pytest.raises(SystemExit):
             experiment.main(["--combine", str(path)])
         assert str(path) in capsys.readouterr().err
+
+
+def test_the_recorded_command_quotes_a_path_with_a_space(release_dir, tmp_path):
+    data = tmp_path / "my data"
+    shutil.copytree(release_dir, data)
+    argv = ["--data", str(data), "--out", str(tmp_path / "out dir"), "--model", "popularity"]
+    assert experiment.main(argv) == 0
+    command = json.loads((tmp_path / "out dir" / "popularity.json").read_text())["command"]
+    assert shlex.split(command)[3:] == argv  # after "python -m bvae_tf.experiment"
+    assert experiment.main(argv) == 0  # the same command again keeps its result
 
 
 def test_closed_form_baselines_select_on_valid_and_score_test_once(release_dir, tmp_path):
