@@ -2270,8 +2270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trial = argparse.Namespace(**{**vars(args), **point})
                 _config(trial, behaviors, 1, 0, _variant(args.model))
             except ValueError as e:
+                message = str(e)
+                if not args.behaviors:  # placeholder names: the data is read later
+                    message = message.replace(repr(behaviors), "in the data's behavior order")
                 _parser().error(
-                    f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
+                    f"{message} (from the flags{' and --grid ' + str(point) if point else ''})"
                 )
     # After the flags are checked: a bad flag is named, not a kept result's command.
     existing = pathlib.Path(args.out) / f"{name}.json"

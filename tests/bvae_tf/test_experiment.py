@@ -332,6 +332,16 @@ def test_combine_rejects_missing_or_unfinished_files(tmp_path, capsys):
         assert str(path) in capsys.readouterr().err
 
 
+def test_a_bad_loss_weight_is_named_before_the_data_without_placeholder_names(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        experiment.main(
+            ["--data", str(tmp_path), "--out", str(tmp_path), "--loss-weights", "1", "-1"]
+        )
+    err = capsys.readouterr().err
+    assert "one finite positive weight per behavior in the data's behavior order" in err
+    assert "'b0'" not in err and "got (1.0, -1.0)" in err
+
+
 def test_the_recorded_command_quotes_a_path_with_a_space(release_dir, tmp_path):
     data = tmp_path / "my data"
     shutil.copytree(release_dir, data)
