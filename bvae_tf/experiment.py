@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import itertools
 import json
 import math
 import os
@@ -2078,6 +2079,9 @@ def _first_config(result: dict) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``bvae-experiment``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    for flag, value in itertools.pairwise(argv):  # argparse reads "-1,2" as an option
+        if flag == "--boost-grid" and value[:1] == "-" and value[1:2] in set("0123456789."):
+            _parser().error(f"--boost-grid {value!r}: values must be finite and >= 0")
     args = _parser().parse_args(argv)
     args.argv = argv
     if args.combine:

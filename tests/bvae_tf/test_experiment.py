@@ -342,6 +342,15 @@ def test_a_bad_loss_weight_is_named_before_the_data_without_placeholder_names(tm
     assert "'b0'" not in err and "got (1.0, -1.0)" in err
 
 
+def test_a_negative_boost_grid_gets_the_value_message_not_argparse_s(tmp_path, capsys):
+    argv = ["--data", str(tmp_path), "--out", str(tmp_path), "--boost-grid", "-1,2"]
+    with pytest.raises(SystemExit):
+        experiment.main(argv)
+    err = capsys.readouterr().err
+    assert "--boost-grid '-1,2': values must be finite and >= 0" in err
+    assert "expected one argument" not in err
+
+
 def test_the_recorded_command_quotes_a_path_with_a_space(release_dir, tmp_path):
     data = tmp_path / "my data"
     shutil.copytree(release_dir, data)
