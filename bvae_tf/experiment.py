@@ -1063,25 +1063,11 @@ def _fit_baseline(args, data, parts: pathlib.Path) -> dict:
     def fits(l2, diagonals, targets):
         """The EASE fits of one lambda for ``targets``, one inversion (the generator
         of ``ease.fit_factored`` or ``ease.fit_grid``)."""
+        inputs = (behaviors, data.num_items, train, [l2])
         if args.ease_factored:
-            return ease.fit_factored(
-                behaviors,
-                data.num_items,
-                train,
-                [l2],
-                diagonals=diagonals,
-                dtype=dtype,
-                targets=targets,
-            )
-        return ease.fit_grid(
-            behaviors,
-            data.num_items,
-            train,
-            [l2],
-            diagonals=diagonals,
-            dtype=dtype,
-            groups=[(b,) for b in targets] if args.ease_sequential else [tuple(targets)],
-        )
+            return ease.fit_factored(*inputs, diagonals=diagonals, dtype=dtype, targets=targets)
+        split = [(b,) for b in targets] if args.ease_sequential else [tuple(targets)]
+        return ease.fit_grid(*inputs, diagonals=diagonals, dtype=dtype, groups=split)
 
     def fit_l2(l2) -> dict:
         """Every fit of one lambda (one inversion), scored on valid."""

@@ -87,8 +87,35 @@ def spd_inverse(matrix: np.ndarray) -> np.ndarray:
     return inverse
 
 
+class _TargetModel(ItemScoreModel):
+    """An :class:`ItemScoreModel` that scores ``targets``, a subset of its input
+    behaviors (default: all of them).
+
+    Raises:
+      ValueError: if a target is not an input behavior, or there is none.
+    """
+
+    def __init__(self, behaviors, num_items, targets: Sequence[str] | None = None, **kwargs):
+        super().__init__(behaviors, num_items, **kwargs)
+        targets = tuple(self.behaviors if targets is None else targets)
+        unknown = [t for t in targets if t not in self.behaviors]
+        if unknown or not targets:
+            raise ValueError(
+                f"targets must be a non-empty subset of {self.behaviors}, got {targets}"
+            )
+        self._targets = targets
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self._targets
+
+    @property
+    def scored_behaviors(self) -> tuple[str, ...]:
+        return self._targets
+
+
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)
-class EASE(ItemScoreModel):
+class EASE(_TargetModel):
     """EASE per target behavior over the union of all input behaviors (module docstring).
 
     Args:
@@ -104,14 +131,7 @@ class EASE(ItemScoreModel):
     """
 
     def __init__(self, behaviors, num_items, targets: Sequence[str] | None = None, **kwargs):
-        super().__init__(behaviors, num_items, **kwargs)
-        targets = tuple(self.behaviors if targets is None else targets)
-        unknown = [t for t in targets if t not in self.behaviors]
-        if unknown or not targets:
-            raise ValueError(
-                f"targets must be a non-empty subset of {self.behaviors}, got {targets}"
-            )
-        self._targets = targets
+        super().__init__(behaviors, num_items, targets, **kwargs)
         self.item_item = [
             self.add_weight(
                 name=f"item_item_{t}",
@@ -119,16 +139,8 @@ class EASE(ItemScoreModel):
                 initializer="zeros",
                 trainable=False,
             )
-            for t in targets
+            for t in self.targets
         ]
-
-    @property
-    def targets(self) -> tuple[str, ...]:
-        return self._targets
-
-    @property
-    def scored_behaviors(self) -> tuple[str, ...]:
-        return self._targets
 
     def get_config(self):
         return {**super().get_config(), "targets": list(self._targets)}
@@ -326,7 +338,7 @@ def _solve(train, behaviors, l2s, diagonals, *, dtype, model_for, groups):
         del inverse, x_p
 
 
-class FactoredEASE(ItemScoreModel):
+class FactoredEASE(_TargetModel):
     """EASE's scores from ``P`` and the train matrices, ``B_b`` never formed (module
     docstring, "Factored form"). Fitted only by :func:`fit_factored`, which yields a new
     model per fit: :func:`bvae_tf.metrics.evaluate` traces and caches one function per
@@ -348,23 +360,8 @@ class FactoredEASE(ItemScoreModel):
     """
 
     def __init__(self, behaviors, num_items, targets: Sequence[str] | None = None, **kwargs):
-        super().__init__(behaviors, num_items, **kwargs)
-        targets = tuple(self.behaviors if targets is None else targets)
-        unknown = [t for t in targets if t not in self.behaviors]
-        if unknown or not targets:
-            raise ValueError(
-                f"targets must be a non-empty subset of {self.behaviors}, got {targets}"
-            )
-        self._targets = targets
+        super().__init__(behaviors, num_items, targets, **kwargs)
         self._fitted: _Fitted | None = None
-
-    @property
-    def targets(self) -> tuple[str, ...]:
-        return self._targets
-
-    @property
-    def scored_behaviors(self) -> tuple[str, ...]:
-        return self._targets
 
     def get_config(self):
         raise NotImplementedError(

@@ -97,14 +97,20 @@ def test_ease_solves_its_least_squares_problem(diagonal, block, monkeypatch):
     assert np.abs(gradient).max() < 1e-3
 
 
-def test_fit_grid_shares_one_inversion_per_l2_among_target_groups(monkeypatch):
-    inverse, inversions = E.spd_inverse, []
+@pytest.fixture
+def inversions(monkeypatch) -> list:
+    """The shapes of the matrices ``E.spd_inverse`` inverts, appended as it runs."""
+    inverse, shapes = E.spd_inverse, []
 
     def counted(matrix):
-        inversions.append(matrix.shape)
+        shapes.append(matrix.shape)
         return inverse(matrix)
 
     monkeypatch.setattr(E, "spd_inverse", counted)
+    return shapes
+
+
+def test_fit_grid_shares_one_inversion_per_l2_among_target_groups(inversions):
     train, _ = planted(num_users=40, num_items=40)
     path = E.fit_grid(
         BEHAVIORS, 40, train, [1.0, 3.0], diagonals=E.DIAGONALS, groups=[("click",), ("purchase",)]
@@ -127,15 +133,10 @@ def test_fit_grid_shares_one_inversion_per_l2_among_target_groups(monkeypatch):
 
 
 @pytest.mark.parametrize("block", [1024, 7])
-def test_factored_ease_scores_equal_the_dense_form_with_one_inversion_per_l2(block, monkeypatch):
+def test_factored_ease_scores_equal_the_dense_form_with_one_inversion_per_l2(
+    block, monkeypatch, inversions
+):
     monkeypatch.setattr(E, "_BLOCK", block)
-    inverse, inversions = E.spd_inverse, []
-
-    def counted(matrix):
-        inversions.append(matrix.shape)
-        return inverse(matrix)
-
-    monkeypatch.setattr(E, "spd_inverse", counted)
     train, _ = planted(num_users=40, num_items=40)
     # Score other users than the fitted ones: x B_b holds for any input row.
     unseen, _ = planted(seed=3, num_users=16, num_items=40)
