@@ -32,11 +32,11 @@ Factored form (:class:`FactoredEASE`, :func:`fit_factored`): ``B_b`` is never fo
 Since ``B_b = P X^T Y_b - P diag(gamma_b)``, a user's scores are
 ``x B_b = ((x P) X^T) Y_b - (x P) * gamma_b``: one ``m x m`` matrix ``P`` for every
 target, and per batch of ``B`` users two sparse-dense products of cost
-``O(B (nnz(X) + nnz(Y_b)))``. The same numbers as :class:`EASE` in a third of the
-memory for three targets (about 2 ``m^2`` at the peak: ``P`` while fitted and its
-float32 copy in the model). It keeps the train matrices in memory, not as weights,
-so it is for experiments (fit, score, drop) and is not saved; :class:`EASE` is the
-form the pipeline exports.
+``O(B (nnz(X) + nnz(Y_b)))``. The same numbers as :class:`EASE`, holding one float32
+``m x m`` for every target instead of one per target (and ``P`` in ``dtype`` while
+fitting; ``benchmarks/ease_memory.py`` measures the peaks). It keeps the train
+matrices in memory, not as weights, so it is for experiments (fit, score, drop) and
+is not saved; :class:`EASE` is the form the pipeline exports.
 """
 
 from __future__ import annotations
@@ -417,7 +417,8 @@ def fit_factored(
     """Fits :class:`FactoredEASE` over a grid, one inversion per ``l2`` for every target.
 
     Memory: one float32 ``m x m`` ``P`` whatever the number of targets, and while
-    fitting ``P`` in ``dtype`` beside it (about 2 ``m^2`` at the peak).
+    fitting ``P`` in ``dtype`` beside it. Measured peak: about 3 ``m^2`` on UB's 30,947
+    items (``benchmarks/ease_memory.py``, ``docs/RESULTS.md``).
 
     Args:
       behaviors: input behaviors (their union is ``X``).
