@@ -207,6 +207,18 @@ class BVAEConfig:
         shared experts on the union) or ``"cgc"`` (-BASE (+CGC): each behavior's gate
         over its own expert and the shared union encoder); see
         ``model.BVAE.encode``. Needs ``use_base`` and ``variant="bvae"``.
+      latent_dims: a labelled BVAE variant beyond the paper, per-behavior latent
+        sizes (the paper's RQ3 closes with assigning dimensions by each behavior's data
+        volume as future work): behavior ``k``'s posterior ``mu_k`` and
+        ``log sigma_k^2``, its sample ``z_k`` and its fused ``z_hat_k`` keep the first
+        ``d_k`` of the ``latent_dim`` coordinates and hold the others at 0 (so their KL
+        terms are 0, SDWL's ``sigma_bar_k`` is the mean over the ``d_k`` kept ones, and
+        decoder ``k`` reads ``d_k`` coordinates). Masks, not narrower layers: the union
+        mean encoder, GFF and TFF keep one ``latent_dim``-wide space shared by the
+        behaviors (TFF adds their samples coordinate by coordinate), and behavior ``k``
+        uses its first ``d_k`` coordinates. One int in ``[1, latent_dim]`` per behavior
+        in ``behaviors`` order, needs ``variant="bvae"`` and ``c >= 2``; ``None``
+        (default): every behavior uses ``latent_dim``.
       loss_weights: fixed per-behavior loss weights in ``behaviors`` order, in place of
         SDWL (the paper's RQ2 "manual weights"): behavior ``k`` adds
         ``w_k * mean_u(nll_u + beta kl_u)``. ``None`` (default): SDWL as configured.
@@ -302,6 +314,7 @@ class BVAEConfig:
     item_path_scale: float = 1.0
     item_path_drop_overlap: float = 0.0
     cross_behavior_boost: tuple[float, ...] | None = None
+    latent_dims: tuple[int, ...] | None = None
     loss_weights: tuple[float, ...] | None = None
     sampled_softmax: int = 0
     sampled_proposal: str = "uniform"
@@ -399,6 +412,26 @@ class BVAEConfig:
         for ok, name, value in checks:
             if not ok:
                 raise ValueError(f"invalid BVAEConfig.{name}: {value!r}")
+        if self.latent_dims is not None:
+            dims = self.latent_dims
+            ok = (
+                not isinstance(dims, str | bytes)
+                and isinstance(dims, Sequence)
+                and all(_count(v) and v >= 1 for v in dims)
+                and all(v <= self.latent_dim for v in dims)
+            )
+            if (
+                not ok
+                or len(dims) != len(self.behaviors)
+                or self.variant != "bvae"
+                or len(self.behaviors) < 2
+            ):
+                raise ValueError(
+                    "BVAEConfig.latent_dims must be one int in [1, latent_dim="
+                    f"{self.latent_dim!r}] per behavior {self.behaviors} (at least 2) of "
+                    f"variant 'bvae'; got {self.latent_dims!r} (variant {self.variant!r})"
+                )
+            object.__setattr__(self, "latent_dims", tuple(dims))
         if (self.lr_schedule == "cosine") != (self.lr_decay_steps > 0):
             raise ValueError(
                 "BVAEConfig.lr_decay_steps must be > 0 with lr_schedule='cosine' and 0 "
@@ -491,8 +524,9 @@ class BVAEConfig:
         out = dataclasses.asdict(self)
         out["behaviors"] = list(self.behaviors)
         out["logvar_range"] = list(self.logvar_range)
-        if self.loss_weights is not None:
-            out["loss_weights"] = list(self.loss_weights)
+        for name in ("loss_weights", "latent_dims"):
+            if getattr(self, name) is not None:
+                out[name] = list(getattr(self, name))
         return out
 
     @classmethod
@@ -507,8 +541,9 @@ class BVAEConfig:
         values["behaviors"] = tuple(values["behaviors"])
         if "logvar_range" in values:
             values["logvar_range"] = tuple(values["logvar_range"])
-        if values.get("loss_weights") is not None:
-            values["loss_weights"] = tuple(values["loss_weights"])
+        for name in ("loss_weights", "latent_dims"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def replace(self, **changes) -> BVAEConfig:

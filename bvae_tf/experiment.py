@@ -252,6 +252,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--beta-cap", type=float)
     p.add_argument("--anneal-steps", type=int)
     p.add_argument("--latent-dim", type=int)
+    p.add_argument(
+        "--latent-dims",
+        type=int,
+        nargs="+",
+        metavar="D",
+        help="per-behavior latent sizes, in behavior order, each <= --latent-dim (a BVAE "
+        "variant beyond the paper, BVAEConfig.latent_dims; --latent-dim defaults to "
+        "their maximum)",
+    )
     p.add_argument("--dropout", type=float)
     p.add_argument("--lr", type=_finite_float(positive=True), help="Adam learning rate")
     p.add_argument(
@@ -443,6 +452,10 @@ def _config(args, behaviors: Sequence[str], num_items: int, seed: int, variant: 
         overrides["cross_behavior_boost"] = (0.0,) * len(behaviors)
     if args.loss_weights:
         overrides["loss_weights"] = tuple(args.loss_weights)
+    if args.latent_dims:
+        overrides["latent_dims"] = tuple(args.latent_dims)
+        if args.latent_dim is None:
+            overrides["latent_dim"] = max(args.latent_dims)
     for name in args.ablation:
         overrides[ABLATIONS[name]] = False
     if args.reference:
@@ -686,7 +699,16 @@ _VAES = (*SAMPLED_SOFTMAX_MODELS, "vae_pp")
 MODEL_FLAGS = {
     # BVAE's modules: VAE (T.) and VAE (U.) model one task, where they do nothing.
     **dict.fromkeys(
-        ("gate_mode", "ablation", "encoder", "loss_weights", "sdwl_form", "item_path"), ("bvae",)
+        (
+            "gate_mode",
+            "ablation",
+            "encoder",
+            "loss_weights",
+            "latent_dims",
+            "sdwl_form",
+            "item_path",
+        ),
+        ("bvae",),
     ),
     **dict.fromkeys(
         ("reference", "precision", "jit_compile", "optimizer_jit"), SAMPLED_SOFTMAX_MODELS
@@ -2253,7 +2275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.model in SAMPLED_SOFTMAX_MODELS:  # what only BVAEConfig checks, before any data
         # Placeholder behaviors (the data is read later): as many as the flags imply.
-        count = len(args.loss_weights or ()) or len(args.behaviors or ()) or 3
+        count = (
+            len(args.loss_weights or ())
+            or len(args.latent_dims or ())
+            or len(args.behaviors or ())
+            or 3
+        )
         behaviors = ("b0",) if args.model == "vae_t" else tuple(f"b{i}" for i in range(count))
         for point in points:
             try:

@@ -162,6 +162,13 @@ class BVAE(tf.keras.Model):
             L.ItemDecoder(m, d, seed=seed + 70 + 2 * i, dtype=policy, name=f"decoder_{t}")
             for i, t in enumerate(cfg.tasks)
         ]
+        # Per-behavior latent sizes (config.latent_dims): behavior k keeps the first d_k
+        # coordinates, a [1, d] float32 mask per task; None: all d.
+        self.latent_masks = None
+        if cfg.latent_dims is not None:
+            self.latent_masks = [
+                tf.constant(np.arange(d)[None, :] < d_k, tf.float32) for d_k in cfg.latent_dims
+            ]
         self.item_path = None
         if cfg.item_path:
             self.item_path = L.CrossBehaviorItemPath(
@@ -272,7 +279,8 @@ class BVAE(tf.keras.Model):
           dict with ``inputs`` (behavior -> ``layers.SparseRows``), ``targets``
           (task -> SparseRows), ``mean`` (before GFF) / ``mu`` / ``logvar`` / ``z``
           (sampled, or ``mu`` when not training) / ``z_hat`` (task -> ``[B, d]``
-          float32) and ``batch_size``.
+          float32; with ``config.latent_dims``, 0 beyond the task's ``d_k`` except
+          ``mean``) and ``batch_size``.
         """
         cfg = self._cfg
         per_behavior = self._inputs(inputs)
@@ -327,6 +335,10 @@ class BVAE(tf.keras.Model):
                 ]
         logvars = [tf.clip_by_value(lv, lo, hi) for lv in logvars]
         mus = [f(mu) for f, mu in zip(self.filters, means, strict=True)] if self.filters else means
+        masks = self.latent_masks
+        if masks:  # behavior k's coordinates beyond d_k: mu 0, logvar 0 (a KL term of 0)
+            mus = [mu * mask for mu, mask in zip(mus, masks, strict=True)]
+            logvars = [lv * mask for lv, mask in zip(logvars, masks, strict=True)]
         if training:
             zs = [
                 mu
@@ -334,9 +346,13 @@ class BVAE(tf.keras.Model):
                 * tf.exp(0.5 * lv)
                 for i, (mu, lv) in enumerate(zip(mus, logvars, strict=True))
             ]
+            if masks:
+                zs = [z * mask for z, mask in zip(zs, masks, strict=True)]
         else:
             zs = mus
         z_hat = [fuse(zs) for fuse in self.fusions] if self.fusions else zs
+        if masks and self.fusions:  # TFF adds other behaviors' wider samples
+            z_hat = [z * mask for z, mask in zip(z_hat, masks, strict=True)]
         return {
             "inputs": per_behavior,
             "targets": targets,
@@ -548,7 +564,9 @@ class BVAE(tf.keras.Model):
                     extra=extra,
                 )
             logvar = enc["logvar"][task]
-            kl = losses.gaussian_kl(enc["mu"][task], logvar)
+            kl = losses.gaussian_kl(enc["mu"][task], logvar)  # 0 beyond d_k (latent_dims)
+            if cfg.latent_dims is not None:  # sigma_bar and the clamp share over d_k
+                logvar = logvar[:, : cfg.latent_dims[k]]
             log_sigma = losses.log_mean_sigma(logvar)
             term, weight = losses.sdwl_term(
                 nll, kl, log_sigma if sdwl_on else None, beta, form=cfg.sdwl_form

@@ -176,11 +176,13 @@ def _full(result: dict, dataset: str) -> bool:
 
 def is_study_run(result: dict, dataset: str) -> bool:
     """Whether a result is one step of a study's sweep (RQ4: fewer behaviors; RQ3: the
-    latent size d; RQ2: fixed loss weights) rather than a row of the RQ1 comparison."""
+    latent size d; RQ2: fixed loss weights) rather than a row of the RQ1 comparison
+    (per-behavior latent sizes, ``latent_dims``, are a variant's row, whatever d)."""
     changes = bvae_changes(result)
     if changes is None:
         return False
-    return not _full(result, dataset) or bool({"latent_dim", "loss_weights"} & set(changes))
+    swept = {"latent_dim", "loss_weights"} & set(changes) and "latent_dims" not in changes
+    return not _full(result, dataset) or bool(swept)
 
 
 def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:

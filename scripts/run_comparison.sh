@@ -97,12 +97,15 @@ flags() {
     # term near 0); "item_path_wd<L>": decoupled weight decay L (AdamW);
     # "item_path_cos<N>": the learning rate's cosine decay over N updates; the parts
     # combine, e.g. "item_path_g100_anneal1000". "bvae_anneal<N>", "bvae_wd<L>",
-    # "bvae_cos<N>" and their combinations: plain BVAE with those settings; "bm": BASE +
+    # "bvae_cos<N>" and their combinations: plain BVAE with those settings; "dims<D1>-<D2>-...":
+    # per-behavior latent sizes in the data's behavior order (--latent-dims; d = the largest),
+    # e.g. "bvae_anneal10000_dims100-200-100"; "bm": BASE +
     # behavior means (--behavior-mean, e.g. "bvae_bm"); "ema<R>": the weights averaged
     # with decay R per update (--weight-average, e.g. "bvae_ema0.99"). A last part "boost" (e.g.
     # "bvae_boost", "item_path_g100_boost") adds the cross-behavior boost, chosen per
     # behavior on valid after training among 0 and BOOST_GRID.
-    item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_bm* | bvae_ema* | bvae_boost)
+    item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_bm* | bvae_ema* | bvae_dims* \
+      | bvae_boost)
       local out="--model bvae" part
       [[ $1 == bvae_* ]] || out+=" --item-path"
       local rest=${1#item_path_}
@@ -120,6 +123,9 @@ flags() {
             out+=" --weight-average ${part#ema}" ;;
           cos[0-9]*) number "$1" "${part#cos}"; out+=" --lr-decay-steps ${part#cos}" ;;
           bm) out+=" --behavior-mean" ;;
+          dims[0-9]*) [[ ${part#dims} =~ ^[1-9][0-9]*(-[1-9][0-9]*)+$ ]] \
+              || { echo "unknown row $1 (dims<D1>-<D2>-...: one latent size per behavior)" >&2; exit 2; }
+            part=${part#dims}; out+=" --latent-dims ${part//-/ }" ;;
           boost) out+=" --boost-grid $BOOST_GRID" ;;
           *) echo "unknown row $1" >&2; exit 2 ;;
         esac

@@ -1265,3 +1265,70 @@ def test_popularity_proposal_draws_popular_items_and_corrects_with_log_q(tiny_ba
     assert uniform._candidates(tf.constant([0], tf.int64), 1, 0)[1] is None
     with pytest.raises(ValueError, match="popularity"):
         uniform.fit_proposal(dataset)
+
+
+def test_latent_dims_keep_each_behaviors_first_coordinates(tiny_batch, tmp_path):
+    """latent_dims: behavior k's mu, logvar, z and z_hat are 0 beyond d_k, its KL and
+    SDWL sigma_bar are over the d_k kept coordinates, its decoder reads only those;
+    all d_k = d is plain BVAE."""
+    plain = _model(tiny_batch)
+    full = _model(tiny_batch, latent_dims=(8, 8, 8))
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(full(tiny_batch)[b].numpy(), plain(tiny_batch)[b].numpy())
+    assert float(full.compute_loss(tiny_batch, training=True)) == float(
+        plain.compute_loss(tiny_batch, training=True)
+    )
+
+    dims = (8, 4, 2)
+    model = _model(tiny_batch, latent_dims=dims)
+    for training in (False, True):
+        enc = model.encode(tiny_batch, training=training)
+        for b, d_k in zip(BEHAVIORS, dims, strict=True):
+            for key in ("mu", "logvar", "z", "z_hat"):
+                tail = enc[key][b].numpy()[:, d_k:]
+                np.testing.assert_array_equal(tail, np.zeros_like(tail), err_msg=f"{key} {b}")
+            if training and d_k < 8:  # the kept coordinates are sampled
+                assert not np.allclose(enc["z"][b].numpy(), enc["mu"][b].numpy())
+    # The decoders' columns beyond d_k change nothing.
+    scores = {b: x.numpy() for b, x in model(tiny_batch).items()}
+    for dec, d_k in zip(model.decoders, dims, strict=True):
+        kernel = dec.weights[0]
+        kernel.assign(tf.concat([kernel[:, :d_k], 1e3 * tf.ones_like(kernel[:, d_k:])], 1))
+    for b in BEHAVIORS:
+        np.testing.assert_allclose(model(tiny_batch)[b].numpy(), scores[b], rtol=1e-6)
+    # KL and sigma_bar read the kept coordinates only (beta = 0 at step 0).
+    model.compute_loss(tiny_batch)
+    enc = model.encode(tiny_batch)
+    for b, d_k in zip(BEHAVIORS, dims, strict=True):
+        mu, logvar = enc["mu"][b][:, :d_k], enc["logvar"][b][:, :d_k]
+        assert float(model._trackers[f"{b}_kl"].result()) == pytest.approx(
+            float(tf.reduce_mean(losses.gaussian_kl(mu, logvar))), rel=1e-5
+        )
+        assert float(model._trackers[f"{b}_sigma"].result()) == pytest.approx(
+            float(tf.reduce_mean(tf.exp(losses.log_mean_sigma(logvar)))), rel=1e-5
+        )
+    # Training leaves the unread decoder columns where they are, and round-trips.
+    trained = _model(tiny_batch, latent_dims=dims)
+    before = [dec.weights[0].numpy().copy() for dec in trained.decoders]
+    for _ in range(3):
+        trained.train_step(tiny_batch)
+    for dec, k0, d_k in zip(trained.decoders, before, dims, strict=True):
+        np.testing.assert_array_equal(dec.weights[0].numpy()[:, d_k:], k0[:, d_k:])
+        assert not np.array_equal(dec.weights[0].numpy()[:, :d_k], k0[:, :d_k])
+    assert Mo.BVAEConfig.from_dict(trained.bvae_config.to_dict()).latent_dims == dims
+    scored = {b: x.numpy() for b, x in trained(tiny_batch).items()}
+    trained.save(tmp_path / "m", save_traces=False)
+    loaded = tf.keras.models.load_model(tmp_path / "m")
+    for b in BEHAVIORS:
+        np.testing.assert_array_equal(loaded(tiny_batch)[b].numpy(), scored[b])
+    for bad in (
+        {"latent_dims": (8, 4)},
+        {"latent_dims": (8, 4, 9)},
+        {"latent_dims": (8, 0, 2)},
+        {"latent_dims": (8, True, 2)},
+        {"latent_dims": "842"},
+        {"latent_dims": (4,), "behaviors": ("click",)},
+        {"latent_dims": (8, 4, 2), "variant": "union_vae"},
+    ):
+        with pytest.raises(ValueError, match="latent_dims must be one int in"):
+            _config(**bad)

@@ -490,3 +490,11 @@ def test_the_studies_read_data_from_the_callers_folder_and_check_seeds(tmp_path)
     assert [line for line in done.stdout.split("\n")[1:] if line] == ["rq4_purchase", "bvae"]
     bad = study("abc")
     assert bad.returncode == 2 and "SEEDS must be a whole number >= 1, got 'abc'" in bad.stderr
+
+
+def test_per_behavior_latent_sizes_are_a_variants_row_not_the_d_sweep():
+    assert report.is_study_run(_result("bvae", latent_dim=200), "jd")
+    assert not report.is_study_run(
+        _result("bvae", latent_dim=200, latent_dims=(100, 200, 100)), "jd"
+    )
+    assert not report.is_study_run(_result("bvae", latent_dims=(100, 50, 100)), "jd")
