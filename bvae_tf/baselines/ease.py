@@ -55,6 +55,38 @@ from bvae_tf.baselines.base import ItemScoreModel, check_train
 _PACKAGE = "bvae"
 DIAGONALS = ("zero", "free")
 _BLOCK = 1024
+#: TensorFlow's CPU tensors need their buffer aligned to 64 bytes (Eigen's
+#: EIGEN_MAX_ALIGN_BYTES); numpy's large arrays start 16 bytes into a page.
+_TF_ALIGN = 64
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` (C-ordered) whose buffer starts on a ``_TF_ALIGN``-byte
+    boundary, so that TensorFlow can take it without a copy (:func:`_as_tensor`)."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(size + _TF_ALIGN, np.uint8)
+    start = -raw.ctypes.data % _TF_ALIGN
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
+def _as_tensor(array: np.ndarray) -> tf.Tensor:
+    """A float32 CPU tensor of ``array``: the same memory (DLPack, no copy) when the
+    array is C-contiguous float32 on a ``_TF_ALIGN``-byte boundary, else a copy
+    (``tf.constant``).
+
+    ``tf.constant`` of an unaligned array copies it twice over and keeps both in
+    TensorFlow's memory: on an ``m x m`` ``P`` that was 2 ``m^2`` where 1 is needed
+    (measured at 8,000 items; ``benchmarks/ease_memory.py``). The tensor shares the
+    array's buffer, which stays alive while the tensor does; neither may be written.
+    """
+    if (
+        array.dtype == np.float32
+        and array.flags.c_contiguous
+        and array.ctypes.data % _TF_ALIGN == 0
+    ):
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    return tf.constant(array, tf.float32)
 
 
 def spd_inverse(matrix: np.ndarray) -> np.ndarray:
@@ -289,7 +321,7 @@ def _inverses(x: sp.csr_matrix, l2s, dtype) -> Iterator[tuple[float, np.ndarray]
 
 def _inverse(x_t, x_c, l2, dtype) -> np.ndarray:
     # X^T X column block by column block: no sparse m x m intermediate.
-    gram = np.empty((x_c.shape[1], x_c.shape[1]), dtype)
+    gram = _aligned_empty((x_c.shape[1], x_c.shape[1]), dtype)  # see _as_tensor
     for start in range(0, x_c.shape[1], _BLOCK):
         cols = slice(start, start + _BLOCK)
         gram[:, cols] = (x_t @ x_c[:, cols]).toarray()
@@ -470,8 +502,8 @@ def _solve_factored(train, behaviors, l2s, diagonals, *, dtype, model_for, group
                 sums[b][cols] = np.asarray(y[:, cols].multiply(x_p).sum(axis=0)).ravel()
             del x_p
         # P is symmetric and F-ordered: its transpose is the same matrix, C-ordered, which
-        # TensorFlow takes without numpy making a C-ordered copy of P first.
-        p = tf.constant(inverse.T, tf.float32)
+        # TensorFlow takes as is, without a copy in float32 (_as_tensor).
+        p = _as_tensor(inverse.T)
         del inverse
         for diagonal in diagonals:
             gamma = {

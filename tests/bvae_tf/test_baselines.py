@@ -477,3 +477,24 @@ def test_transductive_models_need_the_user_index():
         T.EHCF(BEHAVIORS, 40, 8)(_batch(train))
     with pytest.raises(ValueError, match=r"chain .* must order exactly"):
         T.EHCF(BEHAVIORS, 40, 8, chain=("click",))
+
+
+def test_the_factored_fit_hands_p_to_tensorflow_without_a_copy():
+    """The inverse is computed in an aligned buffer that TensorFlow takes as is (a
+    ``tf.constant`` of it would keep two more m x m copies); anything else is copied."""
+    train, _ = planted(num_users=40, num_items=40)
+    x = E._union(train, BEHAVIORS, np.float32)
+    inverse = E._inverse(x.T.tocsr(), x.tocsc(), 3.0, np.float32)
+    assert inverse.ctypes.data % E._TF_ALIGN == 0
+    gram = (x.T @ x).toarray() + 3.0 * np.eye(40)
+    np.testing.assert_allclose(inverse @ gram, np.eye(40), atol=1e-4)
+    shared = E._as_tensor(inverse.T)
+    np.testing.assert_array_equal(shared.numpy(), inverse.T)
+    inverse[0, 0] += 1.0  # the same memory: the tensor sees the write
+    assert shared.numpy()[0, 0] == inverse[0, 0]
+    for other in (inverse.T[1:, 1:], inverse.astype(np.float64)):  # not C-ordered float32
+        copied = E._as_tensor(other)
+        assert copied.dtype == tf.float32
+        np.testing.assert_array_equal(copied.numpy(), other.astype(np.float32))
+        other[0, 0] += 1.0
+        assert copied.numpy()[0, 0] != other[0, 0]
