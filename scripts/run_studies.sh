@@ -71,16 +71,23 @@ for seed in $(seq 0 $((SEEDS - 1))); do
     esac
   done
 done
-# Minutes per run: the median wall time (training + evaluation) of the runs already in
-# OUT, else 20 (a BVAE run on JD with 2 CPU cores, one run at a time).
+# Minutes per run: the median wall time (training + evaluation) of the BVAE runs already
+# in OUT with the studies' budget of 150 epochs (what every study row runs: not a
+# shorter smoke run, nor a baseline such as NGCF), else 20 (a BVAE run on JD with 2 CPU
+# cores, one run at a time).
 per_run=$(python3 - "$OUT" 2>/dev/null <<'PYEOF' || true
-import json, pathlib, statistics, sys
+import json, pathlib, shlex, statistics, sys
 minutes = []
 for path in pathlib.Path(sys.argv[1]).glob("*_s*.json"):
     try:
-        runs = json.loads(path.read_text())["runs"]
+        result = json.loads(path.read_text())
+        words = shlex.split(result.get("command", "--epochs 150"))
+        epochs = int(words[words.index("--epochs") + 1]) if "--epochs" in words else 150
+        if result.get("model", "bvae") != "bvae" or epochs < 150:
+            continue
+        runs = result["runs"]
         minutes += [(r["train_seconds"] + r.get("eval_seconds", 0)) / 60 for r in runs]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         continue
 if minutes:
     print(f"{round(statistics.median(minutes))} {len(minutes)}")

@@ -450,6 +450,16 @@ def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
     for name, seconds in (("bvae_s0", 2400), ("mmoe_s0", 3000), ("cgc_s0", 3600)):
         run = {"train_seconds": seconds - 60, "eval_seconds": 60}
         (out / f"{name}.json").write_text(json.dumps({"runs": [run]}))
+    # Neither a smoke run's minutes nor another model's count (with them: 40 minutes).
+    for name, model, command, seconds in (
+        ("smoke_s0", "bvae", "python -m bvae_tf.experiment --epochs 2 --model bvae", 60),
+        ("smoke_s1", "bvae", "python -m bvae_tf.experiment --epochs 3", 60),
+        ("ngcf_s0", "ngcf", "python -m bvae_tf.experiment --epochs 60 --model ngcf", 6000),
+        ("smoke_s2", "bvae", "python -m bvae_tf.experiment --epochs 1", 60),
+    ):
+        run = {"train_seconds": seconds, "eval_seconds": 0}
+        result = {"model": model, "command": command, "runs": [run]}
+        (out / f"{name}.json").write_text(json.dumps(result))
     line = first_line()
     assert "5 runs to do (about 250 minutes at ~50 min per run: the median of the 3" in line
 
