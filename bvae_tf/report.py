@@ -28,8 +28,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import pathlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -956,6 +959,10 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
     """Writes ``<out_dir>/REPORT.md`` and ``<out_dir>/figures/<study>_<dataset>.png``
     (and removes such figures of a dataset or study without results); returns the report.
 
+    All or nothing: the figures are drawn into a staging folder and moved into place,
+    with the report, only once every one of them is drawn, so a failure leaves the
+    previous report and figures as they were.
+
     Raises:
       ValueError: as :func:`load`.
     """
@@ -964,6 +971,28 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
     out = pathlib.Path(out_dir)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=".figures-", dir=out))
+    try:
+        lines, drawn = _render(by_dataset, results_dir, out, figures, staging)
+        staged = staging / "REPORT.md"
+        staged.write_text("\n".join(lines).rstrip() + "\n")
+        for name, _, _ in _FIGURES:
+            for dataset in DATASETS:
+                png = f"{name}_{dataset}.png"
+                if png in drawn:
+                    os.replace(staging / png, figures / png)
+                else:  # no results for it (left): no stale figure
+                    (figures / png).unlink(missing_ok=True)
+        path = out / "REPORT.md"
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], set[str]]:
+    """The report's lines, and the names of the figures drawn into ``staging``."""
+    drawn = set()
     lines = [
         "# BVAE: the paper's studies, measured",
         "",
@@ -1012,14 +1041,14 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
             lines += [table.replace("### ", "#### "), ""]
         lines += _paper_table(dataset)
         for name, make, heading in _FIGURES:
-            png = figures / f"{name}_{dataset}.png"
-            caption = make(results, dataset, png)
+            png = f"{name}_{dataset}.png"
+            caption = make(results, dataset, staging / png)
             if caption is None:
-                png.unlink(missing_ok=True)
                 continue
+            drawn.add(png)
             if dataset in FIGURE_NOTES:
                 caption = f"{caption} {FIGURE_NOTES[dataset]}"
-            rel = png.relative_to(out)
+            rel = (figures / png).relative_to(out)
             lines += [
                 f"### {heading} ({title})",
                 "",
@@ -1032,12 +1061,7 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
             if claim:
                 lines += [f"**The paper against these runs.** {claim}", ""]
         lines += _not_run(results, dataset)
-    for dataset in set(DATASETS) - set(by_dataset):  # no results left: no stale figures
-        for name, _, _ in _FIGURES:
-            (figures / f"{name}_{dataset}.png").unlink(missing_ok=True)
-    path = out / "REPORT.md"
-    path.write_text("\n".join(lines).rstrip() + "\n")
-    return path
+    return lines, drawn
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -508,3 +508,25 @@ def test_per_behavior_latent_sizes_are_a_variants_row_not_the_d_sweep():
         _result("bvae", latent_dim=200, latent_dims=(100, 200, 100)), "jd"
     )
     assert not report.is_study_run(_result("bvae", latent_dims=(100, 50, 100)), "jd")
+
+
+def test_a_failing_figure_leaves_the_previous_report_and_figures(
+    results_dir, tmp_path, monkeypatch
+):
+    out = tmp_path / "docs"
+    report.render(results_dir, out)
+    before = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
+    text = (out / "REPORT.md").read_text()
+    assert "rq2_ablation_jd.png" in before and "gates_jd.png" in before
+    (results_dir / "jd" / "mmoe_s0.json").unlink()  # the ablation figure would change
+
+    def broken(*args):
+        raise RuntimeError("drawing failed")
+
+    stages = ("gates", broken, "What BVAE learned: the GFF and TFF gates")
+    monkeypatch.setattr(report, "_FIGURES", (*report._FIGURES[:-1], stages))
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        report.render(results_dir, out)  # after the ablation figure was drawn
+    assert (out / "REPORT.md").read_text() == text
+    assert {p.name: p.read_bytes() for p in (out / "figures").iterdir()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["REPORT.md", "figures"]  # no staging
