@@ -216,9 +216,12 @@ class BVAEConfig:
         decoder ``k`` reads ``d_k`` coordinates). Masks, not narrower layers: the union
         mean encoder, GFF and TFF keep one ``latent_dim``-wide space shared by the
         behaviors (TFF adds their samples coordinate by coordinate), and behavior ``k``
-        uses its first ``d_k`` coordinates. One int in ``[1, latent_dim]`` per behavior
-        in ``behaviors`` order, needs ``variant="bvae"`` and ``c >= 2``; ``None``
-        (default): every behavior uses ``latent_dim``.
+        uses its first ``d_k`` coordinates (its GFF gate reads those of the union mean
+        only). One int in ``[1, latent_dim]`` per behavior in ``behaviors`` order, the
+        largest equal to ``latent_dim`` (no coordinate unused); needs
+        ``variant="bvae"``, ``c >= 2`` and no ``approximate_top_k`` (its index would
+        cluster the decoders' unread columns); ``None`` (default): every behavior uses
+        ``latent_dim``.
       loss_weights: fixed per-behavior loss weights in ``behaviors`` order, in place of
         SDWL (the paper's RQ2 "manual weights"): behavior ``k`` adds
         ``w_k * mean_u(nll_u + beta kl_u)``. ``None`` (default): SDWL as configured.
@@ -419,17 +422,20 @@ class BVAEConfig:
                 and isinstance(dims, Sequence)
                 and all(_count(v) and v >= 1 for v in dims)
                 and all(v <= self.latent_dim for v in dims)
+                and max(dims, default=0) == self.latent_dim
             )
             if (
                 not ok
                 or len(dims) != len(self.behaviors)
                 or self.variant != "bvae"
                 or len(self.behaviors) < 2
+                or self.approximate_top_k
             ):
                 raise ValueError(
                     "BVAEConfig.latent_dims must be one int in [1, latent_dim="
-                    f"{self.latent_dim!r}] per behavior {self.behaviors} (at least 2) of "
-                    f"variant 'bvae'; got {self.latent_dims!r} (variant {self.variant!r})"
+                    f"{self.latent_dim!r}] per behavior {self.behaviors} (at least 2), the "
+                    "largest equal to latent_dim, of variant 'bvae' without "
+                    f"approximate_top_k; got {self.latent_dims!r} (variant {self.variant!r})"
                 )
             object.__setattr__(self, "latent_dims", tuple(dims))
         if (self.lr_schedule == "cosine") != (self.lr_decay_steps > 0):

@@ -2253,6 +2253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bvae_tf import tuning
 
         space = tuning.tuning_settings({"space": tune_space(args.tune_space)})["space"]
+        if args.tune and args.latent_dim is None:  # else --latent-dim is refused below
+            tuning.check_space_for_latent_dims(space, args.latent_dims)
     except ValueError as e:
         _parser().error(str(e))
     if args.tune:  # a searched name the model does not read would only repeat trials

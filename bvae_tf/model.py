@@ -279,8 +279,8 @@ class BVAE(tf.keras.Model):
           dict with ``inputs`` (behavior -> ``layers.SparseRows``), ``targets``
           (task -> SparseRows), ``mean`` (before GFF) / ``mu`` / ``logvar`` / ``z``
           (sampled, or ``mu`` when not training) / ``z_hat`` (task -> ``[B, d]``
-          float32; with ``config.latent_dims``, 0 beyond the task's ``d_k`` except
-          ``mean``) and ``batch_size``.
+          float32; with ``config.latent_dims``, 0 beyond the task's ``d_k``) and
+          ``batch_size``.
         """
         cfg = self._cfg
         per_behavior = self._inputs(inputs)
@@ -334,11 +334,12 @@ class BVAE(tf.keras.Model):
                     for i, g in enumerate(self.expert_gates)
                 ]
         logvars = [tf.clip_by_value(lv, lo, hi) for lv in logvars]
-        mus = [f(mu) for f, mu in zip(self.filters, means, strict=True)] if self.filters else means
         masks = self.latent_masks
-        if masks:  # behavior k's coordinates beyond d_k: mu 0, logvar 0 (a KL term of 0)
-            mus = [mu * mask for mu, mask in zip(mus, masks, strict=True)]
+        if masks:  # behavior k's coordinates beyond d_k: mean 0 (its GFF gate reads d_k),
+            # logvar 0 (a KL term of 0)
+            means = [mu * mask for mu, mask in zip(means, masks, strict=True)]
             logvars = [lv * mask for lv, mask in zip(logvars, masks, strict=True)]
+        mus = [f(mu) for f, mu in zip(self.filters, means, strict=True)] if self.filters else means
         if training:
             zs = [
                 mu
@@ -652,8 +653,10 @@ class BVAE(tf.keras.Model):
     def _track_gates(self, enc: dict) -> None:
         """Updates the gate trackers of :meth:`compute_loss` from an :meth:`encode` output."""
         tasks = self._cfg.tasks
-        for task, gff in zip(tasks, self.filters, strict=True) if self.filters else ():
-            gate = gff.gate(enc["mean"][task])
+        dims = self._cfg.latent_dims or (self._cfg.latent_dim,) * len(tasks)
+        filters = enumerate(zip(tasks, self.filters, strict=True)) if self.filters else ()
+        for k, (task, gff) in filters:
+            gate = gff.gate(enc["mean"][task])[:, : dims[k]]  # the coordinates in use
             self._trackers[f"{task}_gff_gate"].update_state(tf.reduce_mean(gate))
             self._trackers[f"{task}_gff_gate_std"].update_state(tf.math.reduce_std(gate))
         latents = [enc["z"][t] for t in tasks]

@@ -955,6 +955,10 @@ _FIGURES = (
 )
 
 
+#: The prefix of :func:`render`'s staging folder in the output folder (git-ignored).
+_STAGING = ".figures-staging-"
+
+
 def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> pathlib.Path:
     """Writes ``<out_dir>/REPORT.md`` and ``<out_dir>/figures/<study>_<dataset>.png``
     (and removes such figures of a dataset or study without results); returns the report.
@@ -971,7 +975,9 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
     out = pathlib.Path(out_dir)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".figures-", dir=out))
+    for left in out.glob(_STAGING + "*"):  # of a render killed before its cleanup
+        shutil.rmtree(left, ignore_errors=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=_STAGING, dir=out))
     try:
         lines, drawn = _render(by_dataset, results_dir, out, figures, staging)
         staged = staging / "REPORT.md"

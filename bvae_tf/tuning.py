@@ -160,6 +160,25 @@ def check_space_for_variant(space: Mapping[str, Any], variant: str) -> None:
         )
 
 
+def check_space_for_latent_dims(space: Mapping[str, Any], latent_dims) -> None:
+    """Refuses a resolved ``space`` whose ``latent_dim`` values go below the largest of
+    the model's per-behavior ``latent_dims`` (``BVAEConfig.latent_dims``; ``None``:
+    nothing to check), before any trial rather than at the trial that sets one.
+
+    Raises:
+      ValueError: naming the values.
+    """
+    small = [
+        int(v) for v in space.get("latent_dim") or () if latent_dims and v < max(latent_dims)
+    ]
+    if small:
+        raise ValueError(
+            f"tuning.space: latent_dim {small} is below the largest per-behavior latent "
+            f"size of model.latent_dims {list(latent_dims)}; search latent_dim >= "
+            f'{max(latent_dims)} or drop it with "latent_dim": null'
+        )
+
+
 def apply(
     values: Mapping[str, Any],
     model: Mapping[str, Any],

@@ -308,6 +308,7 @@ class PipelineConfig:
         settings = _build("tuning", lambda: tuning.tuning_settings(self.tuning))
         if self.tuning_enabled:
             tuning.check_space_for_variant(settings["space"], model.variant)
+            tuning.check_space_for_latent_dims(settings["space"], model.latent_dims)
 
     def _check_unread_keys(self, model) -> None:
         """Refuses a key the config sets that the model never reads, even at its

@@ -81,8 +81,11 @@ minutes = []
 for path in pathlib.Path(sys.argv[1]).glob("*_s*.json"):
     try:
         result = json.loads(path.read_text())
-        words = shlex.split(result.get("command", "--epochs 150"))
-        epochs = int(words[words.index("--epochs") + 1]) if "--epochs" in words else 150
+        epochs = 150  # the experiment's last --epochs N or --epochs=N, as argparse reads it
+        words = shlex.split(result.get("command", ""))
+        for word, after in zip(words, [*words[1:], ""]):
+            if word == "--epochs" or word.startswith("--epochs="):
+                epochs = int(after if word == "--epochs" else word.partition("=")[2])
         if result.get("model", "bvae") != "bvae" or epochs < 150:
             continue
         runs = result["runs"]

@@ -72,7 +72,7 @@ def _aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
 
 def _as_tensor(array: np.ndarray) -> tf.Tensor:
     """A float32 CPU tensor of ``array``: the same memory (DLPack, no copy) when the
-    array is C-contiguous float32 on a ``_TF_ALIGN``-byte boundary, else a copy
+    array is C-contiguous writeable float32 on a ``_TF_ALIGN``-byte boundary, else a copy
     (``tf.constant``).
 
     ``tf.constant`` of an unaligned array copies it twice over and keeps both in
@@ -83,6 +83,7 @@ def _as_tensor(array: np.ndarray) -> tf.Tensor:
     if (
         array.dtype == np.float32
         and array.flags.c_contiguous
+        and array.flags.writeable  # DLPack refuses a read-only buffer
         and array.ctypes.data % _TF_ALIGN == 0
     ):
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())

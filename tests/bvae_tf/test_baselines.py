@@ -479,7 +479,7 @@ def test_transductive_models_need_the_user_index():
         T.EHCF(BEHAVIORS, 40, 8, chain=("click",))
 
 
-def test_the_factored_fit_hands_p_to_tensorflow_without_a_copy():
+def test_the_factored_fit_hands_p_to_tensorflow_without_a_copy(monkeypatch):
     """The inverse is computed in an aligned buffer that TensorFlow takes as is (a
     ``tf.constant`` of it would keep two more m x m copies); anything else is copied."""
     train, _ = planted(num_users=40, num_items=40)
@@ -492,6 +492,20 @@ def test_the_factored_fit_hands_p_to_tensorflow_without_a_copy():
     np.testing.assert_array_equal(shared.numpy(), inverse.T)
     inverse[0, 0] += 1.0  # the same memory: the tensor sees the write
     assert shared.numpy()[0, 0] == inverse[0, 0]
+    shareable, as_tensor = [], E._as_tensor
+
+    def spied(array):
+        shareable.append(array.flags.c_contiguous and array.ctypes.data % E._TF_ALIGN == 0)
+        return as_tensor(array)
+
+    monkeypatch.setattr(E, "_as_tensor", spied)
+    for _, _, model in E.fit_factored(BEHAVIORS, 40, train, [3.0], dtype=np.float32):
+        del model
+    assert shareable == [True]  # the fit's P goes the shared way
+    frozen = np.array(inverse.T)
+    frozen.flags.writeable = False
+    copied = E._as_tensor(frozen)  # DLPack refuses a read-only array
+    np.testing.assert_array_equal(copied.numpy(), frozen)
     for other in (inverse.T[1:, 1:], inverse.astype(np.float64)):  # not C-ordered float32
         copied = E._as_tensor(other)
         assert copied.dtype == tf.float32

@@ -963,6 +963,10 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--behavior-mean", "--ablation", "no_base"], "--ablation no_base"),
         (["--latent-dims", "8", "0"], "latent_dims must be one int in [1, latent_dim=8]"),
         (["--latent-dims", "8", "9", "--latent-dim", "8"], "got (8, 9)"),
+        (
+            ["--latent-dims", "8", "4", "--tune", "2", "--tune-space", "latent_dim=4,8"],
+            "latent_dim [4] is below the largest per-behavior latent size",
+        ),
         (["--seeds", "0"], "--seeds: must be >= 1, got 0"),
         (["--first-seed", "-1"], "--first-seed: must be in [0, 2147483647], got -1"),
         (["--epochs", "0"], "--epochs: must be >= 1, got 0"),

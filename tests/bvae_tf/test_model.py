@@ -1284,7 +1284,7 @@ def test_latent_dims_keep_each_behaviors_first_coordinates(tiny_batch, tmp_path)
     for training in (False, True):
         enc = model.encode(tiny_batch, training=training)
         for b, d_k in zip(BEHAVIORS, dims, strict=True):
-            for key in ("mu", "logvar", "z", "z_hat"):
+            for key in ("mean", "mu", "logvar", "z", "z_hat"):
                 tail = enc[key][b].numpy()[:, d_k:]
                 np.testing.assert_array_equal(tail, np.zeros_like(tail), err_msg=f"{key} {b}")
             if training and d_k < 8:  # the kept coordinates are sampled
@@ -1296,10 +1296,24 @@ def test_latent_dims_keep_each_behaviors_first_coordinates(tiny_batch, tmp_path)
         kernel.assign(tf.concat([kernel[:, :d_k], 1e3 * tf.ones_like(kernel[:, d_k:])], 1))
     for b in BEHAVIORS:
         np.testing.assert_allclose(model(tiny_batch)[b].numpy(), scores[b], rtol=1e-6)
-    # KL and sigma_bar read the kept coordinates only (beta = 0 at step 0).
+    # Without TFF, behavior k reads only the first d_k coordinates of the union mean
+    # (its GFF gate too): the others change no score of it.
+    alone = _model(tiny_batch, latent_dims=dims, use_tff=False)
+    before = {b: x.numpy() for b, x in alone(tiny_batch).items()}
+    kernel = alone.mean_encoder.weights[0]
+    kernel.assign(tf.concat([kernel[:, :2], 5.0 * tf.ones_like(kernel[:, 2:])], 1))
+    after = {b: x.numpy() for b, x in alone(tiny_batch).items()}
+    np.testing.assert_allclose(after["favorite"], before["favorite"], rtol=1e-6)  # d_k = 2
+    assert not np.allclose(after["purchase"], before["purchase"])  # d_k = 8
+    # KL, sigma_bar and the GFF gate's tracker read the kept coordinates only (beta = 0
+    # at step 0).
     model.compute_loss(tiny_batch)
     enc = model.encode(tiny_batch)
-    for b, d_k in zip(BEHAVIORS, dims, strict=True):
+    for k, (b, d_k) in enumerate(zip(BEHAVIORS, dims, strict=True)):
+        gate = model.filters[k].gate(enc["mean"][b])[:, :d_k]
+        assert float(model._trackers[f"{b}_gff_gate"].result()) == pytest.approx(
+            float(tf.reduce_mean(gate)), rel=1e-5
+        )
         mu, logvar = enc["mu"][b][:, :d_k], enc["logvar"][b][:, :d_k]
         assert float(model._trackers[f"{b}_kl"].result()) == pytest.approx(
             float(tf.reduce_mean(losses.gaussian_kl(mu, logvar))), rel=1e-5
@@ -1329,6 +1343,8 @@ def test_latent_dims_keep_each_behaviors_first_coordinates(tiny_batch, tmp_path)
         {"latent_dims": "842"},
         {"latent_dims": (4,), "behaviors": ("click",)},
         {"latent_dims": (8, 4, 2), "variant": "union_vae"},
+        {"latent_dims": (4, 4, 2)},  # coordinates 5-8 unused
+        {"latent_dims": (8, 4, 2), "approximate_top_k": 0.5},
     ):
         with pytest.raises(ValueError, match="latent_dims must be one int in"):
             _config(**bad)

@@ -455,7 +455,7 @@ def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
         ("smoke_s0", "bvae", "python -m bvae_tf.experiment --epochs 2 --model bvae", 60),
         ("smoke_s1", "bvae", "python -m bvae_tf.experiment --epochs 3", 60),
         ("ngcf_s0", "ngcf", "python -m bvae_tf.experiment --epochs 60 --model ngcf", 6000),
-        ("smoke_s2", "bvae", "python -m bvae_tf.experiment --epochs 1", 60),
+        ("smoke_s2", "bvae", "python -m bvae_tf.experiment --epochs 150 --epochs=1", 60),
     ):
         run = {"train_seconds": seconds, "eval_seconds": 0}
         result = {"model": model, "command": command, "runs": [run]}
@@ -514,7 +514,9 @@ def test_a_failing_figure_leaves_the_previous_report_and_figures(
     results_dir, tmp_path, monkeypatch
 ):
     out = tmp_path / "docs"
+    (out / f"{report._STAGING}killed").mkdir(parents=True)  # a killed render's
     report.render(results_dir, out)
+    assert sorted(p.name for p in out.iterdir()) == ["REPORT.md", "figures"]
     before = {p.name: p.read_bytes() for p in (out / "figures").iterdir()}
     text = (out / "REPORT.md").read_text()
     assert "rq2_ablation_jd.png" in before and "gates_jd.png" in before

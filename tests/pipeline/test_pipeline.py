@@ -67,6 +67,12 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["training"], "section.key=value"),
         (["training.epochs=0"], "training.epochs"),
         (["model.latent_dim=0"], "latent_dim"),
+        (["model.latent_dim=8", "model.latent_dims=[8, 4]"], "latent_dims must be one int"),
+        (
+            ["tuning.enabled=true", "tuning.space.latent_dim=[4, 8]"]
+            + ["model.latent_dim=8", "model.latent_dims=[8, 4, 8, 2]"],
+            r"latent_dim \[4\] is below the largest per-behavior latent size",
+        ),
         (["model.hidden=3"], "unknown model settings"),
         (["model.num_items=5"], "model.num_items"),
         (["synthetic.num_users=0"], "num_users"),
