@@ -69,8 +69,10 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (["model.latent_dim=0"], "latent_dim"),
         (["model.latent_dim=8", "model.latent_dims=[8, 4]"], "latent_dims must be one int"),
         (
-            ["tuning.enabled=true", "tuning.space.latent_dim=[4, 8]"]
-            + ["model.latent_dim=8", "model.latent_dims=[8, 4, 8, 2]"],
+            [
+                *("tuning.enabled=true", "tuning.space.latent_dim=[4, 8]"),
+                *("model.latent_dim=8", "model.latent_dims=[8, 4, 8, 2]"),
+            ],
             r"latent_dim \[4\] is below the largest per-behavior latent size",
         ),
         (["model.hidden=3"], "unknown model settings"),
