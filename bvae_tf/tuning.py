@@ -168,9 +168,7 @@ def check_space_for_latent_dims(space: Mapping[str, Any], latent_dims) -> None:
     Raises:
       ValueError: naming the values.
     """
-    small = [
-        int(v) for v in space.get("latent_dim") or () if latent_dims and v < max(latent_dims)
-    ]
+    small = [int(v) for v in space.get("latent_dim") or () if latent_dims and v < max(latent_dims)]
     if small:
         raise ValueError(
             f"tuning.space: latent_dim {small} is below the largest per-behavior latent "
