@@ -355,7 +355,8 @@ def _parser() -> argparse.ArgumentParser:
         "--ease-factored",
         action="store_true",
         help="EASE: score as ((x P) X^T) Y_b without forming any B_b (the same scores; "
-        "one m x m matrix for every target, about 3 m^2 at the peak; "
+        "one m x m matrix for every target; with --ease-dtype float32 shared with "
+        "TensorFlow without a copy; "
         "bvae_tf.baselines.ease.FactoredEASE)",
     )
     p.add_argument(
