@@ -421,7 +421,6 @@ class BVAEConfig:
                 not isinstance(dims, str | bytes)
                 and isinstance(dims, Sequence)
                 and all(_count(v) and v >= 1 for v in dims)
-                and all(v <= self.latent_dim for v in dims)
                 and max(dims, default=0) == self.latent_dim
             )
             if (

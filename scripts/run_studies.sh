@@ -76,21 +76,20 @@ done
 # shorter smoke run, nor a baseline such as NGCF), else 20 (a BVAE run on JD with 2 CPU
 # cores, one run at a time).
 per_run=$(python3 - "$OUT" 2>/dev/null <<'PYEOF' || true
-import json, pathlib, shlex, statistics, sys
+import argparse, json, pathlib, shlex, statistics, sys
+budget = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+budget.add_argument("--epochs", type=int, default=150)  # the experiment's flag
 minutes = []
 for path in pathlib.Path(sys.argv[1]).glob("*_s*.json"):
     try:
         result = json.loads(path.read_text())
-        epochs = 150  # the experiment's last --epochs N or --epochs=N, as argparse reads it
-        words = shlex.split(result.get("command", ""))
-        for word, after in zip(words, [*words[1:], ""]):
-            if word == "--epochs" or word.startswith("--epochs="):
-                epochs = int(after if word == "--epochs" else word.partition("=")[2])
+        command = shlex.split(result.get("command", ""))
+        epochs = budget.parse_known_args(command)[0].epochs
         if result.get("model", "bvae") != "bvae" or epochs < 150:
             continue
         runs = result["runs"]
         minutes += [(r["train_seconds"] + r.get("eval_seconds", 0)) / 60 for r in runs]
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, SystemExit):  # argparse exits
         continue
 if minutes:
     print(f"{round(statistics.median(minutes))} {len(minutes)}")
