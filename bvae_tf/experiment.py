@@ -42,8 +42,9 @@ Resumable: every training keeps its state in ``<out>/<name>.ckpt/`` after each e
 (``training.fit``'s ``checkpoint_dir``), so the same command run again after a kill
 resumes at the next epoch; finished seeds, targets and ``--grid`` trials are read back
 rather than trained again; state written by another command line is discarded; the
-folder is removed when the result is written. A resumed run's later epochs are
-shuffled afresh (its record says ``"resumed_at"``).
+folder is removed when the result is written. A resumed run sees the batches an
+uninterrupted run would (on the same machine the result is bit-identical; its record
+says ``"resumed_at"``).
 
 Writes ``<out>/<name>.json`` after every seed (partial results survive) and
 ``<out>/<name>.md``, a table in the paper's layout (behavior x method x

@@ -200,9 +200,10 @@ def fit(
         weights and the history. When it holds the state of the same
         ``checkpoint_key``, training resumes after its last epoch (or, if that run
         had finished, returns its result with the best weights loaded, without
-        training). A resumed run's later epochs are shuffled afresh, so it is not
-        bit-identical to an uninterrupted one; ``FitResult.resumed_at`` says where it
-        resumed. ``None``: no state is kept.
+        training). A resumed run sees the batches an uninterrupted one would (the
+        shuffle of ``train_dataset`` is advanced past the finished epochs), so on the
+        same machine it is bit-identical to it; ``FitResult.resumed_at`` says where
+        it resumed. ``None``: no state is kept.
       checkpoint_key: identifies the run (e.g. its command line); state of another
         key is discarded.
       checkpoint_key_matches: decides whether a saved state's key is this run's
@@ -254,6 +255,8 @@ def fit(
     monitor.set_model(model)  # fit() sets it too; restore() needs it when fit() is skipped
     saved = None if state is None else state.load(monitor, epochs=epochs, patience=patience)
     if saved is None or not saved["finished"]:
+        if saved is not None:
+            _skip_epochs(train_dataset, len(monitor.history))
         if steps_per_epoch is None:
             train_dataset, steps_per_epoch = _one_iterator(model, train_dataset)
         model.fit(
@@ -277,6 +280,18 @@ def fit(
         eval_seconds=sum(h["eval_seconds"] for h in monitor.history),
         resumed_at=monitor.resumed_at,
     )
+
+
+def _skip_epochs(train_dataset, epochs: int) -> None:
+    """Advances the seeded reshuffle of ``train_dataset`` past ``epochs`` finished
+    epochs, so that a resumed run's next epoch gets the order an uninterrupted run's
+    would. A ``shuffle(..., seed=s, reshuffle_each_iteration=True)`` draws each pass's
+    order from a seed generator that every new iterator advances once (one pass is one
+    epoch on both of ``fit``'s paths, ``_one_iterator``); making and dropping
+    ``epochs`` iterators replays those draws. The noise of the models is stateless,
+    keyed on the restored step counter, so it needs nothing."""
+    for _ in range(epochs):
+        iter(train_dataset)
 
 
 def _one_iterator(model, train_dataset):

@@ -22,6 +22,22 @@ def _model(**overrides):
     return Mo.build_model(cfg, optimizer_jit_compile=False)
 
 
+def _kill_at_evaluation(monkeypatch, n):
+    """Makes ``metrics.evaluate`` raise ``KeyboardInterrupt`` at its ``n``-th call (a kill
+    after that epoch's steps, before its state is saved); returns the function that
+    puts the real ``evaluate`` back."""
+    evaluate, calls = M.evaluate, []
+
+    def killed(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt("killed")
+        return evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(M, "evaluate", killed)
+    return lambda: monkeypatch.setattr(M, "evaluate", evaluate)
+
+
 def test_evaluate_equals_numpy_metrics_on_full_scores(tiny_data):
     model = _model()
     ds = D.eval_dataset(tiny_data, F.TEST, batch_size=7)
@@ -264,24 +280,18 @@ def test_a_killed_fit_resumes_its_weight_average(tiny_data, tmp_path, monkeypatc
     train = D.train_dataset(tiny_data, batch_size=12, seed=0)
     valid = D.eval_dataset(tiny_data, F.EVAL)
     steps = sum(1 for _ in train)
-    averages, init, evaluate, calls = [], T._WeightAverage.__init__, M.evaluate, []
+    averages, init = [], T._WeightAverage.__init__
 
     def kept(self, *args, **kwargs):
         init(self, *args, **kwargs)
         averages.append(self)
 
-    def killed_at_the_second_evaluation(model, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
-        return evaluate(model, *args, **kwargs)
-
     monkeypatch.setattr(T._WeightAverage, "__init__", kept)
-    monkeypatch.setattr(M, "evaluate", killed_at_the_second_evaluation)
+    revive = _kill_at_evaluation(monkeypatch, 2)
     kwargs = dict(epochs=3, patience=9, verbose=0, checkpoint_dir=tmp_path, checkpoint_key="k")
     with pytest.raises(KeyboardInterrupt):
         T.fit(_model(), train, valid, weight_average=0.5, **kwargs)
-    monkeypatch.setattr(M, "evaluate", evaluate)
+    revive()
     result = T.fit(_model(), train, valid, weight_average=0.5, **kwargs)
     assert result.resumed_at == [1]
     # The average's state came back with the epoch: its steps count all 3 epochs.
@@ -338,6 +348,33 @@ def test_a_killed_fit_resumes_at_its_next_epoch(tiny_data, tmp_path, monkeypatch
     fourth = _model()
     fresh = T.fit(fourth, train, valid, **{**kwargs, "epochs": 1, "checkpoint_key": "b"})
     assert fresh.resumed_at == [] and fresh.epochs_run == 1
+
+
+def test_a_resumed_fit_sees_the_batches_of_an_uninterrupted_one(tiny_data, tmp_path, monkeypatch):
+    # A killed run resumed by a new process (a new dataset, a new model) must train its
+    # later epochs on the same shuffled batches as a run never killed: same losses,
+    # same weights, bit for bit.
+    valid = D.eval_dataset(tiny_data, F.EVAL)
+    kwargs = dict(epochs=4, patience=9, verbose=0, checkpoint_key="k")
+
+    def run(folder):
+        tf.keras.utils.set_random_seed(0)
+        model = _model(dropout=0.5)
+        train = D.train_dataset(tiny_data, batch_size=12, seed=3)
+        result = T.fit(model, train, valid, checkpoint_dir=tmp_path / folder, **kwargs)
+        return result, model.get_weights()
+
+    whole, whole_weights = run("whole")
+    revive = _kill_at_evaluation(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run("killed")
+    revive()
+    resumed, resumed_weights = run("killed")
+    assert resumed.resumed_at == [1] and whole.resumed_at == []
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    assert resumed.best_epoch == whole.best_epoch
+    for got, want in zip(resumed_weights, whole_weights, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_a_kill_while_saving_resumes_from_the_last_committed_epoch(
@@ -401,19 +438,11 @@ def test_a_run_killed_after_it_stopped_early_trains_no_further(tiny_data, tmp_pa
 def test_a_damaged_kept_state_starts_over_untouched(tiny_data, tmp_path, monkeypatch, damage):
     train = D.train_dataset(tiny_data, batch_size=12, seed=0)
     valid = D.eval_dataset(tiny_data, F.EVAL)
-    evaluate, calls = M.evaluate, []
-
-    def killed_at_the_third_evaluation(model, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("killed")
-        return evaluate(model, *args, **kwargs)
-
-    monkeypatch.setattr(M, "evaluate", killed_at_the_third_evaluation)
+    revive = _kill_at_evaluation(monkeypatch, 3)
     kwargs = dict(epochs=1, patience=9, verbose=0, checkpoint_dir=tmp_path, checkpoint_key="k")
     with pytest.raises(KeyboardInterrupt):
         T.fit(_model(), train, valid, **{**kwargs, "epochs": 4})
-    monkeypatch.setattr(M, "evaluate", evaluate)
+    revive()
     state = json.loads((tmp_path / "state.json").read_text())
     if damage == "best_weights":
         path = tmp_path / state["best"]
