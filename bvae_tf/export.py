@@ -104,12 +104,15 @@ class ExportInfo:
       top_k: K of ``serving_default``.
       num_items: size of the item vocabulary (``score_items`` logits width).
       item_vocabulary: path of the vocabulary file (line ``i``: raw id of index ``i``).
+      model_config: the exported model's ``BVAEConfig.to_dict()``; None for an export
+        that did not record it (a stand-in model, or one made before it was recorded).
     """
 
     behaviors: tuple[str, ...]
     top_k: int
     num_items: int
     item_vocabulary: str
+    model_config: dict[str, Any] | None = None
 
     def item_ids(self) -> list[str]:
         """Raw item ids by vocabulary index."""
@@ -146,11 +149,18 @@ def read_export_info(export_dir: str) -> ExportInfo:
         top_k=int(values["top_k"]),
         num_items=int(values["num_items"]),
         item_vocabulary=os.path.join(export_dir, values["item_vocabulary"]),
+        model_config=values.get("model_config"),
     )
 
 
 def write_export_info(
-    export_dir: str, behaviors, top_k: int, num_items: int, vocabulary_file: str
+    export_dir: str,
+    behaviors,
+    top_k: int,
+    num_items: int,
+    vocabulary_file: str,
+    *,
+    model_config: Mapping[str, Any] | None = None,
 ) -> None:
     """Writes :data:`EXPORT_INFO_FILE` into a SavedModel directory.
 
@@ -163,6 +173,8 @@ def write_export_info(
       top_k: K of ``serving_default``.
       num_items: the vocabulary size.
       vocabulary_file: the vocabulary file the export copied into ``assets/``.
+      model_config: the model's settings (``BVAEConfig.to_dict()``, JSON values), read
+        back by a warm start (``bvae_tf.warm_start``); None: not recorded.
 
     Raises:
       ValueError: if ``assets/`` holds no file of that name.
@@ -182,6 +194,7 @@ def write_export_info(
             "score": features.SCORE_SIGNATURE,
             "rank": features.RANK_SIGNATURE,
         },
+        **({"model_config": dict(model_config)} if model_config is not None else {}),
     }
     path = os.path.join(export_dir, EXPORT_INFO_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
@@ -324,6 +337,7 @@ def export_serving_model(
         top_k,
         model.num_items,
         tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCABULARY),
+        model_config=model.bvae_config.to_dict() if hasattr(model, "bvae_config") else None,
     )
     logging.info("Serving model (top %d per behavior) exported to %s.", top_k, export_dir)
     return export_dir

@@ -73,6 +73,35 @@ def _ambiguous_sizes(config) -> set[int]:
     return {config.latent_dim, 2 * config.latent_dim, c, c + 1}
 
 
+def _warn_on_other_latent_dims(base_config, config, base_export_dir: str) -> bool:
+    """Logs a warning when the base model's per-behavior latent sizes
+    (``BVAEConfig.latent_dims``) differ from this run's; returns whether they do.
+
+    The weights have the same shapes either way (the sizes are masks, not narrower
+    layers), so the copy goes ahead; but a coordinate a behavior did not use in the
+    base model was never trained for it and starts from its base value (its initial
+    one), and one it no longer uses is ignored. An export that did not record its
+    settings (``base_config`` None) is not checked.
+    """
+    if base_config is None:
+        return False
+    width = config.latent_dim
+    base_dims = tuple(base_config.get("latent_dims") or (width,) * len(config.behaviors))
+    dims = tuple(config.latent_dims or (width,) * len(config.behaviors))
+    if base_dims == dims:
+        return False
+    logging.warning(
+        "warm start from %s: the base model's per-behavior latent sizes %s differ from "
+        "this run's %s (behaviors %s); the weights are carried over, but a coordinate a "
+        "behavior did not use in the base model starts untrained for it.",
+        base_export_dir,
+        list(base_dims),
+        list(dims),
+        list(config.behaviors),
+    )
+    return True
+
+
 def warm_start(model, base_export_dir: str, item_ids: Sequence[str]) -> WarmStartReport:
     """Copies ``base_export_dir``'s weights into ``model`` (module docstring).
 
@@ -105,6 +134,7 @@ def warm_start(model, base_export_dir: str, item_ids: Sequence[str]) -> WarmStar
             f"warm start: the base model's behaviors {list(info.behaviors)} differ from "
             f"this run's {list(config.behaviors)}; train cold (training.warm_start=false)"
         )
+    _warn_on_other_latent_dims(info.model_config, config, base_export_dir)
     old_m, new_m = info.num_items, config.num_items
     ambiguous = {old_m, new_m} & _ambiguous_sizes(config)
     if ambiguous:

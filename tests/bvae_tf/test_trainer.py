@@ -1,6 +1,7 @@
 """Tests for the TFX Trainer run_fn and the serving export (signatures, reload)."""
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -539,6 +540,31 @@ def test_warm_start_refuses_other_settings_and_behaviors(exported):
         warm_start.warm_start(fewer, export_dir, ids)
     with pytest.raises(ValueError, match="item ids for a model of"):
         warm_start.warm_start(_warm_model(len(ids)), export_dir, ids[:-1])
+
+
+def test_warm_start_warns_when_the_per_behavior_latent_sizes_differ(exported, caplog):
+    # The sizes are masks, so the weights fit either way: the copy goes ahead, with a
+    # warning, which needs the export to record its settings.
+    from bvae_tf import warm_start
+
+    _, _, export_dir = exported
+    info = export.read_export_info(export_dir)
+    assert info.model_config["latent_dim"] == 8 and info.model_config["latent_dims"] is None
+    ids = info.item_ids()
+    dims = (8,) + (4,) * (len(tiny.BEHAVIORS) - 1)
+    with caplog.at_level(logging.WARNING):
+        report = warm_start.warm_start(_warm_model(len(ids), latent_dims=dims), export_dir, ids)
+    assert report.items_kept == len(ids)
+    warned = [r.getMessage() for r in caplog.records if "latent sizes" in r.getMessage()]
+    assert len(warned) == 1 and f"this run's {list(dims)}" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the same sizes, spelled out: no warning
+        same = (8,) * len(tiny.BEHAVIORS)
+        warm_start.warm_start(_warm_model(len(ids), latent_dims=same), export_dir, ids)
+    assert not [r for r in caplog.records if "latent sizes" in r.getMessage()]
+    # An export that did not record its settings is not checked.
+    config = _warm_model(len(ids), latent_dims=dims).bvae_config
+    assert not warm_start._warn_on_other_latent_dims(None, config, export_dir)
 
 
 def test_warm_start_leaves_the_cross_behavior_boost_to_the_run(exported, tmp_path):
