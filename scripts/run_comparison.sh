@@ -14,7 +14,8 @@
 # item_path_drop<P>, item_path_anneal<N>, item_path_wd<L>, item_path_cos<N> and
 # combinations; bvae_anneal<N>, bvae_wd<L>, bvae_cos<N>, bvae_bm (BASE + behavior
 # means), bvae_ema<R> (averaged weights), any of them + _boost, bvae_boost; N a whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
-# bvae_anneal (BVAE, beta ramp searched on valid); the studies' rows d50 d150 d200,
+# bvae_anneal (BVAE, beta ramp searched on valid), bvae_dropout<P> / bvae_dropout (input
+# dropout set / searched on valid, combinable); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below). DRY_RUN=1 lists the commands of the runs not done yet
 # instead of running them.
@@ -48,6 +49,8 @@ PY=${PY:-.venv/bin/python}
 # The cross-behavior boosts tried on valid by the "..._boost" rows (0 is always tried):
 # a decoder's logits spread over about 10, so 1000 puts touched items first.
 BOOST_GRID=${BOOST_GRID:-0.25,0.5,1,2,4,8,16,1000}
+# The input dropout rates a "..._dropout" row tries on valid (BVAE's default is 0.5).
+DROPOUT_GRID=${DROPOUT_GRID:-0.2,0.5,0.7}
 # The training budget of every run in docs/RESULTS.md; EPOCHS / PATIENCE override it
 # (e.g. EPOCHS=1 for a smoke run into a scratch OUT).
 TRAIN=(--epochs "${EPOCHS:-150}" --patience "${PATIENCE:-40}" --paper-protocol)
@@ -101,11 +104,13 @@ flags() {
     # per-behavior latent sizes in the data's behavior order (--latent-dims; d = the largest),
     # e.g. "bvae_anneal10000_dims100-200-100"; "bm": BASE +
     # behavior means (--behavior-mean, e.g. "bvae_bm"); "ema<R>": the weights averaged
-    # with decay R per update (--weight-average, e.g. "bvae_ema0.99"). A last part "boost" (e.g.
+    # with decay R per update (--weight-average, e.g. "bvae_ema0.99"); "dropout<P>": input
+    # dropout P (--dropout; BVAE's default 0.5), "dropout" alone: P searched on valid over
+    # DROPOUT_GRID (e.g. "bvae_anneal10000_dropout"). A last part "boost" (e.g.
     # "bvae_boost", "item_path_g100_boost") adds the cross-behavior boost, chosen per
     # behavior on valid after training among 0 and BOOST_GRID.
     item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_bm* | bvae_ema* | bvae_dims* \
-      | bvae_boost)
+      | bvae_dropout* | bvae_boost)
       local out="--model bvae" part
       [[ $1 == bvae_* ]] || out+=" --item-path"
       local rest=${1#item_path_}
@@ -123,6 +128,8 @@ flags() {
             out+=" --weight-average ${part#ema}" ;;
           cos[0-9]*) number "$1" "${part#cos}"; out+=" --lr-decay-steps ${part#cos}" ;;
           bm) out+=" --behavior-mean" ;;
+          dropout) out+=" --grid dropout=$DROPOUT_GRID" ;;
+          dropout[0-9]*) number "$1" "${part#dropout}"; out+=" --dropout ${part#dropout}" ;;
           dims[0-9]*) [[ ${part#dims} =~ ^[1-9][0-9]*(-[1-9][0-9]*)+$ ]] \
               || { echo "unknown row $1 (dims<D1>-<D2>-...: one latent size per behavior)" >&2; exit 2; }
             part=${part#dims}; out+=" --latent-dims ${part//-/ }" ;;

@@ -29,6 +29,10 @@ def test_rows_become_experiment_flags(tmp_path):
     assert "--model bvae --weight-decay 1 --weight-average 0.99 --boost-grid" in commands[0]
     assert "--epochs 150 --patience 40 --paper-protocol" in commands[0]
     assert commands[1].endswith("--model bvae --latent-dim 150")
+    dropout = _run(tmp_path, "bvae_anneal10000_dropout", "bvae_dropout0.3")
+    assert "--model bvae --anneal-steps 10000 --grid dropout=0.2,0.5,0.7" in dropout.stdout
+    assert "--name bvae_dropout0.3_s0" in dropout.stdout
+    assert "--model bvae --dropout 0.3" in dropout.stdout
     smoke = _run(tmp_path, "bvae", EPOCHS="1", PATIENCE="0")
     assert "--epochs 1 --patience 0 --paper-protocol" in smoke.stdout
     not_dry = _run(tmp_path, "bvae", DRY_RUN="0")  # "0" is no dry run
@@ -55,6 +59,7 @@ def test_an_unknown_row_stops_before_any_run(tmp_path):
         ("weights_0.5", "(weights_<purchase>_<click>_<favourite>: 3 weights)"),
         ("rq4_purchase_purchase", "('purchase' twice)"),
         ("bvae_tuned_tuned", "(_tuned once)"),
+        ("bvae_dropout0.x", "('0.x' is not a number)"),
     ],
 )
 def test_a_row_with_a_bad_value_stops_before_any_run(tmp_path, row, message):
