@@ -3,7 +3,8 @@
 Everything here works on one mini-batch of ``B`` users, ``m`` items and latent size
 ``d``. The multinomial likelihood (eq. 9-10) is computed from sparse targets with a
 hand-written gradient so that no dense ``[B, m]`` target matrix is ever built and the
-dense work per step is one softmax plus three matrix products.
+dense work per step is one softmax plus three matrix products, over the users with
+targets only (:func:`nll_on_rows_with_targets`).
 """
 
 from __future__ import annotations
@@ -195,6 +196,61 @@ def sampled_multinomial_nll(
     lse = tf.reduce_logsumexp(logits, axis=1)
     lse = tf.where(counts > 0, lse, tf.zeros_like(lse))  # no targets: 0, even with no candidates
     return counts * lse - tf.math.unsorted_segment_sum(positive, rows, batch_size)
+
+
+def nll_on_rows_with_targets(
+    queries: tf.Tensor,
+    item_table: tf.Tensor,
+    rows: tf.Tensor,
+    cols: tf.Tensor,
+    batch_size: tf.Tensor,
+    *,
+    nll_fn=multinomial_nll,
+    extra: tuple[tf.Tensor, tf.Tensor, tf.Tensor] | None = None,
+    **kwargs,
+) -> tf.Tensor:
+    """``nll_fn`` (:func:`multinomial_nll` or :func:`sampled_multinomial_nll`) decoded
+    only for the users with at least one target, the same value and gradient.
+
+    A user without targets of a behavior has ``nll_u = 0`` and a zero gradient
+    (``d logits_u = g_u (n_u softmax(logits_u) - x_u)`` with ``n_u = 0`` and
+    ``x_u = 0``), so its row of the ``[B, m]`` products contributes nothing; the
+    decoder's products, softmax and backward products run over the ``B'`` users with
+    targets instead (on JD's train split, a favourite decoder reads 21% of the users,
+    click 90%, purchase all). Entries of ``extra`` on dropped rows go too (their
+    gradient is 0 as well).
+
+    Args:
+      queries, item_table, rows, cols, batch_size: as :func:`multinomial_nll`
+        (``rows`` sorted ascending).
+      nll_fn: ``nll_fn(queries, item_table, rows, cols, batch_size, **kwargs)`` with
+        ``extra`` among its keyword arguments when given, returning ``[B]`` float32.
+      extra: as :func:`multinomial_nll`, or None.
+      **kwargs: passed on (e.g. ``candidates`` and ``log_q``).
+
+    Returns:
+      ``[B]`` float32 negative log-likelihood per user (0 for a user without targets).
+    """
+    batch_size = tf.cast(batch_size, tf.int64)
+    kept, compact = tf.unique(rows, out_idx=tf.int64)  # sorted rows: kept ascending
+    count = tf.size(kept, out_type=tf.int64)
+    if extra is not None:
+        # Each row's place among the kept rows, -1 for a row without targets.
+        place = tf.tensor_scatter_nd_update(
+            tf.fill([batch_size], tf.constant(-1, tf.int64)),
+            kept[:, None],
+            tf.range(count, dtype=tf.int64),
+        )
+        e_place = tf.gather(place, extra[0])
+        on = e_place >= 0
+        extra = (
+            tf.boolean_mask(e_place, on),
+            tf.boolean_mask(extra[1], on),
+            tf.boolean_mask(extra[2], on),
+        )
+        kwargs["extra"] = extra
+    nll = nll_fn(tf.gather(queries, kept), item_table, compact, cols, count, **kwargs)
+    return tf.scatter_nd(kept[:, None], nll, tf.reshape(batch_size, [1]))
 
 
 def gaussian_kl(mu: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:

@@ -544,24 +544,36 @@ class BVAE(tf.keras.Model):
                 extra = self.item_path.entries(
                     list(enc["inputs"].values()), k, drop_overlap=drop, seed=seed
                 )
+            queries = dec.queries(enc["z_hat"][task])
             if cfg.sampled_softmax and training:
                 candidates, log_q = self._candidates(target.cols, 7000 + k, k)
-                nll = losses.sampled_multinomial_nll(
-                    dec.queries(enc["z_hat"][task]),
+                nll = losses.nll_on_rows_with_targets(
+                    queries,
                     dec.candidate_table(candidates),
                     target.rows,
                     target.cols,
                     target.batch_size,
+                    nll_fn=losses.sampled_multinomial_nll,
                     candidates=candidates,
                     log_q=log_q,
                 )
-            else:
+            elif cfg.jit_compile:  # XLA: static shapes, every row decoded
                 nll = self._dense_nll.fn(
-                    dec.queries(enc["z_hat"][task]),
+                    queries,
                     dec.item_table(),
                     target.rows,
                     target.cols,
                     target.batch_size,
+                    extra=extra,
+                )
+            else:  # only the users with targets of this behavior are decoded
+                nll = losses.nll_on_rows_with_targets(
+                    queries,
+                    dec.item_table(),
+                    target.rows,
+                    target.cols,
+                    target.batch_size,
+                    nll_fn=self._dense_nll.fn,
                     extra=extra,
                 )
             logvar = enc["logvar"][task]

@@ -759,6 +759,45 @@ def test_multinomial_nll_with_sparse_extra_logits_matches_dense_autodiff():
         np.testing.assert_allclose(ga.numpy(), gb.numpy(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["dense", "extra", "sampled", "no_targets"])
+def test_decoding_only_the_rows_with_targets_keeps_the_nll_and_its_gradient(kind):
+    rng = np.random.default_rng(2)
+    b, m = 6, 9
+    q = tf.constant(rng.normal(size=(b, 4)), tf.float32)
+    table = tf.constant(rng.normal(size=(m, 4)), tf.float32)
+    x = (rng.random((b, m)) < 0.3).astype(np.float32)
+    x[[0, 3]] = 0.0  # users without targets, first and inside
+    x[[1, 5], 2] = 1.0
+    if kind == "no_targets":
+        x[:] = 0.0
+    rows, cols = (tf.constant(a, tf.int64) for a in np.nonzero(x))
+    values = tf.constant(rng.normal(size=5), tf.float32)
+    kwargs = {}
+    if kind == "extra":  # on rows with and without targets, one pair repeated
+        kwargs["extra"] = (np.array([0, 1, 1, 3, 5]), np.array([4, 2, 2, 1, 0]), values)
+    if kind == "sampled":
+        every = tf.range(m, dtype=tf.int64)
+        kwargs = {"candidates": every, "log_q": tf.constant(rng.normal(size=m), tf.float32)}
+    nll_fn = losses.sampled_multinomial_nll if kind == "sampled" else losses.multinomial_nll
+    upstream = tf.constant(rng.random(b), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([q, table, values])
+        every_row = nll_fn(q, table, rows, cols, b, **kwargs)
+        kept = losses.nll_on_rows_with_targets(q, table, rows, cols, b, nll_fn=nll_fn, **kwargs)
+        a = tf.reduce_sum(every_row * upstream)
+        c = tf.reduce_sum(kept * upstream)
+    assert kept.shape == (b,) and kept.numpy()[0] == 0.0 and kept.numpy()[3] == 0.0
+    np.testing.assert_allclose(kept.numpy(), every_row.numpy(), rtol=1e-6, atol=1e-6)
+    variables = [q, table, values]
+    for ga, gc in zip(tape.gradient(a, variables), tape.gradient(c, variables), strict=True):
+        if ga is None:  # values unused
+            assert gc is None or not np.any(tf.convert_to_tensor(gc).numpy())
+            continue
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(gc).numpy(), tf.convert_to_tensor(ga).numpy(), atol=1e-6
+        )
+
+
 def test_sdwl_forms_hand_worked():
     nll = tf.constant([4.0, 8.0])
     kl = tf.constant([1.0, 3.0])
