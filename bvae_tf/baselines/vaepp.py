@@ -244,7 +244,7 @@ class VAEPlusPlus(ItemScoreModel):
         for t, head in zip(self.targets, self.heads, strict=True):
             target = rows[t]
             f = forward[t]
-            nll = losses.multinomial_nll(
+            nll = losses.nll_on_rows_with_targets(  # decodes the users with targets only
                 head.decoder.queries(f["z_r"]),
                 head.decoder.item_table(),
                 target.rows,
