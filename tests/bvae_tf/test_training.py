@@ -355,7 +355,7 @@ def test_a_resumed_fit_sees_the_batches_of_an_uninterrupted_one(tiny_data, tmp_p
     # later epochs on the same shuffled batches as a run never killed: same losses,
     # same weights, bit for bit.
     valid = D.eval_dataset(tiny_data, F.EVAL)
-    kwargs = dict(epochs=4, patience=9, verbose=0, checkpoint_key="k")
+    kwargs = dict(epochs=3, patience=9, verbose=0, checkpoint_key="k")
 
     def run(folder):
         tf.keras.utils.set_random_seed(0)
