@@ -112,7 +112,7 @@ class ExportInfo:
     top_k: int
     num_items: int
     item_vocabulary: str
-    model_config: dict[str, Any] | None = None
+    model_config: dict[str, Any] | None = dataclasses.field(default=None, hash=False)
 
     def item_ids(self) -> list[str]:
         """Raw item ids by vocabulary index."""
@@ -200,6 +200,19 @@ def write_export_info(
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(values, indent=1) + "\n")
+
+
+def _exported_config(model) -> dict[str, Any] | None:
+    """The settings an export records: ``BVAEConfig.to_dict()`` with the boost the
+    model scores with (``choose_boost`` may have set it after the configuration); None
+    for a model without a ``BVAEConfig``."""
+    if not hasattr(model, "bvae_config"):
+        return None
+    settings = model.bvae_config.to_dict()
+    boost = getattr(model, "cross_behavior_boost", None)
+    if boost is not None:
+        settings["cross_behavior_boost"] = [float(v) for v in boost.numpy()]
+    return settings
 
 
 def export_serving_model(
@@ -337,7 +350,7 @@ def export_serving_model(
         top_k,
         model.num_items,
         tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCABULARY),
-        model_config=model.bvae_config.to_dict() if hasattr(model, "bvae_config") else None,
+        model_config=_exported_config(model),
     )
     logging.info("Serving model (top %d per behavior) exported to %s.", top_k, export_dir)
     return export_dir

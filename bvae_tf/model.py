@@ -690,8 +690,13 @@ class BVAE(tf.keras.Model):
         grads = tape.gradient(scaled, variables)
         if isinstance(self.optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
             grads = self.optimizer.get_unscaled_gradients(grads)
-        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        self.anneal_step.assign_add(1)
+        # Only after a batch: a call that finds none (Keras' end-of-data probe of a
+        # dataset of unknown size) must count no step, neither Adam's (its bias
+        # correction) nor the annealing step (the beta ramp and the noise seeds), so
+        # that a resumed run, which probes again, replays an unbroken one exactly.
+        with tf.control_dependencies([loss]):
+            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            self.anneal_step.assign_add(1)
         return {m.name: m.result() for m in self.metrics}
 
     @_NO_AUTOGRAPH

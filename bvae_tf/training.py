@@ -256,7 +256,7 @@ def fit(
     saved = None if state is None else state.load(monitor, epochs=epochs, patience=patience)
     if saved is None or not saved["finished"]:
         if saved is not None:
-            _skip_epochs(train_dataset, len(monitor.history))
+            train_dataset = _skip_epochs(train_dataset, len(monitor.history), steps_per_epoch)
         if steps_per_epoch is None:
             train_dataset, steps_per_epoch = _one_iterator(model, train_dataset)
         model.fit(
@@ -282,16 +282,30 @@ def fit(
     )
 
 
-def _skip_epochs(train_dataset, epochs: int) -> None:
-    """Advances the seeded reshuffle of ``train_dataset`` past ``epochs`` finished
-    epochs, so that a resumed run's next epoch gets the order an uninterrupted run's
-    would. A ``shuffle(..., seed=s, reshuffle_each_iteration=True)`` draws each pass's
-    order from a seed generator that every new iterator advances once (one pass is one
-    epoch on both of ``fit``'s paths, ``_one_iterator``); making and dropping
-    ``epochs`` iterators replays those draws. The noise of the models is stateless,
-    keyed on the restored step counter, so it needs nothing."""
+def _skip_epochs(train_dataset, epochs: int, steps_per_epoch: int | None):
+    """``train_dataset`` advanced past ``epochs`` finished epochs, so that a resumed
+    run's next epoch gets the batches an uninterrupted run's would.
+
+    - One pass is one epoch (``steps_per_epoch`` None, or the dataset's size): Keras
+      (or ``_one_iterator``) makes a new iterator per epoch, and a
+      ``shuffle(..., seed=s, reshuffle_each_iteration=True)`` draws each pass's order
+      from a seed generator that every new iterator advances once; making and
+      dropping ``epochs`` iterators replays those draws (cheap: an iterator reads
+      nothing until its first batch).
+    - Otherwise (e.g. RecVAE's ``repeat()`` of several passes per epoch, NGCF's
+      endless generator): Keras reads one iterator for the whole run, so the resumed
+      run skips the ``epochs * steps_per_epoch`` batches already trained on.
+
+    The noise of the models is stateless, keyed on the restored step counter, so it
+    needs nothing.
+    """
+    if epochs == 0:
+        return train_dataset
+    if steps_per_epoch is not None and int(train_dataset.cardinality()) != steps_per_epoch:
+        return train_dataset.skip(epochs * steps_per_epoch)
     for _ in range(epochs):
         iter(train_dataset)
+    return train_dataset
 
 
 def _one_iterator(model, train_dataset):

@@ -85,9 +85,10 @@ def _warn_on_other_latent_dims(base_config, config, base_export_dir: str) -> boo
     """
     if base_config is None:
         return False
-    width = config.latent_dim
-    base_dims = tuple(base_config.get("latent_dims") or (width,) * len(config.behaviors))
-    dims = tuple(config.latent_dims or (width,) * len(config.behaviors))
+    c = len(config.behaviors)
+    base_width = base_config.get("latent_dim", config.latent_dim)
+    base_dims = tuple(base_config.get("latent_dims") or (base_width,) * c)
+    dims = tuple(config.latent_dims or (config.latent_dim,) * c)
     if base_dims == dims:
         return False
     logging.warning(

@@ -585,7 +585,11 @@ def test_warm_start_leaves_the_cross_behavior_boost_to_the_run(exported, tmp_pat
     for a, b in zip(plain.weights, carried, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())  # the same weights carried
     boosted_dir = str(tmp_path / "boosted")
+    chosen = [0.5 * v for v in boost]  # as choose_boost sets it after the configuration
+    boosted.cross_behavior_boost.assign(chosen)
     export.export_serving_model(boosted, output, boosted_dir, top_k=TOP_K)
+    recorded = export.read_export_info(boosted_dir).model_config["cross_behavior_boost"]
+    assert recorded == chosen  # the boost the export scores with
     again = _warm_model(len(ids))
     warm_start.warm_start(again, boosted_dir, ids)
     for a, b in zip(again.weights, plain.weights, strict=True):
