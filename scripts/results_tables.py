@@ -36,9 +36,10 @@ START = "One seed per row unless the Seeds\ncolumn says otherwise.\n"
 END = "The paper's rows for reference"
 #: Table order of the rows (file names without ``_s<seed>``); others follow by name.
 ROW_ORDER = (
-    "popularity", "repeat", "ease", "ehcf", "ehcf_tuned", "ngcf", "vae_t", "vae_u", "recvae",
-    "vae_pp",
-    "bvae", "bvae_tuned", "bvae_anneal", "mmoe", "cgc", "exchange", "no_base", "no_gff",
+    "popularity", "repeat", "ease", "ehcf", "ehcf_tuned", "ngcf", "vae_t", "vae_t_tuned",
+    "vae_u", "vae_u_tuned", "recvae", "vae_pp",
+    "bvae", "bvae_tuned", "bvae_anneal", "mmoe", "mmoe_tuned", "cgc", "exchange",
+    "exchange_tuned", "no_base", "no_gff",
     "no_tff", "no_base_gff_tff",
     "item_path", "item_path_g10", "item_path_g100", "item_path_g10_drop0.9",
     "item_path_g100_anneal1000", "bvae_boost", "item_path_g100_boost", "bvae_bm_boost",
