@@ -545,36 +545,18 @@ class BVAE(tf.keras.Model):
                     list(enc["inputs"].values()), k, drop_overlap=drop, seed=seed
                 )
             queries = dec.queries(enc["z_hat"][task])
+            targets = (target.rows, target.cols, target.batch_size)
             if cfg.sampled_softmax and training:
                 candidates, log_q = self._candidates(target.cols, 7000 + k, k)
-                nll = losses.nll_on_rows_with_targets(
-                    queries,
-                    dec.candidate_table(candidates),
-                    target.rows,
-                    target.cols,
-                    target.batch_size,
-                    nll_fn=losses.sampled_multinomial_nll,
-                    candidates=candidates,
-                    log_q=log_q,
-                )
-            elif cfg.jit_compile:  # XLA: static shapes, every row decoded
-                nll = self._dense_nll.fn(
-                    queries,
-                    dec.item_table(),
-                    target.rows,
-                    target.cols,
-                    target.batch_size,
-                    extra=extra,
-                )
+                table, nll_fn = dec.candidate_table(candidates), losses.sampled_multinomial_nll
+                options = {"candidates": candidates, "log_q": log_q}
+            else:
+                table, nll_fn, options = dec.item_table(), self._dense_nll.fn, {"extra": extra}
+            if nll_fn is self._dense_nll.fn and cfg.jit_compile:  # XLA: static shapes
+                nll = nll_fn(queries, table, *targets, **options)
             else:  # only the users with targets of this behavior are decoded
                 nll = losses.nll_on_rows_with_targets(
-                    queries,
-                    dec.item_table(),
-                    target.rows,
-                    target.cols,
-                    target.batch_size,
-                    nll_fn=self._dense_nll.fn,
-                    extra=extra,
+                    queries, table, *targets, nll_fn=nll_fn, **options
                 )
             logvar = enc["logvar"][task]
             kl = losses.gaussian_kl(enc["mu"][task], logvar)  # 0 beyond d_k (latent_dims)
