@@ -15,7 +15,8 @@
 # combinations; bvae_anneal<N>, bvae_wd<L>, bvae_cos<N>, bvae_bm (BASE + behavior
 # means), bvae_ema<R> (averaged weights), any of them + _boost, bvae_boost; N a whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid), bvae_dropout<P> / bvae_dropout (input
-# dropout set / searched on valid, combinable); the studies' rows d50 d150 d200,
+# dropout set / searched on valid, combinable), bvae_beta<C> / bvae_beta (beta cap set /
+# searched on valid, combinable, e.g. bvae_anneal10000_beta); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below). DRY_RUN=1 lists the commands of the runs not done yet
 # instead of running them.
@@ -51,6 +52,8 @@ PY=${PY:-.venv/bin/python}
 BOOST_GRID=${BOOST_GRID:-0.25,0.5,1,2,4,8,16,1000}
 # The input dropout rates a "..._dropout" row tries on valid (BVAE's default is 0.5).
 DROPOUT_GRID=${DROPOUT_GRID:-0.2,0.5,0.7}
+# The beta caps a "beta" row part searches (the maximum KL weight; BVAE's default 0.2).
+BETA_GRID=${BETA_GRID:-0.05,0.2,0.5}
 # The training budget of every run in docs/RESULTS.md; EPOCHS / PATIENCE override it
 # (e.g. EPOCHS=1 for a smoke run into a scratch OUT).
 TRAIN=(--epochs "${EPOCHS:-150}" --patience "${PATIENCE:-40}" --paper-protocol)
@@ -106,11 +109,13 @@ flags() {
     # behavior means (--behavior-mean, e.g. "bvae_bm"); "ema<R>": the weights averaged
     # with decay R per update (--weight-average, e.g. "bvae_ema0.99"); "dropout<P>": input
     # dropout P (--dropout; BVAE's default 0.5), "dropout" alone: P searched on valid over
-    # DROPOUT_GRID (e.g. "bvae_anneal10000_dropout"). A last part "boost" (e.g.
+    # DROPOUT_GRID (e.g. "bvae_anneal10000_dropout"); "beta<C>": beta cap C (--beta-cap),
+    # "beta" alone: the cap searched on valid over BETA_GRID (e.g. "bvae_anneal10000_beta").
+    # A last part "boost" (e.g.
     # "bvae_boost", "item_path_g100_boost") adds the cross-behavior boost, chosen per
     # behavior on valid after training among 0 and BOOST_GRID.
     item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_bm* | bvae_ema* | bvae_dims* \
-      | bvae_dropout* | bvae_boost)
+      | bvae_dropout* | bvae_beta* | bvae_boost)
       local out="--model bvae" part
       [[ $1 == bvae_* ]] || out+=" --item-path"
       local rest=${1#item_path_}
@@ -129,6 +134,8 @@ flags() {
           cos[0-9]*) number "$1" "${part#cos}"; out+=" --lr-decay-steps ${part#cos}" ;;
           bm) out+=" --behavior-mean" ;;
           dropout) out+=" --grid dropout=$DROPOUT_GRID" ;;
+          beta) out+=" --grid beta_cap=$BETA_GRID" ;;
+          beta[0-9]*) number "$1" "${part#beta}"; out+=" --beta-cap ${part#beta}" ;;
           dropout[0-9]*) number "$1" "${part#dropout}"; out+=" --dropout ${part#dropout}" ;;
           dims[0-9]*) [[ ${part#dims} =~ ^[1-9][0-9]*(-[1-9][0-9]*)+$ ]] \
               || { echo "unknown row $1 (dims<D1>-<D2>-...: one latent size per behavior)" >&2; exit 2; }

@@ -33,6 +33,9 @@ def test_rows_become_experiment_flags(tmp_path):
     assert "--model bvae --anneal-steps 10000 --grid dropout=0.2,0.5,0.7" in dropout.stdout
     assert "--name bvae_dropout0.3_s0" in dropout.stdout
     assert "--model bvae --dropout 0.3" in dropout.stdout
+    beta = _run(tmp_path, "bvae_anneal10000_beta", "bvae_beta0.1")
+    assert "--model bvae --anneal-steps 10000 --grid beta_cap=0.05,0.2,0.5" in beta.stdout
+    assert "--model bvae --beta-cap 0.1" in beta.stdout
     smoke = _run(tmp_path, "bvae", EPOCHS="1", PATIENCE="0")
     assert "--epochs 1 --patience 0 --paper-protocol" in smoke.stdout
     not_dry = _run(tmp_path, "bvae", DRY_RUN="0")  # "0" is no dry run
