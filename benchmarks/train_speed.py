@@ -1,7 +1,7 @@
 """BVAE training/evaluation speed and memory on the released JD data.
 
     python benchmarks/train_speed.py [--data ../shared/data/bvae/JD] [--epochs 5]
-        [--quality-epochs 150] [--jit-compile] [--precision mixed_float16]
+        [--quality-epochs 150] [--jit-compile] [--precision mixed_float16] [--floor]
 
 Prints (median of repeats, after a warm-up epoch that traces the graphs):
 
@@ -9,6 +9,12 @@ Prints (median of repeats, after a warm-up epoch that traces the graphs):
 - eval_valid_test_s: full-ranking evaluation of the valid and the test split, all
   behaviors (median of ``--eval-repeats``);
 - peak_rss_gb: the process's peak resident memory;
+- decoder_floor_epoch_s: a lower bound on the full-softmax epoch -- the three
+  ``[rows, m] x d`` products (forward, two backward) and the softmax of every decoder
+  alone, timed at ``--batch-size`` rows in the compute dtype (median of repeats) and
+  summed over the rows one epoch decodes (the users with train items of each
+  behavior, as ``losses.nll_on_rows_with_targets`` does); nothing else of a step
+  (encoders, gates, Adam, the input pipeline) is counted;
 - with ``--quality-epochs N``: trains up to N epochs from scratch, scoring test every
   epoch, and prints the wall time (training plus validation, as in a real run) until
   test NDCG@5 first reaches the paper's BVAE value, per behavior and for all at once.
@@ -42,6 +48,47 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def decoder_floor_epoch_s(data, batch_size: int, latent_dim: int, compute_dtype: str) -> dict:
+    """Times one decoder step's dense work at ``batch_size`` rows and scales it to the
+    rows an epoch decodes (see the module docstring). Returns the figures as a dict."""
+    import numpy as np
+    import tensorflow as tf
+
+    dtype = tf.bfloat16 if compute_dtype == "bfloat16" else tf.float32
+    rng = np.random.default_rng(0)
+    m, d = data.num_items, latent_dim + 1  # the bias column of layers.ItemDecoder
+    q = tf.cast(rng.normal(size=(batch_size, d)), dtype)
+    table = tf.cast(rng.normal(size=(m, d)) * 0.1, dtype)
+    probs = tf.nn.softmax(tf.matmul(q, table, transpose_b=True))
+    parts = {
+        "forward product": tf.function(lambda: tf.matmul(q, table, transpose_b=True)),
+        "softmax": tf.function(lambda: tf.nn.softmax(probs)),
+        "d_queries product": tf.function(lambda: tf.matmul(probs, table)),
+        "d_table product": tf.function(lambda: tf.matmul(probs, q, transpose_a=True)),
+    }
+    per_step_ms = {}
+    for name, fn in parts.items():
+        fn().numpy()  # trace
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(20):
+                out = fn()
+            out.numpy()
+            runs.append((time.perf_counter() - start) / 20 * 1000)
+        per_step_ms[name] = statistics.median(runs)
+    rows = {b: int((data.matrix(F.TRAIN, b).getnnz(axis=1) > 0).sum()) for b in data.behaviors}
+    step_ms = sum(per_step_ms.values())
+    product_ms = step_ms - per_step_ms["softmax"]
+    return {
+        "dtype": dtype.name,
+        "ms_per_batch_of_rows": per_step_ms,
+        "decoded_rows_per_epoch": rows,
+        "floor_epoch_s": step_ms / 1000 * sum(rows.values()) / batch_size,
+        "gflops": 3 * 2 * batch_size * m * d / (product_ms / 1000) / 1e9,
+    }
+
+
 def main() -> int:
     root = pathlib.Path(__file__).resolve().parents[1]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -65,6 +112,11 @@ def main() -> int:
     )
     p.add_argument(
         "--sampled-softmax", type=int, default=0, help="uniform negatives per decoder and step"
+    )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the decoders' products and softmax alone (decoder_floor_epoch_s)",
     )
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
@@ -146,6 +198,16 @@ def main() -> int:
                 reached["all"] = {"epoch": int(record["epoch"]), "seconds": elapsed}
         figures["time_to_paper_ndcg5"] = reached
         figures["quality_epochs"] = result.epochs_run
+    if args.floor:
+        floor = decoder_floor_epoch_s(
+            data,
+            args.batch_size,
+            args.latent_dim,
+            "bfloat16" if args.precision == "mixed_bfloat16" else "float32",
+        )
+        figures["decoder_floor"] = floor
+        figures["decoder_floor_epoch_s"] = floor["floor_epoch_s"]
+        figures["decoder_products_gflops"] = floor["gflops"]
     figures["peak_rss_gb"] = _peak_rss_gb()
     figures["loadavg_before"] = load_before
     figures["loadavg_after"] = os.getloadavg()
@@ -159,6 +221,8 @@ def main() -> int:
         "loadavg_before",
         "loadavg_after",
         "time_to_paper_ndcg5",
+        "decoder_floor_epoch_s",
+        "decoder_products_gflops",
     ):
         if key in figures:
             print(f"{key}: {figures[key]}")
