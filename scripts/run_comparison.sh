@@ -16,7 +16,8 @@
 # means), bvae_ema<R> (averaged weights), any of them + _boost, bvae_boost; N a whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid), bvae_dropout<P> / bvae_dropout (input
 # dropout set / searched on valid, combinable), bvae_beta<C> / bvae_beta (beta cap set /
-# searched on valid, combinable, e.g. bvae_anneal10000_beta); the studies' rows d50 d150 d200,
+# searched on valid, combinable, e.g. bvae_anneal10000_beta), any of them + _e<N> (at most
+# N epochs, e.g. bvae_anneal10000_e300); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below). DRY_RUN=1 lists the commands of the runs not done yet
 # instead of running them.
@@ -110,12 +111,13 @@ flags() {
     # with decay R per update (--weight-average, e.g. "bvae_ema0.99"); "dropout<P>": input
     # dropout P (--dropout; BVAE's default 0.5), "dropout" alone: P searched on valid over
     # DROPOUT_GRID (e.g. "bvae_anneal10000_dropout"); "beta<C>": beta cap C (--beta-cap),
-    # "beta" alone: the cap searched on valid over BETA_GRID (e.g. "bvae_anneal10000_beta").
+    # "beta" alone: the cap searched on valid over BETA_GRID (e.g. "bvae_anneal10000_beta");
+    # "e<N>": at most N epochs for this row (in place of EPOCHS, e.g. "bvae_anneal10000_e300").
     # A last part "boost" (e.g.
     # "bvae_boost", "item_path_g100_boost") adds the cross-behavior boost, chosen per
     # behavior on valid after training among 0 and BOOST_GRID.
     item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_bm* | bvae_ema* | bvae_dims* \
-      | bvae_dropout* | bvae_beta* | bvae_boost)
+      | bvae_dropout* | bvae_beta* | bvae_e[0-9]* | bvae_boost)
       local out="--model bvae" part
       [[ $1 == bvae_* ]] || out+=" --item-path"
       local rest=${1#item_path_}
@@ -136,6 +138,9 @@ flags() {
           dropout) out+=" --grid dropout=$DROPOUT_GRID" ;;
           beta) out+=" --grid beta_cap=$BETA_GRID" ;;
           beta[0-9]*) number "$1" "${part#beta}"; out+=" --beta-cap ${part#beta}" ;;
+          e[0-9]*) [[ ${part#e} =~ ^[0-9]+$ ]] && (( 10#${part#e} >= 1 )) \
+              || { echo "unknown row $1 (e<N>: N a whole number of epochs >= 1)" >&2; exit 2; }
+            out+=" --epochs $((10#${part#e}))" ;;
           dropout[0-9]*) number "$1" "${part#dropout}"; out+=" --dropout ${part#dropout}" ;;
           dims[0-9]*) [[ ${part#dims} =~ ^[1-9][0-9]*(-[1-9][0-9]*)+$ ]] \
               || { echo "unknown row $1 (dims<D1>-<D2>-...: one latent size per behavior)" >&2; exit 2; }

@@ -36,6 +36,12 @@ def test_rows_become_experiment_flags(tmp_path):
     beta = _run(tmp_path, "bvae_anneal10000_beta", "bvae_beta0.1")
     assert "--model bvae --anneal-steps 10000 --grid beta_cap=0.05,0.2,0.5" in beta.stdout
     assert "--model bvae --beta-cap 0.1" in beta.stdout
+    longer = _run(tmp_path, "bvae_anneal10000_e300")
+    # The row's budget comes after the script's, so the experiment takes it (argparse).
+    assert (
+        "--epochs 150 --patience 40 --paper-protocol --model bvae --anneal-steps 10000 --epochs 300"
+        in longer.stdout
+    )
     smoke = _run(tmp_path, "bvae", EPOCHS="1", PATIENCE="0")
     assert "--epochs 1 --patience 0 --paper-protocol" in smoke.stdout
     not_dry = _run(tmp_path, "bvae", DRY_RUN="0")  # "0" is no dry run
@@ -63,6 +69,8 @@ def test_an_unknown_row_stops_before_any_run(tmp_path):
         ("rq4_purchase_purchase", "('purchase' twice)"),
         ("bvae_tuned_tuned", "(_tuned once)"),
         ("bvae_dropout0.x", "('0.x' is not a number)"),
+        ("bvae_e0", "(e<N>: N a whole number of epochs >= 1)"),
+        ("bvae_e3x", "(e<N>: N a whole number of epochs >= 1)"),
     ],
 )
 def test_a_row_with_a_bad_value_stops_before_any_run(tmp_path, row, message):
