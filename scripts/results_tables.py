@@ -38,7 +38,8 @@ END = "The paper's rows for reference"
 ROW_ORDER = (
     "popularity", "repeat", "ease", "ehcf", "ehcf_tuned", "ngcf", "vae_t", "vae_t_tuned",
     "vae_u", "vae_u_tuned", "recvae", "vae_pp",
-    "bvae", "bvae_tuned", "bvae_anneal", "mmoe", "mmoe_tuned", "cgc", "exchange",
+    "bvae", "bvae_tuned", "bvae_anneal", "bvae_anneal10000_beta", "mmoe", "mmoe_tuned", "cgc",
+    "cgc_tuned", "exchange",
     "exchange_tuned", "no_base", "no_gff",
     "no_tff", "no_base_gff_tff",
     "item_path", "item_path_g10", "item_path_g100", "item_path_g10_drop0.9",
