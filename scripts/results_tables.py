@@ -41,7 +41,7 @@ ROW_ORDER = (
     "bvae", "bvae_tuned", "bvae_anneal", "bvae_anneal10000_beta", "mmoe", "mmoe_tuned", "cgc",
     "cgc_tuned", "exchange",
     "exchange_tuned", "no_base", "no_gff",
-    "no_tff", "no_base_gff_tff",
+    "no_tff", "no_base_gff_tff", "no_base_gff_tff_tuned",
     "item_path", "item_path_g10", "item_path_g100", "item_path_g10_drop0.9",
     "item_path_g100_anneal1000", "bvae_boost", "item_path_g100_boost", "bvae_bm_boost",
     "bvae_cos3300_boost", "bvae_wd0.1_boost", "bvae_wd1_boost", "bvae_ema0.99_boost",
