@@ -531,7 +531,14 @@ def bpr_triples(matrix: sp.spmatrix, batch_size: int, seed: int = 0) -> tf.data.
     full = users[degree[users] >= m]
     if len(full):
         raise ValueError(f"users {full[:5].tolist()} interacted with every item: no negative")
-    keys = np.sort(np.repeat(np.arange(csr.shape[0]), degree) * m + csr.indices)
+    # (user, item) pairs as sorted keys ``u * m + i``. Membership is a binary search:
+    # ``np.isin`` on integers picks a lookup table spanning the key range (n * m
+    # booleans, 0.2 GB and about 0.3 s per call on JD's clicks).
+    keys = np.sort(np.repeat(np.arange(csr.shape[0], dtype=np.int64), degree) * m + csr.indices)
+
+    def interacted(pairs: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(keys, pairs), len(keys) - 1)
+        return keys[at] == pairs
 
     def generate():
         rng = np.random.default_rng(seed)
@@ -540,7 +547,7 @@ def bpr_triples(matrix: sp.spmatrix, batch_size: int, seed: int = 0) -> tf.data.
             pos = csr.indices[csr.indptr[u] + rng.integers(degree[u])]
             neg = rng.integers(m, size=batch_size)
             while True:
-                seen = np.isin(u * m + neg, keys, assume_unique=False)
+                seen = interacted(u * m + neg)
                 if not seen.any():
                     break
                 neg[seen] = rng.integers(m, size=int(seen.sum()))
