@@ -74,7 +74,9 @@ flags() {
       exit 2 ;;
     ehcf_tuned) base=$(flags ehcf) || exit 2; echo "$base --grid lr=0.01,0.05,0.1" ; return ;;
     *_tuned_tuned) echo "unknown row $1 (_tuned once)" >&2; exit 2 ;;
-    *_tuned) base=$(flags "${1%_tuned}") || exit 2; echo "$base --grid lr=1e-4,1e-3,1e-2" ; return ;;
+    # (a row's own fixed rate, e.g. NGCF's, gives way to the search)
+    *_tuned) base=$(flags "${1%_tuned}") || exit 2
+      base=$(sed -E 's/ --lr [^ ]+//' <<< "$base"); echo "$base --grid lr=1e-4,1e-3,1e-2" ; return ;;
   esac
   case $1 in
     popularity | repeat) echo "--model $1" ;;

@@ -42,6 +42,10 @@ def test_rows_become_experiment_flags(tmp_path):
         "--epochs 150 --patience 40 --paper-protocol --model bvae --anneal-steps 10000 --epochs 300"
         in longer.stdout
     )
+    # A tuned row searches the rate in place of the row's own (NGCF sets --lr).
+    tuned = _run(tmp_path, "ngcf_tuned")
+    assert "--model ngcf --batch-size 1024 --epochs 60 --patience 10 --grid" in tuned.stdout
+    assert " --lr " not in tuned.stdout
     smoke = _run(tmp_path, "bvae", EPOCHS="1", PATIENCE="0")
     assert "--epochs 1 --patience 0 --paper-protocol" in smoke.stdout
     not_dry = _run(tmp_path, "bvae", DRY_RUN="0")  # "0" is no dry run
