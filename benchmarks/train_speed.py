@@ -99,7 +99,9 @@ def main() -> int:
     p.add_argument("--eval-repeats", type=int, default=5)
     p.add_argument("--latent-dim", type=int, default=100)
     p.add_argument("--gate-mode", default="gated", choices=("gated", "reference"))
-    p.add_argument("--precision", default="float32")
+    p.add_argument(
+        "--precision", default="float32", choices=("float32", "mixed_float16", "mixed_bfloat16")
+    )
     p.add_argument("--jit-compile", action="store_true")
     p.add_argument("--quality-epochs", type=int, default=0)
     p.add_argument(
@@ -120,6 +122,14 @@ def main() -> int:
     )
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
+    # Checked before the data is read and the warm-up runs (minutes on JD).
+    lows = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "eval_repeats": 1}
+    lows |= {"latent_dim": 1, "quality_epochs": 0, "sampled_softmax": 0}
+    for name, low in lows.items():
+        if getattr(args, name) < low:
+            p.error(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
+    if args.json and not pathlib.Path(args.json).resolve().parent.is_dir():
+        p.error(f"--json {args.json!r}: its folder does not exist")
 
     import tensorflow as tf
 

@@ -56,8 +56,10 @@ Prec/Rec/NDCG/HR@K, mean +- sample std over seeds). ``--combine a.json b.json ..
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gc
+import io
 import itertools
 import json
 import math
@@ -68,7 +70,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from absl import logging
@@ -125,6 +127,11 @@ class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+#: The largest count or seed a flag takes (a 32-bit signed int: TensorFlow's seeds and
+#: Keras' epoch counters).
+_INT_MAX = 2**31 - 1
+
+
 def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse ``type``: an integer in ``[low, high]`` (a usage error otherwise)."""
 
@@ -164,9 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", help="released dataset folder (<behavior>_<split> files)")
     p.add_argument("--model", choices=MODELS, default="bvae", help="the method")
-    p.add_argument("--seeds", type=_int_at_least(1), default=3, help="number of seeds")
+    p.add_argument("--seeds", type=_int_at_least(1, _INT_MAX), default=3, help="number of seeds")
     p.add_argument(
-        "--first-seed", type=_int_at_least(0, 2**31 - 1), default=0, help="seed of the first run"
+        "--first-seed", type=_int_at_least(0, _INT_MAX), default=0, help="seed of the first run"
     )
     p.add_argument("--out", default="results", help="output folder")
     p.add_argument("--name", help="output file stem (default: the model)")
@@ -175,6 +182,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train every seed again and replace OUT/NAME.json (without it, the same "
         "command keeps the seeds that file holds, and another command is refused)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check the flags as a run would, then stop (exit 0, or 2 with the error): "
+        "no data read, nothing written; scripts/run_comparison.sh checks each row so",
     )
     p.add_argument(
         "--verbose",
@@ -293,18 +306,26 @@ def _parser() -> argparse.ArgumentParser:
         metavar="F",
         help="with --lr-decay-steps: the final learning rate / --lr, in [0, 1] (default 0.01)",
     )
-    p.add_argument("--batch-size", type=_int_at_least(1), default=500, help="train users per step")
     p.add_argument(
-        "--epochs", type=_int_at_least(1), default=200, help="at most (docs/RESULTS.md's runs: 150)"
+        "--batch-size", type=_int_at_least(1, _INT_MAX), default=500, help="train users per step"
+    )
+    p.add_argument(
+        "--epochs",
+        type=_int_at_least(1, _INT_MAX),
+        default=200,
+        help="at most (docs/RESULTS.md's runs: 150)",
     )
     p.add_argument(
         "--patience",
-        type=_int_at_least(0),
+        type=_int_at_least(0, _INT_MAX),
         default=20,
         help="epochs without a better valid score before stopping (docs/RESULTS.md's: 40)",
     )
     p.add_argument(
-        "--eval-batch-size", type=_int_at_least(1), default=2000, help="users per ranking batch"
+        "--eval-batch-size",
+        type=_int_at_least(1, _INT_MAX),
+        default=2000,
+        help="users per ranking batch",
     )
     p.add_argument("--paper-protocol", action="store_true", help="also score test per epoch")
     p.add_argument(
@@ -1342,8 +1363,9 @@ def compute_cost(result: dict) -> dict:
       ``{"seeds", "fits", "epochs", "train_minutes", "minutes_to_selected"}``: models
       fitted per seed (one per target and grid trial), epochs run per seed over all of
       them (0 for closed-form fits), training wall time per seed in minutes (evaluation
-      excluded), and the time to quality: wall minutes per seed until the selected
-      epoch (``time_to_selected``), ``None`` when a run does not have it.
+      excluded; ``None`` when a run did not record it), and the time to quality: wall
+      minutes per seed until the selected epoch (``time_to_selected``), ``None`` when a
+      run does not have it.
     """
     runs = result.get("runs") or []
     loop = training_settings(result)
@@ -1364,14 +1386,14 @@ def compute_cost(result: dict) -> dict:
                 for p in parts
             )
         )
-        minutes.append(run.get("train_seconds", 0.0) / 60.0)
+        minutes.append(run["train_seconds"] / 60.0 if "train_seconds" in run else None)
     mean = lambda values: float(np.mean(values)) if values else 0.0  # noqa: E731
     to_selected = [time_to_selected(run) for run in runs]
     return {
         "seeds": len(runs),
         "fits": mean(fits),
         "epochs": mean(epochs),
-        "train_minutes": mean(minutes),
+        "train_minutes": None if None in minutes else mean(minutes),
         "minutes_to_selected": None
         if not runs or None in to_selected
         else mean(to_selected) / 60.0,
@@ -1418,10 +1440,10 @@ def _compute_table(results: list[dict]) -> list[str]:
         if search:
             minutes = sum(t["train_seconds"] for t in search) / 60.0
             fits += f" (+{len(search)} search trials, {minutes:.1f} min once)"
-        to_selected = c["minutes_to_selected"]
+        to_selected, train = c["minutes_to_selected"], c["train_minutes"]
         lines.append(
             f"| {result['method']} | {c['seeds']} | {budget} | {fits} | {c['epochs']:.0f} | "
-            f"{c['train_minutes']:.1f} | "
+            f"{'—' if train is None else f'{train:.1f}'} | "
             f"{'—' if to_selected is None else f'{to_selected:.1f}'} | "
             f"{f'{cut} of {trained}' if trained else '—'} |"
         )
@@ -1847,13 +1869,17 @@ def check_result(result: dict) -> None:
     """Checks what :func:`combine` and ``bvae_tf.report`` read of a result file.
 
     A result (as :func:`run` writes it) has string ``command``, ``model`` and
-    ``method``; ``behaviors``, a non-empty list of names; and ``runs``, each with
-    ``honest`` (and optionally ``paper`` and ``valid``) metrics for exactly those
-    behaviors, the same metric names in every run, every value a finite number. A
-    run's optional ``seed`` is an integer, once per file; ``best_epoch`` and
-    ``epochs_run`` integers (or objects of one per behavior); ``config`` an object
-    (its ``loss_weights`` one number per behavior); ``curve`` a list of objects with
-    a numeric ``epoch``; ``machine`` (:func:`machine`) an object with integer ``cpus``.
+    ``method``; ``behaviors``, a non-empty list of names; ``model`` one of
+    :data:`MODELS`; and ``runs``, each with ``honest`` (and optionally ``paper`` and
+    ``valid``) metrics for exactly those behaviors, the same metric names in every run,
+    every value a finite number, and ``train_seconds`` (if any) a finite number >= 0. A run's
+    optional ``seed`` is an integer, once per file; ``best_epoch`` and ``epochs_run``
+    integers (or objects of one per behavior); ``config`` an object (required for
+    BVAE, whose variants the report reads from it; its ``loss_weights`` one number per
+    behavior); ``curve`` a list of objects of numbers (None: not measured) with an
+    ``epoch``; ``test_per_user`` one value per test user (the ``num_users`` of the
+    behavior's honest metrics); ``machine`` (:func:`machine`) an object with integer
+    ``cpus``.
 
     Raises:
       ValueError: naming the first key that is missing or malformed.
@@ -1869,6 +1895,8 @@ def check_result(result: dict) -> None:
         and len(set(behaviors)) == len(behaviors)
     ):
         raise ValueError(f"'behaviors' must be a list of distinct names, got {behaviors!r}")
+    if result["model"] not in MODELS:
+        raise ValueError(f"'model' must be one of {', '.join(MODELS)}, got {result['model']!r}")
     training_settings(result)  # its command must parse
     seeds: set[int] = set()
     names: dict[str, set[str]] = {}  # behavior -> the first run's metric names
@@ -1925,6 +1953,9 @@ def check_result(result: dict) -> None:
                         f"{where}.{protocol}.{b} has the metrics {sorted(values)}, the first "
                         f"run {sorted(names[b])}"
                     )
+        seconds = run.get("train_seconds", 0.0)  # older records may lack it
+        if not (_is_number(seconds) and math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"{where}.train_seconds must be a finite number >= 0, got {seconds!r}")
         per_user = run.get("test_per_user")
         if per_user is not None and not (
             isinstance(per_user, dict)
@@ -1938,6 +1969,15 @@ def check_result(result: dict) -> None:
                 f"{where}.test_per_user must map behaviors to lists of per-user NDCG@5 "
                 "values in [0, 1]"
             )
+        for b, values in (per_user or {}).items():
+            users = run.get(HONEST, {}).get(b, {}).get("num_users")
+            if users is not None and len(values) != users:
+                raise ValueError(
+                    f"{where}.test_per_user.{b} has {len(values)} values, for "
+                    f"{users:g} test users (its honest num_users)"
+                )
+        if result["model"] == "bvae" and "config" not in run:
+            raise ValueError(f"{where} of a BVAE run has no 'config'")
         config = run.get("config", {})
         if not isinstance(config, dict):
             raise ValueError(f"{where}.config must be an object, got {config!r}")
@@ -1960,9 +2000,12 @@ def check_result(result: dict) -> None:
             )
         curve = run.get("curve", [])
         if not isinstance(curve, list) or not all(
-            isinstance(e, dict) and _is_number(e.get("epoch")) for e in curve
+            isinstance(e, dict)
+            and _is_number(e.get("epoch"))
+            and all(_is_number(v) or v is None for v in e.values())
+            for e in curve
         ):
-            raise ValueError(f"{where}.curve must be a list of objects with an 'epoch'")
+            raise ValueError(f"{where}.curve must be a list of objects of numbers with an 'epoch'")
         if curve and "best_epoch" not in run:
             raise ValueError(f"{where} has a curve but no 'best_epoch'")
 
@@ -2084,6 +2127,32 @@ def _first_config(result: dict) -> dict:
     run = result["runs"][0]
     part = (run.get("parts") or [run])[0]
     return {k: v for k, v in part.get("config", {}).items() if k not in ("seed", "behaviors")}
+
+
+def check_commands(lines: Iterable[str]) -> int:
+    """Checks experiment commands as ``--check`` does, in one process.
+
+    Args:
+      lines: one command's flags per line, shell-quoted (``shlex``); empty lines skipped.
+
+    Returns:
+      0 when every command passes, else 2 (each failure printed to stderr as
+      ``command N: <error>``, N counted from 1 over the non-empty lines).
+    """
+    failed = 0
+    for number, line in enumerate((x for x in lines if x.strip()), 1):
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            try:
+                code = main([*shlex.split(line), "--check"])
+            except SystemExit as e:  # argparse's usage errors
+                code = e.code
+        if code:
+            lines = [x for x in errors.getvalue().splitlines() if x.strip()]
+            message = lines[-1].partition("error: ")[2] or lines[-1] if lines else f"exit {code}"
+            print(f"command {number}: {message}", file=sys.stderr)
+            failed += 1
+    return 2 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -2297,6 +2366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _parser().error(
                     f"{message} (from the flags{' and --grid ' + str(point) if point else ''})"
                 )
+    if args.check:
+        return 0
     # After the flags are checked: a bad flag is named, not a kept result's command.
     existing = pathlib.Path(args.out) / f"{name}.json"
     try:

@@ -620,13 +620,29 @@ COARSE_WEIGHTS = tuple(
 
 
 def _weight_grid(results: list[dict], dataset: str) -> dict[tuple[float, float], dict]:
-    """The fixed-loss-weight runs by (first, second) behavior weight."""
+    """The fixed-loss-weight runs by (first, second) behavior weight.
+
+    Raises:
+      ValueError: naming a run whose weights do not sum to 1 (the grid's third weight
+        is 1 - both) or two runs of the same cell.
+    """
     grid = {}
     for r in results:
         changes = bvae_changes(r)
         if changes is not None and _full(r, dataset) and set(changes) == {"loss_weights"}:
             w = r["runs"][0]["config"]["loss_weights"]
-            grid[(round(w[0], 2), round(w[1], 2))] = r
+            if abs(sum(w) - 1.0) > 1e-6:
+                raise ValueError(
+                    f"{r.get('name', r['method'])!r}: loss weights {w} do not sum to 1, so "
+                    "they are no cell of the fixed-weight grid (the third is 1 - both)"
+                )
+            cell = (round(w[0], 2), round(w[1], 2))
+            if cell in grid:
+                raise ValueError(
+                    f"{grid[cell].get('name', '?')!r} and {r.get('name', '?')!r} are both the "
+                    f"fixed-weight cell {cell}: keep one of them"
+                )
+            grid[cell] = r
     return grid
 
 

@@ -18,7 +18,8 @@
 # dropout set / searched on valid, combinable), bvae_beta<C> / bvae_beta (beta cap set /
 # searched on valid, combinable, e.g. bvae_anneal10000_beta), any of them + _e<N> (at most
 # N epochs, e.g. bvae_anneal10000_e300); the studies' rows d50 d150 d200,
-# rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<p>_<c>_<f> (e.g. weights_0.5_0.3_0.2); and
+# rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<w1>_<w2>_<w3> (fixed loss weights in
+# the data's behavior order, summing to 1, e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below). DRY_RUN=1 lists the commands of the runs not done yet
 # instead of running them.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
@@ -36,8 +37,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=$(realpath -s -m --relative-to="$ROOT" -- "$DATA")
 OUT=$(realpath -s -m --relative-to="$ROOT" -- "$OUT")
 cd "$ROOT"
-whole() {  # NAME VALUE LOW: VALUE must be a whole number >= LOW (decimal: 010 is ten)
-  [[ $2 =~ ^[0-9]+$ ]] && (( 10#$2 >= $3 )) || { echo "$1 must be a whole number >= $3, got '$2'" >&2; exit 2; }
+whole() {  # NAME VALUE LOW: VALUE must be a whole number >= LOW (decimal: 010 is ten),
+  # of at most 9 digits (the experiment takes counts below 2**31)
+  [[ $2 =~ ^[0-9]{1,9}$ ]] && (( 10#$2 >= $3 )) \
+    || { echo "$1 must be a whole number >= $3 of at most 9 digits, got '$2'" >&2; exit 2; }
 }
 whole SEEDS "$SEEDS" 1
 SEEDS=$((10#$SEEDS))
@@ -64,10 +67,14 @@ TRAIN=(--epochs "${EPOCHS:-150}" --patience "${PATIENCE:-40}" --paper-protocol)
 # rate is searched over {0.01, 0.05, 0.1} (its code's 0.05 in the middle); 3 trials for
 # every row.
 # A row's numeric part: a plain decimal number (e.g. 0.99, 1e-3 is not one).
-number() { [[ $2 =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "unknown row $1 ('$2' is not a number)" >&2; exit 2; }; }
+number() { [[ $2 =~ ^[0-9]{1,9}(\.[0-9]+)?$ ]] || { echo "unknown row $1 ('$2' is not a number)" >&2; exit 2; }; }
 positive() { [[ $2 =~ [1-9] ]] || { echo "unknown row $1 ('$2' must be > 0)" >&2; exit 2; }; }
+# ... a whole number (e.g. updates), and a rate in [0, 1).
+count() { [[ $2 =~ ^[0-9]{1,9}$ ]] || { echo "unknown row $1 ('$2' is not a whole number)" >&2; exit 2; }; }
+rate() { [[ $2 =~ ^0(\.[0-9]+)?$ ]] || { echo "unknown row $1 ('$2' must be in [0, 1))" >&2; exit 2; }; }
 flags() {
   local base
+  [[ $1 != *__* && $1 != *_ && $1 != _* ]] || { echo "unknown row $1 (an empty part)" >&2; exit 2; }
   case $1 in
     popularity_tuned | repeat_tuned | ease_tuned)
       echo "unknown row $1 (${1%_tuned} has no learning rate; ease searches its own grid)" >&2
@@ -120,30 +127,35 @@ flags() {
     # behavior on valid after training among 0 and BOOST_GRID.
     item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_bm* | bvae_ema* | bvae_dims* \
       | bvae_dropout* | bvae_beta* | bvae_e[0-9]* | bvae_boost)
-      local out="--model bvae" part
+      local out="--model bvae" part kind kinds=" "
       [[ $1 == bvae_* ]] || out+=" --item-path"
       local rest=${1#item_path_}
       for part in $(tr _ ' ' <<< "${rest#bvae_}"); do
+        # One part of each kind ("beta" and "beta0.2" are one kind); "boost" last.
+        kind=${part%%[0-9]*}
+        [[ $kinds != *" $kind "* ]] || { echo "unknown row $1 ('$kind' twice)" >&2; exit 2; }
+        [[ $kinds != *" boost "* ]] || { echo "unknown row $1 (boost is the last part)" >&2; exit 2; }
+        kinds+="$kind "
         case $part in
           g[0-9]*) [[ $1 == item_path_* ]] || { echo "unknown row $1" >&2; exit 2; }
             number "$1" "${part#g}"; positive "$1" "${part#g}"
             out+=" --item-path-scale ${part#g}" ;;
           drop[0-9]*) [[ $1 == item_path_* ]] || { echo "unknown row $1" >&2; exit 2; }
-            number "$1" "${part#drop}"; out+=" --item-path-drop-overlap ${part#drop}" ;;
-          anneal[0-9]*) number "$1" "${part#anneal}"; out+=" --anneal-steps ${part#anneal}" ;;
+            rate "$1" "${part#drop}"; out+=" --item-path-drop-overlap ${part#drop}" ;;
+          anneal[0-9]*) count "$1" "${part#anneal}"; out+=" --anneal-steps $((10#${part#anneal}))" ;;
           wd[0-9]*) number "$1" "${part#wd}"; out+=" --weight-decay ${part#wd}" ;;
           ema[0-9]*) [[ ${part#ema} =~ ^0(\.[0-9]+)?$ ]] \
               || { echo "unknown row $1 (ema<R> needs 0 <= R < 1)" >&2; exit 2; }
             out+=" --weight-average ${part#ema}" ;;
-          cos[0-9]*) number "$1" "${part#cos}"; out+=" --lr-decay-steps ${part#cos}" ;;
+          cos[0-9]*) count "$1" "${part#cos}"; out+=" --lr-decay-steps $((10#${part#cos}))" ;;
           bm) out+=" --behavior-mean" ;;
           dropout) out+=" --grid dropout=$DROPOUT_GRID" ;;
           beta) out+=" --grid beta_cap=$BETA_GRID" ;;
           beta[0-9]*) number "$1" "${part#beta}"; out+=" --beta-cap ${part#beta}" ;;
-          e[0-9]*) [[ ${part#e} =~ ^[0-9]+$ ]] && (( 10#${part#e} >= 1 )) \
+          e[0-9]*) [[ ${part#e} =~ ^[0-9]{1,9}$ ]] && (( 10#${part#e} >= 1 )) \
               || { echo "unknown row $1 (e<N>: N a whole number of epochs >= 1)" >&2; exit 2; }
             out+=" --epochs $((10#${part#e}))" ;;
-          dropout[0-9]*) number "$1" "${part#dropout}"; out+=" --dropout ${part#dropout}" ;;
+          dropout[0-9]*) rate "$1" "${part#dropout}"; out+=" --dropout ${part#dropout}" ;;
           dims[0-9]*) [[ ${part#dims} =~ ^[1-9][0-9]*(-[1-9][0-9]*)+$ ]] \
               || { echo "unknown row $1 (dims<D1>-<D2>-...: one latent size per behavior)" >&2; exit 2; }
             part=${part#dims}; out+=" --latent-dims ${part//-/ }" ;;
@@ -171,6 +183,7 @@ flags() {
     # the full set is the "bvae" row).
     rq4_*)
       local seen=" "
+      [[ -n ${1#rq4_} ]] || { echo "unknown row $1 (no behavior)" >&2; exit 2; }
       for b in $(tr _ ' ' <<< "${1#rq4_}"); do
         [[ $b =~ ^(purchase|click|favorite|cart)$ ]] \
           || { echo "unknown row $1 ('$b' is none of purchase, click, favorite, cart)" >&2; exit 2; }
@@ -178,21 +191,59 @@ flags() {
         seen+="$b "
       done
       echo "--model bvae --behaviors $(tr _ ' ' <<< "${1#rq4_}")" ;;
-    # RQ2: fixed loss weights in place of SDWL, "weights_<purchase>_<click>_<favourite>".
+    # RQ2: fixed loss weights in place of SDWL, "weights_<w1>_<w2>_<w3>": one per modelled
+    # behavior in the data's order (JD: purchase, click, favourite; UB, whose click is
+    # not modelled: purchase, favourite, cart), each > 0, summing to 1 (the paper's grid).
     weights_*) IFS=_ read -r -a w <<< "${1#weights_}"
       [[ ${#w[@]} -eq 3 ]] \
-        || { echo "unknown row $1 (weights_<purchase>_<click>_<favourite>: 3 weights)" >&2; exit 2; }
-      for v in "${w[@]}"; do number "$1" "$v"; done
-      [[ "${w[*]}" =~ [1-9] ]] || { echo "unknown row $1 (every weight is 0)" >&2; exit 2; }
+        || { echo "unknown row $1 (weights_<w1>_<w2>_<w3>: 3 weights)" >&2; exit 2; }
+      for v in "${w[@]}"; do number "$1" "$v"; positive "$1" "$v"; done
+      awk -v a="${w[0]}" -v b="${w[1]}" -v c="${w[2]}" 'BEGIN { d = a + b + c - 1; exit !(d * d < 1e-12) }' \
+        || { echo "unknown row $1 (the weights sum to 1)" >&2; exit 2; }
       echo "--model bvae --loss-weights ${w[*]}" ;;
     *) echo "unknown row $1 (the rows: scripts/run_comparison.sh --help)" >&2; exit 2 ;;
   esac
 }
 
-# Every row name and value is checked before anything runs (flags exits on an unknown
-# row); values that depend on the data (e.g. rq4_cart on JD, whose cart has no train
-# events) are checked by the experiment at the row's turn.
-for row in "${ROWS[@]}"; do flags "$row" > /dev/null; done
+# opts_for ROW SEED: sets NAME and OPTS, the run's --name and the flags after it. EPOCHS
+# and PATIENCE, when set, also replace a row's own budget (e.g. EHCF's 300 epochs).
+opts_for() {
+  local -a args
+  read -r -a args <<< "$(flags "$1")"
+  case $1 in
+    popularity | repeat | ease) NAME=$1; OPTS=("${args[@]}"); return ;;  # deterministic: one run
+  esac
+  NAME="${1}_s$2"
+  OPTS=(--seeds 1 --first-seed "$2" "${TRAIN[@]}" "${args[@]}")
+  [[ -z ${EPOCHS:-} || " ${args[*]} " != *" --epochs "* ]] || OPTS+=(--epochs "$((10#$EPOCHS))")
+  [[ -z ${PATIENCE:-} || " ${args[*]} " != *" --patience "* ]] || OPTS+=(--patience "$((10#$PATIENCE))")
+}
+
+# Every row name and value is checked before anything runs: flags exits on an unknown
+# row, then the experiment checks every row's flags in one process (--check: what does
+# not depend on the data). Values that depend on the data (e.g. rq4_cart on JD, whose
+# cart has no train events) are checked by the experiment at the row's turn.
+declare -A listed=()
+checks=""
+for row in "${ROWS[@]}"; do
+  [[ -z ${listed[$row]:-} ]] || { echo "row $row is given twice" >&2; exit 2; }
+  listed[$row]=1
+  flags "$row" > /dev/null
+  opts_for "$row" 0
+  checks+="$(printf '%q ' --data "$DATA" --out "$OUT" --name "$NAME" "${OPTS[@]}")"$'\n'
+done
+# (PY=echo, as the tests use, prints commands instead of running them: nothing to check.)
+if ! refused=$(TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c 'import sys; from bvae_tf.experiment import check_commands
+sys.exit(check_commands(sys.stdin))' <<< "$checks" 2>&1 > /dev/null); then
+  mapped=0
+  while IFS= read -r line; do
+    if [[ $line =~ ^command\ ([0-9]+):\ (.*)$ ]]; then
+      echo "row ${ROWS[BASH_REMATCH[1] - 1]}: ${BASH_REMATCH[2]}" >&2; mapped=1
+    fi
+  done <<< "$refused"
+  [[ $mapped -eq 1 ]] || echo "$refused" >&2
+  exit 2
+fi
 problem=""
 [[ -d $DATA ]] || problem="DATA '$DATA' is not a folder"
 [[ ! -e $OUT || -d $OUT ]] || problem="OUT '$OUT' exists and is not a folder"
@@ -221,20 +272,11 @@ done_by_this() {
 }
 for seed in $(seq 0 $((SEEDS - 1))); do
   for row in "${ROWS[@]}"; do
-    read -r -a args <<< "$(flags "$row")"
-    case $row in
-      popularity | repeat | ease)  # deterministic: one run
-        [[ $seed -eq 0 ]] || continue
-        ! done_by_this "$row" "${args[@]}" || continue
-        echo "== $row"
-        run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$row" "${args[@]}" ;;
-      *)
-        name="${row}_s$seed"
-        opts=(--seeds 1 --first-seed "$seed" "${TRAIN[@]}" "${args[@]}")
-        ! done_by_this "$name" "${opts[@]}" || continue
-        echo "== $name"
-        run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$name" "${opts[@]}" ;;
-    esac
+    case $row in popularity | repeat | ease) [[ $seed -eq 0 ]] || continue ;; esac
+    opts_for "$row" "$seed"
+    ! done_by_this "$NAME" "${OPTS[@]}" || continue
+    echo "== $NAME"
+    run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$NAME" "${OPTS[@]}"
   done
 done
 if [[ ${#others[@]} -gt 0 ]]; then

@@ -5,9 +5,10 @@
 #   scripts/run_studies.sh STUDY DATA OUT [SEEDS]
 #
 # STUDY: rq1 (every comparison row), rq2 (ablations and BASE's replacements),
-# rq2_weights (fixed loss weights in place of SDWL: purchase and click weights in
-# {0.1, ..., 0.9}, favourite = 1 - both, zero weights omitted: 36 runs, the 6 of
-# the step-0.2 sub-grid first), rq3_d
+# rq2_weights (fixed loss weights in place of SDWL: the first two modelled behaviors'
+# weights in {0.1, ..., 0.9} and the third's 1 - both, zero weights omitted: 36 runs,
+# the 6 of the step-0.2 sub-grid first; JD: purchase, click, favourite; UB, whose click
+# is not modelled: purchase, favourite, cart), rq3_d
 # (d in {50, 150, 200}; d = 100 is the bvae row), rq4 (behaviors added one at a time,
 # in the paper's order, those with train data in DATA).
 # Prints the number of runs and a compute estimate before starting (the median wall
@@ -24,7 +25,14 @@ SEEDS=${4:-1}
 DATA=$(realpath -s -m -- "$DATA")
 OUT=$(realpath -s -m -- "$OUT")
 cd "$(dirname "$0")/.."
-[[ $SEEDS =~ ^[0-9]+$ ]] && (( 10#$SEEDS >= 1 )) || { echo "SEEDS must be a whole number >= 1, got '$SEEDS'" >&2; exit 2; }
+# (the same checks as run_comparison.sh, so that DRY_RUN refuses what a run would)
+whole() {  # NAME VALUE LOW
+  [[ $2 =~ ^[0-9]{1,9}$ ]] && (( 10#$2 >= $3 )) \
+    || { echo "$1 must be a whole number >= $3 of at most 9 digits, got '$2'" >&2; exit 2; }
+}
+whole SEEDS "$SEEDS" 1
+[[ -z ${EPOCHS:-} ]] || whole EPOCHS "$EPOCHS" 1
+[[ -z ${PATIENCE:-} ]] || whole PATIENCE "$PATIENCE" 0
 SEEDS=$((10#$SEEDS))  # decimal: 010 is ten
 case $STUDY in
   rq1) ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf) ;;

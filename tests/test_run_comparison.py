@@ -12,6 +12,14 @@ pytestmark = pytest.mark.unit
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "run_comparison.sh"
 
 
+def _check_only(tmp_path) -> str:
+    """A PY that passes the script's flag check (``-c``) and fails any run (``-m``)."""
+    stub = tmp_path / "check_only_py"
+    stub.write_text('#!/bin/sh\n[ "$1" = -c ] && exit 0\necho "ran: $*" >&2\nexit 1\n')
+    stub.chmod(0o755)
+    return str(stub)
+
+
 def _run(tmp_path, *rows, **env):
     # PY=echo prints each experiment command instead of running it.
     env = {**os.environ, "PY": "echo", **env}
@@ -68,11 +76,23 @@ def test_an_unknown_row_stops_before_any_run(tmp_path):
         ("item_path_g1x", "('1x' is not a number)"),
         # Values the experiment would refuse only at the row's turn, hours in.
         ("item_path_g0", "('0' must be > 0)"),
-        ("weights_0_0_0", "(every weight is 0)"),
-        ("weights_0.5", "(weights_<purchase>_<click>_<favourite>: 3 weights)"),
+        ("weights_0_0_0", "('0' must be > 0)"),
+        ("weights_0_0.5_0.5", "('0' must be > 0)"),
+        ("weights_0.5_0.5_0.5", "(the weights sum to 1)"),
+        ("weights_0.5", "(weights_<w1>_<w2>_<w3>: 3 weights)"),
         ("rq4_purchase_purchase", "('purchase' twice)"),
         ("bvae_tuned_tuned", "(_tuned once)"),
-        ("bvae_dropout0.x", "('0.x' is not a number)"),
+        ("bvae_dropout0.x", "('0.x' must be in [0, 1))"),
+        ("bvae_dropout1", "('1' must be in [0, 1))"),
+        ("item_path_drop1.5", "('1.5' must be in [0, 1))"),
+        ("bvae_anneal1.5", "('1.5' is not a whole number)"),
+        ("bvae_cos99999999999", "('99999999999' is not a whole number)"),
+        ("bvae_e99999999999999999999", "(e<N>: N a whole number of epochs >= 1)"),
+        ("rq4_", "(an empty part)"),
+        ("bvae_anneal10__e5", "(an empty part)"),
+        ("bvae_anneal10_anneal20", "('anneal' twice)"),
+        ("bvae_beta0.2_beta", "('beta' twice)"),
+        ("bvae_anneal10_boost_e5", "(boost is the last part)"),
         ("bvae_e0", "(e<N>: N a whole number of epochs >= 1)"),
         ("bvae_e3x", "(e<N>: N a whole number of epochs >= 1)"),
     ],
@@ -102,10 +122,19 @@ def test_an_unknown_tuned_row_stops_before_any_run(tmp_path, row):
 @pytest.mark.parametrize(
     "seeds, env, message",
     [
-        ("abc", {}, "SEEDS must be a whole number >= 1, got 'abc'"),
-        ("0", {}, "SEEDS must be a whole number >= 1, got '0'"),
-        ("1", {"EPOCHS": "1.5"}, "EPOCHS must be a whole number >= 1, got '1.5'"),
-        ("1", {"PATIENCE": "-1"}, "PATIENCE must be a whole number >= 0, got '-1'"),
+        ("abc", {}, "SEEDS must be a whole number >= 1 of at most 9 digits, got 'abc'"),
+        ("0", {}, "SEEDS must be a whole number >= 1 of at most 9 digits, got '0'"),
+        (
+            "1",
+            {"EPOCHS": "1.5"},
+            "EPOCHS must be a whole number >= 1 of at most 9 digits, got '1.5'",
+        ),
+        ("18446744073709551617", {}, "of at most 9 digits, got '18446744073709551617'"),
+        (
+            "1",
+            {"PATIENCE": "-1"},
+            "PATIENCE must be a whole number >= 0 of at most 9 digits, got '-1'",
+        ),
     ],
 )
 def test_bad_counts_stop_before_any_run(tmp_path, seeds, env, message):
@@ -127,7 +156,7 @@ def test_dry_run_lists_the_runs_not_done_and_runs_nothing(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "bvae_s0.json").write_text("{}")
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "2", "bvae"]
-    env = {**os.environ, "DRY_RUN": "1", "PY": "false"}  # PY would fail if it ran
+    env = {**os.environ, "DRY_RUN": "1", "PY": _check_only(tmp_path)}  # fails if it ran
     done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("would run:")]
@@ -144,7 +173,7 @@ def test_a_result_of_another_command_is_named_not_counted_silently(tmp_path):
     smoke = smoke.replace("--epochs 150", "--epochs 1")
     (tmp_path / "out" / "vae_u_s0.json").write_text(json.dumps({"command": smoke}))
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", "bvae", "vae_u"]
-    env = {**os.environ, "DRY_RUN": "1", "PY": "false"}
+    env = {**os.environ, "DRY_RUN": "1", "PY": _check_only(tmp_path)}
     done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "would run:" not in done.stdout  # neither is rerun over a kept result
@@ -177,3 +206,36 @@ def test_relative_paths_are_read_from_the_callers_folder(tmp_path):
     assert (root / data).resolve() == (tmp_path / "mydata").resolve()
     assert (root / out).resolve() == (tmp_path / "myout").resolve()
     assert (tmp_path / "myout").is_dir() and not (root / "myout").exists()
+
+
+def test_epochs_and_patience_replace_a_rows_own_budget(tmp_path):
+    done = _run(tmp_path, "ehcf", "bvae_e300", "bvae", EPOCHS="2", PATIENCE="1")
+    assert done.returncode == 0, done.stderr
+    ehcf, longer, bvae = [x for x in done.stdout.splitlines() if x.startswith("-m bvae_tf")]
+    assert ehcf.endswith("--epochs 300 --patience 40 --epochs 2 --patience 1")
+    assert longer.endswith("--epochs 300 --epochs 2")  # argparse takes the last
+    assert bvae.endswith("--paper-protocol --model bvae")  # no budget of its own
+
+
+def test_a_row_given_twice_stops_before_any_run(tmp_path):
+    done = _run(tmp_path, "bvae", "vae_u", "bvae")
+    assert done.returncode == 2 and "row bvae is given twice" in done.stderr
+    assert "bvae_tf.experiment" not in done.stdout
+
+
+def test_the_experiment_checks_every_rows_flags_before_any_run(tmp_path):
+    """Every default row and its ``_tuned`` form passes the experiment's own --check
+    (``ngcf_tuned`` once did not: its --lr and the searched rate); a value only the
+    experiment refuses stops the script before any run, naming the row."""
+    import sys
+
+    rows = ["popularity", "repeat", "ease", "bvae", "vae_t", "vae_u", "recvae", "vae_pp"]
+    rows += ["ehcf", "ngcf", "mmoe", "cgc", "exchange", "no_base_gff_tff"]
+    rows += [f"{r}_tuned" for r in rows[3:]] + ["bvae_dropout"]
+    done = _run(tmp_path, *rows, PY=sys.executable, DRY_RUN="1", DROPOUT_GRID="0.2,1.5")
+    assert done.returncode == 2 and "would run" not in done.stdout
+    (refused,) = [line for line in done.stderr.splitlines() if line.startswith("row ")]
+    assert refused.startswith("row bvae_dropout: ") and "dropout" in refused[18:]
+    good = _run(tmp_path, *rows[:-1], PY=sys.executable, DRY_RUN="1")
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.count("would run:") == len(rows) - 1

@@ -876,6 +876,10 @@ def test_time_to_selected_sums_epochs_up_to_the_selected_one():
     assert "| EASE | 1 | — | 1 | 0 | 0.1 | — | — |" in "\n".join(
         experiment._compute_table([result])
     )
+    # A run that did not record its training time: unknown, not 0 minutes.
+    older = {"method": "EASE", "runs": [{"train_seconds": 9.0}, {}]}
+    assert experiment.compute_cost(older)["train_minutes"] is None
+    assert "| EASE | 2 | — | 1 | 0 | — | — | — |" in "\n".join(experiment._compute_table([older]))
 
 
 def test_the_compute_table_names_each_budget_and_the_models_it_cut():
@@ -1122,3 +1126,21 @@ def test_vae_labels_show_the_training_settings_that_differ_from_the_defaults():
         "VAE (T.) (lr_decay_steps=5)"
     )
     assert experiment.method_label("recvae", config) == "RecVAE (T.)"
+
+
+def test_check_commands_names_each_refused_command_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    lines = [
+        f"--data {tmp_path}/missing --out {out} --model bvae --anneal-steps 10000",
+        "",
+        f"--data x --out {out} --model ngcf --lr 1e-3 --grid lr=1e-4,1e-3",
+        f"--data x --out {out} --model bvae --dropout 1",
+    ]
+    assert experiment.check_commands(lines) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        err[0] == "command 2: --lr given and also searched (--grid / --tune); give one of the two"
+    )
+    assert err[1].startswith("command 3: invalid BVAEConfig.dropout: 1.0")
+    assert len(err) == 2 and not out.exists()  # no data read, nothing written
+    assert experiment.check_commands(lines[:1]) == 0

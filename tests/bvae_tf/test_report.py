@@ -266,6 +266,17 @@ _DELETE = object()
         (_set(("model",), _DELETE), r"'model' must be a string"),
         (_set(("behaviors",), ["purchase", "purchase"]), r"'behaviors' must be a list"),
         (_set(("runs", 0, "machine"), {"cpus": "2"}), r"runs\[0\]\.machine must be an object"),
+        (_set(("model",), "foo"), r"'model' must be one of bvae, "),
+        (_set(("runs", 0, "config"), _DELETE), r"runs\[0\] of a BVAE run has no 'config'"),
+        (_set(("runs", 0, "train_seconds"), "10"), r"runs\[0\]\.train_seconds must be a finite"),
+        (
+            _set(("runs", 0, "curve", 0, "loss"), "1.5"),
+            r"curve must be a list of objects of numbers",
+        ),
+        (
+            _set(("runs", 0, "honest", "purchase", "num_users"), 5),
+            r"test_per_user\.purchase has 10 values, for 5 test users",
+        ),
     ],
 )
 def test_malformed_result_contents_are_named(results_dir, tmp_path, mutate, message):
@@ -366,6 +377,23 @@ def test_claims_are_computed_from_the_runs_and_say_when_they_contradict_the_pape
     text = report.claim_check("rq4", _loaded(tmp_path, mixed), "jd")
     assert "Caveat: 1 of the 3 trained models behind it was stopped" in text
     assert "different budgets (≤200 epochs, patience 20; ≤3 epochs, patience 40)" in text
+
+
+def test_a_fixed_weight_run_off_the_grid_or_twice_is_named(tmp_path):
+    """The heatmap keys a run by its first two weights: a third weight that is not
+    1 - both, or a second run of the same cell, would silently replace a cell."""
+    bvae = _result("bvae")
+    off = _result("bvae", loss_weights=(0.2, 0.4, 0.9))
+    off["name"] = "weights_0.2_0.4_0.9_s0"
+    with pytest.raises(ValueError, match=r"'weights_0\.2_0\.4_0\.9_s0': loss weights .* sum to 1"):
+        report.claim_check("rq2_weights", _loaded(tmp_path, [bvae, off]), "jd")
+    a = _result("bvae", loss_weights=(0.2, 0.4, 0.4))
+    b = _result("bvae", loss_weights=(0.2, 0.4, 0.4 + 1e-9))  # another method key
+    a["name"], b["name"] = "first_s0", "second_s0"
+    with pytest.raises(
+        ValueError, match=r"'(first|second)_s0' and '(first|second)_s0' are both the fixed"
+    ):
+        report.claim_check("rq2_weights", _loaded(tmp_path, [bvae, a, b]), "jd")
 
 
 def test_the_weight_study_runs_the_coarse_grid_first():
@@ -499,7 +527,9 @@ def test_the_studies_read_data_from_the_callers_folder_and_check_seeds(tmp_path)
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stdout.split("\n")[1:] if line] == ["rq4_purchase", "bvae"]
     bad = study("abc")
-    assert bad.returncode == 2 and "SEEDS must be a whole number >= 1, got 'abc'" in bad.stderr
+    assert bad.returncode == 2
+    assert "SEEDS must be a whole number >= 1 of at most 9 digits, got 'abc'" in bad.stderr
+    assert "of at most 9 digits, got '18446744073709551617'" in study("18446744073709551617").stderr
 
 
 def test_per_behavior_latent_sizes_are_a_variants_row_not_the_d_sweep():

@@ -20,3 +20,19 @@ def test_the_decoder_floor_scales_one_batch_to_the_rows_an_epoch_decodes(tiny_da
     assert floor["floor_epoch_s"] == pytest.approx(sum(parts.values()) / 1000 * 68 / 4)
     products_s = (sum(parts.values()) - parts["softmax"]) / 1000
     assert floor["gflops"] == pytest.approx(3 * 2 * 4 * NUM_ITEMS * 4 / products_s / 1e9)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--epochs", "0"], "--epochs must be >= 1, got 0"),
+        (["--floor", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--eval-repeats", "0"], "--eval-repeats must be >= 1, got 0"),
+        (["--json", "/nonexistent/x.json"], "its folder does not exist"),
+    ],
+)
+def test_bad_flags_stop_before_the_data_is_read(monkeypatch, capsys, flags, message):
+    monkeypatch.setattr("sys.argv", ["train_speed.py", "--data", "/nonexistent", *flags])
+    with pytest.raises(SystemExit) as stop:
+        train_speed.main()
+    assert stop.value.code == 2 and message in capsys.readouterr().err
