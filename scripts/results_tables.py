@@ -37,7 +37,7 @@ END = "The paper's rows for reference"
 #: Table order of the rows (file names without ``_s<seed>``); others follow by name.
 ROW_ORDER = (
     "popularity", "repeat", "ease", "ehcf", "ehcf_tuned", "ngcf", "vae_t", "vae_t_tuned",
-    "vae_u", "vae_u_tuned", "recvae", "vae_pp", "vae_pp_tuned",
+    "vae_u", "vae_u_tuned", "recvae", "recvae_tuned", "vae_pp", "vae_pp_tuned",
     "bvae", "bvae_tuned", "bvae_anneal", "bvae_anneal10000_beta", "mmoe", "mmoe_tuned", "cgc",
     "cgc_tuned", "exchange",
     "exchange_tuned", "no_base", "no_gff",
