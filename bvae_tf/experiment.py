@@ -2147,9 +2147,9 @@ def check_commands(lines: Iterable[str]) -> int:
                 code = main([*shlex.split(line), "--check"])
             except SystemExit as e:  # argparse's usage errors
                 code = e.code
-        if code:
-            lines = [x for x in errors.getvalue().splitlines() if x.strip()]
-            message = lines[-1].partition("error: ")[2] or lines[-1] if lines else f"exit {code}"
+        if code:  # argparse's last line is "<prog>: error: <message>"
+            said = [x for x in errors.getvalue().splitlines() if x.strip()] or [f"exit {code}"]
+            message = said[-1].partition("error: ")[2] or said[-1]
             print(f"command {number}: {message}", file=sys.stderr)
             failed += 1
     return 2 if failed else 0
