@@ -40,8 +40,9 @@ have no epochs, so only the honest protocol applies to them.
 
 Resumable: every training keeps its state in ``<out>/<name>.ckpt/`` after each epoch
 (``training.fit``'s ``checkpoint_dir``), so the same command run again after a kill
-resumes at the next epoch; finished seeds, targets and ``--grid`` trials are read back
-rather than trained again; state written by another command line is discarded; the
+resumes at the next epoch; finished seeds, targets, ``--grid`` trials and ``--tune``
+trials are read back rather than trained again (``<out>/<name>.parts/``; the seeded
+search proposes the same values again); state written by another command line is discarded; the
 folder is removed when the result is written. A resumed run sees the batches an
 uninterrupted run would (on the same machine the result is bit-identical; its record
 says ``"resumed_at"``).
@@ -941,6 +942,28 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
     )
     num_users = len(data.train_users())
     trials: list[dict] = []
+    root = getattr(args, "checkpoint_root", None)
+
+    def train_one_trial(values, checkpoint_dir) -> dict:
+        run, model, _ = _train_one(
+            trial_args(args, values, num_users),
+            data,
+            data.behaviors,
+            variant=variant,
+            seed=args.first_seed,
+            log_dir=None,
+            checkpoint_dir=checkpoint_dir,
+        )
+        del model
+        gc.collect()  # Keras models are reference cycles: free a trial's weights now
+        return {
+            "values": dict(values),
+            "selection_score": run["selection_score"],
+            "best_epoch": run["best_epoch"],
+            "epochs_run": run["epochs_run"],
+            "train_seconds": run["train_seconds"],
+            "valid": run["valid"],
+        }
 
     def train_trial(values):
         logging.info(
@@ -950,25 +973,23 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
             values,
             extra={console.CONSOLE: True},
         )
-        run, _, _ = _train_one(
-            trial_args(args, values, num_users),
-            data,
-            data.behaviors,
-            variant=variant,
-            seed=args.first_seed,
-            log_dir=None,
-        )
-        trials.append(
-            {
-                "values": dict(values),
-                "selection_score": run["selection_score"],
-                "best_epoch": run["best_epoch"],
-                "epochs_run": run["epochs_run"],
-                "train_seconds": run["train_seconds"],
-                "valid": run["valid"],
-            }
-        )
-        return argparse.Namespace(best_score=run["selection_score"])
+        point = "_".join(f"{k}={v}" for k, v in sorted(values.items()))
+        if root is None:
+            trial = train_one_trial(values, None)
+        else:
+            # Resumable: a finished trial is read back (the seeded oracle proposes the
+            # same values again, and from the same scores the same next ones), an
+            # interrupted one resumes at its next epoch.
+            trial = _resumable_part(
+                root.parent / f"{root.stem}.parts" / f"tune-s{args.first_seed}-{point}.json",
+                args.command,
+                args.data_digest,
+                functools.partial(
+                    train_one_trial, values, root / f"tune-s{args.first_seed}-{point}"
+                ),
+            )
+        trials.append(trial)
+        return argparse.Namespace(best_score=trial["selection_score"])
 
     tuner = tuning.make_tuner(
         train_trial, settings, str(out / "tuning"), project_name=args.name or args.model

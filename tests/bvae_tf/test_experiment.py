@@ -1032,6 +1032,39 @@ def test_tune_searches_once_then_trains_every_seed_with_the_best(release_dir, tm
     assert "(+2 search trials" in (tmp_path / "bvae.md").read_text()
 
 
+def test_a_killed_search_reads_its_finished_trials_back(release_dir, tmp_path, monkeypatch):
+    train, trained = experiment._train_one, []
+
+    def killed_at_the_second_trial(args, *a, **kwargs):
+        if trained:
+            raise KeyboardInterrupt("killed")
+        trained.append(args.lr)
+        return train(args, *a, **kwargs)
+
+    flags = ["--model", "bvae", "--seeds", "1", "--epochs", "1", "--tune", "2"]
+    flags += ["--tune-algorithm", "grid", "--tune-space", "learning_rate=1e-4,1e-2"]
+    flags += [f"--tune-space={n}=none" for n in ("anneal_epochs", "beta_cap", "dropout")]
+    flags += ["--tune-space=batch_size=none"]
+    monkeypatch.setattr(experiment, "_train_one", killed_at_the_second_trial)
+    _run(release_dir, tmp_path, *flags, code=130)
+    (part,) = (tmp_path / "bvae.parts").glob("tune-s0-*.json")
+    first = json.loads(part.read_text())["run"]
+
+    def counting(args, *a, **kwargs):
+        trained.append(args.lr)
+        return train(args, *a, **kwargs)
+
+    trained.clear()
+    monkeypatch.setattr(experiment, "_train_one", counting)
+    _run(release_dir, tmp_path, *flags)
+    # The first trial read back; the second trained; then the best retrained as seed 0.
+    (second,) = {1e-4, 1e-2} - {first["values"]["learning_rate"]}
+    assert trained[0] == second and len(trained) == 2
+    search = json.loads((tmp_path / "bvae.json").read_text())["search"]
+    assert search["trials"][0] == first
+    assert not (tmp_path / "bvae.parts").exists() and not (tmp_path / "bvae.ckpt").exists()
+
+
 def test_a_trial_sets_weight_decay_and_the_ramp_in_epochs_in_the_experiment_and_pipeline():
     from bvae_tf import tuning
 
