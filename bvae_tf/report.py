@@ -193,8 +193,10 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
 
     Raises:
       ValueError: if no dataset folder has result files, or naming a file that cannot
-        be used (``experiment.combine``) or that models a behavior the dataset's
-        tables do not have (``DATASETS``).
+        be used (``experiment.combine``), that models a behavior the dataset's
+        tables do not have (``DATASETS``), the dataset's behaviors in another order,
+        or plain BVAE on a subset that is no step of RQ4 (not the first behaviors of
+        the paper's order).
     """
     root = pathlib.Path(results_dir)
     out = {}
@@ -205,7 +207,8 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
         combined = E.combine(paths)  # checks every file
         known = DATASETS[key][1]
         for path in paths:
-            behaviors = json.loads(path.read_text())["behaviors"]
+            result = json.loads(path.read_text())
+            behaviors = result["behaviors"]
             if not set(behaviors) <= set(known):
                 raise ValueError(
                     f"cannot use {str(path)!r}: behaviors {behaviors} are not among "
@@ -218,6 +221,16 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
                     f"cannot use {str(path)!r}: it models {DATASETS[key][0]}'s behaviors in "
                     f"another order ({behaviors}, the report's is {list(known)}); rerun "
                     "it with --behaviors in that order, or move it out of the folder"
+                )
+            # Plain BVAE on fewer behaviors is a step of RQ4, which adds them in the
+            # paper's order: any other subset would be in no table and no figure.
+            wanted = known[: len(behaviors)]
+            if tuple(behaviors) != wanted and bvae_changes(result) == {}:
+                raise ValueError(
+                    f"cannot use {str(path)!r}: plain BVAE on {behaviors} is no step of "
+                    f"RQ4, which adds {DATASETS[key][0]}'s behaviors in the paper's order "
+                    f"({' -> '.join(known)}; this step: {list(wanted)}); rerun it with "
+                    "--behaviors in that order, or move it out of the folder"
                 )
         out[key] = sorted(combined, key=lambda r, key=key: _row_order(r, key))
     if not out:

@@ -299,6 +299,19 @@ def test_the_datasets_behaviors_in_another_order_are_named(results_dir):
         report.load(results_dir)
 
 
+@pytest.mark.parametrize("behaviors", [("purchase", "favorite"), ("click", "purchase")])
+def test_plain_bvae_on_a_subset_out_of_the_rq4_order_is_named(results_dir, behaviors):
+    result = _result("bvae", behaviors=behaviors, seed=7)
+    (results_dir / "jd" / "subset_s0.json").write_text(json.dumps(result))
+    with pytest.raises(ValueError, match=r"subset_s0\.json.*is no step of RQ4"):
+        report.load(results_dir)
+    (results_dir / "jd" / "subset_s0.json").write_text(
+        json.dumps(_result("bvae", behaviors=("purchase", "click"), seed=7))
+    )
+    loaded = report.load(results_dir)["jd"]  # a step of RQ4 is used
+    assert ("purchase", "click") in [tuple(r["behaviors"]) for r in loaded]
+
+
 def test_an_out_that_is_a_file_is_a_usage_error(results_dir, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     with pytest.raises(SystemExit):
