@@ -927,6 +927,11 @@ def trial_args(args, values: Mapping[str, float], num_train_users: int) -> argpa
     return out
 
 
+def _tune_point(values: Mapping[str, float]) -> str:
+    """A search trial's name in file names: ``batch_size=100_learning_rate=0.001``."""
+    return "_".join(f"{k}={v}" for k, v in sorted(values.items()))
+
+
 def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dict]]:
     """``--tune``: the KerasTuner search with the first seed; returns the best values
     and every trial (values, valid selection score, epochs, seconds)."""
@@ -973,7 +978,7 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
             values,
             extra={console.CONSOLE: True},
         )
-        point = "_".join(f"{k}={v}" for k, v in sorted(values.items()))
+        point = _tune_point(values)
         if root is None:
             trial = train_one_trial(values, None)
         else:
@@ -1755,6 +1760,14 @@ def run(args) -> dict:
             best, trials = _search(args, data, _variant(args.model), out)
             result["search"] = {"best": best, "trials": trials, "algorithm": args.tune_algorithm}
         args = trial_args(args, result["search"]["best"], len(data.train_users()))
+        # The first seed with the best values is the best trial itself (same seed and
+        # settings, so the same run bit for bit): its finished state is read back.
+        trial = args.checkpoint_root / (
+            f"tune-s{args.first_seed}-{_tune_point(result['search']['best'])}"
+        )
+        first = args.checkpoint_root / "-".join([f"s{args.first_seed}", *data.behaviors])
+        if trial.is_dir() and not first.exists() and args.first_seed not in done:
+            trial.rename(first)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         if seed in done:  # the same command finished this seed before
             result["runs"].append(done[seed])

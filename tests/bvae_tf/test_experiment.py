@@ -1057,11 +1057,17 @@ def test_a_killed_search_reads_its_finished_trials_back(release_dir, tmp_path, m
     trained.clear()
     monkeypatch.setattr(experiment, "_train_one", counting)
     _run(release_dir, tmp_path, *flags)
-    # The first trial read back; the second trained; then the best retrained as seed 0.
+    # The first trial read back; the second trained; seed 0 is the best trial's model.
     (second,) = {1e-4, 1e-2} - {first["values"]["learning_rate"]}
-    assert trained[0] == second and len(trained) == 2
-    search = json.loads((tmp_path / "bvae.json").read_text())["search"]
+    result = json.loads((tmp_path / "bvae.json").read_text())
+    search, (run,) = result["search"], result["runs"]
     assert search["trials"][0] == first
+    best = max(search["trials"], key=lambda t: t["selection_score"])
+    assert trained == [second, best["values"]["learning_rate"]]
+    # ... read back from the trial's finished state, not trained again: the same
+    # epochs and the very same measured seconds.
+    same = ("best_epoch", "epochs_run", "train_seconds", "selection_score", "valid")
+    assert {k: run[k] for k in same} == {k: best[k] for k in same}
     assert not (tmp_path / "bvae.parts").exists() and not (tmp_path / "bvae.ckpt").exists()
 
 
