@@ -36,9 +36,11 @@ START = "One seed per row unless the Seeds\ncolumn says otherwise.\n"
 END = "The paper's rows for reference"
 #: Table order of the rows (file names without ``_s<seed>``); others follow by name.
 ROW_ORDER = (
-    "popularity", "repeat", "ease", "ehcf", "ehcf_tuned", "ngcf", "vae_t", "vae_t_tuned",
+    "popularity", "repeat", "ease", "ehcf", "ehcf_tuned", "ngcf", "ngcf_tuned",
+    "vae_t", "vae_t_tuned",
     "vae_u", "vae_u_tuned", "recvae", "recvae_tuned", "vae_pp", "vae_pp_tuned",
-    "bvae", "bvae_tuned", "bvae_anneal", "bvae_anneal10000_beta", "mmoe", "mmoe_tuned", "cgc",
+    "bvae", "bvae_tuned", "bvae_tune10", "bvae_anneal", "bvae_anneal10000_beta",
+    "bvae_anneal10000_wd1_e300", "mmoe", "mmoe_tuned", "cgc",
     "cgc_tuned", "exchange",
     "exchange_tuned", "no_base", "no_gff",
     "no_tff", "no_base_gff_tff", "no_base_gff_tff_tuned",
