@@ -41,11 +41,11 @@ have no epochs, so only the honest protocol applies to them.
 Resumable: every training keeps its state in ``<out>/<name>.ckpt/`` after each epoch
 (``training.fit``'s ``checkpoint_dir``), so the same command run again after a kill
 resumes at the next epoch; finished seeds, targets, ``--grid`` trials and ``--tune``
-trials are read back rather than trained again (``<out>/<name>.parts/``; the seeded
-search proposes the same values again); state written by another command line is discarded; the
-folder is removed when the result is written. A resumed run sees the batches an
-uninterrupted run would (on the same machine the result is bit-identical; its record
-says ``"resumed_at"``).
+trials are read back rather than trained again (``<out>/<name>.parts/``; KerasTuner
+reloads its search from ``<out>/tuning/<name>/``); state written by another command
+line is discarded; the folder is removed when the result is written. A resumed run
+sees the batches an uninterrupted run would (on the same machine the result is
+bit-identical; its record says ``"resumed_at"``).
 
 Writes ``<out>/<name>.json`` after every seed (partial results survive) and
 ``<out>/<name>.md``, a table in the paper's layout (behavior x method x
@@ -970,6 +970,19 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
             "valid": run["valid"],
         }
 
+    def trial_record(values) -> dict:
+        point = _tune_point(values)
+        if root is None:
+            return train_one_trial(values, None)
+        # Resumable: a finished trial's record is read back, an interrupted trial
+        # resumes at its next epoch.
+        return _resumable_part(
+            root.parent / f"{root.stem}.parts" / f"tune-s{args.first_seed}-{point}.json",
+            args.command,
+            args.data_digest,
+            functools.partial(train_one_trial, values, root / f"tune-s{args.first_seed}-{point}"),
+        )
+
     def train_trial(values):
         logging.info(
             "tune trial %d/%d: %s",
@@ -978,27 +991,30 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
             values,
             extra={console.CONSOLE: True},
         )
-        point = _tune_point(values)
-        if root is None:
-            trial = train_one_trial(values, None)
-        else:
-            # Resumable: a finished trial is read back (the seeded oracle proposes the
-            # same values again, and from the same scores the same next ones), an
-            # interrupted one resumes at its next epoch.
-            trial = _resumable_part(
-                root.parent / f"{root.stem}.parts" / f"tune-s{args.first_seed}-{point}.json",
-                args.command,
-                args.data_digest,
-                functools.partial(
-                    train_one_trial, values, root / f"tune-s{args.first_seed}-{point}"
-                ),
-            )
-        trials.append(trial)
-        return argparse.Namespace(best_score=trial["selection_score"])
+        trials.append(trial_record(values))
+        return argparse.Namespace(best_score=trials[-1]["selection_score"])
 
+    # The same command resumes its search: KerasTuner reloads the oracle it kept
+    # (trials, scores, random state) and runs the remaining trials; another command's
+    # search under the same name is started afresh.
+    project = args.name or args.model
+    stamp = out / "tuning" / project / "command.json"
+    this = {
+        "command": getattr(args, "command", None),
+        "data_digest": getattr(args, "data_digest", None),
+    }
+    try:
+        resume = this["command"] is not None and json.loads(stamp.read_text()) == this
+    except (OSError, ValueError):
+        resume = False
     tuner = tuning.make_tuner(
-        train_trial, settings, str(out / "tuning"), project_name=args.name or args.model
+        train_trial, settings, str(out / "tuning"), project_name=project, overwrite=not resume
     )
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(this))
+    for done in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
+        if done.status == "COMPLETED":  # before a kill: its record read back
+            trials.append(trial_record(dict(done.hyperparameters.values)))
     tuner.search()
     if not trials:
         raise RuntimeError(

@@ -232,8 +232,12 @@ def make_tuner(
     settings: Mapping[str, Any],
     directory: str,
     project_name: str = "bvae",
+    overwrite: bool = True,
 ):
     """A KerasTuner tuner whose trials call ``train_trial(values)``.
+
+    The search is repeatable: ``settings["seed"]`` seeds the oracle (as ``seed + 1``:
+    KerasTuner reads a seed of 0 as none given and draws a random one).
 
     Args:
       train_trial: trains one trial from ``{name: value}`` and returns its
@@ -241,6 +245,10 @@ def make_tuner(
       settings: :func:`tuning_settings`.
       directory: where KerasTuner keeps its trial records.
       project_name: sub-folder of ``directory``.
+      overwrite: True: start afresh; False: reload the search kept under
+        ``directory/project_name`` (its trials, scores and random state) and run only
+        its remaining trials; a trial that was running when it stopped runs again with
+        the same values.
 
     Returns:
       A ``keras_tuner.Tuner`` (RandomSearch, BayesianOptimization or GridSearch).
@@ -268,8 +276,8 @@ def make_tuner(
         hyperparameters=hyperparameters,
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
         max_trials=settings["max_trials"],
-        seed=settings["seed"],
+        seed=settings["seed"] + 1,
         directory=directory,
         project_name=project_name,
-        overwrite=True,
+        overwrite=overwrite,
     )
