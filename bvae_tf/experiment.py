@@ -927,9 +927,16 @@ def trial_args(args, values: Mapping[str, float], num_train_users: int) -> argpa
     return out
 
 
-def _tune_point(values: Mapping[str, float]) -> str:
-    """A search trial's name in file names: ``batch_size=100_learning_rate=0.001``."""
-    return "_".join(f"{k}={v}" for k, v in sorted(values.items()))
+def _tune_trial(seed: int, values: Mapping[str, float]) -> str:
+    """A search trial's name for its state folder and part file:
+    ``tune-s0-batch_size=100_learning_rate=0.001``."""
+    return f"tune-s{seed}-" + "_".join(f"{k}={v}" for k, v in sorted(values.items()))
+
+
+def _state_dir(root: pathlib.Path, seed: int, behaviors: Sequence[str], point: str = ""):
+    """One training's state folder under ``<out>/<name>.ckpt/``: the seed, the behaviors
+    it models and, for a ``--grid`` trial, its values (``s0-purchase-click-lr=0.01``)."""
+    return root / "-".join([f"s{seed}", *behaviors, *([point] if point else [])])
 
 
 def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dict]]:
@@ -948,6 +955,7 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
     num_users = len(data.train_users())
     trials: list[dict] = []
     root = getattr(args, "checkpoint_root", None)
+    project = args.name or args.model  # run()'s name: its parts and the tuner's folder
 
     def train_one_trial(values, checkpoint_dir) -> dict:
         run, model, _ = _train_one(
@@ -971,16 +979,16 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
         }
 
     def trial_record(values) -> dict:
-        point = _tune_point(values)
         if root is None:
             return train_one_trial(values, None)
         # Resumable: a finished trial's record is read back, an interrupted trial
         # resumes at its next epoch.
+        trial = _tune_trial(args.first_seed, values)
         return _resumable_part(
-            root.parent / f"{root.stem}.parts" / f"tune-s{args.first_seed}-{point}.json",
+            out / f"{project}.parts" / f"{trial}.json",
             args.command,
             args.data_digest,
-            functools.partial(train_one_trial, values, root / f"tune-s{args.first_seed}-{point}"),
+            functools.partial(train_one_trial, values, root / trial),
         )
 
     def train_trial(values):
@@ -997,7 +1005,6 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
     # The same command resumes its search: KerasTuner reloads the oracle it kept
     # (trials, scores, random state) and runs the remaining trials; another command's
     # search under the same name is started afresh.
-    project = args.name or args.model
     stamp = out / "tuning" / project / "command.json"
     this = {
         "command": getattr(args, "command", None),
@@ -1043,11 +1050,9 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
                 "trial %d/%d: %s", i + 1, len(points), point, extra={console.CONSOLE: True}
             )
         trial_args = argparse.Namespace(**{**vars(args), **point})
-        trial_log = log_dir
-        if point and log_dir is not None:
-            trial_log = log_dir / "_".join(f"{k}={v}" for k, v in point.items())
-        root = getattr(args, "checkpoint_root", None)
         point_name = "_".join(f"{k}={v}" for k, v in point.items())
+        trial_log = log_dir / point_name if point and log_dir is not None else log_dir
+        root = getattr(args, "checkpoint_root", None)
         run, model, test = _train_one(
             trial_args,
             data,
@@ -1055,9 +1060,7 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
             variant=variant,
             seed=seed,
             log_dir=trial_log,
-            checkpoint_dir=None
-            if root is None
-            else root / "-".join([f"s{seed}", *behaviors, *([point_name] if point else [])]),
+            checkpoint_dir=None if root is None else _state_dir(root, seed, behaviors, point_name),
         )
         trials.append(
             {
@@ -1778,10 +1781,8 @@ def run(args) -> dict:
         args = trial_args(args, result["search"]["best"], len(data.train_users()))
         # The first seed with the best values is the best trial itself (same seed and
         # settings, so the same run bit for bit): its finished state is read back.
-        trial = args.checkpoint_root / (
-            f"tune-s{args.first_seed}-{_tune_point(result['search']['best'])}"
-        )
-        first = args.checkpoint_root / "-".join([f"s{args.first_seed}", *data.behaviors])
+        trial = args.checkpoint_root / _tune_trial(args.first_seed, result["search"]["best"])
+        first = _state_dir(args.checkpoint_root, args.first_seed, data.behaviors)
         if trial.is_dir() and not first.exists() and args.first_seed not in done:
             trial.rename(first)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
