@@ -17,7 +17,7 @@
 # bvae_anneal (BVAE, beta ramp searched on valid), bvae_dropout<P> / bvae_dropout (input
 # dropout set / searched on valid, combinable), bvae_beta<C> / bvae_beta (beta cap set /
 # searched on valid, combinable, e.g. bvae_anneal10000_beta), any of them + _e<N> (at most
-# N epochs, e.g. bvae_anneal10000_e300); the studies' rows d50 d150 d200,
+# N epochs, e.g. bvae_anneal10000_e300) and _p<N> (patience N, e.g. bvae_e1000_p500); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<w1>_<w2>_<w3> (fixed loss weights in
 # the data's behavior order, summing to 1, e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below). DRY_RUN=1 lists the commands of the runs not done yet
@@ -121,12 +121,14 @@ flags() {
     # dropout P (--dropout; BVAE's default 0.5), "dropout" alone: P searched on valid over
     # DROPOUT_GRID (e.g. "bvae_anneal10000_dropout"); "beta<C>": beta cap C (--beta-cap),
     # "beta" alone: the cap searched on valid over BETA_GRID (e.g. "bvae_anneal10000_beta");
-    # "e<N>": at most N epochs for this row (in place of EPOCHS, e.g. "bvae_anneal10000_e300").
+    # "e<N>": at most N epochs for this row (in place of EPOCHS, e.g. "bvae_anneal10000_e300");
+    # "p<N>": early stopping after N epochs without a better valid sum (in place of
+    # PATIENCE, e.g. "bvae_e1000_p500", the released code's 1000 epochs and patience 500).
     # A last part "boost" (e.g.
     # "bvae_boost", "item_path_g100_boost") adds the cross-behavior boost, chosen per
     # behavior on valid after training among 0 and BOOST_GRID.
     item_path_* | bvae_anneal[0-9]* | bvae_wd* | bvae_cos[0-9]* | bvae_bm* | bvae_ema* | bvae_dims* \
-      | bvae_dropout* | bvae_beta* | bvae_e[0-9]* | bvae_boost)
+      | bvae_dropout* | bvae_beta* | bvae_e[0-9]* | bvae_p[0-9]* | bvae_boost)
       local out="--model bvae" part kind kinds=" "
       [[ $1 == bvae_* ]] || out+=" --item-path"
       local rest=${1#item_path_}
@@ -155,6 +157,9 @@ flags() {
           e[0-9]*) [[ ${part#e} =~ ^[0-9]{1,9}$ ]] && (( 10#${part#e} >= 1 )) \
               || { echo "unknown row $1 (e<N>: N a whole number of epochs >= 1)" >&2; exit 2; }
             out+=" --epochs $((10#${part#e}))" ;;
+          p[0-9]*) [[ ${part#p} =~ ^[0-9]{1,9}$ ]] \
+              || { echo "unknown row $1 (p<N>: N a whole number of epochs)" >&2; exit 2; }
+            out+=" --patience $((10#${part#p}))" ;;
           dropout[0-9]*) rate "$1" "${part#dropout}"; out+=" --dropout ${part#dropout}" ;;
           dims[0-9]*) [[ ${part#dims} =~ ^[1-9][0-9]*(-[1-9][0-9]*)+$ ]] \
               || { echo "unknown row $1 (dims<D1>-<D2>-...: one latent size per behavior)" >&2; exit 2; }

@@ -50,6 +50,8 @@ def test_rows_become_experiment_flags(tmp_path):
         "--epochs 150 --patience 40 --paper-protocol --model bvae --anneal-steps 10000 --epochs 300"
         in longer.stdout
     )
+    released = _run(tmp_path, "bvae_e1000_p500")
+    assert "--model bvae --epochs 1000 --patience 500" in released.stdout
     # A tuned row searches the rate in place of the row's own (NGCF sets --lr).
     tuned = _run(tmp_path, "ngcf_tuned")
     assert "--model ngcf --batch-size 1024 --epochs 60 --patience 10 --grid" in tuned.stdout
@@ -95,6 +97,8 @@ def test_an_unknown_row_stops_before_any_run(tmp_path):
         ("bvae_anneal10_boost_e5", "(boost is the last part)"),
         ("bvae_e0", "(e<N>: N a whole number of epochs >= 1)"),
         ("bvae_e3x", "(e<N>: N a whole number of epochs >= 1)"),
+        ("bvae_p5x", "(p<N>: N a whole number of epochs)"),
+        ("bvae_p5_p6", "('p' twice)"),
     ],
 )
 def test_a_row_with_a_bad_value_stops_before_any_run(tmp_path, row, message):
@@ -214,6 +218,9 @@ def test_epochs_and_patience_replace_a_rows_own_budget(tmp_path):
     ehcf, longer, bvae = [x for x in done.stdout.splitlines() if x.startswith("-m bvae_tf")]
     assert ehcf.endswith("--epochs 300 --patience 40 --epochs 2 --patience 1")
     assert longer.endswith("--epochs 300 --epochs 2")  # argparse takes the last
+    patient = _run(tmp_path, "bvae_p500", PATIENCE="1")
+    (command,) = [x for x in patient.stdout.splitlines() if x.startswith("-m bvae_tf")]
+    assert command.endswith("--model bvae --patience 500 --patience 1")
     assert bvae.endswith("--paper-protocol --model bvae")  # no budget of its own
 
 
