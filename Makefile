@@ -32,7 +32,7 @@ demo: install
 
 ## The demo with the Tuner before the Trainer (a small KerasTuner search on the eval split).
 demo-tune: install
-	$(PY) -m pipeline.demo --set tuning.enabled=true --set tuning.max_trials=4 --set training.epochs=30
+	$(PY) -m pipeline.demo --set tuning.enabled=true --set tuning.max_trials=4 --set training.epochs=30 --set output_root=out/demo-tune
 
 ## The pipeline on the real JD log (../shared/data); test table beside the paper's.
 pipeline-jd: install

@@ -84,10 +84,22 @@ def _read_pairs(path: pathlib.Path) -> np.ndarray:
     try:
         pairs = np.array(tokens, dtype=np.int64).reshape(-1, 2)
     except (ValueError, OverflowError) as e:
-        raise ValueError(f"{path}: ids must be integers below 2**63 ({e})") from e
+        number = next(n for n, fields in enumerate(rows, 1) if not _integers(fields))
+        raise ValueError(
+            f"{path}, line {number}: ids must be integers below 2**63, got "
+            f"{b' '.join(rows[number - 1]).decode(errors='replace')!r} ({e})"
+        ) from e
     if len(pairs) and pairs.min() < 1:
         raise ValueError(f"{path}: ids must be 1-based positive integers, found {pairs.min()}")
     return pairs
+
+
+def _integers(fields: list[bytes]) -> bool:
+    try:
+        np.array(fields, dtype=np.int64)
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
 def load_release(
@@ -105,8 +117,13 @@ def load_release(
       :class:`MultiBehaviorData`; ``num_users`` / ``num_items`` are the largest ids
       over all files, so every item of every split is rankable.
 
+    Held-out lines that repeat a train line of their behavior are dropped, and repeated
+    lines, held-out-only ids and held-out users without history are counted in warnings
+    (:func:`_check_splits`).
+
     Raises:
-      ValueError: if the folder has no release files or only empty ones, a line has
+      ValueError: if the folder has no release files or only empty ones, no train file
+        has data (and ``behaviors`` is not given), a line has
         other than two fields or a non-positive or non-integer id, the ids are
         sparse (see :data:`SPARSE_ID_FACTOR`), or a requested behavior has no file.
     """
@@ -143,6 +160,12 @@ def load_release(
         )
     if behaviors is None:
         behaviors = [b for b in F.DEFAULT_BEHAVIORS if len(pairs[F.TRAIN].get(b, ())) > 0]
+        if not behaviors:
+            raise ValueError(
+                f"no behavior has train data in {str(data_dir)!r}: every "
+                f"'<prefix>_train' file is missing or empty (prefixes "
+                f"{list(F.RELEASE_BEHAVIOR_MAPPING)})"
+            )
         skipped = [
             f"{b} ({prefix}_train)"
             for prefix, b in F.RELEASE_BEHAVIOR_MAPPING.items()
@@ -181,7 +204,103 @@ def load_release(
         split: {b: to_csr(pairs[split].get(b), num_users, num_items) for b in sorted(found)}
         for split in F.SPLITS
     }
+    _check_splits(data_dir, pairs, splits, behaviors)
     return MultiBehaviorData(tuple(behaviors), num_users, num_items, splits)
+
+
+def _release_name(behavior: str, split: str) -> str:
+    prefix = next(p for p, b in F.RELEASE_BEHAVIOR_MAPPING.items() if b == behavior)
+    suffix = next(s for s, t in F.RELEASE_SPLIT_MAPPING.items() if t == split)
+    return f"{prefix}_{suffix}"
+
+
+def _check_splits(
+    data_dir: pathlib.Path,
+    pairs: Mapping[str, Mapping[str, np.ndarray]],
+    splits: dict[str, dict[str, sp.csr_matrix]],
+    behaviors: Sequence[str],
+) -> None:
+    """Counts and reports, in place, what the release format rules out or cannot learn.
+
+    - Repeated lines of a file are kept once (counted).
+    - A valid/test line that repeats a train line of the same behavior is dropped from
+      the held-out targets (counted): seen items are excluded from the ranking
+      (``metrics``), so it could never be hit and would only lower recall.
+    - Held-out ids above train's largest user/item id, and held-out users of the
+      modelled behaviors without any train interaction, are reported (counted): the
+      catalog gets a row for every id up to the largest, which no training reaches,
+      and such a user is scored from an empty history.
+    """
+    duplicates = [
+        f"{_release_name(b, split)} {len(p) - splits[split][b].nnz:,}"
+        for split in F.SPLITS
+        for b, p in sorted(pairs[split].items())
+        if len(p) > splits[split][b].nnz
+    ]
+    if duplicates:
+        logging.warning(
+            "repeated lines in %s counted once: %s",
+            data_dir,
+            ", ".join(duplicates),
+            extra={console.CONSOLE: True},
+        )
+    repeats = []
+    for split in F.SPLITS:
+        if split == F.TRAIN:
+            continue
+        for b, matrix in sorted(splits[split].items()):
+            seen = matrix.multiply(splits[F.TRAIN][b]).tocsr()
+            if seen.nnz:
+                repeats.append(f"{_release_name(b, split)} {seen.nnz:,}")
+                kept = (matrix - seen).tocsr()
+                kept.eliminate_zeros()
+                kept.sort_indices()
+                splits[split][b] = kept
+    if repeats:
+        logging.warning(
+            "held-out lines in %s that repeat a train line of the same behavior, dropped "
+            "from the targets (seen items are never recommended, so they could not be "
+            "hit): %s",
+            data_dir,
+            ", ".join(repeats),
+            extra={console.CONSOLE: True},
+        )
+    train = [p for p in pairs[F.TRAIN].values() if len(p)]
+    held_out = [
+        p for split in F.SPLITS if split != F.TRAIN for p in pairs[split].values() if len(p)
+    ]
+    for column, kind in ((0, "user"), (1, "item")) if train and held_out else ():
+        largest = max(p[:, column].max() for p in train)
+        beyond = np.unique(np.concatenate([p[p[:, column] > largest, column] for p in held_out]))
+        if len(beyond):
+            logging.warning(
+                "%s: %s %s ids occur only in valid/test, above train's largest %s id %s "
+                "(up to %s): the model has a row for each but no train data reaches it",
+                data_dir,
+                f"{len(beyond):,}",
+                kind,
+                kind,
+                f"{largest:,}",
+                f"{beyond.max():,}",
+                extra={console.CONSOLE: True},
+            )
+    history = sum(splits[F.TRAIN][b].getnnz(axis=1) for b in behaviors)
+    cold = []
+    for split in F.SPLITS:
+        if split == F.TRAIN:
+            continue
+        users = np.flatnonzero(sum(splits[split][b].getnnz(axis=1) for b in behaviors))
+        count = int((history[users] == 0).sum())
+        if count:
+            cold.append(f"{count:,} of {len(users):,} {split} users")
+    if cold:
+        logging.warning(
+            "%s: %s have no train interaction of %s; they are scored from an empty history",
+            data_dir,
+            ", ".join(cold),
+            "/".join(behaviors),
+            extra={console.CONSOLE: True},
+        )
 
 
 def to_csr(pairs: np.ndarray | None, num_users: int, num_items: int) -> sp.csr_matrix:

@@ -520,64 +520,35 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
     )
     steps_per_epoch = None
     average = 0.0  # BVAEConfig.weight_average, for the BVAE family below
-    lr = args.lr or DEFAULT_LR.get(variant)
-    if variant == "vae_pp":
-        from bvae_tf.baselines import vaepp
-
-        overrides = {
-            key: value
-            for key, value in (
-                ("latent", args.latent_dim),
-                ("dropout", args.dropout),
-                ("beta_cap", args.beta_cap),
-                ("anneal_steps", args.anneal_steps),
-                ("beta_schedule", args.beta_schedule),
-            )
-            if value is not None
-        }
-        model = vaepp.VAEPlusPlus(
-            data.behaviors,
-            data.num_items,
+    lr = DEFAULT_LR.get(variant) if args.lr is None else args.lr
+    if variant in _TRAINED_BASELINES:
+        steps_per_pass = math.ceil(len(data.train_users()) / args.batch_size)
+        model = _trained_baseline(
+            variant,
+            args,
+            behaviors=data.behaviors,
             targets=behaviors,
-            learning_rate=lr,
+            num_items=data.num_items,
+            num_users=data.num_users,
+            lr=lr,
             seed=seed,
-            **overrides,
+            steps_per_pass=steps_per_pass,
         )
+    if variant == "vae_pp":
         model.prepare(next(iter(train)))
         cfg_dict = dict(model.get_config())
     elif variant == "ehcf":
-        from bvae_tf.baselines import transductive
-
-        model = transductive.EHCF(
-            data.behaviors, data.num_items, data.num_users, learning_rate=lr, seed=seed
-        )
         model.prepare()
         cfg_dict = dict(model.get_config())
     elif variant == "ngcf":
         from bvae_tf.baselines import transductive
 
-        (behavior,) = behaviors
-        matrix = data.matrix(F.TRAIN, behavior)
-        model = transductive.NGCF(
-            behavior, data.num_items, data.num_users, learning_rate=lr, seed=seed
-        ).set_graph(matrix)
-        model.prepare()
+        matrix = data.matrix(F.TRAIN, behaviors[0])
+        model.set_graph(matrix).prepare()
         train = transductive.bpr_triples(matrix, args.batch_size, seed=seed)
         steps_per_epoch = math.ceil(matrix.nnz / args.batch_size)
         cfg_dict = dict(model.get_config(), behaviors=list(behaviors))
     elif variant == "recvae":
-        from bvae_tf.baselines import recvae
-
-        (behavior,) = behaviors
-        steps_per_pass = math.ceil(len(data.train_users()) / args.batch_size)
-        model = recvae.RecVAE(
-            behavior,
-            data.num_items,
-            gamma=args.recvae_gamma,
-            learning_rate=lr,
-            steps_per_pass=steps_per_pass,
-            seed=seed,
-        )
         model.prepare(next(iter(train)))
         steps_per_epoch = model.steps_per_epoch
         train = train.repeat()
@@ -901,12 +872,18 @@ def tune_space(specs: Sequence[str]) -> dict:
         name, sep, values = spec.partition("=")
         if not sep or not values.strip():
             raise ValueError(f"--tune-space {spec!r}: expected NAME=V1,V2,... or NAME=none")
+        if name.strip() in space:
+            raise ValueError(f"--tune-space {spec!r}: {name.strip()} is given twice")
         try:
             space[name.strip()] = (
                 None if values.strip() == "none" else [float(v) for v in values.split(",")]
             )
         except ValueError as e:
             raise ValueError(f"--tune-space {spec!r}: {e}") from e
+        if space[name.strip()] is not None and len(set(space[name.strip()])) < len(
+            space[name.strip()]
+        ):
+            raise ValueError(f"--tune-space {spec!r}: a value is listed twice")
     return space
 
 
@@ -1663,10 +1640,74 @@ def command_line(argv: Sequence[str]) -> str:
 
 def _write(path: pathlib.Path, result: dict, k: int) -> None:
     result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
-    path.parent.joinpath(path.name + ".json").write_text(
-        json.dumps(result, indent=1, sort_keys=True)
+    # Each file is written whole or not at all (a kill mid-write leaves the old one),
+    # so a resumed command never meets a truncated result.
+    for suffix, text in (
+        (".json", json.dumps(result, indent=1, sort_keys=True)),
+        (".md", render_markdown([result], k)),
+    ):
+        tmp = path.parent / f"{path.name}{suffix}.tmp"
+        tmp.write_text(text)
+        tmp.replace(path.parent / f"{path.name}{suffix}")
+
+
+#: Trained baselines, built by :func:`_trained_baseline` (the BVAE family: ``_config``).
+_TRAINED_BASELINES = ("vae_pp", "ehcf", "ngcf", "recvae")
+
+
+def _trained_baseline(
+    variant: str,
+    args: argparse.Namespace,
+    *,
+    behaviors: Sequence[str],
+    targets: Sequence[str],
+    num_items: int,
+    num_users: int,
+    lr: float,
+    seed: int,
+    steps_per_pass: int,
+):
+    """The unprepared model of a trained baseline from the experiment's flags.
+
+    ``behaviors`` are the data's, ``targets`` the run's (one for the per-target
+    models); ``steps_per_pass`` is RecVAE's updates per encoder or decoder pass.
+    Also called by ``--check`` with placeholder sizes, so a value the model refuses
+    stops the command before any data is read.
+
+    Raises:
+      ValueError: a setting the model refuses (``base.check_settings``).
+    """
+    if variant == "vae_pp":
+        from bvae_tf.baselines import vaepp
+
+        overrides = {
+            key: value
+            for key, value in (
+                ("latent", args.latent_dim),
+                ("dropout", args.dropout),
+                ("beta_cap", args.beta_cap),
+                ("anneal_steps", args.anneal_steps),
+                ("beta_schedule", args.beta_schedule),
+            )
+            if value is not None
+        }
+        return vaepp.VAEPlusPlus(
+            behaviors, num_items, targets=targets, learning_rate=lr, seed=seed, **overrides
+        )
+    from bvae_tf.baselines import recvae, transductive
+
+    if variant == "ehcf":
+        return transductive.EHCF(behaviors, num_items, num_users, learning_rate=lr, seed=seed)
+    if variant == "ngcf":
+        return transductive.NGCF(targets[0], num_items, num_users, learning_rate=lr, seed=seed)
+    return recvae.RecVAE(
+        targets[0],
+        num_items,
+        gamma=args.recvae_gamma,
+        learning_rate=lr,
+        steps_per_pass=steps_per_pass,
+        seed=seed,
     )
-    path.parent.joinpath(path.name + ".md").write_text(render_markdown([result], k))
 
 
 def _variant(model: str) -> str:
@@ -1960,13 +2001,12 @@ def check_result(result: dict) -> None:
             if seed in seeds:
                 raise ValueError(f"{where} repeats seed {seed} of an earlier run")
             seeds.add(seed)
-        for key in ("best_epoch", "epochs_run"):  # per-target models: one per behavior
-            value = run.get(key, 0)
-            values = value.values() if isinstance(value, dict) else [value]
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-                raise ValueError(
-                    f"{where}.{key} must be an integer (or one per behavior), got {value!r}"
-                )
+        _check_fit(run, where, result["model"], behaviors)
+        parts = run.get("parts", [])
+        if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+            raise ValueError(f"{where}.parts must be a list of objects (one fit each)")
+        for j, part in enumerate(parts):
+            _check_fit(part, f"{where}.parts[{j}]", result["model"], behaviors)
         for protocol in (HONEST, PAPER, "valid"):
             if protocol not in run:
                 continue
@@ -2030,15 +2070,17 @@ def check_result(result: dict) -> None:
         if result["model"] == "bvae" and "config" not in run:
             raise ValueError(f"{where} of a BVAE run has no 'config'")
         config = run.get("config", {})
-        if not isinstance(config, dict):
-            raise ValueError(f"{where}.config must be an object, got {config!r}")
         host = run.get("machine")  # written since runs record it (see machine())
         if host is not None and not (
             isinstance(host, dict)
             and type(host.get("cpus")) is int
             and isinstance(host.get("gpus", []), list)
+            and all(isinstance(g, str) for g in host.get("gpus", []))
         ):
-            raise ValueError(f"{where}.machine must be an object with an integer 'cpus'")
+            raise ValueError(
+                f"{where}.machine must be an object with an integer 'cpus' (and a list of "
+                "GPU names 'gpus')"
+            )
         weights = config.get("loss_weights")
         if weights is not None and not (
             isinstance(weights, list)
@@ -2049,16 +2091,74 @@ def check_result(result: dict) -> None:
                 f"{where}.config.loss_weights must be one number per behavior "
                 f"({len(behaviors)}), got {weights!r}"
             )
-        curve = run.get("curve", [])
-        if not isinstance(curve, list) or not all(
-            isinstance(e, dict)
-            and _is_number(e.get("epoch"))
-            and all(_is_number(v) or v is None for v in e.values())
-            for e in curve
-        ):
-            raise ValueError(f"{where}.curve must be a list of objects of numbers with an 'epoch'")
-        if curve and "best_epoch" not in run:
-            raise ValueError(f"{where} has a curve but no 'best_epoch'")
+
+
+@functools.cache
+def _config_types() -> dict[str, type]:
+    """``BVAEConfig``'s keys -> the type of their default (None defaults left out)."""
+    from bvae_tf import model as Mo
+
+    defaults = Mo.BVAEConfig(behaviors=("x",), num_items=1).to_dict()
+    return {k: type(v) for k, v in defaults.items() if v is not None}
+
+
+def _check_fit(record: dict, where: str, model: str, behaviors: Sequence[str]) -> None:
+    """What :func:`check_result` checks of one fit: a run or one of its ``parts``.
+
+    ``best_epoch`` and ``epochs_run`` are integers >= 0 (one per behavior for a run of a
+    per-target model, :data:`PER_TARGET`); ``config`` an object whose BVAEConfig
+    settings have their default's type (None: not set); ``curve`` a list of objects of
+    numbers (None: not measured) with a whole, finite ``epoch`` >= 0.
+    """
+    for key in ("best_epoch", "epochs_run"):
+        value = record.get(key, 0)
+        per_behavior = isinstance(value, dict)
+        values = value.values() if per_behavior else [value]
+        if (
+            (per_behavior and (model not in PER_TARGET or not set(value) <= set(behaviors)))
+            or not all(type(v) is int and v >= 0 for v in values)
+        ):  # fmt: skip
+            raise ValueError(
+                f"{where}.{key} must be an integer >= 0 (or one per behavior, for the "
+                f"one-model-per-target {', '.join(PER_TARGET)}), got {value!r}"
+            )
+    config = record.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}.config must be an object, got {config!r}")
+    if model in SAMPLED_SOFTMAX_MODELS:  # BVAEConfig.to_dict()
+        types = _config_types()
+        for key, value in config.items():
+            want = types.get(key)
+            if value is None or want is None:
+                continue
+            ok = (
+                type(value) is bool
+                if want is bool
+                else _is_number(value)
+                and (want is not int or float(value).is_integer())
+                and math.isfinite(value)
+                if want in (int, float)
+                else isinstance(value, want)
+            )
+            if not ok:
+                raise ValueError(
+                    f"{where}.config.{key} must be a {want.__name__} (BVAEConfig), got {value!r}"
+                )
+    curve = record.get("curve", [])
+    if not isinstance(curve, list) or not all(
+        isinstance(e, dict)
+        and _is_number(e.get("epoch"))
+        and math.isfinite(e["epoch"])
+        and float(e["epoch"]).is_integer()
+        and e["epoch"] >= 0
+        and all(_is_number(v) or v is None for v in e.values())
+        for e in curve
+    ):
+        raise ValueError(
+            f"{where}.curve must be a list of objects of numbers with a whole 'epoch' >= 0"
+        )
+    if curve and "best_epoch" not in record:
+        raise ValueError(f"{where} has a curve but no 'best_epoch'")
 
 
 def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
@@ -2289,6 +2389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.tune < 0:
         _parser().error(f"--tune must be >= 0 trials, got {args.tune}")
+    if args.tune_space and not args.tune:
+        _parser().error("--tune-space shapes the search of --tune N: give --tune too")
     if args.sampled_softmax is not None or args.sampled_proposal:
         if args.model not in SAMPLED_SOFTMAX_MODELS:
             _parser().error(
@@ -2417,14 +2519,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _parser().error(
                     f"{message} (from the flags{' and --grid ' + str(point) if point else ''})"
                 )
+    if args.model in _TRAINED_BASELINES:  # what only the model checks, before any data
+        behaviors = tuple(args.behaviors or ("b0", "b1", "b2"))
+        for point in points:
+            trial = argparse.Namespace(**{**vars(args), **point})
+            try:
+                _trained_baseline(
+                    args.model,
+                    trial,
+                    behaviors=behaviors,
+                    targets=behaviors[:1],
+                    num_items=2,
+                    num_users=2,
+                    lr=DEFAULT_LR.get(args.model) if trial.lr is None else trial.lr,
+                    seed=0,
+                    steps_per_pass=1,
+                )
+            except ValueError as e:
+                _parser().error(
+                    f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
+                )
     if args.check:
         return 0
     # After the flags are checked: a bad flag is named, not a kept result's command.
     existing = pathlib.Path(args.out) / f"{name}.json"
     try:
         kept_model = json.loads(existing.read_text()).get("model") if existing.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        kept_model = "?"
+    except (OSError, ValueError, AttributeError) as e:
+        if not args.overwrite:
+            _parser().error(
+                f"{str(existing)!r} is not a readable result (truncated or not a JSON "
+                f"object: {e}): delete it, or pass --overwrite to replace it"
+            )
+        kept_model = None
     if kept_model not in (None, args.model):
         _parser().error(
             f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "

@@ -233,10 +233,23 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
                     "--behaviors in that order, or move it out of the folder"
                 )
         out[key] = sorted(combined, key=lambda r, key=key: _row_order(r, key))
+    others = sorted(
+        f.name
+        for f in (root.iterdir() if root.is_dir() else ())
+        if f.is_dir() and f.name not in DATASETS and any(f.glob("*.json"))
+    )
+    if others:  # e.g. "JD/" for "jd/": its results would be left out unseen
+        logging.warning(
+            "result folders in %s not read (the report reads %s): %s",
+            root,
+            ", ".join(f"{k}/" for k in DATASETS),
+            ", ".join(f"{n}/" for n in others),
+        )
     if not out:
         raise ValueError(
             f"no result files in {str(root)!r}: expected {sorted(DATASETS)} folders of "
             "bvae_tf.experiment JSON files"
+            + (f" (not read: {', '.join(others)})" if others else "")
         )
     return out
 
@@ -958,6 +971,8 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
             f"- GFF/TFF gate values need a BVAE run that records them (newer than its "
             f"result files): `{command}` (a new seed, or the old files moved away)"
         )
+    if len(lines) == 2:  # every study has its result files
+        return []
     lines.append("")
     return lines
 

@@ -638,3 +638,16 @@ def check_schema_covers(schema_path: str, behaviors: Sequence[str]) -> None:
             f"missing {missing}, unexpected {extra}; set schema_path to a matching "
             "curated schema, or to null to infer one"
         )
+
+
+def checked_schema_path(config: PipelineConfig) -> str | None:
+    """The config's ``schema_path``, resolved; a local one is checked to hold exactly
+    the behaviors' features (:func:`check_schema_covers`). None: the schema is inferred.
+
+    Raises:
+      ValueError: if a local schema cannot be read or does not match the behaviors.
+    """
+    schema_path = None if config.schema_path is None else resolve_path(config.schema_path)
+    if schema_path is not None and "://" not in schema_path:
+        check_schema_covers(schema_path, config.behaviors)
+    return schema_path

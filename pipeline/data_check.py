@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.append(f"data.input_base={json.dumps(args.input)}")
     try:
         config = configs.load_config(args.config, overrides)
+        configs.checked_schema_path(config)  # what the pipeline checks before any run
         runtime.ensure_input(config)
         example_gen_config = config.example_gen_config()
         with tempfile.TemporaryDirectory(prefix="example-gen-check-") as work_dir:

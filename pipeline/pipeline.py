@@ -324,9 +324,7 @@ def pipeline_arguments(config: configs.PipelineConfig) -> dict[str, Any]:
       ValueError: if the config's local ``schema_path`` cannot be read or does not
         hold exactly the behaviors' features.
     """
-    schema_path = None if config.schema_path is None else configs.resolve_path(config.schema_path)
-    if schema_path is not None and "://" not in schema_path:
-        configs.check_schema_covers(schema_path, config.behaviors)
+    schema_path = configs.checked_schema_path(config)
     return {
         "pipeline_name": config.pipeline_name,
         "example_gen_config": config.example_gen_arguments(),

@@ -112,7 +112,11 @@ def check_input(config: configs.PipelineConfig) -> None:
     try:
         executor.resolve_input_files(config.example_gen_config())
     except ValueError as e:
-        raise ValueError(f"data.input_base: {e}") from e
+        where = "" if pathlib.Path(path).is_absolute() else f" (read from {os.getcwd()})"
+        raise ValueError(
+            f"data.input_base: {e}{where}; give the input with --set data.input_base=PATH "
+            '(README, "Your own data")'
+        ) from e
 
 
 def parse(description: str, argv: Sequence[str] | None = None) -> configs.PipelineConfig:

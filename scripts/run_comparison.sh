@@ -16,8 +16,9 @@
 # means), bvae_ema<R> (averaged weights), any of them + _boost, bvae_boost; N a whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid), bvae_dropout<P> / bvae_dropout (input
 # dropout set / searched on valid, combinable), bvae_beta<C> / bvae_beta (beta cap set /
-# searched on valid, combinable, e.g. bvae_anneal10000_beta), any of them + _e<N> (at most
-# N epochs, e.g. bvae_anneal10000_e300) and _p<N> (patience N, e.g. bvae_e1000_p500); the studies' rows d50 d150 d200,
+# searched on valid, combinable, e.g. bvae_anneal10000_beta), any bvae_<setting> row (not
+# bvae_anneal) + _e<N> (at most N epochs, e.g. bvae_anneal10000_e300) and _p<N> (patience
+# N, e.g. bvae_e1000_p500); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<w1>_<w2>_<w3> (fixed loss weights in
 # the data's behavior order, summing to 1, e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (below). DRY_RUN=1 lists the commands of the runs not done yet
@@ -48,6 +49,12 @@ whole EPOCHS "${EPOCHS:-150}" 1
 whole PATIENCE "${PATIENCE:-40}" 0
 shift $(( $# < 3 ? $# : 3 ))
 ROWS=("$@")
+# Row names are words, never file patterns: "rq4_*" must not expand to the folder's files.
+set -f
+for row in "${ROWS[@]}"; do
+  [[ $row =~ ^[A-Za-z0-9_.-]+$ ]] \
+    || { echo "unknown row '$row' (rows are letters, digits, '_', '.' and '-')" >&2; exit 2; }
+done
 [[ ${#ROWS[@]} -gt 0 ]] || ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf
   mmoe cgc exchange no_base_gff_tff)
 PY=${PY:-.venv/bin/python}
@@ -270,8 +277,9 @@ others=()
 done_by_this() {
   local file="$OUT/$1.json" recorded
   [[ -f $file ]] || return 1
+  # An unreadable file (e.g. truncated) is not done: the experiment then names it and stops.
   recorded=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("command", ""))' \
-    "$file" 2>/dev/null) || recorded=""
+    "$file" 2>/dev/null) || return 1
   [[ $recorded == *" --name $*" ]] || others+=("$file")
   return 0
 }

@@ -40,3 +40,11 @@ def test_serving_apis_and_metadata_import():
     assert predict_pb2.PredictRequest().model_spec.name == ""
     assert hasattr(prediction_service_pb2_grpc, "PredictionServiceStub")
     assert metadata_store_pb2.ConnectionConfig().WhichOneof("config") is None
+
+
+def test_tensorboard_starts():
+    """The README's training curves: ``tensorboard`` imports ``pkg_resources`` at start,
+    which setuptools >= 82 no longer ships (the lock pins 81)."""
+    from tensorboard import default, main  # noqa: F401  (the console script's imports)
+
+    assert default.get_plugins()

@@ -107,6 +107,14 @@ def test_a_row_with_a_bad_value_stops_before_any_run(tmp_path, row, message):
     assert "bvae_tf.experiment" not in done.stdout
 
 
+@pytest.mark.parametrize("row", ["", "rq4_*", "rq4_purchase_*", "bvae;ls"])
+def test_a_row_that_is_no_word_stops_before_any_run(tmp_path, row):
+    (tmp_path / "Makefile").write_text("")  # a file a glob would have found
+    done = _run(tmp_path, "bvae", row)
+    assert done.returncode == 2 and f"unknown row '{row}' (rows are letters" in done.stderr
+    assert "bvae_tf.experiment" not in done.stdout and "Makefile" not in done.stderr
+
+
 def test_seeds_are_decimal(tmp_path):
     (tmp_path / "data").mkdir()
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "010", "bvae"]
@@ -246,3 +254,12 @@ def test_the_experiment_checks_every_rows_flags_before_any_run(tmp_path):
     good = _run(tmp_path, *rows[:-1], PY=sys.executable, DRY_RUN="1")
     assert good.returncode == 0, good.stderr
     assert good.stdout.count("would run:") == len(rows) - 1
+
+
+def test_an_unreadable_result_is_run_not_skipped(tmp_path):
+    """A truncated JSON is not "done by another command": the experiment runs and names it."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "bvae_s0.json").write_text('{"command": "x", "ru')
+    done = _run(tmp_path, "bvae")
+    assert done.returncode == 0, done.stderr
+    assert "--name bvae_s0" in done.stdout and "another command" not in done.stdout

@@ -141,3 +141,20 @@ def check_train(
         matrix.data[:] = 1.0
         out[b] = matrix
     return out
+
+
+def check_settings(model: str, checks: Mapping[str, tuple[Any, bool, str]]) -> None:
+    """Refuses a model's invalid settings, naming each with its value and rule.
+
+    Args:
+      model: the model's name, for the message (e.g. ``"VAE++"``).
+      checks: ``{setting: (value, passes, rule)}``, e.g.
+        ``{"dropout": (dropout, 0 <= dropout < 1, "in [0, 1)")}``; a NaN fails any
+        comparison, so it is refused with the rule.
+
+    Raises:
+      ValueError: ``invalid <model> settings: dropout=1.5 (must be in [0, 1)), ...``.
+    """
+    bad = [f"{k}={v!r} (must be {rule})" for k, (v, ok, rule) in checks.items() if not ok]
+    if bad:
+        raise ValueError(f"invalid {model} settings: {', '.join(bad)}")

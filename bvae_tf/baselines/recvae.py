@@ -34,7 +34,7 @@ import math
 import tensorflow as tf
 
 from bvae_tf import layers as L
-from bvae_tf.baselines.base import ItemScoreModel
+from bvae_tf.baselines.base import ItemScoreModel, check_settings
 
 _PACKAGE = "bvae"
 #: Mixture weights of the composite prior: standard, old posterior, wide (paper sec. 3.3).
@@ -89,18 +89,18 @@ class RecVAE(ItemScoreModel):
     ):
         kwargs.pop("behaviors", None)
         super().__init__((behavior,), num_items, **kwargs)
-        checks = {
-            "hidden": hidden >= 1,
-            "latent": latent >= 1,
-            "dropout": 0.0 <= dropout < 1.0,
-            "gamma": gamma >= 0.0,
-            "encoder_passes": encoder_passes >= 1,
-            "steps_per_pass": steps_per_pass >= 1,
-            "learning_rate": learning_rate > 0.0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid RecVAE settings: {bad}")
+        check_settings(
+            "RecVAE",
+            {
+                "hidden": (hidden, hidden >= 1, ">= 1"),
+                "latent": (latent, latent >= 1, ">= 1"),
+                "dropout": (dropout, 0.0 <= dropout < 1.0, "in [0, 1)"),
+                "gamma": (gamma, gamma >= 0.0, ">= 0"),
+                "encoder_passes": (encoder_passes, encoder_passes >= 1, ">= 1"),
+                "steps_per_pass": (steps_per_pass, steps_per_pass >= 1, ">= 1"),
+                "learning_rate": (learning_rate, learning_rate > 0.0, "> 0"),
+            },
+        )
         self.behavior = behavior
         self.settings = dict(
             hidden=int(hidden),

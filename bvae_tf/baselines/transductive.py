@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from bvae_tf import features as F
 from bvae_tf import layers as L
-from bvae_tf.baselines.base import ItemScoreModel
+from bvae_tf.baselines.base import ItemScoreModel, check_settings
 
 _NO_AUTOGRAPH = tf.autograph.experimental.do_not_convert
 #: EHCF's default transfer chain: the purchase funnel, from the weakest signal to the
@@ -156,17 +156,21 @@ class EHCF(_Transductive):
             raise ValueError(f"chain {chain} must order exactly the behaviors {self.behaviors}")
         c = len(chain)
         coefficients = tuple(float(x) for x in (coefficients or [1.0 / c] * c))
-        checks = {
-            "embedding": embedding >= 1,
-            "negative_weight": 0.0 < negative_weight <= 1.0,
-            "coefficients": len(coefficients) == c and all(x >= 0 for x in coefficients),
-            "l2": l2 >= 0.0,
-            "dropout": 0.0 <= dropout < 1.0,
-            "learning_rate": learning_rate > 0.0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid EHCF settings: {bad}")
+        check_settings(
+            "EHCF",
+            {
+                "embedding": (embedding, embedding >= 1, ">= 1"),
+                "negative_weight": (negative_weight, 0.0 < negative_weight <= 1.0, "in (0, 1]"),
+                "coefficients": (
+                    coefficients,
+                    len(coefficients) == c and all(x >= 0 for x in coefficients),
+                    "one per behavior, each >= 0",
+                ),
+                "l2": (l2, l2 >= 0.0, ">= 0"),
+                "dropout": (dropout, 0.0 <= dropout < 1.0, "in [0, 1)"),
+                "learning_rate": (learning_rate, learning_rate > 0.0, "> 0"),
+            },
+        )
         self.chain = chain
         self.settings = dict(
             embedding=int(embedding),
@@ -362,17 +366,17 @@ class NGCF(_Transductive):
         kwargs.pop("behaviors", None)
         super().__init__((behavior,), num_items, num_users, **kwargs)
         layer_sizes = tuple(int(x) for x in layer_sizes)
-        checks = {
-            "embedding": embedding >= 1,
-            "layer_sizes": all(x >= 1 for x in layer_sizes),
-            "node_dropout": 0.0 <= node_dropout < 1.0,
-            "message_dropout": 0.0 <= message_dropout < 1.0,
-            "l2": l2 >= 0.0,
-            "learning_rate": learning_rate > 0.0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid NGCF settings: {bad}")
+        check_settings(
+            "NGCF",
+            {
+                "embedding": (embedding, embedding >= 1, ">= 1"),
+                "layer_sizes": (layer_sizes, all(x >= 1 for x in layer_sizes), "each >= 1"),
+                "node_dropout": (node_dropout, 0.0 <= node_dropout < 1.0, "in [0, 1)"),
+                "message_dropout": (message_dropout, 0.0 <= message_dropout < 1.0, "in [0, 1)"),
+                "l2": (l2, l2 >= 0.0, ">= 0"),
+                "learning_rate": (learning_rate, learning_rate > 0.0, "> 0"),
+            },
+        )
         self.behavior = behavior
         self.settings = dict(
             embedding=int(embedding),

@@ -47,7 +47,7 @@ import tensorflow as tf
 
 from bvae_tf import layers as L
 from bvae_tf import losses
-from bvae_tf.baselines.base import ItemScoreModel
+from bvae_tf.baselines.base import ItemScoreModel, check_settings
 from bvae_tf.config import BETA_SCHEDULES
 
 _PACKAGE = "bvae"
@@ -117,17 +117,21 @@ class VAEPlusPlus(ItemScoreModel):
             raise ValueError(
                 f"targets must be a non-empty subset of {self.behaviors}, got {targets}"
             )
-        checks = {
-            "latent": latent >= 1,
-            "dropout": 0.0 <= dropout < 1.0,
-            "beta_cap": beta_cap >= 0.0,
-            "anneal_steps": anneal_steps >= 0,
-            "beta_schedule": beta_schedule in BETA_SCHEDULES,
-            "learning_rate": learning_rate > 0.0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid VAE++ settings: {bad}")
+        check_settings(
+            "VAE++",
+            {
+                "latent": (latent, latent >= 1, ">= 1"),
+                "dropout": (dropout, 0.0 <= dropout < 1.0, "in [0, 1)"),
+                "beta_cap": (beta_cap, beta_cap >= 0.0, ">= 0"),
+                "anneal_steps": (anneal_steps, anneal_steps >= 0, ">= 0"),
+                "beta_schedule": (
+                    beta_schedule,
+                    beta_schedule in BETA_SCHEDULES,
+                    "one of " + ", ".join(BETA_SCHEDULES),
+                ),
+                "learning_rate": (learning_rate, learning_rate > 0.0, "> 0"),
+            },
+        )
         self.targets = targets
         self.settings = dict(
             latent=int(latent),

@@ -137,3 +137,40 @@ def test_eval_dataset_has_inputs_and_targets(tiny_data):
         assert F.items_key(b) in batch
     with pytest.raises(ValueError, match="batch_size"):
         D.eval_dataset(tiny_data, F.TEST, batch_size=0)
+
+
+def test_load_release_counts_what_it_drops_or_cannot_learn(tmp_path, caplog):
+    _write_release(
+        tmp_path,
+        {
+            "target_train": [(1, 1), (1, 2), (1, 2), (2, 3)],
+            # (1, 2) repeats a train line: seen items are never ranked, so it is dropped.
+            "target_valid": [(1, 2), (1, 3), (2, 1)],
+            # Item 9 and user 5 occur only here; user 4 has no train history either.
+            "target_test": [(2, 9), (4, 1), (5, 2)],
+            "click_train": [(1, 3), (3, 1)],
+        },
+    )
+    with caplog.at_level(logging.WARNING):
+        data = D.load_release(tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("repeated lines" in w and "target_train 1" in w for w in warnings)
+    assert any("dropped from the targets" in w and "target_valid 1" in w for w in warnings)
+    assert any("1 item ids occur only in valid/test" in w and "(up to 9)" in w for w in warnings)
+    assert any("2 user ids occur only in valid/test" in w for w in warnings)
+    assert any("2 of 3 test users have no train interaction" in w for w in warnings)
+    valid = data.matrix(F.EVAL, F.PURCHASE)
+    assert valid.nnz == 2 and valid[0, 1] == 0 and valid[0, 2] == 1
+    assert data.num_items == 9  # still every id gets a row: the warning says so
+
+
+def test_load_release_names_the_line_and_the_folder(tmp_path):
+    (tmp_path / "target_train").write_text("1 2\n2 u7\n")
+    with pytest.raises(ValueError, match=r"target_train, line 2: .*got '2 u7'"):
+        D.load_release(tmp_path)
+    (tmp_path / "target_train").write_text("")
+    (tmp_path / "target_test").write_text("1 2\n")
+    with pytest.raises(
+        ValueError, match=r"no behavior has train data in .*_train. file is missing or empty"
+    ):
+        D.load_release(tmp_path)

@@ -730,6 +730,11 @@ def test_an_existing_file_as_out_or_another_models_result_is_a_usage_error(tmp_p
     with pytest.raises(SystemExit):
         experiment.main([*argv, "--model", "popularity"])
     assert "holds a result of --model bvae, not popularity" in capsys.readouterr().err
+    # A result cut short by a kill mid-write is named as such, not as another model's.
+    (tmp_path / "bvae.json").write_text(json.dumps(_result("bvae", "BVAE", 0, 0.1))[:40])
+    with pytest.raises(SystemExit):
+        experiment.main([*argv, "--model", "popularity"])
+    assert "is not a readable result (truncated" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("split", ["test", "valid"])
@@ -947,6 +952,12 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
             "dropout, weight_decay: --model ehcf does not read them (drop them with NAME=none)",
         ),
         (["--grid", "lr=1e-3,1e-3"], "a value repeats"),
+        (["--tune", "2", "--tune-space", "dropout=0.2,0.2"], "a value is listed twice"),
+        (
+            ["--tune", "2", "--tune-space", "dropout=0.2", "--tune-space", "dropout=0.5"],
+            "dropout is given twice",
+        ),
+        (["--tune-space", "dropout=0.2,0.5"], "--tune-space shapes the search of --tune N"),
         (["--beta-cap", "inf"], "not a finite number"),
         (["--lr", "0"], "--lr: must be a finite number > 0, got 0"),
         (["--model", "ease", "--boost-grid", "1"], "--model ease has none"),
@@ -1206,3 +1217,25 @@ def test_check_commands_names_each_refused_command_and_writes_nothing(tmp_path, 
     assert err[1].startswith("command 3: invalid BVAEConfig.dropout: 1.0")
     assert len(err) == 2 and not out.exists()  # no data read, nothing written
     assert experiment.check_commands(lines[:1]) == 0
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ("--model vae_pp --dropout 1.5", "invalid VAE++ settings: dropout=1.5 (must be in [0, 1))"),
+        ("--model recvae --grid recvae_gamma=-1", "invalid RecVAE settings: gamma=-1.0"),
+        ("--model recvae --grid recvae_gamma=nan", "invalid RecVAE settings: gamma=nan"),
+        ("--model vae_pp --grid lr=nan", "invalid VAE++ settings: learning_rate=nan (must be > 0)"),
+        ("--model vae_pp --grid beta_cap=1,-1", "beta_cap=-1.0 (must be >= 0) (from the flags and"),
+        ("--model ehcf --grid lr=0,0.05", "invalid EHCF settings: learning_rate=0.0"),
+    ],
+)
+def test_check_refuses_what_a_trained_baseline_would_refuse_only_at_its_run(
+    tmp_path, capsys, flags, message
+):
+    """``--check`` (and so ``scripts/run_comparison.sh`` before its first run) builds each
+    grid point's baseline with placeholder sizes: no value waits for the data to fail."""
+    out = tmp_path / "out"
+    assert experiment.check_commands([f"--data x --out {out} {flags}"]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+    assert experiment.check_commands([f"--data x --out {out} --model vae_pp --dropout 0.2"]) == 0

@@ -1,6 +1,7 @@
 """The report renders from result files alone (bvae_tf.report)."""
 
 import json
+import logging
 import os
 import pathlib
 
@@ -277,6 +278,19 @@ _DELETE = object()
             _set(("runs", 0, "honest", "purchase", "num_users"), 5),
             r"test_per_user\.purchase has 10 values, for 5 test users",
         ),
+        # Values the checks once let through, which the report then crashed on or used.
+        (_set(("runs", 0, "machine"), {"cpus": 2, "gpus": [1, "x"]}), r"a list of GPU names"),
+        (_set(("runs", 0, "best_epoch"), {"purchase": 3}), r"best_epoch must be an integer >= 0"),
+        (_set(("runs", 0, "best_epoch"), -100), r"runs\[0\]\.best_epoch must be an integer"),
+        (_set(("runs", 0, "parts"), "oops"), r"runs\[0\]\.parts must be a list of objects"),
+        (
+            _set(("runs", 0, "parts"), [{"best_epoch": "3"}]),
+            r"runs\[0\]\.parts\[0\]\.best_epoch must be",
+        ),
+        (_set(("runs", 0, "config", "latent_dim"), [50]), r"config\.latent_dim must be a int"),
+        (_set(("runs", 0, "config", "latent_dim"), 50.7), r"config\.latent_dim must be a int"),
+        (_set(("runs", 0, "config", "use_base"), "yes"), r"config\.use_base must be a bool"),
+        (_set(("runs", 0, "curve", 0, "epoch"), float("nan")), r"with a whole 'epoch' >= 0"),
     ],
 )
 def test_malformed_result_contents_are_named(results_dir, tmp_path, mutate, message):
@@ -575,3 +589,11 @@ def test_a_failing_figure_leaves_the_previous_report_and_figures(
     assert (out / "REPORT.md").read_text() == text
     assert {p.name: p.read_bytes() for p in (out / "figures").iterdir()} == before
     assert sorted(p.name for p in out.iterdir()) == ["REPORT.md", "figures"]  # no staging
+
+
+def test_a_result_folder_of_another_name_is_named(results_dir, caplog):
+    (results_dir / "JD").mkdir()
+    (results_dir / "JD" / "bvae_s9.json").write_text(json.dumps(_result("bvae", seed=9)))
+    with caplog.at_level(logging.WARNING):
+        report.load(results_dir)
+    assert any("not read" in r.getMessage() and "JD/" in r.getMessage() for r in caplog.records)

@@ -118,6 +118,8 @@ def test_reads_the_pipeline_config_file_and_its_overrides(tmp_path, capsys):
         (["--input", "/nonexistent/events.csv"], "does not exist"),
         (["--set", "data.split_method=hash"], "split_method must be one of"),
         (["--config", "/nonexistent/my.json"], "cannot read pipeline config"),
+        # The curated default schema has 4 behaviors: the pipeline would refuse it.
+        (["--set", 'data.behaviors=["purchase", "click"]'], "does not match behaviors"),
     ],
 )
 def test_bad_input_or_config_fails_with_the_reason(args, message, capsys):
