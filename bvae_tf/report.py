@@ -188,6 +188,17 @@ def is_study_run(result: dict, dataset: str) -> bool:
     return not _full(result, dataset) or bool(swept)
 
 
+def unread_folders(results_dir: str | pathlib.Path) -> list[str]:
+    """Folders of ``results_dir`` holding JSON files that are no dataset of
+    :data:`DATASETS` (the report leaves them out; its summary line names them)."""
+    root = pathlib.Path(results_dir)
+    return sorted(
+        f.name
+        for f in (root.iterdir() if root.is_dir() else ())
+        if f.is_dir() and f.name not in DATASETS and any(f.glob("*.json"))
+    )
+
+
 def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
     """``{dataset: combined results}`` for every known dataset folder that has files.
 
@@ -233,17 +244,14 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
                     "--behaviors in that order, or move it out of the folder"
                 )
         out[key] = sorted(combined, key=lambda r, key=key: _row_order(r, key))
-    others = sorted(
-        f.name
-        for f in (root.iterdir() if root.is_dir() else ())
-        if f.is_dir() and f.name not in DATASETS and any(f.glob("*.json"))
-    )
-    if others:  # e.g. "JD/" for "jd/": its results would be left out unseen
+    others = unread_folders(root)
+    misspelt = [n for n in others if n.strip().lower() in DATASETS]
+    if misspelt:  # e.g. "JD/" for "jd/": its results would be left out unseen
         logging.warning(
             "result folders in %s not read (the report reads %s): %s",
             root,
             ", ".join(f"{k}/" for k in DATASETS),
-            ", ".join(f"{n}/" for n in others),
+            ", ".join(f"{n}/" for n in misspelt),
         )
     if not out:
         raise ValueError(
@@ -1130,7 +1138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(str(e))
     except OSError as e:  # --out is a file, or not writable
         p.error(f"cannot write the report under --out {args.out!r}: {e.strerror or e}")
-    print(f"Report: {path} (figures in {path.parent / 'figures'})")
+    unread = unread_folders(args.results)
+    print(
+        f"Report: {path} (figures in {path.parent / 'figures'}"
+        + (f"; folders not read: {', '.join(f'{n}/' for n in unread)}" if unread else "")
+        + ")"
+    )
     return 0
 
 

@@ -597,3 +597,6 @@ def test_a_result_folder_of_another_name_is_named(results_dir, caplog):
     with caplog.at_level(logging.WARNING):
         report.load(results_dir)
     assert any("not read" in r.getMessage() and "JD/" in r.getMessage() for r in caplog.records)
+    (results_dir / "speed").mkdir()  # results kept apart on purpose: named, not warned
+    (results_dir / "speed" / "fast_s0.json").write_text("{}")
+    assert report.unread_folders(results_dir) == ["JD", "speed"]
