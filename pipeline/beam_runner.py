@@ -1,4 +1,5 @@
-"""Runs the pipeline with BeamDagRunner (the orchestration itself is a Beam job).
+"""Runs the pipeline with BeamDagRunner (the orchestration itself is a Beam job);
+Beam pipeline options go after ``--`` (e.g. ``-- --direct_num_workers=2``).
 
 ::
 

@@ -35,7 +35,8 @@ from components.strict_example_validator import component as validation
 
 HEADER = (
     "# Curated schema of the per-user tf.Examples (see bvae_tf/features.py).\n"
-    "# Drafted by `python -m pipeline.schema_tool` from StatisticsGen output, reviewed.\n"
+    "# Drafted by `python -m pipeline.schema_tool` from StatisticsGen output; review it\n"
+    "# (domains, presence, value counts) before pointing schema_path at it.\n"
     "# Imported by ImportSchemaGen; validated per split environment by\n"
     "# components.strict_example_validator.StrictExampleValidator\n"
     "# (TRAINING: train; EVALUATION: eval, test).\n"

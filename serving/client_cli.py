@@ -199,7 +199,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="python -m serving.client",
         description="Query the served BVAE model over TF Serving's gRPC API.",
     )
-    parser.add_argument("--server", default=DEFAULT_TARGET, help="host:port of the gRPC API")
+    parser.add_argument(
+        "--server", default=DEFAULT_TARGET, help="host:port of the gRPC API (default: %(default)s)"
+    )
     parser.add_argument("--model_name", required=True)
     parser.add_argument("--signature_name", default=features.SERVING_SIGNATURE)
     parser.add_argument("--version", type=_version, default=None, help="default: latest")
