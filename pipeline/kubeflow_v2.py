@@ -60,24 +60,26 @@ def check_portable(
     Does nothing when both roots are local (a spec for a cluster that mounts them).
 
     Raises:
-      ValueError: naming the config key (or flag) of the first local location.
+      ValueError: naming the config key (or flag) of every local location.
     """
     roots = {"--pipeline_root": pipeline_root, "--serving_model_dir": serving_model_dir}
     if not any(is_remote(v) for v in roots.values()):
         return
-    for flag, value in roots.items():
-        if not is_remote(value):
-            raise ValueError(f"{flag} is a local path ({value!r}) but the other root is remote")
+    problems = [
+        f"{flag} is a local path ({value!r}) but the other root is remote"
+        for flag, value in roots.items()
+        if not is_remote(value)
+    ]
     input_base = config.example_gen_arguments()["input_base"]
     if not is_remote(input_base):
         what = "the synthetic log generated on this machine" if config.uses_synthetic_data else ""
-        raise ValueError(
+        problems.append(
             f"data.input_base is a local path ({input_base!r}{', ' + what if what else ''}) "
             "but the pipeline runs on a cluster: copy the data to the bucket and set "
             "data.input_base to its remote URI"
         )
     if schema_path is None and config.schema_path is not None:
-        raise ValueError(
+        problems.append(
             f"schema_path is a file of this machine ({configs.resolve_path(config.schema_path)!r}):"
             " pass --schema_path with its location inside the image (e.g. the installed "
             "package's pipeline/schema/...) or a remote URI, or set schema_path=null to "
@@ -86,7 +88,9 @@ def check_portable(
     for arg in beam_pipeline_args or ():
         _, sep, value = str(arg).partition("=")
         if sep and value.startswith("/"):
-            raise ValueError(f"beam_pipeline_args: {arg!r} names a local path; use a remote URI")
+            problems.append(f"beam_pipeline_args: {arg!r} names a local path; use a remote URI")
+    if problems:  # all at once: each rerun costs the TFX start-up
+        raise ValueError("; ".join(problems))
 
 
 def local_paths_in(

@@ -370,6 +370,12 @@ def test_local_path_scan_finds_nested_strings():
     ("overrides", "arguments", "message"),
     [
         ([], {}, r"data.input_base is a local path .*synthetic log"),
+        # Every local location at once, not one per (slow) rerun.
+        (
+            ["data.input_base=/data/events.csv"],
+            {},
+            r"data.input_base is a local path .*; schema_path is a file of this machine",
+        ),
         (["data.input_base=/data/events.csv"], {}, r"data.input_base is a local path"),
         (["data.input_base=gs://b/e.csv"], {}, r"schema_path is a file of this machine"),
         (
