@@ -1005,6 +1005,18 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
             f"--tune: none of the {args.tune} trials finished (their errors are in the log)"
         )
     best = max(trials, key=lambda t: t["selection_score"])
+    if len(trials) < args.tune:
+        failed = sum(t.status == "FAILED" for t in tuner.oracle.trials.values())
+        why = [f"{failed} failed (their errors are in the log)"] if failed else []
+        if len(trials) + failed < args.tune:  # KerasTuner stops when no point is new
+            why.append("the space has no other combination to propose")
+        logging.warning(
+            "tune: %d of the %d trials finished: %s",
+            len(trials),
+            args.tune,
+            "; ".join(why),
+            extra={console.CONSOLE: True},
+        )
     logging.info(
         "tune: best of %d trials %s (valid score %.4f)",
         len(trials),

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import logging
 import os
 import pathlib
 import shlex
@@ -1004,6 +1005,21 @@ def test_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit):
         experiment.main(["--data", str(missing), "--out", str(tmp_path), *flags])
     assert message in capsys.readouterr().err
+
+
+def test_a_search_that_runs_out_of_points_says_so(release_dir, tmp_path, caplog):
+    space = [f"--tune-space={n}=none" for n in ("beta_cap", "dropout", "batch_size")]
+    with caplog.at_level(logging.WARNING):
+        _run(
+            release_dir,
+            tmp_path,
+            *("--epochs", "1", "--tune", "3", "--tune-algorithm", "grid"),
+            *("--tune-space", "learning_rate=1e-3", "--tune-space", "anneal_epochs=2", *space),
+        )
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "1 of the 3 trials finished: the space has no other combination" in m for m in said
+    ), said
 
 
 def test_tune_searches_once_then_trains_every_seed_with_the_best(release_dir, tmp_path):
