@@ -244,10 +244,9 @@ def _check_splits(
             ", ".join(duplicates),
             extra={console.CONSOLE: True},
         )
+    held_out_splits = [split for split in F.SPLITS if split != F.TRAIN]
     repeats = []
-    for split in F.SPLITS:
-        if split == F.TRAIN:
-            continue
+    for split in held_out_splits:
         for b, matrix in sorted(splits[split].items()):
             seen = matrix.multiply(splits[F.TRAIN][b]).tocsr()
             if seen.nnz:
@@ -266,9 +265,7 @@ def _check_splits(
             extra={console.CONSOLE: True},
         )
     train = [p for p in pairs[F.TRAIN].values() if len(p)]
-    held_out = [
-        p for split in F.SPLITS if split != F.TRAIN for p in pairs[split].values() if len(p)
-    ]
+    held_out = [p for split in held_out_splits for p in pairs[split].values() if len(p)]
     for column, kind in ((0, "user"), (1, "item")) if train and held_out else ():
         largest = max(p[:, column].max() for p in train)
         beyond = np.unique(np.concatenate([p[p[:, column] > largest, column] for p in held_out]))
@@ -286,9 +283,7 @@ def _check_splits(
             )
     history = sum(splits[F.TRAIN][b].getnnz(axis=1) for b in behaviors)
     cold = []
-    for split in F.SPLITS:
-        if split == F.TRAIN:
-            continue
+    for split in held_out_splits:
         users = np.flatnonzero(sum(splits[split][b].getnnz(axis=1) for b in behaviors))
         count = int((history[users] == 0).sum())
         if count:

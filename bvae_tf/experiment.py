@@ -870,20 +870,18 @@ def tune_space(specs: Sequence[str]) -> dict:
     space: dict = {}
     for spec in specs:
         name, sep, values = spec.partition("=")
+        name = name.strip()
         if not sep or not values.strip():
             raise ValueError(f"--tune-space {spec!r}: expected NAME=V1,V2,... or NAME=none")
-        if name.strip() in space:
-            raise ValueError(f"--tune-space {spec!r}: {name.strip()} is given twice")
+        if name in space:
+            raise ValueError(f"--tune-space {spec!r}: {name} is given twice")
         try:
-            space[name.strip()] = (
-                None if values.strip() == "none" else [float(v) for v in values.split(",")]
-            )
+            listed = None if values.strip() == "none" else [float(v) for v in values.split(",")]
         except ValueError as e:
             raise ValueError(f"--tune-space {spec!r}: {e}") from e
-        if space[name.strip()] is not None and len(set(space[name.strip()])) < len(
-            space[name.strip()]
-        ):
+        if listed is not None and len(set(listed)) < len(listed):
             raise ValueError(f"--tune-space {spec!r}: a value is listed twice")
+        space[name] = listed
     return space
 
 
