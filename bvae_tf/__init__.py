@@ -5,6 +5,7 @@ Keras 2 (``tf_keras``), which TFX 1.16 needs.
 It must therefore be imported before TensorFlow; it imports nothing heavy itself.
 """
 
+import logging
 import os
 import sys
 import warnings
@@ -25,13 +26,45 @@ _NOISY_IMPORT_WARNINGS = (
 )
 
 
+#: Set by :func:`quiet_cli` for the processes a command starts (Beam's multi-process
+#: workers): importing this package there installs :func:`_quiet_unraisable` too.
+QUIET_SHUTDOWN_ENV = "BVAE_QUIET_TF_SHUTDOWN"
+
+
+def _quiet_unraisable(original):
+    """An ``sys.unraisablehook`` that logs TensorFlow's function-deletion errors at
+    interpreter shutdown ("Exception ignored in ... AtomicFunction.__del__": harmless,
+    printed by CPython to stderr) at INFO instead of printing them; anything else goes
+    to ``original``."""
+
+    # Bound now: at interpreter shutdown this module's globals may already be None.
+    logger = logging.getLogger("bvae_tf.console")
+
+    def hook(unraisable):
+        if type(unraisable.object).__name__ == "AtomicFunction" or "AtomicFunction" in repr(
+            unraisable.object
+        ):
+            try:  # noqa: SIM105 -- no contextlib: globals may be None at shutdown
+                logger.info(
+                    "ignored at shutdown: %s in %r", unraisable.exc_value, unraisable.object
+                )
+            except Exception:  # logging itself is being torn down: stay silent
+                pass
+            return
+        original(unraisable)
+
+    return hook
+
+
 def quiet_cli() -> None:
     """For command-line tools, before TensorFlow is imported: hides TensorFlow's C++
     start-up messages (``TF_CPP_MIN_LOG_LEVEL=3``, e.g. the cuDNN/cuFFT "Unable to
     register factory" lines of a CPU machine) unless the user set a level, and the
     Google client libraries' FutureWarnings about the Python, grpcio and storage
     versions, in this process and (through ``PYTHONWARNINGS``) in the processes it
-    starts, such as Beam's multi-process workers."""
+    starts, such as Beam's multi-process workers; and, in those processes, TensorFlow's
+    shutdown noise (:data:`QUIET_SHUTDOWN_ENV`; ``console.setup`` does it here)."""
+    os.environ[QUIET_SHUTDOWN_ENV] = "1"
     if not _TF_LOG_LEVEL_FROM_USER:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     filters = [f"ignore::FutureWarning:{module}" for module in _NOISY_IMPORT_WARNINGS]
@@ -46,5 +79,8 @@ def quiet_cli() -> None:
 # any of them loads TensorFlow (e.g. ``python -m pipeline.data_check``).
 if sys.argv[:1] == ["-m"]:
     quiet_cli()
+elif os.environ.get(QUIET_SHUTDOWN_ENV) == "1" and sys.unraisablehook is sys.__unraisablehook__:
+    # A process a quieted command started (a Beam worker): its stderr is the console's.
+    sys.unraisablehook = _quiet_unraisable(sys.__unraisablehook__)
 
 __version__ = "0.1.0"

@@ -119,28 +119,8 @@ class _LazyFileHandler(logging.FileHandler):
         return super()._open()
 
 
-def _quiet_unraisable(original):
-    """An ``sys.unraisablehook`` that logs TensorFlow's function-deletion errors at
-    interpreter shutdown (harmless, printed by CPython to stderr) instead of printing
-    them; anything else goes to ``original``."""
-
-    # Bound now: at interpreter shutdown this module's globals may already be None.
-    logger = logging.getLogger("bvae_tf.console")
-
-    def hook(unraisable):
-        if type(unraisable.object).__name__ == "AtomicFunction" or "AtomicFunction" in repr(
-            unraisable.object
-        ):
-            try:  # noqa: SIM105 -- no contextlib: globals may be None at shutdown
-                logger.info(
-                    "ignored at shutdown: %s in %r", unraisable.exc_value, unraisable.object
-                )
-            except Exception:  # logging itself is being torn down: stay silent
-                pass
-            return
-        original(unraisable)
-
-    return hook
+#: The shutdown-noise hook (defined in ``bvae_tf``: Beam workers install it at import).
+_quiet_unraisable = bvae_tf._quiet_unraisable
 
 
 def _prints_to_terminal(handler: logging.Handler) -> bool:

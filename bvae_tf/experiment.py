@@ -182,7 +182,8 @@ def _parser() -> argparse.ArgumentParser:
         "--overwrite",
         action="store_true",
         help="train every seed again and replace OUT/NAME.json (without it, the same "
-        "command keeps the seeds that file holds, and another command is refused)",
+        "command keeps the seeds that file holds, and another command is refused); with "
+        "--combine: replace a --markdown file that is not a table --combine wrote",
     )
     p.add_argument(
         "--check",
@@ -1553,10 +1554,8 @@ def method_label(model: str, config: dict, tuned: Sequence[str] = ()) -> str:
     """
     if model not in SAMPLED_SOFTMAX_MODELS:
         return METHOD_LABELS[model]
-    from bvae_tf import model as Mo
-
     # JSON round trip: tuples read back from a result file are lists.
-    defaults = json.loads(json.dumps(Mo.BVAEConfig(behaviors=("x",), num_items=1).to_dict()))
+    defaults = json.loads(config_defaults_json())
     config = json.loads(json.dumps(config))
     if model != "bvae":  # VAE (T.) / (U.): the training settings that differ
         changed = [
@@ -1578,19 +1577,25 @@ def method_label(model: str, config: dict, tuned: Sequence[str] = ()) -> str:
     return f"{METHOD_LABELS[model]} ({', '.join(parts + ablations)})"
 
 
+@functools.lru_cache(maxsize=1)
+def config_defaults_json() -> str:
+    """``BVAEConfig``'s default values as JSON (computed once)."""
+    from bvae_tf.config import BVAEConfig
+
+    return json.dumps(BVAEConfig(behaviors=("x",), num_items=1).to_dict())
+
+
 def method_key(result: dict) -> str:
     """What makes two result files the same method: the model, the behaviors modelled
     and every configuration value except the seed (so seeds run separately are
     pooled)."""
-    from bvae_tf import model as Mo
-
     runs = result.get("runs") or [{}]
     configs = [part["config"] for part in runs[0].get("parts", [runs[0]]) if "config" in part]
     settings = training_settings(result)
     skip = {"seed", "behaviors"} | tuned_fields(settings["grid"], settings["boost_grid"])
     # Fields at BVAEConfig's defaults are left out, so that a file written before a
     # field existed pools with one written after (same method, same values).
-    defaults = json.loads(json.dumps(Mo.BVAEConfig(behaviors=("x",), num_items=1).to_dict()))
+    defaults = json.loads(config_defaults_json())
     stripped = [
         {
             k: v
@@ -1627,6 +1632,12 @@ def training_settings(result: dict) -> dict:
     command = result.get("command", "")
     if not isinstance(command, str):
         raise ValueError(f"'command' must be a string, got {command!r}")
+    # Parsed once per command: the report reads every file's settings many times.
+    return json.loads(_training_settings_json(command))
+
+
+@functools.lru_cache(maxsize=4096)
+def _training_settings_json(command: str) -> str:
     parser = _parser()
 
     def fail(message):  # argparse would print the usage and exit
@@ -1638,7 +1649,7 @@ def training_settings(result: dict) -> dict:
     except ValueError as e:  # an unclosed quote
         fail(str(e))
     args, _ = parser.parse_known_args(words[3:])  # after "python -m bvae_tf.experiment"
-    return {flag: getattr(args, flag) for flag in _TRAINING_FLAGS}
+    return json.dumps({flag: getattr(args, flag) for flag in _TRAINING_FLAGS})
 
 
 def command_line(argv: Sequence[str]) -> str:
@@ -1961,7 +1972,25 @@ def _metric_names(run: dict, protocol: str) -> set[tuple[str, str]]:
 
 
 #: The flags of ``--combine`` (the others set up a run).
-_COMBINE_FLAGS = frozenset({"combine", "markdown", "anchor", "table_k", "protocols", "verbose"})
+_COMBINE_FLAGS = frozenset(
+    {"combine", "markdown", "anchor", "table_k", "protocols", "verbose", "overwrite"}
+)
+
+
+def _replaceable_table(path: str | pathlib.Path) -> bool:
+    """Whether ``--markdown PATH`` may be written without ``--overwrite``: it does not
+    exist, is empty, or starts as :func:`render_markdown`'s output does (a protocol's
+    title), so a README or a hand-written note is never replaced by mistake."""
+    path = pathlib.Path(path)
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return True
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = f.readline().rstrip("\n")
+    except OSError:
+        return False
+    return first in {f"### {t}" for t in PROTOCOL_TITLES.values()}
+
 
 #: Metric families (the name before ``@K``) whose values are shares in [0, 1].
 _SHARE_METRICS = frozenset(M.METRICS)
@@ -2106,9 +2135,9 @@ def check_result(result: dict) -> None:
 @functools.cache
 def _config_types() -> dict[str, type]:
     """``BVAEConfig``'s keys -> the type of their default (None defaults left out)."""
-    from bvae_tf import model as Mo
+    from bvae_tf.config import BVAEConfig  # not bvae_tf.model: no TensorFlow to import
 
-    defaults = Mo.BVAEConfig(behaviors=("x",), num_items=1).to_dict()
+    defaults = BVAEConfig(behaviors=("x",), num_items=1).to_dict()
     return {k: type(v) for k, v in defaults.items() if v is not None}
 
 
@@ -2344,6 +2373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.markdown and not pathlib.Path(args.markdown).resolve().parent.is_dir():
             _parser().error(f"--markdown {args.markdown!r}: its folder does not exist")
+        if args.markdown and not args.overwrite and not _replaceable_table(args.markdown):
+            _parser().error(
+                f"--markdown {args.markdown!r} exists and is not a table --combine wrote; "
+                "pass --overwrite to replace it"
+            )
         try:
             results = combine(args.combine)
         except ValueError as e:

@@ -158,13 +158,11 @@ _NOT_METHOD = ("behaviors", "num_items", "seed")
 def bvae_changes(result: dict) -> dict | None:
     """For an untuned BVAE run: the ``BVAEConfig`` fields it sets away from the
     defaults (``{}``: plain BVAE); None for other models and tuned runs."""
-    from bvae_tf.config import BVAEConfig
-
     if result.get("model") != "bvae" or any(
         E.training_settings(result)[k] for k in ("grid", "tune")
     ):
         return None
-    defaults = json.loads(json.dumps(BVAEConfig(behaviors=("x",), num_items=1).to_dict()))
+    defaults = json.loads(E.config_defaults_json())
     config = json.loads(json.dumps(result["runs"][0].get("config", {})))
     return {
         k: config[k]

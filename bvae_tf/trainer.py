@@ -144,7 +144,14 @@ def examples_dataset(
     """Batches of parsed (transformed) tf.Examples from gzipped TFRecord files.
 
     The serialized examples are cached in memory after the first pass; with
-    ``shuffle`` they are reshuffled every epoch from ``seed`` (one pass = one epoch).
+    ``shuffle`` they are reshuffled every epoch from ``seed`` (one pass = one epoch),
+    starting from a canonical order (the examples re-serialized deterministically,
+    ``SerializeToString(deterministic=True)``, and sorted): the order in which a
+    runner's workers wrote the files, and the order of the features within an
+    example's bytes, differ between runners (a 2-worker Beam run's from the local
+    runner's, measured on the demo data) and between runs, and the seeded shuffle of
+    another order is another model. So the trained model depends on the examples and
+    the seed only.
 
     Args:
       file_patterns: TFRecord file globs (TFX ``fn_args.train_files`` and the like).
@@ -162,12 +169,18 @@ def examples_dataset(
     """
     files = _record_files(file_patterns)
     compression = "GZIP" if files[0].endswith(".gz") else None
-    ds = tf.data.TFRecordDataset(files, compression_type=compression).cache()
+    ds = tf.data.TFRecordDataset(files, compression_type=compression)
     if shuffle:
-        count = sum(1 for _ in ds)
-        # A known cardinality: training.fit then reads all epochs through one iterator.
-        ds = ds.apply(tf.data.experimental.assert_cardinality(count))
-        ds = ds.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
+        # Held in memory, as the cache holds them, in the canonical order; a known
+        # cardinality: training.fit then reads all epochs through one iterator.
+        records = sorted(
+            tf.train.Example.FromString(r).SerializeToString(deterministic=True)
+            for r in ds.as_numpy_iterator()
+        )
+        ds = tf.data.Dataset.from_tensor_slices(tf.constant(records, dtype=tf.string))
+        ds = ds.shuffle(max(len(records), 1), seed=seed, reshuffle_each_iteration=True)
+    else:
+        ds = ds.cache()
     spec = dict(feature_spec)
     ds = ds.batch(batch_size).map(
         lambda records: tf.io.parse_example(records, spec),

@@ -48,3 +48,16 @@ def test_tensorboard_starts():
     from tensorboard import default, main  # noqa: F401  (the console script's imports)
 
     assert default.get_plugins()
+
+
+def test_the_stack_is_installed_with_its_bytecode():
+    """``scripts/install.sh`` compiles site-packages: with PYTHONDONTWRITEBYTECODE set,
+    every process would otherwise compile TensorFlow's modules from source again."""
+    import importlib.util
+
+    import tensorflow as tf
+    import tfx
+
+    for module in (tf, tfx):
+        cached = importlib.util.cache_from_source(module.__file__)
+        assert os.path.exists(cached), f"{module.__name__}: no {cached}"

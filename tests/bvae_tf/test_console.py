@@ -12,6 +12,7 @@ import types
 import pytest
 from absl import logging as absl_logging
 
+import bvae_tf
 from bvae_tf import console
 
 pytestmark = pytest.mark.unit
@@ -131,10 +132,38 @@ def test_shutdown_hook_stays_silent_when_logging_is_torn_down(monkeypatch, capsy
     class AtomicFunction:
         pass
 
-    monkeypatch.setattr(console, "logging", None)
+    monkeypatch.setattr(bvae_tf, "logging", None)
     hook(types.SimpleNamespace(object=AtomicFunction(), exc_value=RuntimeError("gone")))
     assert passed_on == []
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("quieted", [True, False])
+def test_processes_a_quieted_command_starts_drop_only_the_shutdown_noise(quieted):
+    """Beam's multi-process workers print to the console's stderr: importing bvae_tf
+    there (their DoFns import it) installs the hook when the command was quieted."""
+    code = (
+        "import bvae_tf\n"
+        "class AtomicFunction:\n    def __del__(self): raise TypeError('tf noise')\n"
+        "class Other:\n    def __del__(self): raise TypeError('a real one')\n"
+        "a = AtomicFunction(); del a\nb = Other(); del b\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != bvae_tf.QUIET_SHUTDOWN_ENV}
+    if quieted:
+        env[bvae_tf.QUIET_SHUTDOWN_ENV] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "a real one" in done.stderr
+    assert ("tf noise" in done.stderr) is not quieted
+
+
+def test_quiet_cli_passes_the_quieting_to_the_processes_it_starts(monkeypatch):
+    monkeypatch.delenv(bvae_tf.QUIET_SHUTDOWN_ENV, raising=False)
+    monkeypatch.setenv("PYTHONWARNINGS", "")
+    bvae_tf.quiet_cli()
+    assert os.environ[bvae_tf.QUIET_SHUTDOWN_ENV] == "1"
 
 
 # The data check is the hardest case: its package imports TensorFlow before the module

@@ -244,6 +244,26 @@ def test_combine_pools_seeds_of_one_configuration_only(tmp_path):
 
 
 @pytest.mark.unit
+def test_combine_replaces_only_its_own_tables_without_overwrite(tmp_path, capsys):
+    result = tmp_path / "r.json"
+    result.write_text(json.dumps(_result("bvae", "BVAE", 0, 0.1)))
+    md = tmp_path / "t.md"
+    assert experiment.main(["--combine", str(result), "--markdown", str(md)]) == 0
+    table = md.read_text()
+    assert experiment.main(["--combine", str(result), "--markdown", str(md)]) == 0  # rerun
+    assert md.read_text() == table
+    notes = tmp_path / "NOTES.md"
+    notes.write_text("# my notes\n")
+    with pytest.raises(SystemExit):
+        experiment.main(["--combine", str(result), "--markdown", str(notes)])
+    assert "is not a table --combine wrote; pass --overwrite" in capsys.readouterr().err
+    assert notes.read_text() == "# my notes\n"
+    args = ["--combine", str(result), "--markdown", str(notes), "--overwrite"]
+    assert experiment.main(args) == 0
+    assert notes.read_text() == table
+
+
+@pytest.mark.unit
 def test_combine_labels_a_baseline_at_other_settings_by_what_differs(tmp_path):
     files = []
     for i, lr in enumerate((1e-3, 1e-4, 1e-3)):

@@ -600,3 +600,20 @@ def test_a_result_folder_of_another_name_is_named(results_dir, caplog):
     (results_dir / "speed").mkdir()  # results kept apart on purpose: named, not warned
     (results_dir / "speed" / "fast_s0.json").write_text("{}")
     assert report.unread_folders(results_dir) == ["JD", "speed"]
+
+
+def test_the_report_renders_without_importing_tensorflow(results_dir, tmp_path):
+    """``make report`` reads JSON and draws: importing TensorFlow (via ``bvae_tf.model``
+    for BVAEConfig's defaults) had cost it most of its minute on 2 busy cores."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bvae_tf import report; "
+        f"report.render({str(results_dir)!r}, {str(tmp_path / 'docs')!r}); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "docs" / "REPORT.md").is_file()
