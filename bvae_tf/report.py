@@ -556,7 +556,9 @@ def _d_runs(results: list[dict], dataset: str) -> dict[int, dict]:
     for r in results:
         changes = bvae_changes(r)
         if changes is not None and _full(r, dataset) and set(changes) <= {"latent_dim"}:
-            runs.setdefault(int(r["runs"][0]["config"]["latent_dim"]), r)
+            d = int(r["runs"][0]["config"]["latent_dim"])
+            if d not in runs or _seeds(r) > _seeds(runs[d]):  # of several, the most seeds
+                runs[d] = r
     return runs
 
 
@@ -566,13 +568,14 @@ def _rq4_steps(results: list[dict], dataset: str) -> list[tuple[tuple[str, ...],
     steps = []
     for n in range(1, len(behaviors) + 1):
         wanted = behaviors[:n]
-        match = next(
+        match = max(  # of several (another budget), the most seeds, the first of those
             (
                 r
                 for r in results
                 if bvae_changes(r) == {} and tuple(r.get("behaviors", ())) == wanted
             ),
-            None,
+            key=_seeds,
+            default=None,
         )
         if match is not None:
             steps.append((wanted, match))
@@ -1070,7 +1073,10 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
         if note:
             lines += [note, ""]
         lines += [f"### RQ1: the comparison ({title})", ""]
-        anchor = ANCHOR if any(r["method"] == ANCHOR for r in results) else None
+        # Plain BVAE's row (its label carries the budget while a run of another budget
+        # of the same configuration is beside it: then the one with the most seeds).
+        bvae = _find(results, "bvae", dataset)
+        anchor = bvae["method"] if bvae is not None and bvae["method"].startswith(ANCHOR) else None
         rows = [r for r in results if not is_study_run(r, dataset)]  # sweeps: figures
         if not rows:
             lines += [

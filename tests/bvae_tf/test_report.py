@@ -202,6 +202,13 @@ def test_a_short_trial_run_beside_the_study_does_not_become_its_bvae(results_dir
     warned = [r for r in caplog.records if "results of the untuned bvae" in r.getMessage()]
     assert len(warned) == 1  # once, although several figures ask for the BVAE row
     assert "Seeds: BVAE 2, -TFF 1, -BASE (+MMoE) 1." in text
+    # The paired t-tests, the d sweep's d = 100 and RQ4's last step read that row too.
+    results = report.load(results_dir)["jd"]
+    (bvae,) = [r for r in results if r["method"] == "BVAE (gates=gated) [≤200 epochs, patience 20]"]
+    assert report._seeds(bvae) == 2
+    assert f"), {bvae['method']} vs the best other row:" in text
+    assert report._d_runs(results, "jd")[100]["method"] == bvae["method"]
+    assert report._rq4_steps(results, "jd")[-1][1]["method"] == bvae["method"]
 
 
 def test_without_gate_values_the_report_says_how_to_get_them(results_dir, tmp_path):
