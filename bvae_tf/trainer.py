@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import tempfile
 import time
@@ -302,7 +301,7 @@ def _train_dataset(train_files, tf_transform_output, behaviors, settings) -> tf.
     )
 
 
-def _trainable_model(model_config, train_ds: tf.data.Dataset, train_files, settings):
+def _trainable_model(model_config, train_ds: tf.data.Dataset):
     """The model of a trained variant, ready for :func:`training.fit`.
 
     Returns:
@@ -313,7 +312,7 @@ def _trainable_model(model_config, train_ds: tf.data.Dataset, train_files, setti
     """
     if model_config.variant != "recvae":
         return model_lib.build_model(model_config), train_ds, None
-    steps_per_pass = math.ceil(count_examples(train_files) / settings["batch_size"])
+    steps_per_pass = int(train_ds.cardinality())  # known: the examples are held in memory
     model = model_lib.build_model(model_config, steps_per_pass=steps_per_pass)
     model.prepare(next(iter(train_ds)))
     return model, train_ds.repeat(), model.steps_per_epoch
@@ -395,9 +394,7 @@ def tuner_fn(fn_args: Any) -> Any:
         model_config = bvae_config.model_config(behaviors, num_items, model_section)
         tf.keras.utils.set_random_seed(settings["seed"])
         train_ds = _train_dataset(fn_args.train_files, tf_transform_output, behaviors, settings)
-        model, train_ds, steps_per_epoch = _trainable_model(
-            model_config, train_ds, fn_args.train_files, settings
-        )
+        model, train_ds, steps_per_epoch = _trainable_model(model_config, train_ds)
         result = training.fit(
             model,
             train_ds,
@@ -528,9 +525,7 @@ def run_fn(fn_args: Any) -> None:
         )
     else:  # BVAE, VAE (U.), VAE++ or RecVAE (T.)
         with strategy.scope():
-            model, train_ds, steps_per_epoch = _trainable_model(
-                model_config, train_ds, fn_args.train_files, settings
-            )
+            model, train_ds, steps_per_epoch = _trainable_model(model_config, train_ds)
             started_from = _maybe_warm_start(model, fn_args, tf_transform_output, settings)
             if model_config.sampled_softmax and model_config.sampled_proposal == "popularity":
                 model.fit_proposal(train_ds)  # this span's counts, after any warm start
