@@ -286,7 +286,7 @@ def ablation_name(result: dict, dataset: str = "jd") -> str | None:
     return None
 
 
-def _find(results: list[dict], model: str, dataset: str) -> dict | None:
+def find_untuned(results: list[dict], model: str, dataset: str) -> dict | None:
     """The untuned result of ``model`` (BVAE: the default configuration); of several
     (e.g. another training budget: a short trial run beside the study's), the one with
     the most seeds, the first of those."""
@@ -409,7 +409,7 @@ def _ablation_rows(results: list[dict], dataset: str) -> dict[str, dict]:
 
 def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
     """NDCG@K and HR@K, K in ``KS``, of BVAE and VAE++ per behavior (RQ3)."""
-    bvae, vaepp = _find(results, "bvae", dataset), _find(results, "vae_pp", dataset)
+    bvae, vaepp = find_untuned(results, "bvae", dataset), find_untuned(results, "vae_pp", dataset)
     if bvae is None or vaepp is None:
         return None
     title, behaviors, _ = DATASETS[dataset]
@@ -443,7 +443,7 @@ def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | Non
 
 def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
     """BVAE's validation NDCG@5 and SDWL weight per behavior over epochs (seed 0 run)."""
-    bvae = _find(results, "bvae", dataset)
+    bvae = find_untuned(results, "bvae", dataset)
     if bvae is None:
         return None
     run = bvae["runs"][0]
@@ -481,7 +481,7 @@ def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
 
 def _gate_run(results: list[dict], dataset: str) -> dict | None:
     """The first run of default BVAE whose curve records the gate trackers."""
-    bvae = _find(results, "bvae", dataset)
+    bvae = find_untuned(results, "bvae", dataset)
     for run in bvae["runs"] if bvae else ():
         curve = run.get("curve") or []
         if curve and any(k.endswith("_gff_gate") for k in curve[0]):
@@ -690,7 +690,7 @@ def weights_figure(results: list[dict], dataset: str, path: pathlib.Path | None)
         return None
     if path is None:  # only asked whether the study has results
         return ""
-    sdwl = _find(results, "bvae", dataset)
+    sdwl = find_untuned(results, "bvae", dataset)
     ws = sorted({k for key in grid for k in key})
     plt = _plt()
     fig, axes = plt.subplots(1, len(behaviors), figsize=(3.9 * len(behaviors), 3.6))
@@ -775,7 +775,7 @@ def _claim_ablation(results: list[dict], dataset: str, bvae: dict | None) -> str
 
 def _claim_k(results: list[dict], dataset: str, bvae: dict | None) -> str | None:
     behaviors = DATASETS[dataset][1]
-    vaepp = _find(results, "vae_pp", dataset)
+    vaepp = find_untuned(results, "vae_pp", dataset)
     if bvae is None or vaepp is None:
         return None
     cells = [(b, k) for b in behaviors for k in KS if _ndcg(bvae, b, k) and _ndcg(vaepp, b, k)]
@@ -893,16 +893,16 @@ def claim_check(name: str, results: list[dict], dataset: str) -> str | None:
     check = _CLAIMS.get(name)
     if check is None:
         return None
-    claim = check(results, dataset, _find(results, "bvae", dataset))
+    claim = check(results, dataset, find_untuned(results, "bvae", dataset))
     return claim and f"{claim}{_budget_caveat(_study_runs(name, results, dataset))}"
 
 
 def _study_runs(name: str, results: list[dict], dataset: str) -> list[dict]:
     """The results a study's figure and claim read."""
-    bvae = _find(results, "bvae", dataset)
+    bvae = find_untuned(results, "bvae", dataset)
     runs = {
         "rq2_ablation": lambda: list(_ablation_rows(results, dataset).values()),
-        "rq3_k": lambda: [bvae, _find(results, "vae_pp", dataset)],
+        "rq3_k": lambda: [bvae, find_untuned(results, "vae_pp", dataset)],
         "rq2_weights": lambda: [bvae, *_weight_grid(results, dataset).values()],
         "rq3_d": lambda: [bvae, *_d_runs(results, dataset).values()],
         "rq4": lambda: [r for _, r in _rq4_steps(results, dataset)],
@@ -955,7 +955,7 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
         rows = " ".join(_RQ2_ROWS[n] for n in missing)
         command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 {rows}"
         lines.append(f"- RQ2 rows {', '.join(missing)}: `{command}`")
-    if _find(results, "vae_pp", dataset) is None:
+    if find_untuned(results, "vae_pp", dataset) is None:
         command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 vae_pp"
         lines.append(f"- RQ3 K curves need VAE++: `{command}`")
     studies = {
@@ -1075,7 +1075,7 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
         lines += [f"### RQ1: the comparison ({title})", ""]
         # Plain BVAE's row (its label carries the budget while a run of another budget
         # of the same configuration is beside it: then the one with the most seeds).
-        bvae = _find(results, "bvae", dataset)
+        bvae = find_untuned(results, "bvae", dataset)
         anchor = bvae["method"] if bvae is not None and bvae["method"].startswith(ANCHOR) else None
         rows = [r for r in results if not is_study_run(r, dataset)]  # sweeps: figures
         if not rows:
