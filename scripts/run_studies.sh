@@ -12,13 +12,16 @@
 # (d in {50, 150, 200}; d = 100 is the bvae row), rq4 (behaviors added one at a time,
 # in the paper's order, those with train data in DATA).
 # Prints the number of runs and a compute estimate before starting (the median wall
-# time of the runs already in OUT; without any, 20 minutes: a BVAE run on JD with 2 CPU
+# time of the runs already in OUT; without any, of the dataset's kept runs in
+# docs/results/<data folder's name>; else 20 minutes: a BVAE run on JD with 2 CPU
 # cores, one run at a time). DRY_RUN=1 lists the rows instead of running them.
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
-STUDY=${1:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
-DATA=${2:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
-OUT=${3:?usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]}
+if (( $# < 3 )); then
+  echo "usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]; STUDY: rq1 rq2 rq2_weights rq3_d rq4 (--help)" >&2
+  exit 2
+fi
+STUDY=$1 DATA=$2 OUT=$3
 SEEDS=${4:-1}
 # DATA and OUT are read from the caller's folder (run_comparison.sh passes them on
 # relative to the repository root).
@@ -81,14 +84,19 @@ for seed in $(seq 0 $((SEEDS - 1))); do
 done
 # Minutes per run: the median wall time (training + evaluation) of the BVAE runs already
 # in OUT with the studies' budget of 150 epochs (what every study row runs: not a
-# shorter smoke run, nor a baseline such as NGCF), else 20 (a BVAE run on JD with 2 CPU
-# cores, one run at a time).
-per_run=$(python3 - "$OUT" 2>/dev/null <<'PYEOF' || true
+# shorter smoke run, nor a baseline such as NGCF); without any, of those kept for the
+# same dataset in docs/results/<DATA's folder name, lower case>; else 20 (a BVAE run on
+# JD with 2 CPU cores, one run at a time).
+KEPT=docs/results/$(basename -- "$DATA" | tr '[:upper:]' '[:lower:]')
+per_run=$(python3 - "$OUT" "$KEPT" 2>/dev/null <<'PYEOF' || true
 import argparse, json, pathlib, shlex, statistics, sys
 budget = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
 budget.add_argument("--epochs", type=int, default=150)  # the experiment's flag
 minutes = []
-for path in pathlib.Path(sys.argv[1]).glob("*_s*.json"):
+folder = pathlib.Path(sys.argv[1])
+if not list(folder.glob("*_s*.json")):
+    folder = pathlib.Path(sys.argv[2])
+for path in folder.glob("*_s*.json"):
     try:
         result = json.loads(path.read_text())
         command = shlex.split(result.get("command", ""))
@@ -100,11 +108,13 @@ for path in pathlib.Path(sys.argv[1]).glob("*_s*.json"):
     except (OSError, ValueError, KeyError, TypeError, SystemExit):  # argparse exits
         continue
 if minutes:
-    print(f"{round(statistics.median(minutes))} {len(minutes)}")
+    print(f"{round(statistics.median(minutes))} {len(minutes)} {folder}")
 PYEOF
 )
-if [[ $per_run =~ ^([0-9]+)\ ([0-9]+)$ ]]; then
-  minutes=${BASH_REMATCH[1]} basis="the median of the ${BASH_REMATCH[2]} finished runs in OUT"
+if [[ $per_run =~ ^([0-9]+)\ ([0-9]+)\ (.*)$ ]]; then
+  where="OUT"
+  [[ ${BASH_REMATCH[3]} == "$OUT" ]] || where=${BASH_REMATCH[3]}
+  minutes=${BASH_REMATCH[1]} basis="the median of the ${BASH_REMATCH[2]} finished runs in $where"
 else
   minutes=20 basis="a BVAE run on JD with 2 CPU cores; none finished in OUT yet"
 fi

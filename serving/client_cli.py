@@ -333,7 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) as client:
             print(_run(args, client))
     except grpc.RpcError as e:
-        print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+        hint = ""
+        if e.code() == grpc.StatusCode.NOT_FOUND and args.version is None:
+            hint = (
+                f" (--model_name {args.model_name!r} must be the name the server serves: "
+                "the pipeline config's model_name, printed in the run's \"Serve it:\" line)"
+            )
+        print(f"error: {e.code().name}: {e.details()}{hint}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader closed the pipe (e.g. `| head`): it has what it wanted. Point

@@ -186,6 +186,15 @@ _REJECTION_FIXES = {
 }
 
 
+def _mapping_in_force(record: Mapping[str, Any]) -> str:
+    """`` (labels known: ...)``: the raw labels the run accepted, and how to add others."""
+    mapping = (record.get("config") or {}).get("behavior_mapping") or {}
+    if not mapping:
+        return ""
+    known = ", ".join(f"{label}->{behavior}" for label, behavior in sorted(mapping.items()))
+    return f" (labels known: {known}; add the file's labels to it as label: behavior name)"
+
+
 def shorten_locations(locations: Sequence[str]) -> str:
     """``"f.csv:2, f.csv:3"`` -> ``"f.csv lines 2, 3"`` when all are in one file."""
     files = {location.rpartition(":")[0] for location in locations}
@@ -219,6 +228,7 @@ def check_record(record: Mapping[str, Any], input_base: str) -> None:
         reasons = [
             f"{n} {reason} (first at {shorten_locations(record['rejected_samples'][reason])})"
             + (f": {_REJECTION_FIXES[reason]}" if reason in _REJECTION_FIXES else "")
+            + (_mapping_in_force(record) if reason == parsing.UNKNOWN_BEHAVIOR else "")
             for reason, n in sorted(record["rows_rejected"].items())
             if n
         ]

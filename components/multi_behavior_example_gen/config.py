@@ -125,8 +125,10 @@ class ExampleGenConfig:
       input_format: ``"raw_log"`` or ``"release"`` (pre-split, imported as is).
       user_column, item_column, behavior_column, timestamp_column: CSV header names.
       behavior_mapping: raw label -> behavior name. Raw-log labels are matched after
-        stripping and lower-casing; release keys are file-name prefixes. ``None``
-        means the format's default (``features.DEFAULT_RAW_BEHAVIOR_MAPPING`` or
+        stripping and lower-casing, and each behavior name of the mapping is also a
+        label of itself unless the mapping gives that label another behavior; release
+        keys are file-name prefixes. ``None`` means the format's default
+        (``features.DEFAULT_RAW_BEHAVIOR_MAPPING`` or
         ``features.RELEASE_BEHAVIOR_MAPPING``).
       behaviors: behaviors written as features, in order. ``None`` means every
         behavior of the mapping (canonical order first). Events of a mapped label
@@ -201,6 +203,12 @@ class ExampleGenConfig:
                     f"{normalized[key]!r} and {behavior!r}"
                 )
             normalized[key] = behavior
+        if self.input_format == RAW_LOG:
+            # A raw label that already is a behavior name of the mapping needs no entry
+            # ("purchase" in a log labelled purchase/click/favorite); a label the
+            # mapping gives explicitly keeps its entry.
+            for behavior in list(normalized.values()):
+                normalized.setdefault(behavior.lower(), behavior)
         object.__setattr__(self, "behavior_mapping", normalized)
 
         mapped = list(dict.fromkeys(normalized.values()))

@@ -526,6 +526,19 @@ def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
     assert "5 runs to do (about 250 minutes at ~50 min per run: the median of the 3" in line
 
 
+def test_a_study_without_runs_in_out_estimates_from_the_datasets_kept_runs(tmp_path):
+    (tmp_path / "JD").mkdir()  # the folder's name picks docs/results/jd
+    done = _study("rq3_d", tmp_path / "JD", tmp_path / "out", DRY_RUN="1")
+    assert done.returncode == 0, done.stderr
+    assert "finished runs in docs/results/jd)" in done.stdout.splitlines()[0]
+
+
+def test_a_study_without_its_arguments_names_the_studies():
+    done = _study("rq2")
+    assert done.returncode == 2
+    assert "STUDY: rq1 rq2 rq2_weights rq3_d rq4" in done.stderr
+
+
 def test_a_study_without_its_data_stops_before_any_run(tmp_path):
     (tmp_path / "afile").write_text("x")
     for data, out, message in (

@@ -26,7 +26,13 @@ def test_component_parameters_are_resolved_and_plain():
         split_boundaries=(1522454400, 1523145600),
     )
     props = component.exec_properties
-    assert props["behavior_mapping"] == {"buy": "purchase", "pv": "click"}
+    # Lower-cased labels, and each behavior name a label of itself.
+    assert props["behavior_mapping"] == {
+        "buy": "purchase",
+        "pv": "click",
+        "purchase": "purchase",
+        "click": "click",
+    }
     assert props["behaviors"] == ["purchase", "click"]
     assert props["split_boundaries"] == [1522454400.0, 1523145600.0]
     assert props["drop_cold_eval_users"] is True

@@ -167,6 +167,30 @@ def test_all_rejected_names_the_reason_the_key_and_the_lines(tmp_path, capsys):
     assert f"first at {log} lines 2, 3" in captured.out
 
 
+def test_the_example_config_reads_a_log_labelled_with_behavior_names(tmp_path, capsys):
+    # README's starting point for one's own log; labels that are behavior names.
+    log = write_grid_log(tmp_path / "log.csv")
+    log.write_text(log.read_text().replace(",buy,", ",purchase,").replace(",pv,", ",click,"))
+    settings = ['data.behaviors=["purchase", "click"]', *SETTINGS[1:3]]
+    config = str(REPO_ROOT / "pipeline" / "config" / "example.json")
+    status = data_check.main(["--config", config, "--input", str(log), *_sets(settings)])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "rejected: none" in out or "0 rejected" in out
+    assert "Split: time_fractions" in out
+
+
+def test_all_unknown_labels_name_the_labels_known(tmp_path, capsys):
+    log = tmp_path / "shares.csv"
+    log.write_text("user_id,item_id,behavior,timestamp\nu1,i1,share,1600000000\n")
+    assert data_check.main(["--input", str(log)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    reason = f"1 unknown_behavior (first at {log} line 2): not a key of data.behavior_mapping"
+    assert reason in error
+    # The default labels and the behavior names, which label themselves.
+    assert "labels known: buy->purchase, cart->cart, click->click, fav->favorite" in error
+
+
 @pytest.mark.parametrize(
     "content", ["", "user_id,item_id,behavior,timestamp\n"], ids=["0-byte", "header"]
 )

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.unit
 COLUMNS = ("user_id", "item_id", "behavior", "timestamp")
 
 
-def _parse(data: bytes, behaviors=("purchase", "click", "favorite", "cart")):
-    parser = parsing.RawLogParser(COLUMNS, features.DEFAULT_RAW_BEHAVIOR_MAPPING, behaviors)
+def _parse(data: bytes, behaviors=("purchase", "click", "favorite", "cart"), mapping=None):
+    mapping = features.DEFAULT_RAW_BEHAVIOR_MAPPING if mapping is None else mapping
+    parser = parsing.RawLogParser(COLUMNS, mapping, behaviors)
     out = list(parser.parse(parsing.open_text(io.BytesIO(data)), "log.csv"))
     summary = out[-1]
     assert isinstance(summary, parsing.FileSummary)
@@ -177,11 +178,40 @@ def test_release_file_lines():
 def test_config_defaults_follow_the_format():
     raw = config_lib.ExampleGenConfig(input_base="x.csv")
     assert raw.behaviors == features.DEFAULT_BEHAVIORS
-    assert raw.behavior_mapping == dict(features.DEFAULT_RAW_BEHAVIOR_MAPPING)
+    # The default labels, and each behavior name as a label of itself.
+    assert raw.behavior_mapping == {
+        **features.DEFAULT_RAW_BEHAVIOR_MAPPING,
+        **{b: b for b in features.DEFAULT_RAW_BEHAVIOR_MAPPING.values()},
+    }
     assert raw.split_boundaries == (0.8, 0.9)
     release = config_lib.ExampleGenConfig(input_base="d", input_format="release")
     assert release.behavior_mapping == dict(features.RELEASE_BEHAVIOR_MAPPING)
     assert release.behaviors == features.DEFAULT_BEHAVIORS
+
+
+def test_behavior_names_are_raw_labels_of_themselves_unless_mapped_otherwise():
+    config = config_lib.ExampleGenConfig(
+        input_base="x.csv", behavior_mapping={"pv": "click", "click": "purchase", "Buy": "purchase"}
+    )
+    assert config.behavior_mapping == {
+        "pv": "click",
+        "click": "purchase",
+        "buy": "purchase",
+        "purchase": "purchase",
+    }
+    default = config_lib.ExampleGenConfig(input_base="x.csv").behavior_mapping
+    events, rejections, _ = _parse(
+        b"user_id,item_id,behavior,timestamp\nu1,i1,purchase,1\nu1,i2,Favorite,2\nu1,i3,fav,3\n",
+        mapping=default,
+    )
+    assert events == [
+        ("u1", "i1", "purchase", 1, ""),
+        ("u1", "i2", "favorite", 2, ""),
+        ("u1", "i3", "favorite", 3, ""),
+    ]
+    assert rejections == []
+    release = config_lib.ExampleGenConfig(input_base="d", input_format="release")
+    assert "purchase" not in release.behavior_mapping  # file-name prefixes stay as given
 
 
 def test_config_lowercases_raw_labels_and_decodes_json_properties():
@@ -196,7 +226,12 @@ def test_config_lowercases_raw_labels_and_decodes_json_properties():
             "version": None,
         }
     )
-    assert config.behavior_mapping == {"buy": "purchase", "pv": "click"}
+    assert config.behavior_mapping == {
+        "buy": "purchase",
+        "pv": "click",
+        "purchase": "purchase",
+        "click": "click",
+    }
     assert config.behaviors == ("click", "purchase")
     assert config.split_boundaries == (10, 20)
     assert config.drop_cold_eval_users is False

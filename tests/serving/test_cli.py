@@ -110,6 +110,7 @@ def test_errors_exit_with_status_1(local_server, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert "NOT_FOUND: Could not find any versions of model nope" in err
+    assert "--model_name 'nope' must be the name the server serves" in err
     code, _, err = _run(local_server, capsys, "predict", "--history", "cart=i1")
     assert code == 1
     assert "'cart'" in err
