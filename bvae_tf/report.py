@@ -7,6 +7,9 @@ files, without training anything.
 Reads the JSON files written by ``bvae_tf.experiment`` (``scripts/run_comparison.sh``
 keeps one per row and seed) for each dataset folder (``jd``, ``ub``) and renders:
 
+- **a summary** first, computed from the same files: per dataset the best row per
+  behavior, plain BVAE against the best row that is not BVAE, and each study's
+  finding beside the paper's claim;
 - **RQ1**: the comparison table in the paper's layout (honest protocol; the paper
   protocol where recorded), best bold, second underlined, a paired t-test of BVAE
   against the best other row, and the paper's published rows beside it;
@@ -746,7 +749,7 @@ def _fmt_list(items: list[str]) -> str:
     return ", ".join(items) if items else "none"
 
 
-def _claim_ablation(results: list[dict], dataset: str, bvae: dict | None) -> str | None:
+def _claim_ablation(results: list[dict], dataset: str, bvae: dict | None) -> tuple[str, str] | None:
     behaviors = DATASETS[dataset][1]
     rows = _ablation_rows(results, dataset)
     bvae = rows.pop("BVAE", None)
@@ -766,14 +769,14 @@ def _claim_ablation(results: list[dict], dataset: str, bvae: dict | None) -> str
         f"most behaviors)"
     )
     return (
-        "The paper: most metrics drop when BASE, GFF or TFF are removed, and BASE has "
-        "the best overall performance against MMoE, CGC and the exchanged roles "
-        f"(which may be slightly better on JD favourite). Here (test NDCG@5): "
-        f"{'; '.join(parts)}. {verdict}."
+        "most metrics drop when BASE, GFF or TFF are removed, and BASE has the best "
+        "overall performance against MMoE, CGC and the exchanged roles (which may be "
+        "slightly better on JD favourite)",
+        f"Here (test NDCG@5): {'; '.join(parts)}. {verdict}.",
     )
 
 
-def _claim_k(results: list[dict], dataset: str, bvae: dict | None) -> str | None:
+def _claim_k(results: list[dict], dataset: str, bvae: dict | None) -> tuple[str, str] | None:
     behaviors = DATASETS[dataset][1]
     vaepp = find_untuned(results, "vae_pp", dataset)
     if bvae is None or vaepp is None:
@@ -791,16 +794,17 @@ def _claim_k(results: list[dict], dataset: str, bvae: dict | None) -> str | None
         > _ndcg(bvae, b, KS[0]) - _ndcg(vaepp, b, KS[0])
     ]
     return (
-        "The paper: BVAE beats VAE++ on every behavior and K, and the gap grows with K "
-        f"(on JD for every behavior). Here: BVAE's NDCG@K is above VAE++'s in "
-        f"{len(cells) - len(lost)} of {len(cells)} (behavior, K) cells"
+        "BVAE beats VAE++ on every behavior and K, and the gap grows with K (on JD for "
+        "every behavior)",
+        f"Here: BVAE's NDCG@K is above VAE++'s in {len(cells) - len(lost)} of {len(cells)} "
+        "(behavior, K) cells"
         + (f" (not in {_fmt_list(lost)})" if lost else "")
         + f"; the NDCG gap at K={KS[-1]} exceeds the gap at K={KS[0]} for "
-        f"{_fmt_list(growing)}."
+        f"{_fmt_list(growing)}.",
     )
 
 
-def _claim_weights(results: list[dict], dataset: str, bvae: dict | None) -> str | None:
+def _claim_weights(results: list[dict], dataset: str, bvae: dict | None) -> tuple[str, str] | None:
     behaviors = DATASETS[dataset][1]
     grid = _weight_grid(results, dataset)
     if bvae is None or len(grid) < 2:
@@ -816,8 +820,9 @@ def _claim_weights(results: list[dict], dataset: str, bvae: dict | None) -> str 
         if sum(_ndcg(r, b) or 0.0 for b in modelled) > total
     ]
     return (
-        "The paper: some fixed weights are slightly better than SDWL on favourite, but "
-        "SDWL is better on all behaviors jointly. Here, settings above SDWL's test "
+        "some fixed weights are slightly better than SDWL on favourite, but SDWL is "
+        "better on all behaviors jointly",
+        "Here, settings above SDWL's test "
         f"NDCG@5 (of the {len(grid)} settings run): {', '.join(per_behavior)}; above SDWL "
         f"on the sum "
         f"over behaviors ({total:.4f}): {_fmt_list(joint)} "
@@ -827,11 +832,11 @@ def _claim_weights(results: list[dict], dataset: str, bvae: dict | None) -> str 
             f"({_seeds_each(grid.values())})."
             if joint
             else " That is consistent with the paper's claim."
-        )
+        ),
     )
 
 
-def _claim_d(results: list[dict], dataset: str, bvae: dict | None) -> str | None:
+def _claim_d(results: list[dict], dataset: str, bvae: dict | None) -> tuple[str, str] | None:
     behaviors = DATASETS[dataset][1]
     runs = _d_runs(results, dataset)
     if len(runs) < 2:
@@ -848,10 +853,10 @@ def _claim_d(results: list[dict], dataset: str, bvae: dict | None) -> str | None
         if dataset == "jd"
         else "on UB performance grows with d"
     )
-    return f"The paper: {paper}. Here (test NDCG@5 over d = {sorted(runs)}): {'; '.join(parts)}."
+    return paper, f"Here (test NDCG@5 over d = {sorted(runs)}): {'; '.join(parts)}."
 
 
-def _claim_rq4(results: list[dict], dataset: str, bvae: dict | None) -> str | None:
+def _claim_rq4(results: list[dict], dataset: str, bvae: dict | None) -> tuple[str, str] | None:
     behaviors = DATASETS[dataset][1]
     steps = [r for _, r in _rq4_steps(results, dataset)]
     if len(steps) < 2:
@@ -868,9 +873,9 @@ def _claim_rq4(results: list[dict], dataset: str, bvae: dict | None) -> str | No
             )
             parts.append(f"{b} {' → '.join(f'{v:.4f}' for v in values)} ({trend})")
     return (
-        "The paper: performance improves as click and then favourite join purchase "
-        f"(and cart on UB). Here (test NDCG@5 as behaviors are added): "
-        f"{'; '.join(parts) or 'no behavior modelled at two steps'}."
+        "performance improves as click and then favourite join purchase (and cart on UB)",
+        "Here (test NDCG@5 as behaviors are added): "
+        f"{'; '.join(parts) or 'no behavior modelled at two steps'}.",
     )
 
 
@@ -890,11 +895,19 @@ def claim_check(name: str, results: list[dict], dataset: str) -> str | None:
     under about 0.003 NDCG@5 on JD is within seed noise (docs/RESULTS.md). When runs
     behind it were stopped by their epoch budget while still improving, or were
     trained with different budgets, the verdict says so (:func:`_budget_caveat`)."""
+    parts = _claim_parts(name, results, dataset)
+    if parts is None:
+        return None
+    paper, here = parts
+    return f"The paper: {paper}. {here}{_budget_caveat(_study_runs(name, results, dataset))}"
+
+
+def _claim_parts(name: str, results: list[dict], dataset: str) -> tuple[str, str] | None:
+    """``(the paper's claim, what the runs show)`` of a study, or None."""
     check = _CLAIMS.get(name)
     if check is None:
         return None
-    claim = check(results, dataset, find_untuned(results, "bvae", dataset))
-    return claim and f"{claim}{_budget_caveat(_study_runs(name, results, dataset))}"
+    return check(results, dataset, find_untuned(results, "bvae", dataset))
 
 
 def _study_runs(name: str, results: list[dict], dataset: str) -> list[dict]:
@@ -1052,7 +1065,7 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
 def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], set[str]]:
     """The report's lines, and the names of the figures drawn into ``staging``."""
     drawn = set()
-    lines = [
+    header = [
         "# BVAE: the paper's studies, measured",
         "",
         "Rendered by `python -m bvae_tf.report` (`make report`) from the result files in "
@@ -1067,19 +1080,22 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
         "over users, p < 0.05).",
         "",
     ]
+    summary = ["## Summary", "", _SUMMARY_INTRO, ""]
+    body: list[str] = []
     for dataset, results in by_dataset.items():
         title, _, note = DATASETS[dataset]
-        lines += [f"## {title}", ""]
+        summary += [f"**{title}**", ""]
+        body += [f"## {title}", ""]
         if note:
-            lines += [note, ""]
-        lines += [f"### RQ1: the comparison ({title})", ""]
+            body += [note, ""]
+        body += [f"### RQ1: the comparison ({title})", ""]
         # Plain BVAE's row (its label carries the budget while a run of another budget
         # of the same configuration is beside it: then the one with the most seeds).
         bvae = find_untuned(results, "bvae", dataset)
         anchor = bvae["method"] if bvae is not None and bvae["method"].startswith(ANCHOR) else None
         rows = [r for r in results if not is_study_run(r, dataset)]  # sweeps: figures
         if not rows:
-            lines += [
+            body += [
                 "No comparison runs yet (only the studies' sweeps below): "
                 f"`scripts/run_comparison.sh` runs them ({title}).",
                 "",
@@ -1099,9 +1115,16 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
                 ]
             )
             table = table[:after_honest] + text + table[after_honest:]
+        summary += _best_rows(rows, dataset)
+        if baseline_tests:
+            summary.append(
+                "- Plain BVAE against the best row that is not BVAE or one of its variants "
+                "(test NDCG@5, paired t-test over users):"
+            )
+            summary += [f"  - {t}" for t in baseline_tests]
         if table:
-            lines += [table.replace("### ", "#### "), ""]
-        lines += _paper_table(dataset)
+            body += [table.replace("### ", "#### "), ""]
+        body += _paper_table(dataset)
         for name, make, heading in _FIGURES:
             png = f"{name}_{dataset}.png"
             caption = make(results, dataset, staging / png)
@@ -1111,7 +1134,7 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
             if dataset in FIGURE_NOTES:
                 caption = f"{caption} {FIGURE_NOTES[dataset]}"
             rel = (figures / png).relative_to(out)
-            lines += [
+            body += [
                 f"### {heading} ({title})",
                 "",
                 f"![{heading}]({rel})",
@@ -1121,9 +1144,41 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
             ]
             claim = claim_check(name, results, dataset)
             if claim:
-                lines += [f"**The paper against these runs.** {claim}", ""]
-        lines += _not_run(results, dataset)
-    return lines, drawn
+                body += [f"**The paper against these runs.** {claim}", ""]
+                summary.append(_summary_line(heading, _claim_parts(name, results, dataset)))
+        body += _not_run(results, dataset)
+        summary.append("")
+    return [*header, *summary, *body], drawn
+
+
+_SUMMARY_INTRO = (
+    "What the result files below say, computed from them at each render: the best row per "
+    "behavior, plain BVAE against the best method that is not BVAE, and each study's "
+    "finding beside the paper's claim (the sections below give the seeds, the budgets "
+    "and the caveats)."
+)
+
+
+def _best_rows(rows: list[dict], dataset: str) -> list[str]:
+    """``- Best row per behavior ...``: the comparison row with the highest mean test
+    NDCG@5 (honest protocol) of each behavior, with its seeds."""
+    parts = []
+    for b in DATASETS[dataset][1]:
+        scored = [(r, _ndcg(r, b)) for r in rows]
+        scored = [(r, v) for r, v in scored if v is not None]
+        if scored:
+            r, v = max(scored, key=lambda rv: rv[1])
+            parts.append(f"{b}: {r['method']} {v:.4f} ({_seeds(r)} seed{'s' * (_seeds(r) != 1)})")
+    if not parts:
+        return []
+    return ["- Best row per behavior (test NDCG@5, honest protocol): " + "; ".join(parts) + "."]
+
+
+def _summary_line(heading: str, parts: tuple[str, str]) -> str:
+    """``- **heading**: finding (the paper: claim).``"""
+    paper, here = parts
+    rest = here.removeprefix("Here").lstrip(" ,:")
+    return f"- **{heading}**{' ' if rest.startswith('(') else ': '}{rest} (The paper: {paper}.)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -104,6 +104,25 @@ def results_dir(tmp_path):
     return tmp_path / "results"
 
 
+def test_the_summary_comes_first_and_is_computed_from_the_runs(results_dir, tmp_path):
+    text = report.render(results_dir, tmp_path / "docs").read_text()
+    summary = text.split("## Summary", 1)[1].split("\n## JD", 1)[0]
+    assert text.index("## Summary") < text.index("## JD")
+    results = report.load(results_dir)["jd"]
+    rows = [r for r in results if not report.is_study_run(r, "jd")]
+    for b in ("purchase", "click", "favorite"):
+        best = max(rows, key=lambda r: report._ndcg(r, b) or 0.0)
+        assert f"{b}: {best['method']} {report._ndcg(best, b):.4f} (" in summary
+    # BVAE against the best baseline, as under the RQ1 table.
+    tests = [line for line in summary.splitlines() if line.startswith("  - ")]
+    assert len(tests) == 3 and all(t[4:] in text.split("## JD", 1)[1] for t in tests)
+    # Each study's finding, with the paper's claim beside it.
+    for heading in ("RQ2: ablation and BASE's replacements", "RQ3: the latent size d", "RQ4"):
+        assert f"- **{heading}" in summary
+    paper, here = report._claim_parts("rq2_ablation", results, "jd")
+    assert here.removeprefix("Here ") in summary and f"(The paper: {paper}.)" in summary
+
+
 def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path):
     out = tmp_path / "docs"
     path = report.render(results_dir, out)
