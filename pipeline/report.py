@@ -310,8 +310,13 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         )
         lines.append(f"  duplicates dropped   {accounting.get('duplicates_dropped')}")
         for step in ("item_filter", "user_filter", "cold_eval_users"):
-            if isinstance(accounting.get(step), Mapping):
-                lines.append(f"  {step:<20} {json.dumps(accounting[step], sort_keys=True)}")
+            info = accounting.get(step)
+            if not isinstance(info, Mapping):
+                continue
+            if step != "cold_eval_users" and not info.get("min_target_events"):
+                lines.append(f"  {step:<20} off")  # it did not run: nothing to count
+            else:
+                lines.append(f"  {step:<20} {json.dumps(info, sort_keys=True)}")
         lines.append(f"  events kept          {accounting.get('events_kept')}")
         for split, info in accounting.get("splits", {}).items():
             lines.append(

@@ -453,3 +453,20 @@ def test_the_summary_marks_a_slice_without_scored_users():
     }
     line = next(x for x in report.format_summary(summary).splitlines() if "activity" in x)
     assert line.split() == ["activity=1-4", "purchase", "0.2500", "(4)", "click", "-", "(0)"]
+
+
+def test_the_summary_says_off_for_a_filter_that_did_not_run():
+    from pipeline import report
+
+    accounting = {
+        "rows_read": 10,
+        "rows_rejected": {},
+        "duplicates_dropped": 0,
+        "item_filter": {"min_target_events": 0, "items_kept": None, "events_dropped": 0},
+        "user_filter": {"min_target_events": 5, "users_kept": 3, "events_dropped": 2},
+        "events_kept": 8,
+    }
+    text = report.format_summary({"run_id": "r", "components": {}, "accounting": accounting})
+    lines = {line.split()[0]: line for line in text.splitlines() if "_filter" in line}
+    assert lines["item_filter"].split() == ["item_filter", "off"]
+    assert '"users_kept": 3' in lines["user_filter"] and "null" not in text
