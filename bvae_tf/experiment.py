@@ -1444,7 +1444,7 @@ def time_to_selected(run: dict) -> float | None:
     """
     total = 0.0
     for part in run.get("parts") or [run]:
-        curve, best = part.get("curve"), part.get("best_epoch")
+        curve, best = curve_rows(part.get("curve")), part.get("best_epoch")
         if not curve or not best or "train_seconds" not in curve[0]:
             return None
         total += sum(
@@ -1659,12 +1659,74 @@ def command_line(argv: Sequence[str]) -> str:
     return "python -m bvae_tf.experiment " + shlex.join(argv)
 
 
+#: Significant digits a stored per-epoch curve keeps: float32's (the training
+#: statistics are float32; the curve's metrics are for figures and per-epoch
+#: analysis, the selected epoch's metrics are stored in full beside it).
+CURVE_DIGITS = 7
+
+
+def pack_curve(curve: list[dict] | dict) -> dict[str, list]:
+    """A per-epoch curve by column, ``{name: [value per epoch]}`` (None where an epoch
+    lacks the name), each float rounded to :data:`CURVE_DIGITS` significant digits:
+    what a result file stores, about a third of the rows' size (each name is written
+    once, not once per epoch). A packed curve is returned as it is.
+
+    Args:
+      curve: ``[{name: number}]``, one object per epoch (``training.FitResult.history``).
+    """
+    if isinstance(curve, dict):
+        return curve
+    names = sorted({name for row in curve for name in row})
+
+    def stored(value):
+        return float(f"{value:.{CURVE_DIGITS}g}") if isinstance(value, float) else value
+
+    return {name: [stored(row.get(name)) for row in curve] for name in names}
+
+
+def curve_rows(curve: list[dict] | dict | None) -> list[dict]:
+    """A stored per-epoch curve as rows, ``[{name: number}]`` one per epoch: a packed
+    one (:func:`pack_curve`) unpacked, without its None entries; rows (older files) as
+    they are; ``[]`` for none.
+
+    Raises:
+      ValueError: if a packed curve's columns are not lists of one length.
+    """
+    if not curve:
+        return []
+    if isinstance(curve, list):
+        return curve
+    if not isinstance(curve, dict) or not all(isinstance(v, list) for v in curve.values()):
+        raise ValueError("a packed curve must be an object of lists (one value per epoch)")
+    lengths = {len(v) for v in curve.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"a packed curve's columns differ in length: {sorted(lengths)}")
+    (n,) = lengths
+    return [{k: v[i] for k, v in curve.items() if v[i] is not None} for i in range(n)]
+
+
+def stored_result(result: dict) -> dict:
+    """``result`` as a file stores it: each run's (and run part's) curve packed
+    (:func:`pack_curve`); ``result`` itself is left as it is."""
+
+    def packed(record: dict) -> dict:
+        return {**record, "curve": pack_curve(record["curve"])} if record.get("curve") else record
+
+    runs = []
+    for run in result["runs"]:
+        stored = dict(packed(run))  # a copy: the result in memory keeps its rows
+        if run.get("parts"):
+            stored["parts"] = [packed(part) for part in run["parts"]]
+        runs.append(stored)
+    return {**result, "runs": runs}
+
+
 def _write(path: pathlib.Path, result: dict, k: int) -> None:
     result["summary"] = {p: summarize(result["runs"], p) for p in PROTOCOLS}
     # Each file is written whole or not at all (a kill mid-write leaves the old one),
     # so a resumed command never meets a truncated result.
     for suffix, text in (
-        (".json", json.dumps(result, indent=1, sort_keys=True)),
+        (".json", json.dumps(stored_result(result), indent=1, sort_keys=True)),
         (".md", render_markdown([result], k)),
     ):
         tmp = path.parent / f"{path.name}{suffix}.tmp"
@@ -2008,9 +2070,9 @@ def check_result(result: dict) -> None:
     integers (or objects of one per behavior); ``config`` an object (required for
     BVAE, whose variants the report reads from it; its ``loss_weights`` one number per
     behavior); ``curve`` a list of objects of numbers (None: not measured) with an
-    ``epoch``; ``test_per_user`` one value per test user (the ``num_users`` of the
-    behavior's honest metrics); ``machine`` (:func:`machine`) an object with integer
-    ``cpus``.
+    ``epoch``, or those columns packed (:func:`pack_curve`); ``test_per_user`` one
+    value per test user (the ``num_users`` of the behavior's honest metrics);
+    ``machine`` (:func:`machine`) an object with integer ``cpus``.
 
     Raises:
       ValueError: naming the first key that is missing or malformed.
@@ -2147,7 +2209,8 @@ def _check_fit(record: dict, where: str, model: str, behaviors: Sequence[str]) -
     ``best_epoch`` and ``epochs_run`` are integers >= 0 (one per behavior for a run of a
     per-target model, :data:`PER_TARGET`); ``config`` an object whose BVAEConfig
     settings have their default's type (None: not set); ``curve`` a list of objects of
-    numbers (None: not measured) with a whole, finite ``epoch`` >= 0.
+    numbers (None: not measured) with a whole, finite ``epoch`` >= 0, or the same
+    packed by column (:func:`pack_curve`).
     """
     for key in ("best_epoch", "epochs_run"):
         value = record.get(key, 0)
@@ -2183,7 +2246,10 @@ def _check_fit(record: dict, where: str, model: str, behaviors: Sequence[str]) -
                 raise ValueError(
                     f"{where}.config.{key} must be a {want.__name__} (BVAEConfig), got {value!r}"
                 )
-    curve = record.get("curve", [])
+    try:
+        curve = curve_rows(record.get("curve"))
+    except ValueError as e:
+        raise ValueError(f"{where}.curve: {e}") from e
     if not isinstance(curve, list) or not all(
         isinstance(e, dict)
         and _is_number(e.get("epoch"))

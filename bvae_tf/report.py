@@ -450,7 +450,7 @@ def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     if bvae is None:
         return None
     run = bvae["runs"][0]
-    curve = run.get("curve") or []
+    curve = E.curve_rows(run.get("curve"))
     title, behaviors, _ = DATASETS[dataset]
     behaviors = [b for b in behaviors if curve and f"valid/{b}/ndcg@5" in curve[0]]
     if not behaviors:
@@ -486,7 +486,7 @@ def _gate_run(results: list[dict], dataset: str) -> dict | None:
     """The first run of default BVAE whose curve records the gate trackers."""
     bvae = find_untuned(results, "bvae", dataset)
     for run in bvae["runs"] if bvae else ():
-        curve = run.get("curve") or []
+        curve = E.curve_rows(run.get("curve"))
         if curve and any(k.endswith("_gff_gate") for k in curve[0]):
             return run
     return None
@@ -501,7 +501,7 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
         return None
     if path is None:
         return ""
-    curve = run["curve"]
+    curve = E.curve_rows(run["curve"])
     title, behaviors, _ = DATASETS[dataset]
     behaviors = [b for b in behaviors if f"{b}_gff_gate" in curve[0]]
     epochs = np.array([c["epoch"] for c in curve])

@@ -29,6 +29,9 @@ from collections import defaultdict
 
 import numpy as np
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bvae_tf import experiment as E
+
 
 def _test_at(curve: list[dict], behavior: str, key: str) -> float:
     """Test NDCG@5 of ``behavior`` at the epoch of ``curve`` with the largest ``key``."""
@@ -48,7 +51,7 @@ def _scores(result: dict) -> tuple[list[str], list[list[list[float]]]]:
         raise ValueError("no 'behaviors' list or 'runs' list")
     out = []
     for run in runs:
-        curve, best = run.get("curve"), run.get("best_epoch")
+        curve, best = E.curve_rows(run.get("curve")), run.get("best_epoch")
         if not curve or not best or f"test/{names[0]}/ndcg@5" not in curve[0]:
             continue  # not a --paper-protocol run
         at_best = next((e for e in curve if e.get("epoch") == best), None)

@@ -72,6 +72,13 @@ def test_bvae_two_seeds_json_and_paper_layout_markdown(release_dir, tmp_path):
         mean, std = summary["click"]["ndcg@5"]
         assert 0.0 <= mean <= 1.0 and std >= 0.0
     assert result["runs"][0]["config"]["gate_mode"] == "reference"
+    # The per-epoch curve is stored by column; read back, it holds what the paper
+    # protocol picked from (each behavior's best test epoch), to the stored digits.
+    run = result["runs"][0]
+    assert isinstance(run["curve"], dict) and len(run["curve"]["epoch"]) == run["epochs_run"]
+    rows = experiment.curve_rows(run["curve"])
+    best_test = max(r["test/click/ndcg@5"] for r in rows)
+    assert best_test == pytest.approx(run["paper"]["click"]["ndcg@5"], rel=1e-6)
     table = (tmp_path / "ref.md").read_text()
     assert "| Behavior | Method | Prec@5 | Rec@5 | NDCG@5 | HR@5 | Seeds |" in table
     assert "| favorite | BVAE (gates=reference, latent_dim=4) |" in table
@@ -873,6 +880,31 @@ def test_grid_trains_every_trial_selects_on_valid_and_tests_once(
     # Time to quality counts the other trials in full: the selection needs them all.
     others = sum(t["train_seconds"] for t in run["trials"] if t["point"] != run["selected"])
     assert cost["minutes_to_selected"] * 60.0 > others > 0
+
+
+def test_a_curve_is_stored_by_column_and_read_back_as_rows():
+    rows = [
+        {"epoch": 1.0, "loss": 2.123456789, "valid/a/ndcg@5": 0.1},
+        {"epoch": 2.0, "loss": 1.5},  # an epoch without a metric
+    ]
+    packed = experiment.pack_curve(rows)
+    assert packed == {
+        "epoch": [1.0, 2.0],
+        "loss": [2.123457, 1.5],
+        "valid/a/ndcg@5": [0.1, None],
+    }
+    assert experiment.pack_curve(packed) is packed
+    assert experiment.curve_rows(packed) == [
+        {"epoch": 1.0, "loss": 2.123457, "valid/a/ndcg@5": 0.1},
+        {"epoch": 2.0, "loss": 1.5},
+    ]
+    assert experiment.curve_rows(rows) is rows and experiment.curve_rows(None) == []
+    with pytest.raises(ValueError, match="differ in length"):
+        experiment.curve_rows({"epoch": [1.0, 2.0], "loss": [1.0]})
+    # Both forms time the same.
+    timed = [{"epoch": e, "train_seconds": 2.0} for e in (1.0, 2.0, 3.0)]
+    packed = experiment.pack_curve(timed)
+    assert experiment.time_to_selected({"curve": packed, "best_epoch": 2}) == 4.0
 
 
 def test_time_to_selected_sums_epochs_up_to_the_selected_one():

@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from bvae_tf import report
+from bvae_tf import experiment, report
 from bvae_tf.config import BVAEConfig
 
 pytestmark = pytest.mark.unit
@@ -100,6 +100,9 @@ def results_dir(tmp_path):
         "w3_s0": _result("bvae", loss_weights=(0.2, 0.1, 0.7)),
     }
     for name, result in files.items():
+        if name == "bvae_s1":  # stored by column, as the experiment writes it now
+            for run in result["runs"]:
+                run["curve"] = experiment.pack_curve(run["curve"])
         (folder / f"{name}.json").write_text(json.dumps(result))
     return tmp_path / "results"
 
@@ -317,6 +320,15 @@ _DELETE = object()
         (_set(("runs", 0, "config", "latent_dim"), 50.7), r"config\.latent_dim must be a int"),
         (_set(("runs", 0, "config", "use_base"), "yes"), r"config\.use_base must be a bool"),
         (_set(("runs", 0, "curve", 0, "epoch"), float("nan")), r"with a whole 'epoch' >= 0"),
+        # A curve stored by column (experiment.pack_curve) is checked as rows.
+        (
+            _set(("runs", 0, "curve"), {"epoch": [1.0, 2.0], "loss": [1.0]}),
+            r"runs\[0\]\.curve: a packed curve's columns differ in length",
+        ),
+        (
+            _set(("runs", 0, "curve"), {"epoch": [1.0, 2.5]}),
+            r"with a whole 'epoch' >= 0",
+        ),
     ],
 )
 def test_malformed_result_contents_are_named(results_dir, tmp_path, mutate, message):
