@@ -2345,6 +2345,10 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
         suffix = f" [tuned: {'; '.join(grid)}]"
         if grid and not result["method"].endswith(suffix):  # run() labels it already
             result["method"] += suffix
+        # A --tune search: the chosen values are in the label, the budget beside them.
+        suffix = f" [tuned: {settings['tune']} trials]"
+        if settings.get("tune") and not result["method"].endswith(suffix):
+            result["method"] += suffix
     widest: dict[str, int] = {}
     for result in results:
         n = len(result.get("behaviors") or ())

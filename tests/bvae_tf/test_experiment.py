@@ -1110,6 +1110,9 @@ def test_tune_searches_once_then_trains_every_seed_with_the_best(release_dir, tm
         assert run["config"]["anneal_steps"] == 2 * -(-20 // 8)  # 2 epochs of 20 users / 8
     assert result["method"].endswith("[tuned: 2 trials]")
     assert "(+2 search trials" in (tmp_path / "bvae.md").read_text()
+    # Pooled with other files, the row still says it was searched (and what it chose).
+    (row,) = experiment.combine([tmp_path / "bvae.json"])
+    assert row["method"].endswith("[tuned: 2 trials]") and "anneal_steps=" in row["method"]
 
 
 def test_a_killed_search_reads_its_finished_trials_back(release_dir, tmp_path, monkeypatch):
