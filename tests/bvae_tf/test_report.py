@@ -116,6 +116,11 @@ def test_the_summary_comes_first_and_is_computed_from_the_runs(results_dir, tmp_
     for b in ("purchase", "click", "favorite"):
         best = max(rows, key=lambda r: report._ndcg(r, b) or 0.0)
         assert f"{b}: {best['method']} {report._ndcg(best, b):.4f} (" in summary
+    # Plain BVAE beside the paper's BVAE row (no paper-protocol runs in the fixture).
+    bvae = report.find_untuned(results, "bvae", "jd")
+    honest = " / ".join(f"{report._ndcg(bvae, b):.4f}" for b in ("purchase", "click", "favorite"))
+    line = "the paper 0.0743 / 0.0551 / 0.0859; honest protocol " + honest
+    assert line in summary and "the paper's protocol (best" not in summary
     # BVAE against the best baseline, as under the RQ1 table.
     tests = [line for line in summary.splitlines() if line.startswith("  - ")]
     assert len(tests) == 3 and all(t[4:] in text.split("## JD", 1)[1] for t in tests)
