@@ -651,6 +651,8 @@ def rq4_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> 
 #: Settings of the paper's fixed-weight grid: the first two behaviors' weights in
 #: {0.1, ..., 0.9}, the third 1 - both, zero weights omitted (``run_studies.sh rq2_weights``).
 WEIGHT_GRID_SIZE = 36
+#: The latent sizes of the RQ3 sweep (the paper's; d = 100 is the BVAE row).
+D_SWEEP = (50, 100, 150, 200)
 #: Its step-0.2 sub-grid (first two weights in {0.2, 0.4, 0.6}), which the study runs first.
 COARSE_WEIGHTS = tuple(
     (a, b) for a in (0.2, 0.4, 0.6) for b in (0.2, 0.4, 0.6) if round(a + b, 2) < 1.0
@@ -973,7 +975,7 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
         lines.append(f"- RQ3 K curves need VAE++: `{command}`")
     studies = {
         "rq2_weights": (weights_figure, "RQ2 SDWL against fixed loss weights"),
-        "rq3_d": (d_figure, "RQ3 latent sizes d ∈ {50, 100, 150, 200}"),
+        "rq3_d": (d_figure, f"RQ3 latent sizes d ∈ {{{', '.join(map(str, D_SWEEP))}}}"),
         "rq4": (rq4_figure, "RQ4 behaviors added one at a time"),
     }
     for study, (make, what) in studies.items():
@@ -986,6 +988,10 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
             lines.append(
                 f"- {what}: {WEIGHT_GRID_SIZE - done} of the {WEIGHT_GRID_SIZE} settings "
                 f"(the runs skip those done): `{command}`"
+            )
+        elif study == "rq3_d" and (left := sorted(set(D_SWEEP) - set(_d_runs(results, dataset)))):
+            lines.append(
+                f"- {what}: d = {', '.join(map(str, left))} (the runs skip those done): `{command}`"
             )
     if gates_figure(results, dataset, None) is None:
         command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 bvae"

@@ -169,9 +169,11 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     assert report.ablation_name(tuned) is None
     # What is missing, with the command that runs it.
     assert "out/comparison/jd 3 no_base no_gff no_base_gff_tff cgc exchange" in text
-    # Every study has results; the weight grid has 3 of its 36 settings.
-    assert text.count("run_studies.sh") == 1
+    # Every study has results; the weight grid has 3 of its 36 settings and the d sweep
+    # lacks d = 150: both listed with the command that runs what is left.
+    assert text.count("run_studies.sh") == 2
     assert "- RQ2 SDWL against fixed loss weights: 33 of the 36 settings" in text
+    assert "- RQ3 latent sizes d ∈ {50, 100, 150, 200}: d = 150 (the runs skip" in text
     # Each study's figure is followed by the paper's claim against these runs.
     assert text.count("**The paper against these runs.**") == 5
     assert "BVAE (defaults), seed 1, honest protocol" in text  # the run with gate values
