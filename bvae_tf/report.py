@@ -898,8 +898,11 @@ def claim_check(name: str, results: list[dict], dataset: str) -> str | None:
     behind it were stopped by their epoch budget while still improving, or were
     trained with different budgets, the verdict says so (:func:`_budget_caveat`)."""
     parts = _claim_parts(name, results, dataset)
-    if parts is None:
-        return None
+    return None if parts is None else _claim_text(name, parts, results, dataset)
+
+
+def _claim_text(name: str, parts: tuple[str, str], results: list[dict], dataset: str) -> str:
+    """:func:`claim_check`'s sentence from the study's :func:`_claim_parts`."""
     paper, here = parts
     return f"The paper: {paper}. {here}{_budget_caveat(_study_runs(name, results, dataset))}"
 
@@ -1149,10 +1152,11 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
                 f"*{caption}*",
                 "",
             ]
-            claim = claim_check(name, results, dataset)
-            if claim:
+            parts = _claim_parts(name, results, dataset)
+            if parts:
+                claim = _claim_text(name, parts, results, dataset)
                 body += [f"**The paper against these runs.** {claim}", ""]
-                summary.append(_summary_line(heading, _claim_parts(name, results, dataset)))
+                summary.append(_summary_line(heading, parts))
         body += _not_run(results, dataset)
         summary.append("")
     return [*header, *summary, *body], drawn

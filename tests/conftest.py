@@ -18,6 +18,18 @@ from components import local_beam
 local_beam.skip_tfx_sdist_for_direct_runner()
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 #: The team's real datasets (never copied into the repository). Override with
 #: BVAE_SHARED_DATA=/path/to/data.
 SHARED_DATA = pathlib.Path(os.environ.get("BVAE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -1,24 +1,18 @@
 """scripts/pack_curves.py: result files rewritten with their curves stored by column."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
 from bvae_tf import experiment
 from tests.bvae_tf.test_report import _result
+from tests.conftest import load_script
 
 pytestmark = pytest.mark.unit
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "pack_curves.py"
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("pack_curves", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pack_curves")
 
 
 def test_a_file_is_packed_smaller_and_reads_back_the_same(tmp_path, capsys):

@@ -1,23 +1,18 @@
 """scripts/results_tables.py: RESULTS.md's JD tables from result files alone."""
 
-import importlib.util
 import json
 import pathlib
 
 import pytest
 
 from tests.bvae_tf.test_report import _result
+from tests.conftest import load_script
 
 pytestmark = pytest.mark.unit
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "results_tables.py"
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("results_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("results_tables")
 
 
 def _write(folder: pathlib.Path, name: str, result: dict, paper: bool = True) -> None:
