@@ -166,9 +166,19 @@ def _finite_float(*, positive: bool) -> Callable[[str], float]:
     return parse
 
 
+class _ShortErrorParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (``prog: error: ...``, exit 2),
+    without the usage (36 lines for this command; ``--help`` shows it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=HelpWithDefaults
+    p = _ShortErrorParser(
+        prog="python -m bvae_tf.experiment",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpWithDefaults,
     )
     p.add_argument("--data", help="released dataset folder (<behavior>_<split> files)")
     p.add_argument("--model", choices=MODELS, default="bvae", help="the method")
@@ -197,13 +207,27 @@ def _parser() -> argparse.ArgumentParser:
         help="every log record on the console (always in <out>/logs/)",
     )
     p.add_argument("--behaviors", nargs="+", help="behaviors (default: all with train data)")
-    p.add_argument("--gate-mode", choices=("gated", "reference"), default=None)
+    p.add_argument(
+        "--gate-mode",
+        choices=("gated", "reference"),
+        default=None,
+        help="BVAE's gates (BVAEConfig.gate_mode; unset: gated, the 'gates=gated' of every "
+        "label): feature-wise GFF and TFF mixing weights normalised across behaviors; "
+        "'reference': eq. 3 and 8 as printed (identity GFF, summed TFF)",
+    )
     p.add_argument(
         "--reference",
         action="store_true",
         help="the released code's configuration (model.reference_config)",
     )
-    p.add_argument("--ablation", nargs="*", choices=sorted(ABLATIONS), default=[])
+    p.add_argument(
+        "--ablation",
+        nargs="*",
+        choices=sorted(ABLATIONS),
+        default=[],
+        help="BVAE parts removed (the paper's RQ2 rows -BASE, -GFF, -TFF; no_sdwl: equal "
+        "loss weights in place of SDWL)",
+    )
     p.add_argument(
         "--encoder",
         choices=("base", "exchange", "mmoe", "cgc"),
@@ -263,11 +287,28 @@ def _parser() -> argparse.ArgumentParser:
         help="fixed per-behavior loss weights in place of SDWL (the paper's RQ2 manual "
         "weights), in behavior order",
     )
-    p.add_argument("--sdwl-form", choices=("reference", "paper"))
-    p.add_argument("--beta-schedule", choices=("linear", "reference"))
-    p.add_argument("--beta-cap", type=float)
-    p.add_argument("--anneal-steps", type=int)
-    p.add_argument("--latent-dim", type=int)
+    p.add_argument(
+        "--sdwl-form",
+        choices=("reference", "paper"),
+        help="SDWL's loss weighting (BVAEConfig.sdwl_form; unset: paper, eq. 14; "
+        "reference: the released code's, losses.sdwl_term)",
+    )
+    p.add_argument(
+        "--beta-schedule",
+        choices=("linear", "reference"),
+        help="the KL weight's ramp (unset: linear, 0 to --beta-cap over --anneal-steps "
+        "updates; reference: the released code's formula, losses.kl_beta)",
+    )
+    p.add_argument(
+        "--beta-cap", type=float, help="the KL weight's maximum (unset: 0.2, Mult-VAE's)"
+    )
+    p.add_argument(
+        "--anneal-steps",
+        type=int,
+        help="updates of the KL weight's ramp to --beta-cap (unset: 200000, the paper's; "
+        "0: --beta-cap from the start)",
+    )
+    p.add_argument("--latent-dim", type=int, help="the latent size d (unset: 100, the paper's)")
     p.add_argument(
         "--latent-dims",
         type=int,
@@ -277,7 +318,9 @@ def _parser() -> argparse.ArgumentParser:
         "variant beyond the paper, BVAEConfig.latent_dims; --latent-dim defaults to "
         "their maximum)",
     )
-    p.add_argument("--dropout", type=float)
+    p.add_argument(
+        "--dropout", type=float, help="input dropout rate in [0, 1) (unset: 0.5, Mult-VAE's)"
+    )
     p.add_argument("--lr", type=_finite_float(positive=True), help="Adam learning rate")
     p.add_argument(
         "--weight-decay",

@@ -355,6 +355,27 @@ def _plt():
     return plt
 
 
+#: Line style and marker per behavior in the per-epoch figures, so that lines lying on
+#: top of each other stay visible (e.g. two GFF gates both at 1).
+_LINE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+
+def _behavior_style(index: int, points: int) -> dict:
+    """``ax.plot`` keywords of the ``index``-th behavior's line: its own dash pattern,
+    and a marker every ~10th of ``points`` points (staggered between behaviors)."""
+    dash, marker = _LINE_STYLES[index % len(_LINE_STYLES)]
+    every = max(1, points // 10)
+    return {"ls": dash, "marker": marker, "ms": 4, "markevery": (index * every // 3 % every, every)}
+
+
+def _epoch_axis(ax) -> None:
+    """Labels ``ax``'s x axis "epoch", with whole-number ticks only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
     """Grouped bars of test NDCG@5 and HR@5 per behavior for the RQ2 rows present;
     returns the caption (None when BVAE and no other RQ2 row are present)."""
@@ -464,11 +485,11 @@ def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
         ("{b}_sigma", f"mean posterior std {SIGMA_BAR}"),
     )
     for ax, (key, label) in zip(axes, panels, strict=True):
-        for b in behaviors:
+        for i, b in enumerate(behaviors):
             values = [c.get(key.format(b=b), np.nan) for c in curve]
-            ax.plot(epochs, values, label=b)
+            ax.plot(epochs, values, label=b, **_behavior_style(i, len(epochs)))
         ax.axvline(run["best_epoch"], color="grey", ls=":", lw=1)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.set_ylabel(label)
     axes[0].legend()
     axes[0].set_title(f"{title}: selection metric")
@@ -509,19 +530,20 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
     selected = min(curve, key=lambda c: abs(c["epoch"] - best))
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1, 1, 0.8]})
-    for b in behaviors:
+    for i, b in enumerate(behaviors):
         mean = np.array([c.get(f"{b}_gff_gate", np.nan) for c in curve])
         std = np.array([c.get(f"{b}_gff_gate_std", np.nan) for c in curve])
-        (line,) = axes[0].plot(epochs, mean, label=b)
+        style = _behavior_style(i, len(epochs))
+        (line,) = axes[0].plot(epochs, mean, label=b, **style)
         band = np.clip(mean - std, 0.0, 2.0), np.clip(mean + std, 0.0, 2.0)  # g is in (0, 2)
         axes[0].fill_between(epochs, *band, color=line.get_color(), alpha=0.15)
         own = [c.get(f"{b}_tff_from_{b}", np.nan) for c in curve]
-        axes[1].plot(epochs, own, label=f"{b} from {b}")
+        axes[1].plot(epochs, own, label=f"{b} from {b}", **style)
     axes[0].axhline(1.0, color="grey", lw=0.8)
     axes[1].axhline(1 / len(behaviors), color="grey", lw=0.8)
     for ax in axes[:2]:
         ax.axvline(best, color="grey", ls=":", lw=1)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
     axes[0].set_ylabel("GFF gate g (mean ± std)")
     axes[0].set_title(f"{title}: GFF, 1 = pass-through (eq. 3-4)")
     axes[0].legend()
@@ -948,6 +970,24 @@ def _budget_caveat(runs: list[dict]) -> str:
     return f" Caveat: {' and '.join(words)}." if words else ""
 
 
+def rows_budget_caveat(rows: list[dict]) -> str:
+    """A sentence naming the comparison rows with models the epoch budget stopped while
+    still within patience of their best epoch (empty when none): their numbers may
+    understate what the method reaches with more epochs."""
+    cut = []
+    for r in rows:
+        n, trained = E.budget_cut(r)
+        if n:
+            cut.append(f"{r['method']} ({n} of {trained})")
+    if not cut:
+        return ""
+    return (
+        f"Caveat: {len(cut)} of these {len(rows)} rows had models stopped by the epoch "
+        "budget within patience of their best epoch (still improving, perhaps; models "
+        f"stopped of models trained): {'; '.join(cut)}."
+    )
+
+
 def _paper_table(dataset: str) -> list[str]:
     title, behaviors, _ = DATASETS[dataset]
     paper = PAPER_RQ1[dataset]
@@ -964,38 +1004,83 @@ def _paper_table(dataset: str) -> list[str]:
     return [*lines, ""]
 
 
+#: Seeds of every RQ1 row and RQ2 bar (the studies' sweeps may have 1).
+COMPARISON_SEEDS = 3
+
+
 def _not_run(results: list[dict], dataset: str) -> list[str]:
+    """``Not run yet, or run in part:`` and a bullet per study or row missing, or with
+    fewer settings or seeds than the study has, each with the command that runs it
+    (the runs skip what is done); empty when nothing is missing."""
     title = DATASETS[dataset][0]
-    missing = [n for n in ABLATIONS if n not in {ablation_name(r, dataset) for r in results}]
     data = f"../shared/data/bvae/{title}"
-    lines = ["Not run yet (no result files):", ""]
+    out = f"out/comparison/{dataset}"
+    comparison = f"scripts/run_comparison.sh {data} {out} {COMPARISON_SEEDS}"
+    lines = ["Not run yet, or run in part:", ""]
+    # RQ1 rows: every method on JD; the inductive ones on UB (transductive models need
+    # each user in training: experiment-only, and not run on UB).
+    models = [m for m in E.MODELS if m != "bvae" and (dataset == "jd" or m not in E.TRANSDUCTIVE)]
+    absent = [m for m in models if find_untuned(results, m, dataset) is None]
+    if absent:
+        lines.append(f"- RQ1 rows {', '.join(absent)}: `{comparison} {' '.join(absent)}`")
+    ablations = {n: _ablation_rows(results, dataset).get(n) for n in ABLATIONS}
+    missing = [n for n, r in ablations.items() if r is None]
     if missing:
         rows = " ".join(_RQ2_ROWS[n] for n in missing)
-        command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 {rows}"
-        lines.append(f"- RQ2 rows {', '.join(missing)}: `{command}`")
-    if find_untuned(results, "vae_pp", dataset) is None:
-        command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 vae_pp"
-        lines.append(f"- RQ3 K curves need VAE++: `{command}`")
-    studies = {
-        "rq2_weights": (weights_figure, "RQ2 SDWL against fixed loss weights"),
-        "rq3_d": (d_figure, f"RQ3 latent sizes d ∈ {{{', '.join(map(str, D_SWEEP))}}}"),
-        "rq4": (rq4_figure, "RQ4 behaviors added one at a time"),
+        lines.append(f"- RQ2 rows {', '.join(missing)}: `{comparison} {rows}`")
+    # Rows present with fewer seeds than the comparison's (the floors and EASE are
+    # deterministic: one run).
+    few = {
+        m: r
+        for m in models
+        if m in E.PER_TARGET or m in ("vae_u", "ehcf")
+        if (r := find_untuned(results, m, dataset)) is not None and _seeds(r) < COMPARISON_SEEDS
     }
-    for study, (make, what) in studies.items():
-        command = f"scripts/run_studies.sh {study} {data} out/comparison/{dataset}"
-        if make(results, dataset, None) is None:
-            lines.append(f"- {what}: `{command}`")
-        elif study == "rq2_weights" and (done := len(_weight_grid(results, dataset))) < (
-            WEIGHT_GRID_SIZE
-        ):
+    few |= {
+        _RQ2_ROWS[n]: r
+        for n, r in ablations.items()
+        if r is not None and _seeds(r) < COMPARISON_SEEDS
+    }
+    if few:
+        seeds = ", ".join(f"{row} ({_seeds(r)})" for row, r in few.items())
+        lines.append(
+            f"- Rows with fewer than {COMPARISON_SEEDS} seeds (seeds so far): {seeds}: "
+            f"`{comparison} {' '.join(few)}`"
+        )
+    if find_untuned(results, "vae_pp", dataset) is None:
+        lines.append(f"- RQ3 K curves need VAE++: `{comparison} vae_pp`")
+    studies = {
+        "rq2_weights": (
+            "RQ2 SDWL against fixed loss weights",
+            len(_weight_grid(results, dataset)),
+            WEIGHT_GRID_SIZE,
+            "settings",
+        ),
+        "rq3_d": (
+            f"RQ3 latent sizes d ∈ {{{', '.join(map(str, D_SWEEP))}}}",
+            len(set(D_SWEEP) & set(_d_runs(results, dataset))),
+            len(D_SWEEP),
+            "sizes",
+        ),
+        "rq4": ("RQ4 behaviors added one at a time", None, None, "steps"),
+    }
+    for study, (what, done, total, unit) in studies.items():
+        command = f"`scripts/run_studies.sh {study} {data} {out}`"
+        figure = {"rq2_weights": weights_figure, "rq3_d": d_figure, "rq4": rq4_figure}[study]
+        drawn = figure(results, dataset, None) is not None
+        if study == "rq3_d" and done < total:
+            left = sorted(set(D_SWEEP) - set(_d_runs(results, dataset)))
             lines.append(
-                f"- {what}: {WEIGHT_GRID_SIZE - done} of the {WEIGHT_GRID_SIZE} settings "
-                f"(the runs skip those done): `{command}`"
+                f"- {what}: d = {', '.join(map(str, left))} not run ({done} of {total} "
+                f"{unit} run{'' if drawn else '; the figure needs 2'}): {command}"
             )
-        elif study == "rq3_d" and (left := sorted(set(D_SWEEP) - set(_d_runs(results, dataset)))):
+        elif done is not None and done < total:
             lines.append(
-                f"- {what}: d = {', '.join(map(str, left))} (the runs skip those done): `{command}`"
+                f"- {what}: {total - done} of the {total} {unit} not run ({done} run"
+                f"{'' if drawn else '; the figure needs 2'}): {command}"
             )
+        elif not drawn:
+            lines.append(f"- {what}: {command}")
     if gates_figure(results, dataset, None) is None:
         command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 bvae"
         lines.append(
@@ -1074,14 +1159,15 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
 def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], set[str]]:
     """The report's lines, and the names of the figures drawn into ``staging``."""
     drawn = set()
+    discussed = (out / "RESULTS.md").is_file()  # the repository's docs/, not another folder
     header = [
         "# BVAE: the paper's studies, measured",
         "",
         "Rendered by `python -m bvae_tf.report` (`make report`) from the result files in "
         f"`{results_dir}`; nothing here is retrained. Honest protocol throughout unless a "
         "table says otherwise: the epoch (and any searched setting) is selected on the "
-        "valid split and the test split is scored once. Numbers and their discussion: "
-        "`docs/RESULTS.md`.",
+        "valid split and the test split is scored once."
+        + (" Numbers and their discussion: `docs/RESULTS.md`." if discussed else ""),
         "",
         "Tables: mean ± sample std over seeds (the value alone for one seed, the Seeds column); "
         "the best value of a column is bold, the second underlined; a `*` after BVAE's "
@@ -1111,7 +1197,9 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
             ]
         table = E.render_markdown(rows, 5, (E.HONEST, E.PAPER), anchor) if rows else ""
         baseline_tests = E.rival_tests(rows, anchor, _is_baseline) if anchor else []
-        if baseline_tests:  # the paper's question: BVAE against the other methods
+        # The paper's question: BVAE against the other methods (left out when the best
+        # other row of the table's own test is already one of them: the same test).
+        if baseline_tests and not all(t in table for t in baseline_tests):
             after_honest = table.find("\n### ", 1) + 1 or len(table)
             text = "\n".join(
                 [
@@ -1132,8 +1220,13 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
                 "(test NDCG@5, paired t-test over users):"
             )
             summary += [f"  - {t}" for t in baseline_tests]
+        caveat = rows_budget_caveat(rows)
+        if caveat:
+            summary.append(_summary_caveat(rows, bvae, dataset))
         if table:
             body += [table.replace("### ", "#### "), ""]
+            if caveat:
+                body += [caveat, ""]
         body += _paper_table(dataset)
         for name, make, heading in _FIGURES:
             png = f"{name}_{dataset}.png"
@@ -1170,15 +1263,20 @@ _SUMMARY_INTRO = (
 )
 
 
+def _best_row(rows: list[dict], behavior: str) -> tuple[dict, float] | None:
+    """``(row, test NDCG@5)`` of the row with the highest mean test NDCG@5 of
+    ``behavior`` (honest protocol); None when no row scores it."""
+    scored = [(r, v) for r in rows if (v := _ndcg(r, behavior)) is not None]
+    return max(scored, key=lambda rv: rv[1], default=None)
+
+
 def _best_rows(rows: list[dict], dataset: str) -> list[str]:
     """``- Best row per behavior ...``: the comparison row with the highest mean test
     NDCG@5 (honest protocol) of each behavior, with its seeds."""
     parts = []
     for b in DATASETS[dataset][1]:
-        scored = [(r, _ndcg(r, b)) for r in rows]
-        scored = [(r, v) for r, v in scored if v is not None]
-        if scored:
-            r, v = max(scored, key=lambda rv: rv[1])
+        if (best := _best_row(rows, b)) is not None:
+            r, v = best
             parts.append(f"{b}: {r['method']} {v:.4f} ({_seeds(r)} seed{'s' * (_seeds(r) != 1)})")
     if not parts:
         return []
@@ -1212,6 +1310,25 @@ def _against_paper(bvae: dict | None, dataset: str) -> list[str]:
     if any(v is not None for v in optimistic):
         text += f"; the paper's protocol (best test epoch per behavior) {row(optimistic)}"
     return [text + "."]
+
+
+def _summary_caveat(rows: list[dict], bvae: dict | None, dataset: str) -> str:
+    """The summary's short form of :func:`rows_budget_caveat`: how many rows, and which
+    of plain BVAE and the best rows per behavior (:func:`_best_row`) are among them."""
+    cut = {id(r) for r in rows if E.budget_cut(r)[0]}
+    named: dict[int, list[str]] = {}
+    if bvae is not None and id(bvae) in cut:
+        named[id(bvae)] = ["plain BVAE"]
+    for b in DATASETS[dataset][1]:
+        best = _best_row(rows, b)
+        if best is not None and id(best[0]) in cut:
+            named.setdefault(id(best[0]), []).append(f"the best {b} row")
+    names = [n[0] + (f" ({', '.join(n[1:])})" if n[1:] else "") for n in named.values()]
+    among = f"; among them {_fmt_list(names)}" if names else ""
+    return (
+        f"- Caveat: {len(cut)} of the {len(rows)} rows had models stopped by the epoch "
+        f"budget within patience of their best epoch (listed under the RQ1 table){among}."
+    )
 
 
 def _summary_line(heading: str, parts: tuple[str, str]) -> str:

@@ -4,6 +4,9 @@
 #
 #   scripts/run_studies.sh STUDY DATA OUT [SEEDS]
 #
+# SEEDS: 3 for rq1 and rq2 (the comparison's and the ablation bars'), 1 for the sweeps
+# (rq2_weights, rq3_d, rq4), unless given.
+#
 # STUDY: rq1 (every comparison row), rq2 (ablations and BASE's replacements),
 # rq2_weights (fixed loss weights in place of SDWL: the first two modelled behaviors'
 # weights in {0.1, ..., 0.9} and the third's 1 - both, zero weights omitted: 36 runs,
@@ -14,7 +17,8 @@
 # Prints the number of runs and a compute estimate before starting (the median wall
 # time of the runs already in OUT; without any, of the dataset's kept runs in
 # docs/results/<data folder's name>; else 20 minutes: a BVAE run on JD with 2 CPU
-# cores, one run at a time). DRY_RUN=1 lists the rows instead of running them.
+# cores, one run at a time). DRY_RUN=1 lists the rows with runs not done yet instead
+# of running them (scripts/run_comparison.sh's DRY_RUN=1 lists their commands).
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
 if (( $# < 3 )); then
@@ -22,7 +26,7 @@ if (( $# < 3 )); then
   exit 2
 fi
 STUDY=$1 DATA=$2 OUT=$3
-SEEDS=${4:-1}
+case $STUDY in rq1 | rq2) SEEDS=${4:-3} ;; *) SEEDS=${4:-1} ;; esac
 # DATA and OUT are read from the caller's folder (run_comparison.sh passes them on
 # relative to the repository root).
 DATA=$(realpath -s -m -- "$DATA")
@@ -73,14 +77,17 @@ problem=""
 [[ -d $DATA ]] || problem="DATA '$DATA' is not a folder"
 [[ ! -e $OUT || -d $OUT ]] || problem="OUT '$OUT' exists and is not a folder"
 [[ ${DRY_RUN:-0} != 0 || -z $problem ]] || { echo "$problem" >&2; exit 2; }
-todo=0
-for seed in $(seq 0 $((SEEDS - 1))); do
-  for row in "${ROWS[@]}"; do
+todo=0 LEFT=()  # LEFT: the rows with a run still to do, in order
+for row in "${ROWS[@]}"; do
+  left=0
+  for seed in $(seq 0 $((SEEDS - 1))); do
     case $row in
-      popularity | repeat | ease) [[ $seed -eq 0 && ! -f "$OUT/$row.json" ]] && todo=$((todo + 1)) ;;
-      *) [[ -f "$OUT/${row}_s$seed.json" ]] || todo=$((todo + 1)) ;;
+      popularity | repeat | ease) [[ $seed -eq 0 && ! -f "$OUT/$row.json" ]] && left=$((left + 1)) ;;
+      *) [[ -f "$OUT/${row}_s$seed.json" ]] || left=$((left + 1)) ;;
     esac
   done
+  todo=$((todo + left))
+  (( left == 0 )) || LEFT+=("$row")
 done
 # Minutes per run: the median wall time (training + evaluation) of the BVAE runs already
 # in OUT with the studies' budget of 150 epochs (what every study row runs: not a
@@ -124,6 +131,7 @@ fi
 echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (about $((todo * minutes)) minutes at ~$minutes min per run: $basis)"
 if [[ ${DRY_RUN:-0} != 0 ]]; then
   [[ -z $problem ]] || echo "note: $problem; a run would stop here" >&2
-  printf "%s\n" "${ROWS[@]}"; exit 0
+  (( ${#LEFT[@]} == 0 )) || printf "%s\n" "${LEFT[@]}"
+  exit 0
 fi
 exec scripts/run_comparison.sh "$DATA" "$OUT" "$SEEDS" "${ROWS[@]}"

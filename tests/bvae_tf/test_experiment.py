@@ -173,6 +173,15 @@ def test_cli_names_an_out_below_a_file_and_a_markdown_without_combine(tmp_path, 
     assert "--markdown and --anchor go with --combine" in capsys.readouterr().err
 
 
+def test_cli_errors_are_one_line_without_the_usage(tmp_path, capsys):
+    for argv in (["--combine", str(tmp_path / "missing.json")], ["--no-such-flag"]):
+        with pytest.raises(SystemExit) as stop:
+            experiment.main(argv)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("python -m bvae_tf.experiment: error: ")
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize(
     "model, flags, named",

@@ -173,7 +173,7 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     # lacks d = 150: both listed with the command that runs what is left.
     assert text.count("run_studies.sh") == 2
     assert "- RQ2 SDWL against fixed loss weights: 33 of the 36 settings" in text
-    assert "- RQ3 latent sizes d ∈ {50, 100, 150, 200}: d = 150 (the runs skip" in text
+    assert "- RQ3 latent sizes d ∈ {50, 100, 150, 200}: d = 150 not run (3 of 4 sizes" in text
     # Each study's figure is followed by the paper's claim against these runs.
     assert text.count("**The paper against these runs.**") == 5
     assert "BVAE (defaults), seed 1, honest protocol" in text  # the run with gate values
@@ -545,7 +545,8 @@ def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
         assert done.returncode == 0, done.stderr
         return done.stdout.splitlines()[0]
 
-    assert "8 runs to do (about 160 minutes at ~20 min per run" in first_line()
+    # rq2's bars have 3 seeds by default (8 rows x 3).
+    assert "24 runs to do (about 480 minutes at ~20 min per run" in first_line()
     out.mkdir()
     for name, seconds in (("bvae_s0", 2400), ("mmoe_s0", 3000), ("cgc_s0", 3600)):
         run = {"train_seconds": seconds - 60, "eval_seconds": 60}
@@ -561,7 +562,20 @@ def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
         result = {"model": model, "command": command, "runs": [run]}
         (out / f"{name}.json").write_text(json.dumps(result))
     line = first_line()
-    assert "5 runs to do (about 250 minutes at ~50 min per run: the median of the 3" in line
+    assert "21 runs to do (about 1050 minutes at ~50 min per run: the median of the 3" in line
+
+
+def test_a_studys_dry_run_lists_the_rows_left_and_sweeps_default_to_one_seed(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("bvae_s0", "d50_s0", "d150_s0"):
+        (out / f"{name}.json").write_text("{}")
+    done = _study("rq3_d", tmp_path, out, DRY_RUN="1")
+    assert done.returncode == 0, done.stderr
+    head, *rows = done.stdout.splitlines()
+    assert "4 rows x 1 seed(s); 1 runs to do" in head and rows == ["d200"]
+    done = _study("rq3_d", tmp_path, out, 2, DRY_RUN="1")  # seed 1 of every row left
+    assert done.stdout.splitlines()[1:] == ["bvae", "d50", "d150", "d200"]
 
 
 def test_a_study_without_runs_in_out_estimates_from_the_datasets_kept_runs(tmp_path):
@@ -675,3 +689,42 @@ def test_the_report_renders_without_importing_tensorflow(results_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "docs" / "REPORT.md").is_file()
+
+
+def test_report_names_budget_cut_rows_rows_missing_and_rows_with_few_seeds(tmp_path):
+    """Rows whose models the epoch budget stopped while still improving get a caveat
+    under the RQ1 table and in the summary; the RQ1 rows not run and the rows with fewer
+    than 3 seeds are listed with the command that runs them; a test already given under
+    the table is not repeated."""
+    folder = tmp_path / "results" / "jd"
+    folder.mkdir(parents=True)
+    short = "--epochs 3 --patience 2"  # epochs_run 3, best 2: within patience at the end
+    files = {
+        "bvae_s0": _result("bvae", command_extra=short),
+        "bvae_s1": _result("bvae", seed=1, command_extra=short),
+        "popularity": _result("popularity"),
+        "vae_pp_s0": _result("vae_pp"),
+    }
+    for name, result in files.items():
+        (folder / f"{name}.json").write_text(json.dumps(result))
+    out = tmp_path / "docs"
+    text = report.render(tmp_path / "results", out).read_text()
+    summary = text.split("## JD", 1)[0]
+    assert (
+        "- Caveat: 1 of the 3 rows had models stopped by the epoch budget within patience "
+        "of their best epoch (listed under the RQ1 table); among them plain BVAE" in summary
+    )
+    body = text.split("## JD", 1)[1]
+    assert "Caveat: 1 of these 3 rows had models stopped" in body
+    assert "): BVAE (gates=gated) (2 of 2)." in body
+    missing = [m for m in experiment.MODELS if m not in ("bvae", "popularity", "vae_pp")]
+    assert f"- RQ1 rows {', '.join(missing)}: `scripts/run_comparison.sh" in body
+    assert "- Rows with fewer than 3 seeds (seeds so far): vae_pp (1), bvae (2): `" in body
+    assert body.count("out/comparison/jd 3 vae_pp bvae`") == 1
+    # BVAE's best other row is a baseline: its test is given once, under the table.
+    assert "The same test of" not in body
+    # RESULTS.md is the repository's discussion: named only where it sits beside.
+    assert "`docs/RESULTS.md`" not in text.split("## Summary")[0]
+    (out / "RESULTS.md").write_text("# results\n")
+    text = report.render(tmp_path / "results", out).read_text()
+    assert "Numbers and their discussion: `docs/RESULTS.md`." in text.split("## Summary")[0]
