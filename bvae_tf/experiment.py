@@ -2101,6 +2101,11 @@ def _replaceable_table(path: str | pathlib.Path) -> bool:
 _SHARE_METRICS = frozenset(M.METRICS)
 
 
+#: The metric every selection, comparison and summary reads of each behavior's test
+#: scores (the tables show any other one a file lacks as nan).
+_TABLE_METRICS_AT_5 = ("ndcg@5",)
+
+
 def check_result(result: dict) -> None:
     """Checks what :func:`combine` and ``bvae_tf.report`` read of a result file.
 
@@ -2108,7 +2113,8 @@ def check_result(result: dict) -> None:
     ``method``; ``behaviors``, a non-empty list of names; ``model`` one of
     :data:`MODELS`; and ``runs``, each with ``honest`` (and optionally ``paper`` and
     ``valid``) metrics for exactly those behaviors, the same metric names in every run,
-    every value a finite number, and ``train_seconds`` (if any) a finite number >= 0. A run's
+    every value a finite number, the honest ones with at least ``ndcg@5``, and
+    ``train_seconds`` (if any) a finite number >= 0. A run's
     optional ``seed`` is an integer, once per file; ``best_epoch`` and ``epochs_run``
     integers (or objects of one per behavior); ``config`` an object (required for
     BVAE, whose variants the report reads from it; its ``loss_weights`` one number per
@@ -2182,6 +2188,12 @@ def check_result(result: dict) -> None:
                         f"metrics out of range: {protocol} {b} "
                         + ", ".join(f"{m}={values[m]!r}" for m in out_of_range[:5])
                         + f" ({where}; ranking metrics lie in [0, 1], num_users is a count)"
+                    )
+                missing = [m for m in _TABLE_METRICS_AT_5 if m not in values]
+                if protocol == HONEST and missing:
+                    raise ValueError(
+                        f"{where}.{protocol}.{b} lacks {', '.join(missing)} (what every "
+                        "comparison reads)"
                     )
                 if protocol == HONEST and names.setdefault(b, set(values)) != set(values):
                     raise ValueError(
@@ -2323,12 +2335,15 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
       ValueError: naming a file that cannot be read, is not JSON, holds no finished run
         or a metric that is not a finite number; a file given twice; two files that
         hold the same seed of one method, or the same seedless run (a copy counted
-        twice); or files of different datasets (``data``'s last folder name).
+        twice); files of different datasets (``data``'s last folder name) or data files
+        (``data_digest``, where recorded); or runs of one method scoring different
+        numbers of test users.
     """
     results: list[dict] = []
     seen: dict[tuple[str, object], str] = {}  # (method key, seed) -> the file holding it
     given: set[pathlib.Path] = set()
     datasets: dict[str, str] = {}  # dataset name -> the first file of it
+    digests: dict[str, str] = {}  # data_digest -> the first file of it
     for path in paths:
         if pathlib.Path(path).resolve() in given:
             raise ValueError(f"{str(path)!r} is given twice")
@@ -2347,6 +2362,16 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
             raise ValueError(f"cannot use {str(path)!r}: {e}") from e
         dataset = pathlib.PurePath(str(result.get("data", ""))).name
         datasets.setdefault(dataset, str(path))
+        digest = result.get("data_digest")
+        if digest is not None:
+            digests.setdefault(digest, str(path))
+            if len(digests) > 1:
+                other = next(f for d, f in digests.items() if d != digest)
+                raise ValueError(
+                    f"{str(path)!r} and {other!r} were trained on different data files "
+                    "(their data_digest differs: the files changed, or another folder of "
+                    "the same name): they cannot share a table"
+                )
         if len(datasets) > 1:
             (a, fa), (b, fb) = list(datasets.items())[:2]
             raise ValueError(
@@ -2364,6 +2389,15 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
                 )
         same = [r for r in results if method_key(r) == key]
         if same:  # e.g. seeds run in separate invocations: pool them
+            first_file = seen[(key, same[0]["runs"][0].get("seed"))]
+            for b in result["behaviors"]:  # the same test users (files without a digest)
+                ours, theirs = (r["runs"][0][HONEST][b].get("num_users") for r in (result, same[0]))
+                if ours != theirs:
+                    raise ValueError(
+                        f"{str(path)!r} scores {ours} {b} test users, {first_file!r} of the "
+                        f"same method {result['method']!r} {theirs}: runs of different data "
+                        "cannot be pooled"
+                    )
             for protocol in (HONEST, PAPER):
                 ours, theirs = (_metric_names(r["runs"][0], protocol) for r in (result, same[0]))
                 if ours != theirs:
@@ -2484,6 +2518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--markdown {args.markdown!r}: a Markdown table is not written to a .json "
                 "file (result files are .json)"
             )
+        if args.markdown and pathlib.Path(args.markdown).is_dir():
+            _parser().error(f"--markdown {args.markdown!r} is a folder: name a file in it")
         if args.markdown and not pathlib.Path(args.markdown).resolve().parent.is_dir():
             _parser().error(f"--markdown {args.markdown!r}: its folder does not exist")
         if args.markdown and not args.overwrite and not _replaceable_table(args.markdown):
@@ -2514,8 +2550,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _parser().error(f"--markdown {args.markdown!r}: {e.strerror or e}")
         print(text)
         return 0
-    if args.markdown or args.anchor:
-        _parser().error("--markdown and --anchor go with --combine")
+    if args.markdown or args.anchor or args.protocols != _parser().get_default("protocols"):
+        _parser().error("--markdown, --anchor and --protocols go with --combine")
+    if len(set(args.ablation)) < len(args.ablation):
+        _parser().error(f"--ablation names a part twice: {' '.join(args.ablation)}")
+    seeds_given = any(a == "--seeds" or a.startswith("--seeds=") for a in argv)
+    if args.model in BASELINES and seeds_given and args.seeds > 1:
+        _parser().error(
+            f"--model {args.model} has no randomness: one run, not --seeds {args.seeds}"
+        )
     if not args.data:
         _parser().error("--data is required (or --combine)")
     name = args.model if args.name is None else args.name
@@ -2546,6 +2589,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.tune < 0:
         _parser().error(f"--tune must be >= 0 trials, got {args.tune}")
+    if args.first_seed + args.seeds - 1 > _INT_MAX:
+        _parser().error(
+            f"--first-seed {args.first_seed} with --seeds {args.seeds} reaches seed "
+            f"{args.first_seed + args.seeds - 1}, above the largest seed {_INT_MAX}"
+        )
     if args.tune_space and not args.tune:
         _parser().error("--tune-space shapes the search of --tune N: give --tune too")
     if args.sampled_softmax is not None or args.sampled_proposal:
@@ -2740,6 +2788,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for parent in (pathlib.Path(args.log_dir), *pathlib.Path(args.log_dir).parents)
     ):
         _parser().error(f"--log-dir {args.log_dir!r} is (or is below) a file, not a folder")
+    if args.log_dir is not None:
+        try:
+            pathlib.Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # e.g. a read-only place
+            _parser().error(f"--log-dir {args.log_dir!r} cannot be a folder: {e.strerror or e}")
     try:
         pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:  # e.g. a file on the way

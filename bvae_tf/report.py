@@ -205,8 +205,10 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
 
     Raises:
       ValueError: if no dataset folder has result files, or naming a file that cannot
-        be used (``experiment.combine``), that models a behavior the dataset's
-        tables do not have (``DATASETS``), the dataset's behaviors in another order,
+        be used (``experiment.combine``), that was trained on another dataset (its
+        ``data`` folder's name is not the folder's, case aside), that models a
+        behavior the dataset's tables do not have (``DATASETS``), the dataset's
+        behaviors in another order,
         or plain BVAE on a subset that is no step of RQ4 (not the first behaviors of
         the paper's order).
     """
@@ -221,6 +223,13 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
         for path in paths:
             result = json.loads(path.read_text())
             behaviors = result["behaviors"]
+            # The data folder a run read (its last name, as combine compares them).
+            data = pathlib.PurePath(str(result.get("data") or "")).name
+            if data and data.lower() != key:
+                raise ValueError(
+                    f"cannot use {str(path)!r}: it was trained on {result['data']!r}, not "
+                    f"{DATASETS[key][0]}: move it into the folder of its dataset"
+                )
             if not set(behaviors) <= set(known):
                 raise ValueError(
                     f"cannot use {str(path)!r}: behaviors {behaviors} are not among "
@@ -1128,12 +1137,20 @@ def render(results_dir: str | pathlib.Path, out_dir: str | pathlib.Path) -> path
     previous report and figures as they were.
 
     Raises:
-      ValueError: as :func:`load`.
+      ValueError: as :func:`load`; or if ``REPORT.md`` or ``figures`` in ``out_dir``
+        exists as another kind of entry (a folder, a file).
     """
     _WARNED.clear()
     by_dataset = load(results_dir)
     out = pathlib.Path(out_dir)
     figures = out / "figures"
+    # Checked before anything is written, so that nothing is half replaced.
+    for path, kind, ok in (
+        (out / "REPORT.md", "a file", pathlib.Path.is_file),
+        (figures, "a folder", pathlib.Path.is_dir),
+    ):
+        if path.exists() and not ok(path):
+            raise ValueError(f"{str(path)!r} exists and is not {kind}: move it away")
     figures.mkdir(parents=True, exist_ok=True)
     for left in out.glob(_STAGING + "*"):  # of a render killed before its cleanup
         shutil.rmtree(left, ignore_errors=True)

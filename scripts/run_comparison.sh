@@ -29,8 +29,11 @@
 # (e.g. "--ease-dtype float32 --ease-factored" on UB's 31k items: no B_b formed).
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
-DATA=${1:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
-OUT=${2:?usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...]}
+if (( $# < 2 )); then
+  echo "usage: scripts/run_comparison.sh DATA OUT [SEEDS] [ROW...] (--help lists the rows)" >&2
+  exit 2
+fi
+DATA=$1 OUT=$2
 SEEDS=${3:-3}
 # DATA and OUT are read from the caller's folder and passed on relative to the
 # repository root, where the runs start (the result files record those paths).
@@ -270,17 +273,33 @@ run() { if [[ ${DRY_RUN:-0} != 0 ]]; then printf 'would run:'; printf ' %q' "$@"
 # wrote it (the experiment records its command line); one written by another command
 # (e.g. a shorter smoke run with other EPOCHS) is named and left alone, not rerun:
 # delete it, or run the experiment with --overwrite, to replace it.
+# A result of other data (another --data folder) in OUT stops the list: it would
+# otherwise count as done.
 others=()
-# done_by_this NAME FLAG...: 0 if OUT/NAME.json exists, and records a command that ends
-# in "--name NAME FLAG..." (DATA and OUT may be spelled differently, e.g. from another
-# folder, and still be the same files).
+# done_by_this NAME FLAG...: 0 if OUT/NAME.json exists, holds finished runs, and records
+# a command that ends in "--name NAME FLAG..." (DATA and OUT may be spelled differently,
+# e.g. from another folder, and still be the same files); exits 2 if it was trained on
+# another data folder than DATA.
 done_by_this() {
   local file="$OUT/$1.json" recorded
   [[ -f $file ]] || return 1
-  # An unreadable file (e.g. truncated) is not done: the experiment then names it and stops.
-  recorded=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("command", ""))' \
-    "$file" 2>/dev/null) || return 1
-  [[ $recorded == *" --name $*" ]] || others+=("$file")
+  # An unreadable file (e.g. truncated) is not done: the experiment then names it and
+  # stops; nor is one without runs (the experiment resumes it, or refuses another
+  # command's). Prints the recorded --data folder (resolved from the repository root,
+  # where the runs start), then the command.
+  recorded=$(python3 -c 'import json, os, sys
+r = json.load(open(sys.argv[1]))
+assert isinstance(r, dict) and isinstance(r.get("runs"), list) and r["runs"]
+data = r.get("data")
+print(os.path.realpath(data) if isinstance(data, str) else "")
+print(r.get("command", ""))' "$file" 2>/dev/null) || return 1
+  local data=${recorded%%$'\n'*} command=${recorded#*$'\n'}
+  if [[ -n $data && $data != "$(realpath -m -- "$DATA")" ]]; then
+    echo "$file holds a result trained on other data ($data, not $DATA): use another OUT," \
+      "or move it away" >&2
+    exit 2
+  fi
+  [[ $command == *" --name $*" ]] || others+=("$file")
   return 0
 }
 for seed in $(seq 0 $((SEEDS - 1))); do

@@ -60,6 +60,7 @@ case $STUDY in
     done ;;
   rq3_d) ROWS=(bvae d50 d150 d200) ;;
   rq4)
+    [[ -d $DATA || ${DRY_RUN:-0} != 0 ]] || { echo "DATA '$DATA' is not a folder" >&2; exit 2; }
     # The paper's order, purchase -> click -> favourite -> cart, over the behaviors with
     # a non-empty train file (JD: no cart; UB: no click): one row per prefix, the last
     # is the full model ("bvae").

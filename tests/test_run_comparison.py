@@ -166,7 +166,7 @@ def test_bad_counts_stop_before_any_run(tmp_path, seeds, env, message):
 def test_dry_run_lists_the_runs_not_done_and_runs_nothing(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "bvae_s0.json").write_text("{}")
+    (tmp_path / "out" / "bvae_s0.json").write_text(json.dumps({"runs": [{"seed": 0}]}))
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "2", "bvae"]
     env = {**os.environ, "DRY_RUN": "1", "PY": _check_only(tmp_path)}  # fails if it ran
     done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
@@ -180,10 +180,11 @@ def test_a_result_of_another_command_is_named_not_counted_silently(tmp_path):
     (tmp_path / "out").mkdir()
     same = "python -m bvae_tf.experiment --data d --out o --name bvae_s0 --seeds 1"
     same += " --first-seed 0 --epochs 150 --patience 40 --paper-protocol --model bvae"
-    (tmp_path / "out" / "bvae_s0.json").write_text(json.dumps({"command": same}))
+    runs = [{"seed": 0}]
+    (tmp_path / "out" / "bvae_s0.json").write_text(json.dumps({"command": same, "runs": runs}))
     smoke = same.replace("--name bvae_s0", "--name vae_u_s0").replace("bvae", "vae_u")
     smoke = smoke.replace("--epochs 150", "--epochs 1")
-    (tmp_path / "out" / "vae_u_s0.json").write_text(json.dumps({"command": smoke}))
+    (tmp_path / "out" / "vae_u_s0.json").write_text(json.dumps({"command": smoke, "runs": runs}))
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", "bvae", "vae_u"]
     env = {**os.environ, "DRY_RUN": "1", "PY": _check_only(tmp_path)}
     done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
@@ -263,3 +264,29 @@ def test_an_unreadable_result_is_run_not_skipped(tmp_path):
     done = _run(tmp_path, "bvae")
     assert done.returncode == 0, done.stderr
     assert "--name bvae_s0" in done.stdout and "another command" not in done.stdout
+
+
+def test_a_result_of_other_data_stops_the_list_and_one_without_runs_is_run(tmp_path):
+    """A JSON in OUT counts as done only if it holds finished runs of DATA's folder (the
+    same folder spelled another way counts); another folder's result stops the list."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "out").mkdir()
+    command = "python -m bvae_tf.experiment --data d --out o --name popularity --model popularity"
+
+    def kept(data, runs):
+        result = {"command": command, "data": str(data), "runs": runs}
+        (tmp_path / "out" / "popularity.json").write_text(json.dumps(result))
+        return _run(tmp_path, "popularity", DRY_RUN="1", PY=_check_only(tmp_path))
+
+    done = kept(tmp_path / "other" / ".." / "data", [{"seed": 0}])
+    assert done.returncode == 0, done.stderr
+    assert "would run:" not in done.stdout
+    foreign = kept(tmp_path / "other", [{"seed": 0}])
+    assert foreign.returncode == 2 and "would run:" not in foreign.stdout
+    assert f"popularity.json holds a result trained on other data ({tmp_path / 'other'}" in (
+        foreign.stderr
+    )
+    unfinished = kept(tmp_path / "data", [])
+    assert unfinished.returncode == 0, unfinished.stderr
+    assert "would run:" in unfinished.stdout and "--name popularity" in unfinished.stdout

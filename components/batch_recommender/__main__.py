@@ -4,11 +4,14 @@
 
     python -m components.batch_recommender --examples <ExampleGen examples dir> \
         --model <SavedModel dir> --output <dir> [--users users.txt] \
-        [--formats csv tfrecord] [--batch-size 256] [-- <Beam options>]
+        [--formats csv tfrecord] [--batch-size 256] [--overwrite] [-- <Beam options>]
 
 ``--examples`` is an ExampleGen artifact folder (its ``Split-*`` subfolders are read)
 or one split's folder; ``--model`` a SavedModel written by ``bvae_tf.export`` (e.g. a
-version the Pusher published). Prints the summary and the users per second.
+version the Pusher published). Prints the summary and the users per second. An
+``--output`` holding an earlier job's files is refused unless ``--overwrite`` (their
+shards would otherwise be read with the new ones); listed users without history in the
+examples are reported (all of them: an error, exit 2).
 """
 
 from __future__ import annotations
@@ -41,6 +44,45 @@ def example_patterns(examples_dir: str) -> list[str]:
     return [os.path.join(examples_dir, "*")]
 
 
+def check_examples(patterns: list[str]) -> None:
+    """Reads the first record of the first file the patterns match, as a GZIP TFRecord
+    of a ``tf.train.Example`` (what ExampleGen writes), so that a wrong folder is named
+    before the job starts.
+
+    Raises:
+      ValueError: if no file matches, or the first one is no GZIP TFRecord of examples.
+    """
+    import tensorflow as tf
+
+    files = [f for pattern in patterns for f in sorted(tf.io.gfile.glob(pattern))]
+    files = [f for f in files if not tf.io.gfile.isdir(f)]
+    if not files:
+        raise ValueError(f"--examples: no file matches {', '.join(patterns)}")
+    try:
+        for raw in tf.data.TFRecordDataset(files[0], compression_type="GZIP").take(1):
+            tf.train.Example.FromString(raw.numpy())
+    except Exception as e:  # zlib, TFRecord framing or protobuf errors, by TF's type
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"--examples: {files[0]!r} is not a GZIP TFRecord file of tf.train.Example "
+            f"records (what ExampleGen writes): {first}"
+        ) from e
+
+
+def previous_outputs(output_dir: str) -> list[str]:
+    """The files of an earlier job in ``output_dir``: its ``recommendations-*`` shards
+    and its summary (another job's shards would be read with this one's)."""
+    from components.batch_recommender import recommend
+
+    if not os.path.isdir(output_dir):
+        return []
+    return sorted(
+        os.path.join(output_dir, name)
+        for name in os.listdir(output_dir)
+        if name.startswith(recommend.CSV_PREFIX + "-") or name == recommend.SUMMARY_FILE
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
@@ -52,8 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", help="text file of user ids, one per line (default: all)")
     parser.add_argument("--formats", nargs="+", default=["csv", "tfrecord"])
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an earlier job's recommendations-* files and summary in --output first",
+    )
     parser.add_argument("--verbose", action="store_true", help="full TF/Beam logs")
     args = parser.parse_args(own)
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        parser.exit(2, f"error: --output {args.output!r} exists and is not a folder\n")
+    earlier = previous_outputs(args.output)
+    if earlier and not args.overwrite:
+        parser.exit(
+            2,
+            f"error: --output {args.output!r} holds an earlier job's files ({len(earlier)}, "
+            f"e.g. {os.path.basename(earlier[0])!r}): choose another folder, or pass "
+            "--overwrite to delete them first\n",
+        )
     log = console.setup(
         console.log_file_path(args.output, "batch_recommender"), verbose=args.verbose
     )
@@ -66,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         patterns = example_patterns(args.examples)
+        check_examples(patterns)
         info = export.read_export_info(args.model)
         users = executor.read_users(args.users) if args.users else None
+        for path in earlier:  # --overwrite
+            os.remove(path)
         os.makedirs(args.output, exist_ok=True)
         start = time.perf_counter()
         with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
@@ -91,6 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         f"({summary['users'] / seconds:.0f} users/s, job start-up included) -> {args.output}"
     )
     print(f"Full log: {log}")
+    unknown = summary.get("users_without_history", 0)
+    if users is not None and unknown:
+        listed = len(dict.fromkeys(users))
+        message = (
+            f"{unknown} of the {listed} users listed in --users {args.users!r} have no "
+            "history in the examples: they got the ranking of an empty history (ids are "
+            "matched exactly, one per line, no header; the file's first ids: "
+            f"{', '.join(repr(u) for u in list(dict.fromkeys(users))[:3])})"
+        )
+        if unknown == listed:
+            parser.exit(2, f"error: none of the listed users is known: {message}\n")
+        print(f"warning: {message}", file=sys.stderr)
     return 0
 
 

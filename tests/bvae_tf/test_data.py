@@ -86,6 +86,18 @@ def test_load_release_explicit_behaviors_and_errors(release, tmp_path_factory):
     (bad / "target_train").write_text("0 2\n")
     with pytest.raises(ValueError, match="1-based"):
         D.load_release(bad)
+    for line in ("1 1_0", "+7 2"):  # numpy alone would read 10 and 7
+        (bad / "target_train").write_text(f"1 2\n{line}\n")
+        with pytest.raises(ValueError, match="line 2: ids must be written as decimal digits"):
+            D.load_release(bad)
+    (bad / "target_train").write_text("1 2\n")
+    (bad / "target_test").symlink_to(bad / "nowhere")
+    with pytest.raises(ValueError, match="target_test' cannot be read: it is a link to nothing"):
+        D.load_release(bad)
+    (bad / "target_test").unlink()
+    (bad / "target_test").mkdir()
+    with pytest.raises(ValueError, match="target_test' cannot be read: it is not a file"):
+        D.load_release(bad)
     with pytest.raises(ValueError, match="split"):
         data.matrix("holdout", F.CLICK)
 
@@ -161,7 +173,10 @@ def test_load_release_counts_what_it_drops_or_cannot_learn(tmp_path, caplog):
     assert any("2 of 3 test users have no train interaction" in w for w in warnings)
     valid = data.matrix(F.EVAL, F.PURCHASE)
     assert valid.nnz == 2 and valid[0, 1] == 0 and valid[0, 2] == 1
-    assert data.num_items == 9  # still every id gets a row: the warning says so
+    assert data.num_items == 9  # still every id gets a row: the warnings say so
+    # Items 4-8 occur in no file (a stray large id, short of the sparse-id error).
+    assert any("5 of the 9 item ids 1..9 occur in no file (56%)" in w for w in warnings)
+    assert not any("user ids 1.." in w for w in warnings)
 
 
 def test_load_release_names_the_line_and_the_folder(tmp_path):

@@ -170,10 +170,24 @@ def test_cli_names_an_out_below_a_file_and_a_markdown_without_combine(tmp_path, 
     assert "sub' cannot be a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         experiment.main(["--data", str(tmp_path), "--markdown", str(tmp_path / "t.md")])
-    assert "--markdown and --anchor go with --combine" in capsys.readouterr().err
+    assert "--markdown, --anchor and --protocols go with --combine" in capsys.readouterr().err
+    for argv, message in (
+        (["--protocols", "valid"], "--markdown, --anchor and --protocols go with --combine"),
+        (["--ablation", "no_base", "no_base"], "--ablation names a part twice"),
+        (["--model", "popularity", "--seeds", "3"], "has no randomness: one run"),
+    ):
+        with pytest.raises(SystemExit):
+            experiment.main(["--data", str(tmp_path), *argv])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        experiment.main(["--combine", str(tmp_path / "afile"), "--markdown", str(tmp_path)])
+    assert "is a folder: name a file in it" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line_without_the_usage(tmp_path, capsys):
+    with pytest.raises(SystemExit):  # found before the first seed trains, not after
+        experiment.main(["--data", str(tmp_path), "--first-seed", "2147483647", "--seeds", "2"])
+    assert "reaches seed 2147483648, above the largest seed 2147483647" in capsys.readouterr().err
     for argv in (["--combine", str(tmp_path / "missing.json")], ["--no-such-flag"]):
         with pytest.raises(SystemExit) as stop:
             experiment.main(argv)
@@ -334,6 +348,17 @@ def test_combine_refuses_a_file_twice_a_copied_baseline_other_data_and_nan(tmp_p
     per_user = _result("bvae", "BVAE", 5, 0.1)
     per_user["runs"][0]["test_per_user"] = {"purchase": ["a"]}
     per_user = write("per_user.json", per_user)
+    no_ndcg = _result("bvae", "BVAE", 7, 0.1)
+    no_ndcg["runs"][0]["honest"]["purchase"] = {"hit_rate@5": 0.2}
+    no_ndcg = write("no_ndcg.json", no_ndcg)
+    # Seeds of one method trained on different data: another digest, or other users.
+    digest_a = write("digest_a.json", {**_result("bvae", "BVAE", 8, 0.1), "data_digest": "a"})
+    digest_b = write("digest_b.json", {**_result("bvae", "BVAE", 9, 0.1), "data_digest": "b"})
+    users = []
+    for seed, count in ((10, 2579), (11, 85)):
+        result = _result("bvae", "BVAE", seed, 0.1)
+        result["runs"][0]["honest"]["purchase"]["num_users"] = count
+        users.append(write(f"users{seed}.json", result))
     for files, message in [
         ([first, first], "is given twice"),
         ([first, copy], "both hold a run of 'Popularity'"),
@@ -342,6 +367,9 @@ def test_combine_refuses_a_file_twice_a_copied_baseline_other_data_and_nan(tmp_p
         ([negative], "metrics out of range: honest purchase ndcg@5=-0.5"),
         ([plain, other], "other.json' records other honest metrics than"),
         ([per_user], "per_user.json': runs[0].test_per_user must map behaviors to lists"),
+        ([no_ndcg], "runs[0].honest.purchase lacks ndcg@5"),
+        ([digest_a, digest_b], "were trained on different data files (their data_digest"),
+        (users, "users11.json' scores 85 purchase test users"),
     ]:
         with pytest.raises(SystemExit):
             experiment.main(["--combine", *files])

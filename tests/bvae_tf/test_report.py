@@ -336,6 +336,7 @@ _DELETE = object()
             _set(("runs", 0, "curve"), {"epoch": [1.0, 2.5]}),
             r"with a whole 'epoch' >= 0",
         ),
+        (_set(("runs", 0, "honest", "purchase", "ndcg@5"), _DELETE), r"lacks ndcg@5"),
     ],
 )
 def test_malformed_result_contents_are_named(results_dir, tmp_path, mutate, message):
@@ -728,3 +729,28 @@ def test_report_names_budget_cut_rows_rows_missing_and_rows_with_few_seeds(tmp_p
     (out / "RESULTS.md").write_text("# results\n")
     text = report.render(tmp_path / "results", out).read_text()
     assert "Numbers and their discussion: `docs/RESULTS.md`." in text.split("## Summary")[0]
+
+
+def test_a_result_of_another_dataset_is_named_even_alone(tmp_path):
+    folder = tmp_path / "results" / "ub"
+    folder.mkdir(parents=True)
+    result = {**_result("bvae", behaviors=("purchase",)), "data": "../shared/data/bvae/JD"}
+    (folder / "rq4_purchase_s0.json").write_text(json.dumps(result))
+    with pytest.raises(
+        ValueError, match=r"rq4_purchase_s0\.json.*trained on '../shared/data/bvae/JD', not UB"
+    ):
+        report.load(tmp_path / "results")
+
+
+def test_an_out_folder_with_a_folder_for_the_report_is_named_before_anything_changes(
+    results_dir, tmp_path
+):
+    out = tmp_path / "docs"
+    (out / "REPORT.md").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"REPORT\.md' exists and is not a file"):
+        report.render(results_dir, out)
+    assert not (out / "figures").exists()  # nothing written
+    (out / "REPORT.md").rmdir()
+    (out / "figures").write_text("x")
+    with pytest.raises(ValueError, match=r"figures' exists and is not a folder"):
+        report.render(results_dir, out)

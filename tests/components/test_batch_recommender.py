@@ -229,3 +229,34 @@ def test_cli_writes_the_files_and_prints_users_per_second(inputs, tmp_path, caps
         missing = str(tmp_path / "missing")
         cli.main(["--examples", missing, "--model", model_dir, "--output", str(tmp_path / "o")])
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_earlier_jobs_output_and_unknown_users_and_wrong_examples(
+    inputs, tmp_path, capsys
+):
+    examples_dir, model_dir = inputs
+    out = tmp_path / "out"
+    argv = ["--examples", str(examples_dir), "--model", model_dir, "--output", str(out)]
+    assert cli.main([*argv, "--formats", "csv"]) == 0
+    capsys.readouterr()
+    # Its shards would be read with a second job's (another number of shards).
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*argv, "--formats", "csv"])
+    assert stop.value.code == 2 and "holds an earlier job's files" in capsys.readouterr().err
+    users = tmp_path / "users.txt"
+    users.write_text("u1\nu70,5\n")  # a second column: no such user
+    assert cli.main([*argv, "--formats", "csv", "--overwrite", "--users", str(users)]) == 0
+    assert "1 of the 2 users listed in --users" in capsys.readouterr().err
+    assert {r[0] for r in _csv_rows(out)} == {"u1", "u70,5"}  # only this job's rows
+    users.write_text("user_id\nu70,5\n")
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*argv, "--overwrite", "--users", str(users)])
+    assert stop.value.code == 2 and "none of the listed users is known" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    for bad, message in (
+        (["--output", str(tmp_path / "afile")], "exists and is not a folder"),
+        (["--output", str(tmp_path / "o2"), "--examples", model_dir], "is not a GZIP TFRecord"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            cli.main([*argv, *bad])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
