@@ -393,6 +393,25 @@ def _parser() -> argparse.ArgumentParser:
         help="RecVAE: KL scale gamma (beta'(x) = gamma |x|; the paper's default)",
     )
     p.add_argument(
+        "--ngcf-l2",
+        type=_finite_float(positive=False),
+        default=1e-5,
+        help="NGCF: L2 regularisation weight of the BPR loss (its paper's grid: 1e-5 to "
+        "1e-1)",
+    )
+    p.add_argument(
+        "--ngcf-layers",
+        type=_int_at_least(1, 8),
+        default=3,
+        help="NGCF: propagation layers of 64 (its paper: 1 to 4, 3 best)",
+    )
+    p.add_argument(
+        "--ehcf-dropout",
+        type=float,
+        default=0.5,
+        help="EHCF: dropout rate on the user embedding, in [0, 1) (its code's 0.5)",
+    )
+    p.add_argument(
         "--ease-l2",
         type=_finite_float(positive=True),
         nargs="+",
@@ -667,11 +686,19 @@ def data_digest(data_dir) -> str:
 
 def _run_key(args) -> str:
     """What a kept training state must match to be resumed: the package version,
-    every setting of the run (a ``--grid`` or ``--tune`` trial's values included) and
+    every setting of the run the model reads (a ``--grid`` or ``--tune`` trial's values
+    included; :data:`MODEL_FLAGS` says which flags a model reads) and
     the data files' names, sizes and SHA-256 digests (:func:`_data_stamp`)."""
     import bvae_tf
 
-    settings = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IN_RUN_KEY}
+    # A flag the model does not read (MODEL_FLAGS) cannot change what it trains: left
+    # out, so that a flag added for another model keeps this model's states resumable.
+    unread = {k for k, models in MODEL_FLAGS.items() if args.model not in models}
+    settings = {
+        k: v
+        for k, v in sorted(vars(args).items())
+        if k not in _NOT_IN_RUN_KEY and k not in unread
+    }
     return json.dumps([bvae_tf.__version__, settings, _data_stamp(args.data)], default=str)
 
 
@@ -757,6 +784,8 @@ MODEL_FLAGS = {
     **dict.fromkeys(("weight_decay", "lr_decay_steps"), SAMPLED_SOFTMAX_MODELS),
     **dict.fromkeys(("lr", "batch_size"), _TRAINED),
     "recvae_gamma": ("recvae",),
+    **dict.fromkeys(("ngcf_l2", "ngcf_layers"), ("ngcf",)),
+    "ehcf_dropout": ("ehcf",),
     **dict.fromkeys(
         ("ease_l2", "ease_diagonal", "ease_dtype", "ease_sequential", "ease_factored"), ("ease",)
     ),
@@ -784,6 +813,9 @@ GRID_FLAGS = {
     "anneal_steps": int,
     "batch_size": int,
     "recvae_gamma": float,
+    "ngcf_l2": float,
+    "ngcf_layers": int,
+    "ehcf_dropout": float,
     "item_path_scale": float,
     "item_path_drop_overlap": float,
     "weight_decay": float,
@@ -798,6 +830,9 @@ GRID_CONFIG_FIELDS = {
     "anneal_steps": ("anneal_steps",),
     "batch_size": (),
     "recvae_gamma": ("gamma",),
+    "ngcf_l2": ("l2",),
+    "ngcf_layers": ("layer_sizes",),
+    "ehcf_dropout": ("dropout",),
     "item_path_scale": ("item_path_scale",),
     "item_path_drop_overlap": ("item_path_drop_overlap",),
     "weight_decay": ("weight_decay",),
@@ -1823,9 +1858,24 @@ def _trained_baseline(
     from bvae_tf.baselines import recvae, transductive
 
     if variant == "ehcf":
-        return transductive.EHCF(behaviors, num_items, num_users, learning_rate=lr, seed=seed)
+        return transductive.EHCF(
+            behaviors,
+            num_items,
+            num_users,
+            dropout=args.ehcf_dropout,
+            learning_rate=lr,
+            seed=seed,
+        )
     if variant == "ngcf":
-        return transductive.NGCF(targets[0], num_items, num_users, learning_rate=lr, seed=seed)
+        return transductive.NGCF(
+            targets[0],
+            num_items,
+            num_users,
+            layer_sizes=(64,) * args.ngcf_layers,
+            l2=args.ngcf_l2,
+            learning_rate=lr,
+            seed=seed,
+        )
     return recvae.RecVAE(
         targets[0],
         num_items,

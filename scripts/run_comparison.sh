@@ -21,7 +21,7 @@
 # N, e.g. bvae_e1000_p500); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<w1>_<w2>_<w3> (fixed loss weights in
 # the data's behavior order, summing to 1, e.g. weights_0.5_0.3_0.2); and
-# any "<row>_tuned" (below). DRY_RUN=1 lists the commands of the runs not done yet
+# any "<row>_tuned" and, for the trained rows, "<row>_own" (below). DRY_RUN=1 lists the commands of the runs not done yet
 # instead of running them.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
@@ -90,6 +90,19 @@ flags() {
       echo "unknown row $1 (${1%_tuned} has no learning rate; ease searches its own grid)" >&2
       exit 2 ;;
     ehcf_tuned) base=$(flags ehcf) || exit 2; echo "$base --grid lr=0.01,0.05,0.1" ; return ;;
+    # "<row>_own": the method's own regularisation searched on valid at its default
+    # learning rate, 3 trials (the budget of "_tuned"): NGCF's L2 weight (the low end
+    # of its paper's grid 1e-5 ... 1e-1), RecVAE's gamma (around its paper's 0.005),
+    # EHCF's dropout (around its code's 0.5) and the VAEs' input dropout (Mult-VAE's
+    # regulariser, around 0.5).
+    ngcf_own) base=$(flags ngcf) || exit 2; echo "$base --grid ngcf_l2=1e-5,1e-4,1e-3"; return ;;
+    recvae_own) base=$(flags recvae) || exit 2
+      echo "$base --grid recvae_gamma=0.0035,0.005,0.01"; return ;;
+    ehcf_own) base=$(flags ehcf) || exit 2; echo "$base --grid ehcf_dropout=0.3,0.5,0.7"; return ;;
+    bvae_own | vae_t_own | vae_u_own | vae_pp_own) base=$(flags "${1%_own}") || exit 2
+      echo "$base --grid dropout=0.2,0.5,0.7"; return ;;
+    *_own) echo "unknown row $1 (_own rows: ngcf recvae ehcf bvae vae_t vae_u vae_pp)" >&2
+      exit 2 ;;
     *_tuned_tuned) echo "unknown row $1 (_tuned once)" >&2; exit 2 ;;
     # (a row's own fixed rate, e.g. NGCF's, gives way to the search)
     *_tuned) base=$(flags "${1%_tuned}") || exit 2

@@ -56,6 +56,16 @@ def test_rows_become_experiment_flags(tmp_path):
     tuned = _run(tmp_path, "ngcf_tuned")
     assert "--model ngcf --batch-size 1024 --epochs 60 --patience 10 --grid" in tuned.stdout
     assert " --lr " not in tuned.stdout
+    own = _run(tmp_path, "ngcf_own", "recvae_own", "ehcf_own", "vae_pp_own")
+    assert "--model ngcf --batch-size 1024 --lr 1e-3 --epochs 60 --patience 10 --grid ngcf_l2" in (
+        own.stdout
+    )
+    assert "--model recvae --epochs 50 --patience 10 --grid recvae_gamma=0.0035" in own.stdout
+    assert "--model ehcf --batch-size 256 --epochs 300 --patience 40 --grid ehcf_dropout" in (
+        own.stdout
+    )
+    assert "--model vae_pp --grid dropout=0.2,0.5,0.7" in own.stdout
+    assert "unknown row ease_own" in _run(tmp_path, "ease_own").stderr
     smoke = _run(tmp_path, "bvae", EPOCHS="1", PATIENCE="0")
     assert "--epochs 1 --patience 0 --paper-protocol" in smoke.stdout
     not_dry = _run(tmp_path, "bvae", DRY_RUN="0")  # "0" is no dry run

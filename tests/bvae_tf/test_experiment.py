@@ -825,6 +825,10 @@ def test_the_run_key_leaves_out_logging_and_paths(release_dir, tmp_path):
     matches = experiment._same_run(key("--out", "res", "--verbose", "--lr", "0.01"))
     assert matches(kept)
     assert not experiment._same_run(key("--lr", "0.02"))(kept)
+    # A flag only another model reads (e.g. one added for a baseline) is not in the key.
+    assert "ngcf_l2" not in key("--lr", "0.01") and experiment._same_run(kept)(kept)
+    assert "ngcf_l2" in key("--model", "ngcf")
+    assert key("--model", "ngcf") != key("--model", "ngcf", "--ngcf-l2", "1e-4")
 
 
 def test_a_kept_state_matches_a_fresh_copy_of_its_data_but_not_changed_data(release_dir, tmp_path):
@@ -868,6 +872,23 @@ def test_paper_baselines_run_and_score_every_behavior(release_dir, tmp_path, mod
             assert all(p["config"]["behaviors"] == behaviors for p in run["parts"])
     for b in behaviors:
         assert 0.0 <= run["honest"][b]["ndcg@5"] <= 1.0
+
+
+def test_the_transductive_baselines_own_settings_are_set_and_searched(release_dir, tmp_path):
+    """NGCF's L2 weight and depth, EHCF's dropout: flags, and --grid names (the
+    ``_own`` rows of scripts/run_comparison.sh)."""
+    flags = ("--seeds", "1", "--epochs", "1", "--behaviors", "purchase", "click")
+    _run(release_dir, tmp_path, "--model", "ngcf", *flags, "--ngcf-layers", "1", "--name", "n1")
+    (run,) = json.loads((tmp_path / "n1.json").read_text())["runs"]
+    assert all(p["config"]["layer_sizes"] == [64] for p in run["parts"])
+    _run(release_dir, tmp_path, "--model", "ngcf", *flags, "--grid", "ngcf_l2=1e-5,1e-3")
+    result = json.loads((tmp_path / "ngcf.json").read_text())
+    assert result["method"] == "NGCF (T.) [tuned: ngcf_l2=1e-5,1e-3]"
+    (run,) = result["runs"]
+    assert {p["config"]["l2"] for p in run["parts"]} <= {1e-5, 1e-3}
+    _run(release_dir, tmp_path, "--model", "ehcf", *flags, "--ehcf-dropout", "0.2")
+    (run,) = json.loads((tmp_path / "ehcf.json").read_text())["runs"]
+    assert run["config"]["dropout"] == 0.2
 
 
 def test_grid_trains_every_trial_selects_on_valid_and_tests_once(
