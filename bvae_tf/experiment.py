@@ -396,8 +396,7 @@ def _parser() -> argparse.ArgumentParser:
         "--ngcf-l2",
         type=_finite_float(positive=False),
         default=1e-5,
-        help="NGCF: L2 regularisation weight of the BPR loss (its paper's grid: 1e-5 to "
-        "1e-1)",
+        help="NGCF: L2 regularisation weight of the BPR loss (its paper's grid: 1e-5 to 1e-1)",
     )
     p.add_argument(
         "--ngcf-layers",
@@ -695,9 +694,7 @@ def _run_key(args) -> str:
     # out, so that a flag added for another model keeps this model's states resumable.
     unread = {k for k, models in MODEL_FLAGS.items() if args.model not in models}
     settings = {
-        k: v
-        for k, v in sorted(vars(args).items())
-        if k not in _NOT_IN_RUN_KEY and k not in unread
+        k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IN_RUN_KEY and k not in unread
     }
     return json.dumps([bvae_tf.__version__, settings, _data_stamp(args.data)], default=str)
 
