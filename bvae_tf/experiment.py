@@ -1400,7 +1400,8 @@ def render_markdown(
     """Tables in the paper's layout: behavior x method, Prec/Rec/NDCG/HR@k, mean +- std,
     and the number of seeds behind each row.
 
-    Per behavior and column the best mean is **bold** and the second <u>underlined</u>.
+    Per behavior and column the best mean is **bold** and the second <u>underlined</u>,
+    ranked as shown (4 decimals, so that equal-looking cells are marked alike).
     With ``anchor`` (a method label), the honest table is followed by a paired t-test
     over users (per-user test NDCG@5, mean over seeds) of that method against the best
     other method per behavior, as the paper marks BVAE against the second best; its
@@ -1428,7 +1429,10 @@ def render_markdown(
             ranks = {}
             for metric, _ in TABLE_METRICS:
                 key = M.metric_key(metric, k)
-                means = sorted({s[b][key][0] for _, s in present if key in s[b]}, reverse=True)
+                # Ranked as shown (4 decimals): two cells that read the same rank the same.
+                means = sorted(
+                    {round(s[b][key][0], 4) for _, s in present if key in s[b]}, reverse=True
+                )
                 ranks[metric] = means[:2]
             test = None
             if anchor and protocol == HONEST:
@@ -1442,9 +1446,9 @@ def render_markdown(
                     mean, std = summary[b].get(M.metric_key(metric, k), [math.nan, math.nan])
                     # One seed has no sample std: the mean alone (Seeds says 1).
                     cell = f"{mean:.4f}" if seeds == 1 else f"{mean:.4f} ± {std:.4f}"
-                    if len(present) > 1 and ranks[metric][:1] == [mean]:
+                    if len(present) > 1 and ranks[metric][:1] == [round(mean, 4)]:
                         cell = f"**{cell}**"
-                    elif len(present) > 2 and ranks[metric][1:2] == [mean]:
+                    elif len(present) > 2 and ranks[metric][1:2] == [round(mean, 4)]:
                         cell = f"<u>{cell}</u>"
                     if metric == "ndcg" and test and test[1] and result["method"] == anchor:
                         cell += " *"

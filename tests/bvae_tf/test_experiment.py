@@ -604,6 +604,12 @@ def test_table_marks_best_second_and_tests_the_anchor_against_the_runner_up():
     assert rows["BVAE"].split(" | ")[4].endswith(" *")  # NDCG@5: significant
     assert "<u>" in rows["EASE"] and "**" not in rows["EASE"]
     assert "<u>" not in rows["Popularity"] and "**" not in rows["Popularity"]
+    # Two means that read the same at 4 decimals are marked alike.
+    tied = [_fake_result("A", [0.50004, 0.5]), _fake_result("B", [0.5, 0.5])]
+    tied.append(_fake_result("C", [0.1, 0.1]))
+    marked = experiment.render_markdown(tied, protocols=["honest"])
+    cells = {line.split(" | ")[1]: line.split(" | ")[4] for line in marked.splitlines()[4:7]}
+    assert cells == {"A": "**0.5000**", "B": "**0.5000**", "C": "<u>0.1000</u>"}
     assert "- click: BVAE " in text and "vs EASE" in text
     assert "significant at 0.05; BVAE higher; 400 users" in text
     # Significantly worse: no star on the anchor.
