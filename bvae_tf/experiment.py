@@ -2855,7 +2855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # bad data or settings found once the data is read
         # The traceback goes to the full log only (INFO: not shown on the console).
         logging.info("stopped by an error", exc_info=True)
-        print(f"bvae-experiment: error: {e}", file=sys.stderr)
+        print(f"{_parser().prog}: error: {e} (the traceback: {path})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         kept = pathlib.Path(args.out) / f"{name}.ckpt"

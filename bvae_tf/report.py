@@ -54,7 +54,8 @@ DATASETS = {
         "UB",
         ("purchase", "favorite", "cart"),
         "UB's release has no `click_train`: click is not modelled; the paper's UB click "
-        "row is for reference only.",
+        "row is for reference only. NGCF and EHCF (transductive: one embedding per "
+        "training user) are not run on UB.",
     ),
 }
 #: A line drawn under every figure of a dataset, where the dataset needs one.
@@ -881,12 +882,30 @@ def _claim_d(results: list[dict], dataset: str, bvae: dict | None) -> tuple[str,
             best = max(values, key=values.get)
             spread = max(values.values()) - min(values.values())
             parts.append(f"{b} best at d={best} (spread {spread:.4f})")
-    paper = (
-        "on JD the effect of d is not significant (a large d may overfit sparse behaviors)"
-        if dataset == "jd"
-        else "on UB performance grows with d"
+    left = sorted(set(D_SWEEP) - set(runs))
+    missing = f" (d = {', '.join(map(str, left))} not run yet)" if left else ""
+    if dataset == "jd":
+        paper = "on JD the effect of d is not significant (a large d may overfit sparse behaviors)"
+        verdict = ""  # "not significant" needs seeds at every d, which the sweep lacks
+    else:
+        paper = "on UB performance grows with d"
+        growing = [
+            b
+            for b in behaviors
+            if (v := [_ndcg(runs[d], b) for d in sorted(runs)])
+            and None not in v
+            and all(later >= earlier for earlier, later in itertools.pairwise(v))
+        ]
+        verdict = (
+            " That is consistent with the paper: NDCG@5 grows with d for every behavior."
+            if len(growing) == len(behaviors)
+            else " That contradicts the paper for "
+            f"{_fmt_list([b for b in behaviors if b not in growing])} (not growing with d)."
+        )
+    return (
+        paper,
+        f"Here (test NDCG@5 over d = {sorted(runs)}{missing}): {'; '.join(parts)}.{verdict}",
     )
-    return paper, f"Here (test NDCG@5 over d = {sorted(runs)}): {'; '.join(parts)}."
 
 
 def _claim_rq4(results: list[dict], dataset: str, bvae: dict | None) -> tuple[str, str] | None:
@@ -905,10 +924,18 @@ def _claim_rq4(results: list[dict], dataset: str, bvae: dict | None) -> tuple[st
                 else "does not rise at every step"
             )
             parts.append(f"{b} {' → '.join(f'{v:.4f}' for v in values)} ({trend})")
+    falling = [p.split(" ", 1)[0] for p in parts if p.endswith("(does not rise at every step)")]
+    verdict = (
+        ""
+        if not parts
+        else " That is consistent with the paper."
+        if not falling
+        else f" That contradicts the paper for {_fmt_list(falling)}."
+    )
     return (
         "performance improves as click and then favourite join purchase (and cart on UB)",
         "Here (test NDCG@5 as behaviors are added): "
-        f"{'; '.join(parts) or 'no behavior modelled at two steps'}.",
+        f"{'; '.join(parts) or 'no behavior modelled at two steps'}.{verdict}",
     )
 
 
@@ -1020,18 +1047,26 @@ COMPARISON_SEEDS = 3
 def _not_run(results: list[dict], dataset: str) -> list[str]:
     """``Not run yet, or run in part:`` and a bullet per study or row missing, or with
     fewer settings or seeds than the study has, each with the command that runs it
-    (the runs skip what is done); empty when nothing is missing."""
+    (the runs skip what is done); a line saying so when nothing is missing."""
     title = DATASETS[dataset][0]
     data = f"../shared/data/bvae/{title}"
     out = f"out/comparison/{dataset}"
     comparison = f"scripts/run_comparison.sh {data} {out} {COMPARISON_SEEDS}"
-    lines = ["Not run yet, or run in part:", ""]
+    lines = [
+        "Not run yet, or run in part (the commands run from the repository root and skip "
+        f"the runs in `{out}`; in a fresh checkout, first `mkdir -p {out} && cp "
+        f"docs/results/{dataset}/*.json {out}/` so that the kept runs are not repeated):",
+        "",
+    ]
     # RQ1 rows: every method on JD; the inductive ones on UB (transductive models need
     # each user in training: experiment-only, and not run on UB).
     models = [m for m in E.MODELS if m != "bvae" and (dataset == "jd" or m not in E.TRANSDUCTIVE)]
     absent = [m for m in models if find_untuned(results, m, dataset) is None]
     if absent:
-        lines.append(f"- RQ1 rows {', '.join(absent)}: `{comparison} {' '.join(absent)}`")
+        # UB's 31k items: EASE's dense m x m inverses do not fit in memory (RESULTS.md).
+        ease = 'EASE_FLAGS="--ease-dtype float32 --ease-factored" ' if dataset == "ub" else ""
+        command = f"{ease if 'ease' in absent else ''}{comparison} {' '.join(absent)}"
+        lines.append(f"- RQ1 rows {', '.join(absent)}: `{command}`")
     ablations = {n: _ablation_rows(results, dataset).get(n) for n in ABLATIONS}
     missing = [n for n, r in ablations.items() if r is None]
     if missing:
@@ -1097,7 +1132,7 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
             f"result files): `{command}` (a new seed, or the old files moved away)"
         )
     if len(lines) == 2:  # every study has its result files
-        return []
+        return [f"Nothing left to run for {title}'s studies and rows.", ""]
     lines.append("")
     return lines
 

@@ -21,7 +21,11 @@
 # N, e.g. bvae_e1000_p500); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<w1>_<w2>_<w3> (fixed loss weights in
 # the data's behavior order, summing to 1, e.g. weights_0.5_0.3_0.2); and
-# any "<row>_tuned" and, for the trained rows, "<row>_own" (below). DRY_RUN=1 lists the commands of the runs not done yet
+# any "<row>_tuned" (the learning rate searched on valid over {1e-4, 1e-3, 1e-2}; EHCF's
+# Adagrad rate over {0.01, 0.05, 0.1}) and "<row>_own" (the method's own regulariser
+# searched on valid: ngcf_own NGCF's L2 weight, recvae_own RecVAE's gamma, ehcf_own
+# EHCF's dropout, bvae_own / vae_t_own / vae_u_own / vae_pp_own the input dropout), 3
+# trials each. DRY_RUN=1 lists the commands of the runs not done yet
 # instead of running them.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so

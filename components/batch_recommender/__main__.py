@@ -87,13 +87,23 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     own, beam_args = argv[:split], argv[split + 1 :]
-    parser = argparse.ArgumentParser(prog="python -m components.batch_recommender")
+    parser = argparse.ArgumentParser(
+        prog="python -m components.batch_recommender",
+        epilog="Beam pipeline options follow a '--', e.g. -- --direct_num_workers=2 "
+        "--direct_running_mode=multi_processing.",
+    )
     parser.add_argument("--examples", required=True, help="ExampleGen examples folder")
     parser.add_argument("--model", required=True, help="SavedModel folder (bvae_tf.export)")
     parser.add_argument("--output", required=True, help="folder for the output files")
     parser.add_argument("--users", help="text file of user ids, one per line (default: all)")
-    parser.add_argument("--formats", nargs="+", default=["csv", "tfrecord"])
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        default=["csv", "tfrecord"],
+        help="output files: csv (one row per user, behavior and rank) and/or tfrecord "
+        "(one tf.Example per user and behavior)",
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="histories per model call")
     parser.add_argument(
         "--overwrite",
         action="store_true",
