@@ -403,11 +403,12 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     for ax, (key, label) in zip(axes, (("ndcg@5", "NDCG@5"), ("hit_rate@5", "HR@5")), strict=True):
         for i, name in enumerate(names):
             values = [_metric(rows[name], b, key) or (np.nan, 0.0) for b in behaviors]
+            one_seed = _seeds(rows[name]) < 2  # no std: no whisker (the caption's seeds)
             ax.bar(
                 x + (i - (len(names) - 1) / 2) * width,
                 [v[0] for v in values],
                 width,
-                yerr=[v[1] for v in values],
+                yerr=None if one_seed else [v[1] for v in values],
                 capsize=2,
                 label=name,
                 color=colors[i % len(colors)],
@@ -425,7 +426,8 @@ def ablation_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
         budget = "Budgets differ: " + ", ".join(f"{n} {b}" for n, b in budgets.items())
     return (
         f"{title}, test split, honest protocol (selected on valid NDCG@5, test scored "
-        f"once); bars: mean over seeds, whiskers: sample std. Seeds: {seeds}. "
+        f"once); bars: mean over seeds, whiskers: sample std (none for one seed). Seeds: "
+        f"{seeds}. "
         f"{budget} on {_compute(*(rows[n] for n in names))}."
     )
 
