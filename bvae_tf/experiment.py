@@ -166,6 +166,10 @@ def _finite_float(*, positive: bool) -> Callable[[str], float]:
     return parse
 
 
+#: The command's name in its usage and error lines.
+PROG = "python -m bvae_tf.experiment"
+
+
 class _ShortErrorParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line (``prog: error: ...``, exit 2),
     without the usage (36 lines for this command; ``--help`` shows it)."""
@@ -176,7 +180,7 @@ class _ShortErrorParser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _ShortErrorParser(
-        prog="python -m bvae_tf.experiment",
+        prog=PROG,
         description=__doc__.split("\n\n")[0],
         formatter_class=HelpWithDefaults,
     )
@@ -2152,9 +2156,9 @@ def _replaceable_table(path: str | pathlib.Path) -> bool:
 _SHARE_METRICS = frozenset(M.METRICS)
 
 
-#: The metric every selection, comparison and summary reads of each behavior's test
+#: The metrics every selection, comparison and summary reads of each behavior's test
 #: scores (the tables show any other one a file lacks as nan).
-_TABLE_METRICS_AT_5 = ("ndcg@5",)
+_REQUIRED_METRICS = ("ndcg@5",)
 
 
 def check_result(result: dict) -> None:
@@ -2240,7 +2244,7 @@ def check_result(result: dict) -> None:
                         + ", ".join(f"{m}={values[m]!r}" for m in out_of_range[:5])
                         + f" ({where}; ranking metrics lie in [0, 1], num_users is a count)"
                     )
-                missing = [m for m in _TABLE_METRICS_AT_5 if m not in values]
+                missing = [m for m in _REQUIRED_METRICS if m not in values]
                 if protocol == HONEST and missing:
                     raise ValueError(
                         f"{where}.{protocol}.{b} lacks {', '.join(missing)} (what every "
@@ -2372,6 +2376,12 @@ def _check_fit(record: dict, where: str, model: str, behaviors: Sequence[str]) -
         raise ValueError(f"{where} has a curve but no 'best_epoch'")
 
 
+def dataset_name(result: dict) -> str:
+    """The name of the data folder a result was trained on (``data``'s last part, e.g.
+    ``"JD"``); ``""`` when it records none."""
+    return pathlib.PurePath(str(result.get("data") or "")).name
+
+
 def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
     """Result files as table rows: files of the same method pooled (e.g. seeds run
     separately), each with its ``summary`` and table label (``method``).
@@ -2411,7 +2421,7 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
             check_result(result)  # names a missing label ('method') among the rest
         except (OSError, ValueError) as e:
             raise ValueError(f"cannot use {str(path)!r}: {e}") from e
-        dataset = pathlib.PurePath(str(result.get("data", ""))).name
+        dataset = dataset_name(result)
         datasets.setdefault(dataset, str(path))
         digest = result.get("data_digest")
         if digest is not None:
@@ -2855,7 +2865,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # bad data or settings found once the data is read
         # The traceback goes to the full log only (INFO: not shown on the console).
         logging.info("stopped by an error", exc_info=True)
-        print(f"{_parser().prog}: error: {e} (the traceback: {path})", file=sys.stderr)
+        print(f"{PROG}: error: {e} (the traceback: {path})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         kept = pathlib.Path(args.out) / f"{name}.ckpt"

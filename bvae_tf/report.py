@@ -224,8 +224,7 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
         for path in paths:
             result = json.loads(path.read_text())
             behaviors = result["behaviors"]
-            # The data folder a run read (its last name, as combine compares them).
-            data = pathlib.PurePath(str(result.get("data") or "")).name
+            data = E.dataset_name(result)
             if data and data.lower() != key:
                 raise ValueError(
                     f"cannot use {str(path)!r}: it was trained on {result['data']!r}, not "
@@ -915,18 +914,16 @@ def _claim_rq4(results: list[dict], dataset: str, bvae: dict | None) -> tuple[st
     steps = [r for _, r in _rq4_steps(results, dataset)]
     if len(steps) < 2:
         return None
-    parts = []
+    parts, falling = [], []
     for b in behaviors:
         values = [_ndcg(r, b) for r in steps if b in r.get("behaviors", ())]
         values = [v for v in values if v is not None]
         if len(values) >= 2:
-            trend = (
-                "rises at every step"
-                if all(later > earlier for earlier, later in itertools.pairwise(values))
-                else "does not rise at every step"
-            )
+            rises = all(later > earlier for earlier, later in itertools.pairwise(values))
+            trend = "rises at every step" if rises else "does not rise at every step"
             parts.append(f"{b} {' → '.join(f'{v:.4f}' for v in values)} ({trend})")
-    falling = [p.split(" ", 1)[0] for p in parts if p.endswith("(does not rise at every step)")]
+            if not rises:
+                falling.append(b)
     verdict = (
         ""
         if not parts
@@ -1079,7 +1076,7 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
     few = {
         m: r
         for m in models
-        if m in E.PER_TARGET or m in ("vae_u", "ehcf")
+        if m not in E.BASELINES
         if (r := find_untuned(results, m, dataset)) is not None and _seeds(r) < COMPARISON_SEEDS
     }
     few |= {
@@ -1095,27 +1092,29 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
         )
     if find_untuned(results, "vae_pp", dataset) is None:
         lines.append(f"- RQ3 K curves need VAE++: `{comparison} vae_pp`")
+    sizes = _d_runs(results, dataset)
     studies = {
         "rq2_weights": (
+            weights_figure,
             "RQ2 SDWL against fixed loss weights",
             len(_weight_grid(results, dataset)),
             WEIGHT_GRID_SIZE,
             "settings",
         ),
         "rq3_d": (
+            d_figure,
             f"RQ3 latent sizes d ∈ {{{', '.join(map(str, D_SWEEP))}}}",
-            len(set(D_SWEEP) & set(_d_runs(results, dataset))),
+            len(set(D_SWEEP) & set(sizes)),
             len(D_SWEEP),
             "sizes",
         ),
-        "rq4": ("RQ4 behaviors added one at a time", None, None, "steps"),
+        "rq4": (rq4_figure, "RQ4 behaviors added one at a time", None, None, "steps"),
     }
-    for study, (what, done, total, unit) in studies.items():
+    for study, (figure, what, done, total, unit) in studies.items():
         command = f"`scripts/run_studies.sh {study} {data} {out}`"
-        figure = {"rq2_weights": weights_figure, "rq3_d": d_figure, "rq4": rq4_figure}[study]
         drawn = figure(results, dataset, None) is not None
         if study == "rq3_d" and done < total:
-            left = sorted(set(D_SWEEP) - set(_d_runs(results, dataset)))
+            left = sorted(set(D_SWEEP) - set(sizes))
             lines.append(
                 f"- {what}: d = {', '.join(map(str, left))} not run ({done} of {total} "
                 f"{unit} run{'' if drawn else '; the figure needs 2'}): {command}"
