@@ -13,6 +13,9 @@ export records about itself; :func:`padded_to_sparse` undoes the padding of
                                                  the user's own <b>_items excluded
              <b>_scores      float32 [batch, K]  their decoder logits, descending
              oov_count       int64   [batch]     ids dropped as unknown, all behaviors
+             unknown_feature_count int64 [batch] feature keys outside the Example
+                                                 format (user_id, <b>_items, <b>_heldout
+                                                 of the model's behaviors)
 
 With ``approximate_top_k`` in the model's config, ``serving_default`` ranks the items
 of an inverted-file index's probed leaves only (``bvae_tf.approximate``, built here
@@ -215,6 +218,55 @@ def _exported_config(model) -> dict[str, Any] | None:
     return settings
 
 
+def _decode_field(buffers: tf.Tensor, message_type: str, field: str):
+    """``tf.io.decode_proto`` of one string field, ``(counts [n, 1], values [n, max])``,
+    for any ``n`` (the op refuses an empty batch: one empty message is decoded along)."""
+    counts, (values,) = tf.io.decode_proto(
+        tf.concat([buffers, [""]], 0), message_type, [field], [tf.string]
+    )
+    return counts[:-1], values[:-1]
+
+
+def example_format_keys(behaviors: Sequence[str]) -> list[str]:
+    """The feature keys of the project's tf.Example format for ``behaviors``:
+    ``user_id``, ``<b>_items`` (what ``serving_default`` reads) and ``<b>_heldout``."""
+    return [
+        features.USER_ID,
+        *(features.items_key(b) for b in behaviors),
+        *(features.heldout_key(b) for b in behaviors),
+    ]
+
+
+def unknown_feature_count(examples: tf.Tensor, known: Sequence[str]) -> tf.Tensor:
+    """Per serialized tf.Example, how many of its feature keys are not in ``known``.
+
+    ``tf.io.parse_example`` ignores keys it was not asked for, so a misspelt history
+    key (``purchase_item``, a raw label ``buy_items``) would pass as an empty history;
+    ``serving_default`` returns this count so that a caller can see it. The keys are
+    read with ``tf.io.decode_proto`` (``tensorflow.Example`` -> ``Features`` -> the
+    ``feature`` map's entries).
+
+    Args:
+      examples: ``[batch]`` string, serialized ``tf.train.Example`` protos.
+      known: the keys not counted (`example_format_keys`).
+
+    Returns:
+      ``[batch]`` int64.
+
+    Raises:
+      tf.errors.InvalidArgumentError: (when run) on a string that is not an Example.
+    """
+    features_proto = _decode_field(examples, "tensorflow.Example", "features")[1]
+    counts, entries = _decode_field(
+        tf.reshape(features_proto, [-1]), "tensorflow.Features", "feature"
+    )
+    entries = tf.RaggedTensor.from_tensor(entries, lengths=tf.reshape(counts, [-1]))
+    keys = _decode_field(entries.flat_values, "tensorflow.Features.FeatureEntry", "key")[1]
+    keys = tf.reshape(keys, [-1])
+    unknown = tf.reduce_all(tf.not_equal(keys[:, None], tf.constant(list(known))[None, :]), 1)
+    return tf.reduce_sum(tf.cast(entries.with_flat_values(unknown), tf.int64), axis=1)
+
+
 def export_serving_model(
     model: model_lib.BVAE,
     tf_transform_output: tft.TFTransformOutput,
@@ -282,7 +334,8 @@ def export_serving_model(
 
     @tf.function(input_signature=[examples_spec])
     def serve(examples):
-        transformed = model.tft_layer(tf.io.parse_example(examples, items_spec))
+        parsed = tf.io.parse_example(examples, items_spec)
+        transformed = model.tft_layer(parsed)
         inputs = {features.items_key(b): transformed[features.items_key(b)] for b in behaviors}
         outputs = {}
         for b, (scores, items) in model.recommend(inputs, k=top_k).items():
@@ -294,6 +347,11 @@ def export_serving_model(
                 for b in behaviors
             ]
         )
+        # after the parse, so that a malformed Example fails with parse_example's error
+        with tf.control_dependencies(tf.nest.flatten(parsed, expand_composites=True)):
+            outputs[features.UNKNOWN_FEATURE_COUNT] = unknown_feature_count(
+                examples, example_format_keys(behaviors)
+            )
         return outputs
 
     @tf.function(input_signature=[examples_spec])

@@ -121,6 +121,11 @@ TRANSFORM_SIGNATURE = "transform_features"
 SERVING_INPUT = "examples"
 #: Output of ``serving_default``: ``[batch] int64`` ids dropped as unknown (all behaviors).
 OOV_COUNT = "oov_count"
+#: Output of ``serving_default``: ``[batch] int64`` feature keys of each tf.Example
+#: outside the Example format (``user_id``, ``<b>_items``, ``<b>_heldout`` of the
+#: model's behaviors): a misspelt history key such as ``purchase_item`` would otherwise
+#: pass unseen as an empty history.
+UNKNOWN_FEATURE_COUNT = "unknown_feature_count"
 #: Default number of items returned per behavior.
 DEFAULT_TOP_K = 10
 

@@ -308,6 +308,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"  rows rejected        {sum(rejected.values())} "
             + json.dumps({k: v for k, v in rejected.items() if v})
         )
+        # valid rows of a mapped behavior the config does not model (data.behaviors)
+        lines.append(f"  behavior not kept    {accounting.get('behavior_not_kept', 0)}")
         lines.append(f"  duplicates dropped   {accounting.get('duplicates_dropped')}")
         for step in ("item_filter", "user_filter", "cold_eval_users"):
             info = accounting.get(step)

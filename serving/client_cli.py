@@ -174,7 +174,13 @@ def _format_table(users: Sequence[str], results: Sequence[Recommendations]) -> s
         behaviors = list(result.items)
         lines.append(
             f"user {user}  (model version {result.model_version}, "
-            f"unknown item ids dropped: {result.oov_count})"
+            f"unknown item ids dropped: {result.oov_count}"
+            + (
+                f", feature keys not read: {result.unknown_feature_count}"
+                if result.unknown_feature_count
+                else ""
+            )
+            + ")"
         )
         width = max([12] + [len(i) for items in result.items.values() for i, _ in items])
         header = "  rank" + "".join(f"  {b:<{width}} {'score':>9}" for b in behaviors)
@@ -306,6 +312,7 @@ def _run(args: argparse.Namespace, client: ServingClient) -> str:
                     "user_id": user,
                     "model_version": r.model_version,
                     "oov_count": r.oov_count,
+                    "unknown_feature_count": r.unknown_feature_count,
                     "recommendations": {
                         b: [{"item_id": i, "score": s} for i, s in items]
                         for b, items in r.items.items()

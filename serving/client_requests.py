@@ -38,11 +38,15 @@ class Recommendations:
         left out, so a list can be shorter than K.
       oov_count: the user's item ids the model did not know and dropped.
       model_version: version of the model that answered.
+      unknown_feature_count: feature keys of the user's tf.Example outside the
+        Example format (``features.UNKNOWN_FEATURE_COUNT``; 0 from models exported
+        without it): a history under a misspelt key counts here, not as a history.
     """
 
     items: Mapping[str, tuple[tuple[str, float], ...]]
     oov_count: int
     model_version: int
+    unknown_feature_count: int = 0
 
 
 def build_predict_request(
@@ -142,7 +146,8 @@ def recommendations_from_outputs(
 
     Args:
       outputs: ``<b>_item_ids`` ``[batch, K]`` bytes, ``<b>_scores`` ``[batch, K]``
-        float32 and ``oov_count`` ``[batch]`` int64, as NumPy arrays.
+        float32, ``oov_count`` and (optional) ``unknown_feature_count`` ``[batch]``
+        int64, as NumPy arrays.
       behaviors: behaviors to read.
       model_version: version that produced the outputs.
       top_k: keep at most this many items per behavior (``None``: all K).
@@ -172,10 +177,9 @@ def recommendations_from_outputs(
             )
         per_behavior[behavior] = (ids, scores)
         batch = len(ids) if batch is None else batch
-    oov = (
-        outputs[features.OOV_COUNT].tolist()
-        if features.OOV_COUNT in outputs
-        else [0] * (batch or 0)
+    oov, unknown = (
+        outputs[name].tolist() if name in outputs else [0] * (batch or 0)
+        for name in (features.OOV_COUNT, features.UNKNOWN_FEATURE_COUNT)
     )
     kept = {
         behavior: (ids.tolist(), scores.tolist(), (~np.isneginf(scores)).tolist())
@@ -191,6 +195,11 @@ def recommendations_from_outputs(
             )
             items[behavior] = ranked[:top_k] if top_k is not None else ranked
         result.append(
-            Recommendations(items=items, oov_count=int(oov[row]), model_version=model_version)
+            Recommendations(
+                items=items,
+                oov_count=int(oov[row]),
+                model_version=model_version,
+                unknown_feature_count=int(unknown[row]),
+            )
         )
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import time
@@ -29,7 +30,9 @@ BATCH_SIZE_KEY = "batch_size"
 
 def read_users(path: str) -> list[str]:
     """User ids of a users file: one per line, surrounding whitespace stripped (as the
-    ExampleGen strips ids), blank lines skipped.
+    ExampleGen strips ids), blank lines skipped, a UTF-8 byte-order mark dropped (as
+    the ExampleGen's CSV reader drops it). An id listed again is kept once, its
+    first place, and the repeats are logged as a warning.
 
     Raises:
       ValueError: if the file cannot be read or lists no user.
@@ -38,10 +41,21 @@ def read_users(path: str) -> list[str]:
         text = io_utils.read_string_file(path)
     except Exception as e:
         raise ValueError(f"batch_inference.users_file {path!r} cannot be read: {e}") from e
-    users = [line.strip() for line in text.splitlines() if line.strip()]
-    if not users:
+    listed = [line.strip() for line in text.removeprefix("\ufeff").splitlines() if line.strip()]
+    if not listed:
         raise ValueError(f"batch_inference.users_file {path!r} lists no user id")
-    return users
+    counts = collections.Counter(listed)
+    repeated = [user for user, n in counts.items() if n > 1]
+    if repeated:
+        logging.warning(
+            "batch_inference.users_file %r lists %d user ids more than once (first: %r); "
+            "%d repeats ignored, each user gets one set of rows",
+            path,
+            len(repeated),
+            repeated[0],
+            len(listed) - len(counts),
+        )
+    return list(counts)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

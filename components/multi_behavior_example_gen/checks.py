@@ -180,7 +180,10 @@ _REJECTION_FIXES = {
     parsing.UNKNOWN_BEHAVIOR: "not a key of data.behavior_mapping",
     parsing.WRONG_COLUMN_COUNT: "check the file's delimiter and header, and "
     "data.user_column / item_column / behavior_column / timestamp_column",
-    parsing.BAD_TIMESTAMP: "data.timestamp_column must hold unix seconds",
+    parsing.BAD_TIMESTAMP: "data.timestamp_column must hold unix seconds (e.g. 1522454400) "
+    "or ISO-8601 date-times (e.g. 2018-03-31T08:00:00+08:00; without an offset read as "
+    "UTC); milliseconds lie past the year 9999 (divide by 1000), and exponent forms "
+    "rounded by a spreadsheet (1.70407E+09) are refused",
     parsing.CONTROL_CHARACTER_ID: "user and item ids may not hold control characters "
     "(a quoted line break, a tab)",
 }

@@ -132,7 +132,7 @@ def parse_timestamp(text: str) -> int | float:
     """Parses unix seconds or an ISO-8601 date-time.
 
     Args:
-      text: e.g. ``"1522454400"``, ``"1522454400.5"``, ``"1.5e9"``,
+      text: e.g. ``"1522454400"``, ``"1522454400.5"``, ``"1.522454401e9"``,
         ``"2018-03-31T00:00:00Z"``, ``"2018-03-31 08:00:00+08:00"``; ISO values without
         an offset are UTC. Unix seconds are ASCII digits with an optional sign,
         fraction and exponent.
@@ -141,13 +141,25 @@ def parse_timestamp(text: str) -> int | float:
       Unix seconds, ``int`` when integral, in ``[MIN_TIMESTAMP, MAX_TIMESTAMP]``.
 
     Raises:
-      ValueError: if the text is neither, or lies outside the years 1..9999.
+      ValueError: if the text is neither, lies outside the years 1..9999, or is in
+        exponent form with fewer significant digits than its whole seconds have
+        (``"1.70407E+09"``, a spreadsheet's rounding: read as is it would move every
+        time by up to hours).
     """
     value: float
     if _INTEGER.fullmatch(text):
         value = int(text)
     elif _DECIMAL.fullmatch(text):
         value = float(text)
+        mantissa, _, exponent = text.lower().partition("e")
+        digits = len(mantissa.lstrip("+-").replace(".", "").lstrip("0"))
+        whole = len(str(int(abs(value)))) if abs(value) >= 1 else 0
+        if exponent and digits < whole:
+            raise ValueError(
+                f"timestamp {text!r} in exponent form keeps {digits} significant digits, "
+                f"fewer than the {whole} of its whole seconds (rounded, e.g. by a "
+                "spreadsheet): write the column as whole numbers"
+            )
     else:
         try:
             moment = datetime.datetime.fromisoformat(text)

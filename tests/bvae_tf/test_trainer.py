@@ -125,6 +125,7 @@ def test_saved_model_cli_lists_both_signatures(exported, capsys):
     for b in tiny.BEHAVIORS:
         assert f"outputs['{features.item_ids_output(b)}']" in shown
     assert f"outputs['{features.OOV_COUNT}']" in shown
+    assert f"outputs['{features.UNKNOWN_FEATURE_COUNT}']" in shown
 
 
 def test_reloaded_model_answers_like_the_in_memory_model(data, exported, signatures):
@@ -225,6 +226,7 @@ def test_batch_of_one_and_of_zero_keep_their_shapes(data, signatures):
         assert zero[features.item_ids_output(b)].shape == (0, TOP_K)
     assert one[features.OOV_COUNT].shape == (1,)
     assert zero[features.OOV_COUNT].shape == (0,)
+    assert zero[features.UNKNOWN_FEATURE_COUNT].shape == (0,)
 
 
 def test_unknown_ids_are_counted_and_an_empty_history_is_ranked(signatures):
@@ -239,6 +241,16 @@ def test_unknown_ids_are_counted_and_an_empty_history_is_ranked(signatures):
     assert out[features.OOV_COUNT].numpy().tolist() == [3, 0]
     assert b"item-001" not in out[features.item_ids_output("purchase")].numpy()[0]
     assert np.all(np.isfinite(out[features.scores_output("purchase")].numpy()))
+
+
+def test_a_misspelt_history_key_is_counted_not_taken_for_an_empty_history(data, signatures):
+    typo = tiny.serialize({"purchase_item": [b"item-001"], "buy_items": [b"item-002"]})
+    own_format = data.serialized(features.EVAL)[:1]  # user_id, <b>_items and <b>_heldout
+    out = _serve(signatures, [typo, *own_format, tiny.serialize({})])
+    assert out[features.UNKNOWN_FEATURE_COUNT].numpy().tolist() == [2, 0, 0]
+    assert out[features.OOV_COUNT].numpy().tolist()[0] == 0  # no history was read
+    with pytest.raises(tf.errors.InvalidArgumentError, match="parse"):
+        _serve(signatures, [b"not an Example"])
 
 
 def test_transform_features_matches_the_materialized_transform(data, exported, signatures):

@@ -470,3 +470,12 @@ def test_the_summary_says_off_for_a_filter_that_did_not_run():
     lines = {line.split()[0]: line for line in text.splitlines() if "_filter" in line}
     assert lines["item_filter"].split() == ["item_filter", "off"]
     assert '"users_kept": 3' in lines["user_filter"] and "null" not in text
+
+
+def test_the_summary_counts_rows_of_a_behavior_the_config_does_not_model():
+    from pipeline import report
+
+    # rows read = rejected + behavior not kept + duplicates + filters + kept: 10 = 0 + 3 + 0 + 0 + 7
+    accounting = {"rows_read": 10, "rows_rejected": {}, "behavior_not_kept": 3, "events_kept": 7}
+    text = report.format_summary({"run_id": "r", "components": {}, "accounting": accounting})
+    assert "  behavior not kept    3" in text.splitlines()
