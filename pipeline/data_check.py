@@ -21,6 +21,7 @@ input is invalid (the errors go to stderr), 2 for bad command-line flags.
 import json
 import logging as std_logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ from absl import logging
 from components.multi_behavior_example_gen import accounting, checks
 from components.multi_behavior_example_gen.data_check import format_report, run
 from pipeline import configs, runtime
+
+_BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="example-gen-check-") as work_dir:
             record = run(example_gen_config, work_dir)
     except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        # Beam appends the failing step to the message: "... [while running 'Step/...']"
+        print(f"error: {_BEAM_STEP.sub('', str(e))}", file=sys.stderr)
         return 1
     print(format_report(record))
     if args.accounting:

@@ -153,7 +153,7 @@ def parse_timestamp(text: str) -> int | float:
         value = float(text)
         mantissa, _, exponent = text.lower().partition("e")
         digits = len(mantissa.lstrip("+-").replace(".", "").lstrip("0"))
-        whole = len(str(int(abs(value)))) if abs(value) >= 1 else 0
+        whole = len(str(int(abs(value)))) if 1 <= abs(value) <= MAX_TIMESTAMP else 0
         if exponent and digits < whole:
             raise ValueError(
                 f"timestamp {text!r} in exponent form keeps {digits} significant digits, "

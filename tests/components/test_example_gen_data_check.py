@@ -136,6 +136,7 @@ def test_an_error_inside_the_beam_pipeline_is_reported_once(tmp_path, capsys):
     assert out == ""
     assert err.startswith(f"error: {log}: header ")
     assert "lacks column(s) ['user_id']" in err
+    assert "while running" not in err  # Beam's step name is left out
 
 
 @pytest.mark.slow

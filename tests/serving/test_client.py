@@ -226,6 +226,10 @@ def test_recommendations_leave_out_excluded_items():
     assert (first.oov_count, first.model_version) == (0, 5)
     assert second.items["click"] == (("c", 1.0), ("a", 0.5), ("b", 0.25))
     assert second.oov_count == 4
+    assert (first.unknown_feature_count, second.unknown_feature_count) == (0, 0)  # older export
+    counted = {**outputs, features.UNKNOWN_FEATURE_COUNT: np.array([2, 0])}
+    first, _ = recommendations_from_outputs(counted, ("buy",), model_version=5)
+    assert first.unknown_feature_count == 2
     (_, top1) = recommendations_from_outputs(outputs, ("click",), model_version=5, top_k=1)
     assert top1.items == {"click": (("c", 1.0),)}
     with pytest.raises(ValueError, match="top_k=4 exceeds the 3"):
