@@ -248,6 +248,8 @@ class RawLogParser:
                 if any(_has_undecodable(name) or "\x00" in name for name in names)
                 else ""
             )
+            if not encoding and len(names) == 1 and (";" in names[0] or "\t" in names[0]):
+                encoding = "; the file is read as comma-separated: is it ';' or tab separated?"
             raise ValueError(
                 f"{path}: header {names} lacks column(s) {missing} (expected "
                 f"{list(self._columns)}){encoding}"

@@ -148,6 +148,16 @@ def test_header_without_a_configured_column_names_file_and_column():
         _parse(b"user_id,item_id,behavior,time\nu1,i1,pv,1\n")
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_semicolon_or_tab_separated_file_is_named_as_such(sep):
+    header = sep.join(["user_id", "item_id", "behavior", "timestamp"])
+    with pytest.raises(ValueError, match="is it ';' or tab separated"):
+        _parse(f"{header}\nu1{sep}i1{sep}pv{sep}1\n".encode())
+    with pytest.raises(ValueError) as plain:  # a comma-separated wrong name: no hint
+        _parse(b"user_id,item_id,behavior,time\nu1,i1,pv,1\n")
+    assert "separated" not in str(plain.value)
+
+
 def test_a_utf16_file_is_named_as_not_utf8():
     data = "user_id,item_id,behavior,timestamp\nu1,i1,pv,1\n".encode("utf-16")
     with pytest.raises(ValueError, match=r"the file is not UTF-8 text \(UTF-16"):
