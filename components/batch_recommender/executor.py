@@ -31,8 +31,8 @@ BATCH_SIZE_KEY = "batch_size"
 def read_users(path: str) -> list[str]:
     """User ids of a users file: one per line, surrounding whitespace stripped (as the
     ExampleGen strips ids), blank lines skipped, a UTF-8 byte-order mark dropped (as
-    the ExampleGen's CSV reader drops it). An id listed again is kept once, its
-    first place, and the repeats are logged as a warning.
+    the ExampleGen's CSV reader drops it). Repeated ids are returned as listed and
+    logged as a warning (``recommend.build`` serves each user once).
 
     Raises:
       ValueError: if the file cannot be read or lists no user.
@@ -44,18 +44,16 @@ def read_users(path: str) -> list[str]:
     listed = [line.strip() for line in text.removeprefix("\ufeff").splitlines() if line.strip()]
     if not listed:
         raise ValueError(f"batch_inference.users_file {path!r} lists no user id")
-    counts = collections.Counter(listed)
-    repeated = [user for user, n in counts.items() if n > 1]
+    repeated = [user for user, n in collections.Counter(listed).items() if n > 1]
     if repeated:
         logging.warning(
             "batch_inference.users_file %r lists %d user ids more than once (first: %r); "
-            "%d repeats ignored, each user gets one set of rows",
+            "each user gets one set of rows",
             path,
             len(repeated),
             repeated[0],
-            len(listed) - len(counts),
         )
-    return list(counts)
+    return listed
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

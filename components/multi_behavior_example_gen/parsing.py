@@ -242,17 +242,17 @@ class RawLogParser:
         if missing:
             # UTF-16 (a BOM of FF FE or FE FF, a NUL byte beside every ASCII letter) or
             # another encoding reads as escaped bytes and NULs under UTF-8.
-            encoding = (
+            hint = (
                 "; the file is not UTF-8 text (UTF-16, as some spreadsheet exports write? "
                 "save it as UTF-8 CSV)"
                 if any(_has_undecodable(name) or "\x00" in name for name in names)
                 else ""
             )
-            if not encoding and len(names) == 1 and (";" in names[0] or "\t" in names[0]):
-                encoding = "; the file is read as comma-separated: is it ';' or tab separated?"
+            if not hint and len(names) == 1 and (";" in names[0] or "\t" in names[0]):
+                hint = "; the file is read as comma-separated: is it ';' or tab separated?"
             raise ValueError(
                 f"{path}: header {names} lacks column(s) {missing} (expected "
-                f"{list(self._columns)}){encoding}"
+                f"{list(self._columns)}){hint}"
             )
         repeated = [c for c in self._columns if names.count(c) > 1]
         if repeated:

@@ -215,10 +215,11 @@ def test_the_executor_refuses_an_unknown_split_and_an_empty_users_file(inputs, t
         _executor_run(inputs, tmp_path / "b", True, users_file=str(empty))
 
 
-def test_a_users_file_drops_a_byte_order_mark_and_keeps_a_repeated_user_once(tmp_path):
+def test_a_users_file_drops_a_byte_order_mark_and_warns_of_a_repeated_user(tmp_path, caplog):
     users = tmp_path / "users.txt"
     users.write_bytes(b"\xef\xbb\xbfu10\r\nu102\r\n u10 \r\n")  # as spreadsheets write it
-    assert executor.read_users(str(users)) == ["u10", "u102"]
+    assert executor.read_users(str(users)) == ["u10", "u102", "u10"]  # served once: build
+    assert "lists 1 user ids more than once (first: 'u10')" in caplog.text
 
 
 def test_cli_writes_the_files_and_prints_users_per_second(inputs, tmp_path, capsys):
