@@ -511,11 +511,11 @@ def check_behaviors(history: History, behaviors: Sequence[str]) -> None:
     Raises:
       ValueError: naming the behaviors that are not served.
     """
-    unknown = sorted(set(history) - set(behaviors))
+    unknown = [behavior for behavior in history if behavior not in behaviors]
     if unknown:
         raise ValueError(
             f"behavior(s) {unknown} are not served by the model; "
-            f"its behaviors are {sorted(behaviors)}"
+            f"its behaviors are {list(behaviors)}"
         )
 
 

@@ -168,6 +168,23 @@ def _users_of(examples: Sequence[tf.train.Example]) -> list[str]:
     return users
 
 
+def _warn_repeated_users(source: str, users: Sequence[str], places: Sequence[str]) -> None:
+    """Warns on stderr of a user id given more than once: each occurrence is a request
+    of its own and is answered, so the output holds that user once per occurrence."""
+    seen: dict[str, list[str]] = {}
+    for user, place in zip(users, places, strict=True):
+        seen.setdefault(user, []).append(place)
+    repeated = {user: where for user, where in seen.items() if len(where) > 1}
+    for user, where in list(repeated.items())[:5]:
+        print(
+            f"warning: {source}: user_id {user!r} is given {len(where)} times "
+            f"({', '.join(where)}); each is answered",
+            file=sys.stderr,
+        )
+    if len(repeated) > 5:
+        print(f"warning: {source}: {len(repeated) - 5} more user ids repeat", file=sys.stderr)
+
+
 def _format_table(users: Sequence[str], results: Sequence[Recommendations]) -> str:
     lines = []
     for user, result in zip(users, results, strict=True):
@@ -295,6 +312,7 @@ def _run(args: argparse.Namespace, client: ServingClient) -> str:
         )
     elif args.histories_file:
         users, histories, lines = _read_histories_file(args.histories_file)
+        _warn_repeated_users(args.histories_file, users, [f"line {n}" for n in lines])
         served = client.behaviors()
         for history, line in zip(histories, lines, strict=True):
             try:
@@ -304,6 +322,9 @@ def _run(args: argparse.Namespace, client: ServingClient) -> str:
         results = client.recommend(histories, top_k=args.top_k, batch_size=args.batch_size)
     else:
         users, examples = _read_examples_file(args.examples_file)
+        _warn_repeated_users(
+            args.examples_file, users, [f"record {n}" for n in range(1, len(users) + 1)]
+        )
         results = client.recommend_examples(examples, top_k=args.top_k, batch_size=args.batch_size)
     if args.json:
         return json.dumps(

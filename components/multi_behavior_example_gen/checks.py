@@ -186,6 +186,8 @@ _REJECTION_FIXES = {
     "rounded by a spreadsheet (1.70407E+09) are refused",
     parsing.CONTROL_CHARACTER_ID: "user and item ids may not hold control characters "
     "(a quoted line break, a tab)",
+    parsing.REPEATED_HEADER: "the header line appears again inside the file (files "
+    "joined with cat?): keep one header per file, or give the files separately",
 }
 
 

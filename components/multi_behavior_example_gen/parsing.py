@@ -47,6 +47,9 @@ MALFORMED_CSV = "malformed_csv"
 #: unnoticed at training and it could never be served; other control characters in an
 #: id are corruption, not identity.
 CONTROL_CHARACTER_ID = "control_character_id"
+#: A record repeating the file's header (its fields, stripped, equal the header's
+#: names, case-insensitively): files joined with ``cat`` each keep their header line.
+REPEATED_HEADER = "repeated_header"
 REJECTION_REASONS: tuple[str, ...] = (
     WRONG_COLUMN_COUNT,
     BAD_TIMESTAMP,
@@ -56,6 +59,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     MALFORMED_CSV,
     IMPLAUSIBLE_TIMESTAMP,
     CONTROL_CHARACTER_ID,
+    REPEATED_HEADER,
 )
 
 Event = tuple[str, str, str, int | float, str]
@@ -276,6 +280,7 @@ class RawLogParser:
         rows_read = blank_lines = not_kept = 0
         indices: tuple[int, int, int, int] | None = None
         width = 0
+        header: list[str] = []
         while True:
             first_line = lines.start_record()
             try:
@@ -292,9 +297,15 @@ class RawLogParser:
                     raise ValueError(f"{path}: unreadable CSV header (line {first_line})")
                 indices = self._header_indices(record, path)
                 width = len(record)
+                header = [name.strip().lower() for name in record]
                 continue
             rows_read += 1
-            result = MALFORMED_CSV if record is None else self._to_event(record, width, indices)
+            if record is None:
+                result: Event | str = MALFORMED_CSV
+            elif [field.strip().lower() for field in record] == header:
+                result = REPEATED_HEADER
+            else:
+                result = self._to_event(record, width, indices)
             if isinstance(result, str):
                 if result in _SHAPE_REASONS and len(lines.record) > 1:
                     lines.push_back_tail()

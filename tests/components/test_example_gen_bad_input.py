@@ -68,6 +68,16 @@ def test_a_valid_quoted_newline_is_still_one_record():
     assert events == [("u2", "i2", P, 20, "")]
 
 
+def test_a_header_repeated_inside_the_file_is_its_own_rejection():
+    # Two files joined with cat: the second header (spaced and upper-cased here) is
+    # named as such, not taken for a row with an unknown behavior.
+    second = b" USER_ID ,item_id,Behavior,timestamp\n"
+    data = HEADER + b"u1,i1,buy,10\n" + second + b"u2,i2,buy,20\n"
+    events, rejections = _parse(data)
+    assert [e[0] for e in events] == ["u1", "u2"]
+    assert rejections == [parsing.Rejection(parsing.REPEATED_HEADER, 3, 3)]
+
+
 def test_text_after_a_closing_quote_is_malformed_not_glued_to_the_id():
     events, rejections = _parse(HEADER + b'u1,"i1"x,buy,10\nu2,i2,buy,20\n')
     assert events == [("u2", "i2", P, 20, "")]

@@ -101,6 +101,15 @@ def test_thousands_of_items_unicode_and_empty_ids_are_counted_not_fatal(client):
     assert len(many) == 500 and all(len(r.items[features.PURCHASE]) == TOP_K for r in many)
 
 
+def test_unknown_behaviors_are_named_in_the_request_and_model_order():
+    served = (features.PURCHASE, features.CLICK, features.FAVORITE)
+    history = {"zzz": ["i1"], features.CLICK: ["i2"], "aaa": []}
+    with pytest.raises(ValueError) as e:
+        serialize_histories([history], served)
+    assert "['zzz', 'aaa'] are not served" in str(e.value)
+    assert f"its behaviors are {list(served)}" in str(e.value)
+
+
 def test_top_k_below_one_is_an_error_not_a_silent_cut():
     outputs = {
         features.item_ids_output(features.PURCHASE): np.array([[b"i1", b"i2"]], dtype=object),

@@ -225,3 +225,16 @@ def test_a_histories_file_may_begin_with_a_byte_order_mark(local_server, capsys,
     )
     assert code == 0, err
     assert "user u1  (model version 1" in out
+    assert "warning" not in err
+
+
+def test_a_user_id_given_twice_is_answered_twice_with_a_warning(local_server, capsys, tmp_path):
+    lines = [{"user_id": "u1", "purchase": ["i1"]}, {"user_id": "u2"}, {"user_id": "u1"}]
+    (tmp_path / "users.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    code, out, err = _run(
+        local_server, capsys, "predict", "--histories_file", str(tmp_path / "users.jsonl")
+    )
+    assert code == 0, err
+    assert out.count("user u1  (model version 1") == 2
+    assert "user_id 'u1' is given 2 times (line 1, line 3); each is answered" in err
+    assert "'u2'" not in err
