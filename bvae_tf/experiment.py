@@ -1649,9 +1649,18 @@ def method_label(model: str, config: dict, tuned: Sequence[str] = ()) -> str:
         return METHOD_LABELS[model] + (f" ({', '.join(changed)})" if changed else "")
     parts = [f"gates={config.get('gate_mode', defaults['gate_mode'])}"]
     ablations = []
+    # SDWL's form does nothing when SDWL is off (removed, fixed loss weights, or one
+    # behavior): left out, so that such runs are one method whatever form they name.
+    sdwl_off = (
+        not config.get("use_sdwl", True)
+        or config.get("loss_weights") is not None
+        or len(config.get("behaviors") or ()) == 1
+    )
     for key, default in defaults.items():
         value = config.get(key, default)
         if key in _UNLABELLED or key == "gate_mode" or key in tuned or value == default:
+            continue
+        if key == "sdwl_form" and sdwl_off:
             continue
         if key in ABLATIONS.values():
             ablations.append("-" + key[len("use_") :].upper())
@@ -2053,6 +2062,30 @@ def run(args) -> dict:
     shutil.rmtree(out / f"{name}.parts", ignore_errors=True)
     shutil.rmtree(args.checkpoint_root, ignore_errors=True)
     return result
+
+
+def _command_difference(path: pathlib.Path, command: str) -> str:
+    """`` (it has ``--seeds 1`` where this has ``--seeds 2``)``: the words in which the
+    command ``path`` records differs from ``command``; ``""`` when it records none."""
+    import difflib
+
+    try:
+        kept = json.loads(path.read_text()).get("command")
+        old, new = shlex.split(kept), shlex.split(command)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return ""
+    changes = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new).get_opcodes():
+        if tag == "equal":
+            continue
+        # A flag's value: the flag is named too.
+        flag = int(bool(i1 and j1 and old[i1 - 1] == new[j1 - 1] and old[i1 - 1][:2] == "--"))
+        was, now = shlex.join(old[i1 - flag : i2]), shlex.join(new[j1 - flag : j2])
+        changes.append((was or "nothing", now or "nothing"))
+    if not changes:
+        return ""
+    said = "; ".join(f"{a!r} where this has {b!r}" for a, b in changes[:3])
+    return f" (it has {said}{'; …' if len(changes) > 3 else ''})"
 
 
 def _kept_result(path: pathlib.Path, command: str, digest: str | None) -> dict | None:
@@ -2553,6 +2586,19 @@ def check_commands(lines: Iterable[str]) -> int:
     return 2 if failed else 0
 
 
+def _training_failure(error: BaseException) -> str:
+    """What stopped a training, in one line: a diverged loss (``FloatingPointError``)
+    as it says, running out of memory with what to shrink."""
+    if isinstance(error, FloatingPointError):
+        return str(error)
+    # TensorFlow's message lists every input tensor: its first line is the news.
+    said = getattr(error, "message", None) or str(error) or type(error).__name__
+    return (
+        f"out of memory ({said.splitlines()[0][:300]}): try a smaller --batch-size, "
+        "--eval-batch-size or --latent-dim"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``bvae-experiment``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -2604,6 +2650,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + "; ".join(dict.fromkeys(labels))
             )
         text = render_markdown(results, args.table_k, args.protocols, args.anchor)
+        for protocol in args.protocols:
+            if not any(r["summary"].get(protocol) for r in results):
+                print(
+                    f"note: no {protocol} table: no run holds that protocol's numbers"
+                    + (" (the paper protocol needs --paper-protocol)" if protocol == PAPER else ""),
+                    file=sys.stderr,
+                )
         if args.markdown:
             try:
                 pathlib.Path(args.markdown).write_text(text)
@@ -2733,6 +2786,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--sparse-updates trains BVAE's item tables with LazyAdam "
             f"({', '.join(SAMPLED_SOFTMAX_MODELS)}); --model {args.model} has none"
         )
+    if args.sdwl_form is not None and ("no_sdwl" in args.ablation or args.loss_weights):
+        _parser().error(
+            "--sdwl-form sets how SDWL weights the behaviors' losses, and SDWL is off "
+            "(--ablation no_sdwl or --loss-weights): drop --sdwl-form"
+        )
+    if args.gate_mode is not None and {"no_gff", "no_tff"} <= set(args.ablation):
+        _parser().error(
+            "--gate-mode sets the GFF and TFF gates, and --ablation removes both: drop --gate-mode"
+        )
     foreign = foreign_flags(args, _parser())
     if foreign:
         _parser().error(
@@ -2828,8 +2890,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         kept = _kept_result(existing, command, None)
         if kept is None:
             _parser().error(
-                f"{str(existing)!r} holds the result of another command: choose another "
-                "--name or --out, or pass --overwrite to replace it"
+                f"{str(existing)!r} holds the result of another command"
+                f"{_command_difference(existing, command)}: choose another --name or "
+                "--out, or pass --overwrite to replace it (the same command resumes)"
             )
         if (
             pathlib.Path(args.data).is_dir()
@@ -2860,6 +2923,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error(f"--out {args.out!r} cannot be a folder: {e.strerror or e}")
     path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
     print(f"Full log: {path}", flush=True)
+    import tensorflow as tf  # (what run trains with)
+
     try:
         run(args)
     except ValueError as e:  # bad data or settings found once the data is read
@@ -2867,6 +2932,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.info("stopped by an error", exc_info=True)
         print(f"{PROG}: error: {e} (the traceback: {path})", file=sys.stderr)
         return 2
+    except (FloatingPointError, MemoryError, tf.errors.ResourceExhaustedError) as e:
+        logging.info("stopped by an error", exc_info=True)
+        print(f"{PROG}: error: {_training_failure(e)} (the traceback: {path})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         kept = pathlib.Path(args.out) / f"{name}.ckpt"
         print(

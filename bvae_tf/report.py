@@ -263,6 +263,8 @@ def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
             ", ".join(f"{k}/" for k in DATASETS),
             ", ".join(f"{n}/" for n in misspelt),
         )
+    if not out and not pathlib.Path(root).exists():
+        raise ValueError(f"the results folder {str(root)!r} does not exist")
     if not out:
         raise ValueError(
             f"no result files in {str(root)!r}: expected {sorted(DATASETS)} folders of "

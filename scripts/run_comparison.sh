@@ -18,7 +18,8 @@
 # dropout set / searched on valid, combinable), bvae_beta<C> / bvae_beta (beta cap set /
 # searched on valid, combinable, e.g. bvae_anneal10000_beta), any bvae_<setting> row (not
 # bvae_anneal) + _e<N> (at most N epochs, e.g. bvae_anneal10000_e300) and _p<N> (patience
-# N, e.g. bvae_e1000_p500); the studies' rows d50 d150 d200,
+# N, e.g. bvae_e1000_p500), both in place of the default budget (an EPOCHS or PATIENCE
+# given overrides them too); the studies' rows d50 d150 d200,
 # rq4_<behaviors> (e.g. rq4_purchase_click) and weights_<w1>_<w2>_<w3> (fixed loss weights in
 # the data's behavior order, summing to 1, e.g. weights_0.5_0.3_0.2); and
 # any "<row>_tuned" (the learning rate searched on valid over {1e-4, 1e-3, 1e-2}; EHCF's
@@ -148,9 +149,10 @@ flags() {
     # dropout P (--dropout; BVAE's default 0.5), "dropout" alone: P searched on valid over
     # DROPOUT_GRID (e.g. "bvae_anneal10000_dropout"); "beta<C>": beta cap C (--beta-cap),
     # "beta" alone: the cap searched on valid over BETA_GRID (e.g. "bvae_anneal10000_beta");
-    # "e<N>": at most N epochs for this row (in place of EPOCHS, e.g. "bvae_anneal10000_e300");
-    # "p<N>": early stopping after N epochs without a better valid sum (in place of
-    # PATIENCE, e.g. "bvae_e1000_p500", the released code's 1000 epochs and patience 500).
+    # "e<N>": at most N epochs for this row (in place of the default 150; an EPOCHS given
+    # still wins, e.g. EPOCHS=1 for a smoke run; "bvae_anneal10000_e300"); "p<N>": early
+    # stopping after N epochs without a better valid sum (in place of the default 40; a
+    # PATIENCE given wins; "bvae_e1000_p500", the released code's 1000 and 500).
     # A last part "boost" (e.g.
     # "bvae_boost", "item_path_g100_boost") adds the cross-behavior boost, chosen per
     # behavior on valid after training among 0 and BOOST_GRID.
@@ -290,30 +292,54 @@ run() { if [[ ${DRY_RUN:-0} != 0 ]]; then printf 'would run:'; printf ' %q' "$@"
 # wrote it (the experiment records its command line); one written by another command
 # (e.g. a shorter smoke run with other EPOCHS) is named and left alone, not rerun:
 # delete it, or run the experiment with --overwrite, to replace it.
-# A result of other data (another --data folder) in OUT stops the list: it would
-# otherwise count as done.
+# A result of other data in OUT stops the list: it would otherwise count as done. The
+# data is compared by content (the SHA-256 digest of DATA's files the experiment
+# records) where the file has a digest, else by the --data folder it names.
 others=()
+digest=""  # DATA's, computed at the first kept file that records one
+data_digest() {
+  [[ -z $digest && -d $DATA ]] || return 0
+  digest=$("$PY" -c 'import sys; from bvae_tf.experiment import data_digest
+print(data_digest(sys.argv[1]))' "$DATA" 2>/dev/null) || digest=""
+  [[ $digest =~ ^[0-9a-f]{64}$ ]] || digest="unknown"  # (PY=echo in the tests)
+}
 # done_by_this NAME FLAG...: 0 if OUT/NAME.json exists, holds finished runs, and records
 # a command that ends in "--name NAME FLAG..." (DATA and OUT may be spelled differently,
 # e.g. from another folder, and still be the same files); exits 2 if it was trained on
-# another data folder than DATA.
+# other data than DATA's (see above).
 done_by_this() {
   local file="$OUT/$1.json" recorded
   [[ -f $file ]] || return 1
   # An unreadable file (e.g. truncated) is not done: the experiment then names it and
   # stops; nor is one without runs (the experiment resumes it, or refuses another
   # command's). Prints the recorded --data folder (resolved from the repository root,
-  # where the runs start), then the command.
+  # where the runs start) and its data digest, then the command.
   recorded=$(python3 -c 'import json, os, sys
 r = json.load(open(sys.argv[1]))
 assert isinstance(r, dict) and isinstance(r.get("runs"), list) and r["runs"]
 data = r.get("data")
 print(os.path.realpath(data) if isinstance(data, str) else "")
+print(r.get("data_digest") or "")
 print(r.get("command", ""))' "$file" 2>/dev/null) || return 1
-  local data=${recorded%%$'\n'*} command=${recorded#*$'\n'}
-  if [[ -n $data && $data != "$(realpath -m -- "$DATA")" ]]; then
-    echo "$file holds a result trained on other data ($data, not $DATA): use another OUT," \
-      "or move it away" >&2
+  local data=${recorded%%$'\n'*} rest=${recorded#*$'\n'}
+  local kept=${rest%%$'\n'*} command=${rest#*$'\n'}
+  [[ -z $kept ]] || data_digest
+  if [[ -n $kept && -n $digest && $digest != unknown ]]; then
+    if [[ $kept != "$digest" ]]; then
+      echo "$file holds a result trained on other data (its files' digest differs from" \
+        "those of $DATA): use another OUT, or move it away" >&2
+      exit 2
+    fi
+  elif [[ -n $data && $data != "$(realpath -m -- "$DATA")" ]]; then
+    if [[ -e $data ]]; then
+      echo "$file holds a result trained on other data (its --data resolves to $data," \
+        "not $(realpath -m -- "$DATA"); the file records no data digest to compare):" \
+        "use another OUT, or move it away" >&2
+    else
+      echo "$file records no data digest, and its --data (resolved from the repository" \
+        "root: $data) does not exist here, so its data cannot be compared with DATA:" \
+        "run from a checkout beside that folder, or move the file away" >&2
+    fi
     exit 2
   fi
   [[ $command == *" --name $*" ]] || others+=("$file")

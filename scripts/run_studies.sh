@@ -21,8 +21,9 @@
 # of running them (scripts/run_comparison.sh's DRY_RUN=1 lists their commands).
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
-if (( $# < 3 )); then
+if (( $# < 3 || $# > 4 )); then
   echo "usage: scripts/run_studies.sh STUDY DATA OUT [SEEDS]; STUDY: rq1 rq2 rq2_weights rq3_d rq4 (--help)" >&2
+  (( $# < 5 )) || echo "(got $# arguments; rows are chosen by STUDY: scripts/run_comparison.sh runs given rows)" >&2
   exit 2
 fi
 STUDY=$1 DATA=$2 OUT=$3

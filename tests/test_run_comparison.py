@@ -204,6 +204,42 @@ def test_a_result_of_another_command_is_named_not_counted_silently(tmp_path):
     assert "vae_u_s0.json" in done.stderr and "bvae_s0.json" not in done.stderr
 
 
+def test_a_kept_result_is_matched_to_data_by_its_digest_not_its_path(tmp_path):
+    import sys
+
+    from bvae_tf.experiment import data_digest
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "purchase_train").write_text("0 1\n")
+    (tmp_path / "out").mkdir()
+    # The real interpreter computes DATA's digest; any other command is only checked.
+    stub = tmp_path / "digest_py"
+    stub.write_text(
+        '#!/bin/sh\ncase "$2" in *data_digest*) exec ' + sys.executable + ' "$@";; esac\n'
+        '[ "$1" = -c ] && exit 0\necho "ran: $*" >&2\nexit 1\n'
+    )
+    stub.chmod(0o755)
+    command = "python -m bvae_tf.experiment --data elsewhere --out o --name vae_t_s0 --seeds 1"
+    command += " --first-seed 0 --epochs 150 --patience 40 --paper-protocol --model vae_t"
+    kept = {"command": command, "runs": [{"seed": 0}], "data": "../no/such/folder"}
+    args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", "vae_t"]
+    env = {**os.environ, "DRY_RUN": "1", "PY": str(stub)}
+    for digest, code in ((data_digest(tmp_path / "data"), 0), ("0" * 64, 2)):
+        kept["data_digest"] = digest
+        (tmp_path / "out" / "vae_t_s0.json").write_text(json.dumps(kept))
+        done = subprocess.run(
+            args, check=False, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == code, done.stderr
+        assert "would run:" not in done.stdout
+        assert ("digest differs from those of" in done.stderr) == bool(code)
+    del kept["data_digest"]  # then the path is compared, and it does not exist here
+    (tmp_path / "out" / "vae_t_s0.json").write_text(json.dumps(kept))
+    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "records no data digest" in done.stderr
+    assert "does not exist here" in done.stderr
+
+
 @pytest.mark.parametrize("dry_run", ["", "1"])
 def test_a_missing_data_folder_stops_before_any_run(tmp_path, dry_run):
     args = [str(SCRIPT), str(tmp_path / "missing"), str(tmp_path / "out"), "1", "bvae"]
@@ -294,9 +330,9 @@ def test_a_result_of_other_data_stops_the_list_and_one_without_runs_is_run(tmp_p
     assert "would run:" not in done.stdout
     foreign = kept(tmp_path / "other", [{"seed": 0}])
     assert foreign.returncode == 2 and "would run:" not in foreign.stdout
-    assert f"popularity.json holds a result trained on other data ({tmp_path / 'other'}" in (
-        foreign.stderr
-    )
+    assert "popularity.json holds a result trained on other data (its --data resolves to " + (
+        f"{tmp_path / 'other'}, not {tmp_path / 'data'}"
+    ) in foreign.stderr.replace("\n", "")
     unfinished = kept(tmp_path / "data", [])
     assert unfinished.returncode == 0, unfinished.stderr
     assert "would run:" in unfinished.stdout and "--name popularity" in unfinished.stdout

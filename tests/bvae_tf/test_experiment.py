@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bvae_tf import experiment
 from bvae_tf.baselines import ease as ease_module
@@ -222,6 +223,57 @@ def test_cli_refuses_flags_the_model_does_not_read(tmp_path, capsys, model, flag
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--sdwl-form", "reference", "--ablation", "no_sdwl"], "--sdwl-form"),
+        (["--sdwl-form", "paper", "--loss-weights", "1", "1", "1"], "--sdwl-form"),
+        (["--gate-mode", "reference", "--ablation", "no_gff", "no_tff"], "--gate-mode"),
+    ],
+)
+def test_cli_refuses_a_setting_of_a_part_the_run_removes(tmp_path, capsys, flags, named):
+    with pytest.raises(SystemExit):
+        experiment.main(["--data", str(tmp_path), "--model", "bvae", *flags])
+    err = capsys.readouterr().err
+    assert f"drop {named}" in err and err.count("\n") == 1
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "error, said",
+    [
+        (FloatingPointError("the training loss is nan after epoch 1"), "loss is nan after epoch"),
+        (
+            tf.errors.ResourceExhaustedError(None, None, "OOM when allocating\n" + "x" * 9000),
+            "out of memory (OOM when allocating): try a smaller --batch-size",
+        ),
+    ],
+)
+def test_a_diverged_or_out_of_memory_run_ends_in_one_line(
+    tmp_path, capsys, monkeypatch, error, said
+):
+    def run(args):
+        raise error
+
+    monkeypatch.setattr(experiment, "run", run)
+    code = experiment.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and said in err and "Traceback" not in err, err
+    assert len(err) < 1000
+
+
+@pytest.mark.unit
+def test_a_bvae_label_leaves_out_the_sdwl_form_where_sdwl_is_off():
+    behaviors = ["purchase", "click"]
+    form = {"behaviors": behaviors, "sdwl_form": "reference"}
+    assert experiment.method_label("bvae", form) == "BVAE (gates=gated, sdwl_form=reference)"
+    off = {**form, "use_sdwl": False}
+    assert experiment.method_label("bvae", off) == "BVAE (gates=gated, -SDWL)"
+    fixed = {**form, "loss_weights": [1.0, 1.0]}
+    assert experiment.method_label("bvae", fixed) == "BVAE (gates=gated, loss_weights=[1.0, 1.0])"
+
+
+@pytest.mark.unit
 def test_ehcf_is_tuned_over_what_it_reads(tmp_path, capsys):
     base = ["--data", str(tmp_path / "none"), "--model", "ehcf", "--tune", "2"]
     with pytest.raises(SystemExit):
@@ -282,6 +334,10 @@ def test_combine_replaces_only_its_own_tables_without_overwrite(tmp_path, capsys
     table = md.read_text()
     assert experiment.main(["--combine", str(result), "--markdown", str(md)]) == 0  # rerun
     assert md.read_text() == table
+    # Its runs hold no paper-protocol numbers: the missing table is said, not skipped.
+    err = capsys.readouterr().err
+    assert "note: no paper table: no run holds that protocol's numbers" in err
+    assert "note: no honest table" not in err
     notes = tmp_path / "NOTES.md"
     notes.write_text("# my notes\n")
     with pytest.raises(SystemExit):
@@ -725,7 +781,9 @@ def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
     assert json.loads((tmp_path / "vae_u.json").read_text())["runs"] == kept["runs"]
     with pytest.raises(SystemExit):  # another command would replace it
         _run(release_dir, tmp_path, "--model", "vae_u", "--seeds", "2", "--epochs", "1")
-    assert "holds the result of another command" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    said = "(it has '--seeds 1' where this has '--seeds 2')"
+    assert f"holds the result of another command {said}" in err
     with pytest.raises(SystemExit):  # a bad flag is named first, not the kept result
         _run(release_dir, tmp_path, "--model", "vae_u", "--dropout", "1.5")
     err = capsys.readouterr().err

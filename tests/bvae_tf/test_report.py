@@ -258,8 +258,11 @@ def test_a_malformed_result_file_is_named(results_dir, tmp_path, capsys):
         report.main(["--results", str(results_dir), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert "broken.json" in err and "no finished run" in err
-    with pytest.raises(ValueError, match="no result files"):
+    with pytest.raises(ValueError, match="nowhere' does not exist"):
         report.render(tmp_path / "nowhere", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no result files"):
+        report.render(tmp_path / "empty", tmp_path / "out")
 
 
 def _two_runs():
@@ -590,6 +593,8 @@ def test_a_study_without_its_arguments_names_the_studies():
     done = _study("rq2")
     assert done.returncode == 2
     assert "STUDY: rq1 rq2 rq2_weights rq3_d rq4" in done.stderr
+    extra = _study("rq2", "data", "out", "1", "bvae", DRY_RUN="1")  # rows are not taken
+    assert extra.returncode == 2 and "got 5 arguments; rows are chosen by STUDY" in extra.stderr
 
 
 def test_a_study_without_its_data_stops_before_any_run(tmp_path):
