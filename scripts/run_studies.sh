@@ -65,6 +65,7 @@ case $STUDY in
     # The paper's order, purchase -> click -> favourite -> cart, over the behaviors with
     # a non-empty train file (JD: no cart; UB: no click): one row per prefix, the last
     # is the full model ("bvae").
+    [[ -d $DATA ]] || { echo "DATA '$DATA' is not a folder" >&2; exit 2; }
     ROWS=() modelled=""
     for pair in purchase:target click:click favorite:favourite cart:cart; do
       [[ -s "$DATA/${pair#*:}_train" ]] || continue

@@ -606,6 +606,9 @@ def test_a_study_without_its_data_stops_before_any_run(tmp_path):
         done = _study("rq2", data, out, PY="echo")
         assert done.returncode == 2 and message in done.stderr
         assert "bvae_tf.experiment" not in done.stdout and not (tmp_path / "out").exists()
+    # rq4 reads DATA to choose its rows: a missing folder is named as such.
+    done = _study("rq4", tmp_path / "missing", tmp_path / "out", DRY_RUN="1")
+    assert done.returncode == 2 and "missing' is not a folder" in done.stderr
 
 
 def test_the_studies_read_data_from_the_callers_folder_and_check_seeds(tmp_path):
