@@ -254,6 +254,9 @@ def _check_splits(
     - A valid/test line that repeats a train line of the same behavior is dropped from
       the held-out targets (counted): seen items are excluded from the ranking
       (``metrics``), so it could never be hit and would only lower recall.
+    - A line in both the valid and the test file of a behavior is kept in both
+      (counted): the release says its splits are disjoint, and model selection on
+      valid would see those test targets.
     - Held-out ids above train's largest user/item id, and held-out users of the
       modelled behaviors without any train interaction, are reported (counted): the
       catalog gets a row for every id up to the largest, which no training reaches,
@@ -290,6 +293,20 @@ def _check_splits(
             "hit): %s",
             data_dir,
             ", ".join(repeats),
+            extra={console.CONSOLE: True},
+        )
+    # A pair in both held-out splits: selection on valid then sees test's targets.
+    shared = [
+        f"{_release_name(b, F.EVAL)} / {_release_name(b, F.TEST)} {both:,}"
+        for b, matrix in sorted(splits[F.EVAL].items())
+        if (both := matrix.multiply(splits[F.TEST][b]).nnz)
+    ]
+    if shared:
+        logging.warning(
+            "lines in both the valid and the test file of a behavior in %s (kept in both: "
+            "model selection on valid then sees those test targets): %s",
+            data_dir,
+            ", ".join(shared),
             extra={console.CONSOLE: True},
         )
     train = [p for p in pairs[F.TRAIN].values() if len(p)]

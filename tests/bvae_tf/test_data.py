@@ -161,6 +161,9 @@ def test_load_release_counts_what_it_drops_or_cannot_learn(tmp_path, caplog):
             # Item 9 and user 5 occur only here; user 4 has no train history either.
             "target_test": [(2, 9), (4, 1), (5, 2)],
             "click_train": [(1, 3), (3, 1)],
+            # (2, 3) is in both held-out files of click: kept, and counted.
+            "click_valid": [(2, 3)],
+            "click_test": [(2, 3)],
         },
     )
     with caplog.at_level(logging.WARNING):
@@ -171,6 +174,8 @@ def test_load_release_counts_what_it_drops_or_cannot_learn(tmp_path, caplog):
     assert any("1 item ids occur only in valid/test" in w and "(up to 9)" in w for w in warnings)
     assert any("2 user ids occur only in valid/test" in w for w in warnings)
     assert any("2 of 3 test users have no train interaction" in w for w in warnings)
+    assert any("both the valid and the test" in w and "click_test 1" in w for w in warnings)
+    assert not any("both the valid" in w and "target_valid" in w for w in warnings)
     valid = data.matrix(F.EVAL, F.PURCHASE)
     assert valid.nnz == 2 and valid[0, 1] == 0 and valid[0, 2] == 1
     assert data.num_items == 9  # still every id gets a row: the warnings say so
