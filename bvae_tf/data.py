@@ -112,6 +112,43 @@ def _integers(fields: list[bytes]) -> bool:
     return True
 
 
+def release_behaviors(data_dir: str | pathlib.Path) -> set[str]:
+    """Canonical behaviors with at least one release file (``<prefix>_<split>``) in
+    ``data_dir``, from the file names alone: nothing is read (empty set: no such file or
+    no such folder)."""
+    data_dir = pathlib.Path(data_dir)
+    return {
+        behavior
+        for prefix, behavior in F.RELEASE_BEHAVIOR_MAPPING.items()
+        for suffix in F.RELEASE_SPLIT_MAPPING
+        if (data_dir / f"{prefix}_{suffix}").is_file()
+    }
+
+
+def check_release_behaviors(data_dir: str | pathlib.Path, behaviors: Sequence[str]) -> None:
+    """Checks that each of ``behaviors`` has release files in ``data_dir``, by name only
+    (what :func:`load_release` refuses after reading, refused before).
+
+    Raises:
+      ValueError: naming the behaviors without files and the behaviors the folder has.
+    """
+    _check_behaviors_have_files(pathlib.Path(data_dir), behaviors, release_behaviors(data_dir))
+
+
+def _check_behaviors_have_files(
+    data_dir: pathlib.Path, behaviors: Sequence[str], found: set[str]
+) -> None:
+    unknown = [b for b in behaviors if b not in found]
+    if unknown:
+        files = ", ".join(
+            f"{b} ({prefix}_*)" for prefix, b in F.RELEASE_BEHAVIOR_MAPPING.items() if b in found
+        )
+        raise ValueError(
+            f"behaviors {unknown} have no files in {str(data_dir)!r}; it has {files} "
+            "(behavior names, with their files' prefix)"
+        )
+
+
 def load_release(
     data_dir: str | pathlib.Path, behaviors: Sequence[str] | None = None
 ) -> MultiBehaviorData:
@@ -192,15 +229,7 @@ def load_release(
                 extra={console.CONSOLE: True},
             )
     behaviors = F.validate_behaviors(behaviors)
-    unknown = [b for b in behaviors if b not in found]
-    if unknown:
-        files = ", ".join(
-            f"{b} ({prefix}_*)" for prefix, b in F.RELEASE_BEHAVIOR_MAPPING.items() if b in found
-        )
-        raise ValueError(
-            f"behaviors {unknown} have no files in {str(data_dir)!r}; it has {files} "
-            "(behavior names, with their files' prefix)"
-        )
+    _check_behaviors_have_files(data_dir, behaviors, found)
     everything = [p for split in pairs.values() for p in split.values() if len(p)]
     if not everything:
         raise ValueError(f"every release file in {str(data_dir)!r} is empty")

@@ -203,7 +203,8 @@ def _parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="check the flags as a run would, then stop (exit 0, or 2 with the error): "
-        "no data read, nothing written; scripts/run_comparison.sh checks each row so",
+        "no data read (the --data folder must exist, and each of --behaviors have files "
+        "there), nothing written; scripts/run_comparison.sh checks each row so",
     )
     p.add_argument(
         "--verbose",
@@ -2192,6 +2193,10 @@ _SHARE_METRICS = frozenset(M.METRICS)
 #: The metrics every selection, comparison and summary reads of each behavior's test
 #: scores (the tables show any other one a file lacks as nan).
 _REQUIRED_METRICS = ("ndcg@5",)
+#: Largest gap allowed between a run's honest NDCG@5 and the mean of its
+#: ``test_per_user`` values (written by the same scoring; 561 kept runs differ by
+#: at most 2.1e-8, float32 sums).
+PER_USER_TOLERANCE = 1e-6
 
 
 def check_result(result: dict) -> None:
@@ -2208,7 +2213,8 @@ def check_result(result: dict) -> None:
     BVAE, whose variants the report reads from it; its ``loss_weights`` one number per
     behavior); ``curve`` a list of objects of numbers (None: not measured) with an
     ``epoch``, or those columns packed (:func:`pack_curve`); ``test_per_user`` one
-    value per test user (the ``num_users`` of the behavior's honest metrics);
+    value per test user (the ``num_users`` of the behavior's honest metrics), averaging
+    to its honest ``ndcg@5`` (within :data:`PER_USER_TOLERANCE`);
     ``machine`` (:func:`machine`) an object with integer ``cpus``.
 
     Raises:
@@ -2311,6 +2317,17 @@ def check_result(result: dict) -> None:
                     f"{where}.test_per_user.{b} has {len(values)} values, for "
                     f"{users:g} test users (its honest num_users)"
                 )
+            # One scoring wrote both: a mean that differs from the honest NDCG@5 is an
+            # edited file (float32 sums differ by < 1e-7 from the float64 mean).
+            honest_ndcg = run.get(HONEST, {}).get(b, {}).get("ndcg@5")
+            if values and honest_ndcg is not None:
+                mean = math.fsum(values) / len(values)
+                if abs(mean - honest_ndcg) > PER_USER_TOLERANCE:
+                    raise ValueError(
+                        f"{where}.test_per_user.{b} averages {mean:.6g} but "
+                        f"{where}.{HONEST}.{b}.ndcg@5 is {honest_ndcg:.6g}: one test scoring "
+                        "writes both, so one of them was edited"
+                    )
         if result["model"] == "bvae" and "config" not in run:
             raise ValueError(f"{where} of a BVAE run has no 'config'")
         config = run.get("config", {})
@@ -2575,7 +2592,7 @@ def check_commands(lines: Iterable[str]) -> int:
         errors = io.StringIO()
         with contextlib.redirect_stderr(errors):
             try:
-                code = main([*shlex.split(line), "--check"])
+                code = main([*shlex.split(line), "--check"], data_must_exist=False)
             except SystemExit as e:  # argparse's usage errors
                 code = e.code
         if code:  # argparse's last line is "<prog>: error: <message>"
@@ -2599,8 +2616,13 @@ def _training_failure(error: BaseException) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point (``bvae-experiment``)."""
+def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> int:
+    """CLI entry point (``bvae-experiment``).
+
+    ``data_must_exist=False`` lets ``--check`` pass without the ``--data`` folder
+    (:func:`check_commands`: ``scripts/run_comparison.sh`` checks DATA itself, and its
+    ``DRY_RUN=1`` lists commands without it).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     for flag, value in itertools.pairwise(argv):  # argparse reads "-1,2" as an option
         if flag == "--boost-grid" and value[:1] == "-" and value[1:2] in set("0123456789."):
@@ -2867,7 +2889,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _parser().error(
                     f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
                 )
+    if args.behaviors and pathlib.Path(args.data).is_dir():  # file names only: no reading
+        from bvae_tf import data as D
+
+        try:
+            D.check_release_behaviors(args.data, args.behaviors)
+        except ValueError as e:
+            _parser().error(f"--behaviors: {e}")
     if args.check:
+        if data_must_exist and not pathlib.Path(args.data).is_dir():
+            what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
+            _parser().error(f"--data {args.data!r} {what} (a run reads it)")
         return 0
     # After the flags are checked: a bad flag is named, not a kept result's command.
     existing = pathlib.Path(args.out) / f"{name}.json"

@@ -1412,6 +1412,31 @@ def test_check_commands_names_each_refused_command_and_writes_nothing(tmp_path, 
     assert experiment.check_commands(lines[:1]) == 0
 
 
+def test_check_alone_needs_the_data_folder_and_files_for_each_named_behavior(
+    release_dir, tmp_path, capsys
+):
+    """``--check`` on its own refuses a --data that a run could not read and a behavior
+    without release files (named by file name, nothing read); check_commands leaves the
+    folder to scripts/run_comparison.sh, which checks DATA itself."""
+    out = tmp_path / "out"
+    base = ["--out", str(out), "--check"]
+    with pytest.raises(SystemExit) as stopped:
+        experiment.main(["--data", str(tmp_path / "missing"), *base])
+    assert stopped.value.code == 2
+    assert f"--data '{tmp_path / 'missing'}' does not exist (a run reads it)" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):  # the release's file prefix, not the behavior's name
+        experiment.main(["--data", str(release_dir), *base, "--behaviors", "favourite"])
+    err = capsys.readouterr().err
+    assert "--behaviors: behaviors ['favourite'] have no files in" in err
+    assert "favorite (favourite_*)" in err
+    assert experiment.main(["--data", str(release_dir), *base, "--behaviors", "favorite"]) == 0
+    missing = f"--data {tmp_path / 'missing'} --out {out} --behaviors favourite"
+    assert experiment.check_commands([missing]) == 0
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

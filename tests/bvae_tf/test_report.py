@@ -43,11 +43,13 @@ def _result(model, seed=0, command_extra="", behaviors=BEHAVIORS, gates=False, *
     run = {
         "seed": seed,
         "honest": {b: _metrics(rng) for b in behaviors},
-        "test_per_user": {b: rng.random(10).round(6).tolist() for b in behaviors},
+        "test_per_user": {b: (0.4 * rng.random(10)).round(6).tolist() for b in behaviors},
         "train_seconds": 60.0,
         "epochs_run": 3,
         "best_epoch": 2,
     }
+    for b in behaviors:  # one scoring writes both (experiment.check_result compares them)
+        run["honest"][b]["ndcg@5"] = float(np.mean(run["test_per_user"][b]))
     if model == "bvae":
         run["config"] = BVAEConfig(behaviors=behaviors, num_items=5, seed=seed, **config).to_dict()
         run["curve"] = [
@@ -317,6 +319,11 @@ _DELETE = object()
             _set(("runs", 0, "honest", "purchase", "num_users"), 5),
             r"test_per_user\.purchase has 10 values, for 5 test users",
         ),
+        (
+            _set(("runs", 0, "honest", "purchase", "ndcg@5"), 0.9),
+            r"test_per_user\.purchase averages 0\.\d+ but runs\[0\]\.honest\.purchase\.ndcg@5 "
+            r"is 0\.9: one test scoring writes both",
+        ),
         # Values the checks once let through, which the report then crashed on or used.
         (_set(("runs", 0, "machine"), {"cpus": 2, "gpus": [1, "x"]}), r"a list of GPU names"),
         (_set(("runs", 0, "best_epoch"), {"purchase": 3}), r"best_epoch must be an integer >= 0"),
@@ -383,10 +390,13 @@ def test_an_out_that_is_a_file_is_a_usage_error(results_dir, tmp_path, capsys):
 
 
 def _with_ndcg(result, values):
-    """``result`` with test NDCG@K of each behavior set to ``values[b]`` (every K)."""
+    """``result`` with test NDCG@K of each behavior set to ``values[b]`` (every K), its
+    per-user NDCG@5 scaled to that mean."""
     for b, value in values.items():
         for k in report.KS:
             result["runs"][0]["honest"][b][f"ndcg@{k}"] = value
+        per_user = np.asarray(result["runs"][0]["test_per_user"][b])
+        result["runs"][0]["test_per_user"][b] = (per_user * value / per_user.mean()).tolist()
     return result
 
 
