@@ -1681,11 +1681,13 @@ def config_defaults_json() -> str:
 def method_key(result: dict) -> str:
     """What makes two result files the same method: the model, the behaviors modelled
     and every configuration value except the seed (so seeds run separately are
-    pooled)."""
+    pooled) and ``name``, the Keras model name a baseline's ``get_config()`` records
+    (``vae_plus_plus``, ``vae_plus_plus_1``, ...: it counts the models built before
+    in the process, not a setting)."""
     runs = result.get("runs") or [{}]
     configs = [part["config"] for part in runs[0].get("parts", [runs[0]]) if "config" in part]
     settings = training_settings(result)
-    skip = {"seed", "behaviors"} | tuned_fields(settings["grid"], settings["boost_grid"])
+    skip = {"seed", "behaviors", "name"} | tuned_fields(settings["grid"], settings["boost_grid"])
     # Fields at BVAEConfig's defaults are left out, so that a file written before a
     # field existed pools with one written after (same method, same values).
     defaults = json.loads(config_defaults_json())

@@ -365,6 +365,28 @@ def test_combine_labels_a_baseline_at_other_settings_by_what_differs(tmp_path):
 
 
 @pytest.mark.unit
+def test_combine_pools_one_per_target_parts_whatever_keras_named_their_models(tmp_path):
+    """A one-per-target baseline records each part's ``get_config()``, with the Keras
+    model name the process happened to give it (``vae_plus_plus_1`` when a model was
+    built before): seeds run in different processes are still one method."""
+    files = []
+    for seed, first in ((0, 0), (1, 1)):
+        result = _result("vae_pp", "VAE++ (one per target)", seed, 0.1 * (seed + 1))
+        run = result["runs"][0]
+        run["parts"] = [
+            {"config": {"name": f"vae_plus_plus_{first + i}", "dropout": 0.5}} for i in range(2)
+        ]
+        files.append(tmp_path / f"vae_pp_s{seed}.json")
+        files[-1].write_text(json.dumps(result))
+    (row,) = experiment.combine(files)
+    assert (row["method"], len(row["runs"])) == ("VAE++ (one per target)", 2)
+    other = json.loads(files[1].read_text())
+    other["runs"][0]["parts"][0]["config"]["dropout"] = 0.7  # a setting still separates
+    files[1].write_text(json.dumps(other))
+    assert len(experiment.combine(files)) == 2
+
+
+@pytest.mark.unit
 def test_combine_refuses_a_seed_twice_and_an_anchor_that_names_no_row(tmp_path, capsys):
     first, copy = tmp_path / "bvae_s0.json", tmp_path / "bvae_copy.json"
     for path in (first, copy):
