@@ -132,12 +132,7 @@ def check_release_behaviors(data_dir: str | pathlib.Path, behaviors: Sequence[st
     Raises:
       ValueError: naming the behaviors without files and the behaviors the folder has.
     """
-    _check_behaviors_have_files(pathlib.Path(data_dir), behaviors, release_behaviors(data_dir))
-
-
-def _check_behaviors_have_files(
-    data_dir: pathlib.Path, behaviors: Sequence[str], found: set[str]
-) -> None:
+    found = release_behaviors(data_dir)
     unknown = [b for b in behaviors if b not in found]
     if unknown:
         files = ", ".join(
@@ -229,7 +224,7 @@ def load_release(
                 extra={console.CONSOLE: True},
             )
     behaviors = F.validate_behaviors(behaviors)
-    _check_behaviors_have_files(data_dir, behaviors, found)
+    check_release_behaviors(data_dir, behaviors)
     everything = [p for split in pairs.values() for p in split.values() if len(p)]
     if not everything:
         raise ValueError(f"every release file in {str(data_dir)!r} is empty")
