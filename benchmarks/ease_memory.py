@@ -15,6 +15,9 @@ form on 16 users (the forms compute the same scores).
 
     python benchmarks/ease_memory.py                    # 8,000 items, 10,000 users
     python benchmarks/ease_memory.py --items 30947 --users 20000 --forms factored
+    python benchmarks/ease_memory.py --dtype float64    # the experiment's default dtype
+
+The figures in units of ``m^2`` are ``bvae_tf.baselines.ease.PEAK_UNITS``.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def child(args) -> dict:
     scores = {}
     if args.form == "factored":
         path = E.fit_factored(
-            BEHAVIORS, args.items, train, args.l2, diagonals=E.DIAGONALS, dtype=np.float32
+            BEHAVIORS, args.items, train, args.l2, diagonals=E.DIAGONALS, dtype=np.dtype(args.dtype)
         )
     else:
         groups = [(b,) for b in BEHAVIORS] if args.form == "sequential" else None
@@ -82,7 +85,7 @@ def child(args) -> dict:
             train,
             args.l2,
             diagonals=E.DIAGONALS,
-            dtype=np.float32,
+            dtype=np.dtype(args.dtype),
             groups=groups,
         )
     for l2, diagonal, model in path:
@@ -106,6 +109,12 @@ def main(argv=None) -> int:
     p.add_argument("--l2", type=float, nargs="+", default=[50.0, 500.0])
     p.add_argument("--forms", nargs="+", choices=FORMS, default=list(FORMS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="float type of the Gram matrix and its inverse (the experiment's --ease-dtype)",
+    )
     p.add_argument("--form", choices=FORMS, help=argparse.SUPPRESS)  # the child's
     p.add_argument("--scores", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -119,7 +128,8 @@ def main(argv=None) -> int:
     unit = 4 * args.items**2
     print(
         f"EASE, {args.items:,} items x {args.users:,} users, 3 targets, "
-        f"{len(args.l2)} lambda x 2 diagonals, float32 (one m x m float32 = {unit / 1e9:.2f} GB)"
+        f"{len(args.l2)} lambda x 2 diagonals, {args.dtype} "
+        f"(one m x m float32 = {unit / 1e9:.2f} GB)"
     )
     rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:

@@ -144,6 +144,54 @@ def check_release_behaviors(data_dir: str | pathlib.Path, behaviors: Sequence[st
         )
 
 
+def modelled_release_behaviors(
+    data_dir: str | pathlib.Path, behaviors: Sequence[str] | None = None
+) -> list[str]:
+    """The behaviors :func:`load_release` would model, from file names and sizes only
+    (nothing is read): ``behaviors`` if given, else those in
+    ``features.DEFAULT_BEHAVIORS`` order whose train file is not empty.
+
+    A pre-check: a file that is not empty may still hold no usable line, which only
+    reading finds.
+
+    Raises:
+      ValueError: a requested behavior has no release files
+        (:func:`check_release_behaviors`), no behavior has a non-empty train file, or a
+        modelled behavior's train, valid or test file is missing or empty (naming them:
+        every modelled behavior needs all three).
+    """
+    data_dir = pathlib.Path(data_dir)
+    prefix = {b: p for p, b in F.RELEASE_BEHAVIOR_MAPPING.items()}
+    suffix = {split: s for s, split in F.RELEASE_SPLIT_MAPPING.items()}
+
+    def has_lines(behavior: str, split: str) -> bool:
+        path = data_dir / f"{prefix[behavior]}_{suffix[split]}"
+        return path.is_file() and path.stat().st_size > 0
+
+    if behaviors is None:
+        behaviors = [b for b in F.DEFAULT_BEHAVIORS if b in prefix and has_lines(b, F.TRAIN)]
+        if not behaviors:
+            raise ValueError(
+                f"no behavior has train data in {str(data_dir)!r}: every "
+                f"'<prefix>_train' file is missing or empty (prefixes "
+                f"{list(F.RELEASE_BEHAVIOR_MAPPING)})"
+            )
+    else:
+        check_release_behaviors(data_dir, behaviors)
+    empty = [
+        f"{prefix[b]}_{suffix[split]}"
+        for b in behaviors
+        for split in F.SPLITS
+        if not has_lines(b, split)
+    ]
+    if empty:
+        raise ValueError(
+            f"{', '.join(empty)} in {str(data_dir)!r} missing or empty: every modelled "
+            "behavior needs train, valid and test interactions"
+        )
+    return list(behaviors)
+
+
 def load_release(
     data_dir: str | pathlib.Path, behaviors: Sequence[str] | None = None
 ) -> MultiBehaviorData:

@@ -186,7 +186,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", help="released dataset folder (<behavior>_<split> files)")
     p.add_argument("--model", choices=MODELS, default="bvae", help="the method")
-    p.add_argument("--seeds", type=_int_at_least(1, _INT_MAX), default=3, help="number of seeds")
+    p.add_argument(
+        "--seeds",
+        type=_int_at_least(1, _INT_MAX),
+        default=3,
+        help="number of seeds (default 3; the no-randomness models popularity, repeat and "
+        "ease run once)",
+    )
     p.add_argument(
         "--first-seed", type=_int_at_least(0, _INT_MAX), default=0, help="seed of the first run"
     )
@@ -796,11 +802,12 @@ MODEL_FLAGS = {
 
 def foreign_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     """The flags of :data:`MODEL_FLAGS` set away from their defaults (or searched by
-    ``--grid``) that ``args.model`` does not read, e.g. ``["--dropout"]`` for
-    ``--model ngcf --dropout 0.2``."""
+    ``--grid``) that ``args.model`` does not read, as the user gave them: e.g.
+    ``["--dropout"]`` for ``--model ngcf --dropout 0.2``, ``["--grid dropout"]`` for
+    ``--model ngcf --grid dropout=0.2,0.5``."""
     searched = {spec.partition("=")[0].strip().replace("-", "_") for spec in args.grid}
     return [
-        f"--{dest.replace('_', '-')}"
+        f"--{dest.replace('_', '-')}" if dest not in searched else f"--grid {dest}"
         for dest, models in MODEL_FLAGS.items()
         if args.model not in models
         and (getattr(args, dest) != parser.get_default(dest) or dest in searched)
@@ -1189,6 +1196,37 @@ def _brief(metrics: dict) -> str:
     )
 
 
+def _check_ease_memory(args, num_targets: int, num_items: int) -> None:
+    """Refuses an EASE grid whose estimated peak memory (a floor:
+    :func:`bvae_tf.baselines.ease.peak_bytes`) exceeds the memory available now, before
+    minutes of inversion end in the kernel's out-of-memory kill.
+
+    Raises:
+      ValueError: naming the estimate, the memory available and the smaller form.
+    """
+    import psutil
+
+    from bvae_tf.baselines import ease
+
+    form = "factored" if args.ease_factored else "sequential" if args.ease_sequential else "dense"
+    need = ease.peak_bytes(num_items, num_targets, form=form, dtype=args.ease_dtype)
+    have = psutil.virtual_memory().available
+    if need <= have:
+        return
+    small = ease.peak_bytes(num_items, num_targets, form="factored", dtype="float32")
+    advice = (
+        f"--ease-dtype float32 --ease-factored needs about {small / 1e9:.1f} GB "
+        '(scripts/run_comparison.sh: EASE_FLAGS="--ease-dtype float32 --ease-factored")'
+        if small <= have and (form, args.ease_dtype) != ("factored", "float32")
+        else "no EASE form fits: free memory or use a machine with more"
+    )
+    raise ValueError(
+        f"EASE ({form} form, {args.ease_dtype}) needs at least about {need / 1e9:.1f} GB at "
+        f"{num_items:,} items and {have / 1e9:.1f} GB is available "
+        f"(benchmarks/ease_memory.py's peak, scaled): {advice}"
+    )
+
+
 def _fit_baseline(args, data, parts: pathlib.Path) -> dict:
     """One run of a closed-form baseline: fit on train, select on valid, test once.
     EASE keeps each lambda's fits in ``parts`` (a folder) until the result is written,
@@ -1213,6 +1251,7 @@ def _fit_baseline(args, data, parts: pathlib.Path) -> dict:
         _test(model, test, behaviors, run)
         return run
     dtype = np.float32 if args.ease_dtype == "float32" else np.float64
+    _check_ease_memory(args, len(behaviors), data.num_items)
     grid = {"l2": list(args.ease_l2), "diagonal": list(args.ease_diagonal)}
     groups = [(b,) for b in behaviors] if args.ease_sequential else [behaviors]
     size = len(grid["l2"]) * len(grid["diagonal"]) * len(groups)
@@ -1572,9 +1611,9 @@ def _compute_table(results: list[dict]) -> list[str]:
             "and per-epoch evaluation up to the selected epoch (time to quality), plus the "
             "other trials of a search; — where a run has no per-epoch curve. Cut by the "
             "budget: the models (one per seed and target) that reached the epoch limit "
-            "with their best epoch less than `patience` epochs before it: early stopping "
-            "had not ended them, so they may still have been improving (a short trial run "
-            "shows here).",
+            "with their best epoch less than `patience` (at least 1) epochs before it: "
+            "early stopping had not ended them, so they may still have been improving (a "
+            "short trial run shows here).",
             "",
         ]
     )
@@ -1589,7 +1628,8 @@ def budget_label(result: dict) -> str:
 
 def budget_cut(result: dict) -> tuple[int, int]:
     """``(cut, trained)``: of a result's trained models (one per seed and target), how
-    many the epoch budget stopped while still within ``patience`` of their best epoch.
+    many the epoch budget stopped before early stopping could: at the epoch limit,
+    fewer than ``max(1, patience)`` epochs after their best epoch.
 
     A model counts as trained when it records ``epochs_run`` and ``best_epoch``
     (closed-form and no-learning rows do not); a searched run is read at its
@@ -1603,7 +1643,9 @@ def budget_cut(result: dict) -> tuple[int, int]:
             if not isinstance(ran, int) or not isinstance(best, int):
                 continue
             trained += 1
-            cut += ran >= loop["epochs"] and best > ran - loop["patience"]
+            # Early stopping ends a run once ``max(1, patience)`` epochs pass without a
+            # better score (training.py): patience 0 stops after one such epoch.
+            cut += ran >= loop["epochs"] and ran - best < max(1, loop["patience"])
     return cut, trained
 
 
@@ -2068,8 +2110,9 @@ def run(args) -> dict:
 
 
 def _command_difference(path: pathlib.Path, command: str) -> str:
-    """`` (it has ``--seeds 1`` where this has ``--seeds 2``)``: the words in which the
-    command ``path`` records differs from ``command``; ``""`` when it records none."""
+    """`` (it has '--seeds 1' where this has '--seeds 2'; this adds '--lr 0.01')``: the
+    words in which the command ``path`` records differs from ``command`` (at most
+    three differences named); ``""`` when it records none."""
     import difflib
 
     try:
@@ -2084,11 +2127,13 @@ def _command_difference(path: pathlib.Path, command: str) -> str:
         # A flag's value: the flag is named too.
         flag = int(bool(i1 and j1 and old[i1 - 1] == new[j1 - 1] and old[i1 - 1][:2] == "--"))
         was, now = shlex.join(old[i1 - flag : i2]), shlex.join(new[j1 - flag : j2])
-        changes.append((was or "nothing", now or "nothing"))
+        if was and now:
+            changes.append(f"it has {was!r} where this has {now!r}")
+        else:
+            changes.append(f"this adds {now!r}" if now else f"it has {was!r}, this does not")
     if not changes:
         return ""
-    said = "; ".join(f"{a!r} where this has {b!r}" for a, b in changes[:3])
-    return f" (it has {said}{'; …' if len(changes) > 3 else ''})"
+    return f" ({'; '.join(changes[:3])}{'; …' if len(changes) > 3 else ''})"
 
 
 def _kept_result(path: pathlib.Path, command: str, digest: str | None) -> dict | None:
@@ -2891,13 +2936,22 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                 _parser().error(
                     f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
                 )
-    if args.behaviors and pathlib.Path(args.data).is_dir():  # file names only: no reading
+    if pathlib.Path(args.data).is_dir():  # file names and sizes only: no reading
         from bvae_tf import data as D
 
         try:
-            D.check_release_behaviors(args.data, args.behaviors)
+            modelled = D.modelled_release_behaviors(args.data, args.behaviors)
         except ValueError as e:
-            _parser().error(f"--behaviors: {e}")
+            _parser().error(f"{'--behaviors' if args.behaviors else '--data'}: {e}")
+        for flag, values in (
+            ("--loss-weights", args.loss_weights),
+            ("--latent-dims", args.latent_dims),
+        ):
+            if values and len(values) != len(modelled):
+                _parser().error(
+                    f"{flag}: {len(values)} values for the {len(modelled)} modelled behaviors "
+                    f"{modelled} (one per behavior, in this order)"
+                )
     if args.check:
         if data_must_exist and not pathlib.Path(args.data).is_dir():
             what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"

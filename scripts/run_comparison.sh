@@ -13,7 +13,9 @@
 # item_path, a BVAE variant beyond the paper, and its settings (item_path_g<G>,
 # item_path_drop<P>, item_path_anneal<N>, item_path_wd<L>, item_path_cos<N> and
 # combinations; bvae_anneal<N>, bvae_wd<L>, bvae_cos<N>, bvae_bm (BASE + behavior
-# means), bvae_ema<R> (averaged weights), any of them + _boost, bvae_boost; N a whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
+# means), bvae_ema<R> (averaged weights), bvae_dims<D1>-<D2>-... (a latent size per
+# behavior, e.g. bvae_anneal10000_dims100-200-100), any of them + _boost, bvae_boost; N a
+# whole number of updates); fast (BVAE in bfloat16 with LazyAdam);
 # bvae_anneal (BVAE, beta ramp searched on valid), bvae_dropout<P> / bvae_dropout (input
 # dropout set / searched on valid, combinable), bvae_beta<C> / bvae_beta (beta cap set /
 # searched on valid, combinable, e.g. bvae_anneal10000_beta), any bvae_<setting> row (not
@@ -39,6 +41,7 @@ if (( $# < 2 )); then
   exit 2
 fi
 DATA=$1 OUT=$2
+GIVEN_DATA=$1 GIVEN_OUT=$2  # as typed, for the messages
 SEEDS=${3:-3}
 # DATA and OUT are read from the caller's folder and passed on relative to the
 # repository root, where the runs start (the result files record those paths).
@@ -279,12 +282,14 @@ sys.exit(check_commands(sys.stdin))' <<< "$checks" 2>&1 > /dev/null); then
   exit 2
 fi
 problem=""
-[[ -d $DATA ]] || problem="DATA '$DATA' is not a folder"
-[[ ! -e $OUT || -d $OUT ]] || problem="OUT '$OUT' exists and is not a folder"
+[[ -d $DATA ]] || problem="DATA '$GIVEN_DATA' is not a folder"
+[[ ! -e $OUT || -d $OUT ]] || problem="OUT '$GIVEN_OUT' exists and is not a folder"
 if [[ -n $problem ]]; then
   [[ ${DRY_RUN:-0} != 0 ]] || { echo "$problem" >&2; exit 2; }
   echo "note: $problem; a run would stop here" >&2
 fi
+# (the commands name DATA and OUT relative to the repository root, where they run)
+[[ ${DRY_RUN:-0} == 0 ]] || echo "(commands run from $ROOT)"
 # DRY_RUN=1 prints each command that would run (rows and seeds not done yet) instead.
 run() { if [[ ${DRY_RUN:-0} != 0 ]]; then printf 'would run:'; printf ' %q' "$@"; echo; else "$@"; fi; }
 [[ ${DRY_RUN:-0} != 0 ]] || mkdir -p "$OUT"
@@ -358,4 +363,4 @@ if [[ ${#others[@]} -gt 0 ]]; then
   echo "note: ${#others[@]} result(s) in OUT were written by another command (other" \
     "settings or budget) and were not rerun; delete them to run these rows: ${others[*]}" >&2
 fi
-echo "== done: $OUT"
+if [[ ${DRY_RUN:-0} != 0 ]]; then echo "== dry run: nothing was run"; else echo "== done: $GIVEN_OUT"; fi

@@ -7,7 +7,9 @@
 # SEEDS: 3 for rq1 and rq2 (the comparison's and the ablation bars'), 1 for the sweeps
 # (rq2_weights, rq3_d, rq4), unless given.
 #
-# STUDY: rq1 (every comparison row), rq2 (ablations and BASE's replacements),
+# STUDY: rq1 (every comparison row; on UB, a DATA folder named UB, the inductive ones,
+# EASE with EASE_FLAGS="--ease-dtype float32 --ease-factored" unless EASE_FLAGS is set),
+# rq2 (ablations and BASE's replacements),
 # rq2_weights (fixed loss weights in place of SDWL: the first two modelled behaviors'
 # weights in {0.1, ..., 0.9} and the third's 1 - both, zero weights omitted: 36 runs,
 # the 6 of the step-0.2 sub-grid first; JD: purchase, click, favourite; UB, whose click
@@ -43,7 +45,15 @@ whole SEEDS "$SEEDS" 1
 [[ -z ${PATIENCE:-} ]] || whole PATIENCE "$PATIENCE" 0
 SEEDS=$((10#$SEEDS))  # decimal: 010 is ten
 case $STUDY in
-  rq1) ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf) ;;
+  rq1) ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf)
+    # As the report reads UB (a DATA folder named UB): its inductive rows only (NGCF and
+    # EHCF, transductive, are not run there), and EASE in its factored float32 form (31k
+    # items: the dense form does not fit in 24 GB) unless EASE_FLAGS says otherwise.
+    if [[ ${DATA##*/} == [Uu][Bb] ]]; then
+      ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp)
+      export EASE_FLAGS=${EASE_FLAGS-"--ease-dtype float32 --ease-factored"}
+      echo "UB: the inductive rows (not ehcf, ngcf); EASE_FLAGS=\"$EASE_FLAGS\""
+    fi ;;
   rq2) ROWS=(bvae no_base no_gff no_tff no_base_gff_tff mmoe cgc exchange) ;;
   rq2_weights)
     # The step-0.2 sub-grid (6 settings) first, so that an interrupted study leaves a
@@ -131,7 +141,9 @@ fi
 if [[ ${EPOCHS:-} =~ ^[0-9]+$ ]] && (( 10#$EPOCHS < 150 )); then  # a shorter budget than the runs'
   minutes=$(( (minutes * 10#$EPOCHS + 149) / 150 )) basis+="; scaled to EPOCHS=$EPOCHS of 150"
 fi
-echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (about $((todo * minutes)) minutes at ~$minutes min per run: $basis)"
+once=""  # the rows without randomness run one seed
+[[ $STUDY != rq1 ]] || once="popularity, repeat and EASE once; "
+echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (${once}about $((todo * minutes)) minutes at ~$minutes min per run: $basis)"
 if [[ ${DRY_RUN:-0} != 0 ]]; then
   [[ -z $problem ]] || echo "note: $problem; a run would stop here" >&2
   (( ${#LEFT[@]} == 0 )) || printf "%s\n" "${LEFT[@]}"

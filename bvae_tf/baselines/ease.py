@@ -233,6 +233,47 @@ class EASE(_TargetModel):
         }
 
 
+#: Peak memory of fitting a grid and scoring every user, in float32 ``m x m`` matrices
+#: (``4 m^2`` bytes) above the process's baseline, by form and Gram ``dtype``, with
+#: 3 targets: ``benchmarks/ease_memory.py`` at 8,000 items and 10,000 users
+#: (docs/RESULTS.md). The dense form holds one ``B_b`` per target at once (about one
+#: unit each: dense minus sequential at 3 targets), the others one at a time.
+PEAK_UNITS = {
+    ("dense", "float32"): 7.41,
+    ("sequential", "float32"): 5.29,
+    ("factored", "float32"): 2.07,
+    ("dense", "float64"): 10.23,
+    ("sequential", "float64"): 7.98,
+    ("factored", "float64"): 6.93,
+}
+
+
+def peak_bytes(num_items: int, num_targets: int, *, form: str, dtype) -> int:
+    """Estimated peak memory (bytes) of fitting an EASE grid and scoring with it.
+
+    Scales :data:`PEAK_UNITS` (measured with 3 targets) by ``4 num_items^2`` bytes; the
+    dense form's estimate moves by one unit per target more or fewer than 3. The
+    process's other memory is not included (on UB's 30,947 items the factored float32
+    grid's process peaked at 10.6 GB, 2.8 units, against the estimate's 2.07), so it is
+    a floor: a run estimated above the memory available cannot fit.
+
+    Args:
+      num_items: ``m``.
+      num_targets: target behaviors fitted.
+      form: ``"dense"`` (:func:`fit_grid`, all targets in one model), ``"sequential"``
+        (:func:`fit_grid`, one target per model) or ``"factored"`` (:func:`fit_factored`).
+      dtype: float type of the Gram matrix and its inverse (float32 or float64).
+
+    Raises:
+      ValueError: an unknown form or dtype.
+    """
+    key = (form, np.dtype(dtype).name)
+    if key not in PEAK_UNITS:
+        raise ValueError(f"no EASE memory figure for form {form!r} and dtype {key[1]!r}")
+    units = PEAK_UNITS[key] + (num_targets - 3 if form == "dense" else 0)
+    return int(max(units, 1.0) * 4 * num_items**2)
+
+
 def fit_grid(
     behaviors: Sequence[str],
     num_items: int,

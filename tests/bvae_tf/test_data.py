@@ -56,6 +56,23 @@ def test_load_release_maps_names_ids_and_skips_empty_train(release, caplog):
     assert data.split_users(F.TEST).tolist() == [1, 2]
 
 
+def test_modelled_release_behaviors_from_file_names_and_sizes(release, tmp_path):
+    # The default: non-empty train files in DEFAULT_BEHAVIORS order, as load_release;
+    # click's empty valid file is named (a run would find no valid interactions).
+    with pytest.raises(ValueError, match=r"click_valid in .* missing or empty"):
+        D.modelled_release_behaviors(release)
+    (release / "click_valid").write_text("1 9\n")
+    assert D.modelled_release_behaviors(release) == [F.PURCHASE, F.CLICK]
+    assert D.modelled_release_behaviors(release, [F.CLICK]) == [F.CLICK]
+    with pytest.raises(ValueError, match=r"cart_train, cart_valid in .* missing or empty"):
+        D.modelled_release_behaviors(release, [F.PURCHASE, F.CART])
+    with pytest.raises(ValueError, match=r"behaviors \['favorite'\] have no files"):
+        D.modelled_release_behaviors(release, [F.FAVORITE])
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="no behavior has train data"):
+        D.modelled_release_behaviors(tmp_path / "nothing")
+
+
 def test_load_release_explicit_behaviors_and_errors(release, tmp_path_factory):
     data = D.load_release(release, behaviors=[F.CLICK, F.CART])
     assert data.behaviors == (F.CLICK, F.CART)

@@ -208,7 +208,7 @@ def test_cli_errors_are_one_line_without_the_usage(tmp_path, capsys):
         ("ease", ["--lr", "0.1"], "--lr"),
         ("popularity", ["--ease-l2", "5"], "--ease-l2"),
         ("bvae", ["--recvae-gamma", "0.01"], "--recvae-gamma"),
-        ("ngcf", ["--grid", "dropout=0.1,0.2"], "--dropout"),
+        ("ngcf", ["--grid", "dropout=0.1,0.2"], "--grid dropout"),
         ("vae_t", ["--encoder", "mmoe"], "--encoder"),
         ("vae_u", ["--item-path"], "--item-path"),
         ("vae_t", ["--latent-dims", "4", "4"], "--latent-dims"),
@@ -591,6 +591,32 @@ def test_a_killed_ease_grid_resumes_at_its_next_l2(release_dir, tmp_path, monkey
     assert not (tmp_path / "ease.parts").exists()
 
 
+def test_ease_refuses_a_grid_that_cannot_fit_in_the_memory_available(
+    release_dir, tmp_path, monkeypatch, capsys
+):
+    import psutil
+
+    # 25 items: the dense float64 grid needs about 10.23 * 4 * 625 bytes.
+    dense = ease_module.peak_bytes(25, 3, form="dense", dtype="float64")
+    small = ease_module.peak_bytes(25, 3, form="factored", dtype="float32")
+    assert dense == int(10.23 * 4 * 625) and small < dense
+    assert ease_module.peak_bytes(25, 1, form="dense", dtype="float32") == int(5.41 * 4 * 625)
+    available = {"bytes": dense - 1}
+    monkeypatch.setattr(
+        psutil, "virtual_memory", lambda: argparse.Namespace(available=available["bytes"])
+    )
+    argv = ["--data", str(release_dir), "--out", str(tmp_path), "--model", "ease"]
+    assert experiment.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "EASE (dense form, float64) needs at least about" in err
+    assert "--ease-dtype float32 --ease-factored needs about" in err
+    assert not (tmp_path / "ease.json").exists()
+    available["bytes"] = small - 1  # not even the factored float32 form
+    assert experiment.main([*argv, "--ease-dtype", "float32", "--ease-factored"]) == 2
+    assert "no EASE form fits" in capsys.readouterr().err
+    # (with the memory there, the other EASE tests run)
+
+
 @pytest.mark.parametrize(
     "flags, config",
     [
@@ -806,6 +832,9 @@ def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
     err = capsys.readouterr().err
     said = "(it has '--seeds 1' where this has '--seeds 2')"
     assert f"holds the result of another command {said}" in err
+    with pytest.raises(SystemExit):  # a flag added or dropped is named as such
+        _run(release_dir, tmp_path, *flags, "--lr", "0.01")
+    assert "(this adds '--lr 0.01')" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a bad flag is named first, not the kept result
         _run(release_dir, tmp_path, "--model", "vae_u", "--dropout", "1.5")
     err = capsys.readouterr().err
@@ -1097,6 +1126,13 @@ def test_the_compute_table_names_each_budget_and_the_models_it_cut():
     parts = {"parts": [{"epochs_run": 10, "best_epoch": 9}, {"epochs_run": 5, "best_epoch": 1}]}
     per_target = {"method": "VAE (T.)", "command": command, "runs": [parts]}
     assert experiment.budget_cut(per_target) == (1, 2)
+    # Patience 0 stops one epoch without a better score after the best: a 1-epoch smoke
+    # run is cut by its budget, a run whose last epoch did not improve is not.
+    smoke = "python -m bvae_tf.experiment --model bvae --epochs 1 --patience 0"
+    one = {"method": "BVAE", "command": smoke, "runs": [{"epochs_run": 1, "best_epoch": 1}]}
+    assert experiment.budget_cut(one) == (1, 1)
+    two = {"method": "BVAE", "command": smoke.replace("--epochs 1", "--epochs 2")}
+    assert experiment.budget_cut({**two, "runs": [{"epochs_run": 2, "best_epoch": 1}]}) == (0, 1)
     table = "\n".join(experiment._compute_table([result, per_target]))
     assert "| BVAE | 3 | ≤10 epochs, patience 4 | 1 | 9 | 0.1 | — | 1 of 3 |" in table
     assert "| VAE (T.) | 1 | ≤10 epochs, patience 4 |" in table and "| 1 of 2 |" in table
@@ -1454,6 +1490,14 @@ def test_check_alone_needs_the_data_folder_and_files_for_each_named_behavior(
     assert "--behaviors: behaviors ['favourite'] have no files in" in err
     assert "favorite (favourite_*)" in err
     assert experiment.main(["--data", str(release_dir), *base, "--behaviors", "favorite"]) == 0
+    # One loss weight or latent size per modelled behavior (the data's three by default).
+    for flags, said in (
+        (["--loss-weights", "0.5", "0.5"], "--loss-weights: 2 values for the 3 modelled"),
+        (["--behaviors", "purchase", "--latent-dims", "4", "4"], "--latent-dims: 2 values"),
+    ):
+        with pytest.raises(SystemExit):
+            experiment.main(["--data", str(release_dir), *base, *flags])
+        assert said in capsys.readouterr().err
     missing = f"--data {tmp_path / 'missing'} --out {out} --behaviors favourite"
     assert experiment.check_commands([missing]) == 0
     assert not out.exists()

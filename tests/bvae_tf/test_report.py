@@ -592,6 +592,21 @@ def test_a_studys_dry_run_lists_the_rows_left_and_sweeps_default_to_one_seed(tmp
     assert done.stdout.splitlines()[1:] == ["bvae", "d50", "d150", "d200"]
 
 
+def test_rq1_on_ub_runs_the_inductive_rows_with_eases_factored_form(tmp_path):
+    (tmp_path / "UB").mkdir()
+    (tmp_path / "JD").mkdir()
+    done = _study("rq1", tmp_path / "UB", tmp_path / "out", 1, DRY_RUN="1")
+    assert done.returncode == 0, done.stderr
+    note, head, *rows = done.stdout.splitlines()
+    assert rows == ["popularity", "repeat", "ease", "bvae", "vae_t", "vae_u", "recvae", "vae_pp"]
+    assert 'EASE_FLAGS="--ease-dtype float32 --ease-factored"' in note
+    assert "popularity, repeat and EASE once" in head
+    mine = _study("rq1", tmp_path / "UB", tmp_path / "out", 1, DRY_RUN="1", EASE_FLAGS="")
+    assert 'EASE_FLAGS=""' in mine.stdout.splitlines()[0]  # the user's own, even empty
+    jd = _study("rq1", tmp_path / "JD", tmp_path / "out", 1, DRY_RUN="1")
+    assert jd.stdout.splitlines()[1:][-2:] == ["ehcf", "ngcf"] and "EASE_FLAGS" not in jd.stdout
+
+
 def test_a_study_without_runs_in_out_estimates_from_the_datasets_kept_runs(tmp_path):
     (tmp_path / "JD").mkdir()  # the folder's name picks docs/results/jd
     done = _study("rq3_d", tmp_path / "JD", tmp_path / "out", DRY_RUN="1")
