@@ -1131,8 +1131,9 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
     if gates_figure(results, dataset, None) is None:
         command = f"scripts/run_comparison.sh {data} out/comparison/{dataset} 3 bvae"
         lines.append(
-            f"- GFF/TFF gate values need a BVAE run that records them (newer than its "
-            f"result files): `{command}` (a new seed, or the old files moved away)"
+            f"- GFF/TFF gate values over training: none of the BVAE result files records "
+            f"them (runs made before the gates were logged); a new BVAE run does: "
+            f"`{command}` (a new seed, or the old files moved away)"
         )
     if len(lines) == 2:  # every study has its result files
         return [f"Nothing left to run for {title}'s studies and rows.", ""]
@@ -1371,14 +1372,26 @@ def _summary_caveat(rows: list[dict], bvae: dict | None, dataset: str) -> str:
     """The summary's short form of :func:`rows_budget_caveat`: how many rows, and which
     of plain BVAE and the best rows per behavior (:func:`_best_row`) are among them."""
     cut = {id(r) for r in rows if E.budget_cut(r)[0]}
-    named: dict[int, list[str]] = {}
-    if bvae is not None and id(bvae) in cut:
-        named[id(bvae)] = ["plain BVAE"]
+    # Each cut row named once, with every behavior it is the best row of.
+    plain = bvae is not None and id(bvae) in cut
+    best_of: dict[int, list[str]] = {id(bvae): []} if plain else {}
     for b in DATASETS[dataset][1]:
         best = _best_row(rows, b)
         if best is not None and id(best[0]) in cut:
-            named.setdefault(id(best[0]), []).append(f"the best {b} row")
-    names = [n[0] + (f" ({', '.join(n[1:])})" if n[1:] else "") for n in named.values()]
+            best_of.setdefault(id(best[0]), []).append(b)
+    names = []
+    for key, behaviors in best_of.items():
+        row = ""
+        if behaviors:
+            listed = (
+                ", ".join(behaviors[:-1]) + " and " + behaviors[-1]
+                if behaviors[1:]
+                else behaviors[0]
+            )
+            row = f"the best {listed} row"
+        if plain and key == id(bvae):
+            row = f"plain BVAE{f' (also {row})' if row else ''}"
+        names.append(row)
     among = f"; among them {_fmt_list(names)}" if names else ""
     return (
         f"- Caveat: {len(cut)} of the {len(rows)} rows had models stopped by the epoch "

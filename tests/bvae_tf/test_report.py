@@ -179,7 +179,7 @@ def test_report_renders_tables_figures_and_what_is_missing(results_dir, tmp_path
     # Each study's figure is followed by the paper's claim against these runs.
     assert text.count("**The paper against these runs.**") == 5
     assert "BVAE (defaults), seed 1, honest protocol" in text  # the run with gate values
-    assert "GFF/TFF gate values need" not in text
+    assert "GFF/TFF gate values over training" not in text
     assert "## UB" not in text  # no UB files: no UB section
 
 
@@ -246,7 +246,7 @@ def test_without_gate_values_the_report_says_how_to_get_them(results_dir, tmp_pa
     (results_dir / "jd" / "bvae_s1.json").unlink()
     text = report.render(results_dir, tmp_path / "docs").read_text()
     assert "gates_jd.png" not in text
-    assert "GFF/TFF gate values need a BVAE run" in text
+    assert "none of the BVAE result files records them" in text
     assert "scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3 bvae" in text
 
 
@@ -746,7 +746,8 @@ def test_report_names_budget_cut_rows_rows_missing_and_rows_with_few_seeds(tmp_p
     summary = text.split("## JD", 1)[0]
     assert (
         "- Caveat: 1 of the 3 rows had models stopped by the epoch budget within patience "
-        "of their best epoch (listed under the RQ1 table); among them plain BVAE" in summary
+        "of their best epoch (listed under the RQ1 table); among them plain BVAE (also the "
+        "best favorite row)." in summary
     )
     body = text.split("## JD", 1)[1]
     assert "Caveat: 1 of these 3 rows had models stopped" in body
