@@ -155,7 +155,9 @@ def modelled_release_behaviors(
     reading finds.
 
     Raises:
-      ValueError: a requested behavior has no release files
+      ValueError: a release file name is a folder or a dangling link, ``behaviors``
+        repeats or misspells a name (:func:`features.validate_behaviors`), a requested
+        behavior has no release files
         (:func:`check_release_behaviors`), no behavior has a non-empty train file, or a
         modelled behavior's train, valid or test file is missing or empty (naming them:
         every modelled behavior needs all three).
@@ -163,6 +165,12 @@ def modelled_release_behaviors(
     data_dir = pathlib.Path(data_dir)
     prefix = {b: p for p, b in F.RELEASE_BEHAVIOR_MAPPING.items()}
     suffix = {split: s for s, split in F.RELEASE_SPLIT_MAPPING.items()}
+    for p in F.RELEASE_BEHAVIOR_MAPPING:  # what load_release refuses before reading
+        for s in F.RELEASE_SPLIT_MAPPING:
+            path = data_dir / f"{p}_{s}"
+            if not path.is_file() and (path.is_symlink() or path.exists()):
+                what = "a link to nothing" if not path.exists() else "not a file"
+                raise ValueError(f"release file {str(path)!r} cannot be read: it is {what}")
 
     def has_lines(behavior: str, split: str) -> bool:
         path = data_dir / f"{prefix[behavior]}_{suffix[split]}"
@@ -177,6 +185,7 @@ def modelled_release_behaviors(
                 f"{list(F.RELEASE_BEHAVIOR_MAPPING)})"
             )
     else:
+        behaviors = F.validate_behaviors(behaviors)
         check_release_behaviors(data_dir, behaviors)
     empty = [
         f"{prefix[b]}_{suffix[split]}"

@@ -209,8 +209,10 @@ def _parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="check the flags as a run would, then stop (exit 0, or 2 with the error): "
-        "no data read (the --data folder must exist, and each of --behaviors have files "
-        "there), nothing written; scripts/run_comparison.sh checks each row so",
+        "nothing written, no data read: the --data folder must exist, each modelled "
+        "behavior (--behaviors, else those with a non-empty train file) have non-empty "
+        "train, valid and test files there, and --loss-weights / --latent-dims one value "
+        "per modelled behavior; scripts/run_comparison.sh checks each row so",
     )
     p.add_argument(
         "--verbose",
@@ -2111,29 +2113,44 @@ def run(args) -> dict:
 
 def _command_difference(path: pathlib.Path, command: str) -> str:
     """`` (it has '--seeds 1' where this has '--seeds 2'; this adds '--lr 0.01')``: the
-    words in which the command ``path`` records differs from ``command`` (at most
-    three differences named); ``""`` when it records none."""
-    import difflib
-
+    flags (each with its values) in which the command ``path`` records differs from
+    ``command`` (at most three named; ``--flag=value`` read as ``--flag value``, a
+    repeated flag's occurrences together); the same flags given in another order or
+    spelling are said so; ``""`` when it records no command."""
     try:
         kept = json.loads(path.read_text()).get("command")
-        old, new = shlex.split(kept), shlex.split(command)
+        old, new = _flag_groups(shlex.split(kept)), _flag_groups(shlex.split(command))
     except (OSError, ValueError, AttributeError, TypeError):
         return ""
     changes = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new).get_opcodes():
-        if tag == "equal":
+    for flag in dict.fromkeys([*old, *new]):
+        was, now = old.get(flag), new.get(flag)
+        if was == now:
             continue
-        # A flag's value: the flag is named too.
-        flag = int(bool(i1 and j1 and old[i1 - 1] == new[j1 - 1] and old[i1 - 1][:2] == "--"))
-        was, now = shlex.join(old[i1 - flag : i2]), shlex.join(new[j1 - flag : j2])
-        if was and now:
-            changes.append(f"it has {was!r} where this has {now!r}")
+        if was is not None and now is not None:
+            changes.append(f"it has {shlex.join(was)!r} where this has {shlex.join(now)!r}")
+        elif now is not None:
+            changes.append(f"this adds {shlex.join(now)!r}")
         else:
-            changes.append(f"this adds {now!r}" if now else f"it has {was!r}, this does not")
+            changes.append(f"it has {shlex.join(was)!r}, this does not")
     if not changes:
-        return ""
+        return " (the same flags and values, in another order or spelling)"
     return f" ({'; '.join(changes[:3])}{'; …' if len(changes) > 3 else ''})"
+
+
+def _flag_groups(words: list[str]) -> dict[str, list[str]]:
+    """``{flag: [flag, value, ..., flag, value, ...]}`` of a command line's words, in
+    order (a repeated flag's occurrences under one key); the words before the first
+    ``--flag`` (the program) are keyed by ``""``."""
+    groups: dict[str, list[str]] = {}
+    flag = ""
+    for word in words:
+        if word.startswith("--"):
+            flag, _, value = word.partition("=")
+            groups.setdefault(flag, []).extend([flag] + ([value] if "=" in word else []))
+        else:
+            groups.setdefault(flag, [flag] if flag else []).append(word)
+    return groups
 
 
 def _kept_result(path: pathlib.Path, command: str, digest: str | None) -> dict | None:
@@ -2904,7 +2921,8 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
             or len(args.behaviors or ())
             or 3
         )
-        behaviors = ("b0",) if args.model == "vae_t" else tuple(f"b{i}" for i in range(count))
+        behaviors = tuple(args.behaviors or (f"b{i}" for i in range(count)))  # named if given
+        behaviors = behaviors[:1] if args.model == "vae_t" else behaviors
         for point in points:
             try:
                 trial = argparse.Namespace(**{**vars(args), **point})

@@ -68,9 +68,14 @@ def test_modelled_release_behaviors_from_file_names_and_sizes(release, tmp_path)
         D.modelled_release_behaviors(release, [F.PURCHASE, F.CART])
     with pytest.raises(ValueError, match=r"behaviors \['favorite'\] have no files"):
         D.modelled_release_behaviors(release, [F.FAVORITE])
+    with pytest.raises(ValueError, match="must be distinct"):
+        D.modelled_release_behaviors(release, [F.CLICK, F.CLICK])
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match="no behavior has train data"):
         D.modelled_release_behaviors(tmp_path / "nothing")
+    (release / "favourite_train").symlink_to(tmp_path / "missing")
+    with pytest.raises(ValueError, match="favourite_train' cannot be read: it is a link to"):
+        D.modelled_release_behaviors(release)
 
 
 def test_load_release_explicit_behaviors_and_errors(release, tmp_path_factory):

@@ -835,6 +835,14 @@ def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
     with pytest.raises(SystemExit):  # a flag added or dropped is named as such
         _run(release_dir, tmp_path, *flags, "--lr", "0.01")
     assert "(this adds '--lr 0.01')" in capsys.readouterr().err
+    kept_file = tmp_path / "vae_u.json"
+    said = experiment._command_difference
+    recorded = json.loads(kept_file.read_text())["command"]
+    reordered = recorded.replace(" --seeds 1", "") + " --seeds 1"  # a flag moved
+    assert "another order" in said(kept_file, reordered)
+    assert said(kept_file, recorded.replace("--epochs 1", "--epochs=1")).endswith("spelling)")
+    dropped = said(kept_file, recorded.replace(" --seeds 1", ""))
+    assert dropped == " (it has '--seeds 1', this does not)"
     with pytest.raises(SystemExit):  # a bad flag is named first, not the kept result
         _run(release_dir, tmp_path, "--model", "vae_u", "--dropout", "1.5")
     err = capsys.readouterr().err
@@ -1493,7 +1501,8 @@ def test_check_alone_needs_the_data_folder_and_files_for_each_named_behavior(
     # One loss weight or latent size per modelled behavior (the data's three by default).
     for flags, said in (
         (["--loss-weights", "0.5", "0.5"], "--loss-weights: 2 values for the 3 modelled"),
-        (["--behaviors", "purchase", "--latent-dims", "4", "4"], "--latent-dims: 2 values"),
+        (["--latent-dim", "4", "--latent-dims", "4", "4"], "--latent-dims: 2 values for the 3"),
+        (["--behaviors", "purchase", "--loss-weights", "1", "1"], "per behavior ('purchase',)"),
     ):
         with pytest.raises(SystemExit):
             experiment.main(["--data", str(release_dir), *base, *flags])
