@@ -2954,9 +2954,11 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                 _parser().error(
                     f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
                 )
-    if pathlib.Path(args.data).is_dir():  # file names and sizes only: no reading
-        from bvae_tf import data as D
+    # File names and sizes only, no reading; a folder without any release file is left
+    # to the run (load_release names what it lacks).
+    from bvae_tf import data as D
 
+    if pathlib.Path(args.data).is_dir() and D.release_behaviors(args.data):
         try:
             modelled = D.modelled_release_behaviors(args.data, args.behaviors)
         except ValueError as e:

@@ -24,6 +24,11 @@ def _run(tmp_path, *rows, **env):
     # PY=echo prints each experiment command instead of running it.
     env = {**os.environ, "PY": "echo", **env}
     (tmp_path / "data").mkdir(exist_ok=True)
+    # A release of three behaviors: the experiment's --check reads its file names and
+    # sizes (every modelled behavior needs train, valid and test files).
+    for prefix in ("target", "click", "favourite"):
+        for split in ("train", "valid", "test"):
+            (tmp_path / "data" / f"{prefix}_{split}").write_text("1 1\n")
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", *rows]
     return subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
 

@@ -929,8 +929,14 @@ def test_an_existing_file_as_out_or_another_models_result_is_a_usage_error(tmp_p
 def test_a_behavior_without_valid_or_test_interactions_is_an_error_not_a_zero(
     release_dir, tmp_path, capsys, split
 ):
+    # An empty file: refused from its size, before the data is read.
     (release_dir / f"favourite_{split}").write_text("")
     argv = ["--data", str(release_dir), "--out", str(tmp_path), "--model", "popularity"]
+    with pytest.raises(SystemExit) as stopped:
+        experiment.main(argv)
+    assert stopped.value.code == 2 and f"favourite_{split} in" in capsys.readouterr().err
+    # A file with no line to read: refused once the data is read.
+    (release_dir / f"favourite_{split}").write_text("\n")
     assert experiment.main(argv) == 2
     err = capsys.readouterr().err
     name = {"test": "test", "valid": "eval"}[split]
