@@ -144,6 +144,21 @@ def check_release_behaviors(data_dir: str | pathlib.Path, behaviors: Sequence[st
         )
 
 
+def _check_readable(path: pathlib.Path) -> None:
+    """Refuses a release file name that is a folder or a dangling link (ValueError)."""
+    if not path.is_file() and (path.is_symlink() or path.exists()):
+        what = "a link to nothing" if not path.exists() else "not a file"
+        raise ValueError(f"release file {str(path)!r} cannot be read: it is {what}")
+
+
+def _no_train_data(data_dir: pathlib.Path) -> ValueError:
+    return ValueError(
+        f"no behavior has train data in {str(data_dir)!r}: every "
+        f"'<prefix>_train' file is missing or empty (prefixes "
+        f"{list(F.RELEASE_BEHAVIOR_MAPPING)})"
+    )
+
+
 def modelled_release_behaviors(
     data_dir: str | pathlib.Path, behaviors: Sequence[str] | None = None
 ) -> list[str]:
@@ -167,10 +182,7 @@ def modelled_release_behaviors(
     suffix = {split: s for s, split in F.RELEASE_SPLIT_MAPPING.items()}
     for p in F.RELEASE_BEHAVIOR_MAPPING:  # what load_release refuses before reading
         for s in F.RELEASE_SPLIT_MAPPING:
-            path = data_dir / f"{p}_{s}"
-            if not path.is_file() and (path.is_symlink() or path.exists()):
-                what = "a link to nothing" if not path.exists() else "not a file"
-                raise ValueError(f"release file {str(path)!r} cannot be read: it is {what}")
+            _check_readable(data_dir / f"{p}_{s}")
 
     def has_lines(behavior: str, split: str) -> bool:
         path = data_dir / f"{prefix[behavior]}_{suffix[split]}"
@@ -179,11 +191,7 @@ def modelled_release_behaviors(
     if behaviors is None:
         behaviors = [b for b in F.DEFAULT_BEHAVIORS if b in prefix and has_lines(b, F.TRAIN)]
         if not behaviors:
-            raise ValueError(
-                f"no behavior has train data in {str(data_dir)!r}: every "
-                f"'<prefix>_train' file is missing or empty (prefixes "
-                f"{list(F.RELEASE_BEHAVIOR_MAPPING)})"
-            )
+            raise _no_train_data(data_dir)
     else:
         behaviors = F.validate_behaviors(behaviors)
         check_release_behaviors(data_dir, behaviors)
@@ -235,11 +243,9 @@ def load_release(
     for prefix, behavior in F.RELEASE_BEHAVIOR_MAPPING.items():
         for suffix, split in F.RELEASE_SPLIT_MAPPING.items():
             path = data_dir / f"{prefix}_{suffix}"
+            _check_readable(path)  # a dangling link, a folder, ...
             if path.is_file():
                 pairs[split][behavior] = _read_pairs(path)
-            elif path.is_symlink() or path.exists():  # a dangling link, a folder, ...
-                what = "a link to nothing" if not path.exists() else "not a file"
-                raise ValueError(f"release file {str(path)!r} cannot be read: it is {what}")
     found = {b for split in pairs.values() for b in split}
     if not found:
         raise ValueError(f"no release files '<behavior>_<split>' found in {str(data_dir)!r}")
@@ -264,11 +270,7 @@ def load_release(
     if behaviors is None:
         behaviors = [b for b in F.DEFAULT_BEHAVIORS if len(pairs[F.TRAIN].get(b, ())) > 0]
         if not behaviors:
-            raise ValueError(
-                f"no behavior has train data in {str(data_dir)!r}: every "
-                f"'<prefix>_train' file is missing or empty (prefixes "
-                f"{list(F.RELEASE_BEHAVIOR_MAPPING)})"
-            )
+            raise _no_train_data(data_dir)
         skipped = [
             f"{b} ({prefix}_train)"
             for prefix, b in F.RELEASE_BEHAVIOR_MAPPING.items()
