@@ -162,19 +162,19 @@ def _no_train_data(data_dir: pathlib.Path) -> ValueError:
 def modelled_release_behaviors(
     data_dir: str | pathlib.Path, behaviors: Sequence[str] | None = None
 ) -> list[str]:
-    """The behaviors :func:`load_release` would model, from file names and sizes only
-    (nothing is read): ``behaviors`` if given, else those in
-    ``features.DEFAULT_BEHAVIORS`` order whose train file is not empty.
+    """The behaviors :func:`load_release` would model, from file names and each file's
+    first non-blank byte (nothing further is read): ``behaviors`` if given, else those
+    in ``features.DEFAULT_BEHAVIORS`` order whose train file is not blank.
 
-    A pre-check: a file that is not empty may still hold no usable line, which only
-    reading finds.
+    A pre-check: a file with a non-blank byte may still hold no usable line, which only
+    parsing finds (:func:`load_release` then names the line).
 
     Raises:
       ValueError: a release file name is a folder or a dangling link, ``behaviors``
         repeats or misspells a name (:func:`features.validate_behaviors`), a requested
         behavior has no release files
         (:func:`check_release_behaviors`), no behavior has a non-empty train file, or a
-        modelled behavior's train, valid or test file is missing or empty (naming them:
+        modelled behavior's train, valid or test file is missing or blank (naming them:
         every modelled behavior needs all three).
     """
     data_dir = pathlib.Path(data_dir)
@@ -186,7 +186,13 @@ def modelled_release_behaviors(
 
     def has_lines(behavior: str, split: str) -> bool:
         path = data_dir / f"{prefix[behavior]}_{suffix[split]}"
-        return path.is_file() and path.stat().st_size > 0
+        if not path.is_file():
+            return False
+        with path.open("rb") as f:  # blank: empty, or only spaces, tabs and newlines
+            while chunk := f.read(1 << 20):
+                if chunk.strip():
+                    return True
+        return False
 
     if behaviors is None:
         behaviors = [b for b in F.DEFAULT_BEHAVIORS if b in prefix and has_lines(b, F.TRAIN)]
@@ -203,7 +209,7 @@ def modelled_release_behaviors(
     ]
     if empty:
         raise ValueError(
-            f"{', '.join(empty)} in {str(data_dir)!r} missing or empty: every modelled "
+            f"{', '.join(empty)} in {str(data_dir)!r} missing, empty or blank: every modelled "
             "behavior needs train, valid and test interactions"
         )
     return list(behaviors)

@@ -209,8 +209,8 @@ def _parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="check the flags as a run would, then stop (exit 0, or 2 with the error): "
-        "nothing written, no data read: the --data folder must exist, each modelled "
-        "behavior (--behaviors, else those with a non-empty train file) have non-empty "
+        "nothing written, no data parsed: the --data folder must exist, each modelled "
+        "behavior (--behaviors, else those with a non-blank train file) have non-blank "
         "train, valid and test files there, and --loss-weights / --latent-dims one value "
         "per modelled behavior; scripts/run_comparison.sh checks each row so",
     )
@@ -806,14 +806,17 @@ def foreign_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     """The flags of :data:`MODEL_FLAGS` set away from their defaults (or searched by
     ``--grid``) that ``args.model`` does not read, as the user gave them: e.g.
     ``["--dropout"]`` for ``--model ngcf --dropout 0.2``, ``["--grid dropout"]`` for
-    ``--model ngcf --grid dropout=0.2,0.5``."""
+    ``--model ngcf --grid dropout=0.2,0.5``, both for both."""
     searched = {spec.partition("=")[0].strip().replace("-", "_") for spec in args.grid}
-    return [
-        f"--{dest.replace('_', '-')}" if dest not in searched else f"--grid {dest}"
-        for dest, models in MODEL_FLAGS.items()
-        if args.model not in models
-        and (getattr(args, dest) != parser.get_default(dest) or dest in searched)
-    ]
+    names = []
+    for dest, models in MODEL_FLAGS.items():
+        if args.model in models:
+            continue
+        if getattr(args, dest) != parser.get_default(dest):
+            names.append(f"--{dest.replace('_', '-')}")
+        if dest in searched:
+            names.append(f"--grid {dest}")
+    return names
 
 
 #: Settings ``--grid`` may search, with their types (the dest of their flags).
@@ -2954,8 +2957,8 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                 _parser().error(
                     f"{e} (from the flags{' and --grid ' + str(point) if point else ''})"
                 )
-    # File names and sizes only, no reading; a folder without any release file is left
-    # to the run (load_release names what it lacks).
+    # File names and first non-blank bytes, no parsing; a folder without any release
+    # file is left to the run (load_release names what it lacks).
     from bvae_tf import data as D
 
     if pathlib.Path(args.data).is_dir() and D.release_behaviors(args.data):

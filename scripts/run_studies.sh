@@ -20,7 +20,8 @@
 # time of the runs already in OUT; without any, of the dataset's kept runs in
 # docs/results/<data folder's name>; else 20 minutes: a BVAE run on JD with 2 CPU
 # cores, one run at a time). DRY_RUN=1 lists the rows with runs not done yet instead
-# of running them (scripts/run_comparison.sh's DRY_RUN=1 lists their commands).
+# of running them, after the checks a run makes first (scripts/run_comparison.sh's
+# DRY_RUN=1 lists their commands).
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
 if (( $# < 3 || $# > 4 )); then
@@ -147,6 +148,10 @@ echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (${once}abo
 if [[ ${DRY_RUN:-0} != 0 ]]; then
   [[ -z $problem ]] || echo "note: $problem; a run would stop here" >&2
   (( ${#LEFT[@]} == 0 )) || printf "%s\n" "${LEFT[@]}"
+  # The checks a run makes before its first row (run_comparison.sh's: every row's flags
+  # against DATA's files, kept results of other data in OUT), so that a dry run refuses
+  # what a run would; its list of commands is not printed.
+  [[ -n $problem ]] || scripts/run_comparison.sh "$DATA" "$OUT" "$SEEDS" "${ROWS[@]}" > /dev/null
   exit 0
 fi
 exec scripts/run_comparison.sh "$DATA" "$OUT" "$SEEDS" "${ROWS[@]}"

@@ -56,15 +56,21 @@ def test_load_release_maps_names_ids_and_skips_empty_train(release, caplog):
     assert data.split_users(F.TEST).tolist() == [1, 2]
 
 
-def test_modelled_release_behaviors_from_file_names_and_sizes(release, tmp_path):
-    # The default: non-empty train files in DEFAULT_BEHAVIORS order, as load_release;
-    # click's empty valid file is named (a run would find no valid interactions).
-    with pytest.raises(ValueError, match=r"click_valid in .* missing or empty"):
+def test_modelled_release_behaviors_from_file_names_and_first_bytes(release, tmp_path):
+    # The default: non-blank train files in DEFAULT_BEHAVIORS order, as load_release;
+    # click's empty valid file is named (a run would find no valid interactions), and
+    # so is one of blank lines only (it parses to no interaction either).
+    with pytest.raises(ValueError, match=r"click_valid in .* missing, empty or blank"):
         D.modelled_release_behaviors(release)
-    (release / "click_valid").write_text("1 9\n")
+    (release / "click_valid").write_text(" \n\t\n\n")
+    with pytest.raises(ValueError, match=r"click_valid in .* missing, empty or blank"):
+        D.modelled_release_behaviors(release)
+    (release / "click_valid").write_text("\n 1 9\n")
     assert D.modelled_release_behaviors(release) == [F.PURCHASE, F.CLICK]
     assert D.modelled_release_behaviors(release, [F.CLICK]) == [F.CLICK]
-    with pytest.raises(ValueError, match=r"cart_train, cart_valid in .* missing or empty"):
+    (release / "cart_train").write_text("\n \n")  # blank: not modelled by default
+    assert D.modelled_release_behaviors(release) == [F.PURCHASE, F.CLICK]
+    with pytest.raises(ValueError, match=r"cart_train, cart_valid in .* missing, empty or b"):
         D.modelled_release_behaviors(release, [F.PURCHASE, F.CART])
     with pytest.raises(ValueError, match=r"behaviors \['favorite'\] have no files"):
         D.modelled_release_behaviors(release, [F.FAVORITE])

@@ -209,6 +209,7 @@ def test_cli_errors_are_one_line_without_the_usage(tmp_path, capsys):
         ("popularity", ["--ease-l2", "5"], "--ease-l2"),
         ("bvae", ["--recvae-gamma", "0.01"], "--recvae-gamma"),
         ("ngcf", ["--grid", "dropout=0.1,0.2"], "--grid dropout"),
+        ("ngcf", ["--dropout", "0.3", "--grid", "dropout=0.1"], "--dropout, --grid dropout"),
         ("vae_t", ["--encoder", "mmoe"], "--encoder"),
         ("vae_u", ["--item-path"], "--item-path"),
         ("vae_t", ["--latent-dims", "4", "4"], "--latent-dims"),

@@ -488,7 +488,7 @@ def test_the_weight_study_runs_the_coarse_grid_first():
     root = pathlib.Path(__file__).resolve().parents[2]
     out = subprocess.run(
         ["bash", str(root / "scripts" / "run_studies.sh"), "rq2_weights", "data", "/nonexistent"],
-        env={**os.environ, "DRY_RUN": "1"},
+        env={**os.environ, "DRY_RUN": "1", "PY": "echo"},
         capture_output=True,
         text=True,
         check=True,
@@ -529,7 +529,7 @@ def test_the_behavior_study_adds_the_behaviors_with_train_data_in_order(
         (tmp_path / f"{prefix}_train").write_text(text)
     out = subprocess.run(
         ["bash", str(root / "scripts" / "run_studies.sh"), "rq4", str(tmp_path), "/nonexistent"],
-        env={**os.environ, "DRY_RUN": "1"},
+        env={**os.environ, "DRY_RUN": "1", "PY": "echo"},
         capture_output=True,
         text=True,
         check=True,
@@ -538,14 +538,16 @@ def test_the_behavior_study_adds_the_behaviors_with_train_data_in_order(
 
 
 def _study(*args, **env):
-    """``scripts/run_studies.sh ARGS`` with ``env`` added to the environment."""
+    """``scripts/run_studies.sh ARGS`` with ``env`` added to the environment; ``PY``
+    is ``echo`` unless given (run_comparison.sh's row checks then pass without a
+    Python start: :func:`test_a_studys_dry_run_refuses_what_a_run_would` runs them)."""
     import subprocess
 
     script = str(pathlib.Path(__file__).resolve().parents[2] / "scripts" / "run_studies.sh")
     return subprocess.run(
         ["bash", script, *map(str, args)],
         check=False,
-        env={**os.environ, **env},
+        env={**os.environ, "PY": "echo", **env},
         capture_output=True,
         text=True,
     )
@@ -590,6 +592,24 @@ def test_a_studys_dry_run_lists_the_rows_left_and_sweeps_default_to_one_seed(tmp
     assert "4 rows x 1 seed(s); 1 runs to do" in head and rows == ["d200"]
     done = _study("rq3_d", tmp_path, out, 2, DRY_RUN="1")  # seed 1 of every row left
     assert done.stdout.splitlines()[1:] == ["bvae", "d50", "d150", "d200"]
+
+
+def test_a_studys_dry_run_refuses_what_a_run_would(tmp_path):
+    import sys
+
+    # Two modelled behaviors: the weight study's rows give three loss weights each.
+    data = tmp_path / "two"
+    data.mkdir()
+    for prefix in ("target", "click"):
+        for split in ("train", "valid", "test"):
+            (data / f"{prefix}_{split}").write_text("1 1\n2 2\n")
+    done = _study("rq2_weights", data, tmp_path / "out", DRY_RUN="1", PY=sys.executable)
+    assert done.returncode == 2, done.stdout
+    assert (
+        "row weights_0.2_0.2_0.6: --loss-weights: 3 values for the 2 modelled behaviors"
+        in done.stderr
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_rq1_on_ub_runs_the_inductive_rows_with_eases_factored_form(tmp_path):
@@ -646,7 +666,7 @@ def test_the_studies_read_data_from_the_callers_folder_and_check_seeds(tmp_path)
     script = str(root / "scripts" / "run_studies.sh")
 
     def study(*args):
-        env = {**os.environ, "DRY_RUN": "1"}
+        env = {**os.environ, "DRY_RUN": "1", "PY": "echo"}
         return subprocess.run(
             ["bash", script, "rq4", "mydata", "out", *args],
             check=False,
