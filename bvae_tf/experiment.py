@@ -196,7 +196,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--first-seed", type=_int_at_least(0, _INT_MAX), default=0, help="seed of the first run"
     )
-    p.add_argument("--out", default="results", help="output folder")
+    p.add_argument(
+        "--out", default="out/experiments", help="output folder (default: out/experiments)"
+    )
     p.add_argument("--name", help="output file stem (default: the model)")
     p.add_argument(
         "--overwrite",

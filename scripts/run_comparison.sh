@@ -9,7 +9,8 @@
 #   scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3
 #
 # Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
-# ngcf mmoe cgc exchange no_base_gff_tff; no_base, no_gff, no_tff (the single ablations);
+# ngcf mmoe cgc exchange no_base_gff_tff, on UB (a DATA folder named UB) without the
+# transductive ehcf and ngcf, which docs/RESULTS.md does not run there; no_base, no_gff, no_tff (the single ablations);
 # item_path, a BVAE variant beyond the paper, and its settings (item_path_g<G>,
 # item_path_drop<P>, item_path_anneal<N>, item_path_wd<L>, item_path_cos<N> and
 # combinations; bvae_anneal<N>, bvae_wd<L>, bvae_cos<N>, bvae_bm (BASE + behavior
@@ -31,9 +32,11 @@
 # trials each. DRY_RUN=1 lists the commands of the runs not done yet
 # instead of running them.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
-# patience 40, test also scored per epoch for the paper protocol), RecVAE its own. Seeds run outer, so
-# every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags
-# (e.g. "--ease-dtype float32 --ease-factored" on UB's 31k items: no B_b formed).
+# patience 40, test also scored per epoch for the paper protocol); RecVAE (50 epochs,
+# patience 10), NGCF (60, 10) and EHCF (300, 40) their own. Seeds run outer, so
+# every row has seed 0 before any has seed 1. EASE_FLAGS passes extra EASE flags; on UB
+# it defaults to "--ease-dtype float32 --ease-factored" (31k items: the dense form does
+# not fit in 24 GB; no B_b formed) unless set, even empty.
 set -euo pipefail
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; fi
 if (( $# < 2 )); then
@@ -66,8 +69,20 @@ for row in "${ROWS[@]}"; do
   [[ $row =~ ^[A-Za-z0-9_.-]+$ ]] \
     || { echo "unknown row '$row' (rows are letters, digits, '_', '.' and '-')" >&2; exit 2; }
 done
-[[ ${#ROWS[@]} -gt 0 ]] || ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf
-  mmoe cgc exchange no_base_gff_tff)
+is_ub=0  # as the report and run_studies.sh read UB: by the folder's name
+[[ ${DATA##*/} != [Uu][Bb] ]] || is_ub=1
+if [[ ${#ROWS[@]} -eq 0 ]]; then
+  ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf mmoe cgc exchange
+    no_base_gff_tff)
+  if (( is_ub )); then
+    ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp mmoe cgc exchange no_base_gff_tff)
+    echo "UB: the default rows without the transductive ehcf and ngcf"
+  fi
+fi
+if (( is_ub )) && [[ -z ${EASE_FLAGS+set} ]] && [[ " ${ROWS[*]} " == *" ease "* ]]; then
+  EASE_FLAGS="--ease-dtype float32 --ease-factored"
+  echo "UB: EASE_FLAGS=\"$EASE_FLAGS\" (set EASE_FLAGS, even empty, for other EASE flags)"
+fi
 PY=${PY:-.venv/bin/python}
 # The cross-behavior boosts tried on valid by the "..._boost" rows (0 is always tried):
 # a decoder's logits spread over about 10, so 1000 puts touched items first.

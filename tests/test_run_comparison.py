@@ -341,3 +341,26 @@ def test_a_result_of_other_data_stops_the_list_and_one_without_runs_is_run(tmp_p
     unfinished = kept(tmp_path / "data", [])
     assert unfinished.returncode == 0, unfinished.stderr
     assert "would run:" in unfinished.stdout and "--name popularity" in unfinished.stdout
+
+
+def test_ub_defaults_to_the_inductive_rows_and_eases_factored_form(tmp_path):
+    env = {**os.environ, "PY": "echo"}
+    ub = tmp_path / "UB"
+    ub.mkdir()
+
+    def commands(*rows, **extra):
+        args = [str(SCRIPT), str(ub), str(tmp_path / "out"), "1", *rows]
+        done = subprocess.run(
+            args, check=False, env={**env, **extra}, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    out = commands()
+    names = [line.split("--name ")[1].split()[0] for line in out.splitlines() if "--name" in line]
+    assert names[:3] == ["popularity", "repeat", "ease"] and "bvae_s0" in names
+    assert not any(n.startswith(("ehcf", "ngcf")) for n in names)
+    assert "--model ease --ease-dtype float32 --ease-factored" in out
+    mine = commands("ease", EASE_FLAGS="")  # the user's own, even empty
+    assert "--ease-factored" not in mine and "--model ease" in mine
+    assert "ngcf_s0" in commands("ngcf")  # a row named is run, transductive or not
