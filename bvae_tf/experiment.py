@@ -802,6 +802,11 @@ MODEL_FLAGS = {
         ("ease_l2", "ease_diagonal", "ease_dtype", "ease_sequential", "ease_factored"), ("ease",)
     ),
 }
+#: A refused setting's counterpart that a model does read (named in the refusal).
+OWN_FLAGS = {
+    ("ehcf", "dropout"): "ehcf_dropout",
+    ("recvae", "beta_cap"): "recvae_gamma",
+}
 
 
 def foreign_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
@@ -2888,9 +2893,18 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         )
     foreign = foreign_flags(args, _parser())
     if foreign:
+        own = dict.fromkeys(
+            OWN_FLAGS[args.model, name]
+            for name in (f.split()[-1].lstrip("-").replace("-", "_") for f in foreign)
+            if (args.model, name) in OWN_FLAGS
+        )
+        hint = "".join(
+            f"{args.model}'s own: --{dest.replace('_', '-')}, {dest} in --grid; " for dest in own
+        )
         _parser().error(
             f"{', '.join(foreign)}: --model {args.model} does not read "
-            f"{'it' if len(foreign) == 1 else 'them'} (python -m bvae_tf.experiment --help)"
+            f"{'it' if len(foreign) == 1 else 'them'} ({hint}python -m bvae_tf.experiment "
+            "--help)"
         )
     try:
         from bvae_tf import tuning

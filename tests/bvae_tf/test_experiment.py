@@ -224,6 +224,22 @@ def test_cli_refuses_flags_the_model_does_not_read(tmp_path, capsys, model, flag
 
 
 @pytest.mark.unit
+def test_a_refused_setting_names_the_models_own_counterpart(tmp_path, capsys):
+    for model, flags, own in (
+        ("ehcf", ["--grid", "dropout=0.3,0.5"], "--ehcf-dropout, ehcf_dropout in --grid"),
+        ("recvae", ["--beta-cap", "0.5"], "--recvae-gamma, recvae_gamma in --grid"),
+    ):
+        with pytest.raises(SystemExit):
+            experiment.main(["--data", str(tmp_path), "--model", model, *flags])
+        assert f"({model}'s own: {own}; python -m bvae_tf.experiment --help)" in (
+            capsys.readouterr().err
+        )
+    with pytest.raises(SystemExit):  # nothing to point to
+        experiment.main(["--data", str(tmp_path), "--model", "ngcf", "--dropout", "0.3"])
+    assert "read it (python -m bvae_tf.experiment --help)" in capsys.readouterr().err
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "flags, named",
     [
