@@ -946,14 +946,17 @@ def test_an_existing_file_as_out_or_another_models_result_is_a_usage_error(tmp_p
 def test_a_behavior_without_valid_or_test_interactions_is_an_error_not_a_zero(
     release_dir, tmp_path, capsys, split
 ):
-    # An empty file: refused from its size, before the data is read.
-    (release_dir / f"favourite_{split}").write_text("")
+    # An empty or blank file: refused by the pre-check, before the data is parsed.
     argv = ["--data", str(release_dir), "--out", str(tmp_path), "--model", "popularity"]
-    with pytest.raises(SystemExit) as stopped:
-        experiment.main(argv)
-    assert stopped.value.code == 2 and f"favourite_{split} in" in capsys.readouterr().err
-    # A file with no line to read: refused once the data is read.
-    (release_dir / f"favourite_{split}").write_text("\n")
+    for text in ("", "\n \n"):
+        (release_dir / f"favourite_{split}").write_text(text)
+        with pytest.raises(SystemExit) as stopped:
+            experiment.main(argv)
+        assert stopped.value.code == 2 and f"favourite_{split} in" in capsys.readouterr().err
+    # Lines that all repeat a train line (dropped: seen items are not recommended), so
+    # no interaction is left: refused once the data is read.
+    first_train_line = (release_dir / "favourite_train").read_text().splitlines()[0]
+    (release_dir / f"favourite_{split}").write_text(first_train_line + "\n")
     assert experiment.main(argv) == 2
     err = capsys.readouterr().err
     name = {"test": "test", "valid": "eval"}[split]
