@@ -10,6 +10,9 @@ import pytest
 pytestmark = pytest.mark.unit
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "run_comparison.sh"
+#: Seconds before a script run counts as hung: its row check starts Python and imports
+#: the experiment (seconds on idle cores, over a minute beside two trainings).
+TIMEOUT = 300
 
 
 def _check_only(tmp_path) -> str:
@@ -30,7 +33,9 @@ def _run(tmp_path, *rows, **env):
         for split in ("train", "valid", "test"):
             (tmp_path / "data" / f"{prefix}_{split}").write_text("1 1\n")
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", *rows]
-    return subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
 
 
 def test_rows_become_experiment_flags(tmp_path):
@@ -134,7 +139,9 @@ def test_seeds_are_decimal(tmp_path):
     (tmp_path / "data").mkdir()
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "010", "bvae"]
     env = {**os.environ, "PY": "echo"}
-    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("-m bvae_tf.experiment") == 10 and "--first-seed 9 " in done.stdout
 
@@ -172,7 +179,7 @@ def test_bad_counts_stop_before_any_run(tmp_path, seeds, env, message):
         env={**os.environ, "PY": "echo", **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=TIMEOUT,
     )
     assert done.returncode == 2 and message in done.stderr
     assert "bvae_tf.experiment" not in done.stdout
@@ -184,7 +191,9 @@ def test_dry_run_lists_the_runs_not_done_and_runs_nothing(tmp_path):
     (tmp_path / "out" / "bvae_s0.json").write_text(json.dumps({"runs": [{"seed": 0}]}))
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "2", "bvae"]
     env = {**os.environ, "DRY_RUN": "1", "PY": _check_only(tmp_path)}  # fails if it ran
-    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("would run:")]
     assert "--name bvae_s1 " in line and "--first-seed 1 " in line
@@ -202,7 +211,9 @@ def test_a_result_of_another_command_is_named_not_counted_silently(tmp_path):
     (tmp_path / "out" / "vae_u_s0.json").write_text(json.dumps({"command": smoke, "runs": runs}))
     args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "1", "bvae", "vae_u"]
     env = {**os.environ, "DRY_RUN": "1", "PY": _check_only(tmp_path)}
-    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
     assert done.returncode == 0, done.stderr
     assert "would run:" not in done.stdout  # neither is rerun over a kept result
     assert "1 result(s) in OUT were written by another command" in done.stderr
@@ -233,14 +244,16 @@ def test_a_kept_result_is_matched_to_data_by_its_digest_not_its_path(tmp_path):
         kept["data_digest"] = digest
         (tmp_path / "out" / "vae_t_s0.json").write_text(json.dumps(kept))
         done = subprocess.run(
-            args, check=False, env=env, capture_output=True, text=True, timeout=60
+            args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
         )
         assert done.returncode == code, done.stderr
         assert "would run:" not in done.stdout
         assert ("digest differs from those of" in done.stderr) == bool(code)
     del kept["data_digest"]  # then the path is compared, and it does not exist here
     (tmp_path / "out" / "vae_t_s0.json").write_text(json.dumps(kept))
-    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
     assert done.returncode == 2 and "records no data digest" in done.stderr
     assert "does not exist here" in done.stderr
 
@@ -249,7 +262,9 @@ def test_a_kept_result_is_matched_to_data_by_its_digest_not_its_path(tmp_path):
 def test_a_missing_data_folder_stops_before_any_run(tmp_path, dry_run):
     args = [str(SCRIPT), str(tmp_path / "missing"), str(tmp_path / "out"), "1", "bvae"]
     env = {**os.environ, "PY": "echo", "DRY_RUN": dry_run}
-    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
     assert "missing' is not a folder" in done.stderr and not (tmp_path / "out").exists()
     assert done.returncode == (0 if dry_run else 2)
     assert ("bvae_tf.experiment" in done.stdout) == bool(dry_run)  # listed, never run
@@ -260,7 +275,7 @@ def test_relative_paths_are_read_from_the_callers_folder(tmp_path):
     args = [str(SCRIPT), "mydata", "myout", "1", "popularity"]
     env = {**os.environ, "PY": "echo"}
     done = subprocess.run(
-        args, check=False, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
     (command,) = [line for line in done.stdout.splitlines() if line.startswith("-m bvae_tf")]
@@ -351,7 +366,7 @@ def test_ub_defaults_to_the_inductive_rows_and_eases_factored_form(tmp_path):
     def commands(*rows, **extra):
         args = [str(SCRIPT), str(ub), str(tmp_path / "out"), "1", *rows]
         done = subprocess.run(
-            args, check=False, env={**env, **extra}, capture_output=True, text=True, timeout=60
+            args, check=False, env={**env, **extra}, capture_output=True, text=True, timeout=TIMEOUT
         )
         assert done.returncode == 0, done.stderr
         return done.stdout
