@@ -16,6 +16,7 @@ millisecond per batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Mapping, Sequence
 
@@ -184,6 +185,7 @@ def modelled_release_behaviors(
         for s in F.RELEASE_SPLIT_MAPPING:
             _check_readable(data_dir / f"{p}_{s}")
 
+    @functools.cache  # a train file is asked twice
     def has_lines(behavior: str, split: str) -> bool:
         path = data_dir / f"{prefix[behavior]}_{suffix[split]}"
         if not path.is_file():

@@ -2893,13 +2893,11 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         )
     foreign = foreign_flags(args, _parser())
     if foreign:
-        own = dict.fromkeys(
-            OWN_FLAGS[args.model, name]
-            for name in (f.split()[-1].lstrip("-").replace("-", "_") for f in foreign)
-            if (args.model, name) in OWN_FLAGS
-        )
         hint = "".join(
-            f"{args.model}'s own: --{dest.replace('_', '-')}, {dest} in --grid; " for dest in own
+            f"{args.model}'s own: --{own.replace('_', '-')}, {own} in --grid; "
+            for (model, dest), own in OWN_FLAGS.items()
+            if model == args.model
+            and {f"--{dest.replace('_', '-')}", f"--grid {dest}"} & set(foreign)
         )
         _parser().error(
             f"{', '.join(foreign)}: --model {args.model} does not read "

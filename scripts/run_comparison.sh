@@ -10,7 +10,8 @@
 #
 # Rows (default: all untuned): popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf
 # ngcf mmoe cgc exchange no_base_gff_tff, on UB (a DATA folder named UB) without the
-# transductive ehcf and ngcf, which docs/RESULTS.md does not run there; no_base, no_gff, no_tff (the single ablations);
+# transductive ehcf and ngcf, which docs/RESULTS.md does not run there; no_base, no_gff,
+# no_tff (the single ablations);
 # item_path, a BVAE variant beyond the paper, and its settings (item_path_g<G>,
 # item_path_drop<P>, item_path_anneal<N>, item_path_wd<L>, item_path_cos<N> and
 # combinations; bvae_anneal<N>, bvae_wd<L>, bvae_cos<N>, bvae_bm (BASE + behavior
@@ -72,12 +73,11 @@ done
 is_ub=0  # as the report and run_studies.sh read UB: by the folder's name
 [[ ${DATA##*/} != [Uu][Bb] ]] || is_ub=1
 if [[ ${#ROWS[@]} -eq 0 ]]; then
-  ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf mmoe cgc exchange
-    no_base_gff_tff)
-  if (( is_ub )); then
-    ROWS=(popularity repeat ease bvae vae_t vae_u recvae vae_pp mmoe cgc exchange no_base_gff_tff)
-    echo "UB: the default rows without the transductive ehcf and ngcf"
-  fi
+  for row in popularity repeat ease bvae vae_t vae_u recvae vae_pp ehcf ngcf mmoe cgc exchange \
+    no_base_gff_tff; do
+    (( is_ub )) && [[ $row == ehcf || $row == ngcf ]] || ROWS+=("$row")
+  done
+  (( ! is_ub )) || echo "UB: the default rows without the transductive ehcf and ngcf"
 fi
 if (( is_ub )) && [[ -z ${EASE_FLAGS+set} ]] && [[ " ${ROWS[*]} " == *" ease "* ]]; then
   EASE_FLAGS="--ease-dtype float32 --ease-factored"
