@@ -48,7 +48,7 @@ synthetic-log: install
 
 ## Local TF Serving-protocol server on the Pusher's output (gRPC 8500, REST 8501).
 serve: install
-	$(PY) -m serving.server --model_base_path $(or $(SERVING_MODEL_DIR),out/serving) --model_name $(or $(MODEL_NAME),bvae) --rest_api_port 8501 --enable_batching
+	$(PY) -m serving.server --model_base_path $(or $(SERVING_MODEL_DIR),out/serving) --model_name $(or $(MODEL_NAME),bvae) --port $(or $(GRPC_PORT),8500) --rest_api_port $(or $(REST_PORT),8501) --enable_batching
 
 ## Benchmarks (print figures; run on a quiet machine).
 bench-train: install

@@ -98,6 +98,14 @@ _SERVICE_FORMAT = "%(asctime)s %(levelname).1s %(process)d] %(message)s"
 
 
 class _ConsoleFormatter(logging.Formatter):
+    """An error's traceback goes to the console only where no log file keeps it
+    (``log_file`` ``None``) or with ``verbose``; otherwise the console names the file."""
+
+    def __init__(self, log_file: str | None = None, verbose: bool = False):
+        super().__init__()
+        self.log_file = log_file
+        self.verbose = verbose
+
     def format(self, record: logging.LogRecord) -> str:
         text = getattr(record, "console_text", None)
         if text is not None:
@@ -106,7 +114,10 @@ class _ConsoleFormatter(logging.Formatter):
         if record.levelno >= logging.WARNING:
             message = f"{record.levelname}: {message}"
         if record.exc_info and record.levelno >= logging.ERROR:
-            message = f"{message}\n{self.formatException(record.exc_info)}"
+            if self.verbose or self.log_file is None:
+                message = f"{message}\n{self.formatException(record.exc_info)}"
+            else:
+                message = f"{message} (traceback in {self.log_file})"
         return message
 
 
@@ -178,7 +189,9 @@ def setup(
         console.setFormatter(formatter)
     else:
         console.addFilter(_ConsoleFilter(verbose))
-        console.setFormatter(_ConsoleFormatter())
+        console.setFormatter(
+            _ConsoleFormatter(None if log_file is None else str(log_file), verbose)
+        )
     console._bvae_console = True
     root.addHandler(console)
     path = None

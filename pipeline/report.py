@@ -354,7 +354,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                 f"Pushed: version {summary['pushed_version']} at {summary['pushed_destination']}"
             )
         else:
-            lines.append("Pushed: nothing (the model was not blessed)")
+            lines.append(
+                "Pushed: nothing (the model was not blessed; the gate is the config's "
+                "evaluation.lower_bounds and evaluation.regression_tolerance)"
+            )
     batch = summary.get("batch_recommendations")
     if batch:
         if batch["blessed"]:

@@ -12,6 +12,16 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 STAMP="$VENV/.bvae-install-stamp"
+# One install at a time: two targets started together (`make demo` and `make test` in
+# two terminals) would otherwise install into the same .venv at once; the second waits
+# for the first, then finds the stamp written.
+if command -v flock > /dev/null; then
+  exec 9> "$VENV.install-lock"
+  if ! flock -n 9; then
+    echo "install: another install into $VENV is running; waiting for it"
+    flock 9
+  fi
+fi
 want=$(cat requirements/lock.txt requirements/dev.lock.txt pyproject.toml "$0" | sha256sum | cut -d' ' -f1)
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/python" ]]; then

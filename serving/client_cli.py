@@ -156,12 +156,13 @@ def _read_examples_file(path: str) -> tuple[list[str], list[bytes]]:
 
 
 def _users_of(examples: Sequence[tf.train.Example]) -> list[str]:
-    """Each example's user id, or its position for an example without one."""
+    """Each example's user id (bytes that are not UTF-8 as ``\\x..`` escapes: the id
+    only labels the answer), or its position for an example without one."""
     users: list[str] = []
     for example in examples:
         user = example.features.feature.get(features.USER_ID)
         users.append(
-            user.bytes_list.value[0].decode("utf-8")
+            user.bytes_list.value[0].decode("utf-8", "backslashreplace")
             if user is not None and user.bytes_list.value
             else str(len(users))
         )

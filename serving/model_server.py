@@ -60,6 +60,17 @@ def _model_spec_text(spec: model_pb2.ModelSpec) -> str:
     return f"Latest({spec.name})"
 
 
+def check_model_name(model_name: str) -> str:
+    """``model_name`` if it names one folder under the model base path.
+
+    Raises:
+      ValueError: if it is empty, ``.`` or ``..``, or holds a ``/`` or a NUL.
+    """
+    if model_name in ("", ".", "..") or "/" in model_name or "\0" in model_name:
+        raise ValueError(f"model_name must be a non-empty folder name, got {model_name!r}")
+    return model_name
+
+
 class ModelServer:
     """Protocol logic of the local server: versions, Predict, metadata and status.
 
@@ -102,8 +113,7 @@ class ModelServer:
         max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
         retired_versions: Iterable[int] = (),
     ):
-        if not model_name or "/" in model_name:
-            raise ValueError(f"model_name must be a non-empty folder name, got {model_name!r}")
+        check_model_name(model_name)
         if poll_wait_seconds < 0:
             raise ValueError(f"poll_wait_seconds must be >= 0, got {poll_wait_seconds}")
         if max_input_elements < 1:

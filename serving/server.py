@@ -69,6 +69,7 @@ from serving.model_server import (
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_ROWS_PER_REQUEST,
     ModelServer,
+    check_model_name,
 )
 from serving.versions import BatchingOptions
 
@@ -170,13 +171,22 @@ class LocalServer:
         """``host:port`` of the gRPC endpoint, for a client channel."""
         return _host_port(self._host, self.port)
 
-    def start(self) -> LocalServer:
+    def start(self, require_version: bool = False) -> LocalServer:
         """Loads the highest complete version (if any), binds and starts serving.
+
+        Args:
+          require_version: bind nothing unless a version loaded (the supervisor's
+            processes: a process whose version failed must not take calls on the
+            ports it shares with the serving one).
 
         Raises:
           OSError: if a port cannot be bound.
+          NoVersionLoaded: with ``require_version``, if no version loaded.
         """
         self.model_server.start()
+        if require_version and self.model_server.current is None:
+            self.model_server.stop()
+            raise NoVersionLoaded(f"no version of model {self.model_server.model_name} loaded")
         server = grpc.server(
             futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="grpc-worker"),
             maximum_concurrent_rpcs=self._max_concurrent_rpcs,
@@ -249,6 +259,10 @@ class LocalServer:
         self.stop(grace_seconds=1.0)
 
 
+class NoVersionLoaded(RuntimeError):
+    """``LocalServer.start(require_version=True)`` found no version it could load."""
+
+
 class _StartInterrupted(BaseException):
     """SIGTERM/SIGINT before the server started (a ``BaseException``, so that the
     load's ``except Exception`` does not take it for a failed version)."""
@@ -287,13 +301,20 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def _model_name(text: str) -> str:
+    try:
+        return check_model_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m serving.server",
         description="Local TF Serving-protocol server over <base>/<model_name>/<version>/.",
     )
     parser.add_argument("--model_base_path", required=True, help="folder holding <model_name>/")
-    parser.add_argument("--model_name", required=True)
+    parser.add_argument("--model_name", required=True, type=_model_name)
     parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default loopback)")
     parser.add_argument("--port", type=_PORT, default=DEFAULT_GRPC_PORT, help="gRPC port")
     parser.add_argument(
@@ -461,18 +482,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     try:
-        server.start()
+        # A supervisor's process binds the shared ports only once its version loaded.
+        server.start(require_version=child)
         started.set()
     except _StartInterrupted:
         server.stop(grace_seconds=0)
         logging.info("Server stopped")
         return 0
+    except NoVersionLoaded:
+        logging.error("No version of model %s could be loaded", args.model_name)
+        return supervisor.EXIT_NO_VERSION
     if child and not stopping.is_set():
         current = server.model_server.current
-        if current is None:
-            logging.error("No version of model %s could be loaded", args.model_name)
-            server.stop(grace_seconds=0)
-            return supervisor.EXIT_NO_VERSION
         if args.load_at_idle_priority and not supervisor.set_scheduling(idle=False):
             logging.warning("Could not restore this process's CPU priority")
         supervisor.report_ready(args.ready_fd, current.version, server.port, server.rest_port)

@@ -61,3 +61,35 @@ def test_the_stack_is_installed_with_its_bytecode():
     for module in (tf, tfx):
         cached = importlib.util.cache_from_source(module.__file__)
         assert os.path.exists(cached), f"{module.__name__}: no {cached}"
+
+
+def test_a_second_install_waits_for_the_first(tmp_path):
+    """``scripts/install.sh`` takes ``<VENV>.install-lock`` first: while another install
+    holds it, a second one says so and waits, touching nothing."""
+    import fcntl
+    import pathlib
+    import shutil
+    import subprocess
+
+    if shutil.which("flock") is None:
+        pytest.skip("flock(1) is not installed here: install.sh runs unlocked")
+    script = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "install.sh"
+    venv = tmp_path / "venv"
+    with open(f"{venv}.install-lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the first install
+        second = subprocess.Popen(
+            ["bash", str(script)],
+            env={**os.environ, "VENV": str(venv)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            line = second.stdout.readline()
+            assert "another install into" in line and "waiting for it" in line, line
+            with pytest.raises(subprocess.TimeoutExpired):
+                second.wait(timeout=2)  # still waiting while the lock is held
+        finally:
+            second.kill()
+            second.wait()
+    assert not venv.exists()  # nothing was created while it waited

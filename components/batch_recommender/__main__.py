@@ -26,6 +26,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from bvae_tf import console
 
+#: ``recommend.FORMATS``, without importing Beam before the arguments are parsed (a
+#: test checks that they agree).
+FORMATS = ("csv", "tfrecord")
+
 
 def example_patterns(examples_dir: str) -> list[str]:
     """GZIP TFRecord patterns of an ExampleGen artifact folder (every ``Split-*``) or
@@ -83,6 +87,28 @@ def previous_outputs(output_dir: str) -> list[str]:
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _remove_partial_output(output_dir: str) -> None:
+    """Deletes what a failed job left in ``output_dir``: Beam's ``beam-temp-*`` folders
+    and any shard or summary written before the failure (``previous_outputs``)."""
+    import shutil
+
+    for name in os.listdir(output_dir):
+        if name.startswith("beam-temp-"):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+    for path in previous_outputs(output_dir):
+        os.remove(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
@@ -99,11 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--formats",
         nargs="+",
+        choices=FORMATS,
         default=["csv", "tfrecord"],
         help="output files: csv (one row per user, behavior and rank) and/or tfrecord "
         "(one tf.Example per user and behavior)",
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="histories per model call")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=256, help="histories per model call"
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -121,6 +150,18 @@ def main(argv: list[str] | None = None) -> int:
             f"e.g. {os.path.basename(earlier[0])!r}): choose another folder, or pass "
             "--overwrite to delete them first\n",
         )
+    from components.batch_recommender import executor
+
+    # The arguments are checked before --output and its logs/ folder are made.
+    try:
+        patterns = example_patterns(args.examples)
+        users = executor.read_users(args.users, "--users") if args.users else None
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    try:
+        os.makedirs(args.output, exist_ok=True)
+    except OSError as e:
+        parser.exit(2, f"error: --output {args.output!r} cannot be created: {e.strerror or e}\n")
     log = console.setup(
         console.log_file_path(args.output, "batch_recommender"), verbose=args.verbose
     )
@@ -129,17 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from bvae_tf import export
-    from components.batch_recommender import executor, recommend
+    from components.batch_recommender import recommend
 
     try:
-        patterns = example_patterns(args.examples)
         check_examples(patterns)
         info = export.read_export_info(args.model)
-        users = executor.read_users(args.users) if args.users else None
-        for path in earlier:  # --overwrite
-            os.remove(path)
-        os.makedirs(args.output, exist_ok=True)
-        start = time.perf_counter()
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    for path in earlier:  # --overwrite
+        os.remove(path)
+    start = time.perf_counter()
+    try:
         with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
             recommend.build(
                 pipeline,
@@ -151,24 +192,30 @@ def main(argv: list[str] | None = None) -> int:
                 formats=args.formats,
                 batch_size=args.batch_size,
             )
-        seconds = time.perf_counter() - start
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
+    except Exception as e:  # a bad record, an unreadable file: Beam wraps what it raised
+        _remove_partial_output(args.output)
+        lines = str(e).strip().splitlines()
+        first = lines[-1] if lines else type(e).__name__
+        first = first if len(first) <= 300 else first[:300] + " ..."
+        parser.exit(1, f"error: the batch job failed: {first}\n(the traceback: {log})\n")
+    seconds = time.perf_counter() - start
     summary = recommend.read_summary(args.output)
     print(json.dumps(summary, indent=2, sort_keys=True))
     print(
         f"{summary['users']} users, {summary['rows']} rows in {seconds:.1f} s "
-        f"({summary['users'] / seconds:.0f} users/s, job start-up included) -> {args.output}"
+        f"({summary['users'] / seconds:.3g} users/s, job start-up included) -> {args.output}"
     )
     print(f"Full log: {log}")
     unknown = summary.get("users_without_history", 0)
     if users is not None and unknown:
         listed = len(dict.fromkeys(users))
+        missing = summary.get("users_without_history_ids", [])
+        more = f" (the first {len(missing)} in sorted order)" if unknown > len(missing) else ""
         message = (
             f"{unknown} of the {listed} users listed in --users {args.users!r} have no "
             "history in the examples: they got the ranking of an empty history (ids are "
-            "matched exactly, one per line, no header; the file's first ids: "
-            f"{', '.join(repr(u) for u in list(dict.fromkeys(users))[:3])})"
+            "matched exactly, one per line, no header): "
+            f"{', '.join(repr(u) for u in missing)}{more}"
         )
         if unknown == listed:
             parser.exit(2, f"error: none of the listed users is known: {message}\n")

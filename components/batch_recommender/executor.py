@@ -28,11 +28,15 @@ FORMATS_KEY = "formats"
 BATCH_SIZE_KEY = "batch_size"
 
 
-def read_users(path: str) -> list[str]:
+def read_users(path: str, name: str = "batch_inference.users_file") -> list[str]:
     """User ids of a users file: one per line, surrounding whitespace stripped (as the
     ExampleGen strips ids), blank lines skipped, a UTF-8 byte-order mark dropped (as
     the ExampleGen's CSV reader drops it). Repeated ids are returned as listed and
     logged as a warning (``recommend.build`` serves each user once).
+
+    Args:
+      path: the users file.
+      name: what the messages call it (the config key, or the CLI's flag).
 
     Raises:
       ValueError: if the file cannot be read or lists no user.
@@ -40,15 +44,15 @@ def read_users(path: str) -> list[str]:
     try:
         text = io_utils.read_string_file(path)
     except Exception as e:
-        raise ValueError(f"batch_inference.users_file {path!r} cannot be read: {e}") from e
+        raise ValueError(f"{name} {path!r} cannot be read: {e}") from e
     listed = [line.strip() for line in text.removeprefix("\ufeff").splitlines() if line.strip()]
     if not listed:
-        raise ValueError(f"batch_inference.users_file {path!r} lists no user id")
+        raise ValueError(f"{name} {path!r} lists no user id")
     repeated = [user for user, n in collections.Counter(listed).items() if n > 1]
     if repeated:
         logging.warning(
-            "batch_inference.users_file %r lists %d user ids more than once (first: %r); "
-            "each user gets one set of rows",
+            "%s %r lists %d user ids more than once (first: %r); each user gets one set of rows",
+            name,
             path,
             len(repeated),
             repeated[0],

@@ -16,7 +16,8 @@ The Beam job behind ``BatchRecommender`` (and ``python -m components.batch_recom
    one ``tf.train.Example`` per (user, behavior) with ``user_id``, ``behavior``,
    ``item_ids`` (best first) and ``scores`` (a list per user loads straight into a
    key-value store; one example per row made the job 2.3 times slower on JD), plus
-   ``summary.json`` (counts; ``rows`` counts (user, behavior, rank) rows).
+   ``summary.json`` (counts; ``rows`` counts (user, behavior, rank) rows;
+   ``users_without_history_ids``: the first listed users without history, sorted).
 
 The same SavedModel that is served answers here, so batch and online
 recommendations agree for the same history. The job is not the stock
@@ -34,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 
 from bvae_tf import features
 
@@ -45,6 +47,8 @@ COLUMNS = ("user_id", "behavior", "rank", "item_id", "score")
 CSV_PREFIX = "recommendations"
 SUMMARY_FILE = "summary.json"
 DEFAULT_BATCH_SIZE = 256
+#: How many ids of listed users without history ``summary.json`` names (sorted, first).
+WITHOUT_HISTORY_IDS = 10
 
 
 def example_history(serialized: bytes, behaviors: Sequence[str]) -> tuple[str, dict[str, set]]:
@@ -56,22 +60,37 @@ def example_history(serialized: bytes, behaviors: Sequence[str]) -> tuple[str, d
       behaviors: the model's behaviors; other features are ignored.
 
     Raises:
-      ValueError: if the example has no ``user_id`` (not an ExampleGen example).
+      ValueError: if the record is no ``tf.train.Example``, has no ``user_id`` (not an
+        ExampleGen example), or holds an id that is not UTF-8.
     """
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
-    feature = tf.train.Example.FromString(serialized).features.feature
+    try:
+        feature = tf.train.Example.FromString(serialized).features.feature
+    except DecodeError as e:
+        raise ValueError(f"a record that is no tf.train.Example ({e}): {serialized[:40]!r}") from e
     ids = feature[features.USER_ID].bytes_list.value if features.USER_ID in feature else []
     if len(ids) != 1:
         raise ValueError(f"an example without exactly one {features.USER_ID!r}: {list(ids)}")
+
+    def text(value: bytes, key: str) -> str:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"an example whose {key!r} holds an id that is not UTF-8: {value!r}"
+            ) from None
+
+    user = text(ids[0], features.USER_ID)
     history = {}
     for b in behaviors:
         items = set()
         for key in (features.items_key(b), features.heldout_key(b)):
             if key in feature:
-                items.update(v.decode("utf-8") for v in feature[key].bytes_list.value)
+                items.update(text(v, key) for v in feature[key].bytes_list.value)
         history[b] = items
-    return ids[0].decode("utf-8"), history
+    return user, history
 
 
 class MergeHistories(beam.CombineFn):
@@ -105,12 +124,18 @@ def recommendation_rows(
       outputs: the signature's outputs as NumPy arrays: ``<b>_item_ids`` bytes
         ``[batch, K]`` and ``<b>_scores`` float32 ``[batch, K]`` (descending).
       behaviors: behaviors to write.
+
+    A score of ``-inf`` marks an excluded item (the user already did ``b`` on it); the
+    signature returns one only where fewer than K items are left to recommend, and such
+    ranks are not written: that user's list for ``b`` is shorter than K.
     """
     for b in behaviors:
         ids = outputs[features.item_ids_output(b)]
         scores = outputs[features.scores_output(b)]
         for row, user in enumerate(user_ids):
             for rank, (item, score) in enumerate(zip(ids[row], scores[row], strict=True), 1):
+                if score == -np.inf:  # descending: the rest are excluded too
+                    break
                 yield user, b, rank, item.decode("utf-8"), float(score)
 
 
@@ -294,6 +319,10 @@ def build(
     counts = [
         selected.kept | "CountUsers" >> _count("users"),
         selected.without_history | "CountWithoutHistory" >> _count("users_without_history"),
+        # Which listed users had no history: the first few ids in sorted order.
+        selected.without_history
+        | "FirstWithoutHistory" >> beam.combiners.Top.Smallest(WITHOUT_HISTORY_IDS)
+        | "NameFirstWithoutHistory" >> beam.Map(lambda ids: ("users_without_history_ids", ids)),
         selected.not_requested | "CountNotRequested" >> _count("users_not_requested"),
         row_batches
         | "RowsPerBatch" >> beam.Map(len)

@@ -93,6 +93,29 @@ def test_console_shows_progress_own_warnings_and_errors_file_gets_all(
         assert expected in text
 
 
+def test_an_errors_traceback_goes_to_the_log_file_not_the_console(
+    tmp_path, capsys, restore_logging
+):
+    log_file = tmp_path / "run.log"
+    console.setup(log_file)
+    try:
+        raise ValueError("a bad record")
+    except ValueError:
+        logging.getLogger("apache_beam.runners").exception("the step failed")
+    err = capsys.readouterr().err
+    assert err == f"ERROR: the step failed (traceback in {log_file})\n"
+    text = log_file.read_text()
+    assert "Traceback" in text and "ValueError: a bad record" in text
+    # Without a log file (or with --verbose) the console keeps it.
+    console.setup()
+    try:
+        raise ValueError("a bad record")
+    except ValueError:
+        logging.getLogger("apache_beam.runners").exception("the step failed")
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: the step failed\nTraceback") and "a bad record" in err
+
+
 def test_verbose_console_shows_info_and_absl_records_reach_the_file(
     tmp_path, capsys, restore_logging
 ):

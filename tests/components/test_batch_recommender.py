@@ -4,6 +4,7 @@ CSV and TFRecord rows equal to what the served model answers."""
 import csv
 import json
 import pathlib
+import shutil
 
 import apache_beam as beam
 import numpy as np
@@ -140,6 +141,7 @@ def test_a_user_list_keeps_only_its_users_and_counts_the_unknown_ones(inputs, tm
     summary = _run(inputs, tmp_path, users=["u2", "nobody", "u2"], formats=["csv"])
     assert summary["users"] == 2  # u2 and "nobody" (the duplicate is dropped)
     assert summary["users_without_history"] == 1
+    assert summary["users_without_history_ids"] == ["nobody"]
     assert summary["users_not_requested"] == 3
     rows = _csv_rows(tmp_path)
     assert {r[0] for r in rows} == {"u2", "nobody"}
@@ -163,6 +165,24 @@ def test_an_example_without_a_user_id_is_a_clear_error():
     example = tf.train.Example().SerializeToString()
     with pytest.raises(ValueError, match="without exactly one 'user_id'"):
         recommend.example_history(example, BEHAVIORS)
+
+
+def test_excluded_items_are_not_written_when_fewer_than_k_are_left():
+    """A ``-inf`` score is an item the user already did the behavior on (the signature
+    pads with them when fewer than K items are left): the list stops before it."""
+    outputs = {
+        features.item_ids_output(P): np.array([[b"i1", b"i2", b"i3"], [b"i4", b"i5", b"i6"]]),
+        features.scores_output(P): np.array(
+            [[2.0, -np.inf, -np.inf], [3.0, 1.0, -5.0]], np.float32
+        ),
+    }
+    rows = list(recommend.recommendation_rows(["u1", "u2"], outputs, [P]))
+    assert rows == [
+        ("u1", P, 1, "i1", 2.0),
+        ("u2", P, 1, "i4", 3.0),
+        ("u2", P, 2, "i5", 1.0),
+        ("u2", P, 3, "i6", -5.0),
+    ]
 
 
 def test_csv_lines_quote_ids_with_commas_and_quotes():
@@ -231,6 +251,7 @@ def test_cli_writes_the_files_and_prints_users_per_second(inputs, tmp_path, caps
     assert cli.main([*argv, "--users", str(users)]) == 0
     printed = capsys.readouterr().out
     assert "2 users, 30 rows in" in printed and "users/s" in printed
+    assert "(0 users/s" not in printed  # a small job is not rounded to nothing
     assert {r[0] for r in _csv_rows(out)} == {"u1", "u3"}
     with pytest.raises(SystemExit):
         missing = str(tmp_path / "missing")
@@ -253,7 +274,10 @@ def test_cli_refuses_an_earlier_jobs_output_and_unknown_users_and_wrong_examples
     users = tmp_path / "users.txt"
     users.write_text("u1\nu70,5\n")  # a second column: no such user
     assert cli.main([*argv, "--formats", "csv", "--overwrite", "--users", str(users)]) == 0
-    assert "1 of the 2 users listed in --users" in capsys.readouterr().err
+    warning = capsys.readouterr().err
+    # The warning names the user without history, not the file's first ids.
+    assert "1 of the 2 users listed in --users" in warning
+    assert warning.rstrip().endswith("no header): 'u70,5'") and "'u1'" not in warning
     assert {r[0] for r in _csv_rows(out)} == {"u1", "u70,5"}  # only this job's rows
     users.write_text("user_id\nu70,5\n")
     with pytest.raises(SystemExit) as stop:
@@ -262,8 +286,38 @@ def test_cli_refuses_an_earlier_jobs_output_and_unknown_users_and_wrong_examples
     (tmp_path / "afile").write_text("x")
     for bad, message in (
         (["--output", str(tmp_path / "afile")], "exists and is not a folder"),
+        (["--output", str(tmp_path / "afile" / "o")], "cannot be created: Not a directory"),
         (["--output", str(tmp_path / "o2"), "--examples", model_dir], "is not a GZIP TFRecord"),
+        (["--output", str(tmp_path / "o3"), "--users", str(tmp_path / "no")], "--users '"),
+        (["--output", str(tmp_path / "o4"), "--batch-size", "0"], "--batch-size: must be a"),
+        (["--output", str(tmp_path / "o5"), "--formats", "parquet"], "--formats: invalid choice"),
     ):
         with pytest.raises(SystemExit) as stop:
             cli.main([*argv, *bad])
         assert stop.value.code == 2 and message in capsys.readouterr().err
+    # Refused on its arguments: no output folder, no logs/ in it.
+    assert not any((tmp_path / f"o{i}").exists() for i in (3, 4, 5))
+
+
+def test_cli_formats_are_the_jobs():
+    assert cli.FORMATS == recommend.FORMATS
+
+
+def test_a_failed_job_is_one_clear_error_and_leaves_no_partial_output(inputs, tmp_path, capsys):
+    """A file that is no GZIP TFRecord beside good ones fails inside the Beam job: the
+    CLI says so in one line (the traceback goes to the log) and removes Beam's
+    temporary folders."""
+    examples_dir, model_dir = inputs
+    split = next(pathlib.Path(examples_dir).glob("Split-*"))
+    bad = tmp_path / "examples" / split.name
+    shutil.copytree(split, bad)
+    (bad / "zz-garbage.gz").write_bytes(b"not gzip at all")
+    out = tmp_path / "out"
+    argv = ["--examples", str(bad), "--model", model_dir, "--output", str(out), "--formats", "csv"]
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "error: the batch job failed: " in err, err
+    assert "incorrect header check" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["logs"]
+    assert "Traceback" in next((out / "logs").iterdir()).read_text()

@@ -201,6 +201,7 @@ def test_cli_rerun_with_an_impossible_bound_is_not_blessed_and_pushes_nothing(wo
     # The runner prints a summary after a run, not when the CLI only compiles.
     assert "Blessed:" not in printed[0]
     assert "Blessed: no" in printed[1] and "Pushed: nothing" in printed[1]
+    assert "the gate is the config's evaluation.lower_bounds" in printed[1]  # what to change
     second = report.summarize(config.resolved_metadata_path, config.pipeline_name)
     assert second["run_id"] != first_run["run_id"]
     for node in (pipeline_lib.EXAMPLE_GEN, pipeline_lib.TRANSFORM, pipeline_lib.TRAINER):

@@ -382,6 +382,9 @@ def test_row_limit_is_configurable_and_exact(exported_model_base):
         (["--grpc_max_threads", "0"], "--grpc_max_threads: must be >= 1"),
         (["--max_request_bytes", "0"], "--max_request_bytes: must be >= 1"),
         (["--host", "256.1.1.1"], "--host '256.1.1.1' does not resolve"),
+        (["--model_name", "a/b"], "--model_name: model_name must be a non-empty folder name"),
+        (["--model_name", ""], "--model_name: model_name must be a non-empty folder name"),
+        (["--model_name", ".."], "got '..'"),
     ],
 )
 def test_bad_server_flags_stop_it_before_anything_serves(flags, message, capsys):

@@ -90,6 +90,14 @@ def test_predict_table_from_files(local_server, capsys, tmp_path):
         assert code == 1 and message in err and "Traceback" not in err
 
 
+def test_a_user_id_that_is_not_utf8_labels_its_answer_escaped():
+    from serving import client_cli
+
+    examples = [tf.train.Example(), tf.train.Example()]
+    examples[0].features.feature[features.USER_ID].bytes_list.value.append(b"u\xff")
+    assert client_cli._users_of(examples) == ["u\\xff", "1"]
+
+
 def test_metadata_and_status_commands(local_server, capsys):
     code, out, _ = _run(local_server, capsys, "--json", "metadata")
     assert code == 0

@@ -202,6 +202,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_a_process_whose_version_failed_binds_no_port(tmp_path, model_template):
+    """The supervisor's processes share the ports (SO_REUSEPORT): one whose version does
+    not load must not take calls (it would answer NOT_FOUND beside the serving one)."""
+    from serving.server import NoVersionLoaded, port_in_use
+
+    target = publish(model_template, tmp_path, 5)
+    (target / "saved_model.pb").write_bytes(b"not a SavedModel")
+    port = _free_port()
+    server = LocalServer(tmp_path, MODEL_NAME, port=port, poll_wait_seconds=0, reuse_port=True)
+    with pytest.raises(NoVersionLoaded, match="no version of model"):
+        server.start(require_version=True)
+    assert not port_in_use("127.0.0.1", port)
+    # Without require_version (a server waiting for its first version) it binds.
+    with LocalServer(tmp_path, MODEL_NAME, port=port, poll_wait_seconds=0) as waiting:
+        assert waiting.model_server.current is None and port_in_use("127.0.0.1", port)
+
+
 def test_client_retries_unavailable_until_the_server_is_up(tmp_path, model_template):
     publish(model_template, tmp_path, 1)
     port = _free_port()
