@@ -373,6 +373,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"Drift vs the previous span: {drift['drifted']} of {drift['measurements']} "
             f"measurements above their threshold ({drift['file']})"
         )
+    if summary.get("examples_uri"):
+        lines.append(
+            f"Examples (for components.batch_recommender --examples): {summary['examples_uri']}"
+        )
     if summary.get("statistics_uri"):
         lines.append(
             f"Statistics (for pipeline.schema_tool --statistics): {summary['statistics_uri']}"

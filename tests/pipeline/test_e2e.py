@@ -134,6 +134,7 @@ def test_beam_runner_console_is_short_and_the_full_log_is_in_a_file(
     stdout, stderr = first_run_output.stdout, first_run_output.stderr
     assert f"Pushed: version {first_run['pushed_version']}" in stdout
     assert f"(for pipeline.schema_tool --statistics): {first_run['statistics_uri']}" in stdout
+    assert f"(for components.batch_recommender --examples): {first_run['examples_uri']}" in stdout
     lines = (stdout + stderr).splitlines()
     assert len(lines) <= 150, "\n".join(lines)
     assert any(line.endswith("] Trainer ...") for line in lines), lines
