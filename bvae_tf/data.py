@@ -78,7 +78,9 @@ UNUSED_ID_SHARE = 0.1
 
 
 def _read_pairs(path: pathlib.Path) -> np.ndarray:
-    rows = [line.split() for line in path.read_bytes().splitlines()]
+    # A UTF-8 byte-order mark (an editor's) is dropped, as the ExampleGen's CSV reader
+    # drops it.
+    rows = [line.split() for line in path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines()]
     for number, fields in enumerate(rows, 1):
         if fields and len(fields) != 2:
             raise ValueError(
@@ -101,7 +103,12 @@ def _read_pairs(path: pathlib.Path) -> np.ndarray:
             f"{b' '.join(rows[number - 1]).decode(errors='replace')!r} ({e})"
         ) from e
     if len(pairs) and pairs.min() < 1:
-        raise ValueError(f"{path}: ids must be 1-based positive integers, found {pairs.min()}")
+        first = int(np.flatnonzero((pairs < 1).any(axis=1))[0])
+        line = [n for n, fields in enumerate(rows, 1) if fields][first]
+        raise ValueError(
+            f"{path}, line {line}: ids must be 1-based positive integers, got "
+            f"{b' '.join(rows[line - 1]).decode(errors='replace')!r}"
+        )
     return pairs
 
 
@@ -403,18 +410,19 @@ def _check_splits(
     train = [p for p in pairs[F.TRAIN].values() if len(p)]
     held_out = [p for split in held_out_splits for p in pairs[split].values() if len(p)]
     for column, kind in ((0, "user"), (1, "item")) if train and held_out else ():
-        largest = max(p[:, column].max() for p in train)
-        beyond = np.unique(np.concatenate([p[p[:, column] > largest, column] for p in held_out]))
-        if len(beyond):
+        only = np.setdiff1d(
+            np.concatenate([p[:, column] for p in held_out]),
+            np.concatenate([p[:, column] for p in train]),
+        )
+        if len(only):
             logging.warning(
-                "%s: %s %s ids occur only in valid/test, above train's largest %s id %s "
-                "(up to %s): the model has a row for each but no train data reaches it",
+                "%s: %s %s ids occur only in valid/test (e.g. %s; up to %s): the model "
+                "has a row for each but no train data reaches it",
                 data_dir,
-                f"{len(beyond):,}",
+                f"{len(only):,}",
                 kind,
-                kind,
-                f"{largest:,}",
-                f"{beyond.max():,}",
+                ", ".join(f"{i:,}" for i in only[:5]),
+                f"{only.max():,}",
                 extra={console.CONSOLE: True},
             )
     history = sum(splits[F.TRAIN][b].getnnz(axis=1) for b in behaviors)

@@ -1377,13 +1377,11 @@ def summarize(runs: list[dict], protocol: str) -> dict:
 
 
 def _per_user(result: dict, behavior: str) -> np.ndarray | None:
-    """Per-user test NDCG@5 of a result, averaged over its seeds (None if not recorded)."""
-    arrays = [
-        r["test_per_user"][behavior]
-        for r in result["runs"]
-        if behavior in r.get("test_per_user", {})
-    ]
-    if not arrays or len({len(a) for a in arrays}) != 1:
+    """Per-user test NDCG@5 of a result, averaged over its seeds; None unless every
+    seed recorded them (a test over some of the seeds would not be the test of the
+    row's mean, which is over all of them)."""
+    arrays = [r.get("test_per_user", {}).get(behavior) for r in result["runs"]]
+    if not arrays or any(a is None for a in arrays) or len({len(a) for a in arrays}) != 1:
         return None
     return np.mean(np.array(arrays, np.float64), axis=0)
 
@@ -1415,7 +1413,11 @@ def _significance(
     (a, va), (b, vb) = mine[0], others[0]
     ua, ub = _per_user(a, behavior), _per_user(b, behavior)
     if ua is None or ub is None or len(ua) != len(ub):
-        return f"{behavior}: vs {b['method']}: no per-user test values recorded", False
+        return (
+            f"{behavior}: vs {b['method']}: no p-value (per-user test values not recorded "
+            "for every seed of both rows)",
+            False,
+        )
     p = paired_test(ua, ub)
     better = "equal means" if va == vb else f"{anchor if va > vb else b['method']} higher"
     mark = "significant" if p < 0.05 else "not significant"
@@ -2611,13 +2613,13 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
         suffix = f" [tuned: {settings['tune']} trials]"
         if settings.get("tune") and not result["method"].endswith(suffix):
             result["method"] += suffix
-    widest: dict[str, int] = {}
+    # A row that models fewer behaviors than the table's widest says which it models:
+    # its scores are not like for like with the other rows' (one method on fewer
+    # behaviors scores differently; a row missing from a behavior's block is explained).
+    widest = max((len(r.get("behaviors") or ()) for r in results), default=0)
     for result in results:
-        n = len(result.get("behaviors") or ())
-        widest[result["method"]] = max(widest.get(result["method"], 0), n)
-    for result in results:  # same label, fewer behaviors: say which
         behaviors = result.get("behaviors") or []
-        if len(behaviors) < widest[result["method"]]:
+        if len(behaviors) < widest:
             result["method"] += f" [{' + '.join(behaviors)} only]"
     labels = [r["method"] for r in results]
     for label in dict.fromkeys(labels):  # same label, other training loop: say which
@@ -2773,7 +2775,9 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         _parser().error("--data is required (or --combine)")
     name = args.model if args.name is None else args.name
     if not name or name in {".", ".."} or "/" in name or "\\" in name:
-        _parser().error(f"--name must be a file stem without a path separator, got {name!r}")
+        _parser().error(
+            f"--name must be a non-empty file stem without a path separator, got {name!r}"
+        )
     if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
         _parser().error(f"--out {args.out!r} exists and is not a folder")
     try:

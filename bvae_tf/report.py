@@ -201,6 +201,21 @@ def unread_folders(results_dir: str | pathlib.Path) -> list[str]:
     )
 
 
+def unread_files(results_dir: str | pathlib.Path) -> list[str]:
+    """Files of the dataset folders of ``results_dir`` that the report does not read:
+    any but ``*.json`` results and the experiment's ``*.md`` tables beside them (e.g.
+    ``bvae_s1.JSON``, a result the report would otherwise leave out unseen), as
+    ``<dataset>/<name>``; folders (a run's checkpoints, its logs) are not listed."""
+    root = pathlib.Path(results_dir)
+    return sorted(
+        f"{key}/{f.name}"
+        for key in DATASETS
+        if (root / key).is_dir()
+        for f in (root / key).iterdir()
+        if f.is_file() and f.suffix not in (".json", ".md")
+    )
+
+
 def load(results_dir: str | pathlib.Path) -> dict[str, list[dict]]:
     """``{dataset: combined results}`` for every known dataset folder that has files.
 
@@ -1428,6 +1443,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (f"; folders not read: {', '.join(f'{n}/' for n in unread)}" if unread else "")
         + ")"
     )
+    stray = unread_files(args.results)
+    if stray:
+        print(
+            f"warning: {len(stray)} files not read (results are <dataset>/*.json): "
+            + ", ".join(stray[:10])
+            + (", ..." if len(stray) > 10 else ""),
+            file=sys.stderr,
+        )
     return 0
 
 

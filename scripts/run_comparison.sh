@@ -301,7 +301,7 @@ problem=""
 [[ ! -e $OUT || -d $OUT ]] || problem="OUT '$GIVEN_OUT' exists and is not a folder"
 if [[ -n $problem ]]; then
   [[ ${DRY_RUN:-0} != 0 ]] || { echo "$problem" >&2; exit 2; }
-  echo "note: $problem; a run would stop here" >&2
+  echo "note: $problem; a run would stop here (this dry run lists, then exits 2)" >&2
 fi
 # (the commands name DATA and OUT relative to the repository root, where they run)
 [[ ${DRY_RUN:-0} == 0 ]] || echo "(commands run from $ROOT)"
@@ -379,3 +379,5 @@ if [[ ${#others[@]} -gt 0 ]]; then
     "settings or budget) and were not rerun; delete them to run these rows: ${others[*]}" >&2
 fi
 if [[ ${DRY_RUN:-0} != 0 ]]; then echo "== dry run: nothing was run"; else echo "== done: $GIVEN_OUT"; fi
+# A dry run refuses what a run would (exit 2), after listing what it would run.
+[[ -z $problem ]] || { echo "$problem: a run stops here" >&2; exit 2; }

@@ -79,7 +79,8 @@ case $STUDY in
     [[ -d $DATA ]] || { echo "DATA '$DATA' is not a folder" >&2; exit 2; }
     ROWS=() modelled=""
     for pair in purchase:target click:click favorite:favourite cart:cart; do
-      [[ -s "$DATA/${pair#*:}_train" ]] || continue
+      # (a train file of blank lines models no behavior, as in the experiment)
+      grep -q '[^[:space:]]' "$DATA/${pair#*:}_train" 2> /dev/null || continue
       [[ -z $modelled ]] || ROWS+=("rq4$modelled")
       modelled+="_${pair%%:*}"
     done
@@ -146,12 +147,14 @@ once=""  # the rows without randomness run one seed
 [[ $STUDY != rq1 ]] || once="popularity, repeat and EASE once; "
 echo "== $STUDY: ${#ROWS[@]} rows x $SEEDS seed(s); $todo runs to do (${once}about $((todo * minutes)) minutes at ~$minutes min per run: $basis)"
 if [[ ${DRY_RUN:-0} != 0 ]]; then
-  [[ -z $problem ]] || echo "note: $problem; a run would stop here" >&2
+  [[ -z $problem ]] || echo "note: $problem; a run would stop here (this dry run lists, then exits 2)" >&2
   (( ${#LEFT[@]} == 0 )) || printf "%s\n" "${LEFT[@]}"
   # The checks a run makes before its first row (run_comparison.sh's: every row's flags
   # against DATA's files, kept results of other data in OUT), so that a dry run refuses
   # what a run would; its list of commands is not printed.
   [[ -n $problem ]] || scripts/run_comparison.sh "$DATA" "$OUT" "$SEEDS" "${ROWS[@]}" > /dev/null
+  # ... and, where a run would stop on DATA or OUT, exits as it would (2).
+  [[ -z $problem ]] || exit 2
   exit 0
 fi
 exec scripts/run_comparison.sh "$DATA" "$OUT" "$SEEDS" "${ROWS[@]}"

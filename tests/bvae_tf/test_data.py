@@ -111,8 +111,10 @@ def test_load_release_explicit_behaviors_and_errors(release, tmp_path_factory):
     (bad / "target_train").write_text("")
     with pytest.raises(ValueError, match="is empty"):
         D.load_release(bad, behaviors=[F.PURCHASE])
-    (bad / "target_train").write_text("0 2\n")
-    with pytest.raises(ValueError, match="1-based"):
+    (bad / "target_train").write_text("1 2\n\n3 0\n")
+    with pytest.raises(
+        ValueError, match="line 3: ids must be 1-based positive integers, got '3 0'"
+    ):
         D.load_release(bad)
     for line in ("1 1_0", "+7 2"):  # numpy alone would read 10 and 7
         (bad / "target_train").write_text(f"1 2\n{line}\n")
@@ -179,6 +181,26 @@ def test_eval_dataset_has_inputs_and_targets(tiny_data):
         D.eval_dataset(tiny_data, F.TEST, batch_size=0)
 
 
+def test_a_byte_order_mark_is_dropped_and_ids_missing_from_train_anywhere_are_counted(
+    tmp_path, caplog
+):
+    _write_release(
+        tmp_path,
+        {
+            "target_train": [(1, 1), (2, 3), (3, 6)],
+            "target_valid": [(1, 4)],  # item 4: below train's largest id, in no train line
+            "target_test": [(2, 2)],  # item 2 likewise
+        },
+    )
+    text = (tmp_path / "target_train").read_bytes()
+    (tmp_path / "target_train").write_bytes(b"\xef\xbb\xbf" + text)  # an editor's BOM
+    with caplog.at_level(logging.WARNING):
+        data = D.load_release(tmp_path, behaviors=[F.PURCHASE])
+    assert data.matrix(F.TRAIN, F.PURCHASE).nnz == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("2 item ids occur only in valid/test (e.g. 2, 4; up to 4)" in w for w in warnings)
+
+
 def test_load_release_counts_what_it_drops_or_cannot_learn(tmp_path, caplog):
     _write_release(
         tmp_path,
@@ -199,7 +221,7 @@ def test_load_release_counts_what_it_drops_or_cannot_learn(tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("repeated lines" in w and "target_train 1" in w for w in warnings)
     assert any("dropped from the targets" in w and "target_valid 1" in w for w in warnings)
-    assert any("1 item ids occur only in valid/test" in w and "(up to 9)" in w for w in warnings)
+    assert any("1 item ids occur only in valid/test (e.g. 9; up to 9)" in w for w in warnings)
     assert any("2 user ids occur only in valid/test" in w for w in warnings)
     assert any("2 of 3 test users have no train interaction" in w for w in warnings)
     assert any("both the valid and the test" in w and "click_test 1" in w for w in warnings)

@@ -141,7 +141,8 @@ def test_baselines_and_combined_table(release_dir, tmp_path):
     )
     text = md.read_text()
     # The runs' non-default training settings (--latent-dim 4 of _run) label them.
-    assert "| purchase | VAE (T.) (latent_dim=4) |" in text
+    # VAE (T.) on two of VAE (U.)'s three behaviors says so.
+    assert "| purchase | VAE (T.) (latent_dim=4) [purchase + click only] |" in text
     assert "| purchase | VAE (U.) (latent_dim=4) |" in text
     assert "| favorite | VAE (U.) (latent_dim=4) |" in text
 
@@ -401,6 +402,25 @@ def test_combine_pools_one_per_target_parts_whatever_keras_named_their_models(tm
     other["runs"][0]["parts"][0]["config"]["dropout"] = 0.7  # a setting still separates
     files[1].write_text(json.dumps(other))
     assert len(experiment.combine(files)) == 2
+
+
+@pytest.mark.unit
+def test_combine_marks_a_row_on_fewer_behaviors_than_the_table(tmp_path):
+    """Another method's row on all behaviors is enough: a row of one label alone on
+    fewer behaviors is not like for like and says which behaviors it models."""
+    wide = _result("popularity", "Popularity", 0, 0.1)
+    wide["behaviors"] = ["purchase", "click", "favorite"]
+    narrow = _result("repeat", "Cross-behavior repeat", 0, 0.2)
+    narrow["behaviors"] = ["purchase", "click"]
+    for result in (wide, narrow):
+        scores = result["runs"][0]["honest"]["purchase"]
+        result["runs"][0]["honest"] = {b: scores for b in result["behaviors"]}
+    files = [tmp_path / "popularity.json", tmp_path / "repeat.json"]
+    for path, result in zip(files, (wide, narrow), strict=True):
+        path.write_text(json.dumps(result))
+    labels = sorted(r["method"] for r in experiment.combine(files))
+    assert labels == ["Cross-behavior repeat [purchase + click only]", "Popularity"]
+    assert [r["method"] for r in experiment.combine(files[1:])] == ["Cross-behavior repeat"]
 
 
 @pytest.mark.unit
@@ -743,6 +763,14 @@ def test_table_marks_best_second_and_tests_the_anchor_against_the_runner_up():
     tie = [_fake_result("BVAE", list(base)), _fake_result("EASE", list(base))]
     text = experiment.render_markdown(tie, protocols=["honest"], anchor="BVAE")
     assert "p = 1 (not significant at 0.05; equal means" in text
+    bvae = next(line for line in text.splitlines() if line.startswith("| click | BVAE"))
+    assert not bvae.split(" | ")[4].endswith(" *")
+    # A seed without per-user values: no test over the other seeds alone (the row's
+    # mean is over all of them).
+    partial = [_fake_result("BVAE", list(base + 0.05), seeds=2), _fake_result("EASE", list(base))]
+    del partial[0]["runs"][1]["test_per_user"]
+    text = experiment.render_markdown(partial, protocols=["honest"], anchor="BVAE")
+    assert "vs EASE: no p-value (per-user test values not recorded for every seed" in text
     bvae = next(line for line in text.splitlines() if line.startswith("| click | BVAE"))
     assert not bvae.split(" | ")[4].endswith(" *")
 
@@ -1262,7 +1290,7 @@ def test_grid_errors_are_parser_errors(release_dir, tmp_path, capsys, grid, mess
         (["--model", "recvae", "--recvae-gamma", "0"], "must be a finite number > 0"),
         (["--lr", "inf"], "--lr: must be a finite number > 0, got inf"),
         (["--table-k", "7"], "--table-k: invalid choice: 7"),
-        (["--name", ""], "--name must be a file stem without a path separator, got ''"),
+        (["--name", ""], "--name must be a non-empty file stem without a path separator, got ''"),
         (["--name", "../escaped"], "without a path separator, got '../escaped'"),
     ],
 )

@@ -486,13 +486,16 @@ def test_the_weight_study_runs_the_coarse_grid_first():
     import subprocess
 
     root = pathlib.Path(__file__).resolve().parents[2]
-    out = subprocess.run(
+    done = subprocess.run(
         ["bash", str(root / "scripts" / "run_studies.sh"), "rq2_weights", "data", "/nonexistent"],
         env={**os.environ, "DRY_RUN": "1", "PY": "echo"},
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.split("\n")
+        check=False,
+    )
+    # No such DATA: listed, then refused as a run would be.
+    assert done.returncode == 2 and "is not a folder" in done.stderr, done.stderr
+    out = done.stdout.split("\n")
     rows = [line for line in out[1:] if line]
     assert len(rows) == 1 + report.WEIGHT_GRID_SIZE == len(set(rows))
     coarse = {
@@ -516,8 +519,14 @@ def test_the_weight_study_runs_the_coarse_grid_first():
             {"target": "1 1", "favourite": "1 3", "cart": "1 4"},
             ["rq4_purchase", "rq4_purchase_favorite", "bvae"],
         ),
+        # A train file of blank lines models no behavior (as in the experiment): the
+        # last step would otherwise be the full model trained twice.
+        (
+            {"target": "1 1", "click": "1 2", "favourite": "\n \n", "cart": ""},
+            ["rq4_purchase", "bvae"],
+        ),
     ],
-    ids=["jd-like", "ub-like"],
+    ids=["jd-like", "ub-like", "blank-favourite"],
 )
 def test_the_behavior_study_adds_the_behaviors_with_train_data_in_order(
     tmp_path, train_files, rows
@@ -551,6 +560,13 @@ def _study(*args, **env):
         capture_output=True,
         text=True,
     )
+
+
+def test_a_study_dry_run_exits_as_a_run_would_on_an_out_that_is_a_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    done = _study("rq3_d", tmp_path, tmp_path / "afile", DRY_RUN="1")
+    assert done.returncode == 2 and "exists and is not a folder" in done.stderr
+    assert done.stdout.splitlines()[1:] == ["bvae", "d50", "d150", "d200"]  # still listed
 
 
 def test_a_study_estimates_its_compute_from_the_runs_already_done(tmp_path):
@@ -726,6 +742,17 @@ def test_a_result_folder_of_another_name_is_named(results_dir, caplog):
     (results_dir / "speed").mkdir()  # results kept apart on purpose: named, not warned
     (results_dir / "speed" / "fast_s0.json").write_text("{}")
     assert report.unread_folders(results_dir) == ["JD", "speed"]
+
+
+def test_a_file_the_report_does_not_read_is_named(results_dir, tmp_path, capsys):
+    jd = results_dir / "jd"
+    (jd / "bvae_s0.json").rename(jd / "bvae_s0.JSON")  # a result left out otherwise
+    (jd / "bvae_s0.md").write_text("| table |")  # the experiment's own table: read as none
+    (jd / "bvae_s0.ckpt").mkdir()  # a run's checkpoint folder
+    assert report.unread_files(results_dir) == ["jd/bvae_s0.JSON"]
+    assert report.main(["--results", str(results_dir), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 files not read (results are <dataset>/*.json): jd/bvae_s0.JSON" in err
 
 
 def test_the_report_renders_without_importing_tensorflow(results_dir, tmp_path):
