@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -193,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=args.batch_size,
             )
     except Exception as e:  # a bad record, an unreadable file: Beam wraps what it raised
+        # The whole traceback to the log file (an INFO record: not on the console).
+        logging.info("the batch job failed", exc_info=True)
         _remove_partial_output(args.output)
         lines = str(e).strip().splitlines()
         first = lines[-1] if lines else type(e).__name__
