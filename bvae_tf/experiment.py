@@ -920,7 +920,10 @@ def grid_points(specs: Sequence[str]) -> list[dict]:
     4 dicts (the Cartesian product, in the given order); ``[{}]`` for no spec.
 
     Raises:
-      ValueError: on a malformed spec, an unknown or repeated setting, a bad value.
+      ValueError: on a malformed spec, an unknown or repeated setting, a value that
+        does not parse as the setting's type, a repeated value or a batch size < 1. Other
+        ranges (e.g. ``lr=-1``, ``dropout=1.5``) are checked by the model's config when
+        the run's flags are checked (``--check``, and before any training).
     """
     axes: dict[str, list] = {}
     for spec in specs:

@@ -22,6 +22,7 @@ returned so that runs can record it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -67,9 +68,14 @@ class DriftConfig:
         for name in (ITEM_FREQUENCY, BEHAVIOR_MIX, EVENTS_PER_USER):
             value = getattr(self, name)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
             ):
-                raise ValueError(f"drift.{name} must be null or a number >= 0, got {value!r}")
+                raise ValueError(
+                    f"drift.{name} must be null or a finite number >= 0, got {value!r}"
+                )
         if self.split not in features.SPLITS:
             raise ValueError(f"drift.split must be one of {list(features.SPLITS)}")
 

@@ -98,7 +98,9 @@ def test_a_shifted_behavior_mix_and_more_events_per_user_drift():
     [
         ({"enable": True}, r"drift: unknown key\(s\) \['enable'\]"),
         ({"action": "stop"}, "drift.action must be one of"),
-        ({"behavior_mix": -1}, "drift.behavior_mix must be null or a number >= 0"),
+        ({"behavior_mix": -1}, "drift.behavior_mix must be null or a finite number >= 0"),
+        ({"item_frequency": float("nan")}, "drift.item_frequency must be null or a finite"),
+        ({"events_per_user": float("inf")}, "drift.events_per_user must be null or a finite"),
         ({"split": "serving"}, "drift.split must be one of"),
     ],
 )
