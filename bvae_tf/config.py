@@ -412,9 +412,17 @@ class BVAEConfig:
                 self.logvar_range,
             ),
         ]
+        choices = {
+            "precision": PRECISIONS,
+            "variant": VARIANTS,
+            "encoder": ENCODERS,
+            "ease_diagonal": EASE_DIAGONALS,
+            "sampled_proposal": SAMPLED_PROPOSALS,
+        }
         for ok, name, value in checks:
             if not ok:
-                raise ValueError(f"invalid BVAEConfig.{name}: {value!r}")
+                allowed = f" (one of {list(choices[name])})" if name in choices else ""
+                raise ValueError(f"invalid BVAEConfig.{name}: {value!r}{allowed}")
         if self.latent_dims is not None:
             dims = self.latent_dims
             ok = (

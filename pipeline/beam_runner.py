@@ -52,6 +52,8 @@ def build(config: configs.PipelineConfig, beam_pipeline_args=None):
 
 def main(argv=None) -> None:
     argv, beam_args = runtime.split_beam_args(sys.argv[1:] if argv is None else argv)
+    if beam_args is not None:
+        runtime.check_beam_options(beam_args, "the Beam options after --")
     config = runtime.parse_and_start(__doc__.split("\n\n")[0], "beam_runner", argv)
     runtime.ensure_input(config)
     # TFX 1.16 exports no BeamDagRunner under tfx.v1: the IR-based runner's own module.

@@ -183,19 +183,29 @@ class PipelineConfig:
                 or not value.isascii()
                 or not value.replace("-", "").replace("_", "").isalnum()
             ):
+                quote = (
+                    f" (a number: quote it, e.g. --set '{name}=\"{value}\"')"
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    else ""
+                )
                 raise ValueError(
-                    f"{name} must be ASCII letters, digits, '-' and '_', got {value!r}"
+                    f"{name} must be ASCII letters, digits, '-' and '_', got {value!r}{quote}"
                 )
         _check_path("output_root", self.output_root, optional=False)
-        if "://" not in self.output_root and any(
-            parent.exists() and not parent.is_dir()
-            for parent in (pathlib.Path(self.output_root), *pathlib.Path(self.output_root).parents)
-        ):
-            raise ValueError(
-                f"output_root {self.output_root!r} is (or is below) a file, not a folder"
-            )
+        _check_local_folder("output_root", self.output_root)
         for name in ("pipeline_root", "metadata_path", "serving_model_dir"):
             _check_path(name, getattr(self, name), optional=True)
+        for name in ("pipeline_root", "serving_model_dir"):
+            if getattr(self, name) is not None:
+                _check_local_folder(name, getattr(self, name))
+        if self.metadata_path is not None and "://" not in self.metadata_path:
+            path = pathlib.Path(self.metadata_path)
+            if path.is_dir():
+                raise ValueError(
+                    f"metadata_path {self.metadata_path!r} is a folder; it names the MLMD "
+                    "SQLite file, e.g. .../metadata.db"
+                )
+            _check_local_folder("metadata_path's folder", str(path.parent))
         _check_path("schema_path", self.schema_path, optional=True)
         for name in (
             "data",
@@ -283,7 +293,15 @@ class PipelineConfig:
     def _check_trainer_sections(self) -> None:
         training = _build("training", lambda: model_config.training_settings(self.training))
         # num_items is only known after Transform; any valid size checks the rest.
-        model = _build("model", lambda: model_config.model_config(self.behaviors, 1, self.model))
+        try:
+            model = _build(
+                "model", lambda: model_config.model_config(self.behaviors, 1, self.model)
+            )
+        except ValueError as e:  # the config file's key, not the class's field
+            message = str(e)
+            if not message.startswith("invalid BVAEConfig."):
+                raise
+            raise ValueError("invalid model." + message.removeprefix("invalid BVAEConfig.")) from e
         self._check_unread_keys(model)
         if training["boost_grid"] is not None and (
             model.variant != "bvae" or len(model.behaviors) < 2
@@ -532,6 +550,18 @@ def _check_path(name: str, value: Any, *, optional: bool) -> None:
         )
 
 
+def _check_local_folder(name: str, path: str) -> None:
+    """Refuses a local ``path`` that is, or is below, a file (it could never be
+    created as a folder; a URI is not checked)."""
+    if "://" in path:
+        return
+    if any(
+        parent.exists() and not parent.is_dir()
+        for parent in (pathlib.Path(path), *pathlib.Path(path).parents)
+    ):
+        raise ValueError(f"{name} {path!r} is (or is below) a file, not a folder")
+
+
 def resolve_path(path: str) -> str:
     """An absolute path for a local path; a URI (``scheme://...``) unchanged."""
     return path if "://" in path else os.path.abspath(path)
@@ -579,6 +609,11 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> Pipel
       ValueError: if the file is missing or not a JSON object, or a value is bad.
     """
     values = PipelineConfig().to_dict()
+    if path is not None and not str(path).strip():
+        raise ValueError(
+            f"the pipeline config path is empty (--config or ${CONFIG_ENV}); give a JSON "
+            f"file, or leave both unset for the built-in defaults"
+        )
     if path:
         try:
             text = pathlib.Path(path).read_text(encoding="utf-8-sig")

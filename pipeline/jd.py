@@ -72,7 +72,15 @@ def paper_table(test_metrics, paper=PAPER_JD) -> str:
 
 def main(argv=None) -> None:
     parser = runtime.argument_parser(__doc__.split("\n\n")[0], default_config=DEFAULT_CONFIG)
-    config = runtime.start(parser.parse_args(argv), "jd")
+    args = parser.parse_args(argv)
+    config = runtime.load(args)
+    if features.TEST not in config.gate_config().report_splits:
+        raise ValueError(
+            f"evaluation.report_splits {list(config.gate_config().report_splits)} leaves "
+            f"out {features.TEST!r}, whose metrics pipeline.jd prints beside the paper's; "
+            "keep it, or run pipeline.local_runner with this config"
+        )
+    config = runtime.start(args, "jd", config)
     local_runner.run(config)
     summary = report.print_summary(config)
     print()

@@ -12,6 +12,7 @@ config key, instead of writing a path of this machine into the JSON:
   (the package ships ``pipeline/schema/*/schema.pbtxt``) or a remote URI, which is
   written as given; the config's ``schema_path`` (a file of this checkout) is
   refused; ``--set schema_path=null`` infers the schema with SchemaGen instead;
+* ``batch_inference.users_file``, when the batch job is on, must be remote;
 * ``beam_pipeline_args`` values that are absolute local paths are refused.
 
 After compiling, the JSON is scanned once more for this checkout's, the output
@@ -84,6 +85,12 @@ def check_portable(
             " pass --schema_path with its location inside the image (e.g. the installed "
             "package's pipeline/schema/...) or a remote URI, or set schema_path=null to "
             "infer the schema"
+        )
+    batch = config.batch_inference
+    if batch.get("enabled") and batch.get("users_file") and not is_remote(batch["users_file"]):
+        problems.append(
+            f"batch_inference.users_file is a local path ({batch['users_file']!r}): copy it "
+            "to the bucket and give its remote URI"
         )
     for arg in beam_pipeline_args or ():
         _, sep, value = str(arg).partition("=")

@@ -27,6 +27,8 @@ locations the cluster can read): ``pipeline.kubeflow_v2``.
 """
 
 import argparse
+import os
+import re
 import sys
 
 if __package__ in (None, ""):  # run as a script (the TFX CLI): pipeline/ is on sys.path
@@ -38,6 +40,51 @@ if __name__ == "__main__":  # the CLI: quiet TensorFlow and Google-library start
 
 
 from pipeline import runtime
+
+#: Kubeflow Pipelines' and Vertex AI's rule for a pipeline name (TFX checks it only
+#: after its start-up).
+KUBEFLOW_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
+
+
+def check_for_kubeflow(config, pipeline_root: str, serving_model_dir: str, vertex_training) -> None:
+    """What the Kubeflow V2 compiler or the cluster would refuse later, checked before
+    TFX loads: the pipeline name's pattern, roots that are neither URIs nor absolute
+    paths (a cluster has no working directory of ours; ``gs:/b`` is a typo), and
+    several Vertex AI workers with a strategy that trains on one.
+
+    Raises:
+      ValueError: naming the key or flag.
+    """
+    if not KUBEFLOW_NAME.fullmatch(config.pipeline_name):
+        raise ValueError(
+            f"pipeline_name {config.pipeline_name!r}: Kubeflow and Vertex AI take lower-case "
+            "letters, digits and '-' (pattern [a-z0-9][a-z0-9-]{0,127}); "
+            "set --set pipeline_name=..."
+        )
+    for flag, value in (
+        ("--pipeline_root", pipeline_root),
+        ("--serving_model_dir", serving_model_dir),
+    ):
+        if "://" not in value and not os.path.isabs(value):
+            raise ValueError(
+                f"{flag} {value!r} is neither a URI (e.g. gs://BUCKET/...) nor an absolute "
+                "path the cluster mounts"
+            )
+    strategy = config.training.get("distribution_strategy", "auto")
+    if (
+        vertex_training
+        and vertex_training["workers"] > 1
+        and strategy
+        not in (
+            "auto",
+            "multi_worker_mirrored",
+        )
+    ):
+        raise ValueError(
+            f"--workers {vertex_training['workers']} trains on several replicas, but "
+            f"training.distribution_strategy is {strategy!r}; set it to 'auto' or "
+            "'multi_worker_mirrored'"
+        )
 
 
 def main(argv=None) -> None:
@@ -63,6 +110,14 @@ def main(argv=None) -> None:
     vertex_training = None
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+    for flag in ("image", "pipeline_root", "serving_model_dir"):
+        if not getattr(args, flag).strip():
+            parser.error(f"--{flag} must not be empty")
+    if args.schema_path is not None and not args.schema_path.strip():
+        parser.error(
+            "--schema_path must not be empty (leave it out for the config's schema_path, "
+            "or --set schema_path=null to infer the schema)"
+        )
     given = [
         flag
         for flag, value in (
@@ -86,10 +141,13 @@ def main(argv=None) -> None:
             "workers": args.workers,
             "machine_type": args.machine_type or "n1-standard-8",
         }
+    config = runtime.load(args)
+    runtime.check_beam_options(beam_args or (), "the Beam options after --")
+    check_for_kubeflow(config, args.pipeline_root, args.serving_model_dir, vertex_training)
     from pipeline import kubeflow_v2  # TFX: loaded once the flags and config are good
 
     path = kubeflow_v2.compile_pipeline(
-        runtime.start(args, "kubeflow_v2_runner"),
+        runtime.start(args, "kubeflow_v2_runner", config),
         pipeline_root=args.pipeline_root,
         serving_model_dir=args.serving_model_dir,
         image=args.image,

@@ -119,6 +119,32 @@ def check_input(config: configs.PipelineConfig) -> None:
         ) from e
 
 
+def check_beam_options(options: Sequence[str], where: str) -> None:
+    """Parses Beam pipeline options as Beam will, so that a bad value (e.g.
+    ``--direct_running_mode=bogus``, ``--direct_num_workers=abc``) fails before the
+    run rather than inside its first Beam component. Options no Beam module knows are
+    left to Beam, which ignores them with a warning.
+
+    Raises:
+      ValueError: naming ``where`` and quoting Beam's argparse message.
+    """
+    if not options:
+        return
+    import contextlib
+    import io
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    message = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(message):
+            PipelineOptions(flags=list(options)).get_all_options(retain_unknown_options=True)
+    except SystemExit as e:
+        lines = [line for line in message.getvalue().splitlines() if line.strip()]
+        detail = lines[-1].partition("error: ")[2] or lines[-1] if lines else f"exit {e.code}"
+        raise ValueError(f"{where}: Beam refuses the options {list(options)}: {detail}") from None
+
+
 def parse(description: str, argv: Sequence[str] | None = None) -> configs.PipelineConfig:
     """Parses runner flags and loads the configuration."""
     return load(argument_parser(description).parse_args(argv))
@@ -137,6 +163,16 @@ def start(
       The configuration.
     """
     config = load(args) if config is None else config
+    check_beam_options(config.beam_pipeline_args, "beam_pipeline_args")
+    logs = os.path.join(config.output_root, "logs")
+    if "://" not in logs:
+        try:
+            os.makedirs(logs, exist_ok=True)
+        except OSError as e:
+            raise ValueError(
+                f"output_root {config.output_root!r}: cannot create its logs folder {logs!r}: "
+                f"{e.strerror or e}"
+            ) from e
     # TFX's Beam executors would build a TFX sdist per component run; DirectRunner
     # workers do not need it (components.local_beam).
     local_beam.skip_tfx_sdist_for_direct_runner()

@@ -208,7 +208,8 @@ class GateConfig:
         if k not in self.ks:
             raise ValueError(
                 f"metric {name!r} of {where} uses K={k}, which is not in ks {list(self.ks)} "
-                f"(the defaults gate ndcg@5: add 5 to ks or set {where.partition('[')[0]})"
+                f"(add {k} to ks, or change {where.partition('[')[0]}; the default "
+                "lower_bounds and regression_metrics use ndcg@5)"
             )
 
     def bounds_for(self, behavior: str) -> dict[str, float]:

@@ -4,6 +4,7 @@ Every case here was either accepted (and failed, or silently did something else,
 inside a run) or escaped as a ``TypeError`` without naming the setting.
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -32,7 +33,9 @@ pytestmark = pytest.mark.unit
         # Fractions left in place when switching to cut timestamps: all events -> test.
         (["data.split_method=cut_timestamps"], r"\[0.8, 0.9\] look like fractions"),
         # Values of the wrong type reach a constructor: ValueError naming the section.
-        (['model.latent_dim="8"'], r"^invalid BVAEConfig\.latent_dim: '8'"),
+        (['model.latent_dim="8"'], r"^invalid model\.latent_dim: '8'"),
+        (["model.variant=foo"], r"^invalid model\.variant: 'foo' \(one of \['bvae', "),
+        (["pipeline_name=123"], r"got 123 \(a number: quote it, e.g. --set 'pipeline_name="),
         (["synthetic.num_users=abc"], "^synthetic: a value has the wrong type"),
         (["evaluation.ks=5"], "^evaluation: a value has the wrong type"),
         (["synthetic.seed=-1"], "synthetic.seed must be an integer >= 0, got -1"),
@@ -233,3 +236,116 @@ def test_a_key_given_twice_in_a_config_is_named(tmp_path):
     (tmp_path / "twice.json").write_text('{"training": {"epochs": 5, "epochs": 50}}')
     with pytest.raises(ValueError, match=r"twice\.json' is not valid JSON: key 'epochs' appears"):
         configs.load_config(str(tmp_path / "twice.json"))
+
+
+@pytest.mark.parametrize("name", ["pipeline_root", "serving_model_dir"])
+def test_a_root_that_is_or_is_below_a_file_fails_at_load(tmp_path, name):
+    (tmp_path / "afile").write_text("x")
+    for path in (tmp_path / "afile", tmp_path / "afile" / "below"):
+        with pytest.raises(ValueError, match=f"{name} .* is \\(or is below\\) a file"):
+            configs.load_config(overrides=[f"output_root={tmp_path}", f"{name}={path}"])
+
+
+def test_a_metadata_path_that_is_a_folder_or_below_a_file_fails_at_load(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match=r"metadata_path .* is a folder; it names the MLMD"):
+        configs.load_config(overrides=[f"metadata_path={tmp_path}"])
+    with pytest.raises(ValueError, match=r"metadata_path's folder .* is \(or is below\) a file"):
+        configs.load_config(overrides=[f"metadata_path={tmp_path / 'afile' / 'm.db'}"])
+    path = tmp_path / "new" / "metadata.db"
+    assert configs.load_config(overrides=[f"metadata_path={path}"]).metadata_path == str(path)
+
+
+def test_an_empty_config_path_is_an_error(monkeypatch):
+    with pytest.raises(ValueError, match="the pipeline config path is empty"):
+        runtime.parse("test", ["--config", ""])
+    monkeypatch.setenv(configs.CONFIG_ENV, " ")
+    with pytest.raises(ValueError, match=r"path is empty \(--config or \$BVAE_PIPELINE_CONFIG\)"):
+        runtime.parse("test", [])
+
+
+def test_an_output_root_that_cannot_be_created_is_one_error_line(tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    blocked.chmod(0o500)
+    try:
+        # (root ignores the folder's mode: then a path below /proc)
+        writable = os.access(blocked, os.W_OK)
+        root = "/proc/bvae-not-creatable" if writable else str(blocked / "out")
+        args = runtime.argument_parser("test").parse_args(["--set", f"output_root={root}"])
+        with pytest.raises(ValueError, match=r"output_root .*: cannot create its logs folder"):
+            runtime.start(args, "test")
+    finally:
+        blocked.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--direct_running_mode=bogus"], "argument --direct_running_mode: invalid choice"),
+        (["--direct_num_workers=abc"], "argument --direct_num_workers: invalid int value"),
+    ],
+)
+def test_bad_beam_options_fail_before_the_run(tmp_path, options, message):
+    from pipeline import beam_runner
+
+    with pytest.raises(ValueError, match=f"the Beam options after --: .*{message}"):
+        beam_runner.main(["--set", f"output_root={tmp_path / 'out'}", "--", *options])
+    assert not (tmp_path / "out").exists()
+    args = runtime.argument_parser("test").parse_args(
+        ["--set", f"output_root={tmp_path}", "--set", f"beam_pipeline_args={json.dumps(options)}"]
+    )
+    with pytest.raises(ValueError, match=f"^beam_pipeline_args: Beam refuses .*{message}"):
+        runtime.start(args, "test")
+    runtime.check_beam_options(["--direct_num_workers=2", "--not_a_beam_option=1"], "fine")
+
+
+def test_pipeline_jd_refuses_report_splits_without_test(tmp_path):
+    from pipeline import jd
+
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"evaluation.report_splits \[\] leaves out 'test'"):
+        jd.main(["--set", f"output_root={out}", "--set", "evaluation.report_splits=[]"])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--image", " "], "--image must not be empty"),
+        (["--schema_path", ""], "--schema_path must not be empty"),
+    ],
+)
+def test_kubeflow_runner_refuses_empty_flags(tmp_path, arguments, message, capsys):
+    from pipeline import kubeflow_v2_runner
+
+    base = ["--pipeline_root", "gs://b/p", "--serving_model_dir", "gs://b/s", "--image", "i:1"]
+    with pytest.raises(SystemExit):
+        kubeflow_v2_runner.main([*base, "--set", f"output_root={tmp_path}", *arguments])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "roots", "workers", "message"),
+    [
+        (["pipeline_name=My_Pipe"], ("gs://b/p", "gs://b/s"), 1, "pipeline_name 'My_Pipe'"),
+        ([], ("gs:/b/p", "gs://b/s"), 1, "--pipeline_root 'gs:/b/p' is neither a URI"),
+        ([], ("/mnt/p", "models"), 1, "--serving_model_dir 'models' is neither a URI"),
+        (
+            ["training.distribution_strategy=mirrored"],
+            ("gs://b/p", "gs://b/s"),
+            2,
+            "--workers 2 trains on several replicas, but training.distribution_strategy",
+        ),
+    ],
+)
+def test_kubeflow_runner_checks_before_tfx_loads(overrides, roots, workers, message):
+    from pipeline import kubeflow_v2_runner
+
+    config = configs.load_config(overrides=overrides)
+    vertex = {"project": "p", "region": "r", "workers": workers, "machine_type": "m"}
+    with pytest.raises(ValueError, match=message):
+        kubeflow_v2_runner.check_for_kubeflow(config, *roots, vertex)
+    kubeflow_v2_runner.check_for_kubeflow(
+        configs.load_config(), "gs://b/p", "/mnt/models", dict(vertex, workers=2)
+    )

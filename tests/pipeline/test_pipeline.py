@@ -388,6 +388,16 @@ def test_local_path_scan_finds_nested_strings():
             {"schema_path": "gs://b/s.pbtxt", "serving_model_dir": "/srv/models"},
             r"--serving_model_dir is a local path",
         ),
+        (
+            [
+                "data.input_base=gs://b/e.csv",
+                "batch_inference.enabled=true",
+                # (a file of this machine: the config checks that it exists)
+                f"batch_inference.users_file={__file__}",
+            ],
+            {"schema_path": "gs://b/s.pbtxt"},
+            r"batch_inference.users_file is a local path \('/.*test_pipeline.py'\)",
+        ),
     ],
 )
 def test_kubeflow_v2_refuses_local_locations_with_remote_roots(
