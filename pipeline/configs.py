@@ -192,9 +192,14 @@ class PipelineConfig:
                     f"{name} must be ASCII letters, digits, '-' and '_', got {value!r}{quote}"
                 )
         _check_path("output_root", self.output_root, optional=False)
-        _check_local_folder("output_root", self.output_root)
-        for name in ("pipeline_root", "metadata_path", "serving_model_dir"):
+        for name in ("pipeline_root", "metadata_path", "serving_model_dir", "schema_path"):
             _check_path(name, getattr(self, name), optional=True)
+        # "~/out" is the user's home, as in a shell, not a folder named "~" here.
+        for name in ("output_root", "pipeline_root", "metadata_path", "serving_model_dir"):
+            value = getattr(self, name)
+            if value is not None and value.startswith("~"):
+                object.__setattr__(self, name, os.path.expanduser(value))
+        _check_local_folder("output_root", self.output_root)
         for name in ("pipeline_root", "serving_model_dir"):
             if getattr(self, name) is not None:
                 _check_local_folder(name, getattr(self, name))
@@ -206,7 +211,6 @@ class PipelineConfig:
                     "SQLite file, e.g. .../metadata.db"
                 )
             _check_local_folder("metadata_path's folder", str(path.parent))
-        _check_path("schema_path", self.schema_path, optional=True)
         for name in (
             "data",
             "synthetic",

@@ -349,3 +349,10 @@ def test_kubeflow_runner_checks_before_tfx_loads(overrides, roots, workers, mess
     kubeflow_v2_runner.check_for_kubeflow(
         configs.load_config(), "gs://b/p", "/mnt/models", dict(vertex, workers=2)
     )
+
+
+def test_roots_starting_with_a_tilde_are_in_the_home_folder():
+    config = configs.load_config(overrides=["output_root=~/bvae-out", "metadata_path=~/m/m.db"])
+    assert config.output_root == os.path.expanduser("~/bvae-out")
+    assert config.resolved_metadata_path == os.path.expanduser("~/m/m.db")
+    assert config.resolved_pipeline_root.startswith(os.path.expanduser("~/bvae-out/"))
