@@ -18,7 +18,7 @@ docs/RESULTS.md, "Two protocols"), so a gap in the paper's favour is expected.
 import sys
 
 from bvae_tf import features
-from pipeline import configs, local_runner, report, runtime
+from pipeline import configs, local_runner, runtime
 
 DEFAULT_CONFIG = str(configs.CONFIG_DIR / "jd.json")
 #: The paper's BVAE on JD, test split, K=5, mean of 3 runs (Rao et al., RecSys 2023, results table).
@@ -80,7 +80,10 @@ def main(argv=None) -> None:
             f"out {features.TEST!r}, whose metrics pipeline.jd prints beside the paper's; "
             "keep it, or run pipeline.local_runner with this config"
         )
+    runtime.check_input(config)  # before the log folder is created
     config = runtime.start(args, "jd", config)
+    from pipeline import report  # TFX and MLMD: loaded once the config is good
+
     local_runner.run(config)
     summary = report.print_summary(config)
     print()

@@ -356,3 +356,13 @@ def test_roots_starting_with_a_tilde_are_in_the_home_folder():
     assert config.output_root == os.path.expanduser("~/bvae-out")
     assert config.resolved_metadata_path == os.path.expanduser("~/m/m.db")
     assert config.resolved_pipeline_root.startswith(os.path.expanduser("~/bvae-out/"))
+
+
+def test_pipeline_jd_checks_its_input_before_creating_the_log_folder(tmp_path):
+    from pipeline import jd
+
+    out = tmp_path / "out"
+    args = ["--set", f"output_root={out}", "--set", f"data.input_base={tmp_path / 'none.csv'}"]
+    with pytest.raises(ValueError, match=r"^data\.input_base: "):
+        jd.main(args)
+    assert not out.exists()
