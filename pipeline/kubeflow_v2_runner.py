@@ -44,6 +44,8 @@ from pipeline import runtime
 #: Kubeflow Pipelines' and Vertex AI's rule for a pipeline name (TFX checks it only
 #: after its start-up).
 KUBEFLOW_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
+#: ``training.distribution_strategy`` values that train on several Vertex AI replicas.
+MULTI_WORKER = ("auto", "multi_worker_mirrored")
 
 
 def check_for_kubeflow(config, pipeline_root: str, serving_model_dir: str, vertex_training) -> None:
@@ -71,15 +73,7 @@ def check_for_kubeflow(config, pipeline_root: str, serving_model_dir: str, verte
                 "path the cluster mounts"
             )
     strategy = config.training.get("distribution_strategy", "auto")
-    if (
-        vertex_training
-        and vertex_training["workers"] > 1
-        and strategy
-        not in (
-            "auto",
-            "multi_worker_mirrored",
-        )
-    ):
+    if vertex_training and vertex_training["workers"] > 1 and strategy not in MULTI_WORKER:
         raise ValueError(
             f"--workers {vertex_training['workers']} trains on several replicas, but "
             f"training.distribution_strategy is {strategy!r}; set it to 'auto' or "

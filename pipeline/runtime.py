@@ -161,6 +161,11 @@ def start(
 
     Returns:
       The configuration.
+
+    Raises:
+      ValueError: for an invalid configuration, Beam options Beam refuses
+        (:func:`check_beam_options`), or an ``output_root`` whose ``logs/`` folder
+        cannot be created.
     """
     config = load(args) if config is None else config
     check_beam_options(config.beam_pipeline_args, "beam_pipeline_args")
