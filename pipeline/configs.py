@@ -199,8 +199,7 @@ class PipelineConfig:
             value = getattr(self, name)
             if value is not None and value.startswith("~"):
                 object.__setattr__(self, name, os.path.expanduser(value))
-        _check_local_folder("output_root", self.output_root)
-        for name in ("pipeline_root", "serving_model_dir"):
+        for name in ("output_root", "pipeline_root", "serving_model_dir"):
             if getattr(self, name) is not None:
                 _check_local_folder(name, getattr(self, name))
         if self.metadata_path is not None and "://" not in self.metadata_path:
@@ -616,7 +615,7 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> Pipel
     if path is not None and not str(path).strip():
         raise ValueError(
             f"the pipeline config path is empty (--config or ${CONFIG_ENV}); give a JSON "
-            f"file, or leave both unset for the built-in defaults"
+            "file, or leave both unset for the built-in defaults"
         )
     if path:
         try:

@@ -74,9 +74,10 @@ def main(argv=None) -> None:
     parser = runtime.argument_parser(__doc__.split("\n\n")[0], default_config=DEFAULT_CONFIG)
     args = parser.parse_args(argv)
     config = runtime.load(args)
-    if features.TEST not in config.gate_config().report_splits:
+    report_splits = config.gate_config().report_splits
+    if features.TEST not in report_splits:
         raise ValueError(
-            f"evaluation.report_splits {list(config.gate_config().report_splits)} leaves "
+            f"evaluation.report_splits {list(report_splits)} leaves "
             f"out {features.TEST!r}, whose metrics pipeline.jd prints beside the paper's; "
             "keep it, or run pipeline.local_runner with this config"
         )
