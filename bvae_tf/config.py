@@ -662,10 +662,23 @@ def training_settings(custom: Mapping[str, Any] | None) -> dict[str, Any]:
             f"training.boost_grid must be null or a non-empty list of numbers >= 0, got {grid!r}"
         )
     devices = settings["devices"]
-    if devices is not None and (
-        isinstance(devices, str) or not all(isinstance(d, str) for d in devices)
-    ):
-        raise ValueError(f"training.devices must be a list of device names, got {devices!r}")
+    if devices is not None:
+        if (
+            isinstance(devices, str)
+            or not isinstance(devices, list | tuple)
+            or not devices
+            or not all(isinstance(d, str) and d.strip() for d in devices)
+        ):
+            raise ValueError(
+                "training.devices must be null or a non-empty list of device names "
+                f'(e.g. ["/gpu:0", "/gpu:1"]), got {devices!r}'
+            )
+        if settings["distribution_strategy"] in ("default", "multi_worker_mirrored"):
+            raise ValueError(
+                "training.devices names the replicas of a Mirrored strategy; "
+                f"distribution_strategy {settings['distribution_strategy']!r} does not read "
+                "it: set distribution_strategy to 'mirrored' (or 'auto'), or remove devices"
+            )
     return settings
 
 

@@ -175,6 +175,10 @@ def setup(
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
         logger.propagate = True
+    # A level an earlier caller set on a library's logger (e.g. pipeline.data_check
+    # silencing Beam) would keep its records out of the log file.
+    for name in ("apache_beam", "tfx"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
     root.setLevel(logging.INFO)
     from absl import logging as absl_logging
 

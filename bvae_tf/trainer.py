@@ -26,9 +26,11 @@ the Trainer: :func:`tuner_fn` searches on the eval split, and ``run_fn`` applies
 ``best_hyperparameters`` (``fn_args.hyperparameters``) to ``model``/``training``.
 
 ``distribution_strategy``: ``"auto"`` (MultiWorkerMirrored when ``TF_CONFIG`` names
-several workers, Mirrored over all GPUs when there are several, else the default
-strategy: one GPU if present, else the CPU), ``"default"``, ``"mirrored"`` (over
-``devices``, default all GPUs or the CPU) or ``"multi_worker_mirrored"`` (cluster
+several workers, Mirrored over ``devices`` when they are given, Mirrored over all GPUs
+when there are several, else the default strategy: one GPU if present, else the CPU),
+``"default"``, ``"mirrored"`` (over ``devices``, default all GPUs or the CPU; each
+device must exist on the machine, checked by :func:`make_strategy`) or
+``"multi_worker_mirrored"`` (cluster
 from ``TF_CONFIG``; only the chief writes the exported model, ``fit_result.json`` and
 the TensorBoard logs into the Trainer's directories, every other worker into a
 temporary directory it removes; ``tests/bvae_tf/test_multi_worker.py`` runs two).
@@ -75,29 +77,59 @@ def make_strategy(
     """The ``tf.distribute`` strategy named by the training settings (module docstring).
 
     Raises:
-      ValueError: if ``name`` is unknown.
+      ValueError: if ``name`` is unknown, ``TF_CONFIG`` names several tasks for a
+        single-worker strategy or with ``devices``, or ``devices`` names a device this
+        machine lacks (TensorFlow would otherwise place it silently on another one),
+        one twice, or a string that is no device name.
     """
     workers = _worker_count()
-    if workers > 1 and name not in ("auto", "multi_worker_mirrored"):
+    if workers > 1 and (name not in ("auto", "multi_worker_mirrored") or devices):
         raise ValueError(
             f"TF_CONFIG names {workers} tasks, but training.distribution_strategy is "
-            f"{name!r}: each task would train alone and write the outputs; use 'auto' or "
-            "'multi_worker_mirrored'"
+            f"{name!r}{' with training.devices' if devices else ''}: each task would "
+            "train alone and write the outputs; use 'auto' or 'multi_worker_mirrored' "
+            "without devices"
         )
     if name == "auto":
         if workers > 1:
             name = "multi_worker_mirrored"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
+        elif devices or len(tf.config.list_logical_devices("GPU")) > 1:
             name = "mirrored"
         else:
             name = "default"
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+        return tf.distribute.MirroredStrategy(devices=_local_devices(devices) if devices else None)
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown distribution strategy {name!r}; expected one of {list(STRATEGIES)}")
+
+
+def _local_devices(devices: Sequence[str]) -> list[str]:
+    """``devices`` as given, once each checked to name a device of this machine."""
+    present = {
+        (spec.device_type, spec.device_index)
+        for spec in map(
+            tf.DeviceSpec.from_string, (d.name for d in tf.config.list_logical_devices())
+        )
+    }
+    seen = set()
+    for device in devices:
+        try:
+            spec = tf.DeviceSpec.from_string(device)
+        except ValueError as e:
+            raise ValueError(f"training.devices: {device!r} is no device name ({e})") from None
+        key = (spec.device_type, spec.device_index)
+        if spec.device_type is None or spec.device_index is None or key not in present:
+            raise ValueError(
+                f"training.devices: {device!r} is not a device of this machine "
+                f"(it has {sorted(f'/{t.lower()}:{i}' for t, i in present)})"
+            )
+        if key in seen:
+            raise ValueError(f"training.devices names {device!r} twice")
+        seen.add(key)
+    return list(devices)
 
 
 def _strategy_name(strategy: tf.distribute.Strategy) -> str:
@@ -524,6 +556,15 @@ def run_fn(fn_args: Any) -> None:
             log_dir=log_dir,
         )
     else:  # BVAE, VAE (U.), VAE++ or RecVAE (T.)
+        if settings["patience"] >= settings["epochs"] - 1:
+            logging.warning(
+                "training.patience (%d) >= training.epochs - 1 (%d): early stopping "
+                "cannot end training before its last epoch; the best eval epoch's "
+                "weights are still the ones exported",
+                settings["patience"],
+                settings["epochs"] - 1,
+                extra={console.CONSOLE: True},
+            )
         with strategy.scope():
             model, train_ds, steps_per_epoch = _trainable_model(model_config, train_ds)
             started_from = _maybe_warm_start(model, fn_args, tf_transform_output, settings)

@@ -390,9 +390,13 @@ class PipelineConfig:
                 f"batch_inference.splits must be a non-empty list of {list(features.SPLITS)}, "
                 f"got {splits!r}"
             )
-        if self.batch_inference_enabled:
-            # The component checks formats and batch_size (errors name the key).
-            _build("batch_inference", self.batch_recommender_arguments)
+        # Checked even when the job is off, so that turning it on cannot fail later.
+        from components.batch_recommender import options
+
+        options.check_arguments(
+            section.get("formats", options.FORMATS),
+            section.get("batch_size", options.DEFAULT_BATCH_SIZE),
+        )
 
     def drift_config(self):
         """The validator's ``DriftConfig``, or ``None`` when the check is off.
@@ -411,11 +415,8 @@ class PipelineConfig:
         return bool(self.batch_inference.get("enabled", False))
 
     def batch_recommender_arguments(self) -> dict[str, Any] | None:
-        """``BatchRecommender`` keyword arguments, or ``None`` when it is off.
-
-        Raises:
-          ValueError: on an unknown format or a bad batch size (named).
-        """
+        """``BatchRecommender`` keyword arguments (checked at load), or ``None`` when
+        it is off."""
         if not self.batch_inference_enabled:
             return None
         arguments = {
@@ -423,12 +424,6 @@ class PipelineConfig:
         }
         if arguments.get("users_file") and "://" not in arguments["users_file"]:
             arguments["users_file"] = resolve_path(arguments["users_file"])
-        from components.batch_recommender import recommend
-
-        recommend.check_arguments(
-            arguments.get("formats", recommend.FORMATS),
-            arguments.get("batch_size", recommend.DEFAULT_BATCH_SIZE),
-        )
         return arguments
 
     @property

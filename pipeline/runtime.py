@@ -97,20 +97,24 @@ def ensure_input(config: configs.PipelineConfig) -> str:
 
 
 def check_input(config: configs.PipelineConfig) -> None:
-    """Checks that a local, non-synthetic ``data.input_base`` holds what the
-    ExampleGen will read. Remote inputs (``scheme://``) and the synthetic log are not
-    checked here.
+    """Checks, without loading TensorFlow or TFX, that a local, non-synthetic
+    ``data.input_base`` holds what the ExampleGen will read and that a local
+    ``schema_path`` holds the configured behaviors (:func:`configs.checked_schema_path`).
+    Remote inputs and schemas (``scheme://``) and the synthetic log are not checked
+    here; the ExampleGen names a remote input it cannot list.
 
     Raises:
-      ValueError: if the input does not exist or holds no input file (named).
+      ValueError: if the input does not exist or holds no input file, or the schema
+        cannot be read or does not match the behaviors (named).
     """
+    configs.checked_schema_path(config)
     path = config.example_gen_arguments()["input_base"]
     if config.uses_synthetic_data or "://" in path:
         return
-    from components.multi_behavior_example_gen import executor
+    from components.multi_behavior_example_gen import inputs
 
     try:
-        executor.resolve_input_files(config.example_gen_config())
+        inputs.resolve_input_files(config.example_gen_config())
     except ValueError as e:
         where = "" if pathlib.Path(path).is_absolute() else f" (read from {os.getcwd()})"
         raise ValueError(

@@ -26,10 +26,7 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from bvae_tf import console
-
-#: ``recommend.FORMATS``, without importing Beam before the arguments are parsed (a
-#: test checks that they agree).
-FORMATS = ("csv", "tfrecord")
+from components.batch_recommender.options import FORMATS
 
 
 def example_patterns(examples_dir: str) -> list[str]:

@@ -38,15 +38,18 @@ import apache_beam as beam
 import numpy as np
 
 from bvae_tf import features
+from components.batch_recommender.options import (
+    CSV,
+    DEFAULT_BATCH_SIZE,
+    FORMATS,
+    TFRECORD,
+    check_arguments,
+)
 
-CSV = "csv"
-TFRECORD = "tfrecord"
-FORMATS = (CSV, TFRECORD)
 #: Columns of every output row, in order.
 COLUMNS = ("user_id", "behavior", "rank", "item_id", "score")
 CSV_PREFIX = "recommendations"
 SUMMARY_FILE = "summary.json"
-DEFAULT_BATCH_SIZE = 256
 #: How many ids of listed users without history ``summary.json`` names (sorted, first).
 WITHOUT_HISTORY_IDS = 10
 
@@ -223,22 +226,6 @@ def _select(element, requested: bool):
 
 def _count(tag: str):
     return beam.combiners.Count.Globally() | f"Name{tag}" >> beam.Map(lambda n: (tag, n))
-
-
-def check_arguments(formats: Sequence[str], batch_size: int) -> None:
-    """Checks the job's ``formats`` and ``batch_size`` (the config keys are named).
-
-    Raises:
-      ValueError: on an unknown format, no format (or a bare string), or a batch size
-        that is not an integer >= 1.
-    """
-    if isinstance(formats, str) or not formats or set(formats) - set(FORMATS):
-        raise ValueError(
-            f"batch_inference.formats must be a non-empty subset of {list(FORMATS)}, "
-            f"got {formats!r}"
-        )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_inference.batch_size must be an integer >= 1, got {batch_size!r}")
 
 
 def build(

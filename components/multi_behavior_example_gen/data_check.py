@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from bvae_tf import features
-from components.multi_behavior_example_gen import accounting, checks, executor, transforms
+from components.multi_behavior_example_gen import accounting, checks, inputs, transforms
 from components.multi_behavior_example_gen.config import ExampleGenConfig
 
 #: Beam options of the check: the DirectRunner in this process.
@@ -40,7 +40,7 @@ def run(config: ExampleGenConfig, work_dir: str) -> dict[str, Any]:
       ValueError: if the input path is missing or holds no data file, a header lacks
         a configured column, or a file cannot be read (each names the path).
     """
-    files, skipped = executor.resolve_input_files(config)
+    files, skipped = inputs.resolve_input_files(config)
     uri = os.path.join(work_dir, accounting.ACCOUNTING_FILE)
     with beam.Pipeline(options=PipelineOptions(list(BEAM_OPTIONS))) as pipeline:
         _ = pipeline | "GenerateExamples" >> transforms.GenerateExamples(

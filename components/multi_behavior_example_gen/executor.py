@@ -33,86 +33,11 @@ from tfx.types import artifact_utils, standard_component_specs
 from bvae_tf import features
 from components.multi_behavior_example_gen import accounting, checks, transforms
 from components.multi_behavior_example_gen.config import ExampleGenConfig
+from components.multi_behavior_example_gen.inputs import resolve_input_files
 
 SPAN_KEY = "span"
 VERSION_KEY = "version"
 FINGERPRINT_KEY = "input_fingerprint"
-_GLOB_CHARACTERS = "*?["
-
-
-def _is_data_file(path: str) -> bool:
-    name = os.path.basename(path.rstrip("/"))
-    return not name.startswith((".", "_")) and not fileio.isdir(path)
-
-
-def resolve_input_files(config: ExampleGenConfig) -> tuple[list[Any], list[str]]:
-    """Lists the input files (driver side; metadata only, no data is read).
-
-    Args:
-      config: the component's configuration.
-
-    Returns:
-      ``(files, skipped)``: raw log: sorted paths; release: sorted
-      ``(path, behavior, split)`` tuples and the release files of behaviors not kept.
-
-    Raises:
-      ValueError: if ``input_base`` does not exist or holds no input file (names it).
-    """
-    base = config.input_base
-    if config.splits_from_files:
-        if not fileio.isdir(base):
-            raise ValueError(f"release input_base {base!r} is not a folder")
-        files, skipped = [], []
-        expected = set()
-        for prefix, behavior in sorted(config.behavior_mapping.items()):
-            for suffix, split in features.RELEASE_SPLIT_MAPPING.items():
-                expected.add(f"{prefix}_{suffix}")
-                path = os.path.join(base, f"{prefix}_{suffix}")
-                if not fileio.exists(path):
-                    continue
-                if behavior in config.behaviors:
-                    files.append((path, behavior, split))
-                else:
-                    skipped.append(path)
-        unknown = sorted(
-            name
-            for name in fileio.listdir(base)
-            if name.rstrip("/") not in expected and not name.startswith((".", "_"))
-        )
-        if unknown:
-            logging.warning(
-                "MultiBehaviorExampleGen: release folder %r: files not read (no prefix of %s): %s",
-                base,
-                sorted(config.behavior_mapping),
-                unknown,
-            )
-        if not files:
-            raise ValueError(
-                f"release input_base {base!r} holds none of the files "
-                f"<prefix>_<suffix> for prefixes {sorted(config.behavior_mapping)} "
-                f"and suffixes {sorted(features.RELEASE_SPLIT_MAPPING)}"
-            )
-        return files, skipped
-    # An existing path is taken literally, even when its name holds glob characters.
-    if fileio.isdir(base):
-        paths = [os.path.join(base, name) for name in fileio.listdir(base)]
-    elif fileio.exists(base):
-        paths = [base]
-    elif any(ch in base for ch in _GLOB_CHARACTERS):
-        paths = fileio.glob(base)
-    else:
-        raise ValueError(f"input_base {base!r} does not exist")
-    folders = sorted(p for p in paths if fileio.isdir(p))
-    if folders:
-        logging.warning(
-            "MultiBehaviorExampleGen: input_base %r: folders not read (no recursion): %s",
-            base,
-            folders,
-        )
-    files = sorted(p for p in paths if _is_data_file(p))
-    if not files:
-        raise ValueError(f"input_base {base!r} matches no data file")
-    return files, []
 
 
 def input_fingerprint(paths: Sequence[str]) -> str:

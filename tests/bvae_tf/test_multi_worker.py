@@ -161,3 +161,5 @@ def test_a_single_worker_strategy_under_a_multi_worker_tf_config_is_refused(monk
     for name in ("default", "mirrored"):
         with pytest.raises(ValueError, match="TF_CONFIG names 2 tasks"):
             trainer.make_strategy(name)
+    with pytest.raises(ValueError, match=r"TF_CONFIG names 2 tasks.* with training.devices"):
+        trainer.make_strategy("auto", ["/cpu:0"])

@@ -61,9 +61,12 @@ LARGE_CATALOG = {"sampled_softmax": 5, "sampled_proposal": "popularity", "top_k_
     ],
     ids=["default", "mirrored-1-device-large-catalog", "mirrored-weight-average"],
 )
-def test_run_fn_trains_and_exports(data, tmp_path, strategy):
+def test_run_fn_trains_and_exports(data, tmp_path, strategy, caplog):
     args = _fn_args(data, tmp_path, **strategy)
-    trainer.run_fn(args)
+    with caplog.at_level(logging.WARNING):
+        trainer.run_fn(args)
+    # 2 epochs, patience 2: early stopping cannot act, and the log says so.
+    assert "training.patience (2) >= training.epochs - 1 (1)" in caplog.text
     with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
         result = json.load(f)
     assert result["epochs_run"] == 2
@@ -278,11 +281,43 @@ def test_transform_features_matches_the_materialized_transform(data, exported, s
         ({"bogus": 1}, "unknown training settings"),
         ({"boost_grid": [1, -1]}, "training.boost_grid"),
         ({"boost_grid": []}, "training.boost_grid"),
+        ({"devices": []}, "non-empty list of device names"),
+        ({"devices": "/gpu:0"}, "non-empty list of device names"),
+        ({"devices": ["/gpu:0", ""]}, "non-empty list of device names"),
+        (
+            {"devices": ["/gpu:0"], "distribution_strategy": "default"},
+            "distribution_strategy 'default' does not read it",
+        ),
+        (
+            {"devices": ["/gpu:0"], "distribution_strategy": "multi_worker_mirrored"},
+            "'multi_worker_mirrored' does not read it",
+        ),
     ],
 )
 def test_bad_training_settings_are_clear_errors(training, message):
     with pytest.raises(ValueError, match=message):
         trainer.training_settings(training)
+
+
+@pytest.mark.parametrize(
+    ("devices", "message"),
+    [
+        (["/gpu:7"], r"'/gpu:7' is not a device of this machine \(it has \[.*'/cpu:0'"),
+        (["bogus"], "'bogus' is no device name"),
+        (["/cpu:0", "CPU:0"], "names 'CPU:0' twice"),
+    ],
+)
+def test_devices_this_machine_lacks_are_refused_not_placed_elsewhere(devices, message):
+    # TensorFlow itself would build a Mirrored replica on "/gpu:7" and run it on the CPU.
+    for name in ("mirrored", "auto"):
+        with pytest.raises(ValueError, match=message):
+            trainer.make_strategy(name, devices)
+
+
+def test_auto_with_devices_mirrors_over_them():
+    strategy = trainer.make_strategy("auto", ["/cpu:0"])
+    assert isinstance(strategy, tf.distribute.MirroredStrategy)
+    assert strategy.extended.worker_devices == ("/job:localhost/replica:0/task:0/device:CPU:0",)
 
 
 def test_top_k_out_of_range_is_a_clear_error(exported, tmp_path):
@@ -326,10 +361,14 @@ def test_an_export_without_its_description_is_a_clear_error(tmp_path):
     [{"variant": "popularity"}, {"variant": "repeat"}, {"variant": "ease", "ease_l2": 5.0}],
     ids=["popularity", "repeat", "ease"],
 )
-def test_run_fn_fits_a_closed_form_baseline_and_exports_the_same_signatures(data, tmp_path, model):
+def test_run_fn_fits_a_closed_form_baseline_and_exports_the_same_signatures(
+    data, tmp_path, model, caplog
+):
     args = _fn_args(data, tmp_path)
     args.custom_config["model"] = model
-    trainer.run_fn(args)
+    with caplog.at_level(logging.WARNING):
+        trainer.run_fn(args)
+    assert "training.patience" not in caplog.text  # a closed form has no epochs
     with open(os.path.join(args.model_run_dir, trainer.FIT_RESULT_FILE)) as f:
         result = json.load(f)
     assert result["model_config"]["variant"] == model["variant"]

@@ -299,10 +299,6 @@ def test_cli_refuses_an_earlier_jobs_output_and_unknown_users_and_wrong_examples
     assert not any((tmp_path / f"o{i}").exists() for i in (3, 4, 5))
 
 
-def test_cli_formats_are_the_jobs():
-    assert cli.FORMATS == recommend.FORMATS
-
-
 def test_a_failed_job_is_one_clear_error_and_leaves_no_partial_output(inputs, tmp_path, capsys):
     """A file that is no GZIP TFRecord beside good ones fails inside the Beam job: the
     CLI says so in one line (the traceback goes to the log) and removes Beam's

@@ -12,7 +12,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from bvae_tf import features
-from components.multi_behavior_example_gen import accounting, executor, parsing, transforms
+from components.multi_behavior_example_gen import accounting, inputs, parsing, transforms
 from components.multi_behavior_example_gen.config import ExampleGenConfig
 from tests.components.example_gen_testing import run_executor
 
@@ -141,7 +141,7 @@ def test_an_existing_path_with_glob_characters_is_read_literally(tmp_path):
     literal = tmp_path / "events[1].csv"
     literal.write_bytes(HEADER)
     (tmp_path / "events1.csv").write_bytes(HEADER)  # what the glob would match
-    files, _ = executor.resolve_input_files(ExampleGenConfig(input_base=str(literal)))
+    files, _ = inputs.resolve_input_files(ExampleGenConfig(input_base=str(literal)))
     assert files == [str(literal)]
 
 
@@ -247,14 +247,43 @@ def test_files_and_folders_that_are_not_read_are_logged(tmp_path, caplog):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "a.csv").write_bytes(HEADER)
     (tmp_path / "raw" / "2018-04").mkdir()  # not read: no recursion
-    files, _ = executor.resolve_input_files(ExampleGenConfig(input_base=str(tmp_path / "raw")))
+    files, _ = inputs.resolve_input_files(ExampleGenConfig(input_base=str(tmp_path / "raw")))
     assert files == [str(tmp_path / "raw" / "a.csv")]
     (tmp_path / "release").mkdir()
     (tmp_path / "release" / "target_train").write_bytes(b"1 2\n")
     (tmp_path / "release" / "favorite_train").write_bytes(b"1 3\n")  # prefix is "favourite"
     config = ExampleGenConfig(input_base=str(tmp_path / "release"), input_format="release")
-    files, skipped = executor.resolve_input_files(config)
+    files, skipped = inputs.resolve_input_files(config)
     assert files == [(str(tmp_path / "release" / "target_train"), P, features.TRAIN)]
     assert skipped == []
     assert "folders not read" in caplog.text and "2018-04" in caplog.text
     assert "files not read" in caplog.text and "favorite_train" in caplog.text
+
+
+def test_a_remote_input_that_cannot_be_listed_is_named(monkeypatch):
+    import tensorflow as tf
+
+    class Unreachable:
+        @staticmethod
+        def isdir(path):
+            raise tf.errors.FailedPreconditionError(
+                None, None, f"Could not resolve host: www.googleapis.com\n when reading {path}"
+            )
+
+    monkeypatch.setattr(inputs, "_filesystem", lambda path: Unreachable)
+    config = ExampleGenConfig(input_base="gs://bucket/events")
+    with pytest.raises(
+        ValueError, match=r"^input_base 'gs://bucket/events' cannot be listed: Could not resolve"
+    ):
+        inputs.resolve_input_files(config)
+
+
+def test_a_local_glob_lists_its_data_files_only(tmp_path):
+    for name in ("a.csv", "b.csv", ".hidden.csv", "_SUCCESS.csv", "c.txt"):
+        (tmp_path / name).write_bytes(HEADER)
+    (tmp_path / "d.csv").mkdir()
+    files, skipped = inputs.resolve_input_files(
+        ExampleGenConfig(input_base=str(tmp_path / "*.csv"))
+    )
+    assert files == [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
+    assert skipped == []

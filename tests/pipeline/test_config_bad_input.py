@@ -75,6 +75,13 @@ pytestmark = pytest.mark.unit
         (["serving_model_dir=[]"], "serving_model_dir must be a non-empty path or null"),
         (["metadata_path=5"], "metadata_path must be a non-empty path or null"),
         (["pipeline_name=\u00e4"], "pipeline_name must be ASCII"),
+        # Checked while the job is off, so that turning it on cannot fail after a run.
+        (['batch_inference.formats=["parquet"]'], "batch_inference.formats must be"),
+        (["batch_inference.batch_size=0"], "batch_inference.batch_size must be an integer"),
+        (
+            ['training.devices=["/gpu:0"]', "training.distribution_strategy=default"],
+            "training.devices names the replicas of a Mirrored strategy",
+        ),
     ],
 )
 def test_bad_values_fail_at_load_naming_the_value(overrides, message):
@@ -194,6 +201,8 @@ def test_schema_is_checked_where_the_pipeline_uses_it(overrides, message):
     config = configs.load_config(overrides=overrides)  # reads no file but the config
     with pytest.raises(ValueError, match=message):
         pipeline_lib.pipeline_arguments(config)
+    with pytest.raises(ValueError, match=message):  # and by the runners, before the run
+        runtime.check_input(config)
 
 
 def test_config_and_schema_files_that_are_not_utf8_are_named(tmp_path):
@@ -210,12 +219,21 @@ def test_a_config_may_begin_with_a_byte_order_mark(tmp_path):
     assert configs.load_config(str(tmp_path / "bom.json")).top_k == 7
 
 
-def test_loading_a_config_imports_no_tensorflow_tfx_or_beam():
+def test_loading_a_config_and_checking_its_input_import_no_tensorflow_tfx_or_beam(tmp_path):
+    (tmp_path / "events.csv").write_text("user_id,item_id,behavior,timestamp\n")
     code = (
         "import sys\n"
-        "from pipeline import configs\n"
+        "from pipeline import configs, runtime\n"
         "config = configs.load_config('pipeline/config/jd.json')\n"
         "assert config.behaviors == ('purchase', 'click', 'favorite'), config.behaviors\n"
+        "runtime.check_input(configs.load_config(\n"
+        f"    'pipeline/config/jd.json', ['data.input_base={tmp_path}']))\n"
+        "try:\n"
+        f"    runtime.check_input(configs.load_config(None, ['data.input_base={tmp_path}/no']))\n"
+        "except ValueError as e:\n"
+        "    assert 'does not exist' in str(e), e\n"
+        "else:\n"
+        "    raise AssertionError('a missing input passed')\n"
         "heavy = [m for m in ('tensorflow', 'tfx', 'apache_beam', 'tensorflow_transform')\n"
         "         if m in sys.modules]\n"
         "assert not heavy, heavy\n"

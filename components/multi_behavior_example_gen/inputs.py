@@ -1,0 +1,129 @@
+"""The multi-behavior ExampleGen's input files, listed before anything is read.
+
+Shared by the component's executor (driver side), the runners' start-up check
+(``pipeline.runtime.check_input``) and ``pipeline.data_check``. A local
+``input_base`` is listed with the standard library, so the runners' check does not
+load TensorFlow; a remote one (``scheme://``, e.g. ``gs://``) through TFX's
+filesystem layer (``tfx.dsl.io.fileio``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+from absl import logging
+
+from bvae_tf import features
+from components.multi_behavior_example_gen.config import ExampleGenConfig
+
+_GLOB_CHARACTERS = "*?["
+
+
+class _LocalFiles:
+    """The subset of ``tfx.dsl.io.fileio`` used here, for local paths."""
+
+    isdir = staticmethod(os.path.isdir)
+    exists = staticmethod(os.path.exists)
+    listdir = staticmethod(os.listdir)
+
+    @staticmethod
+    def glob(pattern: str) -> list[str]:
+        return glob.glob(pattern)
+
+
+def _filesystem(path: str):
+    if "://" not in path:
+        return _LocalFiles
+    from tfx.dsl.io import fileio  # loads TensorFlow (a few seconds)
+
+    return fileio
+
+
+def resolve_input_files(config: ExampleGenConfig) -> tuple[list[Any], list[str]]:
+    """Lists the input files (metadata only, no data is read).
+
+    Args:
+      config: the component's configuration.
+
+    Returns:
+      ``(files, skipped)``: raw log: sorted paths; release: sorted
+      ``(path, behavior, split)`` tuples and the release files of behaviors not kept.
+
+    Raises:
+      ValueError: if ``input_base`` does not exist, holds no input file, or cannot be
+        listed (e.g. an unreachable or unauthorised ``gs://`` bucket); names it.
+    """
+    fs = _filesystem(config.input_base)
+    if fs is _LocalFiles:
+        return _resolve(config, fs)
+    import tensorflow as tf
+
+    try:
+        return _resolve(config, fs)
+    except (OSError, tf.errors.OpError) as e:
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"input_base {config.input_base!r} cannot be listed: {detail}") from e
+
+
+def _resolve(config: ExampleGenConfig, fs) -> tuple[list[Any], list[str]]:
+    base = config.input_base
+    if config.splits_from_files:
+        if not fs.isdir(base):
+            raise ValueError(f"release input_base {base!r} is not a folder")
+        files, skipped = [], []
+        expected = set()
+        for prefix, behavior in sorted(config.behavior_mapping.items()):
+            for suffix, split in features.RELEASE_SPLIT_MAPPING.items():
+                expected.add(f"{prefix}_{suffix}")
+                path = os.path.join(base, f"{prefix}_{suffix}")
+                if not fs.exists(path):
+                    continue
+                if behavior in config.behaviors:
+                    files.append((path, behavior, split))
+                else:
+                    skipped.append(path)
+        unknown = sorted(
+            name
+            for name in fs.listdir(base)
+            if name.rstrip("/") not in expected and not name.startswith((".", "_"))
+        )
+        if unknown:
+            logging.warning(
+                "MultiBehaviorExampleGen: release folder %r: files not read (no prefix of %s): %s",
+                base,
+                sorted(config.behavior_mapping),
+                unknown,
+            )
+        if not files:
+            raise ValueError(
+                f"release input_base {base!r} holds none of the files "
+                f"<prefix>_<suffix> for prefixes {sorted(config.behavior_mapping)} "
+                f"and suffixes {sorted(features.RELEASE_SPLIT_MAPPING)}"
+            )
+        return files, skipped
+    # An existing path is taken literally, even when its name holds glob characters.
+    if fs.isdir(base):
+        paths = [os.path.join(base, name) for name in fs.listdir(base)]
+    elif fs.exists(base):
+        paths = [base]
+    elif any(ch in base for ch in _GLOB_CHARACTERS):
+        paths = fs.glob(base)
+    else:
+        raise ValueError(f"input_base {base!r} does not exist")
+    folders = sorted(p for p in paths if fs.isdir(p))
+    if folders:
+        logging.warning(
+            "MultiBehaviorExampleGen: input_base %r: folders not read (no recursion): %s",
+            base,
+            folders,
+        )
+    files = sorted(
+        p
+        for p in paths
+        if not os.path.basename(p.rstrip("/")).startswith((".", "_")) and not fs.isdir(p)
+    )
+    if not files:
+        raise ValueError(f"input_base {base!r} matches no data file")
+    return files, []
