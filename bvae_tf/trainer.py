@@ -467,6 +467,11 @@ def _maybe_warm_start(model, fn_args, tf_transform_output, settings) -> dict | N
             extra={console.CONSOLE: True},
         )
         return None
+    if not tf.io.gfile.exists(base):
+        raise ValueError(
+            f"training.warm_start: the latest blessed model's export {base} is missing "
+            "(moved or deleted); restore it, or set training.warm_start=false to train cold"
+        )
     from bvae_tf import warm_start
 
     vocabulary = tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCABULARY)

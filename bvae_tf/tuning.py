@@ -28,6 +28,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from absl import logging
+
 from bvae_tf.config import reject_unknown
 
 ALGORITHMS = ("random", "bayesian", "grid")
@@ -272,7 +274,21 @@ def make_tuner(
             result = train_trial(dict(trial.hyperparameters.values))
             return {OBJECTIVE: float(result.best_score)}
 
-    return BVAETuner(
+        # TFX's Tuner prints these summaries; ``train_trial`` reports each trial in
+        # one line, so they go to the log (file), not to stdout.
+        def search_space_summary(self, extended=False):
+            logging.info("Tuner search space: %s", dict(settings["space"]))
+
+        def results_summary(self, num_trials=10):
+            for trial in self.oracle.get_best_trials(num_trials):
+                logging.info(
+                    "Tuner trial %s: %s, score %s",
+                    trial.trial_id,
+                    trial.hyperparameters.values,
+                    trial.score,
+                )
+
+    tuner = BVAETuner(
         hyperparameters=hyperparameters,
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
         max_trials=settings["max_trials"],
@@ -281,3 +297,5 @@ def make_tuner(
         project_name=project_name,
         overwrite=overwrite,
     )
+    tuner.oracle.verbose = 0  # KerasTuner's per-trial tables (stdout)
+    return tuner

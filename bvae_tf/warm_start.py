@@ -103,6 +103,23 @@ def _warn_on_other_latent_dims(base_config, config, base_export_dir: str) -> boo
     return True
 
 
+def _differences(base_config: dict, config) -> str:
+    """The model settings that differ from the base model's, as ``model.x a -> b``."""
+    ignored = {"num_items", "seed", "cross_behavior_boost"}
+    values = dataclasses.asdict(config)
+    changed = [
+        f"model.{key} {base_config[key]!r} -> {values[key]!r}"
+        for key in sorted(base_config)
+        if key in values and key not in ignored and _plain(base_config[key]) != _plain(values[key])
+    ]
+    return ", ".join(changed) if changed else "model section"
+
+
+def _plain(value):
+    """A setting as JSON would read it back (tuples as lists)."""
+    return list(map(_plain, value)) if isinstance(value, list | tuple) else value
+
+
 def warm_start(model, base_export_dir: str, item_ids: Sequence[str]) -> WarmStartReport:
     """Copies ``base_export_dir``'s weights into ``model`` (module docstring).
 
@@ -117,8 +134,9 @@ def warm_start(model, base_export_dir: str, item_ids: Sequence[str]) -> WarmStar
       A :class:`WarmStartReport`.
 
     Raises:
-      ValueError: if the export's behaviors differ, its weights do not fit the
-        model's settings (e.g. another ``latent_dim``), ``item_ids`` does not match the
+      ValueError: if the export's behaviors or ``latent_dim`` differ, its weights do
+        not fit the model's settings (the differing settings are named), ``item_ids``
+        does not match the
         model's ``num_items``, or a vocabulary size equals a non-item axis size (the
         item axes cannot be told apart; train this run cold).
     """
@@ -134,6 +152,14 @@ def warm_start(model, base_export_dir: str, item_ids: Sequence[str]) -> WarmStar
         raise ValueError(
             f"warm start: the base model's behaviors {list(info.behaviors)} differ from "
             f"this run's {list(config.behaviors)}; train cold (training.warm_start=false)"
+        )
+    base_config = info.model_config or {}
+    if base_config.get("latent_dim", config.latent_dim) != config.latent_dim:
+        raise ValueError(
+            f"warm start: the base model's model.latent_dim is {base_config['latent_dim']}, "
+            f"this run's {config.latent_dim} (tuned or set); the layers' shapes differ, so "
+            f"no weight carries over: keep latent_dim {base_config['latent_dim']}, or train "
+            "cold (training.warm_start=false)"
         )
     _warn_on_other_latent_dims(info.model_config, config, base_export_dir)
     old_m, new_m = info.num_items, config.num_items
@@ -153,7 +179,7 @@ def warm_start(model, base_export_dir: str, item_ids: Sequence[str]) -> WarmStar
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise ValueError(
             f"warm start: the weights in {base_export_dir} do not fit this run's model "
-            f"settings (model section): {e}"
+            f"settings ({_differences(base_config, config)}): {e}"
         ) from e
     if not model.built:
         model(_empty_batch(config.behaviors))

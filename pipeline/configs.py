@@ -300,11 +300,13 @@ class PipelineConfig:
             model = _build(
                 "model", lambda: model_config.model_config(self.behaviors, 1, self.model)
             )
-        except ValueError as e:  # the config file's key, not the class's field
+        except ValueError as e:  # the config file's keys, not the class's fields
             message = str(e)
-            if not message.startswith("invalid BVAEConfig."):
+            if "BVAEConfig" not in message:
                 raise
-            raise ValueError("invalid model." + message.removeprefix("invalid BVAEConfig.")) from e
+            raise ValueError(
+                message.replace("BVAEConfig.", "model.").replace("BVAEConfig:", "model:")
+            ) from e
         self._check_unread_keys(model)
         if training["boost_grid"] is not None and (
             model.variant != "bvae" or len(model.behaviors) < 2
@@ -330,6 +332,17 @@ class PipelineConfig:
         if self.tuning_enabled:
             tuning.check_space_for_variant(settings["space"], model.variant)
             tuning.check_space_for_latent_dims(settings["space"], model.latent_dims)
+            widths = settings["space"].get("latent_dim") or ()
+            searched = [v for v in widths if v != model.latent_dim]
+            if training["warm_start"] and searched:
+                # The latent width sets the layers' shapes: a trial's other width cannot
+                # take the blessed model's weights, which the Trainer finds after the search.
+                raise ValueError(
+                    f"tuning.space searches latent_dim {sorted(set(searched))} while "
+                    "training.warm_start carries the blessed model's weights over, which "
+                    f"need model.latent_dim ({model.latent_dim}); drop it from the space "
+                    '("latent_dim": null) or set training.warm_start=false'
+                )
 
     def _check_unread_keys(self, model) -> None:
         """Refuses a key the config sets that the model never reads, even at its

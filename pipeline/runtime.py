@@ -215,11 +215,23 @@ def main_guard(main: Callable[[], object]) -> int:
     ``error: <message>`` and returns 1 instead of a traceback; the traceback goes to
     the run's log file when :func:`start` set one up. Other errors propagate.
 
+    Ctrl-C (``KeyboardInterrupt``) prints one ``interrupted:`` line saying how a rerun
+    goes on, and returns 130 (the shell's code for SIGINT), instead of a traceback
+    through Beam's workers.
+
     Returns:
-      The process exit status: 0 or 1.
+      The process exit status: 0, 1 or 130.
     """
     try:
         main()
+    except KeyboardInterrupt:
+        std_logging.getLogger("pipeline.runtime").info("interrupted", exc_info=True)
+        print(
+            "interrupted: the run stopped; rerun the same command to start again (with "
+            "enable_cache=true the components that finished are reused)",
+            file=sys.stderr,
+        )
+        return 130
     except Exception as e:
         if not isinstance(e, ValueError):
             # Imported only here, and only when the error is not a ValueError: the

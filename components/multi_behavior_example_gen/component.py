@@ -24,7 +24,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from bvae_tf import features
 from components.multi_behavior_example_gen import config as config_lib
-from components.multi_behavior_example_gen import executor
+from components.multi_behavior_example_gen import executor, inputs
 
 
 class MultiBehaviorExampleGenSpec(types.ComponentSpec):
@@ -52,6 +52,8 @@ class MultiBehaviorExampleGenSpec(types.ComponentSpec):
         "eval_only_behaviors": ExecutionParameter(type=list[str]),
         executor.SPAN_KEY: ExecutionParameter(type=int),
         executor.VERSION_KEY: ExecutionParameter(type=int, optional=True),
+        # Part of the cache key: a changed local log reruns the component when cached.
+        executor.FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {
@@ -147,6 +149,12 @@ class MultiBehaviorExampleGen(base_beam_component.BaseBeamComponent):
           span: ``span`` custom property of the output (as the stock ExampleGen).
           version: ``version`` custom property of the output, when given.
 
+        A local input's files are fingerprinted here (count, sizes and modification
+        times, ``inputs.input_fingerprint``) into the ``input_fingerprint`` execution
+        property, so that with the pipeline's cache on a log rewritten at the same path
+        reruns this component and everything after it. A remote input (``gs://...``)
+        is known by its path only: give each new log a new path (or ``span``).
+
         Raises:
           ValueError: if an argument is invalid (the message names it). At run time
             the executor also raises ``ValueError`` for data unfit for training
@@ -202,6 +210,9 @@ class MultiBehaviorExampleGen(base_beam_component.BaseBeamComponent):
             eval_only_behaviors=list(checked.eval_only_behaviors),
             span=span,
             version=version,
+            input_fingerprint=inputs.local_input_fingerprint(checked)
+            if isinstance(input_base, str)
+            else None,
             examples=types.Channel(type=standard_artifacts.Examples),
         )
         super().__init__(spec=spec)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from absl import logging
@@ -31,28 +30,13 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
 from bvae_tf import features
-from components.multi_behavior_example_gen import accounting, checks, transforms
+from components.multi_behavior_example_gen import accounting, checks, inputs, transforms
 from components.multi_behavior_example_gen.config import ExampleGenConfig
-from components.multi_behavior_example_gen.inputs import resolve_input_files
+from components.multi_behavior_example_gen.inputs import input_fingerprint, resolve_input_files
 
 SPAN_KEY = "span"
 VERSION_KEY = "version"
-FINGERPRINT_KEY = "input_fingerprint"
-
-
-def input_fingerprint(paths: Sequence[str]) -> str:
-    """Size and mtime fingerprint of the files, in the stock ExampleGen's format."""
-    total_bytes = xor_checksum = sum_checksum = 0
-    for path in paths:
-        stat = fileio.stat(path)
-        total_bytes += stat.length
-        mtime = int(stat.mtime_nsec / 1e9)
-        xor_checksum ^= mtime
-        sum_checksum += mtime
-    return (
-        f"split:single_split,num_files:{len(paths)},total_bytes:{total_bytes},"
-        f"xor_checksum:{xor_checksum},sum_checksum:{sum_checksum}"
-    )
+FINGERPRINT_KEY = inputs.FINGERPRINT_KEY
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

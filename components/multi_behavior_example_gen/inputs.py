@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from absl import logging
@@ -19,6 +20,9 @@ from bvae_tf import features
 from components.multi_behavior_example_gen.config import ExampleGenConfig
 
 _GLOB_CHARACTERS = "*?["
+#: The ``Examples`` custom property, and the component's execution property, holding
+#: :func:`input_fingerprint` of the files read.
+FINGERPRINT_KEY = "input_fingerprint"
 
 
 class _LocalFiles:
@@ -32,6 +36,11 @@ class _LocalFiles:
     def glob(pattern: str) -> list[str]:
         return glob.glob(pattern)
 
+    @staticmethod
+    def size_and_mtime(path: str) -> tuple[int, int]:
+        stat = os.stat(path)
+        return stat.st_size, stat.st_mtime_ns
+
 
 def _filesystem(path: str):
     if "://" not in path:
@@ -39,6 +48,43 @@ def _filesystem(path: str):
     from tfx.dsl.io import fileio  # loads TensorFlow (a few seconds)
 
     return fileio
+
+
+def _size_and_mtime(fs, path: str) -> tuple[int, int]:
+    if fs is _LocalFiles:
+        return _LocalFiles.size_and_mtime(path)
+    stat = fs.stat(path)
+    return stat.length, stat.mtime_nsec
+
+
+def input_fingerprint(paths: Sequence[str]) -> str:
+    """Size and modification-time fingerprint of the files, in the stock ExampleGen's
+    format (``split:single_split,num_files:N,total_bytes:B,xor_checksum:X,sum_checksum:S``,
+    mtimes in whole seconds)."""
+    total_bytes = xor_checksum = sum_checksum = 0
+    for path in paths:
+        size, mtime_nsec = _size_and_mtime(_filesystem(path), path)
+        total_bytes += size
+        mtime = int(mtime_nsec / 1e9)
+        xor_checksum ^= mtime
+        sum_checksum += mtime
+    return (
+        f"split:single_split,num_files:{len(paths)},total_bytes:{total_bytes},"
+        f"xor_checksum:{xor_checksum},sum_checksum:{sum_checksum}"
+    )
+
+
+def local_input_fingerprint(config: ExampleGenConfig) -> str | None:
+    """:func:`input_fingerprint` of a local input's files, or ``None`` for a remote
+    input (``scheme://``) or one that cannot be listed now (the executor names the
+    problem when it runs)."""
+    if "://" in config.input_base:
+        return None
+    try:
+        files, _ = resolve_input_files(config)
+        return input_fingerprint([f if isinstance(f, str) else f[0] for f in files])
+    except (ValueError, OSError):
+        return None
 
 
 def resolve_input_files(config: ExampleGenConfig) -> tuple[list[Any], list[str]]:

@@ -255,6 +255,11 @@ class Executor(example_validator_executor.Executor):
             f"{os.path.join(output.uri, DRIFT_FILE)})"
         )
         if config.action == "fail":
+            message += (
+                "\nIf the new span is right, rerun with --set drift.action=warn (it "
+                "then becomes the next run's baseline), or raise the thresholds named above."
+            )
+        if config.action == "fail":
             raise DataDriftError(message)
         logging.warning("Drift check (drift.action=warn): %s", message)
 

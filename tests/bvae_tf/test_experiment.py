@@ -1586,3 +1586,25 @@ def test_check_refuses_what_a_trained_baseline_would_refuse_only_at_its_run(
     assert experiment.check_commands([f"--data x --out {out} {flags}"]) == 2
     assert message in capsys.readouterr().err and not out.exists()
     assert experiment.check_commands([f"--data x --out {out} --model vae_pp --dropout 0.2"]) == 0
+
+
+def test_a_search_prints_nothing_but_logs_its_summaries(tmp_path, capsys, caplog):
+    """TFX's Tuner calls the summaries; with KerasTuner's own display they printed
+    dozens of lines per trial beside the one progress line per trial."""
+    import logging
+
+    from bvae_tf import tuning
+
+    settings = tuning.tuning_settings({"max_trials": 2, "seed": 3})
+    tuner = tuning.make_tuner(
+        lambda values: argparse.Namespace(best_score=float(values["learning_rate"])),
+        settings,
+        str(tmp_path / "search"),
+    )
+    with caplog.at_level(logging.INFO):
+        tuner.search_space_summary()
+        tuner.search()
+        tuner.results_summary()
+    assert capsys.readouterr().out == ""
+    assert "Tuner search space: {'learning_rate': " in caplog.text
+    assert caplog.text.count(", score ") == 2

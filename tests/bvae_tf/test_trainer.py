@@ -582,8 +582,18 @@ def test_warm_start_refuses_other_settings_and_behaviors(exported):
     wider = model_lib.build_model(
         model_lib.BVAEConfig(behaviors=tiny.BEHAVIORS, num_items=len(ids), latent_dim=12)
     )
-    with pytest.raises(ValueError, match="do not fit this run's model settings"):
+    # Named up front, not as a TensorFlow variable's shapes after a misleading warning.
+    with pytest.raises(ValueError, match=r"base model's model.latent_dim is 8, this run's 12"):
         warm_start.warm_start(wider, export_dir, ids)
+    other = model_lib.build_model(
+        model_lib.BVAEConfig(
+            behaviors=tiny.BEHAVIORS, num_items=len(ids), latent_dim=8, variant="union_vae"
+        )
+    )
+    with pytest.raises(
+        ValueError, match=r"do not fit this run's model settings \(model.variant 'bvae' -> "
+    ):
+        warm_start.warm_start(other, export_dir, ids)
     fewer = model_lib.build_model(
         model_lib.BVAEConfig(behaviors=tiny.BEHAVIORS[:1], num_items=len(ids), latent_dim=8)
     )
@@ -656,6 +666,11 @@ def test_run_fn_warm_starts_from_a_base_model_and_records_it(data, exported, tmp
         result = json.load(f)
     assert result["warm_start"]["base_model"] == export_dir
     assert result["warm_start"]["items_kept"] == 30 and result["warm_start"]["items_new"] == 0
+    # A blessed model whose files were moved away is named, with the way out.
+    gone = _fn_args(data, tmp_path / "gone", epochs=1, patience=1, warm_start=True)
+    gone.base_model = str(tmp_path / "moved" / "Format-Serving")
+    with pytest.raises(ValueError, match=r"export .*moved/Format-Serving is missing"):
+        trainer.run_fn(gone)
     # Without a base model (the first run) it trains from scratch.
     cold = _fn_args(data, tmp_path / "cold", epochs=1, patience=1, warm_start=True)
     trainer.run_fn(cold)

@@ -67,3 +67,28 @@ def test_the_data_check_keys_flow_from_the_pipeline_config_to_the_executor():
     default = MultiBehaviorExampleGen(input_base="x.csv").exec_properties
     assert default["timestamp_window"] == [631152000.0, 4102444800.0]
     assert default["timeline_trim"] == 0.01 and default["max_cold_event_share"] == 0.5
+
+
+def test_a_local_inputs_fingerprint_is_an_execution_property(tmp_path):
+    """With the pipeline's cache on, a log rewritten at the same path must change the
+    component's cache key (its execution properties), or the run reuses the old data."""
+    import os
+
+    log = tmp_path / "events.csv"
+    log.write_text("user_id,item_id,behavior,timestamp\nu1,i1,buy,10\n")
+    os.utime(log, ns=(1_700_000_000_000_000_000,) * 2)
+
+    def fingerprint(input_base):
+        return MultiBehaviorExampleGen(input_base=str(input_base)).exec_properties[
+            "input_fingerprint"
+        ]
+
+    first = fingerprint(log)
+    assert first.startswith("split:single_split,num_files:1,total_bytes:48,")
+    assert fingerprint(log) == first  # unchanged input: the same key, so a cache hit
+    log.write_text("user_id,item_id,behavior,timestamp\nu1,i1,buy,10\nu2,i2,buy,11\n")
+    assert fingerprint(log) != first  # tomorrow's log at the same path
+    assert "num_files:1," in fingerprint(tmp_path)  # a folder: its data files
+    # Unknown until run time: a remote input, or one missing now (the executor names it).
+    assert fingerprint("gs://bucket/events.csv") is None
+    assert fingerprint(tmp_path / "missing.csv") is None

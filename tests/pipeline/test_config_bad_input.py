@@ -35,6 +35,7 @@ pytestmark = pytest.mark.unit
         # Values of the wrong type reach a constructor: ValueError naming the section.
         (['model.latent_dim="8"'], r"^invalid model\.latent_dim: '8'"),
         (["model.variant=foo"], r"^invalid model\.variant: 'foo' \(one of \['bvae', "),
+        (["model.latent_dims=[1, 2]"], r"^model\.latent_dims must be one int in \[1, latent_dim="),
         (["pipeline_name=123"], r"got 123 \(a number: quote it, e.g. --set 'pipeline_name="),
         (["synthetic.num_users=abc"], "^synthetic: a value has the wrong type"),
         (["evaluation.ks=5"], "^evaluation: a value has the wrong type"),
@@ -75,6 +76,15 @@ pytestmark = pytest.mark.unit
         (["serving_model_dir=[]"], "serving_model_dir must be a non-empty path or null"),
         (["metadata_path=5"], "metadata_path must be a non-empty path or null"),
         (["pipeline_name=\u00e4"], "pipeline_name must be ASCII"),
+        # A searched width cannot take the blessed model's weights (found after the search).
+        (
+            [
+                "training.warm_start=true",
+                "tuning.enabled=true",
+                'tuning.space={"latent_dim": [8, 100]}',
+            ],
+            r"tuning.space searches latent_dim \[8\] while training.warm_start",
+        ),
         # Checked while the job is off, so that turning it on cannot fail after a run.
         (['batch_inference.formats=["parquet"]'], "batch_inference.formats must be"),
         (["batch_inference.batch_size=0"], "batch_inference.batch_size must be an integer"),

@@ -441,6 +441,14 @@ def test_main_guard_prints_data_errors_without_a_traceback(capsys):
     with pytest.raises(RuntimeError, match="a bug"):
         runtime.main_guard(broken)
 
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert runtime.main_guard(interrupted) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: the run stopped; rerun the same command")
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
 
 def test_the_summary_marks_a_slice_without_scored_users():
     from pipeline import report

@@ -31,7 +31,9 @@ pytestmark = pytest.mark.e2e
 _State = get_model_status_pb2.ModelVersionStatus.State
 
 
-def _wait_for(condition, timeout_s=30.0, what="condition"):
+def _wait_for(condition, timeout_s=120.0, what="condition"):
+    # Generous: the conditions are met in about a second on idle cores; a loaded CI
+    # machine must not fail the test on time alone.
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         if condition():
@@ -62,7 +64,7 @@ def test_hot_reload_switches_without_a_failed_call(tmp_path, model_template, bat
         stop = threading.Event()
 
         def call(index: int) -> None:
-            with ServingClient(server.target, model_name=MODEL_NAME, timeout_s=10) as client:
+            with ServingClient(server.target, model_name=MODEL_NAME, timeout_s=60) as client:
                 while not stop.is_set():
                     try:
                         (result,) = client.recommend(history)
