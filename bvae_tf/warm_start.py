@@ -136,9 +136,8 @@ def warm_start(model, base_export_dir: str, item_ids: Sequence[str]) -> WarmStar
     Raises:
       ValueError: if the export's behaviors or ``latent_dim`` differ, its weights do
         not fit the model's settings (the differing settings are named), ``item_ids``
-        does not match the
-        model's ``num_items``, or a vocabulary size equals a non-item axis size (the
-        item axes cannot be told apart; train this run cold).
+        does not match the model's ``num_items``, or a vocabulary size equals a
+        non-item axis size (the item axes cannot be told apart; train this run cold).
     """
     from bvae_tf import model as model_lib
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from absl import logging
 
@@ -23,6 +23,13 @@ _GLOB_CHARACTERS = "*?["
 #: The ``Examples`` custom property, and the component's execution property, holding
 #: :func:`input_fingerprint` of the files read.
 FINGERPRINT_KEY = "input_fingerprint"
+
+
+class _Stat(NamedTuple):
+    """The fields of ``tfx.dsl.io.fileio.stat`` read here."""
+
+    length: int
+    mtime_nsec: int
 
 
 class _LocalFiles:
@@ -37,9 +44,9 @@ class _LocalFiles:
         return glob.glob(pattern)
 
     @staticmethod
-    def size_and_mtime(path: str) -> tuple[int, int]:
+    def stat(path: str) -> _Stat:
         stat = os.stat(path)
-        return stat.st_size, stat.st_mtime_ns
+        return _Stat(length=stat.st_size, mtime_nsec=stat.st_mtime_ns)
 
 
 def _filesystem(path: str):
@@ -50,22 +57,15 @@ def _filesystem(path: str):
     return fileio
 
 
-def _size_and_mtime(fs, path: str) -> tuple[int, int]:
-    if fs is _LocalFiles:
-        return _LocalFiles.size_and_mtime(path)
-    stat = fs.stat(path)
-    return stat.length, stat.mtime_nsec
-
-
 def input_fingerprint(paths: Sequence[str]) -> str:
     """Size and modification-time fingerprint of the files, in the stock ExampleGen's
     format (``split:single_split,num_files:N,total_bytes:B,xor_checksum:X,sum_checksum:S``,
     mtimes in whole seconds)."""
     total_bytes = xor_checksum = sum_checksum = 0
     for path in paths:
-        size, mtime_nsec = _size_and_mtime(_filesystem(path), path)
-        total_bytes += size
-        mtime = int(mtime_nsec / 1e9)
+        stat = _filesystem(path).stat(path)
+        total_bytes += stat.length
+        mtime = int(stat.mtime_nsec / 1e9)
         xor_checksum ^= mtime
         sum_checksum += mtime
     return (
