@@ -33,7 +33,11 @@ Tuning, selected on valid only: ``--grid NAME=V1,V2,...`` trains every combinati
 seed (and per target for one-per-target models) and keeps the best; ``--tune N`` runs
 the pipeline Tuner's KerasTuner search (``bvae_tf.tuning``) for N trials with the
 first seed, records every trial in the JSON (``"search"``), then trains every seed
-with the best values. Either way the test split is scored once per seed.
+with the best values. Either way the test split is scored once per seed. A ``--grid``
+search run at one seed gives its choice to later seeds run separately:
+``--first-seed 1 --grid ... --selected-from RESULT.json`` trains only the point
+RESULT's search chose (per target for one-per-target models), and ``--combine`` pools
+both files as one method.
 
 The closed-form baselines are deterministic: one run, whatever ``--seeds``; they
 have no epochs, so only the honest protocol applies to them.
@@ -466,6 +470,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=V1,V2,...",
         help=f"tune on valid: train every combination (repeatable; NAME in {sorted(GRID_FLAGS)}), "
         "keep the best valid NDCG@5 (per behavior for one-per-target models), test it once",
+    )
+    p.add_argument(
+        "--selected-from",
+        metavar="RESULT.json",
+        help="with --grid: search no more; train, at every seed, the point that RESULT's "
+        "--grid search chose on valid (per behavior for one-per-target models), e.g. "
+        "seeds 1-2 of the choice seed 0's search made. RESULT: a result file of the same "
+        "command but for its seeds and output flags, and of the same data",
     )
     p.add_argument(
         "--boost-grid",
@@ -1131,8 +1143,12 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
 def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
     """Trains every ``--grid`` trial, keeps the one with the best valid selection score
     (the sum over ``behaviors`` of valid NDCG@5 at its selected epoch) and scores the
-    test split once, with that trial's model only."""
-    points = grid_points(args.grid)
+    test split once, with that trial's model only. With ``--selected-from``
+    (``args.selected_points``, from :func:`selected_points`) it trains only the point
+    chosen there for ``behaviors`` and records where the choice came from
+    (``"selected_from"``) instead of ``"trials"``."""
+    chosen = getattr(args, "selected_points", None)
+    points = grid_points(args.grid) if chosen is None else [chosen["+".join(behaviors)]]
     trials, best = [], None
     for i, point in enumerate(points):
         if point:
@@ -1175,11 +1191,112 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
         _select_boost(model, run, valid, behaviors, boost_values(args.boost_grid))
     _test(model, test, behaviors, run)
     run["eval_seconds"] += time.perf_counter() - start
-    if points != [{}]:
+    if chosen is not None:
+        run["selected"] = point
+        run["selected_from"] = dict(args.selected_source)
+    elif points != [{}]:
         run["selected"] = point
         run["trials"] = trials
         run["train_seconds"] = sum(t["train_seconds"] for t in trials)
     return run
+
+
+#: The flags in which a run of ``--selected-from RESULT`` may differ from RESULT's
+#: command: which seeds, where the files go, the data's spelling (its files are compared
+#: by digest) and the flag itself.
+_SELECTION_FREE_FLAGS = frozenset(
+    (
+        "",
+        "--data",
+        "--first-seed",
+        "--seeds",
+        "--name",
+        "--out",
+        "--log-dir",
+        "--overwrite",
+        "--selected-from",
+    )
+)
+
+
+def selected_points(path, command: str, digest: str | None, behaviors: Sequence[str]):
+    """The points a ``--grid`` search chose on valid, for ``--selected-from``.
+
+    Args:
+      path: a result JSON file written by ``--grid`` (its first seed's run is read).
+      command: this run's command line; RESULT's may differ from it only in the flags
+        of :data:`_SELECTION_FREE_FLAGS`, so that the choice is of this very method.
+      digest: :func:`data_digest` of this run's ``--data``; RESULT's must match.
+      behaviors: the behaviors this run models.
+
+    Returns:
+      ``(points, source)``: ``points`` maps the behaviors trained together
+      (``"purchase"`` for one model per target, ``"purchase+click+favorite"`` for one
+      model of all) to the chosen ``--grid`` point; ``source`` is
+      ``{"file": path, "seed": the searched seed}``, recorded in each run.
+
+    Raises:
+      ValueError: naming ``path``: it cannot be read; another command or other data
+        wrote it; it holds no search (no run with ``"trials"``); a behavior has no
+        choice, or a choice that is not a point of this run's ``--grid``.
+    """
+    where = f"--selected-from {str(path)!r}"
+    try:
+        result = json.loads(pathlib.Path(path).read_text())
+        if not isinstance(result, dict) or not isinstance(result.get("command"), str):
+            raise ValueError("it is not a result file (no 'command')")
+        old = _flag_groups(shlex.split(result["command"]))
+        new = _flag_groups(shlex.split(command))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{where}: {getattr(e, 'strerror', None) or e}") from e
+    differ = [
+        f
+        for f in dict.fromkeys([*old, *new])
+        if f not in _SELECTION_FREE_FLAGS and old.get(f) != new.get(f)
+    ]
+    if differ:
+        raise ValueError(
+            f"{where} was written by another command (it differs in {', '.join(differ)}): "
+            "its choice is not of this method"
+        )
+    if digest is not None and result.get("data_digest", digest) != digest:
+        raise ValueError(f"{where} was trained on other data files (its data_digest differs)")
+    searched = sorted(  # runs that searched (not themselves trained on a choice)
+        (
+            r
+            for r in result.get("runs") or []
+            if isinstance(r, dict)
+            and isinstance(r.get("parts", []), list)
+            and not any("selected_from" in p for p in r.get("parts") or [r] if isinstance(p, dict))
+        ),
+        key=lambda r: r.get("seed") or 0,
+    )
+    if not searched:
+        raise ValueError(f"{where} holds no finished --grid search to take a choice from")
+    run = searched[0]
+    grid = grid_points(_parsed_grid(command))
+    points: dict[str, dict] = {}
+    for part in run.get("parts") or [run]:
+        scored = list(part.get(HONEST) or {}) if "parts" in run else list(behaviors)
+        key = "+".join(scored)
+        point = part.get("selected")
+        match = [p for p in grid if p == point]
+        if not part.get("trials") or not match:
+            raise ValueError(
+                f"{where}: seed {run.get('seed')}'s {key} holds no choice among this --grid's "
+                f"points (selected: {point!r})"
+            )
+        points[key] = match[0]
+    wanted = list(behaviors) if "parts" in run else ["+".join(behaviors)]
+    missing = [k for k in wanted if k not in points]
+    if missing:
+        raise ValueError(f"{where} has no choice for {', '.join(missing)}")
+    return points, {"file": str(path), "seed": run.get("seed")}
+
+
+def _parsed_grid(command: str) -> list[str]:
+    """The ``--grid`` specs of an experiment command line."""
+    return json.loads(_training_settings_json(command))["grid"]
 
 
 #: Per-user test values kept in every run record (``"test_per_user"``), for the
@@ -2052,6 +2169,18 @@ def run(args) -> dict:
         else _kept_result(out / f"{name}.json", result["command"], args.data_digest)
     )
     done = {r.get("seed"): r for r in (kept or {}).get("runs", [])}
+    if args.selected_from:
+        args.selected_points, args.selected_source = selected_points(
+            args.selected_from, result["command"], args.data_digest, data.behaviors
+        )
+        logging.info(
+            "%s: the choice of %s (seed %s's search): %s",
+            name,
+            args.selected_from,
+            args.selected_source["seed"],
+            "; ".join(f"{k} {v}" for k, v in args.selected_points.items()),
+            extra={console.CONSOLE: True},
+        )
     if args.model in BASELINES:
         record = done.get(None)
         if record is None:
@@ -2797,6 +2926,14 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                 f"--grid {flag} takes finite values in [0, 2**31), for "
                 f"{', '.join(SAMPLED_SOFTMAX_MODELS)}; got {values} with --model {args.model}"
             )
+    if args.selected_from is not None and not args.grid:
+        _parser().error(
+            "--selected-from trains the choice of a --grid search: give the same --grid "
+            "as the run that searched"
+        )
+    selected_from = args.selected_from
+    if selected_from is not None and data_must_exist and not pathlib.Path(selected_from).is_file():
+        _parser().error(f"--selected-from {args.selected_from!r} is not a file")
     if (args.grid or args.tune) and args.model in BASELINES:
         _parser().error(f"--grid/--tune tune trained models; {args.model} has its own grid flags")
     if args.tune and (args.grid or args.model in PER_TARGET):

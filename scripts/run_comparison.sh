@@ -30,8 +30,10 @@
 # Adagrad rate over {0.01, 0.05, 0.1}) and "<row>_own" (the method's own regulariser
 # searched on valid: ngcf_own NGCF's L2 weight, recvae_own RecVAE's gamma, ehcf_own
 # EHCF's dropout, bvae_own / vae_t_own / vae_u_own / vae_pp_own the input dropout), 3
-# trials each. DRY_RUN=1 lists the commands of the runs not done yet
-# instead of running them.
+# trials each. A searched row (any row with a --grid) searches at seed 0 only; its seeds
+# 1, 2, ... train seed 0's choice (per behavior for one-per-target models; the
+# experiment's --selected-from OUT/<row>_s0.json), so they need seed 0's file.
+# DRY_RUN=1 lists the commands of the runs not done yet instead of running them.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol); RecVAE (50 epochs,
 # patience 10), NGCF (60, 10) and EHCF (300, 40) their own. Seeds run outer, so
@@ -269,6 +271,10 @@ opts_for() {
   OPTS=(--seeds 1 --first-seed "$2" "${TRAIN[@]}" "${args[@]}")
   [[ -z ${EPOCHS:-} || " ${args[*]} " != *" --epochs "* ]] || OPTS+=(--epochs "$((10#$EPOCHS))")
   [[ -z ${PATIENCE:-} || " ${args[*]} " != *" --patience "* ]] || OPTS+=(--patience "$((10#$PATIENCE))")
+  # A searched row's later seeds train the choice of its seed-0 search.
+  if (( $2 > 0 )) && [[ " ${args[*]} " == *" --grid "* ]]; then
+    OPTS+=(--selected-from "$OUT/${1}_s0.json")
+  fi
 }
 
 # Every row name and value is checked before anything runs: flags exits on an unknown

@@ -379,3 +379,28 @@ def test_ub_defaults_to_the_inductive_rows_and_eases_factored_form(tmp_path):
     mine = commands("ease", EASE_FLAGS="")  # the user's own, even empty
     assert "--ease-factored" not in mine and "--model ease" in mine
     assert "ngcf_s0" in commands("ngcf")  # a row named is run, transductive or not
+
+
+def test_a_searched_rows_later_seeds_train_its_seed_0_choice(tmp_path):
+    env = {**os.environ, "PY": "echo"}
+    (tmp_path / "data").mkdir()
+    for prefix in ("target", "click", "favourite"):
+        for split in ("train", "valid", "test"):
+            (tmp_path / "data" / f"{prefix}_{split}").write_text("1 1\n")
+    args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "2", "bvae_own", "bvae"]
+    done = subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert done.returncode == 0, done.stderr
+    commands = {
+        line.split("--name ")[1].split()[0]: line
+        for line in done.stdout.splitlines()
+        if line.startswith("-m bvae_tf")
+    }
+    assert set(commands) == {"bvae_own_s0", "bvae_own_s1", "bvae_s0", "bvae_s1"}
+    assert "--selected-from" not in commands["bvae_own_s0"] + commands["bvae_s0"]
+    assert "--selected-from" not in commands["bvae_s1"]  # nothing searched: nothing chosen
+    # The search's grid stays in the command: the experiment checks it is the same one.
+    searched = commands["bvae_own_s1"]
+    assert "--grid dropout=0.2,0.5,0.7 --selected-from " in searched
+    assert searched.endswith("/out/bvae_own_s0.json")

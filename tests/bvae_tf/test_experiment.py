@@ -1608,3 +1608,89 @@ def test_a_search_prints_nothing_but_logs_its_summaries(tmp_path, capsys, caplog
     assert capsys.readouterr().out == ""
     assert "Tuner search space: {'learning_rate': " in caplog.text
     assert caplog.text.count(", score ") == 2
+
+
+@pytest.mark.parametrize("model", ["bvae", "vae_t"])
+def test_selected_from_trains_only_the_searched_choice_and_pools_with_the_search(
+    release_dir, tmp_path, model
+):
+    grid = ("--grid", "lr=1e-4,1e-2")
+    _run(release_dir, tmp_path, "--model", model, "--name", "s0", "--seeds", "1", *grid)
+    searched = json.loads((tmp_path / "s0.json").read_text())
+    (run0,) = searched["runs"]
+    _run(
+        release_dir,
+        tmp_path,
+        *("--model", model, "--name", "s1", "--seeds", "1", "--first-seed", "1", *grid),
+        *("--selected-from", str(tmp_path / "s0.json")),
+    )
+    result = json.loads((tmp_path / "s1.json").read_text())
+    (run1,) = result["runs"]
+    assert run1["seed"] == 1
+    parts0, parts1 = run0.get("parts") or [run0], run1.get("parts") or [run1]
+    assert len(parts1) == len(parts0) == (3 if model == "vae_t" else 1)
+    for p0, p1 in zip(parts0, parts1, strict=True):
+        assert len(p0["trials"]) == 2  # the search trained both points ...
+        assert "trials" not in p1  # ... the choice's seed only the chosen one
+        assert p1["selected"] == p0["selected"]
+        assert p1["config"]["learning_rate"] == p0["selected"]["lr"]
+        assert p1["selected_from"] == {"file": str(tmp_path / "s0.json"), "seed": 0}
+    assert experiment.compute_cost(result)["fits"] == len(parts1)
+    # One method, two seeds: the table pools them.
+    (row,) = experiment.combine([tmp_path / "s0.json", tmp_path / "s1.json"])
+    assert [r["seed"] for r in row["runs"]] == [0, 1]
+    assert row["method"].endswith("[tuned: lr=1e-4,1e-2]")
+
+
+def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_grid(
+    release_dir, tmp_path, capsys
+):
+    grid = ("--grid", "lr=1e-4,1e-2")
+    _run(release_dir, tmp_path, "--name", "s0", "--seeds", "1", *grid)
+    source = str(tmp_path / "s0.json")
+    capsys.readouterr()
+    # Another grid, another budget: not the same method's choice.
+    _run(
+        release_dir,
+        tmp_path,
+        "--name",
+        "a",
+        "--grid",
+        "lr=1e-3,1e-2",
+        "--selected-from",
+        source,
+        code=2,
+    )
+    assert "differs in --grid" in capsys.readouterr().err
+    _run(
+        release_dir,
+        tmp_path,
+        "--name",
+        "b",
+        "--epochs",
+        "1",
+        *grid,
+        "--selected-from",
+        source,
+        code=2,
+    )
+    assert "differs in --epochs" in capsys.readouterr().err
+    # A run trained on a choice is no search to choose from.
+    _run(
+        release_dir, tmp_path, "--name", "c", "--first-seed", "1", *grid, "--selected-from", source
+    )
+    _run(
+        release_dir,
+        tmp_path,
+        *("--name", "d", "--first-seed", "2", *grid, "--selected-from", str(tmp_path / "c.json")),
+        code=2,
+    )
+    assert "holds no finished --grid search" in capsys.readouterr().err
+    for extra, message in (
+        (("--selected-from", source), "give the same --grid"),
+        ((*grid, "--selected-from", str(tmp_path / "none.json")), "is not a file"),
+    ):
+        with pytest.raises(SystemExit):
+            _run(release_dir, tmp_path, "--name", "e", *extra)
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "e.json").exists()
