@@ -120,6 +120,15 @@ PAPER_RQ1 = {
             "VAE++": (0.0085, 0.0161),
             "BVAE": (0.0097, 0.0180),
         },
+        # Not modelled here (UB's release has no click_train): shown for reference.
+        "click": {
+            "NGCF": (0.0072, 0.0237),
+            "VAE (T.)": (0.0092, 0.0307),
+            "VAE (U.)": (0.0082, 0.0275),
+            "EHCF": (0.0052, 0.0185),
+            "VAE++": (0.0142, 0.0422),
+            "BVAE": (0.0181, 0.0510),
+        },
         "cart": {
             "NGCF": (0.0026, 0.0049),
             "VAE (T.)": (0.0035, 0.0082),
@@ -384,14 +393,26 @@ def _plt():
 #: Line style and marker per behavior in the per-epoch figures, so that lines lying on
 #: top of each other stay visible (e.g. two GFF gates both at 1).
 _LINE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+#: Every behavior a dataset may model, in the paper's order: a behavior keeps its
+#: colour, dash and marker in every figure of every dataset (favorite looks the same
+#: on JD and UB).
+ALL_BEHAVIORS = ("purchase", "click", "favorite", "cart")
 
 
-def _behavior_style(index: int, points: int) -> dict:
-    """``ax.plot`` keywords of the ``index``-th behavior's line: its own dash pattern,
-    and a marker every ~10th of ``points`` points (staggered between behaviors)."""
+def _behavior_style(behavior: str, points: int) -> dict:
+    """``ax.plot`` keywords of ``behavior``'s line: its own colour, dash pattern and
+    marker (:data:`ALL_BEHAVIORS`), the marker every ~10th of ``points`` points
+    (staggered between behaviors)."""
+    index = ALL_BEHAVIORS.index(behavior) if behavior in ALL_BEHAVIORS else len(ALL_BEHAVIORS)
     dash, marker = _LINE_STYLES[index % len(_LINE_STYLES)]
     every = max(1, points // 10)
-    return {"ls": dash, "marker": marker, "ms": 4, "markevery": (index * every // 3 % every, every)}
+    return {
+        "color": f"C{index}",
+        "ls": dash,
+        "marker": marker,
+        "ms": 4,
+        "markevery": (index * every // 3 % every, every),
+    }
 
 
 def _epoch_axis(ax) -> None:
@@ -494,7 +515,9 @@ def k_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | Non
 
 
 def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> str | None:
-    """BVAE's validation NDCG@5 and SDWL weight per behavior over epochs (seed 0 run)."""
+    """BVAE's per-behavior training curves over epochs (its first seed's run): valid
+    NDCG@5, the train reconstruction NLL, the SDWL weight and the posterior std, each
+    panel where the run recorded it."""
     bvae = find_untuned(results, "bvae", dataset)
     if bvae is None:
         return None
@@ -505,30 +528,56 @@ def training_figure(results: list[dict], dataset: str, path: pathlib.Path) -> st
     if not behaviors:
         return None
     epochs = [c["epoch"] for c in curve]
+    panels = [
+        (key, label, heading)
+        for key, label, heading in (
+            ("valid/{b}/ndcg@5", "valid NDCG@5", f"{title}: selection metric"),
+            ("{b}_nll", "train NLL per user (nats)", "reconstruction loss (eq. 9-10)"),
+            (
+                "{b}_sdwl_weight",
+                f"SDWL weight 1/(2{SIGMA_BAR}²)",
+                "task weight SDWL gives (eq. 14)",
+            ),
+            ("{b}_sigma", f"mean posterior std {SIGMA_BAR}", "task uncertainty"),
+        )
+        if any(key.format(b=b) in curve[0] for b in behaviors)
+    ]
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    panels = (
-        ("valid/{b}/ndcg@5", "valid NDCG@5"),
-        ("{b}_sdwl_weight", f"SDWL weight 1/(2{SIGMA_BAR}²)"),
-        ("{b}_sigma", f"mean posterior std {SIGMA_BAR}"),
+    columns = 2 if len(panels) == 4 else len(panels)
+    grid_rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(
+        grid_rows, columns, figsize=(5.2 * columns, 3.1 * grid_rows), squeeze=False
     )
-    for ax, (key, label) in zip(axes, panels, strict=True):
-        for i, b in enumerate(behaviors):
+    for ax, (key, label, heading) in zip(axes.flat, panels, strict=True):
+        for b in behaviors:
             values = [c.get(key.format(b=b), np.nan) for c in curve]
-            ax.plot(epochs, values, label=b, **_behavior_style(i, len(epochs)))
+            ax.plot(epochs, values, label=b, **_behavior_style(b, len(epochs)))
         ax.axvline(run["best_epoch"], color="grey", ls=":", lw=1)
         _epoch_axis(ax)
         ax.set_ylabel(label)
-    axes[0].legend()
-    axes[0].set_title(f"{title}: selection metric")
-    axes[1].set_title("task weight SDWL gives (eq. 14)")
-    axes[2].set_title("task uncertainty")
+        ax.set_title(heading)
+    axes.flat[0].legend()
     _save(fig, path, dataset)
     return (
-        f"{title}, BVAE (defaults), seed {run.get('seed', 0)}: training-epoch means of "
-        f"the SDWL weight and {SIGMA_BAR} over the train users, validation NDCG@5 after each "
-        f"epoch; dotted: the selected epoch ({run['best_epoch']})."
+        f"{title}, BVAE (defaults), seed {run.get('seed', 0)}: training-epoch means over "
+        f"the train users of the reconstruction NLL, the SDWL weight and {SIGMA_BAR}, "
+        f"validation NDCG@5 after each epoch; dotted: the selected epoch "
+        f"({run['best_epoch']}). {_run_compute(run)}."
     )
+
+
+def _run_compute(run: dict) -> str:
+    """``"52.3 minutes of training over 169 epochs, on 2 CPU cores (...)"``: one run's
+    training wall time, its epochs and its machine, in words."""
+    parts = run.get("parts") or [run]
+    epochs = sum(p.get("epochs_run", 0) for p in parts)
+    seconds = run.get("train_seconds")
+    spent = (
+        f"{seconds / 60:.1f} minutes of training over {epochs} epochs"
+        if isinstance(seconds, int | float)
+        else f"{epochs} epochs (training time not recorded)"
+    )
+    return f"{spent}, on {_machine_words(run.get('machine'))}"
 
 
 def _gate_run(results: list[dict], dataset: str) -> dict | None:
@@ -558,10 +607,10 @@ def gates_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -
     selected = min(curve, key=lambda c: abs(c["epoch"] - best))
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1, 1, 0.8]})
-    for i, b in enumerate(behaviors):
+    for b in behaviors:
         mean = np.array([c.get(f"{b}_gff_gate", np.nan) for c in curve])
         std = np.array([c.get(f"{b}_gff_gate_std", np.nan) for c in curve])
-        style = _behavior_style(i, len(epochs))
+        style = _behavior_style(b, len(epochs))
         (line,) = axes[0].plot(epochs, mean, label=b, **style)
         band = np.clip(mean - std, 0.0, 2.0), np.clip(mean + std, 0.0, 2.0)  # g is in (0, 2)
         axes[0].fill_between(epochs, *band, color=line.get_color(), alpha=0.15)
@@ -649,7 +698,7 @@ def d_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> st
     for ax, (key, label) in zip(axes, (("ndcg@5", "NDCG@5"), ("hit_rate@5", "HR@5")), strict=True):
         for b in behaviors:
             means = [(_metric(runs[d], b, key) or (np.nan, 0))[0] for d in sizes]
-            ax.plot(sizes, means, "o-", label=b)
+            ax.plot(sizes, means, label=b, **_behavior_style(b, len(sizes)))
         ax.set_xticks(sizes)
         ax.set_xlabel("latent size d")
         ax.set_ylabel(f"test {label}")
@@ -679,7 +728,7 @@ def rq4_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> 
             (_metric(r, b, "ndcg@5") or (np.nan, 0))[0] if b in modelled else np.nan
             for modelled, r in steps
         ]
-        ax.plot(x, means, "o-", label=b)
+        ax.plot(x, means, label=b, **_behavior_style(b, len(steps)))
     ax.set_xticks(x, [" + ".join(m) for m, _ in steps], fontsize=8)
     ax.set_xlabel("behaviors modelled")
     ax.set_ylabel("test NDCG@5")
@@ -689,7 +738,8 @@ def rq4_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> 
     seeds = ", ".join(str(_seeds(r)) for _, r in steps)
     return (
         f"{title}, test split, honest protocol; BVAE's defaults on the behaviors named "
-        f"(one behavior: Mult-VAE); seeds per step: {seeds}."
+        f"(one behavior: Mult-VAE); seeds per step: {seeds}. "
+        f"{_sweep_compute(r for _, r in steps)}."
         + (
             " JD's cart has no train interactions, so it cannot be added."
             if dataset == "jd"
@@ -736,42 +786,82 @@ def _weight_grid(results: list[dict], dataset: str) -> dict[tuple[float, float],
     return grid
 
 
+#: The weights of the paper's fixed-weight grid's two axes: every setting has both in
+#: {0.1, ..., 0.8} and their sum at most 0.9 (the third weight at least 0.1).
+GRID_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(1, 9))
+
+
 def weights_figure(results: list[dict], dataset: str, path: pathlib.Path | None) -> str | None:
-    """Heatmaps of test NDCG@5 per behavior over fixed loss weights (purchase x click;
-    the others share the rest), SDWL's own result in each title (RQ2)."""
+    """Heatmaps of test NDCG@5 per behavior over the paper's fixed-weight grid (first x
+    second behavior's weight; the third gets the rest), with SDWL marked (RQ2).
+
+    Every one of the grid's :data:`WEIGHT_GRID_SIZE` settings has a cell: its value x
+    100 where it was run, a dash where it was not; grey where the weights are no
+    setting (the third weight would be 0 or less). A cell outlined in red is above
+    SDWL's mean, and SDWL's mean is a red line on the colour bar."""
     title, behaviors, _ = DATASETS[dataset]
     grid = _weight_grid(results, dataset)
     if len(grid) < 2:
         return None
     if path is None:  # only asked whether the study has results
         return ""
+    from matplotlib.patches import Rectangle
+
     sdwl = find_untuned(results, "bvae", dataset)
-    ws = sorted({k for key in grid for k in key})
+    ws = sorted(set(GRID_WEIGHTS) | {k for key in grid for k in key})
     plt = _plt()
-    fig, axes = plt.subplots(1, len(behaviors), figsize=(3.9 * len(behaviors), 3.6))
+    fig, axes = plt.subplots(1, len(behaviors), figsize=(4.6 * len(behaviors), 4.3))
     for ax, b in zip(np.atleast_1d(axes), behaviors, strict=True):
         image = np.full((len(ws), len(ws)), np.nan)
         for (wp, wc), r in grid.items():
             image[ws.index(wp), ws.index(wc)] = (_metric(r, b, "ndcg@5") or (np.nan, 0))[0]
-        shown = ax.imshow(image, origin="lower", cmap="viridis")
+        ax.set_facecolor("white")
+        reference = _metric(sdwl, b, "ndcg@5") if sdwl else None
+        # The colour scale reaches SDWL's mean, so that its line on the bar is drawn.
+        limits = [np.nanmin(image), np.nanmax(image), *(reference[:1] if reference else ())]
+        shown = ax.imshow(image, origin="lower", cmap="viridis", vmin=min(limits), vmax=max(limits))
         ax.grid(False)
-        middle = np.nanmean([np.nanmin(image), np.nanmax(image)])
+        middle = (min(limits) + max(limits)) / 2
         for (row, col), value in np.ndenumerate(image):
-            if not np.isnan(value):  # the value in its cell, dark on the light colours
+            if round(ws[row] + ws[col], 2) >= 1.0:  # no setting: the third weight <= 0
+                ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, color="0.85", lw=0))
+            elif np.isnan(value):  # a setting not run
+                ax.text(col, row, "-", ha="center", va="center", fontsize=9, color="0.4")
+            else:  # the value in its cell, dark on the light colours
                 color = "black" if value > middle else "white"
-                ax.text(col, row, f"{value:.4f}", ha="center", va="center", fontsize=7, color=color)
+                ax.text(
+                    col,
+                    row,
+                    f"{100 * value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=color,
+                )
+                if reference and value > reference[0]:
+                    ax.add_patch(
+                        Rectangle((col - 0.45, row - 0.45), 0.9, 0.9, fill=False, ec="red", lw=1.2)
+                    )
         ax.set_xticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
         ax.set_yticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
         ax.set_xlabel(f"{behaviors[1]} weight")
         ax.set_ylabel(f"{behaviors[0]} weight")
-        reference = _metric(sdwl, b, "ndcg@5") if sdwl else None
         best = np.nanmax(image)
         ax.set_title(
             f"{b} NDCG@5 (best fixed {best:.4f}"
             + (f"; SDWL {reference[0]:.4f})" if reference else ")"),
             fontsize=8,
         )
-        fig.colorbar(shown, ax=ax, fraction=0.046)
+        bar = fig.colorbar(shown, ax=ax, fraction=0.046)
+        bar.set_label("test NDCG@5 (cells: x 100)", fontsize=7)
+        if reference:
+            bar.ax.axhline(reference[0], color="red", lw=1.5)
+    fig.suptitle(
+        f"{title}: fixed loss weights against SDWL, {len(grid)} of the {WEIGHT_GRID_SIZE} "
+        f"settings run ({_seeds_each(grid.values())}); red: SDWL's mean and the cells "
+        "above it; -: not run; grey: no setting",
+        fontsize=9,
+    )
     _save(fig, path, dataset)
     seeds = len(sdwl["runs"]) if sdwl else 0
     return (
@@ -779,9 +869,29 @@ def weights_figure(results: list[dict], dataset: str, path: pathlib.Path | None)
         f"in place of SDWL, the remaining behaviors' weight 1 - the two shown (zero weights "
         f"omitted); {len(grid)} of the {WEIGHT_GRID_SIZE} settings of the paper's grid "
         f"(step 0.1; of its step-0.2 sub-grid {sum(k in grid for k in COARSE_WEIGHTS)} of "
-        f"{len(COARSE_WEIGHTS)}), {_seeds_each(grid.values())}, blank cells not run; SDWL's "
-        "own result (mean of "
-        f"{seeds} seed{'s' * (seeds != 1)}) in each title."
+        f"{len(COARSE_WEIGHTS)}), {_seeds_each(grid.values())}; cells: test NDCG@5 x 100, "
+        "- where a setting was not run, grey where the weights are no setting (the third "
+        "would be 0 or less). SDWL's own result (mean of "
+        f"{seeds} seed{'s' * (seeds != 1)}) is in each title and is the red line on the "
+        f"colour bar; cells above it are outlined in red. {_sweep_compute(grid.values())}."
+    )
+
+
+def _sweep_compute(results) -> str:
+    """``"Compute: 10.5 hours of training over 36 runs, on 2 CPU cores"``: the training
+    wall time a study's ``results`` recorded (their runs summed) and their machines."""
+    results = list(results)
+    runs = [run for r in results for run in r["runs"]]
+    seconds = [run.get("train_seconds") for run in runs]
+    known = [t for t in seconds if isinstance(t, int | float)]
+    hours = sum(known) / 3600
+    spent = f"{hours:.1f} hours" if hours >= 2 else f"{60 * hours:.0f} minutes"
+    unknown = (
+        f" ({len(runs) - len(known)} runs did not record it)" if len(known) < len(runs) else ""
+    )
+    return (
+        f"Compute: {spent} of training over {len(runs)} run{'s' * (len(runs) != 1)}{unknown}, "
+        f"on {_compute(*results)}"
     )
 
 
@@ -797,6 +907,28 @@ def _ndcg(result: dict | None, behavior: str, k: int = 5) -> float | None:
     return None if value is None else value[0]
 
 
+#: The level at which the studies' claims call a difference significant.
+ALPHA = 0.05
+
+
+def _p_value(a: dict | None, b: dict | None, behavior: str) -> float | None:
+    """Two-sided p of a paired t-test over users of test NDCG@5 on ``behavior``
+    between two results (each user's mean over a result's seeds;
+    ``experiment.paired_test``); None when either lacks per-user values or they score
+    different users."""
+    if a is None or b is None:
+        return None
+    x, y = E._per_user(a, behavior), E._per_user(b, behavior)
+    if x is None or y is None or len(x) != len(y):
+        return None
+    return E.paired_test(x, y)
+
+
+def _significant(a: dict | None, b: dict | None, behavior: str) -> bool:
+    p = _p_value(a, b, behavior)
+    return p is not None and p < ALPHA
+
+
 def _fmt_list(items: list[str]) -> str:
     return ", ".join(items) if items else "none"
 
@@ -807,24 +939,37 @@ def _claim_ablation(results: list[dict], dataset: str, bvae: dict | None) -> tup
     bvae = rows.pop("BVAE", None)
     if bvae is None or not rows:
         return None
-    parts = []
-    contradicted = []
+    parts, contradicted, unconfirmed = [], [], []
     for row, r in rows.items():
         above = [b for b in behaviors if (_ndcg(r, b) or 0.0) > (_ndcg(bvae, b) or 0.0)]
-        parts.append(f"{row} above BVAE on {_fmt_list(above)}")
+        significant = [b for b in above if _significant(r, bvae, b)]
+        parts.append(
+            f"{row} above BVAE on {_fmt_list(above)}"
+            + (f" (significantly on {_fmt_list(significant)})" if above else "")
+        )
         if len(above) * 2 > len(behaviors):
-            contradicted.append(row)
+            (contradicted if significant else unconfirmed).append(row)
     verdict = (
         "This is consistent with the paper: no row beats BVAE on most behaviors"
-        if not contradicted
-        else f"That contradicts the paper for {', '.join(contradicted)} (above BVAE on "
-        f"most behaviors)"
+        if not contradicted and not unconfirmed
+        else "; ".join(
+            ([f"That contradicts the paper for {', '.join(contradicted)}"] if contradicted else [])
+            + (
+                [
+                    f"{', '.join(unconfirmed)} above BVAE on most behaviors, none "
+                    "significantly: not a contradiction at these seeds, nor a confirmation"
+                ]
+                if unconfirmed
+                else []
+            )
+        )
     )
     return (
         "most metrics drop when BASE, GFF or TFF are removed, and BASE has the best "
         "overall performance against MMoE, CGC and the exchanged roles (which may be "
         "slightly better on JD favourite)",
-        f"Here (test NDCG@5): {'; '.join(parts)}. {verdict}.",
+        f"Here (test NDCG@5; significantly: a paired t-test over users, p < {ALPHA}): "
+        f"{'; '.join(parts)}. {verdict}.",
     )
 
 
@@ -863,28 +1008,51 @@ def _claim_weights(results: list[dict], dataset: str, bvae: dict | None) -> tupl
         return None
     modelled = [b for b in behaviors if _ndcg(bvae, b) is not None]
     total = sum(_ndcg(bvae, b) for b in modelled)
-    per_behavior = [
-        f"{b} {sum((_ndcg(r, b) or 0.0) > _ndcg(bvae, b) for r in grid.values())}" for b in modelled
-    ]
-    joint = [
-        "/".join(f"{w:g}" for w in key)
+
+    def above(r, b):
+        return (_ndcg(r, b) or 0.0) > _ndcg(bvae, b)
+
+    per_behavior = []
+    for b in modelled:
+        count = sum(above(r, b) for r in grid.values())
+        strong = sum(above(r, b) and _significant(r, bvae, b) for r in grid.values())
+        per_behavior.append(f"{b} {count}" + (f" ({strong} significantly)" if count else ""))
+    joint = {
+        key: r
         for key, r in sorted(grid.items())
         if sum(_ndcg(r, b) or 0.0 for b in modelled) > total
+    }
+    # A joint win the paired tests back: significantly above SDWL on a behavior and
+    # significantly below on none.
+    backed = [
+        key
+        for key, r in joint.items()
+        if any(above(r, b) and _significant(r, bvae, b) for b in modelled)
+        and not any(not above(r, b) and _significant(r, bvae, b) for b in modelled)
     ]
+    name = lambda key: "/".join(f"{w:g}" for w in key)  # noqa: E731
+    if backed:
+        verdict = (
+            f" That contradicts the paper's claim for {_fmt_list([name(k) for k in backed])} "
+            f"(above SDWL on the sum, significantly above on a behavior and significantly "
+            f"below on none; {_seeds_each(grid.values())})."
+        )
+    elif joint:
+        verdict = (
+            " Those are above SDWL on the sum, but none is significantly above it on a "
+            "behavior without being significantly below on another: not a contradiction "
+            f"at {_seeds_each(grid.values())}."
+        )
+    else:
+        verdict = " That is consistent with the paper's claim."
     return (
         "some fixed weights are slightly better than SDWL on favourite, but SDWL is "
         "better on all behaviors jointly",
         "Here, settings above SDWL's test "
-        f"NDCG@5 (of the {len(grid)} settings run): {', '.join(per_behavior)}; above SDWL "
-        f"on the sum "
-        f"over behaviors ({total:.4f}): {_fmt_list(joint)} "
-        f"({behaviors[0]}/{behaviors[1]} weights)."
-        + (
-            f" That contradicts the paper's claim for these settings "
-            f"({_seeds_each(grid.values())})."
-            if joint
-            else " That is consistent with the paper's claim."
-        ),
+        f"NDCG@5 (of the {len(grid)} settings run; significantly: a paired t-test over "
+        f"users, p < {ALPHA}): {', '.join(per_behavior)}; above SDWL on the sum over "
+        f"behaviors ({total:.4f}): {_fmt_list([name(k) for k in joint])} "
+        f"({behaviors[0]}/{behaviors[1]} weights).{verdict}",
     )
 
 
@@ -907,18 +1075,35 @@ def _claim_d(results: list[dict], dataset: str, bvae: dict | None) -> tuple[str,
         verdict = ""  # "not significant" needs seeds at every d, which the sweep lacks
     else:
         paper = "on UB performance grows with d"
-        growing = [
-            b
+        ordered = [runs[d] for d in sorted(runs)]
+        falls = {  # behavior -> p of each step to a larger d that lowers NDCG@5
+            b: [
+                _p_value(x, y, b)
+                for x, y in itertools.pairwise(ordered)
+                if (_ndcg(y, b) or 0.0) < (_ndcg(x, b) or 0.0)
+            ]
             for b in behaviors
-            if (v := [_ndcg(runs[d], b) for d in sorted(runs)])
-            and None not in v
-            and all(later >= earlier for earlier, later in itertools.pairwise(v))
-        ]
+            if None not in [_ndcg(r, b) for r in ordered]
+        }
+        significant = [b for b, ps in falls.items() if any(p is not None and p < ALPHA for p in ps)]
+        flat = [b for b, ps in falls.items() if ps and b not in significant]
         verdict = (
             " That is consistent with the paper: NDCG@5 grows with d for every behavior."
-            if len(growing) == len(behaviors)
-            else " That contradicts the paper for "
-            f"{_fmt_list([b for b in behaviors if b not in growing])} (not growing with d)."
+            if not significant and not flat
+            else (
+                f" That contradicts the paper for {_fmt_list(significant)} (a significant "
+                f"fall at a larger d, paired t-test over users, p < {ALPHA})."
+                if significant
+                else ""
+            )
+            + (
+                f" {_fmt_list(flat).capitalize()}: lower at a larger d, not significantly "
+                "(p = "
+                + ", ".join(f"{p:.2g}" for b in flat for p in falls[b] if p is not None)
+                + "): not a contradiction at these seeds."
+                if flat
+                else ""
+            )
         )
     return (
         paper,
@@ -931,22 +1116,37 @@ def _claim_rq4(results: list[dict], dataset: str, bvae: dict | None) -> tuple[st
     steps = [r for _, r in _rq4_steps(results, dataset)]
     if len(steps) < 2:
         return None
-    parts, falling = [], []
+    parts, falling, flat = [], [], []
     for b in behaviors:
-        values = [_ndcg(r, b) for r in steps if b in r.get("behaviors", ())]
-        values = [v for v in values if v is not None]
-        if len(values) >= 2:
-            rises = all(later > earlier for earlier, later in itertools.pairwise(values))
-            trend = "rises at every step" if rises else "does not rise at every step"
+        runs = [r for r in steps if b in r.get("behaviors", ()) and _ndcg(r, b) is not None]
+        if len(runs) >= 2:
+            values = [_ndcg(r, b) for r in runs]
+            drops = [
+                _p_value(x, y, b) for x, y in itertools.pairwise(runs) if _ndcg(y, b) <= _ndcg(x, b)
+            ]
+            trend = (
+                "rises at every step"
+                if not drops
+                else "does not rise at every step; "
+                + ", ".join("p = ?" if p is None else f"p = {p:.2g}" for p in drops)
+            )
             parts.append(f"{b} {' → '.join(f'{v:.4f}' for v in values)} ({trend})")
-            if not rises:
+            if any(p is not None and p < ALPHA for p in drops):
                 falling.append(b)
+            elif drops:
+                flat.append(b)
     verdict = (
         ""
         if not parts
         else " That is consistent with the paper."
-        if not falling
-        else f" That contradicts the paper for {_fmt_list(falling)}."
+        if not falling and not flat
+        else (f" That contradicts the paper for {_fmt_list(falling)}." if falling else "")
+        + (
+            f" {_fmt_list(flat).capitalize()}: no significant fall (paired t-test over "
+            f"users, p < {ALPHA}), so not a contradiction at these seeds, nor a confirmation."
+            if flat
+            else ""
+        )
     )
     return (
         "performance improves as click and then favourite join purchase (and cart on UB)",
@@ -1050,9 +1250,10 @@ def _paper_table(dataset: str) -> list[str]:
         "| Behavior | " + " | ".join(paper[behaviors[0]]) + " |",
         "|---|" + "---|" * len(paper[behaviors[0]]),
     ]
-    for b in behaviors:
+    for b in [*behaviors, *(b for b in paper if b not in behaviors)]:
         cells = [f"{n:.4f} / {h:.4f}" for n, h in paper[b].values()]
-        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+        name = b if b in behaviors else f"{b} (not modelled here; for reference)"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -1294,11 +1495,16 @@ def _render(by_dataset, results_dir, out, figures, staging) -> tuple[list[str], 
         caveat = rows_budget_caveat(rows)
         if caveat:
             summary.append(_summary_caveat(rows, bvae, dataset))
+        # A dataset's note (UB: click is not modelled) under every table of it.
+        mark = [f"*{FIGURE_NOTES[dataset]}*", ""] if dataset in FIGURE_NOTES else []
         if table:
+            if mark:
+                table = table.rstrip("\n").replace("\n### ", f"\n{mark[0]}\n\n### ")
+                table += f"\n\n{mark[0]}"
             body += [table.replace("### ", "#### "), ""]
             if caveat:
                 body += [caveat, ""]
-        body += _paper_table(dataset)
+        body += [*_paper_table(dataset), *mark]
         for name, make, heading in _FIGURES:
             png = f"{name}_{dataset}.png"
             caption = make(results, dataset, staging / png)

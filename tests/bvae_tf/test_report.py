@@ -221,7 +221,32 @@ def test_every_ub_figure_says_click_is_not_modelled(tmp_path):
     captions = [line for line in text.splitlines() if line.startswith("*UB")]
     assert len(captions) >= 2  # RQ3's K curves and the training curves at least
     assert all(report.FIGURE_NOTES["ub"] in c for c in captions), captions
-    assert "UB's release has no `click_train`: click is not modelled" in text  # the tables
+    assert "UB's release has no `click_train`: click is not modelled" in text  # the section
+    # ... and under every table: each RQ1 protocol's, and the paper's (with its click
+    # row for reference, the paper's only).
+    rq1 = text.split("### RQ1", 1)[1].split("\n### ", 1)[0]
+    note = f"*{report.FIGURE_NOTES['ub']}*"
+    sections = rq1.split("\n#### ")[1:]  # the protocols' tables, then the compute table
+    assert len(sections) >= 2
+    for section in sections:
+        assert "| Behavior |" not in section or note in section, section[:80]
+    assert rq1.split("The paper's rows", 1)[1].rstrip().endswith(note)
+    assert "| click (not modelled here; for reference) | 0.0072 / 0.0237 |" in rq1
+
+
+def test_the_weight_heatmap_shows_the_whole_grid_and_says_what_is_not_run(results_dir, tmp_path):
+    results = report.load(results_dir)["jd"]
+    caption = report.weights_figure(results, "jd", tmp_path / "w.png")
+    assert (tmp_path / "w.png").stat().st_size > 5_000
+    # The fixture runs 3 of the 36 settings: the rest are dashes, not blanks.
+    assert "3 of the 36 settings of the paper's grid" in caption
+    assert "- where a setting was not run, grey where the weights are no setting" in caption
+    assert "red line on the colour bar; cells above it are outlined in red" in caption
+    assert "Compute: 3 minutes of training over 3 runs, on 2 CPU cores." in caption
+    assert report.GRID_WEIGHTS == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    assert sum(a + b < 0.95 for a in report.GRID_WEIGHTS for b in report.GRID_WEIGHTS) == (
+        report.WEIGHT_GRID_SIZE
+    )
 
 
 def test_a_short_trial_run_beside_the_study_does_not_become_its_bvae(results_dir, tmp_path, caplog):
@@ -400,6 +425,19 @@ def _with_ndcg(result, values):
     return result
 
 
+def _beside(result, base, deltas):
+    """``result`` with its users' test NDCG@5 on each behavior of ``deltas`` set to
+    ``base``'s plus that behavior's delta (each user moves the same way: a paired test
+    finds the difference), and NDCG@K to their mean."""
+    for b, delta in deltas.items():
+        per_user = np.asarray(base["runs"][0]["test_per_user"][b]) + delta
+        per_user += 1e-4 * np.arange(len(per_user))  # not a constant difference
+        result["runs"][0]["test_per_user"][b] = per_user.tolist()
+        for k in report.KS:
+            result["runs"][0]["honest"][b][f"ndcg@{k}"] = float(per_user.mean())
+    return result
+
+
 def _loaded(tmp_path, results):
     """``results`` as the report reads them (``report.load``: combined, summarised)."""
     folder = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
@@ -418,6 +456,14 @@ def test_claims_are_computed_from_the_runs_and_say_when_they_contradict_the_pape
     text = report.claim_check("rq2_ablation", results, "jd")
     assert "-BASE (+MMoE) above BVAE on purchase, click" in text
     assert "-TFF above BVAE on none" in text
+    # Above on most behaviors, but the paired test over users finds no difference.
+    assert "-BASE (+MMoE) above BVAE on most behaviors, none significantly" in text
+    assert "contradicts" not in text
+    # Every user higher: the same means, now significant, contradict the paper.
+    shifted = _with_ndcg(_result("bvae", encoder="mmoe"), flat)
+    shifted = _beside(shifted, bvae, {"purchase": 0.01, "click": 0.01})
+    text = report.claim_check("rq2_ablation", _loaded(tmp_path, [bvae, shifted, no_tff]), "jd")
+    assert "-BASE (+MMoE) above BVAE on purchase, click (significantly on purchase, click)" in text
     assert "That contradicts the paper for -BASE (+MMoE)" in text
     # A one-seed trial of a row beside its two-seed run: the claim reads the run the
     # figure shows (the most seeds), not the first found.
@@ -432,9 +478,13 @@ def test_claims_are_computed_from_the_runs_and_say_when_they_contradict_the_pape
         _with_ndcg(_result("bvae", loss_weights=(0.6, 0.2, 0.2)), {**flat, "click": 0.04}),
     ]
     text = report.claim_check("rq2_weights", _loaded(tmp_path, [bvae, *weights]), "jd")
-    assert "purchase 0, click 0, favorite 1" in text
+    assert "purchase 0, click 0, favorite 1 (0 significantly)" in text
     assert "(0.1500): 0.2/0.2 (purchase/click weights)" in text
-    assert "contradicts the paper's claim" in text
+    assert "not a contradiction at 1 seed each" in text and "contradicts" not in text
+    weights[0] = _beside(weights[0], bvae, {"favorite": 0.01})
+    text = report.claim_check("rq2_weights", _loaded(tmp_path, [bvae, *weights]), "jd")
+    assert "favorite 1 (1 significantly)" in text
+    assert "contradicts the paper's claim for 0.2/0.2" in text
     consistent = report.claim_check(
         "rq2_weights", _loaded(tmp_path, [bvae, weights[1], no_tff]), "jd"
     )
@@ -449,7 +499,8 @@ def test_claims_are_computed_from_the_runs_and_say_when_they_contradict_the_pape
     ]
     text = report.claim_check("rq4", _loaded(tmp_path, steps), "jd")
     assert "purchase 0.0400 → 0.0450 → 0.0500 (rises at every step)" in text
-    assert "click 0.0500 → 0.0500 (does not rise at every step)" in text
+    assert "click 0.0500 → 0.0500 (does not rise at every step; p = " in text
+    assert "Click: no significant fall" in text and "contradicts" not in text
     assert "Caveat" not in text  # 3 of 150 epochs, best at 2: early stopping's to call
 
     # Smoke runs: their budget cut them while improving, and the verdict says so.
