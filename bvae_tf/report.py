@@ -33,6 +33,7 @@ import itertools
 import json
 import os
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -1307,6 +1308,21 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
         lines.append(
             f"- Rows with fewer than {COMPARISON_SEEDS} seeds (seeds so far): {seeds}: "
             f"`{comparison} {' '.join(few)}`"
+        )
+    # The comparison's searched rows (run_comparison.sh's "<row>_tuned" / "<row>_own":
+    # seed 0 searches, later seeds train its choice).
+    searched = {
+        row: r
+        for r in results
+        if (row := re.sub(r"_s\d+$", "", str(r.get("name", "")))).endswith(("_tuned", "_own"))
+        and E.training_settings(r)["grid"]
+        and _seeds(r) < COMPARISON_SEEDS
+    }
+    if searched:
+        seeds = ", ".join(f"{row} ({_seeds(r)})" for row, r in searched.items())
+        lines.append(
+            f"- Searched rows with fewer than {COMPARISON_SEEDS} seeds (seeds so far; later "
+            f"seeds train seed 0's choice): {seeds}: `{comparison} {' '.join(searched)}`"
         )
     if find_untuned(results, "vae_pp", dataset) is None:
         lines.append(f"- RQ3 K curves need VAE++: `{comparison} vae_pp`")

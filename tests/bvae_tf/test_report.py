@@ -886,3 +886,21 @@ def test_an_out_folder_with_a_folder_for_the_report_is_named_before_anything_cha
     (out / "figures").write_text("x")
     with pytest.raises(ValueError, match=r"figures' exists and is not a folder"):
         report.render(results_dir, out)
+
+
+def test_searched_rows_with_fewer_seeds_are_listed_with_their_command(results_dir, tmp_path):
+    tuned = _result("bvae", command_extra="--grid dropout=0.2,0.5,0.7")
+    tuned["name"] = "bvae_own_s0"
+    (results_dir / "jd" / "bvae_own_s0.json").write_text(json.dumps(tuned))
+    text = report.render(results_dir, tmp_path / "docs").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("- Searched rows"))
+    assert "bvae_own (1)" in line
+    assert line.endswith(
+        "`scripts/run_comparison.sh ../shared/data/bvae/JD out/comparison/jd 3 bvae_own`"
+    )
+    for seed in (1, 2):  # seeds run later, of seed 0's choice: the row is complete
+        later = _result("bvae", seed=seed, command_extra="--grid dropout=0.2,0.5,0.7")
+        later["name"] = f"bvae_own_s{seed}"
+        (results_dir / "jd" / f"bvae_own_s{seed}.json").write_text(json.dumps(later))
+    text = report.render(results_dir, tmp_path / "docs").read_text()
+    assert "- Searched rows" not in text
