@@ -38,6 +38,10 @@ _COMPONENT = re.compile(r"^(?:Component|node) (\S+) is (running|finished)\.$", r
 CONSOLE = "console"
 _FILE_FORMAT = "%(asctime)s %(levelname).1s %(name)s %(filename)s:%(lineno)d] %(message)s"
 _LOGGERS_WITH_OWN_HANDLERS = ("tensorflow", "absl")
+#: Error records that only announce the error the entry point then reports itself in
+#: one line (TFX's launcher: "Execution 12 failed." before the executor's exception
+#: propagates): (source file name, message format). Kept in the log file.
+_ANNOUNCEMENTS = frozenset({("launcher.py", "Execution %d failed.")})
 
 
 class _ConsoleFilter(logging.Filter):
@@ -55,6 +59,8 @@ class _ConsoleFilter(logging.Filter):
             record.console_text = progress
             return True
         record.console_text = None
+        if not self.verbose and (os.path.basename(record.pathname), record.msg) in _ANNOUNCEMENTS:
+            return False
         if self.verbose or record.levelno >= logging.ERROR:
             return True
         if getattr(record, CONSOLE, False):

@@ -78,6 +78,8 @@ def test_console_shows_progress_own_warnings_and_errors_file_gets_all(
         _record(logging.INFO, "epoch %d: loss %.3f", 2, 2.4, pathname=own, console=False),
         _record(logging.WARNING, "split %r is empty", "eval", pathname=own),
         _record(logging.ERROR, "executor failed"),
+        # TFX's announcement of the failure the runner reports: the file only.
+        _record(logging.ERROR, "Execution %d failed.", 12, pathname="/tfx/portable/launcher.py"),
         _record(logging.INFO, "node %s is finished.", "Transform"),
     ]:
         logger.handle(record)
@@ -89,7 +91,12 @@ def test_console_shows_progress_own_warnings_and_errors_file_gets_all(
     assert err[3] == "ERROR: executor failed"
     assert "] Transform done (" in err[4]
     text = log_file.read_text()
-    for expected in ("executor_specs", "property_predicate", "epoch 2: loss 2.400"):
+    for expected in (
+        "executor_specs",
+        "property_predicate",
+        "epoch 2: loss 2.400",
+        "Execution 12 failed.",
+    ):
         assert expected in text
 
 
