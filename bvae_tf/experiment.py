@@ -1242,22 +1242,34 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
     """
     where = f"--selected-from {str(path)!r}"
     try:
-        result = json.loads(pathlib.Path(path).read_text())
-        if not isinstance(result, dict) or not isinstance(result.get("command"), str):
-            raise ValueError("it is not a result file (no 'command')")
+        text = pathlib.Path(path).read_text()
+    except OSError as e:
+        raise ValueError(f"{where}: {e.strerror or e}") from e
+    try:
+        result = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{where} is not JSON ({e}): a truncated or foreign file?") from e
+    if not isinstance(result, dict) or not isinstance(result.get("command"), str):
+        raise ValueError(f"{where} is not a result file of this module (no 'command')")
+    try:
         old = _flag_groups(shlex.split(result["command"]))
-        new = _flag_groups(shlex.split(command))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{where}: {getattr(e, 'strerror', None) or e}") from e
+    except ValueError as e:
+        raise ValueError(f"{where}: its command does not parse ({e})") from e
+    new = _flag_groups(shlex.split(command))
     differ = [
         f
         for f in dict.fromkeys([*old, *new])
         if f not in _SELECTION_FREE_FLAGS and old.get(f) != new.get(f)
     ]
     if differ:
+        said = [
+            f"it has {repr(shlex.join(old[f])) if f in old else 'no ' + f} where this has "
+            f"{repr(shlex.join(new[f])) if f in new else 'none'}"
+            for f in differ[:3]
+        ]
         raise ValueError(
-            f"{where} was written by another command (it differs in {', '.join(differ)}): "
-            "its choice is not of this method"
+            f"{where} was written by another command ({'; '.join(said)}): its choice is "
+            "not of this method"
         )
     if digest is not None and result.get("data_digest", digest) != digest:
         raise ValueError(f"{where} was trained on other data files (its data_digest differs)")
@@ -1725,7 +1737,7 @@ def _compute_table(results: list[dict]) -> list[str]:
         c = compute_cost(result)
         cut, trained = budget_cut(result)
         budget = budget_label(result) if trained else "—"
-        fits = f"{c['fits']:g}"
+        fits = f"{c['fits']:.3g}"
         search = (result.get("search") or {}).get("trials")
         if search:
             minutes = sum(t["train_seconds"] for t in search) / 60.0
@@ -2173,6 +2185,18 @@ def run(args) -> dict:
         args.selected_points, args.selected_source = selected_points(
             args.selected_from, result["command"], args.data_digest, data.behaviors
         )
+        for seed, kept_run in done.items():  # kept seeds trained RESULT's choice then
+            for part in kept_run.get("parts") or [kept_run]:
+                key = "+".join(part.get(HONEST) or {}) if "parts" in kept_run else None
+                chosen = args.selected_points.get(key or "+".join(data.behaviors))
+                if part.get("selected") != chosen:
+                    raise ValueError(
+                        f"{out / f'{name}.json'} keeps seed {seed} trained on "
+                        f"{part.get('selected')}{f' for {key}' if key else ''}, but "
+                        f"{args.selected_from} now chooses {chosen} (its search was run "
+                        "again?): move that file away, or pass --overwrite, to train the "
+                        "current choice"
+                    )
         logging.info(
             "%s: the choice of %s (seed %s's search): %s",
             name,
@@ -2933,7 +2957,16 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         )
     selected_from = args.selected_from
     if selected_from is not None and data_must_exist and not pathlib.Path(selected_from).is_file():
-        _parser().error(f"--selected-from {args.selected_from!r} is not a file")
+        _parser().error(
+            f"--selected-from {selected_from!r} is not a file (a --grid run writes it when "
+            "its seed has finished: has that search run to its end?)"
+        )
+    own = pathlib.Path(args.out) / f"{args.model if args.name is None else args.name}.json"
+    if selected_from is not None and pathlib.Path(selected_from).resolve() == own.resolve():
+        _parser().error(
+            f"--selected-from {selected_from!r} is this run's own result file: it would "
+            "replace the search it reads; give the later seeds another --name"
+        )
     if (args.grid or args.tune) and args.model in BASELINES:
         _parser().error(f"--grid/--tune tune trained models; {args.model} has its own grid flags")
     if args.tune and (args.grid or args.model in PER_TARGET):

@@ -1661,7 +1661,9 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
         source,
         code=2,
     )
-    assert "differs in --grid" in capsys.readouterr().err
+    assert "it has '--grid lr=1e-4,1e-2' where this has '--grid lr=1e-3,1e-2'" in (
+        capsys.readouterr().err
+    )
     _run(
         release_dir,
         tmp_path,
@@ -1674,7 +1676,7 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
         source,
         code=2,
     )
-    assert "differs in --epochs" in capsys.readouterr().err
+    assert "it has '--epochs 2' where this has '--epochs 2 --epochs 1'" in (capsys.readouterr().err)
     # A run trained on a choice is no search to choose from.
     _run(
         release_dir, tmp_path, "--name", "c", "--first-seed", "1", *grid, "--selected-from", source
@@ -1686,9 +1688,35 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
         code=2,
     )
     assert "holds no finished --grid search" in capsys.readouterr().err
+    # Seed 1 kept from a choice its RESULT no longer makes (the search run again).
+    changed = json.loads((tmp_path / "s0.json").read_text())
+    (run,) = changed["runs"]
+    other = next(t["point"] for t in run["trials"] if t["point"] != run["selected"])
+    run["selected"] = other
+    (tmp_path / "s0.json").write_text(json.dumps(changed))
+    _run(
+        release_dir,
+        tmp_path,
+        *("--name", "c", "--first-seed", "1", *grid, "--selected-from", source),
+        code=2,
+    )
+    assert f"now chooses {other}" in capsys.readouterr().err
+    (tmp_path / "broken.json").write_text('{"command": "python -m')
+    _run(
+        release_dir,
+        tmp_path,
+        "--name",
+        "f",
+        *grid,
+        "--selected-from",
+        str(tmp_path / "broken.json"),
+        code=2,
+    )
+    assert "is not JSON" in capsys.readouterr().err
     for extra, message in (
         (("--selected-from", source), "give the same --grid"),
-        ((*grid, "--selected-from", str(tmp_path / "none.json")), "is not a file"),
+        ((*grid, "--selected-from", str(tmp_path / "none.json")), "has that search run"),
+        ((*grid, "--name", "s0", "--selected-from", source), "this run's own result file"),
     ):
         with pytest.raises(SystemExit):
             _run(release_dir, tmp_path, "--name", "e", *extra)
