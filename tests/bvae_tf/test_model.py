@@ -162,7 +162,9 @@ def test_gate_trackers_report_gff_gates_and_tff_shares(tiny_batch):
     reference = _model(tiny_batch, gate_mode="reference")
     reference.compute_loss(tiny_batch)
     values = {m.name: float(m.result()) for m in reference.metrics}
-    assert values["click_gff_gate"] == 1.0
+    # A pass-through gate of exactly 1 per user; Keras' float32 running mean of them
+    # may round (0.99999994 seen when the order of the sum changed).
+    assert values["click_gff_gate"] == pytest.approx(1.0, abs=1e-6)
     assert values["click_tff_from_purchase"] == pytest.approx(1 / 3)
 
 
