@@ -1252,24 +1252,13 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
     if not isinstance(result, dict) or not isinstance(result.get("command"), str):
         raise ValueError(f"{where} is not a result file of this module (no 'command')")
     try:
-        old = _flag_groups(shlex.split(result["command"]))
+        differ = _flag_changes(result["command"], command, _SELECTION_FREE_FLAGS)
     except ValueError as e:
         raise ValueError(f"{where}: its command does not parse ({e})") from e
-    new = _flag_groups(shlex.split(command))
-    differ = [
-        f
-        for f in dict.fromkeys([*old, *new])
-        if f not in _SELECTION_FREE_FLAGS and old.get(f) != new.get(f)
-    ]
     if differ:
-        said = [
-            f"it has {repr(shlex.join(old[f])) if f in old else 'no ' + f} where this has "
-            f"{repr(shlex.join(new[f])) if f in new else 'none'}"
-            for f in differ[:3]
-        ]
         raise ValueError(
-            f"{where} was written by another command ({'; '.join(said)}): its choice is "
-            "not of this method"
+            f"{where} was written by another command ({'; '.join(differ[:3])}): its choice "
+            "is not of this method"
         )
     if digest is not None and result.get("data_digest", digest) != digest:
         raise ValueError(f"{where} was trained on other data files (its data_digest differs)")
@@ -1289,8 +1278,7 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
     grid = grid_points(_parsed_grid(command))
     points: dict[str, dict] = {}
     for part in run.get("parts") or [run]:
-        scored = list(part.get(HONEST) or {}) if "parts" in run else list(behaviors)
-        key = "+".join(scored)
+        key = _choice_key(run, part, behaviors)
         point = part.get("selected")
         match = [p for p in grid if p == point]
         if not part.get("trials") or not match:
@@ -1304,6 +1292,12 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
     if missing:
         raise ValueError(f"{where} has no choice for {', '.join(missing)}")
     return points, {"file": str(path), "seed": run.get("seed")}
+
+
+def _choice_key(run: dict, part: dict, behaviors: Sequence[str]) -> str:
+    """The key of :func:`selected_points` for one ``part`` of ``run`` (the run itself
+    for one model of all ``behaviors``): the behaviors that part trained together."""
+    return "+".join(part.get(HONEST) or {}) if "parts" in run else "+".join(behaviors)
 
 
 def _parsed_grid(command: str) -> list[str]:
@@ -2187,12 +2181,12 @@ def run(args) -> dict:
         )
         for seed, kept_run in done.items():  # kept seeds trained RESULT's choice then
             for part in kept_run.get("parts") or [kept_run]:
-                key = "+".join(part.get(HONEST) or {}) if "parts" in kept_run else None
-                chosen = args.selected_points.get(key or "+".join(data.behaviors))
+                key = _choice_key(kept_run, part, data.behaviors)
+                chosen = args.selected_points.get(key)
                 if part.get("selected") != chosen:
                     raise ValueError(
                         f"{out / f'{name}.json'} keeps seed {seed} trained on "
-                        f"{part.get('selected')}{f' for {key}' if key else ''}, but "
+                        f"{part.get('selected')} for {key}, but "
                         f"{args.selected_from} now chooses {chosen} (its search was run "
                         "again?): move that file away, or pass --overwrite, to train the "
                         "current choice"
@@ -2287,13 +2281,27 @@ def _command_difference(path: pathlib.Path, command: str) -> str:
     spelling are said so; ``""`` when it records no command."""
     try:
         kept = json.loads(path.read_text()).get("command")
-        old, new = _flag_groups(shlex.split(kept)), _flag_groups(shlex.split(command))
+        changes = _flag_changes(kept, command)
     except (OSError, ValueError, AttributeError, TypeError):
         return ""
+    if not changes:
+        return " (the same flags and values, in another order or spelling)"
+    return f" ({'; '.join(changes[:3])}{'; …' if len(changes) > 3 else ''})"
+
+
+def _flag_changes(kept: str, command: str, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """How ``command`` differs from the command line ``kept``, flag by flag (each with
+    its values; flags in ``ignore`` left out), e.g. ``["it has '--seeds 1' where this
+    has '--seeds 2'", "this adds '--lr 0.01'"]``.
+
+    Raises:
+      ValueError: if either does not split into words (an unclosed quote).
+    """
+    old, new = _flag_groups(shlex.split(kept)), _flag_groups(shlex.split(command))
     changes = []
     for flag in dict.fromkeys([*old, *new]):
         was, now = old.get(flag), new.get(flag)
-        if was == now:
+        if was == now or flag in ignore:
             continue
         if was is not None and now is not None:
             changes.append(f"it has {shlex.join(was)!r} where this has {shlex.join(now)!r}")
@@ -2301,9 +2309,7 @@ def _command_difference(path: pathlib.Path, command: str) -> str:
             changes.append(f"this adds {shlex.join(now)!r}")
         else:
             changes.append(f"it has {shlex.join(was)!r}, this does not")
-    if not changes:
-        return " (the same flags and values, in another order or spelling)"
-    return f" ({'; '.join(changes[:3])}{'; …' if len(changes) > 3 else ''})"
+    return changes
 
 
 def _flag_groups(words: list[str]) -> dict[str, list[str]]:
