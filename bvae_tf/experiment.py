@@ -218,7 +218,8 @@ def _parser() -> argparse.ArgumentParser:
         "nothing written, no data parsed: the --data folder must exist, each modelled "
         "behavior (--behaviors, else those with a non-blank train file) have non-blank "
         "train, valid and test files there, and --loss-weights / --latent-dims one value "
-        "per modelled behavior; scripts/run_comparison.sh checks each row so",
+        "per modelled behavior, and a --selected-from RESULT, where it exists, be of this "
+        "command and data; scripts/run_comparison.sh checks each row so",
     )
     p.add_argument(
         "--verbose",
@@ -1219,26 +1220,15 @@ _SELECTION_FREE_FLAGS = frozenset(
 )
 
 
-def selected_points(path, command: str, digest: str | None, behaviors: Sequence[str]):
-    """The points a ``--grid`` search chose on valid, for ``--selected-from``.
-
-    Args:
-      path: a result JSON file written by ``--grid`` (its first seed's run is read).
-      command: this run's command line; RESULT's may differ from it only in the flags
-        of :data:`_SELECTION_FREE_FLAGS`, so that the choice is of this very method.
-      digest: :func:`data_digest` of this run's ``--data``; RESULT's must match.
-      behaviors: the behaviors this run models.
-
-    Returns:
-      ``(points, source)``: ``points`` maps the behaviors trained together
-      (``"purchase"`` for one model per target, ``"purchase+click+favorite"`` for one
-      model of all) to the chosen ``--grid`` point; ``source`` is
-      ``{"file": path, "seed": the searched seed}``, recorded in each run.
+def _selection_source(path, command: str, digest: str | None) -> dict:
+    """The result file ``path`` of :func:`selected_points`, checked against this run:
+    written by the same method (``command`` differs only in
+    :data:`_SELECTION_FREE_FLAGS`) on the same data (``digest``; None skips it).
+    ``--check`` calls it alone, before the data is read.
 
     Raises:
-      ValueError: naming ``path``: it cannot be read; another command or other data
-        wrote it; it holds no search (no run with ``"trials"``); a behavior has no
-        choice, or a choice that is not a point of this run's ``--grid``.
+      ValueError: naming ``path``: it cannot be read, is not a result of this module,
+        or another command or other data wrote it.
     """
     where = f"--selected-from {str(path)!r}"
     try:
@@ -1262,6 +1252,32 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
         )
     if digest is not None and result.get("data_digest", digest) != digest:
         raise ValueError(f"{where} was trained on other data files (its data_digest differs)")
+    return result
+
+
+def selected_points(path, command: str, digest: str | None, behaviors: Sequence[str]):
+    """The points a ``--grid`` search chose on valid, for ``--selected-from``.
+
+    Args:
+      path: a result JSON file written by ``--grid`` (its first seed's run is read).
+      command: this run's command line; RESULT's may differ from it only in the flags
+        of :data:`_SELECTION_FREE_FLAGS`, so that the choice is of this very method.
+      digest: :func:`data_digest` of this run's ``--data``; RESULT's must match.
+      behaviors: the behaviors this run models.
+
+    Returns:
+      ``(points, source)``: ``points`` maps the behaviors trained together
+      (``"purchase"`` for one model per target, ``"purchase+click+favorite"`` for one
+      model of all) to the chosen ``--grid`` point; ``source`` is
+      ``{"file": path, "seed": the searched seed}``, recorded in each run.
+
+    Raises:
+      ValueError: naming ``path``: it cannot be read; another command or other data
+        wrote it; it holds no search (no run with ``"trials"``); a behavior has no
+        choice, or a choice that is not a point of this run's ``--grid``.
+    """
+    where = f"--selected-from {str(path)!r}"
+    result = _selection_source(path, command, digest)
     searched = sorted(  # runs that searched (not themselves trained on a choice)
         (
             r
@@ -3176,6 +3192,17 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         if data_must_exist and not pathlib.Path(args.data).is_dir():
             what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
             _parser().error(f"--data {args.data!r} {what} (a run reads it)")
+        if args.selected_from is not None and pathlib.Path(args.selected_from).is_file():
+            # The run's own check of RESULT, less what needs the data parsed (its
+            # choice per behavior); the data's digest where the folder is there.
+            try:
+                _selection_source(
+                    args.selected_from,
+                    command_line([a for a in argv if a != "--check"]),
+                    data_digest(args.data) if pathlib.Path(args.data).is_dir() else None,
+                )
+            except ValueError as e:
+                _parser().error(str(e))
         return 0
     # After the flags are checked: a bad flag is named, not a kept result's command.
     existing = pathlib.Path(args.out) / f"{name}.json"

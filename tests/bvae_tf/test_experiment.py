@@ -1664,6 +1664,22 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
     assert "it has '--grid lr=1e-4,1e-2' where this has '--grid lr=1e-3,1e-2'" in (
         capsys.readouterr().err
     )
+    # --check reads RESULT as the run would (scripts/run_comparison.sh checks each row
+    # first): the other grid is refused before any training, the same grid passes.
+    with pytest.raises(SystemExit):
+        _run(release_dir, tmp_path, "--name", "a", "--grid", "lr=1e-3,1e-2", "--check",
+             "--selected-from", source)  # fmt: skip
+    assert "it has '--grid lr=1e-4,1e-2' where this has '--grid lr=1e-3,1e-2'" in (
+        capsys.readouterr().err
+    )
+    _run(release_dir, tmp_path, "--name", "a", *grid, "--check", "--selected-from", source)
+    other_data = tmp_path / "other_data"
+    shutil.copytree(release_dir, other_data)
+    train = other_data / "target_train"
+    train.write_text(train.read_text() + "1 25\n")
+    with pytest.raises(SystemExit):
+        _run(other_data, tmp_path, "--name", "a", *grid, "--check", "--selected-from", source)
+    assert "trained on other data files" in capsys.readouterr().err
     _run(
         release_dir,
         tmp_path,
