@@ -129,14 +129,15 @@ def _read_json(path: str) -> Any:
         return json.loads(f.read())
 
 
-#: Components in pipeline order, the optional Tuner after Transform and the optional
-#: BatchRecommender last.
+#: Components in pipeline order (the baseline resolver before the Trainer, which it
+#: feeds with training.warm_start), the optional Tuner after Transform and the
+#: optional BatchRecommender last.
 _ORDER = (
     pipeline_lib.PREVIOUS_STATISTICS_RESOLVER,
-    *pipeline_lib.NODE_IDS[: pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER)],
+    *pipeline_lib.NODE_IDS[: pipeline_lib.NODE_IDS.index(pipeline_lib.BASELINE_RESOLVER)],
     pipeline_lib.TUNER,
     *pipeline_lib.NODE_IDS[
-        pipeline_lib.NODE_IDS.index(pipeline_lib.TRAINER) : pipeline_lib.NODE_IDS.index(
+        pipeline_lib.NODE_IDS.index(pipeline_lib.BASELINE_RESOLVER) : pipeline_lib.NODE_IDS.index(
             pipeline_lib.TEST_EVALUATOR
         )
     ],

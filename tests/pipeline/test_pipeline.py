@@ -165,6 +165,22 @@ def test_pipeline_has_every_component_wired(tmp_path):
     assert trainer.exec_properties["run_fn"] == configs.RUN_FN
 
 
+def test_the_run_summary_lists_components_in_the_order_they_feed_each_other():
+    """The baseline resolver feeds the Trainer (training.warm_start) and the
+    Evaluator: the summary lists it before both, the Tuner between Transform and it."""
+    from pipeline import report
+
+    order = [n for n in report._ORDER if n != pipeline_lib.PREVIOUS_STATISTICS_RESOLVER]
+    assert order[: order.index(pipeline_lib.TRAINER) + 1] == [
+        *pipeline_lib.NODE_IDS[: pipeline_lib.NODE_IDS.index(pipeline_lib.TRANSFORM) + 1],
+        pipeline_lib.TUNER,
+        pipeline_lib.BASELINE_RESOLVER,
+        pipeline_lib.TRAINER,
+    ]
+    assert set(pipeline_lib.NODE_IDS) <= set(order)
+    assert order.index(pipeline_lib.TRAINER) < order.index(pipeline_lib.EVALUATOR)
+
+
 def test_tuning_puts_the_tuner_before_the_trainer(tmp_path):
     config = configs.load_config(
         overrides=[f"output_root={tmp_path}", "tuning.enabled=true", "tuning.max_trials=3"]
