@@ -589,6 +589,11 @@ def _paper_best(history: list[dict], behaviors: Sequence[str], name: str = "test
     return out
 
 
+#: What a user lowers when a training needs more memory than there is
+#: (``model.check_training_memory``).
+_MEMORY_FLAGS = "--latent-dim or --batch-size"
+
+
 def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=None):
     import tensorflow as tf
 
@@ -625,6 +630,14 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
             steps_per_pass=steps_per_pass,
         )
     if variant == "vae_pp":
+        Mo.check_training_memory(
+            data.num_items,
+            len(model.targets),
+            model.settings["latent"],
+            min(args.batch_size, len(data.train_users())),
+            True,
+            flags=_MEMORY_FLAGS,
+        )
         model.prepare(next(iter(train)))
         cfg_dict = dict(model.get_config())
     elif variant == "ehcf":
@@ -645,6 +658,14 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         cfg_dict = dict(model.get_config(), behaviors=list(behaviors))
     else:
         cfg = _config(args, behaviors, data.num_items, seed, variant)
+        Mo.check_training_memory(
+            cfg.num_items,
+            len(cfg.behaviors),
+            cfg.latent_dim,
+            min(args.batch_size, len(data.train_users())),
+            not cfg.sampled_softmax,
+            flags=_MEMORY_FLAGS,
+        )
         model = Mo.build_model(cfg, optimizer_jit_compile=args.optimizer_jit)
         if cfg.sampled_softmax and cfg.sampled_proposal == "popularity":
             model.fit_proposal(train)

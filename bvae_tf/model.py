@@ -687,6 +687,77 @@ class BVAE(tf.keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
+#: Bytes each trained float32 decoder weight holds at least while training: the
+#: weight and Adam's two moment slots (the gradient is not counted: a sampled
+#: softmax's is sparse).
+_BYTES_PER_TRAINED_WEIGHT = 12
+
+
+def training_memory_floor(
+    num_items: int, num_decoders: int, latent_dim: int, batch_size: int, full_softmax: bool
+) -> int:
+    """A floor of the memory, in bytes, that training a VAE-family model needs.
+
+    Counts only what every trained variant (BVAE and its ablations, VAE (U.)/(T.),
+    VAE++, RecVAE) has: one ``[latent_dim, num_items]`` float32 softmax decoder per
+    scored behavior, with Adam's two slots; with a full softmax also one batch of
+    ``[batch_size, num_items]`` float32 logits per decoder. Encoders, gates,
+    activations and TensorFlow itself come on top, so the true peak is higher.
+
+    Args:
+      num_items: ``m``, the catalog size.
+      num_decoders: the behaviors scored (one decoder each).
+      latent_dim: ``d``.
+      batch_size: users in the largest training batch (0 if unknown).
+      full_softmax: False under ``sampled_softmax`` (no ``[B, m]`` logits).
+
+    Returns:
+      The floor, in bytes (an int).
+    """
+    weights = _BYTES_PER_TRAINED_WEIGHT * num_decoders * latent_dim * num_items
+    logits = 4 * num_decoders * batch_size * num_items if full_softmax else 0
+    return weights + logits
+
+
+def check_training_memory(
+    num_items: int,
+    num_decoders: int,
+    latent_dim: int,
+    batch_size: int,
+    full_softmax: bool,
+    *,
+    flags: str,
+    available: int | None = None,
+) -> None:
+    """Refuses a training whose :func:`training_memory_floor` exceeds the memory
+    available now (``psutil.virtual_memory().available``), before its weights are
+    allocated: a ``latent_dim`` or ``batch_size`` typo would otherwise end in the
+    kernel's out-of-memory kill, with no message.
+
+    Args:
+      num_items, num_decoders, latent_dim, batch_size, full_softmax: as
+        :func:`training_memory_floor`.
+      flags: the settings to name in the error (e.g. ``"--latent-dim / --batch-size"``).
+      available: bytes available (default: measured now).
+
+    Raises:
+      ValueError: naming the floor, the memory available and ``flags``.
+    """
+    if available is None:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    need = training_memory_floor(num_items, num_decoders, latent_dim, batch_size, full_softmax)
+    if need > available:
+        raise ValueError(
+            f"training at latent_dim {latent_dim:,} over {num_items:,} items with "
+            f"{num_decoders} decoder(s) and batches of {batch_size:,} users needs at least "
+            f"{need / 1e9:,.1f} GB (decoder weights and Adam slots"
+            + (", one batch of logits" if full_softmax and batch_size else "")
+            + f") and {available / 1e9:,.1f} GB is available: lower {flags}"
+        )
+
+
 def learning_rate(config: BVAEConfig) -> float | tf.keras.optimizers.schedules.LearningRateSchedule:
     """The optimizer's learning rate: ``config.learning_rate``, or under
     ``config.lr_schedule="cosine"`` ``CosineDecay(learning_rate, lr_decay_steps,

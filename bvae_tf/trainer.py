@@ -333,8 +333,10 @@ def _train_dataset(train_files, tf_transform_output, behaviors, settings) -> tf.
     )
 
 
-def _trainable_model(model_config, train_ds: tf.data.Dataset):
-    """The model of a trained variant, ready for :func:`training.fit`.
+def _trainable_model(model_config, train_ds: tf.data.Dataset, batch_size: int):
+    """The model of a trained variant, ready for :func:`training.fit`, after
+    :func:`bvae_tf.model.check_training_memory` (``batch_size``: the training batch;
+    counted only when the data fills more than one batch).
 
     Returns:
       ``(model, train_dataset, steps_per_epoch)``: for BVAE, VAE (U.) and VAE++ the
@@ -342,6 +344,14 @@ def _trainable_model(model_config, train_ds: tf.data.Dataset):
       whose alternating phases count batches, the prepared model, ``train_ds``
       repeated and one RecVAE epoch's batches (``PerBehaviorRecVAE.steps_per_epoch``).
     """
+    model_lib.check_training_memory(
+        model_config.num_items,
+        len(model_config.behaviors),
+        model_config.latent_dim,
+        batch_size if int(train_ds.cardinality()) > 1 else 0,
+        not model_config.sampled_softmax,
+        flags="model.latent_dim or training.batch_size",
+    )
     if model_config.variant != "recvae":
         return model_lib.build_model(model_config), train_ds, None
     steps_per_pass = int(train_ds.cardinality())  # known: the examples are held in memory
@@ -426,7 +436,9 @@ def tuner_fn(fn_args: Any) -> Any:
         model_config = bvae_config.model_config(behaviors, num_items, model_section)
         tf.keras.utils.set_random_seed(settings["seed"])
         train_ds = _train_dataset(fn_args.train_files, tf_transform_output, behaviors, settings)
-        model, train_ds, steps_per_epoch = _trainable_model(model_config, train_ds)
+        model, train_ds, steps_per_epoch = _trainable_model(
+            model_config, train_ds, settings["batch_size"]
+        )
         result = training.fit(
             model,
             train_ds,
@@ -571,7 +583,9 @@ def run_fn(fn_args: Any) -> None:
                 extra={console.CONSOLE: True},
             )
         with strategy.scope():
-            model, train_ds, steps_per_epoch = _trainable_model(model_config, train_ds)
+            model, train_ds, steps_per_epoch = _trainable_model(
+                model_config, train_ds, settings["batch_size"]
+            )
             started_from = _maybe_warm_start(model, fn_args, tf_transform_output, settings)
             if model_config.sampled_softmax and model_config.sampled_proposal == "popularity":
                 model.fit_proposal(train_ds)  # this span's counts, after any warm start

@@ -1738,3 +1738,14 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
             _run(release_dir, tmp_path, "--name", "e", *extra)
         assert message in capsys.readouterr().err
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize("model", ["bvae", "vae_t", "vae_pp"])
+def test_a_latent_dim_too_large_for_the_memory_is_refused_before_training(
+    release_dir, tmp_path, capsys, model
+):
+    """2**30 latent dimensions over 25 items: hundreds of GB of decoder weights."""
+    _run(release_dir, tmp_path, "--model", model, "--latent-dim", str(2**30), code=2)
+    err = capsys.readouterr().err
+    assert "GB is available: lower --latent-dim or --batch-size" in err
+    assert not (tmp_path / f"{model}.json").exists()

@@ -1389,3 +1389,14 @@ def test_latent_dims_keep_each_behaviors_first_coordinates(tiny_batch, tmp_path)
     ):
         with pytest.raises(ValueError, match="latent_dims must be one int in"):
             _config(**bad)
+
+
+def test_training_memory_floor_counts_the_decoders_and_one_batch_of_logits():
+    # 3 decoders of [100, 1000] float32 with 2 Adam slots; 3 x [50, 1000] logits.
+    assert Mo.training_memory_floor(1000, 3, 100, 50, True) == 12 * 300_000 + 4 * 150_000
+    assert Mo.training_memory_floor(1000, 3, 100, 50, False) == 12 * 300_000
+    Mo.check_training_memory(1000, 3, 100, 50, True, flags="x", available=4_200_000)
+    with pytest.raises(
+        ValueError, match=r"needs at least 0.0 GB .* and 0.0 GB is available: lower x"
+    ):
+        Mo.check_training_memory(1000, 3, 100, 50, True, flags="x", available=4_199_999)

@@ -337,6 +337,30 @@ def test_top_k_above_the_vocabulary_fails_before_the_first_epoch(data, tmp_path,
         trainer.run_fn(args)
 
 
+@pytest.mark.parametrize(
+    "model, available",
+    [
+        ({"latent_dim": 2**30}, None),
+        ({"variant": "recvae", "latent_dim": 2**30}, None),
+        ({}, 1),  # a machine with 1 byte free
+    ],
+)
+def test_a_training_that_cannot_fit_in_memory_fails_before_any_weight(
+    data, tmp_path, monkeypatch, model, available
+):
+    """A typo in latent_dim (or a machine too small) is refused with the floor and the
+    memory available, not ended by the kernel's OOM kill."""
+    built = []
+    monkeypatch.setattr(trainer.model_lib, "build_model", lambda *a, **k: built.append(a))
+    if available is not None:
+        memory = type("Memory", (), {"available": available})
+        monkeypatch.setattr("psutil.virtual_memory", memory)
+    args = _fn_args(data, tmp_path, model=model)
+    with pytest.raises(ValueError, match=r"needs at least .* GB .* available: lower model.latent"):
+        trainer.run_fn(args)
+    assert not built
+
+
 def test_the_export_describes_itself(exported):
     model, output, export_dir = exported
     info = export.read_export_info(export_dir)
