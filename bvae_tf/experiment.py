@@ -658,13 +658,8 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         cfg_dict = dict(model.get_config(), behaviors=list(behaviors))
     else:
         cfg = _config(args, behaviors, data.num_items, seed, variant)
-        Mo.check_training_memory(
-            cfg.num_items,
-            len(cfg.behaviors),
-            cfg.latent_dim,
-            min(args.batch_size, len(data.train_users())),
-            not cfg.sampled_softmax,
-            flags=_MEMORY_FLAGS,
+        Mo.check_config_memory(
+            cfg, min(args.batch_size, len(data.train_users())), flags=_MEMORY_FLAGS
         )
         model = Mo.build_model(cfg, optimizer_jit_compile=args.optimizer_jit)
         if cfg.sampled_softmax and cfg.sampled_proposal == "popularity":

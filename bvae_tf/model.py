@@ -694,29 +694,73 @@ _BYTES_PER_TRAINED_WEIGHT = 12
 
 
 def training_memory_floor(
-    num_items: int, num_decoders: int, latent_dim: int, batch_size: int, full_softmax: bool
+    num_items: int,
+    num_decoders: int,
+    latent_dim: int,
+    batch_size: int,
+    full_softmax: bool,
+    *,
+    square_kernels: int = 0,
 ) -> int:
     """A floor of the memory, in bytes, that training a VAE-family model needs.
 
     Counts only what every trained variant (BVAE and its ablations, VAE (U.)/(T.),
     VAE++, RecVAE) has: one ``[latent_dim, num_items]`` float32 softmax decoder per
-    scored behavior, with Adam's two slots; with a full softmax also one batch of
-    ``[batch_size, num_items]`` float32 logits per decoder. Encoders, gates,
-    activations and TensorFlow itself come on top, so the true peak is higher.
+    reconstruction task, with Adam's two slots; with a full softmax also one batch of
+    ``[batch_size, num_items]`` float32 logits per decoder; and ``square_kernels``
+    ``[latent_dim, latent_dim]`` kernels with their slots (BVAE's gated GFF:
+    :func:`config_square_kernels`). Encoders, other layers, activations and
+    TensorFlow itself come on top, so the true peak is higher.
 
     Args:
       num_items: ``m``, the catalog size.
-      num_decoders: the behaviors scored (one decoder each).
+      num_decoders: the reconstruction tasks (one decoder each; 1 for VAE (U.)).
       latent_dim: ``d``.
       batch_size: users in the largest training batch (0 if unknown).
       full_softmax: False under ``sampled_softmax`` (no ``[B, m]`` logits).
+      square_kernels: ``[d, d]`` kernels of the model.
 
     Returns:
       The floor, in bytes (an int).
     """
-    weights = _BYTES_PER_TRAINED_WEIGHT * num_decoders * latent_dim * num_items
+    weights = num_decoders * latent_dim * num_items + square_kernels * latent_dim**2
     logits = 4 * num_decoders * batch_size * num_items if full_softmax else 0
-    return weights + logits
+    return _BYTES_PER_TRAINED_WEIGHT * weights + logits
+
+
+def config_square_kernels(config: BVAEConfig) -> int:
+    """The ``[d, d]`` kernels a trained ``config`` has for certain: one GFF kernel per
+    task for BVAE with several tasks, GFF on and a gate reading other than
+    ``"reference"`` (whose kernel is ``[d, 1]``); else 0."""
+    gff = (
+        config.variant == "bvae"
+        and config.multi_behavior
+        and config.use_gff
+        and config.gate_mode != "reference"
+    )
+    return len(config.tasks) if gff else 0
+
+
+def check_config_memory(
+    config: BVAEConfig, batch_size: int, *, flags: str, available: int | None = None
+) -> None:
+    """:func:`check_training_memory` of a trained ``config`` (its tasks, latent size,
+    softmax and GFF kernels) with batches of ``batch_size`` users (0 if unknown) and
+    ``available`` bytes (default: measured now).
+
+    Raises:
+      ValueError: as :func:`check_training_memory`.
+    """
+    check_training_memory(
+        config.num_items,
+        len(config.tasks),
+        config.latent_dim,
+        batch_size,
+        not config.sampled_softmax,
+        flags=flags,
+        available=available,
+        square_kernels=config_square_kernels(config),
+    )
 
 
 def check_training_memory(
@@ -728,6 +772,7 @@ def check_training_memory(
     *,
     flags: str,
     available: int | None = None,
+    square_kernels: int = 0,
 ) -> None:
     """Refuses a training whose :func:`training_memory_floor` exceeds the memory
     available now (``psutil.virtual_memory().available``), before its weights are
@@ -735,8 +780,8 @@ def check_training_memory(
     kernel's out-of-memory kill, with no message.
 
     Args:
-      num_items, num_decoders, latent_dim, batch_size, full_softmax: as
-        :func:`training_memory_floor`.
+      num_items, num_decoders, latent_dim, batch_size, full_softmax, square_kernels:
+        as :func:`training_memory_floor`.
       flags: the settings to name in the error (e.g. ``"--latent-dim / --batch-size"``).
       available: bytes available (default: measured now).
 
@@ -747,14 +792,20 @@ def check_training_memory(
         import psutil
 
         available = psutil.virtual_memory().available
-    need = training_memory_floor(num_items, num_decoders, latent_dim, batch_size, full_softmax)
+    need = training_memory_floor(
+        num_items, num_decoders, latent_dim, batch_size, full_softmax, square_kernels=square_kernels
+    )
     if need > available:
+        counted = ["decoder weights and Adam slots"]
+        if square_kernels:
+            counted.append(f"{square_kernels} [d, d] gate kernel(s)")
+        if full_softmax and batch_size:
+            counted.append(f"one batch of logits ({batch_size:,} users)")
         raise ValueError(
             f"training at latent_dim {latent_dim:,} over {num_items:,} items with "
-            f"{num_decoders} decoder(s) and batches of {batch_size:,} users needs at least "
-            f"{need / 1e9:,.1f} GB (decoder weights and Adam slots"
-            + (", one batch of logits" if full_softmax and batch_size else "")
-            + f") and {available / 1e9:,.1f} GB is available: lower {flags}"
+            f"{num_decoders} decoder(s) needs at least {need / 1e9:,.1f} GB "
+            f"({', '.join(counted)}) and {available / 1e9:,.1f} GB is available: "
+            f"lower {flags}"
         )
 
 

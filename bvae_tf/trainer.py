@@ -344,12 +344,9 @@ def _trainable_model(model_config, train_ds: tf.data.Dataset, batch_size: int):
       whose alternating phases count batches, the prepared model, ``train_ds``
       repeated and one RecVAE epoch's batches (``PerBehaviorRecVAE.steps_per_epoch``).
     """
-    model_lib.check_training_memory(
-        model_config.num_items,
-        len(model_config.behaviors),
-        model_config.latent_dim,
+    model_lib.check_config_memory(
+        model_config,
         batch_size if int(train_ds.cardinality()) > 1 else 0,
-        not model_config.sampled_softmax,
         flags="model.latent_dim or training.batch_size",
     )
     if model_config.variant != "recvae":

@@ -1740,12 +1740,25 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "e.json").exists()
 
 
-@pytest.mark.parametrize("model", ["bvae", "vae_t", "vae_pp"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        # 2**30 latent dimensions over 25 items: hundreds of GB of decoder weights.
+        ("bvae", 2**30),
+        ("vae_t", 2**30),
+        ("vae_pp", 2**30),
+        ("vae_u", 2**30),
+        # 40,000 over 25 items: the decoders are small, BVAE's three [d, d] GFF kernels
+        # 58 GB with Adam's slots (a machine of 10 GB below).
+        ("bvae", 40_000),
+    ],
+)
 def test_a_latent_dim_too_large_for_the_memory_is_refused_before_training(
-    release_dir, tmp_path, capsys, model
+    release_dir, tmp_path, capsys, monkeypatch, case
 ):
-    """2**30 latent dimensions over 25 items: hundreds of GB of decoder weights."""
-    _run(release_dir, tmp_path, "--model", model, "--latent-dim", str(2**30), code=2)
+    model, latent_dim = case
+    monkeypatch.setattr("psutil.virtual_memory", type("Memory", (), {"available": 10**10}))
+    _run(release_dir, tmp_path, "--model", model, "--latent-dim", str(latent_dim), code=2)
     err = capsys.readouterr().err
     assert "GB is available: lower --latent-dim or --batch-size" in err
     assert not (tmp_path / f"{model}.json").exists()

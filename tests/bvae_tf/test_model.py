@@ -1400,3 +1400,29 @@ def test_training_memory_floor_counts_the_decoders_and_one_batch_of_logits():
         ValueError, match=r"needs at least 0.0 GB .* and 0.0 GB is available: lower x"
     ):
         Mo.check_training_memory(1000, 3, 100, 50, True, flags="x", available=4_199_999)
+
+
+@pytest.mark.parametrize(
+    "overrides, decoders, square",
+    [
+        ({}, 3, 3),  # gated GFF: one [d, d] kernel per behavior
+        ({"gate_mode": "reference"}, 3, 0),  # its GFF kernel is [d, 1]
+        ({"use_gff": False}, 3, 0),
+        ({"variant": "union_vae"}, 1, 0),  # one decoder, of the union
+    ],
+)
+def test_a_configs_memory_floor_counts_its_tasks_and_gate_kernels(overrides, decoders, square):
+    config = Mo.BVAEConfig(
+        behaviors=("purchase", "click", "favorite"), num_items=1000, latent_dim=100, **overrides
+    )
+    assert Mo.config_square_kernels(config) == square
+    floor = 12 * (decoders * 100 * 1000 + square * 100**2) + 4 * decoders * 50 * 1000
+    with pytest.raises(ValueError, match=rf"with {decoders} decoder"):
+        Mo.check_config_memory(config, 50, flags="x", available=floor - 1)
+    if square:
+        with pytest.raises(ValueError, match=rf"{square} \[d, d\] gate kernel"):
+            Mo.check_config_memory(config, 50, flags="x", available=floor - 1)
+    import psutil
+
+    assert floor < psutil.virtual_memory().available  # the check passes on this machine
+    Mo.check_config_memory(config, 50, flags="x")
