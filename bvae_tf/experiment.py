@@ -594,6 +594,12 @@ def _paper_best(history: list[dict], behaviors: Sequence[str], name: str = "test
 _MEMORY_FLAGS = "--latent-dim or --batch-size"
 
 
+def _memory_flags(args) -> str:
+    """:data:`_MEMORY_FLAGS`, and the search's values under ``--tune``/``--grid``."""
+    searched = getattr(args, "tune", 0) or getattr(args, "grid", None)
+    return _MEMORY_FLAGS + (" (or the searched values)" if searched else "")
+
+
 def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=None):
     import tensorflow as tf
 
@@ -636,7 +642,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
             model.settings["latent"],
             min(args.batch_size, len(data.train_users())),
             True,
-            flags=_MEMORY_FLAGS,
+            flags=_memory_flags(args),
         )
         model.prepare(next(iter(train)))
         cfg_dict = dict(model.get_config())
@@ -659,7 +665,7 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
     else:
         cfg = _config(args, behaviors, data.num_items, seed, variant)
         Mo.check_config_memory(
-            cfg, min(args.batch_size, len(data.train_users())), flags=_MEMORY_FLAGS
+            cfg, min(args.batch_size, len(data.train_users())), flags=_memory_flags(args)
         )
         model = Mo.build_model(cfg, optimizer_jit_compile=args.optimizer_jit)
         if cfg.sampled_softmax and cfg.sampled_proposal == "popularity":
@@ -690,6 +696,8 @@ def _train_one(args, data, behaviors, *, variant, seed, log_dir, checkpoint_dir=
         "eval_seconds": result.eval_seconds,
         "seconds_per_epoch": result.train_seconds / max(result.epochs_run, 1),
         **({"resumed_at": result.resumed_at} if result.resumed_at else {}),
+        # The loss was not finite after this epoch: the run kept the best epoch before.
+        **({"diverged_at": result.diverged_at} if result.diverged_at else {}),
         "selection_score": result.best_score,
         "valid": {
             b: {k.split("/", 2)[2]: v for k, v in best.items() if k.startswith(f"valid/{b}/")}
@@ -1129,11 +1137,19 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
     for done in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
         if done.status == "COMPLETED":  # before a kill: its record read back
             trials.append(trial_record(dict(done.hyperparameters.values)))
-    tuner.search()
+    try:
+        tuner.search()
+    except RuntimeError as e:  # KerasTuner's stop after 3 failed trials in a row
+        logging.info("the search stopped", exc_info=True)
+        if trials:
+            logging.warning(
+                "tune: the search stopped: %s",
+                str(e).splitlines()[0],
+                extra={console.CONSOLE: True},
+            )
     if not trials:
-        raise RuntimeError(
-            f"--tune: none of the {args.tune} trials finished (their errors are in the log)"
-        )
+        first = f": the first failed with: {tuner.failures[0][1]}" if tuner.failures else ""
+        raise ValueError(f"--tune: none of the {args.tune} trials finished{first}")
     best = max(trials, key=lambda t: t["selection_score"])
     if len(trials) < args.tune:
         failed = sum(t.status == "FAILED" for t in tuner.oracle.trials.values())
@@ -1163,10 +1179,14 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
     test split once, with that trial's model only. With ``--selected-from``
     (``args.selected_points``, from :func:`selected_points`) it trains only the point
     chosen there for ``behaviors`` and records where the choice came from
-    (``"selected_from"``) instead of ``"trials"``."""
+    (``"selected_from"``) instead of ``"trials"``. A point whose training diverges
+    or cannot fit in memory is skipped and kept in ``"failed_trials"``; if every point
+    fails, ``ValueError`` names the first failure."""
+    from bvae_tf import model as Mo
+
     chosen = getattr(args, "selected_points", None)
     points = grid_points(args.grid) if chosen is None else [chosen["+".join(behaviors)]]
-    trials, best = [], None
+    trials, failed, best = [], [], None
     for i, point in enumerate(points):
         if point:
             logging.info(
@@ -1176,15 +1196,29 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
         point_name = "_".join(f"{k}={v}" for k, v in point.items())
         trial_log = log_dir / point_name if point and log_dir is not None else log_dir
         root = getattr(args, "checkpoint_root", None)
-        run, model, test = _train_one(
-            trial_args,
-            data,
-            behaviors,
-            variant=variant,
-            seed=seed,
-            log_dir=trial_log,
-            checkpoint_dir=None if root is None else _state_dir(root, seed, behaviors, point_name),
-        )
+        try:
+            run, model, test = _train_one(
+                trial_args,
+                data,
+                behaviors,
+                variant=variant,
+                seed=seed,
+                log_dir=trial_log,
+                checkpoint_dir=None
+                if root is None
+                else _state_dir(root, seed, behaviors, point_name),
+            )
+        except (FloatingPointError, Mo.MemoryFloorError) as e:
+            if len(points) == 1:
+                raise
+            # A point whose training diverges (or cannot fit): the search goes on.
+            logging.info("trial %s failed", point, exc_info=True)
+            logging.warning(
+                "trial %d/%d %s failed: %s", i + 1, len(points), point, e,
+                extra={console.CONSOLE: True},
+            )  # fmt: skip
+            failed.append({"point": point, "error": str(e)})
+            continue
         trials.append(
             {
                 "point": point,
@@ -1199,6 +1233,11 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
             best = (run, model, test, point)
         del model
         gc.collect()  # Keras models are reference cycles: free a trial's weights now
+    if best is None:
+        raise ValueError(
+            f"every --grid point failed for {'+'.join(behaviors)}; the first: "
+            f"{failed[0]['point']}: {failed[0]['error']}"
+        )
     run, model, test, point = best
     start = time.perf_counter()
     if args.boost_grid:
@@ -1215,6 +1254,8 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
         run["selected"] = point
         run["trials"] = trials
         run["train_seconds"] = sum(t["train_seconds"] for t in trials)
+        if failed:  # kept apart: "trials" are the trained points
+            run["failed_trials"] = failed
     return run
 
 

@@ -687,6 +687,11 @@ class BVAE(tf.keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
+class MemoryFloorError(ValueError):
+    """A training refused by :func:`check_training_memory`: it cannot fit in the
+    memory available."""
+
+
 #: Bytes each trained float32 decoder weight holds at least while training: the
 #: weight and Adam's two moment slots (the gradient is not counted: a sampled
 #: softmax's is sparse).
@@ -786,7 +791,8 @@ def check_training_memory(
       available: bytes available (default: measured now).
 
     Raises:
-      ValueError: naming the floor, the memory available and ``flags``.
+      MemoryFloorError: (a ``ValueError``) naming the floor, the memory available and
+        ``flags``.
     """
     if available is None:
         import psutil
@@ -801,7 +807,7 @@ def check_training_memory(
             counted.append(f"{square_kernels} [d, d] gate kernel(s)")
         if full_softmax and batch_size:
             counted.append(f"one batch of logits ({batch_size:,} users)")
-        raise ValueError(
+        raise MemoryFloorError(
             f"training at latent_dim {latent_dim:,} over {num_items:,} items with "
             f"{num_decoders} decoder(s) needs at least {need / 1e9:,.1f} GB "
             f"({', '.join(counted)}) and {available / 1e9:,.1f} GB is available: "

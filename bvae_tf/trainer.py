@@ -628,6 +628,7 @@ def run_fn(fn_args: Any) -> None:
             "best_score": result.best_score,
             "epochs_run": result.epochs_run,
             "stopped_early": result.stopped_early,
+            "diverged_at": result.diverged_at,
             "train_seconds": result.train_seconds,
             "eval_seconds": result.eval_seconds,
             "seconds": seconds,

@@ -47,6 +47,8 @@ class FitResult:
         the state kept for ``checkpoint_dir`` excluded; over every resumed part).
       eval_seconds: the epochs' wall time in evaluation, summed.
       resumed_at: epochs after which a killed run was resumed (``checkpoint_dir``).
+      diverged_at: the epoch whose training loss was not finite, which stopped the run
+        with the best epoch before it (0: none).
     """
 
     best_epoch: int
@@ -57,6 +59,7 @@ class FitResult:
     train_seconds: float
     eval_seconds: float
     resumed_at: list[int] = dataclasses.field(default_factory=list)
+    diverged_at: int = 0
 
 
 def compile_model(model, optimizer_jit_compile: bool = False) -> None:
@@ -279,6 +282,7 @@ def fit(
         train_seconds=sum(h["train_seconds"] for h in monitor.history),
         eval_seconds=sum(h["eval_seconds"] for h in monitor.history),
         resumed_at=monitor.resumed_at,
+        diverged_at=monitor.diverged_at,
     )
 
 
@@ -524,6 +528,7 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
         self.verbose = verbose
         self.history: list[dict[str, float]] = []
         self.best_epoch = 0
+        self.diverged_at = 0
         self.best_score = float("-inf")
         self.best_weights = None
         self.wait = 0
@@ -560,6 +565,7 @@ class _RankingMonitor(tf.keras.callbacks.Callback):
                 self.best_epoch,
                 extra={console.CONSOLE: True},
             )
+            self.diverged_at = epoch + 1
             self.model.stop_training = True
             return
         record = {"epoch": float(epoch + 1)}

@@ -24,12 +24,15 @@ length of a cosine decay of the learning rate (``lr_schedule="cosine"``,
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from absl import logging
 
+from bvae_tf import console
 from bvae_tf.config import reject_unknown
 
 ALGORITHMS = ("random", "bayesian", "grid")
@@ -270,9 +273,37 @@ def make_tuner(
         """One trial = one BVAE training run with BVAE's own loop (the model is
         built per trial: its batch size and beta schedule depend on the values)."""
 
+        #: ``(trial id, message)`` of each trial that failed, in order.
+        failures: list[tuple[str, str]] = []
+
         def run_trial(self, trial, *args, **kwargs):
-            result = train_trial(dict(trial.hyperparameters.values))
+            try:
+                result = train_trial(dict(trial.hyperparameters.values))
+            except (ValueError, FloatingPointError, MemoryError) as e:
+                # Settings a trial's values make impossible (a diverged loss, a model
+                # too large): the trial fails, the search goes on; the traceback goes
+                # to the log, one line to the console.
+                logging.info("Tuner trial %s failed", trial.trial_id, exc_info=True)
+                logging.warning(
+                    "Tuner trial %s %s failed: %s",
+                    trial.trial_id,
+                    dict(trial.hyperparameters.values),
+                    e,
+                    extra={console.CONSOLE: True},
+                )
+                self.failures.append((trial.trial_id, str(e)))
+                raise keras_tuner.errors.FailedTrialError(str(e)) from e
             return {OBJECTIVE: float(result.best_score)}
+
+        def search(self, *fit_args, **fit_kwargs):
+            # KerasTuner prints each failed trial's traceback to stderr
+            # (keras_tuner.config.DEBUG): to the log instead.
+            with contextlib.redirect_stderr(io.StringIO()) as printed:
+                try:
+                    return super().search(*fit_args, **fit_kwargs)
+                finally:
+                    if printed.getvalue().strip():
+                        logging.info("KerasTuner printed:\n%s", printed.getvalue())
 
         # TFX's Tuner prints these summaries; ``train_trial`` reports each trial in
         # one line, so they go to the log (file), not to stdout.

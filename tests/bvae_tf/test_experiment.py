@@ -1762,3 +1762,38 @@ def test_a_latent_dim_too_large_for_the_memory_is_refused_before_training(
     err = capsys.readouterr().err
     assert "GB is available: lower --latent-dim or --batch-size" in err
     assert not (tmp_path / f"{model}.json").exists()
+
+
+def test_a_grid_point_that_diverges_is_skipped_and_kept_apart(
+    release_dir, tmp_path, capsys, monkeypatch
+):
+    train_one = experiment._train_one
+
+    def diverging_at_1e_2(args, *rest, **kwargs):
+        if args.lr >= 1e-2:
+            raise FloatingPointError("the training loss is nan after epoch 1, before any")
+        return train_one(args, *rest, **kwargs)
+
+    monkeypatch.setattr(experiment, "_train_one", diverging_at_1e_2)
+    _run(release_dir, tmp_path, "--name", "g", "--seeds", "1", "--grid", "lr=1e-3,1e-2")
+    assert "trial 2/2 {'lr': 0.01} failed: the training loss is nan" in capsys.readouterr().err
+    (run,) = json.loads((tmp_path / "g.json").read_text())["runs"]
+    assert [t["point"] for t in run["trials"]] == [{"lr": 1e-3}] == [run["selected"]]
+    assert run["failed_trials"] == [
+        {"point": {"lr": 1e-2}, "error": "the training loss is nan after epoch 1, before any"}
+    ]
+    # Every point failing: one error line naming the first failure, no result.
+    _run(release_dir, tmp_path, "--name", "h", "--seeds", "1", "--grid", "lr=1e-2,2e-2", code=2)
+    assert "every --grid point failed" in capsys.readouterr().err
+    assert not (tmp_path / "h.json").exists()
+
+
+def test_a_tune_whose_trials_all_fail_ends_in_one_line(release_dir, tmp_path, capsys):
+    """KerasTuner prints a failed trial's traceback to stderr: it goes to the log."""
+    argv = ["--data", str(release_dir), "--out", str(tmp_path), "--no-optimizer-jit"]
+    argv += ["--tune", "1", "--tune-space", f"latent_dim={2**30}", "--epochs", "1"]
+    assert experiment.main(argv) == 2
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err + out.out
+    assert "--tune: none of the 1 trials finished: the first failed with: training at" in out.err
+    assert "lower --latent-dim or --batch-size (or the searched values)" in out.err

@@ -215,6 +215,7 @@ def test_a_diverged_epoch_stops_training_or_fails_clearly(tiny_data):
     monitor.on_epoch_begin(1)
     monitor.on_epoch_end(1, {"loss": float("inf")})
     assert model.stop_training and len(monitor.history) == 1 and monitor.best_epoch == 1
+    assert monitor.diverged_at == 2  # FitResult.diverged_at, the run's "diverged_at"
 
 
 def test_fit_rejects_bad_arguments(tiny_data):
