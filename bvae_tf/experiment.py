@@ -218,8 +218,9 @@ def _parser() -> argparse.ArgumentParser:
         "nothing written, no data parsed: the --data folder must exist, each modelled "
         "behavior (--behaviors, else those with a non-blank train file) have non-blank "
         "train, valid and test files there, and --loss-weights / --latent-dims one value "
-        "per modelled behavior, and a --selected-from RESULT, where it exists, be of this "
-        "command and data; scripts/run_comparison.sh checks each row so",
+        "per modelled behavior, and a --selected-from RESULT and a kept OUT/NAME.json, "
+        "where they exist, be of this command and data; scripts/run_comparison.sh checks "
+        "each row so",
     )
     p.add_argument(
         "--verbose",
@@ -3260,7 +3261,6 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                 )
             except ValueError as e:
                 _parser().error(str(e))
-        return 0
     # After the flags are checked: a bad flag is named, not a kept result's command.
     existing = pathlib.Path(args.out) / f"{name}.json"
     try:
@@ -3277,7 +3277,7 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
             f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "
             "choose another --name or --out"
         )
-    command = command_line(argv)
+    command = command_line([a for a in argv if a != "--check"])
     if existing.is_file() and not args.overwrite:
         kept = _kept_result(existing, command, None)
         if kept is None:
@@ -3296,6 +3296,8 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                 f"files of --data {args.data!r} changed since. Choose another --name or "
                 "--out, or pass --overwrite to replace it"
             )
+    if args.check:  # the flags, RESULT and the kept result checked: nothing written
+        return 0
     if not pathlib.Path(args.data).is_dir():  # after the flags, before the log file
         what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
         _parser().error(f"--data {args.data!r} {what}")

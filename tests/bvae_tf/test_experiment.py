@@ -1797,3 +1797,14 @@ def test_a_tune_whose_trials_all_fail_ends_in_one_line(release_dir, tmp_path, ca
     assert "Traceback" not in out.err + out.out
     assert "--tune: none of the 1 trials finished: the first failed with: training at" in out.err
     assert "lower --latent-dim or --batch-size (or the searched values)" in out.err
+
+
+def test_check_refuses_a_command_whose_kept_result_the_run_would_refuse(
+    release_dir, tmp_path, capsys
+):
+    _run(release_dir, tmp_path, "--name", "ok", "--seeds", "1")
+    _run(release_dir, tmp_path, "--name", "ok", "--seeds", "1", "--check")  # the same: resumes
+    with pytest.raises(SystemExit):
+        _run(release_dir, tmp_path, "--name", "ok", "--seeds", "1", "--epochs", "3", "--check")
+    assert "holds the result of another command (it has '--epochs 2'" in capsys.readouterr().err
+    assert experiment.check_commands([f"--data {release_dir} --out {tmp_path} --name ok"]) == 2
