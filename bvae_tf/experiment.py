@@ -71,6 +71,7 @@ import math
 import os
 import pathlib
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -124,10 +125,12 @@ PROTOCOL_TITLES = {
 
 
 class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` with each flag's default, except an unset (None) or off (False) one."""
+    """``--help`` with each flag's default, except an unset (None) or off (False) one
+    and one whose help already says it."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False:
+        said = re.search(r"\(default\b", action.help or "")
+        if action.default is None or action.default is False or said:
             return action.help or ""
         return super()._get_help_string(action)
 
@@ -1293,6 +1296,8 @@ def _selection_source(path, command: str, digest: str | None) -> dict:
         text = pathlib.Path(path).read_text()
     except OSError as e:
         raise ValueError(f"{where}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where} is not UTF-8 text ({e}): not a result file") from e
     try:
         result = json.loads(text)
     except ValueError as e:

@@ -1729,6 +1729,11 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
         code=2,
     )
     assert "is not JSON" in capsys.readouterr().err
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(SystemExit):
+        _run(release_dir, tmp_path, "--name", "f", *grid, "--check",
+             "--selected-from", str(tmp_path / "binary.json"))  # fmt: skip
+    assert f"{str(tmp_path / 'binary.json')!r} is not UTF-8 text" in capsys.readouterr().err
     for extra, message in (
         (("--selected-from", source), "give the same --grid"),
         ((*grid, "--selected-from", str(tmp_path / "none.json")), "has that search run"),
@@ -1808,3 +1813,12 @@ def test_check_refuses_a_command_whose_kept_result_the_run_would_refuse(
         _run(release_dir, tmp_path, "--name", "ok", "--seeds", "1", "--epochs", "3", "--check")
     assert "holds the result of another command (it has '--epochs 2'" in capsys.readouterr().err
     assert experiment.check_commands([f"--data {release_dir} --out {tmp_path} --name ok"]) == 2
+
+
+@pytest.mark.unit
+def test_help_says_each_default_once():
+    import re
+
+    text = " ".join(experiment._parser().format_help().split())
+    assert not re.search(r"\(default[^)]*\) \(default", text), text
+    assert "output folder (default: out/experiments)" in text
