@@ -80,7 +80,13 @@ UNUSED_ID_SHARE = 0.1
 def _read_pairs(path: pathlib.Path) -> np.ndarray:
     # A UTF-8 byte-order mark (an editor's) is dropped, as the ExampleGen's CSV reader
     # drops it.
-    rows = [line.split() for line in path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines()]
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    if b"\x00" in raw[:4096]:  # UTF-16/32 text or a binary file: no line would parse
+        raise ValueError(
+            f"{path}: holds NUL bytes (UTF-16 or UTF-32 text, or not text): expected "
+            "ASCII or UTF-8 lines of 'user item'"
+        )
+    rows = [line.split() for line in raw.splitlines()]
     for number, fields in enumerate(rows, 1):
         if fields and len(fields) != 2:
             raise ValueError(
@@ -98,9 +104,11 @@ def _read_pairs(path: pathlib.Path) -> np.ndarray:
         pairs = np.array(tokens, dtype=np.int64).reshape(-1, 2)
     except (ValueError, OverflowError) as e:
         number = next(n for n, fields in enumerate(rows, 1) if not _integers(fields))
+        digits = all(t.isdigit() for t in rows[number - 1])
         raise ValueError(
-            f"{path}, line {number}: ids must be integers below 2**63, got "
-            f"{b' '.join(rows[number - 1]).decode(errors='replace')!r} ({e})"
+            f"{path}, line {number}: ids must be "
+            + ("below 2**63" if digits else "integers written as decimal digits")
+            + f", got {b' '.join(rows[number - 1]).decode(errors='replace')!r} ({e})"
         ) from e
     if len(pairs) and pairs.min() < 1:
         first = int(np.flatnonzero((pairs < 1).any(axis=1))[0])

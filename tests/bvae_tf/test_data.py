@@ -103,7 +103,13 @@ def test_load_release_explicit_behaviors_and_errors(release, tmp_path_factory):
     with pytest.raises(ValueError, match="target_train, line 3: expected 'user item', got 3"):
         D.load_release(bad)
     (bad / "target_train").write_text(f"1 {10**23}\n")
-    with pytest.raises(ValueError, match="ids must be integers below 2\\*\\*63"):
+    with pytest.raises(ValueError, match="ids must be below 2\\*\\*63"):
+        D.load_release(bad)
+    (bad / "target_train").write_text("1.0 2\n")  # not too large: not an integer
+    with pytest.raises(ValueError, match="line 1: ids must be integers written as decimal"):
+        D.load_release(bad)
+    (bad / "target_train").write_text("1 2\n3 4\n", encoding="utf-16")
+    with pytest.raises(ValueError, match="holds NUL bytes \\(UTF-16 or UTF-32 text"):
         D.load_release(bad)
     (bad / "target_train").write_text("1 2\n2 50000000\n")
     with pytest.raises(ValueError, match="largest item id is 50,000,000 but only 2 distinct"):
