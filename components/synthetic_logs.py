@@ -31,6 +31,7 @@ import dataclasses
 import datetime
 import gzip
 import io
+import math
 import pathlib
 from collections import Counter
 from typing import Any
@@ -49,6 +50,11 @@ BAD_ROW_KINDS: tuple[str, ...] = (
     "wrong_column_count",
     "undecodable_bytes",
 )
+
+
+#: The largest mean sessions per user or views per session (numpy's Poisson sampler
+#: refuses far larger means; a log this dense is no shop's).
+MAX_MEAN_COUNT = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +93,21 @@ class SyntheticLogConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type in (int, "int"):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"{field.name} must be an integer, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{field.name} must be a number, got {value!r}")
+            elif not math.isfinite(value):
+                raise ValueError(f"{field.name} must be finite, got {value!r}")
+        for name in ("sessions_per_user", "views_per_session"):
+            if getattr(self, name) > MAX_MEAN_COUNT:
+                raise ValueError(
+                    f"{name} must be <= {MAX_MEAN_COUNT:,} (a mean count per user or "
+                    f"session), got {getattr(self, name)!r}"
+                )
         for name in ("num_users", "num_items", "num_clusters", "days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")

@@ -291,7 +291,12 @@ class PipelineConfig:
         seed = self.synthetic.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"synthetic.seed must be an integer >= 0, got {seed!r}")
-        _build("synthetic", lambda: synthetic_logs.SyntheticLogConfig(**self.synthetic))
+        try:  # its messages start with the setting's name
+            _build("synthetic", lambda: synthetic_logs.SyntheticLogConfig(**self.synthetic))
+        except ValueError as e:
+            raise ValueError(
+                f"synthetic.{e}" if not str(e).startswith("synthetic") else str(e)
+            ) from e
 
     def _check_trainer_sections(self) -> None:
         training = _build("training", lambda: model_config.training_settings(self.training))

@@ -216,7 +216,7 @@ class ExampleGenConfig:
         if behaviors is None:
             canonical = [b for b in features.DEFAULT_BEHAVIORS if b in mapped]
             behaviors = canonical + [b for b in mapped if b not in canonical]
-        if isinstance(behaviors, str):
+        if isinstance(behaviors, str | bytes) or not isinstance(behaviors, Sequence):
             raise ValueError(f"behaviors must be a list of names, got {behaviors!r}")
         behaviors = features.validate_behaviors(behaviors)
         for behavior in behaviors:
