@@ -97,6 +97,34 @@ _REAL_FIELDS = (
 )
 
 
+#: What :class:`BVAEConfig`'s numeric and flag settings must be, for its errors.
+_COUNT_RULE = "an integer in [0, 2**31)"
+_RULES = {
+    "num_items": ">= 1",
+    "latent_dim": "an integer in [1, 2**31)",
+    "dropout": "in [0, 1)",
+    "beta_cap": ">= 0",
+    "anneal_steps": _COUNT_RULE,
+    "seed": _COUNT_RULE,
+    "learning_rate": "> 0",
+    "weight_decay": ">= 0",
+    "lr_decay_steps": _COUNT_RULE,
+    "lr_final_fraction": "in [0, 1]",
+    "weight_average": "in [0, 1)",
+    "ease_l2": "> 0",
+    "recvae_hidden": "an integer in [1, 2**31)",
+    "recvae_gamma": ">= 0",
+    "item_path_scale": "> 0",
+    "item_path_drop_overlap": "in [0, 1)",
+    "sampled_softmax": _COUNT_RULE + " (0: the full softmax)",
+    "sparse_updates": "true or false",
+    "behavior_mean": "true or false",
+    "top_k_chunk_size": _COUNT_RULE + " (0: no chunks)",
+    "approximate_top_k": "a number in [0, 1]",
+    "logvar_range": "two increasing numbers",
+}
+
+
 def _count(value) -> bool:
     """A non-negative int below 2**31 (not a bool): the large-catalog sizes."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
@@ -413,6 +441,10 @@ class BVAEConfig:
             ),
         ]
         choices = {
+            "gate_mode": GATE_MODES,
+            "sdwl_form": SDWL_FORMS,
+            "beta_schedule": BETA_SCHEDULES,
+            "lr_schedule": LR_SCHEDULES,
             "precision": PRECISIONS,
             "variant": VARIANTS,
             "encoder": ENCODERS,
@@ -421,7 +453,13 @@ class BVAEConfig:
         }
         for ok, name, value in checks:
             if not ok:
-                allowed = f" (one of {list(choices[name])})" if name in choices else ""
+                allowed = (
+                    f" (one of {list(choices[name])})"
+                    if name in choices
+                    else f" (must be {_RULES[name]})"
+                    if name in _RULES
+                    else ""
+                )
                 raise ValueError(f"invalid BVAEConfig.{name}: {value!r}{allowed}")
         if self.latent_dims is not None:
             dims = self.latent_dims

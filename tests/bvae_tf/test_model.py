@@ -365,9 +365,9 @@ def test_config_round_trip_and_validation():
     cfg = _config(gate_mode="reference", logvar_range=(-5, 5))
     assert Mo.BVAEConfig.from_dict(cfg.to_dict()) == cfg
     assert Mo.BVAE.from_config(Mo.BVAE(cfg).get_config()).bvae_config == cfg
-    with pytest.raises(ValueError, match="gate_mode"):
+    with pytest.raises(ValueError, match=r"gate_mode: 'softmax' \(one of \['reference', 'gated'"):
         _config(gate_mode="softmax")
-    with pytest.raises(ValueError, match="dropout"):
+    with pytest.raises(ValueError, match=r"dropout: 1.0 \(must be in \[0, 1\)\)$"):
         _config(dropout=1.0)
     for size in (2.9, True, 1e9):  # not whole numbers of int32: no silent truncation
         with pytest.raises(ValueError, match=r"invalid BVAEConfig\.latent_dim"):
