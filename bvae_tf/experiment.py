@@ -482,7 +482,8 @@ def _parser() -> argparse.ArgumentParser:
         help="with --grid: search no more; train, at every seed, the point that RESULT's "
         "--grid search chose on valid (per behavior for one-per-target models), e.g. "
         "seeds 1-2 of the choice seed 0's search made. RESULT: a result file of the same "
-        "command but for its seeds and output flags, and of the same data",
+        "settings (as parsed: 1e-3 and 0.001 are one value) but for its seeds and output "
+        "flags, and of the same data",
     )
     p.add_argument(
         "--boost-grid",
@@ -1308,7 +1309,14 @@ def _selection_source(path, command: str, digest: str | None) -> dict:
         differ = _flag_changes(result["command"], command, _SELECTION_FREE_FLAGS)
     except ValueError as e:
         raise ValueError(f"{where}: its command does not parse ({e})") from e
-    if differ:
+    if differ:  # the same settings written otherwise (1e-3 for 0.001, a flag twice) pass
+        try:
+            same = _settings(result["command"], _SELECTION_FREE_FLAGS) == _settings(
+                command, _SELECTION_FREE_FLAGS
+            )
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
+    if differ and not same:
         raise ValueError(
             f"{where} was written by another command ({'; '.join(differ[:3])}): its choice "
             "is not of this method"
@@ -1993,6 +2001,28 @@ def training_settings(result: dict) -> dict:
 
 
 @functools.lru_cache(maxsize=4096)
+def _settings(command: str, ignore: frozenset[str]) -> dict:
+    """The settings an experiment command line gives, as parsed (a flag given twice
+    is its last value, ``1e-3`` is ``0.001``), less the flags in ``ignore``; the
+    ``--grid`` as its set of points, in any order.
+
+    Raises:
+      ValueError: if the command does not parse.
+    """
+    parser = _parser()
+
+    def fail(message):  # argparse would print the usage and exit
+        raise ValueError(f"its command does not parse ({message}): {command!r}")
+
+    parser.error = fail
+    words = shlex.split(command)
+    args = parser.parse_args(words[3:])  # after "python -m bvae_tf.experiment"
+    dropped = {flag.lstrip("-").replace("-", "_") for flag in ignore}
+    settings = {k: v for k, v in vars(args).items() if k not in dropped | {"check", "verbose"}}
+    settings["grid"] = sorted(json.dumps(p, sort_keys=True) for p in grid_points(args.grid))
+    return settings
+
+
 def _training_settings_json(command: str) -> str:
     parser = _parser()
 

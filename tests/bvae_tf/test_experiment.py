@@ -1673,6 +1673,9 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
         capsys.readouterr().err
     )
     _run(release_dir, tmp_path, "--name", "a", *grid, "--check", "--selected-from", source)
+    # The same settings written otherwise are the same method.
+    for same in (("--grid", "lr=0.01,0.0001"), (*grid, "--epochs", "2")):
+        _run(release_dir, tmp_path, "--name", "a", *same, "--check", "--selected-from", source)
     other_data = tmp_path / "other_data"
     shutil.copytree(release_dir, other_data)
     train = other_data / "target_train"
