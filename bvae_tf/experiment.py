@@ -1311,12 +1311,19 @@ def _selection_source(path, command: str, digest: str | None) -> dict:
         raise ValueError(f"{where}: its command does not parse ({e})") from e
     if differ:  # the same settings written otherwise (1e-3 for 0.001, a flag twice) pass
         try:
-            same = _settings(result["command"], _SELECTION_FREE_FLAGS) == _settings(
-                command, _SELECTION_FREE_FLAGS
-            )
+            was = _settings(result["command"], _SELECTION_FREE_FLAGS)
+            now = _settings(command, _SELECTION_FREE_FLAGS)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
-    if differ and not same:
+        changed = {k for k in was.keys() | now.keys() if was.get(k) != now.get(k)}
+        named = [  # only the flags whose settings differ
+            d
+            for d in differ
+            if (flag := re.search(r"'(--[\w-]+)", d)) is None
+            or flag.group(1)[2:].replace("-", "_") in changed
+        ]
+        differ = (named or differ) if changed else []
+    if differ:
         raise ValueError(
             f"{where} was written by another command ({'; '.join(differ[:3])}): its choice "
             "is not of this method"
@@ -3223,6 +3230,10 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
             f"{', '.join(given)} given and also searched (--grid / --tune); give one of the two"
         )
     if args.model in SAMPLED_SOFTMAX_MODELS:  # what only BVAEConfig checks, before any data
+        import psutil
+
+        from bvae_tf import model as Mo
+
         # Placeholder behaviors (the data is read later): as many as the flags imply.
         count = (
             len(args.loss_weights or ())
@@ -3235,7 +3246,22 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         for point in points:
             try:
                 trial = argparse.Namespace(**{**vars(args), **point})
-                _config(trial, behaviors, 1, 0, _variant(args.model))
+                cfg = _config(trial, behaviors, 1, 0, _variant(args.model))
+                # What cannot fit whatever the catalog: BVAE's [d, d] GFF kernels (as
+                # few as 2 where the data decides the behaviors).
+                kernels = Mo.config_square_kernels(cfg)
+                kernels = kernels if count != 3 or args.behaviors else min(kernels, 2)
+                need = Mo.training_memory_floor(
+                    0, 0, cfg.latent_dim, 0, False, square_kernels=kernels
+                )
+                have = psutil.virtual_memory().available
+                if need > have:
+                    raise ValueError(
+                        f"latent_dim {cfg.latent_dim:,}: BVAE's {kernels} [d, d] GFF kernels "
+                        f"alone need {need / 1e9:,.1f} GB with Adam's slots, whatever the "
+                        f"catalog, and {have / 1e9:,.1f} GB is available: lower "
+                        f"{_memory_flags(trial)}"
+                    )
             except ValueError as e:
                 message = str(e)
                 if not args.behaviors:  # placeholder names: the data is read later

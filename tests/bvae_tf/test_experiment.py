@@ -1676,6 +1676,11 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
     # The same settings written otherwise are the same method.
     for same in (("--grid", "lr=0.01,0.0001"), (*grid, "--epochs", "2")):
         _run(release_dir, tmp_path, "--name", "a", *same, "--check", "--selected-from", source)
+    with pytest.raises(SystemExit):  # only what differs as parsed is named
+        _run(release_dir, tmp_path, "--name", "a", "--grid", "lr=0.01,0.0001", "--epochs", "1",
+             "--check", "--selected-from", source)  # fmt: skip
+    err = capsys.readouterr().err
+    assert "(it has '--epochs 2' where this has '--epochs 2 --epochs 1'):" in err
     other_data = tmp_path / "other_data"
     shutil.copytree(release_dir, other_data)
     train = other_data / "target_train"
@@ -1748,6 +1753,16 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "e.json").exists()
 
 
+def test_check_refuses_gate_kernels_too_large_for_any_catalog(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("psutil.virtual_memory", type("Memory", (), {"available": 10**10}))
+    argv = ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--check"]
+    with pytest.raises(SystemExit):  # 2 GFF kernels of 40,000^2 with Adam: 38.4 GB
+        experiment.main([*argv, "--latent-dim", "40000"])
+    assert "BVAE's 2 [d, d] GFF kernels alone need 38.4 GB" in capsys.readouterr().err
+    assert experiment.main([*argv, "--latent-dim", "40000", "--gate-mode", "reference"]) == 0
+    assert experiment.main([*argv, "--latent-dim", "4000"]) == 0
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -1766,7 +1781,10 @@ def test_a_latent_dim_too_large_for_the_memory_is_refused_before_training(
 ):
     model, latent_dim = case
     monkeypatch.setattr("psutil.virtual_memory", type("Memory", (), {"available": 10**10}))
-    _run(release_dir, tmp_path, "--model", model, "--latent-dim", str(latent_dim), code=2)
+    try:  # refused with the flags (BVAE's GFF kernels alone) or once the data is read
+        _run(release_dir, tmp_path, "--model", model, "--latent-dim", str(latent_dim), code=2)
+    except SystemExit as e:
+        assert e.code == 2
     err = capsys.readouterr().err
     assert "GB is available: lower --latent-dim or --batch-size" in err
     assert not (tmp_path / f"{model}.json").exists()
