@@ -2007,7 +2007,6 @@ def training_settings(result: dict) -> dict:
     return json.loads(_training_settings_json(command))
 
 
-@functools.lru_cache(maxsize=4096)
 def _settings(command: str, ignore: frozenset[str]) -> dict:
     """The settings an experiment command line gives, as parsed (a flag given twice
     is its last value, ``1e-3`` is ``0.001``), less the flags in ``ignore``; the
@@ -2016,21 +2015,20 @@ def _settings(command: str, ignore: frozenset[str]) -> dict:
     Raises:
       ValueError: if the command does not parse.
     """
-    parser = _parser()
-
-    def fail(message):  # argparse would print the usage and exit
-        raise ValueError(f"its command does not parse ({message}): {command!r}")
-
-    parser.error = fail
-    words = shlex.split(command)
-    args = parser.parse_args(words[3:])  # after "python -m bvae_tf.experiment"
+    args = _command_args(command, strict=True)
     dropped = {flag.lstrip("-").replace("-", "_") for flag in ignore}
     settings = {k: v for k, v in vars(args).items() if k not in dropped | {"check", "verbose"}}
     settings["grid"] = sorted(json.dumps(p, sort_keys=True) for p in grid_points(args.grid))
     return settings
 
 
-def _training_settings_json(command: str) -> str:
+def _command_args(command: str, *, strict: bool) -> argparse.Namespace:
+    """The flags of an experiment command line, parsed by :func:`_parser` (``strict``:
+    every word must parse; else unknown words are left out).
+
+    Raises:
+      ValueError: naming the command, where it does not parse.
+    """
     parser = _parser()
 
     def fail(message):  # argparse would print the usage and exit
@@ -2041,7 +2039,13 @@ def _training_settings_json(command: str) -> str:
         words = shlex.split(command)
     except ValueError as e:  # an unclosed quote
         fail(str(e))
-    args, _ = parser.parse_known_args(words[3:])  # after "python -m bvae_tf.experiment"
+    rest = words[3:]  # after "python -m bvae_tf.experiment"
+    return parser.parse_args(rest) if strict else parser.parse_known_args(rest)[0]
+
+
+@functools.lru_cache(maxsize=4096)
+def _training_settings_json(command: str) -> str:
+    args = _command_args(command, strict=False)
     return json.dumps({flag: getattr(args, flag) for flag in _TRAINING_FLAGS})
 
 
@@ -3307,6 +3311,7 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                     f"{flag}: {len(values)} values for the {len(modelled)} modelled behaviors "
                     f"{modelled} (one per behavior, in this order)"
                 )
+    command = command_line([a for a in argv if a != "--check"])  # what a run records
     if args.check:
         if data_must_exist and not pathlib.Path(args.data).is_dir():
             what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
@@ -3317,7 +3322,7 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
             try:
                 _selection_source(
                     args.selected_from,
-                    command_line([a for a in argv if a != "--check"]),
+                    command,
                     data_digest(args.data) if pathlib.Path(args.data).is_dir() else None,
                 )
             except ValueError as e:
@@ -3338,7 +3343,6 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
             f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "
             "choose another --name or --out"
         )
-    command = command_line([a for a in argv if a != "--check"])
     if existing.is_file() and not args.overwrite:
         kept = _kept_result(existing, command, None)
         if kept is None:
