@@ -1436,13 +1436,13 @@ def _check_ease_memory(args, num_targets: int, num_items: int) -> None:
     Raises:
       ValueError: naming the estimate, the memory available and the smaller form.
     """
-    import psutil
-
+    from bvae_tf import memory
     from bvae_tf.baselines import ease
 
     form = "factored" if args.ease_factored else "sequential" if args.ease_sequential else "dense"
     need = ease.peak_bytes(num_items, num_targets, form=form, dtype=args.ease_dtype)
-    have = psutil.virtual_memory().available
+    room = memory.available_memory()
+    have = room.bytes
     if need <= have:
         return
     small = ease.peak_bytes(num_items, num_targets, form="factored", dtype="float32")
@@ -1454,7 +1454,7 @@ def _check_ease_memory(args, num_targets: int, num_items: int) -> None:
     )
     raise ValueError(
         f"EASE ({form} form, {args.ease_dtype}) needs at least about {need / 1e9:.1f} GB at "
-        f"{num_items:,} items and {have / 1e9:.1f} GB is available "
+        f"{num_items:,} items and {room.describe()} "
         f"(benchmarks/ease_memory.py's peak, scaled): {advice}"
     )
 
@@ -3233,9 +3233,11 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         _parser().error(
             f"{', '.join(given)} given and also searched (--grid / --tune); give one of the two"
         )
+    origin = "--grid"
+    if args.tune and space.get("latent_dim"):  # its largest d, as a --grid point is checked
+        points = [{**p, "latent_dim": int(max(space["latent_dim"]))} for p in points]
+        origin = "--grid / --tune-space" if args.grid else "--tune-space"
     if args.model in SAMPLED_SOFTMAX_MODELS:  # what only BVAEConfig checks, before any data
-        import psutil
-
         from bvae_tf import model as Mo
 
         # Placeholder behaviors (the data is read later): as many as the flags imply.
@@ -3255,23 +3257,13 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                 # few as 2 where the data decides the behaviors).
                 kernels = Mo.config_square_kernels(cfg)
                 kernels = kernels if count != 3 or args.behaviors else min(kernels, 2)
-                need = Mo.training_memory_floor(
-                    0, 0, cfg.latent_dim, 0, False, square_kernels=kernels
-                )
-                have = psutil.virtual_memory().available
-                if need > have:
-                    raise ValueError(
-                        f"latent_dim {cfg.latent_dim:,}: BVAE's {kernels} [d, d] GFF kernels "
-                        f"alone need {need / 1e9:,.1f} GB with Adam's slots, whatever the "
-                        f"catalog, and {have / 1e9:,.1f} GB is available: lower "
-                        f"{_memory_flags(trial)}"
-                    )
+                Mo.check_gate_kernel_memory(cfg.latent_dim, kernels, flags=_memory_flags(trial))
             except ValueError as e:
                 message = str(e)
                 if not args.behaviors:  # placeholder names: the data is read later
                     message = message.replace(repr(behaviors), "in the data's behavior order")
                 _parser().error(
-                    f"{message} (from the flags{' and --grid ' + str(point) if point else ''})"
+                    f"{message} (from the flags{f' and {origin} {point}' if point else ''})"
                 )
     if args.model in _TRAINED_BASELINES:  # what only the model checks, before any data
         behaviors = tuple(args.behaviors or ("b0", "b1", "b2"))

@@ -768,6 +768,35 @@ def check_config_memory(
     )
 
 
+def check_gate_kernel_memory(
+    latent_dim: int, square_kernels: int, *, flags: str, available: int | None = None
+) -> None:
+    """Refuses a ``latent_dim`` whose ``square_kernels`` ``[d, d]`` GFF kernels, with
+    Adam's slots, alone exceed the memory available (:func:`check_training_memory`'s
+    floor without decoders or logits): what cannot fit whatever the catalog, so the
+    experiment's flag check refuses it before any data is read.
+
+    Args:
+      latent_dim: ``d``.
+      square_kernels: ``[d, d]`` kernels (:func:`config_square_kernels`).
+      flags: the settings to name in the error.
+      available: bytes available (default: :func:`bvae_tf.memory.available_memory`).
+
+    Raises:
+      MemoryFloorError: naming the kernels' floor, the memory available and ``flags``.
+    """
+    from bvae_tf import memory
+
+    need = training_memory_floor(0, 0, latent_dim, 0, False, square_kernels=square_kernels)
+    room = memory.room(available)
+    if square_kernels and need > room.bytes:
+        raise MemoryFloorError(
+            f"latent_dim {latent_dim:,}: BVAE's {square_kernels} [d, d] GFF kernels alone need "
+            f"{need / 1e9:,.1f} GB with Adam's slots, whatever the catalog, and "
+            f"{room.describe()}: lower {flags}"
+        )
+
+
 def check_training_memory(
     num_items: int,
     num_decoders: int,
@@ -780,7 +809,8 @@ def check_training_memory(
     square_kernels: int = 0,
 ) -> None:
     """Refuses a training whose :func:`training_memory_floor` exceeds the memory
-    available now (``psutil.virtual_memory().available``), before its weights are
+    available now (:func:`bvae_tf.memory.available_memory`: free memory, or less where
+    a container's memory cgroup or ``ulimit -v`` sets less), before its weights are
     allocated: a ``latent_dim`` or ``batch_size`` typo would otherwise end in the
     kernel's out-of-memory kill, with no message.
 
@@ -794,14 +824,13 @@ def check_training_memory(
       MemoryFloorError: (a ``ValueError``) naming the floor, the memory available and
         ``flags``.
     """
-    if available is None:
-        import psutil
+    from bvae_tf import memory
 
-        available = psutil.virtual_memory().available
+    room = memory.room(available)
     need = training_memory_floor(
         num_items, num_decoders, latent_dim, batch_size, full_softmax, square_kernels=square_kernels
     )
-    if need > available:
+    if need > room.bytes:
         counted = ["decoder weights and Adam slots"]
         if square_kernels:
             counted.append(f"{square_kernels} [d, d] gate kernel(s)")
@@ -810,8 +839,7 @@ def check_training_memory(
         raise MemoryFloorError(
             f"training at latent_dim {latent_dim:,} over {num_items:,} items with "
             f"{num_decoders} decoder(s) needs at least {need / 1e9:,.1f} GB "
-            f"({', '.join(counted)}) and {available / 1e9:,.1f} GB is available: "
-            f"lower {flags}"
+            f"({', '.join(counted)}) and {room.describe()}: lower {flags}"
         )
 
 

@@ -1761,6 +1761,14 @@ def test_check_refuses_gate_kernels_too_large_for_any_catalog(tmp_path, capsys, 
     assert "BVAE's 2 [d, d] GFF kernels alone need 38.4 GB" in capsys.readouterr().err
     assert experiment.main([*argv, "--latent-dim", "40000", "--gate-mode", "reference"]) == 0
     assert experiment.main([*argv, "--latent-dim", "4000"]) == 0
+    # A --tune search is checked at its largest latent_dim, as a --grid point is.
+    tune = [*argv, "--tune", "2", "--tune-space"]
+    with pytest.raises(SystemExit):
+        experiment.main([*tune, "latent_dim=100,40000"])
+    err = capsys.readouterr().err
+    assert "GFF kernels alone need 38.4 GB" in err
+    assert "(from the flags and --tune-space {'latent_dim': 40000})" in err
+    assert experiment.main([*tune, "latent_dim=100,4000"]) == 0
 
 
 @pytest.mark.parametrize(
