@@ -1047,6 +1047,18 @@ def trial_args(args, values: Mapping[str, float], num_train_users: int) -> argpa
     return out
 
 
+#: Searched names that count (sizes, epochs): shown as whole numbers.
+_COUNTED_NAMES = frozenset(("latent_dim", "batch_size", "anneal_epochs", "lr_decay_epochs"))
+
+
+def shown_values(values: Mapping[str, float]) -> dict:
+    """A trial's values as the console shows them: the counted names
+    (:data:`_COUNTED_NAMES`) as ints (``--tune-space`` reads every value as a float)."""
+    return {
+        k: int(v) if k in _COUNTED_NAMES and float(v).is_integer() else v for k, v in values.items()
+    }
+
+
 def _tune_trial(seed: int, values: Mapping[str, float]) -> str:
     """A search trial's name for its state folder and part file:
     ``tune-s0-batch_size=100_learning_rate=0.001``."""
@@ -1116,7 +1128,7 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
             "tune trial %d/%d: %s",
             len(trials) + 1,
             args.tune,
-            values,
+            shown_values(values),
             extra={console.CONSOLE: True},
         )
         trials.append(trial_record(values))
@@ -1171,7 +1183,7 @@ def _search(args, data, variant: str, out: pathlib.Path) -> tuple[dict, list[dic
     logging.info(
         "tune: best of %d trials %s (valid score %.4f)",
         len(trials),
-        best["values"],
+        shown_values(best["values"]),
         best["selection_score"],
         extra={console.CONSOLE: True},
     )

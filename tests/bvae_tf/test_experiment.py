@@ -1303,7 +1303,7 @@ def test_flag_errors_come_before_any_data(tmp_path, capsys, flags, message):
 
 def test_a_search_that_runs_out_of_points_says_so(release_dir, tmp_path, caplog):
     space = [f"--tune-space={n}=none" for n in ("beta_cap", "dropout", "batch_size")]
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         _run(
             release_dir,
             tmp_path,
@@ -1314,6 +1314,9 @@ def test_a_search_that_runs_out_of_points_says_so(release_dir, tmp_path, caplog)
     assert any(
         "1 of the 3 trials finished: the space has no other combination" in m for m in said
     ), said
+    # Counted names are shown as whole numbers (--tune-space reads floats).
+    shown = [r.getMessage() for r in caplog.records if "tune trial 1/3" in r.getMessage()]
+    assert shown and "'anneal_epochs': 2" in shown[0] and "2.0" not in shown[0], shown
 
 
 def test_tune_searches_once_then_trains_every_seed_with_the_best(release_dir, tmp_path):
