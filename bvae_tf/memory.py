@@ -9,7 +9,7 @@ memory available is the least of:
 
 - ``psutil.virtual_memory().available`` (psutil docs: memory that can be given to
   processes without swapping);
-- the process's memory cgroup, v2 (``memory.max`` less the working set,
+- the process's memory cgroup and its ancestors, v2 (``memory.max`` less the working set,
   ``memory.current`` less ``inactive_file`` of ``memory.stat``) or v1
   (``memory.limit_in_bytes`` less ``memory.usage_in_bytes`` less
   ``total_inactive_file``): the working set is what the kernel's cgroup OOM killer
@@ -74,46 +74,54 @@ def _stat(path: pathlib.Path, key: str) -> int:
 
 
 def _cgroup_dirs(root: pathlib.Path, proc_cgroup: pathlib.Path) -> list[pathlib.Path]:
-    """The process's own cgroup folders (v2's, v1's memory one), then the mounts' roots
+    """The process's own cgroup folders (v2's, v1's memory one) and their ancestors up
+    to the mount (a parent's limit binds its children too), then the mounts' roots
     (inside a container the listed path is often not mounted: its root is the
     container's cgroup)."""
-    own = []
+    folders = []
     try:
         lines = proc_cgroup.read_text().splitlines()
     except (OSError, UnicodeDecodeError):
         lines = []
     for line in lines:
         _, controllers, path = [*line.split(":", 2), "", ""][:3]
-        relative = path.strip().lstrip("/")
         if controllers == "":
-            own.append(root / relative)
+            mount = root
         elif "memory" in controllers.split(","):
-            own.append(root / "memory" / relative)
-    return [*own, root, root / "memory"]
+            mount = root / "memory"
+        else:
+            continue
+        parts = pathlib.PurePosixPath(path.strip()).parts[1:]  # without the leading "/"
+        folders += [mount.joinpath(*parts[:n]) for n in range(len(parts), 0, -1)]
+    return [*folders, root, root / "memory"]
+
+
+def _room(folder: pathlib.Path) -> int | None:
+    """One cgroup folder's limit less its working set, or None without a limit."""
+    limit = _read_int(folder / "memory.max")  # v2
+    used_file, inactive_key = "memory.current", "inactive_file"
+    if limit is None:  # v1
+        limit = _read_int(folder / "memory.limit_in_bytes")
+        used_file, inactive_key = "memory.usage_in_bytes", "total_inactive_file"
+    if limit is None or limit >= _NO_LIMIT:
+        return None
+    used = (_read_int(folder / used_file) or 0) - _stat(folder / "memory.stat", inactive_key)
+    return max(limit - max(used, 0), 0)
 
 
 def cgroup_available(
     root: pathlib.Path = CGROUP_ROOT, proc_cgroup: pathlib.Path = pathlib.Path("/proc/self/cgroup")
 ) -> int | None:
-    """Bytes the process's memory cgroup still allows (its limit less its working set),
-    or None where no limit is set or none can be read.
+    """Bytes the process's memory cgroups still allow (the least, over its cgroup and
+    their ancestors, of the limit less the working set), or None where no limit is set
+    or none can be read.
 
     Args:
       root: the cgroup mount point (tests pass a folder laid out like it).
       proc_cgroup: the process's cgroup list (``/proc/self/cgroup``).
     """
-    for folder in _cgroup_dirs(root, proc_cgroup):
-        limit = _read_int(folder / "memory.max")  # v2
-        if limit is not None and limit < _NO_LIMIT:
-            used = _read_int(folder / "memory.current") or 0
-            used -= _stat(folder / "memory.stat", "inactive_file")
-            return max(limit - max(used, 0), 0)
-        limit = _read_int(folder / "memory.limit_in_bytes")  # v1
-        if limit is not None and limit < _NO_LIMIT:
-            used = _read_int(folder / "memory.usage_in_bytes") or 0
-            used -= _stat(folder / "memory.stat", "total_inactive_file")
-            return max(limit - max(used, 0), 0)
-    return None
+    rooms = [r for r in map(_room, dict.fromkeys(_cgroup_dirs(root, proc_cgroup))) if r is not None]
+    return min(rooms) if rooms else None
 
 
 def address_space_available() -> int | None:

@@ -105,3 +105,11 @@ def test_a_training_refused_under_a_cgroup_limit_says_so(monkeypatch):
     with pytest.raises(Mo.MemoryFloorError, match=r"GFF kernels alone need .* cgroup's limit"):
         Mo.check_gate_kernel_memory(1000, 3, flags="--latent-dim")
     Mo.check_gate_kernel_memory(10**6, 0, flags="--latent-dim")  # no kernels: nothing to refuse
+
+
+def test_a_parent_cgroups_tighter_limit_binds(tmp_path):
+    root = tmp_path / "cgroup"
+    _write(root / "pods", memory__max=str(2 * 2**30), memory__current=str(2**30))
+    _write(root / "pods" / "pod1", memory__max=str(8 * 2**30), memory__current=str(2**29))
+    proc = _proc(tmp_path, "0::/pods/pod1\n")
+    assert memory.cgroup_available(root, proc) == 2**30  # the parent's 2 GiB, 1 GiB held
