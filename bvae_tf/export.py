@@ -85,7 +85,7 @@ if TYPE_CHECKING:  # the export functions only use the objects they are given
 #: A user's history: behavior -> raw item ids (``str`` or ``bytes``), oldest first.
 History = Mapping[str, Sequence[str | bytes]]
 #: Padding of the dense ``transform_features`` outputs (and ``score_items`` inputs).
-PADDING = -1
+PADDING = features.TRANSFORM_PADDING
 #: The export's description of itself, relative to the SavedModel directory.
 EXPORT_INFO_FILE = os.path.join("assets.extra", "bvae_export.json")  # in ASSETS_EXTRA
 _FORMAT = 1
@@ -384,7 +384,9 @@ def export_serving_model(
             per_user = tf.RaggedTensor.from_value_rowids(
                 ranks, rows, nrows=tf.size(count, out_type=tf.int64)
             )
-            outputs[features.heldout_ranks_output(b)] = per_user.to_tensor(default_value=0)
+            outputs[features.heldout_ranks_output(b)] = per_user.to_tensor(
+                default_value=features.RANK_PADDING
+            )
             outputs[features.num_heldout_output(b)] = count
         return outputs
 

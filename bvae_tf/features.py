@@ -158,6 +158,25 @@ def logits_output(behavior: str) -> str:
 RANK_SIGNATURE = "rank_heldout"
 
 
+#: The value that pads the rows of ``transform_features``' ``[batch, max_len]``
+#: outputs (and of ``score_items``' inputs).
+TRANSFORM_PADDING = -1
+#: The value that pads the rows of ``rank_heldout``'s ``[batch, H]`` ranks.
+RANK_PADDING = 0
+
+
+def padded_outputs(signature: str) -> dict[str, int]:
+    """How the exported signature ``signature`` pads its variable-width
+    ``[batch, width]`` outputs, as ``{output name suffix: pad value}``: ``"_items"``
+    and ``"_heldout"`` of ``transform_features``, ``"_heldout_ranks"`` of
+    ``rank_heldout``; ``{}`` for the other signatures (fixed widths)."""
+    if signature == TRANSFORM_SIGNATURE:
+        return {"_items": TRANSFORM_PADDING, "_heldout": TRANSFORM_PADDING}
+    if signature == RANK_SIGNATURE:
+        return {"_heldout_ranks": RANK_PADDING}
+    return {}
+
+
 def heldout_ranks_output(behavior: str) -> str:
     """``rank_heldout`` output: ``[batch, H] int64`` 1-based ranks of held-out items
     (0 pads a row; an item that cannot be hit has no entry)."""

@@ -10,6 +10,12 @@ idle server adds no latency and a busy one batches more. A call with more rows t
 other calls (TF Serving's ``enable_large_batch_splitting``), so no model call ever
 runs more rows and no call runs outside the batch threads. Unlike TF Serving, a batch
 that fails is retried call by call, so a bad request fails only itself.
+
+Outputs whose width depends on the rows (``transform_features``' padded item lists,
+``rank_heldout``'s ranks: ``padding``) are padded to the widest slice when a split
+call's slices are joined, and each call's share of a batch is trimmed of the columns
+that only other calls' rows needed: every caller gets what the model would have
+answered to its call alone.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ class Batcher:
         0 takes only what is already queued.
       num_threads: batch threads (model calls running at once).
       name: thread name prefix.
+      padding: output name -> the value that pads its ``[rows, width]`` rows (outputs
+        whose width is the longest row's); other outputs must have the same shape
+        beyond dimension 0 in every model call.
 
     Raises:
       ValueError: on a non-positive size or thread count, or a negative timeout.
@@ -58,6 +67,7 @@ class Batcher:
         batch_timeout_s: float = 0.0,
         num_threads: int = 1,
         name: str = "batch",
+        padding: Mapping[str, float] | None = None,
     ):
         if max_batch_size < 1 or num_threads < 1 or batch_timeout_s < 0:
             raise ValueError(
@@ -65,6 +75,7 @@ class Batcher:
                 f"{max_batch_size}, {num_threads}, {batch_timeout_s}"
             )
         self._function = function
+        self._padding = dict(padding or {})
         self._max_batch_size = max_batch_size
         self._timeout_s = batch_timeout_s
         self._queue: queue.Queue[_Task | None] = queue.Queue()
@@ -89,7 +100,9 @@ class Batcher:
         other calls); their outputs are concatenated along dimension 0.
 
         Raises:
-          ValueError: if the inputs do not all have the same number of rows.
+          ValueError: if the inputs do not all have the same number of rows, or the
+            slices' outputs cannot be joined (an output not in ``padding`` whose
+            shape beyond dimension 0 differs between slices).
           Exception: whatever the function raised for these inputs.
         """
         rows = {len(value) if np.ndim(value) else -1 for value in inputs.values()}
@@ -121,7 +134,33 @@ class Batcher:
         results = [task.future.result() for task in tasks]
         if len(results) == 1:
             return results[0]
-        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+        return {name: self._join(name, [r[name] for r in results]) for name in results[0]}
+
+    def _join(self, name: str, parts: list[np.ndarray]) -> np.ndarray:
+        """Concatenates one output's slices along dimension 0, padding the rows of a
+        padded output to the widest slice."""
+        shapes = {np.shape(p)[1:] for p in parts}
+        if len(shapes) > 1 and name in self._padding and {len(s) for s in shapes} == {1}:
+            width = max(s[0] for s in shapes)
+            parts = [
+                np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=self._padding[name])
+                for p in parts
+            ]
+        elif len(shapes) > 1:
+            raise ValueError(
+                f"output {name!r} has shapes {sorted(shapes)} beyond dimension 0 in the "
+                f"slices of one call (max_batch_size {self._max_batch_size}): they cannot "
+                "be joined"
+            )
+        return np.concatenate(parts)
+
+    def _share(self, name: str, value: np.ndarray) -> np.ndarray:
+        """One call's rows of a padded output, without the trailing columns that are
+        padding in all of them (the width its call alone would have had)."""
+        if name not in self._padding or np.ndim(value) != 2:
+            return value
+        used = np.flatnonzero((value != self._padding[name]).any(axis=0))
+        return value[:, : used[-1] + 1 if len(used) else 0]
 
     def close(self) -> None:
         """Runs what is queued, then stops the threads; later calls run unbatched."""
@@ -189,7 +228,9 @@ class Batcher:
         start = 0
         for task in batch:
             stop = start + task.rows
-            task.future.set_result({name: value[start:stop] for name, value in outputs.items()})
+            task.future.set_result(
+                {name: self._share(name, value[start:stop]) for name, value in outputs.items()}
+            )
             start = stop
 
     def _run_alone(self, task: _Task) -> None:

@@ -317,6 +317,14 @@ class ModelServer:
         aliases = output_aliases(signature, request)
         try:
             outputs = runner(inputs)
+        except tf.errors.DataLossError as e:
+            # decode_proto (serving_default's unknown_feature_count) on bytes that are
+            # not a tf.Example: the request's fault, as a parse_example failure is.
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Could not parse example input: signature {key} read a serialized "
+                f"tf.Example that is malformed ({e.message.strip().splitlines()[0]})",
+            ) from e
         except tf.errors.OpError as e:
             raise ServingError(
                 _GRPC_CODES.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message

@@ -15,6 +15,7 @@ import math
 
 import grpc
 import numpy as np
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
@@ -82,10 +83,11 @@ def parse_inputs(
                 f"tensor parsing error: {alias}: shape {sizes}"
                 f"{' of unknown rank' if shape.unknown_rank else ''} is not a tensor shape",
             )
-        if math.prod(sizes) > max_elements:
+        count = math.prod(sizes)
+        if count > max_elements:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"tensor parsing error: {alias}: shape {sizes} holds {math.prod(sizes)} "
+                f"tensor parsing error: {alias}: shape {sizes} holds {count} "
                 f"elements, more than the {max_elements} a request may hold",
             )
         if sizes and sizes[0] > max_rows:
@@ -94,6 +96,20 @@ def parse_inputs(
                 f"input tensor alias {alias}: {sizes[0]} rows, more than the {max_rows} rows "
                 f"a request may hold (--max_rows_per_request); send them in several requests",
             )
+        values = proto.string_val
+        if proto.dtype == types_pb2.DT_STRING and 0 < len(values) < count:
+            # TensorFlow repeats the last value to fill the shape: bounded by what a
+            # request may carry (max_elements is the request byte limit), or one 500 KB
+            # tf.Example declared as 1,024 rows would build 512 MB.
+            filled = sum(map(len, values)) + (count - len(values)) * len(values[-1])
+            if filled > max_elements:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"tensor parsing error: {alias}: shape {sizes} lists {len(values)} "
+                    f"string values; repeating the last to fill the shape would build "
+                    f"{filled} bytes, more than the {max_elements} a request may carry: "
+                    "list every element",
+                )
         try:
             array = tensor_protos.to_ndarray(proto)
         except Exception as e:

@@ -119,7 +119,18 @@ def cast_to_signature(name: str, value: object, info: meta_graph_pb2.TensorInfo)
         its shape does not fit the signature's shape.
     """
     want = tf.dtypes.as_dtype(info.dtype)
-    array = np.asarray(value, dtype=object if want == tf.string else None)
+    try:
+        array = np.asarray(value, dtype=object if want == tf.string else None)
+    except ValueError as e:  # NumPy's "inhomogeneous shape": rows of different lengths
+        pad = (
+            f" (pad them with {features.TRANSFORM_PADDING}, as transform_features does)"
+            if want.is_integer
+            else ""
+        )
+        raise ValueError(
+            f"input {name!r}: its rows have different lengths; a tensor's rows must all "
+            f"have the same length{pad}"
+        ) from e
     if want == tf.string:
         if array.dtype != object and array.dtype.kind not in "SU":
             raise ValueError(f"input {name!r} expects dtype string but got {array.dtype} values")
@@ -135,6 +146,7 @@ def cast_to_signature(name: str, value: object, info: meta_graph_pb2.TensorInfo)
         if (
             array.dtype == object
             or array.dtype.kind in "SUV"
+            or (array.dtype.kind == "b" and target.kind != "b")  # True is not index 1
             or not np.can_cast(array.dtype, target, casting="same_kind")
         ):
             raise ValueError(

@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from bvae_tf import features
 from serving import signatures
 from serving.batching import Batcher
 
@@ -167,12 +168,20 @@ def load_version(
             continue
         runner = _numpy_runner(function, signature_defs[key])
         if batching is not None:
+            ends = features.padded_outputs(key)
+            padding = {
+                alias: value
+                for alias in signature_defs[key].outputs
+                for end, value in ends.items()
+                if alias.endswith(end)
+            }
             runner = Batcher(
                 runner,
                 max_batch_size=batching.max_batch_size,
                 batch_timeout_s=batching.batch_timeout_s,
                 num_threads=batching.num_batch_threads,
                 name=f"batch-v{version}-{key}",
+                padding=padding,
             )
         runners[key] = runner
     return ServableVersion(

@@ -426,3 +426,24 @@ def test_a_body_cut_short_by_the_client_is_logged_not_a_traceback(local_server, 
     assert got == 200  # still serving
     err = capfd.readouterr().err
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([[True]], "expects dtype int64 but got bool values"),  # True is not item index 1
+        ([[1, 2], [3]], "its rows have different lengths; .*pad them with -1"),
+        ([[0.5]], "expects dtype int64 but got float64 values"),
+    ],
+)
+def test_score_items_inputs_that_are_no_indices_are_refused(value, message):
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from serving import signatures
+
+    info = meta_graph_pb2.TensorInfo(dtype=types_pb2.DT_INT64)
+    info.tensor_shape.dim.add().size = -1
+    info.tensor_shape.dim.add().size = -1
+    with pytest.raises(ValueError, match=message):
+        signatures.cast_to_signature("purchase_items", value, info)
+    assert signatures.cast_to_signature("purchase_items", [[1, -1]], info).tolist() == [[1, -1]]

@@ -150,3 +150,51 @@ def test_a_batch_timeout_waits_for_more_calls():
         assert [c.result()["y"].tolist() for c in calls] == [[2], [4]]
     assert model.batch_sizes == [2]
     batcher.close()
+
+
+class _Lists(_Model):
+    """Like a padded-list signature: each row ``i`` becomes ``[i]*i`` padded with -1 to
+    the call's longest row; ``n`` has a fixed width."""
+
+    def __call__(self, inputs):
+        self.entered.set()
+        self.hold.wait(10)
+        x = inputs["x"]
+        self.batch_sizes.append(len(x))
+        width = int(x.max(initial=0))
+        rows = np.full((len(x), width), -1)
+        for r, i in enumerate(x):
+            rows[r, :i] = i
+        return {"lists": rows, "n": np.stack([x, x], axis=1)}
+
+
+def test_a_split_call_pads_its_slices_outputs_to_the_widest():
+    model = _Lists()
+    batcher = Batcher(model, max_batch_size=2, padding={"lists": -1})
+    x = np.array([1, 1, 3, 0, 2])
+    got = batcher({"x": x})
+    alone = model({"x": x})
+    assert model.batch_sizes[:3] == [2, 2, 1]  # three slices, each narrower than the call
+    np.testing.assert_array_equal(got["lists"], alone["lists"])
+    np.testing.assert_array_equal(got["n"], alone["n"])
+    batcher.close()
+
+
+def test_each_call_in_a_batch_gets_its_own_width():
+    model = _Lists()
+    batcher = Batcher(model, max_batch_size=16, padding={"lists": -1})
+    calls = [{"x": np.array([1, 1])}, {"x": np.array([4])}, {"x": np.array([0])}]
+    _, results = _call_concurrently(batcher, model, calls)
+    assert model.batch_sizes == [1, 4]  # the held call, then the 3 calls as one batch
+    for call, result in zip(calls, results, strict=True):
+        alone = model({"x": call["x"]})
+        np.testing.assert_array_equal(result.result()["lists"], alone["lists"])
+        np.testing.assert_array_equal(result.result()["n"], alone["n"])
+    batcher.close()
+
+
+def test_slices_of_an_unpadded_output_that_differ_are_an_error():
+    batcher = Batcher(_Lists(), max_batch_size=2)  # "lists" not declared padded
+    with pytest.raises(ValueError, match=r"output 'lists' has shapes .* cannot be joined"):
+        batcher({"x": np.array([1, 1, 3])})
+    batcher.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grpc
+import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -78,3 +80,31 @@ def test_real_export_is_served_like_the_model(real_base):
         assert client.predict({features.SERVING_INPUT: []}).outputs[features.OOV_COUNT].shape == (
             0,
         )
+        # Bytes parse_example takes and the key count's decode_proto does not: still the
+        # request's fault (DATA_LOSS from TensorFlow), answered as a malformed example.
+        with pytest.raises(grpc.RpcError) as info:
+            client.predict({features.SERVING_INPUT: [b"\x00\x00"]})
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "Could not parse example input" in info.value.details()
+
+
+def test_padded_signatures_answer_a_split_call_as_the_model_does(real_base):
+    """``transform_features`` (rows padded to the longest) through a server that splits
+    calls into 8-row slices: users of different history lengths in one call."""
+    base, _ = real_base
+    b = tiny.BEHAVIORS[0]
+    histories = [{b: [tiny.item(0)]}] * 8 + [{b: [tiny.item(i) for i in range(3)]}] * 4
+    serialized = serialize_histories(histories)
+    model = tf.saved_model.load(str(base / "bvae" / "1"))
+    direct = model.signatures[features.TRANSFORM_SIGNATURE](examples=tf.constant(serialized))
+    with (
+        LocalServer(base, "bvae", port=0, batching=BatchingOptions(max_batch_size=8)) as server,
+        ServingClient(
+            server.target, model_name="bvae", signature_name=features.TRANSFORM_SIGNATURE
+        ) as client,
+    ):
+        outputs = client.predict({features.SERVING_INPUT: serialized}).outputs
+    assert set(outputs) == set(direct)
+    for key, value in direct.items():
+        np.testing.assert_array_equal(outputs[key], value.numpy(), err_msg=key)
+    assert outputs[features.items_key(b)].shape == (12, 3)

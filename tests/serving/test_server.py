@@ -235,6 +235,14 @@ FLOAT_INPUT = tensor_pb2.TensorProto(
             "INVALID_ARGUMENT",
             "signature serving_default rejected its inputs",
         ),
+        (
+            # 2 KB declared as 64 rows: TensorFlow would repeat it into 128 KB, more
+            # than the fixture's 64 KiB request limit.
+            _request(inputs={features.SERVING_INPUT: _string_tensor([b"x" * 2000], dims=[64])}),
+            "INVALID_ARGUMENT",
+            "lists 1 string values; repeating the last to fill the shape would build 128000 "
+            "bytes, more than the 65536 a request may carry",
+        ),
     ],
     ids=[
         "unknown-model",
@@ -249,6 +257,7 @@ FLOAT_INPUT = tensor_pb2.TensorProto(
         "bad-tensor",
         "bad-example",
         "bad-example-not-utf8",
+        "string-values-fewer-than-the-shape",
     ],
 )
 def test_predict_errors(stubs, request_, code, message):
