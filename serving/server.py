@@ -49,6 +49,7 @@ import argparse
 import http.server
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterable
@@ -290,8 +291,6 @@ _PORT = _at_least(0, 65535)
 def port_in_use(host: str, port: int) -> bool:
     """Whether ``host:port`` is bound already (a plain bind, without ``SO_REUSEPORT``,
     fails): another server there would share the port with this one."""
-    import socket
-
     for family, _, _, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             try:
@@ -299,6 +298,52 @@ def port_in_use(host: str, port: int) -> bool:
             except OSError:
                 return True
     return False
+
+
+#: Abstract Unix socket name (Linux) by which a server claims a TCP port; see
+#: :func:`claim_ports`.
+_PORT_CLAIM = "\0bvae-tfx/serving.server/port/{port}"
+
+
+def claim_ports(ports: Iterable[int]) -> tuple[list[socket.socket], list[int]]:
+    """Claims TCP ports for this server, for as long as this process holds the claims.
+
+    The supervisor's serving processes bind their ports with ``SO_REUSEPORT`` (the
+    next version's process binds them before the old one stops), and Linux lets any
+    process of the same user join such a port. Two servers started at the same moment
+    (or a second one started while the first has no version to serve yet, so has
+    bound nothing) would both find the ports free (:func:`port_in_use`) and then
+    share them, calls spread silently between the two. So the first process of each
+    server also binds, without ``SO_REUSEPORT``, an abstract Unix socket named by the
+    port: a second bind of that name fails whatever the timing, the kernel drops it
+    when the process ends however it ends, and it lives in the network namespace, as
+    the ports do. The claim is by port number alone, so two supervised servers on
+    one port number and different ``--host`` addresses are refused too.
+
+    Args:
+      ports: TCP port numbers; ``0`` (a port picked at bind time) is not claimed.
+
+    Returns:
+      The claims held (keep them open while serving; closing one releases its port)
+      and the ports another server holds. Off Linux (no abstract Unix sockets) nothing
+      is claimed and nothing is refused.
+    """
+    held: list[socket.socket] = []
+    taken: list[int] = []
+    if not sys.platform.startswith("linux"):
+        return held, taken
+    for port in ports:
+        if not port:
+            continue
+        claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            claim.bind(_PORT_CLAIM.format(port=port))
+        except OSError:
+            claim.close()
+            taken.append(port)
+        else:
+            held.append(claim)
+    return held, taken
 
 
 def _model_name(text: str) -> str:
@@ -400,8 +445,6 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rest_api_port and args.rest_api_port == args.port:
         parser.error(f"--port and --rest_api_port are both {args.port}: give two ports")
-    import socket
-
     try:
         socket.getaddrinfo(args.host, None)
     except (OSError, UnicodeError) as e:
@@ -414,17 +457,31 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parse_args(argv)
     console.setup(service=True, verbose=args.verbose)
-    from serving import supervisor
-
+    claims: list[socket.socket] = []
     if args.ready_fd is None:  # the first process of this server: are its ports free?
+        ports = [port for port in (args.port, args.rest_api_port) if port]
+        claims, claimed = claim_ports(ports)
         taken = [
             f"{args.host}:{port}"
-            for port in (args.port, args.rest_api_port)
-            if port and port_in_use(args.host, port)
+            for port in ports
+            if port in claimed or port_in_use(args.host, port)
         ]
         if taken:
+            for claim in claims:
+                claim.close()
             logging.error("%s in use (another server?): choose free ports", ", ".join(taken))
             return 2
+    try:
+        return _serve(argv, args)
+    finally:
+        for claim in claims:
+            claim.close()
+
+
+def _serve(argv: list[str], args: argparse.Namespace) -> int:
+    """Serves (the supervisor, or a serving process) until SIGTERM or SIGINT."""
+    from serving import supervisor
+
     if args.ready_fd is None and not args.reload_in_process:
         return supervisor.run(argv, args)
     child = args.ready_fd is not None

@@ -409,6 +409,75 @@ def test_a_port_in_use_is_refused_not_shared(tmp_path):
     assert not server.port_in_use("127.0.0.1", port)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_second_server_is_refused_while_the_first_has_bound_nothing(tmp_path):
+    """Two servers on one port: the first has no version yet, so has bound nothing
+    (its serving processes would bind with SO_REUSEPORT, which a second server's
+    processes could join); the second is refused at once, not sharing the port."""
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "serving.server",
+        f"--model_base_path={tmp_path}",
+        f"--model_name={MODEL_NAME}",
+        f"--port={port}",
+    ]
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        first = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "No versions of servable" not in log.read_text():
+            assert first.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        from serving import server
+
+        assert not server.port_in_use("127.0.0.1", port)  # nothing bound: the gap
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert f"127.0.0.1:{port} in use (another server?): choose free ports" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert first.returncode == 0, log.read_text()
+
+
+def test_port_claims_are_exclusive_and_released():
+    from serving import server
+
+    port = _free_port()
+    held, taken = server.claim_ports([port, 0])
+    try:
+        assert len(held) == 1 and taken == []
+        again, taken = server.claim_ports([port])
+        assert again == [] and taken == [port]
+    finally:
+        for claim in held:
+            claim.close()
+    held, taken = server.claim_ports([port])
+    assert len(held) == 1 and taken == []
+    held[0].close()
+
+
+def test_a_bound_port_is_not_shared_by_a_second_local_server(exported_model_base):
+    """gRPC Python binds with SO_REUSEPORT unless told not to: a second server on the
+    same gRPC or REST port must fail to bind, not share it."""
+    base, name = exported_model_base
+    with LocalServer(base, name, port=0, rest_api_port=0, enable_warmup=False) as first:
+        with pytest.raises(OSError, match="cannot bind the gRPC port"):
+            LocalServer(base, name, port=first.port, enable_warmup=False).start()
+        second = LocalServer(base, name, port=0, rest_api_port=first.rest_port, enable_warmup=False)
+        with pytest.raises(OSError, match="Address already in use"):
+            second.start()
+        assert second._grpc is None  # its gRPC server was stopped again
+
+
 @pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
 def test_a_body_cut_short_by_the_client_is_logged_not_a_traceback(local_server, capfd, reset):
     """A client that sends part of its body and goes away: one log line, no traceback."""
