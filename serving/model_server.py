@@ -51,6 +51,10 @@ DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 #: Each row costs the model ``num_items`` floats of scores per behavior (160 KB on
 #: JD), so the bound caps the memory one call can take, not just its bytes.
 DEFAULT_MAX_ROWS_PER_REQUEST = 1024
+#: Longest wait between two polls of the base path, in seconds (a day). Longer waits
+#: mean a published version waits days to be served; and ``threading.Event.wait``
+#: raises ``OverflowError`` beyond about 9.2e9 s (``threading.TIMEOUT_MAX``).
+MAX_POLL_WAIT_SECONDS = 86_400
 
 
 def _model_spec_text(spec: model_pb2.ModelSpec) -> str:
@@ -80,8 +84,9 @@ class ModelServer:
     Args:
       model_base_path: folder holding ``<model_name>/<version>/`` SavedModels.
       model_name: the served model's name (requests must use it).
-      poll_wait_seconds: seconds between polls of the base path; ``0`` polls once,
-        at :meth:`start` (TF Serving's ``--file_system_poll_wait_seconds``).
+      poll_wait_seconds: seconds between polls of the base path, 0 to
+        :data:`MAX_POLL_WAIT_SECONDS`; ``0`` polls once, at :meth:`start` (TF
+        Serving's ``--file_system_poll_wait_seconds``).
       enable_warmup: replay ``assets.extra/tf_serving_warmup_requests`` on load.
       batching: batch concurrent Predict calls; ``None``: each call runs alone.
       max_input_elements: most elements an input tensor may hold. A TensorProto may
@@ -97,7 +102,8 @@ class ModelServer:
         scores costs ``num_items`` floats per behavior).
 
     Raises:
-      ValueError: if ``model_name`` is empty, ``poll_wait_seconds`` negative,
+      ValueError: if ``model_name`` is empty, ``poll_wait_seconds`` not in 0 to
+        :data:`MAX_POLL_WAIT_SECONDS` (NaN, infinite),
         ``max_input_elements`` or ``max_rows_per_request`` below 1.
     """
 
@@ -114,8 +120,11 @@ class ModelServer:
         retired_versions: Iterable[int] = (),
     ):
         check_model_name(model_name)
-        if poll_wait_seconds < 0:
-            raise ValueError(f"poll_wait_seconds must be >= 0, got {poll_wait_seconds}")
+        if not 0 <= poll_wait_seconds <= MAX_POLL_WAIT_SECONDS:  # NaN fails too
+            raise ValueError(
+                f"poll_wait_seconds must be in [0, {MAX_POLL_WAIT_SECONDS}] seconds, got "
+                f"{poll_wait_seconds}"
+            )
         if max_input_elements < 1:
             raise ValueError(f"max_input_elements must be >= 1, got {max_input_elements}")
         if max_rows_per_request < 1:

@@ -69,15 +69,21 @@ from serving import grpc_api, rest
 from serving.model_server import (
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_ROWS_PER_REQUEST,
+    MAX_POLL_WAIT_SECONDS,
     ModelServer,
     check_model_name,
 )
+from serving.supervisor import LOAD_TIMEOUT_S
 from serving.versions import BatchingOptions
 
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_HOST = "127.0.0.1"
 #: Seconds an idle REST connection is kept (TF Serving's ``--rest_api_timeout_in_ms``).
 DEFAULT_REST_API_TIMEOUT_S = 30.0
+#: Largest ``--rest_api_timeout_in_ms`` (a day; a socket timeout must be finite).
+MAX_REST_API_TIMEOUT_MS = 86_400_000
+#: Largest ``--grace_seconds`` (an hour): the wait must be finite.
+MAX_GRACE_SECONDS = 3600
 
 
 def _host_port(host: str, port: int) -> str:
@@ -367,12 +373,17 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rest_api_timeout_in_ms",
-        type=_at_least(1),
+        type=_at_least(1, MAX_REST_API_TIMEOUT_MS),
         default=int(DEFAULT_REST_API_TIMEOUT_S * 1000),
-        help="close REST connections idle for longer",
+        help=f"close REST connections idle for longer; at most {MAX_REST_API_TIMEOUT_MS} (a day)",
     )
     parser.add_argument(
-        "--file_system_poll_wait_seconds", type=_at_least(0, kind=float), default=1.0
+        "--file_system_poll_wait_seconds",
+        type=_at_least(0, MAX_POLL_WAIT_SECONDS, kind=float),
+        default=1.0,
+        help=f"seconds between polls for new versions, 0 to {MAX_POLL_WAIT_SECONDS} (a day: "
+        "a longer wait leaves a published version unserved for days, and inf cannot be "
+        "waited for); 0: poll once, at start",
     )
     parser.add_argument(
         "--grpc_max_threads", type=_at_least(1), default=8, help="gRPC worker threads"
@@ -417,7 +428,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         "per request); 0: one per core, as TF Serving",
     )
     parser.add_argument(
-        "--grace_seconds", type=_at_least(0, kind=float), default=10.0, help="shutdown grace"
+        "--grace_seconds",
+        type=_at_least(0, MAX_GRACE_SECONDS, kind=float),
+        default=10.0,
+        help=f"shutdown grace for running calls, 0 to {MAX_GRACE_SECONDS} seconds",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="log every INFO record (TensorFlow's too)"
@@ -433,10 +447,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--idle_load_timeout_s",
-        type=_at_least(0, kind=float),
+        type=_at_least(0, LOAD_TIMEOUT_S, kind=float),
         default=60.0,
         help="a new version that found no spare CPU to load in this long loads at normal "
-        "priority (process reload)",
+        f"priority (process reload); at most {LOAD_TIMEOUT_S:g}, when a load is abandoned",
     )
     # Set by serving.supervisor for the processes it starts.
     parser.add_argument("--ready_fd", type=int, default=None, help=argparse.SUPPRESS)

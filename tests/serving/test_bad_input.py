@@ -352,6 +352,12 @@ def test_too_many_rows_are_refused_naming_the_limit(predict):
     assert details.startswith("input tensor alias examples: 2000 rows, more than the")
 
 
+@pytest.mark.parametrize("seconds", [float("inf"), 1e10, float("nan"), -1.0])
+def test_a_poll_wait_that_cannot_be_waited_is_refused(tmp_path, seconds):
+    with pytest.raises(ValueError, match=r"poll_wait_seconds must be in \[0, 86400\] seconds"):
+        ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=seconds)
+
+
 def test_row_limit_is_configurable_and_exact(exported_model_base):
     base, name = exported_model_base
     with pytest.raises(ValueError, match="max_rows_per_request"):
@@ -385,6 +391,15 @@ def test_row_limit_is_configurable_and_exact(exported_model_base):
         (["--model_name", "a/b"], "--model_name: model_name must be a non-empty folder name"),
         (["--model_name", ""], "--model_name: model_name must be a non-empty folder name"),
         (["--model_name", ".."], "got '..'"),
+        (
+            ["--file_system_poll_wait_seconds", "inf"],
+            "--file_system_poll_wait_seconds: must be in [0, 86400], got inf",
+        ),
+        (["--file_system_poll_wait_seconds", "1e10"], "must be in [0, 86400], got 1e10"),
+        (["--file_system_poll_wait_seconds", "nan"], "must be in [0, 86400], got nan"),
+        (["--grace_seconds", "inf"], "--grace_seconds: must be in [0, 3600], got inf"),
+        (["--idle_load_timeout_s", "1e300"], "--idle_load_timeout_s: must be in [0, 600.0]"),
+        (["--rest_api_timeout_in_ms", "10" * 10], "must be in [1, 86400000]"),
     ],
 )
 def test_bad_server_flags_stop_it_before_anything_serves(flags, message, capsys):
