@@ -38,26 +38,58 @@ MAX_VERSION = 2**63 - 1
 def complete_versions(model_dir: str | os.PathLike) -> dict[int, pathlib.Path]:
     """Complete version folders under ``<model_base_path>/<model_name>``.
 
+    Two folders may name one version (``10/`` and ``0010/``). TF Serving
+    (``file_system_storage_path_source.cc``, ``IndexChildrenByVersion``) then loads the
+    one whose name sorts last (``10``) and logs that the other is ignored; so does
+    this function, with a warning naming both folders (once per set of folders in a
+    process, not at every poll).
+
     Returns:
       Version number -> folder, for every folder named by a non-negative integer (at
       most :data:`MAX_VERSION`) that holds ``saved_model.pb`` and
-      ``variables/variables.index``. Empty when ``model_dir`` does not exist.
+      ``variables/variables.index`` (of several folders of one version, the one
+      whose name sorts last, complete or not). Empty when ``model_dir`` does not
+      exist.
     """
-    versions = {}
+    candidates: dict[int, list[str]] = {}
     with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(model_dir) as it:
         for entry in it:
             if (
-                not _VERSION_DIR.fullmatch(entry.name)
-                or int(entry.name) > MAX_VERSION
-                or not entry.is_dir()
+                _VERSION_DIR.fullmatch(entry.name)
+                and int(entry.name) <= MAX_VERSION
+                and entry.is_dir()
             ):
-                continue
-            path = pathlib.Path(entry.path)
-            if (path / signatures.SAVED_MODEL_FILENAME).is_file() and (
-                path / signatures.VARIABLES_INDEX
-            ).is_file():
-                versions[int(entry.name)] = path
+                candidates.setdefault(int(entry.name), []).append(entry.name)
+    versions = {}
+    for version, names in candidates.items():
+        names.sort()
+        path = pathlib.Path(model_dir) / names[-1]
+        if len(names) > 1:
+            _warn_duplicate_version(version, path, names[:-1])
+        if (path / signatures.SAVED_MODEL_FILENAME).is_file() and (
+            path / signatures.VARIABLES_INDEX
+        ).is_file():
+            versions[version] = path
     return versions
+
+
+#: Duplicate version folders already warned of (warn once, not at every poll).
+_warned_duplicates: set[tuple[str, ...]] = set()
+
+
+def _warn_duplicate_version(version: int, path: pathlib.Path, ignored: list[str]) -> None:
+    key = (str(path), *ignored)
+    if key in _warned_duplicates:
+        return
+    _warned_duplicates.add(key)
+    logging.warning(
+        "Duplicate version directories detected. Version %d will be loaded from %s, %s "
+        "will be ignored (TF Serving's choice: the name that sorts last); keep one "
+        "folder per version number",
+        version,
+        path,
+        ", ".join(str(path.parent / name) for name in ignored),
+    )
 
 
 def version_fingerprint(path: pathlib.Path) -> tuple[tuple[str, int, int], ...]:

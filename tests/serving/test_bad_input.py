@@ -260,6 +260,28 @@ def test_version_numbers_beyond_int64_are_not_versions(tmp_path):
     assert sorted(complete_versions(tmp_path)) == [3, 2**63 - 1]
 
 
+def test_two_folders_of_one_version_are_named_and_the_last_name_is_served(tmp_path, caplog):
+    """``10/`` and ``0010/``: TF Serving loads the name that sorts last, with a warning
+    naming both; an incomplete winner is not replaced by the other folder."""
+    for name in ("0010", "10", "3", "03", "007"):
+        _fake_version(tmp_path, name)
+    (tmp_path / "03" / "saved_model.pb").unlink()  # "3" wins over "03" anyway
+    (tmp_path / "7" / "variables").mkdir(parents=True)  # "7" wins over "007", incomplete
+    with caplog.at_level("WARNING"):
+        versions = complete_versions(tmp_path)
+        assert versions == {10: tmp_path / "10", 3: tmp_path / "3"}
+        warnings = [r.getMessage() for r in caplog.records if "Duplicate" in r.getMessage()]
+        assert len(warnings) == 3, warnings
+        for version, kept, ignored in ((10, "10", "0010"), (7, "7", "007"), (3, "3", "03")):
+            assert (
+                f"Version {version} will be loaded from {tmp_path / kept}, "
+                f"{tmp_path / ignored} will be ignored" in "\n".join(warnings)
+            )
+        caplog.clear()
+        assert complete_versions(tmp_path) == versions  # polled again: no second warning
+        assert not [r for r in caplog.records if "Duplicate" in r.getMessage()]
+
+
 def test_a_failed_version_is_retried_once_its_files_change(tmp_path, model_template):
     publish(model_template, tmp_path, 1)
     model_server = ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=0)
