@@ -491,19 +491,42 @@ def serialize_histories(
     """Serialized tf.Examples for users' histories.
 
     Args:
-      histories: one mapping behavior -> raw item ids per user.
+      histories: one mapping behavior -> raw item ids per user (a list of them, even
+        for one user).
       behaviors: the model's behaviors; when given, any other key is an error (the
         model would silently ignore it).
 
+    Returns:
+      One serialized tf.Example (``bytes``) per history, in order.
+
     Raises:
-      ValueError: naming the behavior or item id that is not accepted.
+      ValueError: naming what was given, if ``histories`` is not a sequence of
+        mappings (one user's mapping given alone, a list of item ids); naming the
+        behavior or item id that is not accepted.
     """
+    if isinstance(histories, Mapping | str | bytes) or not isinstance(histories, Iterable):
+        hint = " (one user: [history])" if isinstance(histories, Mapping) else ""
+        raise ValueError(
+            "histories must be a list of mappings behavior -> list of item ids, one per "
+            f"user{hint}; got {_described(histories)}"
+        )
     result = []
-    for history in histories:
+    for index, history in enumerate(histories):
+        if not isinstance(history, Mapping):
+            raise ValueError(
+                f"histories[{index}] must be a mapping behavior -> list of item ids (one "
+                f"user's history), got {_described(history)}"
+            )
         if behaviors is not None:
             check_behaviors(history, behaviors)
         result.append(history_example(history).SerializeToString())
     return result
+
+
+def _described(value: object) -> str:
+    """``value`` for an error message: its type and its ``repr``, cut at 80 characters."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:80]}{'…' if len(text) > 80 else ''}"
 
 
 def check_behaviors(history: History, behaviors: Sequence[str]) -> None:

@@ -110,6 +110,44 @@ def test_unknown_behaviors_are_named_in_the_request_and_model_order():
     assert f"its behaviors are {list(served)}" in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("histories", "message"),
+    [
+        (
+            {features.PURCHASE: ["i17"]},
+            "histories must be a list of mappings behavior -> list of item ids, one per user "
+            "(one user: [history]); got dict {'purchase': ['i17']}",
+        ),
+        (
+            ["i17"],
+            "histories[0] must be a mapping behavior -> list of item ids (one user's "
+            "history), got str 'i17'",
+        ),
+        (
+            "i17",
+            "histories must be a list of mappings behavior -> list of item ids, one per "
+            "user; got str 'i17'",
+        ),
+        (5, "got int 5"),
+        (
+            [{}, [features.PURCHASE, "i1"]],
+            "histories[1] must be a mapping behavior -> list of "
+            "item ids (one user's history), got list ['purchase', 'i1']",
+        ),
+    ],
+    ids=["one-mapping", "list-of-ids", "string", "number", "list-in-list"],
+)
+def test_histories_of_the_wrong_shape_are_named(histories, message, client):
+    served = (features.PURCHASE, features.CLICK, features.FAVORITE)
+    for behaviors in (served, None):
+        with pytest.raises(ValueError) as e:
+            serialize_histories(histories, behaviors)
+        assert message in str(e.value)
+    with pytest.raises(ValueError) as e:  # the client's recommend checks before any call
+        client.recommend(histories)
+    assert message in str(e.value) and "are not served" not in str(e.value)
+
+
 def test_top_k_below_one_is_an_error_not_a_silent_cut():
     outputs = {
         features.item_ids_output(features.PURCHASE): np.array([[b"i1", b"i2"]], dtype=object),
@@ -476,7 +514,7 @@ def test_a_second_server_is_refused_while_the_first_has_bound_nothing(tmp_path):
         from serving import server
 
         assert not server.port_in_use("127.0.0.1", port)  # nothing bound: the gap
-        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2, second.stderr
         assert f"127.0.0.1:{port} in use (another server?): choose free ports" in second.stderr
     finally:
