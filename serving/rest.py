@@ -101,7 +101,18 @@ def _from_json(value: object) -> object:
 def _rest_predict_request(
     model_server: ModelServer, spec: model_pb2.ModelSpec, body: Mapping[str, object]
 ) -> tuple[predict_pb2.PredictRequest, bool]:
-    """A PredictRequest from a REST body (``instances`` row or ``inputs`` columnar format)."""
+    """A PredictRequest from a REST body (``instances`` row or ``inputs`` columnar format).
+
+    Returns:
+      The request, and whether the body used the row format (the answer then holds
+      ``predictions``, else ``outputs``).
+
+    Raises:
+      ServingError: ``INVALID_ARGUMENT`` for a body that does not fit the signature (a
+        bare value or list for a signature with several inputs: TF Serving's REST API
+        takes those as an object of named inputs), ``FAILED_PRECONDITION`` for an
+        unknown signature, ``NOT_FOUND`` for an unknown model or version.
+    """
     signature_name = body.get("signature_name", "")
     if not isinstance(signature_name, str):
         raise ServingError(
@@ -160,11 +171,20 @@ def _rest_predict_request(
                     columns[name].append(_from_json(row[name]))
     else:
         inputs = body["inputs"]
-        columns = (
-            {k: _from_json(v) for k, v in inputs.items()}
-            if isinstance(inputs, dict) and set(inputs) != {"b64"}
-            else {names[0]: _from_json(inputs)}
-        )
+        if isinstance(inputs, dict) and set(inputs) != {"b64"}:
+            columns = {k: _from_json(v) for k, v in inputs.items()}
+        elif len(names) > 1:
+            # TF Serving's REST API: a bare value or list is the one input of a
+            # signature with one; several inputs are named in an object.
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "inputs is a plain value/list, but expecting an object as multiple input "
+                f"tensors required as per tensorinfo_map: signature {key} has inputs "
+                f"{{{','.join(names)}}}; send them named, "
+                + json.dumps({"inputs": dict.fromkeys(names, "…")}, ensure_ascii=False),
+            )
+        else:
+            columns = {names[0]: _from_json(inputs)}
     request = predict_pb2.PredictRequest()
     request.model_spec.CopyFrom(spec)
     for alias, value in columns.items():

@@ -268,6 +268,44 @@ def test_rest_bad_requests(local_server, path, body, headers, expected):
     assert got == 200  # still serving
 
 
+def test_a_bare_inputs_list_for_several_inputs_asks_for_named_inputs():
+    """Columnar ``{"inputs": [[1]]}`` fits only a signature with one input; for several
+    it is not given to the first name (then "missing" the others) but refused."""
+    from types import SimpleNamespace
+
+    from tensorflow.core.protobuf import meta_graph_pb2
+    from tensorflow_serving.apis import model_pb2
+
+    from serving import rest
+
+    signature = meta_graph_pb2.SignatureDef()
+    for name, rank in (("padded", 2), ("behavior", 1)):
+        signature.inputs[name].dtype = types_pb2.DT_INT64
+        for _ in range(rank):
+            signature.inputs[name].tensor_shape.dim.add().size = -1
+    servable = SimpleNamespace(signature_defs={"score_items": signature})
+    model_server = SimpleNamespace(resolve=lambda spec: servable)
+    for inputs in ([[1]], 1, {"b64": "AA=="}):
+        with pytest.raises(ServingError) as info:
+            rest._rest_predict_request(
+                model_server,
+                model_pb2.ModelSpec(name=MODEL_NAME),
+                {"signature_name": "score_items", "inputs": inputs},
+            )
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.message == (
+            "inputs is a plain value/list, but expecting an object as multiple input tensors "
+            "required as per tensorinfo_map: signature score_items has inputs "
+            '{behavior,padded}; send them named, {"inputs": {"behavior": "…", "padded": "…"}}'
+        )
+    request, row_format = rest._rest_predict_request(
+        model_server,
+        model_pb2.ModelSpec(name=MODEL_NAME),
+        {"signature_name": "score_items", "inputs": {"padded": [[1]], "behavior": [0]}},
+    )
+    assert not row_format and sorted(request.inputs) == ["behavior", "padded"]
+
+
 def test_conflicting_content_lengths_are_refused(local_server):
     head = f"POST {PREDICT} HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 16\r\n\r\n"
     got, payload = _http(local_server.rest_port, head, b"{}")
