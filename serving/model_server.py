@@ -280,8 +280,15 @@ class ModelServer:
         return count
 
     # --- calls ----------------------------------------------------------------------
-    def resolve(self, spec: model_pb2.ModelSpec) -> ServableVersion:
-        """The loaded version a model spec asks for (basic_manager / server_core)."""
+    @staticmethod
+    def _check_version_label(spec: model_pb2.ModelSpec) -> None:
+        """Refuses a version label (server_core's ``GetModelVersionForLabel``): no
+        labels are configured here, so every label is unknown.
+
+        Raises:
+          ServingError: ``INVALID_ARGUMENT`` if ``spec`` sets ``version_label`` (or
+            sets it and ``version`` both).
+        """
         if spec.HasField("version") and spec.version_label:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -292,6 +299,10 @@ class ModelServer:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"Unrecognized servable version label: {spec.version_label}",
             )
+
+    def resolve(self, spec: model_pb2.ModelSpec) -> ServableVersion:
+        """The loaded version a model spec asks for (basic_manager / server_core)."""
+        self._check_version_label(spec)
         current = self._current
         if (
             spec.name != self.model_name
@@ -387,10 +398,16 @@ class ModelServer:
     def get_model_status(
         self, request: get_model_status_pb2.GetModelStatusRequest
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        """``ModelService.GetModelStatus``: state of every version seen (or the one asked)."""
+        """``ModelService.GetModelStatus``: state of every version seen (or the one asked).
+
+        A version label is resolved as for Predict and metadata: no labels are
+        configured, so any label is ``INVALID_ARGUMENT`` (``Unrecognized servable
+        version label``), not the status of every version.
+        """
         if not request.HasField("model_spec"):
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
         spec = request.model_spec
+        self._check_version_label(spec)
         with self._lock:
             states = dict(self._states) if spec.name == self.model_name else {}
         if spec.HasField("version"):

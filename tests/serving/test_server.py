@@ -322,6 +322,13 @@ def test_status_errors(stubs):
     request.model_spec.version.value = 9
     code, details = _error(models.GetModelStatus, request)
     assert (code, details) == (grpc.StatusCode.NOT_FOUND, "Could not find version 9 of model bvae")
+    request.model_spec.ClearField("version")
+    request.model_spec.version_label = "stable"  # none configured: as Predict answers
+    code, details = _error(models.GetModelStatus, request)
+    assert (code, details) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Unrecognized servable version label: stable",
+    )
 
 
 def test_a_bad_request_in_a_batch_fails_alone(local_server, client):
@@ -389,6 +396,12 @@ def test_rest_api(local_server, client):
     status, body = _rest(local_server, f"/v1/models/{MODEL_NAME}/metadata")
     assert status == 200
     assert features.SERVING_SIGNATURE in body["metadata"]["signature_def"]["signatureDef"]
+
+    # A version label: no labels are configured, so status refuses it as metadata and
+    # predict do (it is not the status of every version).
+    for path in ("", "/metadata"):
+        status, body = _rest(local_server, f"/v1/models/{MODEL_NAME}/labels/stable{path}")
+        assert (status, body) == (400, {"error": "Unrecognized servable version label: stable"})
 
     status, body = _rest(local_server, "/v1/models/nope:predict", {"instances": instances})
     assert (status, body) == (404, {"error": "Servable not found for request: Latest(nope)"})
