@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import grpc
 import tensorflow as tf
 from absl import logging
+from google.protobuf import message
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -31,7 +32,7 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 
-from bvae_tf.export import MAX_WARMUP_RECORDS, warmup_file
+from bvae_tf.export import ASSETS_EXTRA, MAX_WARMUP_RECORDS, WARMUP_FILENAME, warmup_file
 from serving import tensor_protos
 from serving.request_checks import ServingError, output_aliases, parse_inputs, signature_key
 from serving.versions import (
@@ -262,18 +263,49 @@ class ModelServer:
         return version
 
     def _warm_up(self, servable: ServableVersion) -> int:
-        """Replays the version's warm-up Predict requests; any failure fails the load."""
+        """Replays the version's warm-up Predict requests; any failure fails the load.
+
+        Returns:
+          The number of requests replayed (0 without a warm-up file).
+
+        Raises:
+          ValueError: naming the file (``assets.extra/tf_serving_warmup_requests`` of
+            the version) if it is not a TFRecord file of ``PredictionLog`` records
+            (corrupt, truncated, another format), holds more than
+            ``MAX_WARMUP_RECORDS`` or a log that is not a ``predict_log``.
+          ServingError: if a warm-up request fails on the model.
+        """
         path = warmup_file(servable.path)
         if not path.is_file():
             return 0
+        where = (
+            f"{ASSETS_EXTRA}/{WARMUP_FILENAME} of version {servable.version} of model "
+            f"{self.model_name} ({path})"
+        )
+        invalid = f"{where} is not a valid TFRecord file of PredictionLog records"
+        try:
+            records = list(
+                tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS + 1).as_numpy_iterator()
+            )
+        except tf.errors.OpError as e:
+            reason = e.message.split("}} ")[-1].split(" [Op:")[0].strip()
+            raise ValueError(
+                f"{invalid}: {reason}; write it again (bvae_tf.export.write_warmup_requests)"
+            ) from e
+        if len(records) > MAX_WARMUP_RECORDS:
+            raise ValueError(
+                f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
+            )
         count = 0
-        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        for record in records:
             count += 1
-            if count > MAX_WARMUP_RECORDS:
+            try:
+                log = prediction_log_pb2.PredictionLog.FromString(record)
+            except message.DecodeError as e:
                 raise ValueError(
-                    f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
-                )
-            log = prediction_log_pb2.PredictionLog.FromString(record)
+                    f"{invalid}: record {count} does not parse as a PredictionLog ({e}); "
+                    "write it again (bvae_tf.export.write_warmup_requests)"
+                ) from e
             if log.WhichOneof("log_type") != "predict_log":
                 raise ValueError(f"Unsupported log_type for warmup: {log.WhichOneof('log_type')}")
             self._run_predict(servable, log.predict_log.request)

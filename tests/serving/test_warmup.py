@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
 
 from bvae_tf import export as warmup
 from bvae_tf import features
@@ -78,3 +78,45 @@ def test_bad_arguments_are_clear_errors(export_dir, kwargs, message):
 def test_a_folder_without_an_export_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="export it again"):
         warmup.write_warmup_requests(tmp_path, model_name=MODEL_NAME)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (
+            b"this is not a TFRecord file",
+            ": corrupted record at 0 (Is this even a TFRecord file?);",
+        ),
+        (None, "record 1 does not parse as a PredictionLog"),
+    ],
+    ids=["not-tfrecord", "not-prediction-log"],
+)
+def test_a_corrupt_warmup_file_is_named_in_the_load_error(
+    tmp_path, model_template, content, reason
+):
+    from serving.model_server import ModelServer
+    from tests.serving.conftest import publish
+
+    version = publish(model_template, tmp_path, 4)
+    path = warmup.warmup_file(version)
+    if content is None:  # a valid TFRecord file whose record is no PredictionLog
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            writer.write(b"\xff\xff\xff\xff")
+    else:
+        path.write_bytes(content)
+    model_server = ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=0)
+    model_server.start()
+    try:
+        assert model_server.current is None
+        status = model_server.get_model_status(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL_NAME})
+        ).model_version_status[0]
+    finally:
+        model_server.stop()
+    assert status.version == 4 and status.state == get_model_status_pb2.ModelVersionStatus.END
+    error = status.status.error_message
+    assert (
+        "failed: assets.extra/tf_serving_warmup_requests of version 4 of model bvae "
+        f"({path}) is not a valid TFRecord file of PredictionLog records: " in error
+    ), error
+    assert reason in error, error
