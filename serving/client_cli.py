@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -255,7 +256,13 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     source.add_argument("--histories_file", help="JSON lines, one {behavior: [ids]} per user")
     source.add_argument("--examples_file", help="TFRecord (.gz: GZIP) of tf.Examples")
     predict.add_argument("--top_k", type=int, default=None, help="default: all the model returns")
-    predict.add_argument("--batch_size", type=int, default=64, help="users per request")
+    predict.add_argument(
+        "--batch_size",
+        type=int,
+        default=64,
+        help="users per request; at most the server's row limit (the local server's "
+        "--max_rows_per_request, 1024 by default)",
+    )
     commands.add_parser(
         "metadata", help="the model's signatures (GetModelMetadata)", parents=[json_flag]
     )
@@ -347,6 +354,25 @@ def _run(args: argparse.Namespace, client: ServingClient) -> str:
     return _format_table(users, results)
 
 
+#: The local server's refusal of a request with more rows than its
+#: ``--max_rows_per_request`` (``serving.request_checks.parse_inputs``).
+_ROW_LIMIT = re.compile(r"(?P<rows>[0-9]+) rows, more than the (?P<limit>[0-9]+) rows a request")
+
+
+def _row_limit_error(args: argparse.Namespace, details: str) -> str | None:
+    """The message for a ``predict`` refused for its rows per request: the user's fix
+    is this client's ``--batch_size``, not the server's flag; ``None`` otherwise."""
+    match = _ROW_LIMIT.search(details)
+    if args.command != "predict" or match is None:
+        return None
+    limit = match["limit"]
+    return (
+        f"--batch_size {args.batch_size} sends {match['rows']} users per request, more than "
+        f"the {limit} the server takes (its --max_rows_per_request): give --batch_size "
+        f"{limit} or less"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (1 on a failed call)."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
@@ -362,6 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) as client:
             print(_run(args, client))
     except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            refused = _row_limit_error(args, e.details() or "")
+            if refused is not None:
+                print(f"error: INVALID_ARGUMENT: {refused}", file=sys.stderr)
+                return 1
         hint = ""
         if e.code() == grpc.StatusCode.NOT_FOUND and args.version is None:
             hint = (

@@ -127,6 +127,28 @@ def test_errors_exit_with_status_1(local_server, capsys):
     assert "BEHAVIOR=ID1,ID2" in err
 
 
+def test_too_many_users_per_request_points_to_batch_size(exported_model_base, capsys, tmp_path):
+    """The server refuses a request over its row limit; the user's fix is the client's
+    --batch_size, which the message names (with the server's limit as the reason)."""
+    from serving.server import LocalServer
+
+    base, name = exported_model_base
+    users = tmp_path / "users.jsonl"
+    users.write_text("".join(json.dumps({features.CLICK: [f"i{i}"]}) + "\n" for i in range(5)))
+    with LocalServer(base, name, port=0, enable_warmup=False, max_rows_per_request=3) as server:
+        argv = ["--server", server.target, "--model_name", name, "predict"]
+        code = client_cli.main([*argv, "--histories_file", str(users), "--batch_size", "4"])
+        err = capsys.readouterr().err
+        assert code == 1
+        assert err.strip() == (
+            "error: INVALID_ARGUMENT: --batch_size 4 sends 4 users per request, more than the "
+            "3 the server takes (its --max_rows_per_request): give --batch_size 3 or less"
+        )
+        code = client_cli.main([*argv, "--histories_file", str(users), "--batch_size", "3"])
+        assert code == 0, capsys.readouterr().err
+        assert capsys.readouterr().out.count("user ") == 5
+
+
 def test_a_reader_that_closes_the_pipe_early_is_not_an_error(local_server):
     """``python -m serving.client ... | head``: no error line, exit status 0 (the reader
     here, ``true``, exits before the client writes, so its write always fails)."""
