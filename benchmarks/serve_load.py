@@ -416,22 +416,51 @@ def _reload_run(
     return w
 
 
+def _positive(kind: type):
+    """An argparse type: a finite number of ``kind`` above 0 (``nan``, ``inf``, ``0``
+    and negatives are usage errors)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if kind is int else 'a number'}"
+            ) from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
+        return value
+
+    return parse
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; a bad value is a usage error (exit status 2) naming the flag.
+
+    Raises:
+      SystemExit: for a duration, rate or count that is not finite and > 0, a
+        ``--top_k`` above ``--num_items``, or ``--loads`` other than closed/rate.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.serve_load",
         description="Load benchmark of the local TF Serving-protocol server (loopback).",
     )
-    parser.add_argument("--duration_s", type=float, default=30.0, help="seconds per run")
-    parser.add_argument("--max_requests", type=int, default=100_000, help="cap per run")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
-    parser.add_argument("--repeats", type=int, default=3, help="steady runs per load kind")
+    positive_int, positive_float = _positive(int), _positive(float)
+    parser.add_argument(
+        "--duration_s", type=positive_float, default=30.0, help="seconds per run (> 0)"
+    )
+    parser.add_argument("--max_requests", type=positive_int, default=100_000, help="cap per run")
+    parser.add_argument("--clients", type=positive_int, default=8, help="concurrent clients")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="steady runs per load kind")
     parser.add_argument(
         "--loads", default="closed,rate", help="comma list of load kinds: closed, rate"
     )
-    parser.add_argument("--rate", type=float, default=300.0, help="requests/s of 'rate' load")
-    parser.add_argument("--num_items", type=int, default=JD_ITEMS)
-    parser.add_argument("--dim", type=int, default=JD_DIM)
-    parser.add_argument("--top_k", type=int, default=10)
+    parser.add_argument(
+        "--rate", type=positive_float, default=300.0, help="requests/s of 'rate' load (> 0)"
+    )
+    parser.add_argument("--num_items", type=positive_int, default=JD_ITEMS)
+    parser.add_argument("--dim", type=positive_int, default=JD_DIM)
+    parser.add_argument("--top_k", type=positive_int, default=10, help="at most --num_items")
     parser.add_argument("--no_reload", action="store_true", help="skip the reload runs")
     parser.add_argument(
         "--model",
@@ -447,12 +476,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workdir", default=None, help="keep models and log here")
     args = parser.parse_args(argv)
-    for name in ("duration_s", "max_requests", "clients", "repeats", "rate"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.top_k > args.num_items:
+        parser.error(f"--top_k {args.top_k} exceeds --num_items {args.num_items}")
     args.loads = [kind.strip() for kind in args.loads.split(",") if kind.strip()]
     if not args.loads or set(args.loads) - {"closed", "rate"}:
-        raise ValueError(f"--loads takes closed and/or rate, got {args.loads}")
+        parser.error(f"--loads takes closed and/or rate, got {args.loads}")
     return args
 
 
