@@ -3,7 +3,8 @@
 ``GET /v1/models/<name>[/versions/<n>|/labels/<label>]`` (status),
 ``GET …/metadata`` and ``POST …:predict`` with a row (``{"instances": …}``) or
 columnar (``{"inputs": …}``) body; binary strings travel as ``{"b64": …}``, as in
-TF Serving. Calls go to a :class:`~serving.model_server.ModelServer`; a
+TF Serving; other methods get 405 with an ``Allow`` header, and every answer, errors
+included, is JSON. Calls go to a :class:`~serving.model_server.ModelServer`; a
 :class:`~serving.request_checks.ServingError` is answered with the HTTP status TF
 Serving's REST API gives its gRPC code. Bounded like the gRPC side: calls at once
 (more: 429), request size (more: 413), and an idle or slow connection is closed after
@@ -215,13 +216,48 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         logging.vlog(1, "REST %s", format % args)
 
-    def _send(self, status: int, payload: Mapping[str, object]) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: Mapping[str, object],
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Answers ``status`` with ``payload`` as JSON (no body for a HEAD request)."""
         body = json.dumps(payload).encode("utf-8")
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if getattr(self, "command", None) != "HEAD":
+            self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """``BaseHTTPRequestHandler``'s own refusals (a malformed request line or
+        header, an unknown method: 501) as JSON ``{"error": …}``, as every other
+        answer, instead of its HTML page; the connection is closed."""
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        short = self.responses.get(code, (f"HTTP {code}",))[0]
+        self._send(code, {"error": message or short}, {"Connection": "close"})
+
+    def _method_not_allowed(self) -> None:
+        """PUT, DELETE, PATCH, HEAD, OPTIONS: 405 with an ``Allow`` header naming the
+        method the path takes (POST for ``:predict``, else GET). The connection is
+        closed (a request body, never read, would be taken for the next request)."""
+        self.close_connection = True
+        routed = self._route()
+        if routed is None:
+            return
+        allow = "POST" if routed[1] == ":predict" else "GET"
+        self._send(
+            405,
+            {"error": f"{self.command} is not supported for {self.path}; use {allow}"},
+            {"Allow": allow, "Connection": "close"},
+        )
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _method_not_allowed
 
     def _route(self) -> tuple[model_pb2.ModelSpec, str] | None:
         match = _REST_PATH.fullmatch(self.path.split("?", 1)[0])
@@ -265,7 +301,7 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             return
         spec, rest = routed
         if rest == ":predict":
-            self._send(405, {"error": "predict needs POST"})
+            self._send(405, {"error": "predict needs POST"}, {"Allow": "POST"})
         elif rest == "/metadata":
             self._answer(lambda: self._metadata(spec))
         else:
@@ -313,7 +349,11 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             return
         spec, rest = routed
         if rest != ":predict":
-            self._send(405, {"error": f"POST is only supported for :predict, not {self.path}"})
+            self._send(
+                405,
+                {"error": f"POST is only supported for :predict, not {self.path}"},
+                {"Allow": "GET"},
+            )
             return
         self._answer(lambda: self._predict(spec, body))
 

@@ -306,6 +306,49 @@ def test_a_bare_inputs_list_for_several_inputs_asks_for_named_inputs():
     assert not row_format and sorted(request.inputs) == ["behavior", "padded"]
 
 
+def _http_with_headers(port, head):
+    """Status, lower-cased headers and raw body of one HTTP exchange."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+        sock.sendall(head.encode("latin-1"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    header, _, body = data.partition(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}, body
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+@pytest.mark.parametrize(
+    ("path", "allow"), [(f"/v1/models/{MODEL_NAME}", "GET"), (PREDICT, "POST")]
+)
+def test_other_methods_get_json_405_with_allow(local_server, method, path, allow):
+    status, headers, body = _http_with_headers(
+        local_server.rest_port, f"{method} {path} HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert status == 405 and headers["allow"] == allow
+    assert headers["content-type"] == "application/json"
+    if method == "HEAD":  # a HEAD answer has no body
+        assert body == b""
+    else:
+        assert json.loads(body) == {"error": f"{method} is not supported for {path}; use {allow}"}
+
+
+def test_http_errors_of_the_server_itself_are_json(local_server):
+    status, headers, body = _http_with_headers(
+        local_server.rest_port, f"BREW /v1/models/{MODEL_NAME} HTTP/1.1\r\n\r\n"
+    )
+    assert (status, json.loads(body)) == (501, {"error": "Unsupported method ('BREW')"})
+    assert headers["content-type"] == "application/json"
+    status, headers, body = _http_with_headers(local_server.rest_port, "GET / x HTTP/1.1\r\n\r\n")
+    assert status == 400 and "Bad request syntax" in json.loads(body)["error"]
+    status, headers, body = _http_with_headers(
+        local_server.rest_port, f"GET {PREDICT} HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
+    assert (status, headers["allow"]) == (405, "POST")
+
+
 def test_conflicting_content_lengths_are_refused(local_server):
     head = f"POST {PREDICT} HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 16\r\n\r\n"
     got, payload = _http(local_server.rest_port, head, b"{}")
