@@ -30,6 +30,10 @@ from concurrent import futures
 import numpy as np
 
 Arrays = Mapping[str, np.ndarray]
+#: The longest a batch may wait for more calls: a minute (TF Serving's batch timeouts
+#: are milliseconds; a wait beyond ``threading``'s timeout range would kill the batch
+#: thread).
+MAX_BATCH_TIMEOUT_S = 60.0
 
 
 @dataclasses.dataclass(eq=False)
@@ -56,7 +60,8 @@ class Batcher:
         beyond dimension 0 in every model call.
 
     Raises:
-      ValueError: on a non-positive size or thread count, or a negative timeout.
+      ValueError: on a non-positive size or thread count, or a timeout outside
+        ``[0, MAX_BATCH_TIMEOUT_S]``.
     """
 
     def __init__(
@@ -69,10 +74,10 @@ class Batcher:
         name: str = "batch",
         padding: Mapping[str, float] | None = None,
     ):
-        if max_batch_size < 1 or num_threads < 1 or batch_timeout_s < 0:
+        if max_batch_size < 1 or num_threads < 1 or not 0 <= batch_timeout_s <= MAX_BATCH_TIMEOUT_S:
             raise ValueError(
-                f"need max_batch_size >= 1, num_threads >= 1, batch_timeout_s >= 0; got "
-                f"{max_batch_size}, {num_threads}, {batch_timeout_s}"
+                f"need max_batch_size >= 1, num_threads >= 1, batch_timeout_s in [0, "
+                f"{MAX_BATCH_TIMEOUT_S:g}]; got {max_batch_size}, {num_threads}, {batch_timeout_s}"
             )
         self._function = function
         self._padding = dict(padding or {})

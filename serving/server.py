@@ -66,6 +66,7 @@ from absl import logging
 
 from bvae_tf import console
 from serving import grpc_api, rest
+from serving.batching import MAX_BATCH_TIMEOUT_S
 from serving.model_server import (
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_ROWS_PER_REQUEST,
@@ -416,9 +417,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--batch_timeout_micros",
-        type=_at_least(0),
+        type=_at_least(0, int(MAX_BATCH_TIMEOUT_S * 1e6)),
         default=0,
-        help="wait for more calls per batch; 0: batch what queued meanwhile",
+        help="wait for more calls per batch, at most a minute (60000000); 0: batch what "
+        "queued meanwhile",
     )
     parser.add_argument(
         "--num_batch_threads",

@@ -198,3 +198,9 @@ def test_slices_of_an_unpadded_output_that_differ_are_an_error():
     with pytest.raises(ValueError, match=r"output 'lists' has shapes .* cannot be joined"):
         batcher({"x": np.array([1, 1, 3])})
     batcher.close()
+
+
+@pytest.mark.parametrize("timeout_s", [-1.0, 61.0, float("inf"), float("nan")])
+def test_a_batch_timeout_outside_a_minute_is_refused(timeout_s):
+    with pytest.raises(ValueError, match=r"batch_timeout_s in \[0, 60\]"):
+        Batcher(_Model(), max_batch_size=2, batch_timeout_s=timeout_s)
