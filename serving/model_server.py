@@ -58,6 +58,27 @@ DEFAULT_MAX_ROWS_PER_REQUEST = 1024
 MAX_POLL_WAIT_SECONDS = 86_400
 
 
+def op_error_message(error: tf.errors.OpError) -> str:
+    """TensorFlow's message for a failed signature call, without what the eager
+    wrapper adds around it: the ``Graph execution error:`` / ``Detected at node …``
+    header with its stack lines, the ``[[{{node …}}]]`` line and the ``[Op:…]`` tag.
+    ``"assertion failed: [purchase_items: item index outside [0, num_items=127)]"``,
+    not six lines of which one says it. Other messages are returned as they are."""
+    text = error.message or ""
+    if not text.startswith("Graph execution error:"):
+        return text
+    lines = text.splitlines()
+    detected = next((i for i, line in enumerate(lines) if line.startswith("Detected at node")), 0)
+    body = [
+        line
+        for line in lines[detected + 1 :]
+        if line.strip()
+        and not line.startswith(("  ", "<stack traces unavailable>"))  # the stack
+        and not line.lstrip().startswith("[[")  # the node line, with its [Op:…] tag
+    ]
+    return "\n".join(body) or text
+
+
 def _model_spec_text(spec: model_pb2.ModelSpec) -> str:
     """TF Serving's ``ServableRequest::DebugString`` for a model spec."""
     if spec.HasField("version"):
@@ -375,11 +396,11 @@ class ModelServer:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"Could not parse example input: signature {key} read a serialized "
-                f"tf.Example that is malformed ({e.message.strip().splitlines()[0]})",
+                f"tf.Example that is malformed ({op_error_message(e)})",
             ) from e
         except tf.errors.OpError as e:
             raise ServingError(
-                _GRPC_CODES.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message
+                _GRPC_CODES.get(e.error_code, grpc.StatusCode.UNKNOWN), op_error_message(e)
             ) from e
         except UnicodeDecodeError as e:
             # TensorFlow could not decode its own error message (it quotes the bad input).

@@ -673,3 +673,28 @@ def test_score_items_inputs_that_are_no_indices_are_refused(value, message):
     with pytest.raises(ValueError, match=message):
         signatures.cast_to_signature("purchase_items", value, info)
     assert signatures.cast_to_signature("purchase_items", [[1, -1]], info).tolist() == [[1, -1]]
+
+
+def test_tensorflow_errors_reach_the_caller_without_the_wrappers_noise():
+    import tensorflow as tf
+
+    from serving.model_server import op_error_message
+
+    raw = (
+        "Graph execution error:\n\nDetected at node bvae/Assert/Assert defined at (most "
+        "recent call last):\n<stack traces unavailable>\nassertion failed: [purchase_items: "
+        "item index outside [0, num_items=127)]\n\t [[{{node bvae/Assert/Assert}}]] "
+        "[Op:__inference_signature_wrapper_2869]"
+    )
+    error = tf.errors.InvalidArgumentError(None, None, raw)
+    assert op_error_message(error) == (
+        "assertion failed: [purchase_items: item index outside [0, num_items=127)]"
+    )
+    with_stack = raw.replace(
+        "<stack traces unavailable>", '  File "x.py", line 3, in f\n    y = g()'
+    )
+    assert op_error_message(tf.errors.InvalidArgumentError(None, None, with_stack)) == (
+        op_error_message(error)
+    )
+    plain = tf.errors.InvalidArgumentError(None, None, "Could not parse example input")
+    assert op_error_message(plain) == "Could not parse example input"
