@@ -397,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if e.code() == grpc.StatusCode.NOT_FOUND and args.version is None:
             hint = (
                 f" (--model_name {args.model_name!r} must be the name the server serves: "
-                "the pipeline config's model_name, printed in the run's \"Serve it:\" line)"
+                "the pipeline config's model_name, printed in the run's \"Serve it:\" line; "
+                "or no version of it has loaded yet: the status command says)"
             )
         print(f"error: {e.code().name}: {e.details()}{hint}", file=sys.stderr)
         return 1

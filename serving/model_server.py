@@ -226,7 +226,10 @@ class ModelServer:
                 return None
             return self._load_and_switch(version, path, fingerprint)
 
-    def _set_state(self, version: int, state: int, error: str = "") -> None:
+    def set_state(self, version: int, state: int, error: str = "") -> None:
+        """Records a version's ``ModelVersionStatus.State`` (and its load error) for
+        ``GetModelStatus``; what the supervisor's stand-in reports of the serving
+        processes' loads."""
         with self._lock:
             self._states[version] = (state, error)
 
@@ -239,7 +242,7 @@ class ModelServer:
         again only once its files change. A version whose files changed during the
         load (a copy still running) is dropped and loaded again at the next poll.
         """
-        self._set_state(version, _State.LOADING)
+        self.set_state(version, _State.LOADING)
         started = time.monotonic()
         servable = None
         try:
@@ -253,7 +256,7 @@ class ModelServer:
             )
             logging.error("%s", message)
             self._failed[version] = fingerprint
-            self._set_state(version, _State.END, message)
+            self.set_state(version, _State.END, message)
             return None
         if version_fingerprint(path) != fingerprint:
             servable.close()

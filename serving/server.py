@@ -116,6 +116,10 @@ class LocalServer:
         same ports before this one stops (process reload, :mod:`serving.supervisor`).
         Off by default: then a port in use is an error.
       retired_versions: versions an earlier serving process served (reported ``END``).
+      load_versions: False: never load a version (the supervisor's stand-in while no
+        serving process is ready: every call is ``NOT_FOUND``, as TF Serving answers
+        before a version loads, and ``GetModelStatus`` reports what
+        :meth:`ModelServer.set_state` records).
 
     Raises:
       ValueError: on a non-positive worker count, RPC bound, request size, row bound
@@ -140,6 +144,7 @@ class LocalServer:
         rest_api_timeout_s: float = DEFAULT_REST_API_TIMEOUT_S,
         reuse_port: bool = False,
         retired_versions: Iterable[int] = (),
+        load_versions: bool = True,
     ):
         for name, value in (
             ("max_workers", max_workers),
@@ -161,6 +166,7 @@ class LocalServer:
             retired_versions=retired_versions,
         )
         self._reuse_port = reuse_port
+        self._load_versions = load_versions
         self._host = host
         self._requested_port = port
         self._requested_rest_port = rest_api_port
@@ -191,7 +197,8 @@ class LocalServer:
           OSError: if a port cannot be bound.
           NoVersionLoaded: with ``require_version``, if no version loaded.
         """
-        self.model_server.start()
+        if self._load_versions:
+            self.model_server.start()
         if require_version and self.model_server.current is None:
             self.model_server.stop()
             raise NoVersionLoaded(f"no version of model {self.model_server.model_name} loaded")
@@ -236,11 +243,13 @@ class LocalServer:
             )
             self._rest_thread.start()
         logging.info(
-            "Serving model %s from %s: gRPC at %s%s",
+            "%s model %s from %s: gRPC at %s%s%s",
+            "Serving" if self._load_versions else "Waiting for a first version of",
             self.model_server.model_name,
             self.model_server.model_dir,
             self.target,
             f", REST at {_host_port(self._host, self.rest_port)}" if self._rest else "",
+            "" if self._load_versions else " (NOT_FOUND until it serves)",
         )
         return self
 
@@ -317,15 +326,15 @@ def claim_ports(ports: Iterable[int]) -> tuple[list[socket.socket], list[int]]:
 
     The supervisor's serving processes bind their ports with ``SO_REUSEPORT`` (the
     next version's process binds them before the old one stops), and Linux lets any
-    process of the same user join such a port. Two servers started at the same moment
-    (or a second one started while the first has no version to serve yet, so has
-    bound nothing) would both find the ports free (:func:`port_in_use`) and then
-    share them, calls spread silently between the two. So the first process of each
-    server also binds, without ``SO_REUSEPORT``, an abstract Unix socket named by the
-    port: a second bind of that name fails whatever the timing, the kernel drops it
-    when the process ends however it ends, and it lives in the network namespace, as
-    the ports do. The claim is by port number alone, so two supervised servers on
-    one port number and different ``--host`` addresses are refused too.
+    process of the same user join such a port (the supervisor's stand-in too). Two
+    servers started at the same moment would both find the ports free
+    (:func:`port_in_use`) and then share them, calls spread silently between the two.
+    So the first process of each server also binds, without ``SO_REUSEPORT``, an
+    abstract Unix socket named by the port: a second bind of that name fails whatever
+    the timing, the kernel drops it when the process ends however it ends, and it
+    lives in the network namespace, as the ports do. The claim is by port number
+    alone, so two supervised servers on one port number and different ``--host``
+    addresses are refused too.
 
     Args:
       ports: TCP port numbers; ``0`` (a port picked at bind time) is not claimed.
@@ -494,20 +503,14 @@ def main(argv: list[str] | None = None) -> int:
             claim.close()
 
 
-def _serve(argv: list[str], args: argparse.Namespace) -> int:
-    """Serves (the supervisor, or a serving process) until SIGTERM or SIGINT."""
-    from serving import supervisor
-
-    if args.ready_fd is None and not args.reload_in_process:
-        return supervisor.run(argv, args)
-    child = args.ready_fd is not None
-    if child:
-        supervisor.stop_with_supervisor()
-    if args.load_at_idle_priority and not supervisor.set_scheduling(idle=True):
-        logging.warning("Could not lower this process's CPU priority for loading")
-    tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
-    tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
-    server = LocalServer(
+def server_from_args(
+    args: argparse.Namespace, *, child: bool, load_versions: bool = True
+) -> LocalServer:
+    """The :class:`LocalServer` of ``python -m serving.server``'s flags: a serving
+    process's (``child``: it binds with ``SO_REUSEPORT`` and loads its version once)
+    or the in-process server's; ``load_versions=False``: the supervisor's stand-in
+    (:mod:`serving.supervisor`)."""
+    return LocalServer(
         args.model_base_path,
         args.model_name,
         host=args.host,
@@ -529,7 +532,24 @@ def _serve(argv: list[str], args: argparse.Namespace) -> int:
         else None,
         reuse_port=child,
         retired_versions=[int(v) for v in args.retired_versions.split(",") if v],
+        load_versions=load_versions,
     )
+
+
+def _serve(argv: list[str], args: argparse.Namespace) -> int:
+    """Serves (the supervisor, or a serving process) until SIGTERM or SIGINT."""
+    from serving import supervisor
+
+    if args.ready_fd is None and not args.reload_in_process:
+        return supervisor.run(argv, args)
+    child = args.ready_fd is not None
+    if child:
+        supervisor.stop_with_supervisor()
+    if args.load_at_idle_priority and not supervisor.set_scheduling(idle=True):
+        logging.warning("Could not lower this process's CPU priority for loading")
+    tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+    tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
+    server = server_from_args(args, child=child)
     started, stopping, stopped = threading.Event(), threading.Event(), threading.Event()
     stop_begun = threading.Event()
 

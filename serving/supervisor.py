@@ -20,6 +20,14 @@ small supervisor (this module) over serving processes:
    finishes the running ones and exits; clients reconnect to the new process (gRPC
    retries a call that the old process refused before running it).
 
+Until a first serving process is ready, the supervisor itself holds the ports with
+a stand-in (:func:`serving.server.server_from_args` with ``load_versions=False``,
+also ``SO_REUSEPORT``): every call is ``NOT_FOUND`` (``Servable not found for
+request: Latest(name)``), as TF Serving answers before a version loads, and
+``GetModelStatus`` reports each version tried (``LOADING``, or ``END`` with why it
+failed), so a client can tell "no version yet" from "no server". The stand-in stops
+once the first serving process is ready.
+
 A version that fails to load or warm up is logged and not served; the serving
 process keeps its version. ``GetModelStatus`` of the new process reports the
 versions served before it as ``END``. SIGTERM/SIGINT to the supervisor stop every
@@ -45,6 +53,11 @@ import time
 from collections.abc import Sequence
 
 from absl import logging
+from tensorflow_serving.apis import get_model_status_pb2
+
+#: ``ModelVersionStatus`` states the stand-in reports (get_model_status.proto).
+_LOADING = get_model_status_pb2.ModelVersionStatus.LOADING
+_END = get_model_status_pb2.ModelVersionStatus.END
 
 #: Exit status of a serving process that found no version it could load.
 EXIT_NO_VERSION = 3
@@ -158,6 +171,28 @@ class _Supervisor:
         self._signal_name = ""
         self._no_version_logged = False
         self._idle_load_timeout_s = args.idle_load_timeout_s
+        self._stand_in = None  # serving.server.LocalServer until a version serves
+
+    # --- the stand-in ---------------------------------------------------------------
+    def _start_stand_in(self) -> None:
+        """Binds the ports at once with a server that loads nothing (module docstring);
+        a port given as 0 is the one it picked, for the serving processes too."""
+        from serving import server
+
+        stand_in = server.server_from_args(self._args, child=True, load_versions=False)
+        stand_in.start()
+        self._stand_in = stand_in
+        self._port = stand_in.port
+        self._rest_port = stand_in.rest_port or 0
+
+    def _stand_in_state(self, version: int, state: int, error: str = "") -> None:
+        if self._stand_in is not None:
+            self._stand_in.model_server.set_state(version, state, error)
+
+    def _stop_stand_in(self) -> None:
+        if self._stand_in is not None:
+            self._stand_in.stop(grace_seconds=1.0)
+            self._stand_in = None
 
     # --- processes --------------------------------------------------------------------
     def _spawn(self, version: int, idle: bool) -> _Process:
@@ -183,6 +218,7 @@ class _Supervisor:
         )
         os.close(write_fd)
         process.start_reader(read_fd)
+        self._stand_in_state(version, _LOADING)
         logging.info(
             "Started serving process %d for version %d of model %s%s",
             process.popen.pid,
@@ -218,6 +254,7 @@ class _Supervisor:
             self._serving = loading
             self._port = loading.ready["port"]
             self._rest_port = loading.ready["rest_port"] or 0
+            self._stop_stand_in()  # the serving process holds the ports now
             if previous is not None:
                 previous.stop()
                 self._draining.append(previous)
@@ -260,6 +297,13 @@ class _Supervisor:
         path = self._model_dir / str(loading.wanted_version)
         if self._versions.version_fingerprint(path) == loading.fingerprint:
             self._failed[loading.wanted_version] = loading.fingerprint
+            self._stand_in_state(
+                loading.wanted_version,
+                _END,
+                f"failed to load (serving process {loading.popen.pid} "
+                f"{'timed out' if timed_out else f'exited with status {code}'}; the "
+                "server's log says why)",
+            )
             logging.error(
                 "Version %d of model %s failed to load (process %d %s); not serving it",
                 loading.wanted_version,
@@ -288,6 +332,11 @@ class _Supervisor:
         poll_s = self._args.file_system_poll_wait_seconds
         polled_once = False
         status = 0
+        try:
+            self._start_stand_in()
+        except OSError as e:
+            logging.error("%s", e)
+            return 2
         while not self._stop.is_set():
             if self._loading is not None:
                 self._loading_finished()
@@ -309,6 +358,7 @@ class _Supervisor:
             self._stop.wait(0.05 if self._loading is not None else max(poll_s, 0.05))
         if self._signal_name:
             logging.info("Received %s; stopping the serving processes", self._signal_name)
+        self._stop_stand_in()
         for process in (self._loading, self._serving, *self._draining):
             if process is not None:
                 process.stop()

@@ -572,10 +572,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_a_second_server_is_refused_while_the_first_has_bound_nothing(tmp_path):
-    """Two servers on one port: the first has no version yet, so has bound nothing
-    (its serving processes would bind with SO_REUSEPORT, which a second server's
-    processes could join); the second is refused at once, not sharing the port."""
+def test_a_server_waiting_for_its_first_version_answers_and_keeps_its_ports(tmp_path):
+    """A server whose only version fails to load binds its ports at once: calls are
+    NOT_FOUND and the status says the version failed (not UNAVAILABLE, as for no
+    server); a second server on the same port is refused, not sharing it."""
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    broken = tmp_path / MODEL_NAME / "3"
+    (broken / "variables").mkdir(parents=True)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    (broken / "variables" / "variables.index").write_bytes(b"")
     port = _free_port()
     command = [
         sys.executable,
@@ -590,12 +596,23 @@ def test_a_second_server_is_refused_while_the_first_has_bound_nothing(tmp_path):
         first = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while "No versions of servable" not in log.read_text():
+        while "failed to load" not in log.read_text():
             assert first.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        from serving import server
-
-        assert not server.port_in_use("127.0.0.1", port)  # nothing bound: the gap
+        assert "Waiting for a first version of model bvae" in log.read_text()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+            code, details = _rejected(predict, _request([EXAMPLE]))
+            assert code == grpc.StatusCode.NOT_FOUND, details
+            assert details == f"Servable not found for request: Latest({MODEL_NAME})"
+            status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+                get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL_NAME}),
+                timeout=10,
+            )
+        (version,) = status.model_version_status
+        assert version.version == 3
+        assert version.state == get_model_status_pb2.ModelVersionStatus.END
+        assert "failed to load" in version.status.error_message
         second = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2, second.stderr
         assert f"127.0.0.1:{port} in use (another server?): choose free ports" in second.stderr
