@@ -332,7 +332,14 @@ class ModelServer:
                 ) from e
             if log.WhichOneof("log_type") != "predict_log":
                 raise ValueError(f"Unsupported log_type for warmup: {log.WhichOneof('log_type')}")
-            self._run_predict(servable, log.predict_log.request)
+            try:
+                self._run_predict(servable, log.predict_log.request)
+            except ServingError as e:
+                raise ServingError(
+                    e.code,
+                    f"warm-up request {count} of {where} failed: {e.message}; write the file "
+                    "again for this model (bvae_tf.export.write_warmup_requests)",
+                ) from e
         return count
 
     # --- calls ----------------------------------------------------------------------

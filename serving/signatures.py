@@ -98,6 +98,16 @@ def behaviors_of(signature: meta_graph_pb2.SignatureDef) -> tuple[str, ...]:
     return (*standard, *sorted(found - set(standard)))
 
 
+def _kind_name(dtype: np.dtype) -> str:
+    """A NumPy dtype as a message names it: ``string`` for ``<U1``, ``mixed or null``
+    for ``object``, else its name (``bool``, ``float64``)."""
+    if dtype.kind in "SU":
+        return "string"
+    if dtype.kind == "O":
+        return "mixed or null"
+    return str(dtype)
+
+
 def cast_to_signature(name: str, value: object, info: meta_graph_pb2.TensorInfo) -> np.ndarray:
     """Converts one input value to the dtype and shape its signature declares.
 
@@ -131,6 +141,8 @@ def cast_to_signature(name: str, value: object, info: meta_graph_pb2.TensorInfo)
             f"input {name!r}: its rows have different lengths; a tensor's rows must all "
             f"have the same length{pad}"
         ) from e
+    if array.size == 0 and want != tf.string:
+        array = array.astype(want.as_numpy_dtype)  # [[], []]: NumPy's float64 of nothing
     if want == tf.string:
         if array.dtype != object and array.dtype.kind not in "SU":
             raise ValueError(f"input {name!r} expects dtype string but got {array.dtype} values")
@@ -151,7 +163,7 @@ def cast_to_signature(name: str, value: object, info: meta_graph_pb2.TensorInfo)
         ):
             raise ValueError(
                 f"input {name!r} expects dtype {dtype_name(info.dtype)} but got "
-                f"{array.dtype} values, which do not convert without loss"
+                f"{_kind_name(array.dtype)} values, which do not convert without loss"
             )
         with np.errstate(over="ignore", invalid="ignore"):
             result = array.astype(target)

@@ -715,3 +715,19 @@ def test_tensorflow_errors_reach_the_caller_without_the_wrappers_noise():
     )
     plain = tf.errors.InvalidArgumentError(None, None, "Could not parse example input")
     assert op_error_message(plain) == "Could not parse example input"
+
+
+def test_empty_index_rows_are_a_batch_of_empty_histories_not_a_float_error():
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from serving import signatures
+
+    info = meta_graph_pb2.TensorInfo(dtype=types_pb2.DT_INT64)
+    info.tensor_shape.dim.add().size = -1
+    info.tensor_shape.dim.add().size = -1
+    empty = signatures.cast_to_signature("purchase_items", [[], []], info)
+    assert empty.shape == (2, 0) and empty.dtype == np.int64
+    with pytest.raises(ValueError, match="expects dtype int64 but got string values"):
+        signatures.cast_to_signature("purchase_items", [["1"]], info)
+    with pytest.raises(ValueError, match="expects dtype int64 but got mixed or null values"):
+        signatures.cast_to_signature("purchase_items", [[None]], info)

@@ -120,3 +120,32 @@ def test_a_corrupt_warmup_file_is_named_in_the_load_error(
         f"({path}) is not a valid TFRecord file of PredictionLog records: " in error
     ), error
     assert reason in error, error
+
+
+def test_a_warmup_request_that_fails_is_named_with_its_file(tmp_path, model_template):
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving.model_server import ModelServer
+    from tests.serving.conftest import publish
+
+    version = publish(model_template, tmp_path, 4)
+    path = warmup.warmup_file(version)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.model_spec.signature_name = "nope"
+    log = prediction_log_pb2.PredictionLog()
+    log.predict_log.request.CopyFrom(request)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(log.SerializeToString())
+    model_server = ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=0)
+    model_server.start()
+    try:
+        assert model_server.current is None
+        status = model_server.get_model_status(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL_NAME})
+        ).model_version_status[0]
+    finally:
+        model_server.stop()
+    error = status.status.error_message
+    assert "warm-up request 1 of assets.extra/tf_serving_warmup_requests of version 4" in error
+    assert 'Serving signature key "nope" not found' in error, error
