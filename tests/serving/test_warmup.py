@@ -80,6 +80,21 @@ def test_a_folder_without_an_export_is_rejected(tmp_path):
         warmup.write_warmup_requests(tmp_path, model_name=MODEL_NAME)
 
 
+def _failed_load_status(base):
+    """The ``ModelVersionStatus`` of the one version under ``base``, which must fail."""
+    from serving.model_server import ModelServer
+
+    model_server = ModelServer(base, MODEL_NAME, poll_wait_seconds=0)
+    model_server.start()
+    try:
+        assert model_server.current is None
+        return model_server.get_model_status(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL_NAME})
+        ).model_version_status[0]
+    finally:
+        model_server.stop()
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
@@ -94,7 +109,6 @@ def test_a_folder_without_an_export_is_rejected(tmp_path):
 def test_a_corrupt_warmup_file_is_named_in_the_load_error(
     tmp_path, model_template, content, reason
 ):
-    from serving.model_server import ModelServer
     from tests.serving.conftest import publish
 
     version = publish(model_template, tmp_path, 4)
@@ -104,15 +118,7 @@ def test_a_corrupt_warmup_file_is_named_in_the_load_error(
             writer.write(b"\xff\xff\xff\xff")
     else:
         path.write_bytes(content)
-    model_server = ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=0)
-    model_server.start()
-    try:
-        assert model_server.current is None
-        status = model_server.get_model_status(
-            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL_NAME})
-        ).model_version_status[0]
-    finally:
-        model_server.stop()
+    status = _failed_load_status(tmp_path)
     assert status.version == 4 and status.state == get_model_status_pb2.ModelVersionStatus.END
     error = status.status.error_message
     assert (
@@ -125,7 +131,6 @@ def test_a_corrupt_warmup_file_is_named_in_the_load_error(
 def test_a_warmup_request_that_fails_is_named_with_its_file(tmp_path, model_template):
     from tensorflow_serving.apis import predict_pb2
 
-    from serving.model_server import ModelServer
     from tests.serving.conftest import publish
 
     version = publish(model_template, tmp_path, 4)
@@ -137,15 +142,7 @@ def test_a_warmup_request_that_fails_is_named_with_its_file(tmp_path, model_temp
     log.predict_log.request.CopyFrom(request)
     with tf.io.TFRecordWriter(str(path)) as writer:
         writer.write(log.SerializeToString())
-    model_server = ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=0)
-    model_server.start()
-    try:
-        assert model_server.current is None
-        status = model_server.get_model_status(
-            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL_NAME})
-        ).model_version_status[0]
-    finally:
-        model_server.stop()
+    status = _failed_load_status(tmp_path)
     error = status.status.error_message
     assert "warm-up request 1 of assets.extra/tf_serving_warmup_requests of version 4" in error
     assert 'Serving signature key "nope" not found' in error, error
