@@ -37,7 +37,10 @@ with the best values. Either way the test split is scored once per seed. A ``--g
 search run at one seed gives its choice to later seeds run separately:
 ``--first-seed 1 --grid ... --selected-from RESULT.json`` trains only the point
 RESULT's search chose (per target for one-per-target models), and ``--combine`` pools
-both files as one method.
+both files as one method. Where the choice is the setting an untuned command trained,
+``--reuse-from UNTUNED_s0.json UNTUNED_s1.json`` takes the seed's run from the untuned
+files instead of training it again, if their seed-0 run is the chosen trial to the last
+bit (:func:`reused_run`); such a run records ``"reused_from"``.
 
 The closed-form baselines are deterministic: one run, whatever ``--seeds``; they
 have no epochs, so only the honest protocol applies to them.
@@ -62,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
 import gc
 import io
@@ -486,6 +490,17 @@ def _parser() -> argparse.ArgumentParser:
         "flags, and of the same data",
     )
     p.add_argument(
+        "--reuse-from",
+        nargs="+",
+        metavar="RESULT.json",
+        help="with --selected-from: where the choice for a behavior (or the whole model) "
+        "is what these result files of one untuned command trained, take this seed's run "
+        "from them instead of training it again, if their seed-0 run is the chosen "
+        "trial to the last bit (valid metrics, epochs, config; see reused_run); else "
+        "train. E.g. the default row's files for a _tuned row. A file not there is "
+        "skipped",
+    )
+    p.add_argument(
         "--boost-grid",
         metavar="V1,V2,...",
         help="BVAE variant beyond the paper: after training, choose per behavior on valid "
@@ -776,6 +791,11 @@ _NOT_IN_RUN_KEY = frozenset(
         "name",
         "data",
         "log_dir",
+        # A reused run is the run the same settings train (reused_run); the chosen
+        # trials' records are what the search file chose, which selected_points keys.
+        "reuse_from",
+        "reuse_runs",
+        "selected_trials",
     }
 )
 
@@ -1203,6 +1223,26 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
 
     chosen = getattr(args, "selected_points", None)
     points = grid_points(args.grid) if chosen is None else [chosen["+".join(behaviors)]]
+    if chosen is not None and getattr(args, "reuse_runs", None):
+        run, why = reused_run(
+            args.reuse_runs,
+            behaviors,
+            seed,
+            args.selected_trials.get("+".join(behaviors)),
+            args.selected_source["seed"],
+        )
+        logging.info(
+            "seed %d %s: %s %s",
+            seed,
+            "+".join(behaviors),
+            "trained again:" if run is None else "reused from",
+            why,
+            extra={console.CONSOLE: True},
+        )
+        if run is not None:
+            run["selected"] = points[0]
+            run["selected_from"] = dict(args.selected_source)
+            return run
     trials, failed, best = [], [], None
     for i, point in enumerate(points):
         if point:
@@ -1290,6 +1330,7 @@ _SELECTION_FREE_FLAGS = frozenset(
         "--log-dir",
         "--overwrite",
         "--selected-from",
+        "--reuse-from",
     )
 )
 
@@ -1345,6 +1386,178 @@ def _selection_source(path, command: str, digest: str | None) -> dict:
     return result
 
 
+def reuse_sources(paths, command: str, data, digest: str | None) -> list[tuple[str, dict]]:
+    """The result files of ``--reuse-from`` that may hold runs of this command's choice:
+    those written by one untuned command (no ``--grid``/``--tune``) whose settings are
+    this ``command``'s but for :data:`_SELECTION_FREE_FLAGS` and the searched flags
+    (which :func:`reused_run` compares in the trained configs), on the same data (by
+    digest, or by the ``--data`` folder for a file without one). A file that is not
+    there, or of another command or data, is skipped, with a console line saying why.
+
+    Args:
+      paths: the files given (``--reuse-from``).
+      command: this run's command line (with its ``--grid``).
+      data: this run's ``--data``.
+      digest: :func:`data_digest` of ``data``.
+
+    Returns:
+      ``[(path, result)]`` in the order given.
+
+    Raises:
+      ValueError: naming a file that is there but is not a result of this module.
+    """
+    now = _settings(command, _SELECTION_FREE_FLAGS)
+    searched = {k for point in now["grid"] for k in json.loads(point)}  # the searched flags
+    kept: list[tuple[str, dict]] = []
+    first: dict | None = None
+
+    def skip(path, why):
+        logging.info("--reuse-from %s: %s; not reused", path, why, extra={console.CONSOLE: True})
+
+    for path in paths or []:
+        where = f"--reuse-from {str(path)!r}"
+        if not pathlib.Path(path).is_file():
+            skip(path, "not there (yet)")
+            continue
+        try:
+            result = json.loads(pathlib.Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{where} cannot be read as JSON ({e})") from e
+        if (
+            not isinstance(result, dict)
+            or not isinstance(result.get("command"), str)
+            or not isinstance(result.get("runs"), list)
+        ):
+            raise ValueError(f"{where} is not a result file of this module (no command, runs)")
+        kept_digest = result.get("data_digest")
+        if kept_digest and digest and kept_digest != digest:
+            skip(path, "trained on other data files (its data_digest differs)")
+            continue
+        if not kept_digest and os.path.realpath(str(result.get("data"))) != os.path.realpath(
+            str(data)
+        ):
+            skip(path, f"no data digest, and its --data {result.get('data')!r} is not this one")
+            continue
+        try:
+            was = _settings(result["command"], _SELECTION_FREE_FLAGS)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
+        if any(json.loads(point) for point in was["grid"]) or was.get("tune"):
+            skip(path, "a searched run (--grid/--tune), not an untuned command")
+            continue
+        differ = sorted(
+            k
+            for k in now.keys() | was.keys()
+            if k not in searched | {"grid", "reuse_from"} and now.get(k) != was.get(k)
+        )
+        if differ:
+            skip(path, f"another command (it differs in {', '.join(differ[:3])})")
+            continue
+        if first is not None and was != first:
+            skip(path, "another command than the files before it")
+            continue
+        first = was
+        kept.append((str(path), result))
+    return kept
+
+
+def _part_of(run: dict, behaviors: Sequence[str]) -> dict | None:
+    """A copy of the run record (one seed) of the model of ``behaviors`` in ``run``:
+    its part for that target (``test_per_user`` put back) when ``run`` holds one model
+    per target, else ``run`` itself when it modelled exactly ``behaviors``."""
+    if "parts" in run:
+        for part in run["parts"]:
+            if isinstance(part, dict) and set(part.get(HONEST) or {}) == set(behaviors):
+                found = copy.deepcopy(part)
+                per_user = (run.get("test_per_user") or {}).get(behaviors[0])
+                if len(behaviors) == 1 and per_user is not None:
+                    found["test_per_user"] = {behaviors[0]: per_user}
+                return found
+        return None
+    if set(run.get(HONEST) or {}) != set(behaviors):
+        return None
+    return copy.deepcopy(run)
+
+
+def reused_run(
+    sources: list[tuple[str, dict]],
+    behaviors: Sequence[str],
+    seed: int,
+    chosen: dict | None,
+    searched_seed: int,
+) -> tuple[dict | None, str]:
+    """This seed's run of the model of ``behaviors``, taken from the untuned command's
+    files (:func:`reuse_sources`) instead of trained again, when their seed
+    ``searched_seed`` run is the search's chosen trial to the last bit: the same valid
+    metrics (every metric, in full float64), best epoch, epochs run and selection score,
+    and the same config on the fields both record but the seed. Such a pair trained the
+    same settings with the same code path; the same settings at ``seed`` then train
+    the run kept at ``seed`` (a rerun of one command repeats it exactly: training is
+    seeded and deterministic on one machine). The config of the kept run at ``seed``
+    must match its seed-``searched_seed`` run's too.
+
+    Args:
+      sources: ``[(path, result)]`` of :func:`reuse_sources`.
+      behaviors: the behaviors the model trains (one target, or all).
+      seed: the seed to run.
+      chosen: ``selected_points(...)[2]``'s entry for ``behaviors``.
+      searched_seed: the seed of the search that chose.
+
+    Returns:
+      ``(run, why)``: the run record with ``"reused_from"`` (the file and seed it was
+      taken from, and the evidence's file and seed), or ``(None, why not)``.
+    """
+    key = "+".join(behaviors)
+    trial = (chosen or {}).get("trial")
+
+    def find(wanted):
+        for path, result in sources:
+            for run in result["runs"]:
+                if isinstance(run, dict) and run.get("seed") == wanted:
+                    part = _part_of(run, behaviors)
+                    if part is not None:
+                        return path, part
+        return None, None
+
+    def config_difference(a, b):
+        a, b = a or {}, b or {}
+        # (not the seed, nor "name": the Keras model's name, "ehcf" or "ehcf_1")
+        return ", ".join(sorted(k for k in a.keys() & b.keys() - {"seed", "name"} if a[k] != b[k]))
+
+    twin0_path, twin0 = find(searched_seed)
+    twin_path, twin = find(seed)
+    why = None
+    if not isinstance(trial, dict):
+        why = f"the search file keeps no trial entry of {key}'s choice"
+    elif twin0 is None or twin is None:
+        why = f"no seed-{searched_seed if twin0 is None else seed} run of {key} in the files"
+    elif differ := [
+        k
+        for k in ("valid", "best_epoch", "epochs_run", "selection_score")
+        if (k in ("valid", "best_epoch") or None not in (twin0.get(k), trial.get(k)))
+        and twin0.get(k) != trial.get(k)
+    ]:
+        why = (
+            f"{twin0_path}'s seed-{searched_seed} run of {key} is not the chosen trial "
+            f"(its {', '.join(differ)} differ: other settings or other code)"
+        )
+    elif differ := config_difference(twin0.get("config"), chosen.get("config")):
+        why = f"{twin0_path}'s config differs from the choice's in {differ}"
+    elif differ := config_difference(twin.get("config"), twin0.get("config")):
+        why = f"{twin_path}'s seed-{seed} config differs in {differ}"
+    if why is not None:
+        return None, why
+    twin["reused_from"] = {
+        "file": twin_path,
+        "seed": seed,
+        "evidence": {"file": twin0_path, "seed": searched_seed},
+    }
+    twin.pop("seed", None)
+    return twin, (
+        f"{twin_path}'s seed {seed} (its seed {searched_seed} repeats the chosen trial exactly)"
+    )
+
+
 def selected_points(path, command: str, digest: str | None, behaviors: Sequence[str]):
     """The points a ``--grid`` search chose on valid, for ``--selected-from``.
 
@@ -1356,10 +1569,12 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
       behaviors: the behaviors this run models.
 
     Returns:
-      ``(points, source)``: ``points`` maps the behaviors trained together
+      ``(points, source, chosen)``: ``points`` maps the behaviors trained together
       (``"purchase"`` for one model per target, ``"purchase+click+favorite"`` for one
       model of all) to the chosen ``--grid`` point; ``source`` is
-      ``{"file": path, "seed": the searched seed}``, recorded in each run.
+      ``{"file": path, "seed": the searched seed}``, recorded in each run; ``chosen``
+      maps the same keys to ``{"trial": the chosen point's entry of "trials",
+      "config": its model's config}``, what :func:`reused_run` compares.
 
     Raises:
       ValueError: naming ``path``: it cannot be read; another command or other data
@@ -1383,6 +1598,7 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
     run = searched[0]
     grid = grid_points(_parsed_grid(command))
     points: dict[str, dict] = {}
+    chosen: dict[str, dict] = {}
     for part in run.get("parts") or [run]:
         key = _choice_key(run, part, behaviors)
         point = part.get("selected")
@@ -1393,11 +1609,17 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
                 f"points (selected: {point!r})"
             )
         points[key] = match[0]
+        trial = [t for t in part["trials"] if isinstance(t, dict) and t.get("point") == point]
+        chosen[key] = {
+            # (a trial entry written before entries kept "epochs_run" has the run's)
+            "trial": {"epochs_run": part.get("epochs_run"), **trial[0]} if trial else None,
+            "config": part.get("config"),
+        }
     wanted = list(behaviors) if "parts" in run else ["+".join(behaviors)]
     missing = [k for k in wanted if k not in points]
     if missing:
         raise ValueError(f"{where} has no choice for {', '.join(missing)}")
-    return points, {"file": str(path), "seed": run.get("seed")}
+    return points, {"file": str(path), "seed": run.get("seed")}, chosen
 
 
 def _choice_key(run: dict, part: dict, behaviors: Sequence[str]) -> str:
@@ -2308,7 +2530,7 @@ def run(args) -> dict:
     )
     done = {r.get("seed"): r for r in (kept or {}).get("runs", [])}
     if args.selected_from:
-        args.selected_points, args.selected_source = selected_points(
+        args.selected_points, args.selected_source, args.selected_trials = selected_points(
             args.selected_from, result["command"], args.data_digest, data.behaviors
         )
         for seed, kept_run in done.items():  # kept seeds trained RESULT's choice then
@@ -2323,6 +2545,9 @@ def run(args) -> dict:
                         "again?): move that file away, or pass --overwrite, to train the "
                         "current choice"
                     )
+        args.reuse_runs = reuse_sources(
+            args.reuse_from, result["command"], args.data, args.data_digest
+        )
         logging.info(
             "%s: the choice of %s (seed %s's search): %s",
             name,
@@ -2394,7 +2619,8 @@ def run(args) -> dict:
                 args, data, data.behaviors, variant=_variant(args.model), seed=seed, log_dir=log_dir
             )
         record["seed"] = seed
-        record["machine"] = machine()
+        if "reused_from" not in record:  # a reused run keeps the machine that trained it
+            record["machine"] = machine()
         result["runs"].append(record)
         _write(out / name, result, args.table_k)
         logging.info(
@@ -2459,6 +2685,27 @@ def _flag_groups(words: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+def _same_command(kept, command: str) -> bool:
+    """Whether a kept file's command is ``command``, the files of ``--reuse-from`` left
+    out of both: where a seed may be taken from does not change what it is
+    (:func:`reused_run`), so a run resumes whether or not those files are named."""
+
+    def without_reuse(text):
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            return text
+        if "--reuse-from" not in words:
+            return words
+        start = words.index("--reuse-from")
+        end = start + 1
+        while end < len(words) and not words[end].startswith("--"):
+            end += 1
+        return without_reuse(shlex.join(words[:start] + words[end:]))
+
+    return isinstance(kept, str) and without_reuse(kept) == without_reuse(command)
+
+
 def _kept_result(path: pathlib.Path, command: str, digest: str | None) -> dict | None:
     """The result ``path`` holds if the same ``command`` wrote it from the same data
     (its finished seeds are kept, so that the command resumes); None if there is none,
@@ -2474,7 +2721,7 @@ def _kept_result(path: pathlib.Path, command: str, digest: str | None) -> dict |
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(kept, dict) or kept.get("command") != command:
+    if not isinstance(kept, dict) or not _same_command(kept.get("command"), command):
         return None
     if digest is not None and kept.get("data_digest", digest) != digest:
         return None
@@ -2508,7 +2755,7 @@ def _resumable_part(
             saved = {}
         if (
             isinstance(saved, dict)
-            and saved.get("command") == command
+            and _same_command(saved.get("command"), command)
             and saved.get("data_digest", digest) == digest
             and "run" in saved
         ):
@@ -3105,6 +3352,16 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
             f"--selected-from {selected_from!r} is this run's own result file: it would "
             "replace the search it reads; give the later seeds another --name"
         )
+    if args.reuse_from and selected_from is None:
+        _parser().error(
+            "--reuse-from takes runs that train the choice of a search: give --selected-from"
+        )
+    for path in args.reuse_from or []:
+        if pathlib.Path(path).resolve() == own.resolve():
+            _parser().error(
+                f"--reuse-from {path!r} is this run's own result file: give the files of "
+                "the untuned command (e.g. the default row's)"
+            )
     if (args.grid or args.tune) and args.model in BASELINES:
         _parser().error(f"--grid/--tune tune trained models; {args.model} has its own grid flags")
     if args.tune and (args.grid or args.model in PER_TARGET):

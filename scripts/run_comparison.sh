@@ -32,7 +32,10 @@
 # EHCF's dropout, bvae_own / vae_t_own / vae_u_own / vae_pp_own the input dropout), 3
 # trials each. A searched row (any row with a --grid) searches at seed 0 only; its seeds
 # 1, 2, ... train seed 0's choice (per behavior for one-per-target models; the
-# experiment's --selected-from OUT/<row>_s0.json), so they need seed 0's file.
+# experiment's --selected-from OUT/<row>_s0.json), so they need seed 0's file; a
+# _tuned or _own row's choice that is the untuned row's setting, where that row's seed-0
+# run repeats the chosen trial exactly, takes the untuned row's run of the seed
+# (--reuse-from OUT/<row>_s0.json OUT/<row>_s<seed>.json) instead of training it again.
 # DRY_RUN=1 lists the commands of the runs not done yet instead of running them.
 # Neural rows use the settings of every BVAE run in docs/RESULTS.md (at most 150 epochs,
 # patience 40, test also scored per epoch for the paper protocol); RecVAE (50 epochs,
@@ -271,9 +274,21 @@ opts_for() {
   OPTS=(--seeds 1 --first-seed "$2" "${TRAIN[@]}" "${args[@]}")
   [[ -z ${EPOCHS:-} || " ${args[*]} " != *" --epochs "* ]] || OPTS+=(--epochs "$((10#$EPOCHS))")
   [[ -z ${PATIENCE:-} || " ${args[*]} " != *" --patience "* ]] || OPTS+=(--patience "$((10#$PATIENCE))")
-  # A searched row's later seeds train the choice of its seed-0 search.
+  # A searched row's later seeds train the choice of its seed-0 search. For a "<row>_tuned"
+  # or "<row>_own" row, a choice that is what the untuned <row> trained (its seed-0 run
+  # repeats the chosen trial bit for bit) is taken from <row>'s file of this seed instead
+  # of trained again (the experiment's --reuse-from checks it; REUSE is left out of the
+  # command a kept result is matched on).
+  REUSE=()
   if (( $2 > 0 )) && [[ " ${args[*]} " == *" --grid "* ]]; then
     OPTS+=(--selected-from "$OUT/${1}_s0.json")
+    case $1 in
+      *_tuned | *_own)
+        local base=${1%_*}
+        if (flags "$base") > /dev/null 2>&1; then
+          REUSE=(--reuse-from "$OUT/${base}_s0.json" "$OUT/${base}_s$2.json")
+        fi ;;
+    esac
   fi
 }
 
@@ -349,6 +364,7 @@ print(r.get("data_digest") or "")
 print(r.get("command", ""))' "$file" 2>/dev/null) || return 1
   local data=${recorded%%$'\n'*} rest=${recorded#*$'\n'}
   local kept=${rest%%$'\n'*} command=${rest#*$'\n'}
+  command=${command%% --reuse-from *}  # (last in the command; see opts_for)
   [[ -z $kept ]] || data_digest
   if [[ -n $kept && -n $digest && $digest != unknown ]]; then
     if [[ $kept != "$digest" ]]; then
@@ -377,7 +393,8 @@ for seed in $(seq 0 $((SEEDS - 1))); do
     opts_for "$row" "$seed"
     ! done_by_this "$NAME" "${OPTS[@]}" || continue
     echo "== $NAME"
-    run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$NAME" "${OPTS[@]}"
+    run "$PY" -m bvae_tf.experiment --data "$DATA" --out "$OUT" --name "$NAME" "${OPTS[@]}" \
+      "${REUSE[@]}"
   done
 done
 if [[ ${#others[@]} -gt 0 ]]; then

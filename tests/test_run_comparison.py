@@ -403,4 +403,27 @@ def test_a_searched_rows_later_seeds_train_its_seed_0_choice(tmp_path):
     # The search's grid stays in the command: the experiment checks it is the same one.
     searched = commands["bvae_own_s1"]
     assert "--grid dropout=0.2,0.5,0.7 --selected-from " in searched
-    assert searched.endswith("/out/bvae_own_s0.json")
+    # A choice that is the untuned row's setting may be taken from the untuned row's
+    # files (the experiment checks them), named last.
+    chosen, reuse = searched.split(" --reuse-from ")
+    assert chosen.endswith("/out/bvae_own_s0.json")
+    assert [path.rsplit("/", 2)[1:] for path in reuse.split()] == [
+        ["out", "bvae_s0.json"],
+        ["out", "bvae_s1.json"],
+    ]
+    assert "--reuse-from" not in commands["bvae_own_s0"] + commands["bvae_s1"]
+    # A kept seed counts as done whether or not its command named the reuse files.
+    (tmp_path / "out").mkdir(exist_ok=True)
+    for name in ("bvae_own_s1", "bvae_s1"):
+        kept = commands[name].replace("-m bvae_tf", "python -m bvae_tf", 1)
+        if name == "bvae_s1":
+            kept += " --reuse-from x.json"
+        (tmp_path / "out" / f"{name}.json").write_text(
+            json.dumps({"command": kept, "data": str(tmp_path / "data"), "runs": [{"seed": 1}]})
+        )
+    again = subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert again.returncode == 0, again.stderr
+    assert "bvae_own_s1" not in again.stdout and "bvae_s1" not in again.stdout
+    assert "written by another command" not in again.stderr

@@ -1857,3 +1857,86 @@ def test_help_says_each_default_once():
     text = " ".join(experiment._parser().format_help().split())
     assert not re.search(r"\(default[^)]*\) \(default", text), text
     assert "output folder (default: out/experiments)" in text
+
+
+@pytest.mark.parametrize("model", ["bvae", "vae_t"])
+def test_reuse_from_takes_the_untuned_rows_seed_when_its_seed_0_is_the_choice(
+    release_dir, tmp_path, model
+):
+    """A choice that is the untuned command's setting (lr 1e-3 is every model's
+    default), whose seed-0 run repeats the chosen trial exactly, is taken from the
+    untuned files at seed 1 instead of trained, and equals what training gives."""
+    flags = ("--model", model, "--seeds", "1")
+    grid = ("--grid", "lr=1e-3")
+    _run(release_dir, tmp_path, *flags, "--name", "d0")
+    _run(release_dir, tmp_path, *flags, "--name", "d1", "--first-seed", "1")
+    _run(release_dir, tmp_path, *flags, "--name", "t0", *grid)
+    chosen = ("--selected-from", str(tmp_path / "t0.json"))
+    untuned = [str(tmp_path / "d0.json"), str(tmp_path / "d1.json")]
+    seed_1 = (*flags, "--first-seed", "1", *grid, *chosen)
+    _run(release_dir, tmp_path, *seed_1, "--name", "t1", "--reuse-from", *untuned)
+    _run(release_dir, tmp_path, *seed_1, "--name", "trained")  # the same, trained
+    (reused,) = json.loads((tmp_path / "t1.json").read_text())["runs"]
+    (trained,) = json.loads((tmp_path / "trained.json").read_text())["runs"]
+    (untuned_1,) = json.loads((tmp_path / "d1.json").read_text())["runs"]
+    parts = reused.get("parts") or [reused]
+    assert len(parts) == (3 if model == "vae_t" else 1)
+    for part in parts:
+        assert part["reused_from"] == {
+            "file": untuned[1],
+            "seed": 1,
+            "evidence": {"file": untuned[0], "seed": 0},
+        }
+        assert part["selected"] == {"lr": 0.001} and part["selected_from"]["seed"] == 0
+    for key in ("honest", "valid", "best_epoch", "test_per_user"):
+        assert reused[key] == trained[key] == untuned_1[key], key
+    assert "reused_from" not in trained and not any(
+        "reused_from" in p for p in trained.get("parts", [])
+    )
+
+
+def test_reuse_from_trains_when_the_untuned_files_are_not_the_choice(release_dir, tmp_path, capsys):
+    flags = ("--model", "bvae", "--seeds", "1")
+    grid = ("--grid", "lr=1e-3")
+    _run(release_dir, tmp_path, *flags, "--name", "d0", "--dropout", "0.2")  # another setting
+    _run(release_dir, tmp_path, *flags, "--name", "d1", "--first-seed", "1", "--dropout", "0.2")
+    _run(release_dir, tmp_path, *flags, "--name", "e0")
+    _run(release_dir, tmp_path, *flags, "--name", "e1", "--first-seed", "1")
+    _run(release_dir, tmp_path, *flags, "--name", "t0", *grid)
+    seed_1 = (*flags, "--first-seed", "1", *grid, "--selected-from", str(tmp_path / "t0.json"))
+    capsys.readouterr()
+    _run(release_dir, tmp_path, *seed_1, "--name", "a",
+         "--reuse-from", str(tmp_path / "d0.json"), str(tmp_path / "d1.json"))  # fmt: skip
+    assert "another command (it differs in dropout)" in capsys.readouterr().err
+    # The right command, but its seed 0 is not the chosen trial (here: tampered with).
+    e0 = json.loads((tmp_path / "e0.json").read_text())
+    e0["runs"][0]["valid"]["purchase"]["ndcg@5"] += 1e-9
+    (tmp_path / "e0.json").write_text(json.dumps(e0))
+    _run(release_dir, tmp_path, *seed_1, "--name", "b",
+         "--reuse-from", str(tmp_path / "e0.json"), str(tmp_path / "e1.json"),
+         str(tmp_path / "not_there.json"))  # fmt: skip
+    err = capsys.readouterr().err
+    assert "not_there.json: not there (yet); not reused" in err
+    assert "trained again:" in err and "is not the chosen trial (its valid differ" in err
+    for name in ("a", "b"):
+        (run,) = json.loads((tmp_path / f"{name}.json").read_text())["runs"]
+        assert "reused_from" not in run and run["selected"] == {"lr": 0.001}
+    # A file that is there must be a result; and --reuse-from needs a choice to take.
+    (tmp_path / "junk.json").write_text("[1]")
+    capsys.readouterr()
+    _run(release_dir, tmp_path, *seed_1, "--name", "c",
+         "--reuse-from", str(tmp_path / "junk.json"), code=2)  # fmt: skip
+    assert "junk.json' is not a result file of this module" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _run(
+            release_dir, tmp_path, *flags, "--name", "c", "--reuse-from", str(tmp_path / "e1.json")
+        )
+    assert "give --selected-from" in capsys.readouterr().err
+
+
+def test_a_run_resumes_whether_or_not_it_names_reuse_files():
+    command = "python -m bvae_tf.experiment --data d --name x --grid lr=1e-3 --selected-from s.json"
+    assert experiment._same_command(command + " --reuse-from a.json b.json", command)
+    assert experiment._same_command(command, command + " --reuse-from a.json")
+    assert not experiment._same_command(command + " --dropout 0.2 --reuse-from a.json", command)
+    assert not experiment._same_command(None, command)
