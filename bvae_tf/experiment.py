@@ -1235,7 +1235,7 @@ def _train_tuned(args, data, behaviors, *, variant, seed, log_dir) -> dict:
             "seed %d %s: %s %s",
             seed,
             "+".join(behaviors),
-            "trained again:" if run is None else "reused from",
+            "trained, not reused:" if run is None else "reused from",
             why,
             extra={console.CONSOLE: True},
         )

@@ -1917,7 +1917,7 @@ def test_reuse_from_trains_when_the_untuned_files_are_not_the_choice(release_dir
          str(tmp_path / "not_there.json"))  # fmt: skip
     err = capsys.readouterr().err
     assert "not_there.json: not there (yet); not reused" in err
-    assert "trained again:" in err and "is not the chosen trial (its valid differ" in err
+    assert "trained, not reused:" in err and "is not the chosen trial (its valid differ" in err
     for name in ("a", "b"):
         (run,) = json.loads((tmp_path / f"{name}.json").read_text())["runs"]
         assert "reused_from" not in run and run["selected"] == {"lr": 0.001}
