@@ -419,6 +419,7 @@ def make_server(
     max_concurrent_calls: int,
     timeout_s: float,
     reuse_port: bool,
+    listening_fd: int | None = None,
 ) -> http.server.ThreadingHTTPServer:
     """A bound (not yet serving) HTTP server answering the REST API for ``model_server``.
 
@@ -430,9 +431,14 @@ def make_server(
       max_concurrent_calls: calls handled at once (more: 429).
       timeout_s: a connection idle (or sending its request) for longer is closed.
       reuse_port: bind with ``SO_REUSEPORT``.
+      listening_fd: a listening TCP socket's file descriptor to accept on instead of
+        binding ``host:port`` (the supervisor's serving processes share one socket, so
+        that connections queued when a process stops are accepted by its successor
+        instead of reset); the server owns it (closes it on ``server_close``).
 
     Raises:
-      OSError: if the port cannot be bound.
+      OSError: if the port cannot be bound, or ``listening_fd`` is not a listening
+        TCP socket.
     """
     handler = type(
         "RestHandler",
@@ -453,4 +459,16 @@ def make_server(
             "handle_error": _handle_error,
         },
     )
-    return server_class((host, port), handler)
+    if listening_fd is None:
+        return server_class((host, port), handler)
+    listening = socket.socket(fileno=listening_fd)
+    if listening.type != socket.SOCK_STREAM or not listening.getsockopt(
+        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    ):
+        listening.detach()  # (not ours to close)
+        raise OSError(f"file descriptor {listening_fd} is not a listening TCP socket")
+    server = server_class(listening.getsockname()[:2], handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = listening
+    server.server_address = listening.getsockname()
+    return server

@@ -115,6 +115,9 @@ class LocalServer:
       reuse_port: bind with ``SO_REUSEPORT``, so that a successor process can bind the
         same ports before this one stops (process reload, :mod:`serving.supervisor`).
         Off by default: then a port in use is an error.
+      rest_api_fd: a listening socket to serve REST on instead of binding
+        ``rest_api_port`` (the supervisor's: :mod:`serving.supervisor`); taken over
+        (closed on :meth:`stop`).
       retired_versions: versions an earlier serving process served (reported ``END``).
       load_versions: False: never load a version (the supervisor's stand-in while no
         serving process is ready: every call is ``NOT_FOUND``, as TF Serving answers
@@ -143,6 +146,7 @@ class LocalServer:
         batching: BatchingOptions | None = None,
         rest_api_timeout_s: float = DEFAULT_REST_API_TIMEOUT_S,
         reuse_port: bool = False,
+        rest_api_fd: int | None = None,
         retired_versions: Iterable[int] = (),
         load_versions: bool = True,
     ):
@@ -166,6 +170,7 @@ class LocalServer:
             retired_versions=retired_versions,
         )
         self._reuse_port = reuse_port
+        self._rest_api_fd = rest_api_fd
         self._load_versions = load_versions
         self._host = host
         self._requested_port = port
@@ -232,6 +237,7 @@ class LocalServer:
                     max_concurrent_calls=self._max_concurrent_rpcs,
                     timeout_s=self._rest_api_timeout_s,
                     reuse_port=self._reuse_port,
+                    listening_fd=self._rest_api_fd,
                 )
             except OSError:
                 self.stop(grace_seconds=0)
@@ -252,6 +258,11 @@ class LocalServer:
             "" if self._load_versions else " (NOT_FOUND until it serves)",
         )
         return self
+
+    def rest_listening_fd(self) -> int | None:
+        """A duplicate of the started REST server's listening socket descriptor (the
+        caller owns and closes it; it outlives :meth:`stop`), or None without REST."""
+        return None if self._rest is None else os.dup(self._rest.socket.fileno())
 
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Stops accepting calls, lets running ones finish (up to ``grace_seconds``)."""
@@ -465,6 +476,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     # Set by serving.supervisor for the processes it starts.
     parser.add_argument("--ready_fd", type=int, default=None, help=argparse.SUPPRESS)
+    # The supervisor's REST listening socket, shared by its serving processes.
+    parser.add_argument("--rest_api_fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--load_at_idle_priority", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--retired_versions", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -531,6 +544,7 @@ def server_from_args(
         if args.enable_batching
         else None,
         reuse_port=child,
+        rest_api_fd=args.rest_api_fd if child and load_versions else None,
         retired_versions=[int(v) for v in args.retired_versions.split(",") if v],
         load_versions=load_versions,
     )

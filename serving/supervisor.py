@@ -12,13 +12,16 @@ small supervisor (this module) over serving processes:
    the version to serve.
 2. A process started while another serves loads and warms its version at Linux's
    ``SCHED_IDLE`` priority (it gets only CPU time the serving process leaves),
-   then returns to normal priority, binds the same ports (``SO_REUSEPORT``) and
-   reports ready. If the serving process leaves no CPU time for
-   ``--idle_load_timeout_s`` (a saturated server), the supervisor moves the loading
-   process to normal priority, so that a new version is served late, not never.
+   then returns to normal priority, binds the same gRPC port (``SO_REUSEPORT``),
+   starts accepting on the REST listening socket the supervisor holds (one socket
+   for all processes, passed down as a file descriptor) and reports ready. If the
+   serving process leaves no CPU time for ``--idle_load_timeout_s`` (a saturated
+   server), the supervisor moves the loading process to normal priority, so that a
+   new version is served late, not never.
 3. Only then is the old process stopped as on SIGTERM: it stops accepting calls,
    finishes the running ones and exits; clients reconnect to the new process (gRPC
-   retries a call that the old process refused before running it).
+   retries a call that the old process refused before running it). A REST
+   connection still queued on the shared socket is accepted by the new process.
 
 Until a first serving process is ready, the supervisor itself holds the ports with
 a stand-in (:func:`serving.server.server_from_args` with ``load_versions=False``,
@@ -172,6 +175,7 @@ class _Supervisor:
         self._no_version_logged = False
         self._idle_load_timeout_s = args.idle_load_timeout_s
         self._stand_in = None  # serving.server.LocalServer until a version serves
+        self._rest_fd: int | None = None  # the shared REST listening socket
 
     # --- the stand-in ---------------------------------------------------------------
     def _start_stand_in(self) -> None:
@@ -184,6 +188,11 @@ class _Supervisor:
         self._stand_in = stand_in
         self._port = stand_in.port
         self._rest_port = stand_in.rest_port or 0
+        # The REST listening socket stays open here for the supervisor's lifetime and
+        # every serving process accepts on it (--rest_api_fd): a connection queued
+        # when a process stops is accepted by the next one, where closing a listener
+        # of its own (SO_REUSEPORT) would reset the connections queued on it.
+        self._rest_fd = stand_in.rest_listening_fd()
 
     def _stand_in_state(self, version: int, state: int, error: str = "") -> None:
         if self._stand_in is not None:
@@ -208,10 +217,13 @@ class _Supervisor:
         ]
         if idle:
             flags.append("--load_at_idle_priority")
+        if self._rest_fd is not None:
+            flags.append(f"--rest_api_fd={self._rest_fd}")
         command = [sys.executable, "-m", "serving.server", *self._argv, *flags]
         path = self._model_dir / str(version)
+        shared = (write_fd,) if self._rest_fd is None else (write_fd, self._rest_fd)
         process = _Process(
-            popen=subprocess.Popen(command, pass_fds=(write_fd,)),
+            popen=subprocess.Popen(command, pass_fds=shared),
             fingerprint=self._versions.version_fingerprint(path),
             wanted_version=version,
             idle=idle,
@@ -359,6 +371,9 @@ class _Supervisor:
         if self._signal_name:
             logging.info("Received %s; stopping the serving processes", self._signal_name)
         self._stop_stand_in()
+        if self._rest_fd is not None:  # refused once the serving processes close theirs
+            os.close(self._rest_fd)
+            self._rest_fd = None
         for process in (self._loading, self._serving, *self._draining):
             if process is not None:
                 process.stop()

@@ -3,6 +3,7 @@ versions, retries while the server is down, graceful SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
@@ -276,13 +279,14 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
     it, takes over the port, and the old one finishes its calls and exits; SIGTERM
     then stops the server gracefully."""
     publish(model_template, tmp_path, 1, seed=1)
-    port = _free_port()
+    port, rest_port = _free_port(), _free_port()
     log = tmp_path / "server.log"
     process = subprocess.Popen(
         _server_command(
             tmp_path,
             port,
             "--file_system_poll_wait_seconds=0.1",
+            f"--rest_api_port={rest_port}",
             # On saturated cores (a parallel test run) the idle-priority loader may get
             # no CPU: bound its wait so the switch happens within the test's timeout.
             "--idle_load_timeout_s=5",
@@ -308,7 +312,32 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
                 mine.append(version)
                 versions.append(version)
 
+    rest_versions: list[int] = []  # REST, a new connection per call
+
+    def call_rest() -> None:
+        url = f"http://127.0.0.1:{rest_port}/v1/models/{MODEL_NAME}"
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    states = json.loads(answer.read())["model_version_status"]
+            except urllib.error.HTTPError as e:  # an answer (the stand-in's 404)
+                if rest_versions:
+                    errors.append(e)
+                    return
+                time.sleep(0.05)
+                continue
+            except Exception as e:
+                if rest_versions:
+                    errors.append(e)
+                    return
+                time.sleep(0.05)  # not up yet
+                continue
+            available = [int(v["version"]) for v in states if v["state"] == "AVAILABLE"]
+            if available:  # (the stand-in's answer lists the version LOADING)
+                rest_versions.append(max(available))
+
     threads = [threading.Thread(target=call, args=(mine,)) for mine in per_thread]
+    threads.append(threading.Thread(target=call_rest))
     try:
         for thread in threads:
             thread.start()
@@ -321,8 +350,13 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
             lambda: versions[-1] == 2 or errors, timeout_s=90.0, what="answers from version 2"
         )
         _wait_for(lambda: first not in _children(process.pid), what="the old process exits")
-        count = len(versions)
-        _wait_for(lambda: len(versions) >= count + 10 or errors, what="more answers")
+        count, rest_count = len(versions), len(rest_versions)
+        _wait_for(
+            lambda: (
+                (len(versions) >= count + 10 and len(rest_versions) >= rest_count + 10) or errors
+            ),
+            what="more answers",
+        )
         stop.set()
         for thread in threads:
             thread.join(30)
@@ -334,6 +368,9 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
             switch = mine.index(2) if 2 in mine else len(mine)
             assert set(mine[:switch]) <= {1} and set(mine[switch:]) <= {2}, mine
         assert versions[0] == 1 and versions[-1] == 2
+        # REST, on the socket the supervisor holds and passes on: both processes
+        # answered it, and no call failed across the switch.
+        assert rest_versions[0] == 1 and rest_versions[-1] == 2, rest_versions
         (second,) = _children(process.pid)
         assert second != first
         with ServingClient(f"127.0.0.1:{port}", model_name=MODEL_NAME) as client:
@@ -391,3 +428,45 @@ def test_scheduling_class_of_another_process():
         other.kill()
         other.wait()
     assert not supervisor.set_scheduling(idle=False, pid=other.pid)  # gone
+
+
+def test_rest_connections_queued_at_a_handover_are_served_by_the_successor():
+    """The supervisor's serving processes accept REST on one listening socket it
+    holds: a connection still queued when a process stops (closes its descriptor) is
+    accepted by the next, where a listener of its own would reset it."""
+    from serving import rest
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    settings = dict(max_request_bytes=1024, max_concurrent_calls=2, timeout_s=5, reuse_port=False)
+
+    def server():
+        return rest.make_server(
+            None, "127.0.0.1", 0, **settings, listening_fd=os.dup(listening.fileno())
+        )
+
+    old = server()  # never accepts: the connection below waits in the socket's queue
+    assert old.server_address[1] == port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"GET /v1/nothing HTTP/1.0\r\n\r\n")
+        old.server_close()  # the old process stops
+        new = server()
+        thread = threading.Thread(target=new.serve_forever, daemon=True)
+        thread.start()
+        try:
+            answer = client.recv(4096)
+        finally:
+            new.shutdown()
+            new.server_close()
+            listening.close()
+    assert answer.startswith(b"HTTP/1.1 404 Not Found"), answer
+
+
+def test_rest_refuses_a_descriptor_that_is_not_a_listening_socket():
+    from serving import rest
+
+    settings = dict(max_request_bytes=1024, max_concurrent_calls=2, timeout_s=5, reuse_port=False)
+    with socket.socket() as unbound:
+        with pytest.raises(OSError, match="is not a listening TCP socket"):
+            rest.make_server(None, "127.0.0.1", 0, **settings, listening_fd=unbound.fileno())
+        assert unbound.fileno() >= 0  # left open for its owner
