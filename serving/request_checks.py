@@ -15,6 +15,8 @@ import math
 
 import grpc
 import numpy as np
+from google.protobuf import message
+from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
@@ -122,8 +124,35 @@ def parse_inputs(
                 f"input tensor alias {alias}: shape {list(array.shape)} is not compatible with "
                 f"the signature's shape {signatures.shape_to_list(info.tensor_shape)}",
             )
+        if alias == features.SERVING_INPUT and proto.dtype == types_pb2.DT_STRING:
+            _check_examples(alias, array)
         tensors[alias] = array
     return tensors
+
+
+def _check_examples(alias: str, array: np.ndarray) -> None:
+    """Every value of ``array`` parses as a ``tf.Example`` (the protobuf library's
+    parser): ``tf.io.parse_example`` takes some malformed bytes (``b"\\x00\\x00"``)
+    as an empty example, so without this one signature would refuse bytes that
+    another answers for. Each distinct value is parsed once.
+
+    Raises:
+      ServingError: ``INVALID_ARGUMENT`` "Could not parse example input", naming the
+        first row that does not parse.
+    """
+    checked: set[bytes] = set()
+    for row, value in enumerate(array.reshape(-1)):
+        if value in checked:
+            continue
+        try:
+            example_pb2.Example.FromString(value)
+        except message.DecodeError as e:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Could not parse example input: {alias}[{row}] ({len(value)} bytes) is not a "
+                f"serialized tf.Example ({e})",
+            ) from e
+        checked.add(value)
 
 
 def output_aliases(

@@ -80,12 +80,24 @@ def test_real_export_is_served_like_the_model(real_base):
         assert client.predict({features.SERVING_INPUT: []}).outputs[features.OOV_COUNT].shape == (
             0,
         )
-        # Bytes parse_example takes and the key count's decode_proto does not: still the
-        # request's fault (DATA_LOSS from TensorFlow), answered as a malformed example.
-        with pytest.raises(grpc.RpcError) as info:
-            client.predict({features.SERVING_INPUT: [b"\x00\x00"]})
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "Could not parse example input" in info.value.details()
+        # Bytes parse_example takes as an empty example but that are no tf.Example: every
+        # signature refuses them alike, naming the row (serving_default's decode_proto
+        # refused them, the others answered for an empty history).
+        for signature in (
+            features.SERVING_SIGNATURE,
+            features.TRANSFORM_SIGNATURE,
+            features.RANK_SIGNATURE,
+        ):
+            with (
+                ServingClient(server.target, model_name="bvae", signature_name=signature) as other,
+                pytest.raises(grpc.RpcError) as info,
+            ):
+                other.predict({features.SERVING_INPUT: [serialized[0], b"\x00\x00"]})
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, signature
+            assert info.value.details().startswith(
+                "Could not parse example input: examples[1] (2 bytes) is not a serialized "
+                "tf.Example"
+            ), info.value.details()
 
 
 def test_padded_signatures_answer_a_split_call_as_the_model_does(real_base):
