@@ -233,7 +233,7 @@ FLOAT_INPUT = tensor_pb2.TensorProto(
         (
             _request(inputs={features.SERVING_INPUT: _string_tensor([b"\xff\xfe"])}),
             "INVALID_ARGUMENT",
-            "signature serving_default rejected its inputs",
+            "Could not parse example input: examples[0] (2 bytes) is not a serialized",
         ),
         (
             # 2 KB declared as 64 rows: TensorFlow would repeat it into 128 KB, more
