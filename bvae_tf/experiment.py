@@ -1335,17 +1335,14 @@ _SELECTION_FREE_FLAGS = frozenset(
 )
 
 
-def _selection_source(path, command: str, digest: str | None) -> dict:
-    """The result file ``path`` of :func:`selected_points`, checked against this run:
-    written by the same method (``command`` differs only in
-    :data:`_SELECTION_FREE_FLAGS`) on the same data (``digest``; None skips it).
-    ``--check`` calls it alone, before the data is read.
+def _read_result(path, where: str) -> dict:
+    """The result file ``path`` (a JSON object with its ``command``), read for a flag
+    (``where``: the flag and the path, for the messages).
 
     Raises:
-      ValueError: naming ``path``: it cannot be read, is not a result of this module,
-        or another command or other data wrote it.
+      ValueError: naming ``where``: it cannot be read, is not UTF-8 or JSON, or has
+        no ``command``.
     """
-    where = f"--selected-from {str(path)!r}"
     try:
         text = pathlib.Path(path).read_text()
     except OSError as e:
@@ -1358,6 +1355,21 @@ def _selection_source(path, command: str, digest: str | None) -> dict:
         raise ValueError(f"{where} is not JSON ({e}): a truncated or foreign file?") from e
     if not isinstance(result, dict) or not isinstance(result.get("command"), str):
         raise ValueError(f"{where} is not a result file of this module (no 'command')")
+    return result
+
+
+def _selection_source(path, command: str, digest: str | None) -> dict:
+    """The result file ``path`` of :func:`selected_points`, checked against this run:
+    written by the same method (``command`` differs only in
+    :data:`_SELECTION_FREE_FLAGS`) on the same data (``digest``; None skips it).
+    ``--check`` calls it alone, before the data is read.
+
+    Raises:
+      ValueError: naming ``path``: it cannot be read, is not a result of this module,
+        or another command or other data wrote it.
+    """
+    where = f"--selected-from {str(path)!r}"
+    result = _read_result(path, where)
     try:
         differ = _flag_changes(result["command"], command, _SELECTION_FREE_FLAGS)
     except ValueError as e:
@@ -1419,16 +1431,9 @@ def reuse_sources(paths, command: str, data, digest: str | None) -> list[tuple[s
         if not pathlib.Path(path).is_file():
             skip(path, "not there (yet)")
             continue
-        try:
-            result = json.loads(pathlib.Path(path).read_text())
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{where} cannot be read as JSON ({e})") from e
-        if (
-            not isinstance(result, dict)
-            or not isinstance(result.get("command"), str)
-            or not isinstance(result.get("runs"), list)
-        ):
-            raise ValueError(f"{where} is not a result file of this module (no command, runs)")
+        result = _read_result(path, where)
+        if not isinstance(result.get("runs"), list):
+            raise ValueError(f"{where} is not a result file of this module (no 'runs')")
         kept_digest = result.get("data_digest")
         if kept_digest and digest and kept_digest != digest:
             skip(path, "trained on other data files (its data_digest differs)")
@@ -1448,7 +1453,7 @@ def reuse_sources(paths, command: str, data, digest: str | None) -> list[tuple[s
         differ = sorted(
             k
             for k in now.keys() | was.keys()
-            if k not in searched | {"grid", "reuse_from"} and now.get(k) != was.get(k)
+            if k not in searched | {"grid"} and now.get(k) != was.get(k)
         )
         if differ:
             skip(path, f"another command (it differs in {', '.join(differ[:3])})")
@@ -2694,14 +2699,14 @@ def _same_command(kept, command: str) -> bool:
         try:
             words = shlex.split(text)
         except ValueError:
-            return text
-        if "--reuse-from" not in words:
-            return words
-        start = words.index("--reuse-from")
-        end = start + 1
-        while end < len(words) and not words[end].startswith("--"):
-            end += 1
-        return without_reuse(shlex.join(words[:start] + words[end:]))
+            return [text]
+        kept, skipping = [], False
+        for word in words:
+            if word.startswith("--"):
+                skipping = word == "--reuse-from"
+            if not skipping:
+                kept.append(word)
+        return kept
 
     return isinstance(kept, str) and without_reuse(kept) == without_reuse(command)
 
