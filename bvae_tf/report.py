@@ -155,6 +155,13 @@ KS = (5, 10, 15, 20)
 SIGMA_BAR = "\N{GREEK SMALL LETTER SIGMA}\N{COMBINING MACRON}"
 ANCHOR = "BVAE (gates=gated)"
 #: The ``scripts/run_comparison.sh`` row of each RQ2 row.
+#: The comparison's searched rows (scripts/run_comparison.sh): "<row>_tuned" searches
+#: the learning rate of every neural row, "<row>_own" the method's own regulariser.
+SEARCHED_TUNED = (
+    "bvae", "vae_t", "vae_u", "vae_pp", "recvae", "ehcf", "ngcf",
+    "mmoe", "cgc", "exchange", "no_base_gff_tff",
+)  # fmt: skip
+SEARCHED_OWN = ("bvae", "vae_t", "vae_u", "vae_pp", "recvae", "ehcf", "ngcf")
 _RQ2_ROWS = {
     "BVAE": "bvae",
     "-BASE": "no_base",
@@ -1323,6 +1330,21 @@ def _not_run(results: list[dict], dataset: str) -> list[str]:
         lines.append(
             f"- Searched rows with fewer than {COMPARISON_SEEDS} seeds (seeds so far; later "
             f"seeds train seed 0's choice): {seeds}: `{comparison} {' '.join(searched)}`"
+        )
+    # Searches never started: every neural row's learning-rate search and the own
+    # regulariser's of the methods that have one (run_comparison.sh's rows).
+    names = {re.sub(r"_s\d+$", "", str(r.get("name", ""))) for r in results}
+    unsearched = [
+        row
+        for suffix, rows in (("_tuned", SEARCHED_TUNED), ("_own", SEARCHED_OWN))
+        for m in rows
+        if dataset == "jd" or m not in E.TRANSDUCTIVE
+        if (row := f"{m}{suffix}") not in names
+    ]
+    if unsearched:
+        lines.append(
+            "- Searches not run (3 settings on valid at seed 0, then seed 0's choice at "
+            f"the later seeds): {', '.join(unsearched)}: `{comparison} {' '.join(unsearched)}`"
         )
     if find_untuned(results, "vae_pp", dataset) is None:
         lines.append(f"- RQ3 K curves need VAE++: `{comparison} vae_pp`")

@@ -904,3 +904,30 @@ def test_searched_rows_with_fewer_seeds_are_listed_with_their_command(results_di
         (results_dir / "jd" / f"bvae_own_s{seed}.json").write_text(json.dumps(later))
     text = report.render(results_dir, tmp_path / "docs").read_text()
     assert "- Searched rows" not in text
+
+
+def test_searches_never_started_are_listed_per_dataset(results_dir, tmp_path):
+    ub = results_dir / "ub"
+    ub.mkdir()
+    ub_bvae = _result("bvae", behaviors=("purchase", "favorite", "cart"))
+    (ub / "bvae_s0.json").write_text(json.dumps(ub_bvae))
+    text = report.render(results_dir, tmp_path / "docs").read_text()
+    jd, ub = text.split("\n## UB")[0], text.split("\n## UB")[1]
+    line = next(x for x in jd.splitlines() if x.startswith("- Searches not run"))
+    assert "ngcf_tuned" in line and "ehcf_own" in line  # JD runs the transductive rows
+    (ub_line,) = [x for x in ub.splitlines() if x.startswith("- Searches not run")]
+    assert "ngcf" not in ub_line and "ehcf" not in ub_line  # not run on UB at all
+    assert ub_line.endswith(
+        "ub 3 bvae_tuned vae_t_tuned vae_u_tuned vae_pp_tuned recvae_tuned mmoe_tuned "
+        "cgc_tuned exchange_tuned no_base_gff_tff_tuned bvae_own vae_t_own vae_u_own "
+        "vae_pp_own recvae_own`"
+    )
+    # One seed of a search is a search started: the row leaves this list (and is
+    # counted among the searched rows with fewer seeds instead).
+    tuned = _result("bvae", command_extra="--grid lr=1e-4,1e-3,1e-2")
+    tuned["name"] = "bvae_tuned_s0"
+    (results_dir / "jd" / "bvae_tuned_s0.json").write_text(json.dumps(tuned))
+    text = report.render(results_dir, tmp_path / "docs").read_text().split("\n## UB")[0]
+    line = next(x for x in text.splitlines() if x.startswith("- Searches not run"))
+    assert "bvae_tuned" not in line and "vae_t_tuned" in line
+    assert "bvae_tuned (1)" in next(x for x in text.splitlines() if x.startswith("- Searched rows"))
