@@ -1340,8 +1340,10 @@ def _read_result(path, where: str) -> dict:
     (``where``: the flag and the path, for the messages).
 
     Raises:
-      ValueError: naming ``where``: it cannot be read, is not UTF-8 or JSON, or has
-        no ``command``.
+      ValueError: naming ``where``: it cannot be read, is not UTF-8 or JSON, has no
+        ``command``, or fails :func:`check_result` (e.g. a metric that is not finite,
+        or an honest ``ndcg@5`` that is not the mean of its ``test_per_user``: a run
+        taken from it would carry the damage into this result).
     """
     try:
         text = pathlib.Path(path).read_text()
@@ -1355,6 +1357,10 @@ def _read_result(path, where: str) -> dict:
         raise ValueError(f"{where} is not JSON ({e}): a truncated or foreign file?") from e
     if not isinstance(result, dict) or not isinstance(result.get("command"), str):
         raise ValueError(f"{where} is not a result file of this module (no 'command')")
+    try:
+        check_result(result)
+    except ValueError as e:
+        raise ValueError(f"{where} is not a sound result file: {e}") from e
     return result
 
 
@@ -3595,6 +3601,8 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                 _parser().error(str(e))
     # After the flags are checked: a bad flag is named, not a kept result's command.
     existing = pathlib.Path(args.out) / f"{name}.json"
+    if existing.exists() and not existing.is_file():  # found now, not at the first write
+        _parser().error(f"{str(existing)!r} exists and is not a file: choose another --name")
     try:
         kept_model = json.loads(existing.read_text()).get("model") if existing.is_file() else None
     except (OSError, ValueError, AttributeError) as e:
@@ -3610,6 +3618,13 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
             "choose another --name or --out"
         )
     if existing.is_file() and not args.overwrite:
+        try:  # its runs are kept as they are: damaged ones would pass into the tables
+            check_result(json.loads(existing.read_text()))
+        except (OSError, ValueError) as e:
+            _parser().error(
+                f"{str(existing)!r} is not a sound result ({e}): delete it, or pass "
+                "--overwrite to replace it"
+            )
         kept = _kept_result(existing, command, None)
         if kept is None:
             _parser().error(

@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = configs.load_config(args.config, overrides)
         configs.checked_schema_path(config)  # what the pipeline checks before any run
-        runtime.ensure_input(config)
+        how = "--input PATH" if args.input is not None else runtime.INPUT_HOW
+        runtime.ensure_input(config, how)
         example_gen_config = config.example_gen_config()
         with tempfile.TemporaryDirectory(prefix="example-gen-check-") as work_dir:
             record = run(example_gen_config, work_dir)

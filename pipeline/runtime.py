@@ -70,9 +70,17 @@ def load(args: argparse.Namespace) -> configs.PipelineConfig:
     return configs.load_config(args.config, args.overrides)
 
 
-def ensure_input(config: configs.PipelineConfig) -> str:
+#: How a runner's user gives the input (named when it is missing).
+INPUT_HOW = "--set data.input_base=PATH"
+
+
+def ensure_input(config: configs.PipelineConfig, how: str = INPUT_HOW) -> str:
     """Generates the synthetic log if the config uses it and it is missing, and checks
     that a local input holds what the ExampleGen will read, before anything runs.
+
+    Args:
+      config: the loaded pipeline config.
+      how: how the caller's user gives the input (named in the error).
 
     Returns:
       The input path the ExampleGen will read.
@@ -92,16 +100,21 @@ def ensure_input(config: configs.PipelineConfig) -> str:
     if config.uses_synthetic_data:
         logging.info("Input: the synthetic log %s", path, extra={console.CONSOLE: True})
     else:
-        check_input(config)
+        check_input(config, how)
     return path
 
 
-def check_input(config: configs.PipelineConfig) -> None:
+def check_input(config: configs.PipelineConfig, how: str = INPUT_HOW) -> None:
     """Checks, without loading TensorFlow or TFX, that a local, non-synthetic
     ``data.input_base`` holds what the ExampleGen will read and that a local
     ``schema_path`` holds the configured behaviors (:func:`configs.checked_schema_path`).
     Remote inputs and schemas (``scheme://``) and the synthetic log are not checked
     here; the ExampleGen names a remote input it cannot list.
+
+    Args:
+      config: the loaded pipeline config.
+      how: how the caller's user gives the input, named in the error (default: the
+        runners' ``--set data.input_base=PATH``).
 
     Raises:
       ValueError: if the input does not exist or holds no input file, or the schema
@@ -118,8 +131,7 @@ def check_input(config: configs.PipelineConfig) -> None:
     except ValueError as e:
         where = "" if pathlib.Path(path).is_absolute() else f" (read from {os.getcwd()})"
         raise ValueError(
-            f"data.input_base: {e}{where}; give the input with --set data.input_base=PATH "
-            '(README, "Your own data")'
+            f'data.input_base: {e}{where}; give the input with {how} (README, "Your own data")'
         ) from e
 
 

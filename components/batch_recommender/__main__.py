@@ -200,13 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(1, f"error: the batch job failed: {first}\n(the traceback: {log})\n")
     seconds = time.perf_counter() - start
     summary = recommend.read_summary(args.output)
-    print(json.dumps(summary, indent=2, sort_keys=True))
-    print(
-        f"{summary['users']} users, {summary['rows']} rows in {seconds:.1f} s "
-        f"({summary['users'] / seconds:.3g} users/s, job start-up included) -> {args.output}"
-    )
-    print(f"Full log: {log}")
     unknown = summary.get("users_without_history", 0)
+    message = None
     if users is not None and unknown:
         listed = len(dict.fromkeys(users))
         missing = summary.get("users_without_history_ids", [])
@@ -217,8 +212,20 @@ def main(argv: list[str] | None = None) -> int:
             "matched exactly, one per line, no header): "
             f"{', '.join(repr(u) for u in missing)}{more}"
         )
-        if unknown == listed:
-            parser.exit(2, f"error: none of the listed users is known: {message}\n")
+        if unknown == listed:  # nothing of use: a failed job, and it leaves no output
+            _remove_partial_output(args.output)
+            parser.exit(
+                2,
+                f"error: none of the listed users is known (no output written; full log: "
+                f"{log}): {message}\n",
+            )
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    print(
+        f"{summary['users']} users, {summary['rows']} rows in {seconds:.1f} s "
+        f"({summary['users'] / seconds:.3g} users/s, job start-up included) -> {args.output}"
+    )
+    print(f"Full log: {log}")
+    if message is not None:
         print(f"warning: {message}", file=sys.stderr)
     return 0
 

@@ -217,7 +217,10 @@ class ExampleGenConfig:
             canonical = [b for b in features.DEFAULT_BEHAVIORS if b in mapped]
             behaviors = canonical + [b for b in mapped if b not in canonical]
         if isinstance(behaviors, str | bytes) or not isinstance(behaviors, Sequence):
-            raise ValueError(f"behaviors must be a list of names, got {behaviors!r}")
+            raise ValueError(
+                f"behaviors must be a list of names, got {behaviors!r} (in JSON, e.g. "
+                '--set \'data.behaviors=["purchase", "click"]\')'
+            )
         behaviors = features.validate_behaviors(behaviors)
         for behavior in behaviors:
             if behavior not in mapped:

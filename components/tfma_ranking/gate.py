@@ -79,6 +79,11 @@ def parse_metric_name(name: str) -> tuple[str, int]:
     """
     match = _METRIC_RE.match(name) if isinstance(name, str) else None
     if not match:
+        metric, at, k = name.partition("@") if isinstance(name, str) else ("", "", "")
+        if at and k.isdigit() and int(k) >= 1 and metric not in METRIC_NAMES:
+            raise ValueError(
+                f"metric {name!r}: unknown metric {metric!r}; known: {list(METRIC_NAMES)}"
+            )
         raise ValueError(
             f"metric {name!r} must look like '<metric>@<K>' with metric in {list(METRIC_NAMES)}"
         )

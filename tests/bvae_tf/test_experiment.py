@@ -1940,3 +1940,35 @@ def test_a_run_resumes_whether_or_not_it_names_reuse_files():
     assert experiment._same_command(command, command + " --reuse-from a.json")
     assert not experiment._same_command(command + " --dropout 0.2 --reuse-from a.json", command)
     assert not experiment._same_command(None, command)
+
+
+@pytest.mark.unit
+def test_a_damaged_result_file_is_refused_where_it_would_be_reused_or_resumed(tmp_path, capsys):
+    sound = _result("bvae", "BVAE", 0, 0.2)
+    sound["runs"][0]["honest"]["purchase"]["num_users"] = 2
+    sound["runs"][0]["test_per_user"] = {"purchase": [0.1, 0.3]}
+    path = tmp_path / "untuned.json"
+    path.write_text(json.dumps(sound))
+    assert experiment._read_result(path, "--reuse-from 'x'")["runs"] == sound["runs"]
+    # A metric edited by hand (not the mean of its users) or one that is not finite: a
+    # run taken from it (--reuse-from, --selected-from) would carry it into this result.
+    for key, value in (("ndcg@5", 0.99), ("ndcg@5", float("nan"))):
+        damaged = json.loads(json.dumps(sound))
+        damaged["runs"][0]["honest"]["purchase"][key] = value
+        path.write_text(json.dumps(damaged))
+        with pytest.raises(ValueError, match=r"^--reuse-from 'x' is not a sound result file: "):
+            experiment._read_result(path, "--reuse-from 'x'")
+    # The same file kept as this run's own result: refused before anything runs, not
+    # resumed (its runs would pass into the tables as they are).
+    (tmp_path / "bvae.json").write_text(path.read_text())
+    argv = ["--data", str(tmp_path), "--out", str(tmp_path), "--name", "bvae", "--model", "bvae"]
+    with pytest.raises(SystemExit):
+        experiment.main(argv)
+    err = capsys.readouterr().err
+    assert "bvae.json' is not a sound result (" in err and "pass --overwrite" in err
+    # A folder where the result goes: named before any training, not after it.
+    (tmp_path / "bvae.json").unlink()
+    (tmp_path / "bvae.json").mkdir()
+    with pytest.raises(SystemExit):
+        experiment.main(argv)
+    assert "bvae.json' exists and is not a file" in capsys.readouterr().err

@@ -282,7 +282,12 @@ def test_cli_refuses_an_earlier_jobs_output_and_unknown_users_and_wrong_examples
     users.write_text("user_id\nu70,5\n")
     with pytest.raises(SystemExit) as stop:
         cli.main([*argv, "--overwrite", "--users", str(users)])
-    assert stop.value.code == 2 and "none of the listed users is known" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert stop.value.code == 2 and "none of the listed users is known" in said.err
+    assert "no output written" in said.err and said.out == ""  # no success lines
+    # A failed job: nothing of it is left, so the same command runs again as it is.
+    assert not cli.previous_outputs(str(out))
+    assert not list(out.glob("beam-temp-*"))
     (tmp_path / "afile").write_text("x")
     for bad, message in (
         (["--output", str(tmp_path / "afile")], "exists and is not a folder"),

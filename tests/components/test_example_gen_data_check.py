@@ -115,7 +115,12 @@ def test_reads_the_pipeline_config_file_and_its_overrides(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--input", "/nonexistent/events.csv"], "does not exist"),
+        # The hint names the flag this command was given, not the runners' --set.
+        (
+            ["--input", "/nonexistent/events.csv"],
+            "does not exist; give the input with --input PATH",
+        ),
+        (["--set", 'data.input_base="/nonexistent/e.csv"'], "with --set data.input_base=PATH"),
         (["--set", "data.split_method=hash"], "split_method must be one of"),
         (["--config", "/nonexistent/my.json"], "cannot read pipeline config"),
         # The curated default schema has 4 behaviors: the pipeline would refuse it.

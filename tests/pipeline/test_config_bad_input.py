@@ -44,6 +44,21 @@ pytestmark = pytest.mark.unit
         (["synthetic.sessions_per_user=Infinity"], "^synthetic.sessions_per_user must be finite"),
         (["synthetic.sessions_per_user=1e9"], r"^synthetic.sessions_per_user must be <= 10,000"),
         (['data.behaviors={"purchase": 1}'], "behaviors must be a list of names, got {'purchase'"),
+        # Named by its key, with the JSON form the value needs.
+        (
+            ["data.behaviors=purchase,click"],
+            r"^data\.behaviors must be a list of names, got 'purchase,click' \(in JSON, e\.g\. "
+            r"--set 'data\.behaviors=\[\"purchase\", \"click\"\]'\)",
+        ),
+        # An unknown metric is named as such, under its section.
+        (
+            ['evaluation.lower_bounds={"*": {"ndgc@5": 0.05}}'],
+            r"^evaluation: metric 'ndgc@5': unknown metric 'ndgc'; known: \['precision', ",
+        ),
+        (
+            ['evaluation.lower_bounds={"*": {"ndcg5": 0.05}}'],
+            r"^evaluation: metric 'ndcg5' must look",
+        ),
         (["data.behaviors.0=foo"], "behaviors must be a list of names, got {'0': 'foo'}"),
         (["evaluation.ks=5"], "^evaluation: a value has the wrong type"),
         (["synthetic.seed=-1"], "synthetic.seed must be an integer >= 0, got -1"),

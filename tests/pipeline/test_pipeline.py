@@ -1,6 +1,7 @@
 """Tests for the pipeline definition, its configuration and the Kubeflow V2 compile."""
 
 import json
+import logging
 import pathlib
 
 import pytest
@@ -93,7 +94,7 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
         (['model.variant="ease"', "model.latent_dim=100"], "'ease' does not read model.latent_dim"),
         (
             ['model.variant="popularity"', "model.seed=0", "training.epochs=200"],
-            "does not read model.seed, training.epochs: remove them",
+            "'popularity' does not read model.seed: remove it",
         ),
         (
             ["model.item_path_scale=1"],
@@ -120,6 +121,20 @@ def test_file_then_overrides_merge_into_sections(tmp_path):
 def test_bad_values_fail_at_load_time_naming_the_value(overrides, message):
     with pytest.raises(ValueError, match=message):
         configs.load_config(overrides=overrides)
+
+
+def test_a_closed_form_variant_ignores_the_training_loop_of_a_bvae_config_and_says_so(caplog):
+    # example.json (written for BVAE) sets training.epochs and patience; one line
+    # switches it to EASE.
+    example = str(configs.CONFIG_DIR / "example.json")
+    with caplog.at_level(logging.WARNING):
+        config = configs.load_config(example, ["model.variant=ease", "model.ease_l2=200"])
+    assert config.model["variant"] == "ease"
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said == [
+        "model.variant 'ease' is fitted in closed form, without a training loop: "
+        "training.epochs, training.patience ignored"
+    ]
 
 
 def test_recvae_is_tuned_over_what_it_reads():
