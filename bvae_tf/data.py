@@ -151,8 +151,14 @@ def check_release_behaviors(data_dir: str | pathlib.Path, behaviors: Sequence[st
     found = release_behaviors(data_dir)
     unknown = [b for b in behaviors if b not in found]
     if unknown:
+
+        def described(prefix: str, behavior: str) -> str:
+            train = pathlib.Path(data_dir) / f"{prefix}_train"
+            empty = not train.is_file() or train.stat().st_size == 0
+            return f"{behavior} ({prefix}_*{'; no train data: not modelled' if empty else ''})"
+
         files = ", ".join(
-            f"{b} ({prefix}_*)" for prefix, b in F.RELEASE_BEHAVIOR_MAPPING.items() if b in found
+            described(prefix, b) for prefix, b in F.RELEASE_BEHAVIOR_MAPPING.items() if b in found
         )
         raise ValueError(
             f"behaviors {unknown} have no files in {str(data_dir)!r}; it has {files} "

@@ -1569,6 +1569,29 @@ def reused_run(
     )
 
 
+def _check_choice(trials: list, chosen: list, where: str) -> None:
+    """Checks that a search's ``selected`` point is its best trial on valid: every
+    trial's ``selection_score`` a finite number, the chosen trial's the highest (what
+    the search selects by). A hand-edited choice or score is refused, not trained.
+
+    Raises:
+      ValueError: naming ``where``, the chosen and the best score.
+    """
+    scores = [t.get("selection_score") if isinstance(t, dict) else None for t in trials]
+    if not all(
+        isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) for s in scores
+    ):
+        raise ValueError(f"{where}: a trial's selection_score is not a finite number: {scores}")
+    if not chosen:
+        raise ValueError(f"{where}: no trial of the selected point")
+    if chosen[0]["selection_score"] != max(scores):
+        raise ValueError(
+            f"{where}: the selected point's trial scored {chosen[0]['selection_score']!r} on "
+            f"valid, not the best trial's {max(scores)!r}: not what the search chose (an "
+            "edited file?)"
+        )
+
+
 def selected_points(path, command: str, digest: str | None, behaviors: Sequence[str]):
     """The points a ``--grid`` search chose on valid, for ``--selected-from``.
 
@@ -1590,7 +1613,8 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
     Raises:
       ValueError: naming ``path``: it cannot be read; another command or other data
         wrote it; it holds no search (no run with ``"trials"``); a behavior has no
-        choice, or a choice that is not a point of this run's ``--grid``.
+        choice, a choice that is not a point of this run's ``--grid``, or one that is
+        not its best trial on valid (:func:`_check_choice`).
     """
     where = f"--selected-from {str(path)!r}"
     result = _selection_source(path, command, digest)
@@ -1621,6 +1645,7 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
             )
         points[key] = match[0]
         trial = [t for t in part["trials"] if isinstance(t, dict) and t.get("point") == point]
+        _check_choice(part["trials"], trial, f"{where}: seed {run.get('seed')}'s {key}")
         chosen[key] = {
             # (a trial entry written before entries kept "epochs_run" has the run's)
             "trial": {"epochs_run": part.get("epochs_run"), **trial[0]} if trial else None,
@@ -3074,12 +3099,14 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
       ValueError: naming a file that cannot be read, is not JSON, holds no finished run
         or a metric that is not a finite number; a file given twice; two files that
         hold the same seed of one method, or the same seedless run (a copy counted
-        twice); files of different datasets (``data``'s last folder name) or data files
+        twice); two runs of one method with the same ``test_per_user`` (one run under
+        two seeds); files of different datasets (``data``'s last folder name) or data files
         (``data_digest``, where recorded); or runs of one method scoring different
         numbers of test users.
     """
     results: list[dict] = []
     seen: dict[tuple[str, object], str] = {}  # (method key, seed) -> the file holding it
+    runs_by_scores: dict[tuple[str, str], tuple[str, object]] = {}  # -> (file, seed)
     given: set[pathlib.Path] = set()
     datasets: dict[str, str] = {}  # dataset name -> the first file of it
     digests: dict[str, str] = {}  # data_digest -> the first file of it
@@ -3126,6 +3153,17 @@ def combine(paths: Sequence[str | pathlib.Path]) -> list[dict]:
                     f"{str(path)!r} and {first!r} both hold {what} of {result['method']!r}: "
                     "pass each run once"
                 )
+            # One run under two seeds (a copy with its seed changed) would pass as two.
+            per_user = run.get("test_per_user")
+            if per_user:
+                scores = json.dumps(per_user, sort_keys=True)
+                other = runs_by_scores.setdefault((key, scores), (str(path), run.get("seed")))
+                if other != (str(path), run.get("seed")):
+                    raise ValueError(
+                        f"seed {run.get('seed')} of {str(path)!r} and seed {other[1]} of "
+                        f"{other[0]!r} ({result['method']!r}) have the same test score for "
+                        "every user: one run under two seeds (a copy?); pass each run once"
+                    )
         same = [r for r in results if method_key(r) == key]
         if same:  # e.g. seeds run in separate invocations: pool them
             first_file = seen[(key, same[0]["runs"][0].get("seed"))]

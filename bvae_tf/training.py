@@ -374,7 +374,11 @@ class _RunState:
         except Exception as e:  # any unreadable state: train afresh
             if self.dir.is_dir() and any(self.dir.iterdir()):
                 logging.warning(
-                    "starting over: cannot resume from %s (%s: %s)", self.dir, type(e).__name__, e
+                    "starting over: cannot resume from %s (%s: %s)",
+                    self.dir,
+                    type(e).__name__,
+                    e,
+                    extra={console.CONSOLE: True},
                 )
             shutil.rmtree(self.dir, ignore_errors=True)
             return None

@@ -63,7 +63,12 @@ def curate(inferred: schema_pb2.Schema, behaviors: Sequence[str]) -> schema_pb2.
     ]
     missing = [name for name in expected if name not in by_name]
     if missing:
-        raise ValueError(f"the statistics lack features {missing} (behaviors {list(behaviors)})")
+        suffix = features.items_key("")  # "_items": one feature per behavior the data has
+        present = sorted(n.removesuffix(suffix) for n in by_name if n.endswith(suffix))
+        raise ValueError(
+            f"the statistics lack features {missing} (behaviors {list(behaviors)}); the "
+            f"statistics have behaviors {present}"
+        )
     schema = schema_pb2.Schema()
     for name in expected:
         feature = schema.feature.add(name=name, type=by_name[name].type)

@@ -41,6 +41,7 @@ from serving.versions import (
     complete_versions,
     load_version,
     version_fingerprint,
+    why_no_version,
 )
 
 #: TF Serving's ``ModelVersionStatus.State`` values.
@@ -209,9 +210,10 @@ class ModelServer:
             if not versions:
                 if not self._no_version_logged:
                     logging.warning(
-                        "No versions of servable %s found under base path %s",
+                        "No versions of servable %s found under base path %s%s",
                         self.model_name,
                         self.model_dir,
+                        why_no_version(self.model_dir),
                     )
                     self._no_version_logged = True
                 return None

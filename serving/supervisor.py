@@ -245,9 +245,10 @@ class _Supervisor:
         if not versions:
             if not self._no_version_logged:
                 logging.warning(
-                    "No versions of servable %s found under base path %s",
+                    "No versions of servable %s found under base path %s%s",
                     self._args.model_name,
                     self._model_dir,
+                    self._versions.why_no_version(self._model_dir),
                 )
                 self._no_version_logged = True
             return None

@@ -35,6 +35,18 @@ _VERSION_DIR = re.compile(r"[0-9]+")
 MAX_VERSION = 2**63 - 1
 
 
+def why_no_version(model_dir: str) -> str:
+    """What to add to TF Serving's "No versions of servable ... found under base path
+    ..." for ``model_dir``: that the folder does not exist, or holds no version
+    folder (an integer name) with a ``saved_model.pb``; the server keeps polling."""
+    path = pathlib.Path(model_dir)
+    if "://" in str(model_dir):
+        return ""
+    if not path.exists():
+        return " (the folder does not exist: check --model_base_path and --model_name; polling)"
+    return " (no version folder with a saved_model.pb in it yet; polling)"
+
+
 def complete_versions(model_dir: str | os.PathLike) -> dict[int, pathlib.Path]:
     """Complete version folders under ``<model_base_path>/<model_name>``.
 

@@ -250,3 +250,17 @@ def test_load_release_names_the_line_and_the_folder(tmp_path):
         ValueError, match=r"no behavior has train data in .*_train. file is missing or empty"
     ):
         D.load_release(tmp_path)
+
+
+def test_a_missing_behavior_is_named_with_those_the_folder_has_and_which_have_no_train_data(
+    tmp_path,
+):
+    (tmp_path / "target_train").write_text("0 1\n")
+    (tmp_path / "cart_train").write_text("")  # as JD's release: cart is not modelled
+    (tmp_path / "cart_test").write_text("0 2\n")
+    with pytest.raises(ValueError) as refused:
+        D.check_release_behaviors(tmp_path, ["click"])
+    message = str(refused.value)
+    assert "behaviors ['click'] have no files in" in message
+    assert "purchase (target_*)," in message
+    assert "cart (cart_*; no train data: not modelled)" in message

@@ -88,6 +88,7 @@ def test_bvae_two_seeds_json_and_paper_layout_markdown(release_dir, tmp_path):
     pooled, more = tmp_path / "pooled.md", tmp_path / "ref_s2.json"
     for run, seed in zip(result["runs"], (2, 3), strict=True):
         run["seed"] = run["config"]["seed"] = seed
+        del run["test_per_user"]  # the same users' scores would be refused as a copy
     more.write_text(json.dumps(result))
     experiment.main(
         [
@@ -1720,6 +1721,8 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
     (run,) = changed["runs"]
     other = next(t["point"] for t in run["trials"] if t["point"] != run["selected"])
     run["selected"] = other
+    for trial in run["trials"]:  # the search run again: the other point scores best now
+        trial["selection_score"] = 1.0 if trial["point"] == other else 0.5
     (tmp_path / "s0.json").write_text(json.dumps(changed))
     _run(
         release_dir,
@@ -1972,3 +1975,38 @@ def test_a_damaged_result_file_is_refused_where_it_would_be_reused_or_resumed(tm
     with pytest.raises(SystemExit):
         experiment.main(argv)
     assert "bvae.json' exists and is not a file" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_a_choice_that_is_not_the_searchs_best_trial_is_refused():
+    trials = [
+        {"point": {"lr": 1e-3}, "selection_score": 0.2},
+        {"point": {"lr": 1e-2}, "selection_score": 0.3},
+    ]
+    experiment._check_choice(trials, [trials[1]], "x")  # the best: taken
+    with pytest.raises(ValueError, match=r"^x: the selected point's trial scored 0\.2 on valid"):
+        experiment._check_choice(trials, [trials[0]], "x")  # "selected" edited by hand
+    nan = [{**trials[0], "selection_score": float("nan")}, trials[1]]
+    with pytest.raises(ValueError, match="selection_score is not a finite number"):
+        experiment._check_choice(nan, [nan[1]], "x")
+    with pytest.raises(ValueError, match="no trial of the selected point"):
+        experiment._check_choice(trials, [], "x")
+
+
+@pytest.mark.unit
+def test_combine_refuses_one_run_under_two_seeds(tmp_path):
+    first = _result("bvae", "BVAE", 0, 0.2)
+    first["runs"][0]["honest"]["purchase"]["num_users"] = 2
+    first["runs"][0]["test_per_user"] = {"purchase": [0.1, 0.3]}
+    copy = json.loads(json.dumps(first))
+    copy["runs"][0]["seed"] = copy["runs"][0]["config"]["seed"] = 5  # renamed, same run
+    files = [tmp_path / "s0.json", tmp_path / "s5.json"]
+    for path, result in zip(files, (first, copy), strict=True):
+        path.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match=r"same test score for every user: one run under two"):
+        experiment.combine(files)
+    # Another seed's users score otherwise: pooled.
+    copy["runs"][0]["test_per_user"] = {"purchase": [0.3, 0.1]}
+    files[1].write_text(json.dumps(copy))
+    (row,) = experiment.combine(files)
+    assert [r["seed"] for r in row["runs"]] == [0, 5]

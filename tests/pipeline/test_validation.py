@@ -135,8 +135,9 @@ def test_curation_rules_turn_an_inferred_schema_into_the_contract():
     assert not by_name["purchase_items"].domain
     assert list(by_name["purchase_heldout"].not_in_environment) == ["TRAINING", "SERVING"]
     assert curated.dataset_constraints.min_examples_count == 1
-    with pytest.raises(ValueError, match="click_items"):
+    with pytest.raises(ValueError, match="click_items") as refused:
         schema_tool.curate(inferred, ["purchase", "click"])
+    assert str(refused.value).endswith("the statistics have behaviors ['purchase']")
 
 
 def test_schema_tool_finds_the_newest_statistics_or_names_the_bad_path(tmp_path):

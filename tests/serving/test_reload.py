@@ -481,3 +481,12 @@ def test_rest_refuses_a_descriptor_that_is_not_a_listening_socket():
         with pytest.raises(OSError, match="is not a listening TCP socket"):
             rest.make_server(None, "127.0.0.1", 0, **settings, listening_fd=unbound.fileno())
         assert unbound.fileno() >= 0  # left open for its owner
+
+
+def test_the_no_version_warning_says_whether_the_base_path_exists(tmp_path):
+    missing = versions_module.why_no_version(str(tmp_path / "nope" / MODEL_NAME))
+    assert "the folder does not exist: check --model_base_path and --model_name" in missing
+    (tmp_path / MODEL_NAME / "7").mkdir(parents=True)  # a version folder, no saved_model.pb
+    empty = versions_module.why_no_version(str(tmp_path / MODEL_NAME))
+    assert "no version folder with a saved_model.pb in it yet" in empty
+    assert versions_module.why_no_version("gs://bucket/models/bvae") == ""  # not looked into
