@@ -3642,14 +3642,15 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
     if existing.exists() and not existing.is_file():  # found now, not at the first write
         _parser().error(f"{str(existing)!r} exists and is not a file: choose another --name")
     try:
-        kept_model = json.loads(existing.read_text()).get("model") if existing.is_file() else None
+        kept_json = json.loads(existing.read_text()) if existing.is_file() else None
+        kept_model = kept_json.get("model") if kept_json is not None else None
     except (OSError, ValueError, AttributeError) as e:
         if not args.overwrite:
             _parser().error(
                 f"{str(existing)!r} is not a readable result (truncated or not a JSON "
                 f"object: {e}): delete it, or pass --overwrite to replace it"
             )
-        kept_model = None
+        kept_json = kept_model = None
     if kept_model not in (None, args.model):
         _parser().error(
             f"{str(existing)!r} holds a result of --model {kept_model}, not {args.model}: "
@@ -3657,8 +3658,8 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         )
     if existing.is_file() and not args.overwrite:
         try:  # its runs are kept as they are: damaged ones would pass into the tables
-            check_result(json.loads(existing.read_text()))
-        except (OSError, ValueError) as e:
+            check_result(kept_json)
+        except ValueError as e:
             _parser().error(
                 f"{str(existing)!r} is not a sound result ({e}): delete it, or pass "
                 "--overwrite to replace it"
