@@ -34,9 +34,11 @@ demo: install
 demo-tune: install
 	$(PY) -m pipeline.demo --set tuning.enabled=true --set tuning.max_trials=4 --set training.epochs=30 --set output_root=out/demo-tune
 
-## The pipeline on the real JD log (../shared/data); test table beside the paper's.
+## The pipeline on the real JD log (../shared/data, or $BVAE_SHARED_DATA as the tests
+## and benchmarks read it); test table beside the paper's.
+JD_LOG_SET = $(if $(BVAE_SHARED_DATA),--set data.input_base=$(BVAE_SHARED_DATA)/bvae/JD_events.csv.gz)
 pipeline-jd: install
-	$(PY) -m pipeline.jd
+	$(PY) -m pipeline.jd $(JD_LOG_SET)
 
 ## docs/REPORT.md and docs/figures/ from the result files in docs/results (no training).
 report: install
@@ -58,7 +60,7 @@ bench-example-gen: install
 	$(PY) benchmarks/example_gen_jd.py $(BENCH_ARGS)
 
 bench-pipeline-jd: install
-	$(PY) benchmarks/pipeline_jd.py $(BENCH_ARGS)
+	$(PY) benchmarks/pipeline_jd.py $(JD_LOG_SET) $(BENCH_ARGS)
 
 ## Warm start on two JD spans: epochs to the cold run's valid quality (3 pipeline runs).
 bench-warm-start: install

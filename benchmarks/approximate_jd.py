@@ -32,6 +32,8 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import shared_data  # noqa: E402
+
 
 def ndcg_at_5(top: np.ndarray, heldout: list[set[int]]) -> float:
     """Mean NDCG@5 of ``[n, >=5]`` ranked lists against each user's held-out items
@@ -47,7 +49,7 @@ def ndcg_at_5(top: np.ndarray, heldout: list[set[int]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "bvae" / "JD"))
+    parser.add_argument("--data", default=str(shared_data.JD_RELEASE))
     parser.add_argument("--epochs", type=int, default=40, help="at most this many epochs")
     parser.add_argument("--probes", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2])
     parser.add_argument("--seed", type=int, default=0)

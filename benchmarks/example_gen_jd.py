@@ -23,6 +23,7 @@ import json
 import pathlib
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 
@@ -31,7 +32,9 @@ from absl import logging
 import bvae_tf  # noqa: F401  -- Keras 2 before TensorFlow loads
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_EVENTS = REPO_ROOT.parent / "shared" / "data" / "bvae" / "JD_events.csv.gz"
+sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.shared_data import JD_EVENTS as DEFAULT_EVENTS  # noqa: E402
+
 MODES = {
     "in_memory": ["--direct_running_mode=in_memory"],
     "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],

@@ -38,6 +38,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from benchmarks import shared_data
 from bvae_tf import features as F
 
 #: The paper's JD BVAE NDCG@5 (test split, mean of 3 runs).
@@ -90,9 +91,8 @@ def decoder_floor_epoch_s(data, batch_size: int, latent_dim: int, compute_dtype:
 
 
 def main() -> int:
-    root = pathlib.Path(__file__).resolve().parents[1]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=str(root.parent / "shared" / "data" / "bvae" / "JD"))
+    p.add_argument("--data", default=str(shared_data.JD_RELEASE))
     p.add_argument("--epochs", type=int, default=5, help="timed epochs after the warm-up")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--eval-batch-size", type=int, default=2000)

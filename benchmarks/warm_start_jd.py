@@ -39,11 +39,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from absl import logging
 
+from benchmarks import shared_data
 from bvae_tf import features
 from pipeline import configs, jd, local_runner, report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-JD_LOG = REPO.parent / "shared" / "data" / "bvae" / "JD_events.csv.gz"
+JD_LOG = shared_data.JD_EVENTS
 DAY = 86_400
 SELECTION = "selection_score"
 #: Shares of the cold run's best valid selection score whose first epoch is reported

@@ -1638,7 +1638,12 @@ def selected_points(path, command: str, digest: str | None, behaviors: Sequence[
         key = _choice_key(run, part, behaviors)
         point = part.get("selected")
         match = [p for p in grid if p == point]
-        if not part.get("trials") or not match:
+        if not part.get("trials"):
+            raise ValueError(
+                f"{where}: seed {run.get('seed')}'s {key} holds no trials: not the run of a "
+                "--grid search"
+            )
+        if not match:
             raise ValueError(
                 f"{where}: seed {run.get('seed')}'s {key} holds no choice among this --grid's "
                 f"points (selected: {point!r})"
@@ -3405,6 +3410,15 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         _parser().error(
             "--reuse-from takes runs that train the choice of a search: give --selected-from"
         )
+    given = [a for a in argv if a == "--selected-from" or a.startswith("--selected-from=")]
+    if len(given) > 1:  # argparse keeps the last: say so rather than drop one
+        _parser().error("--selected-from is given more than once: give the one search's file")
+    reused = [os.path.realpath(path) for path in args.reuse_from or []]
+    twice = sorted(
+        {path for path in args.reuse_from or [] if reused.count(os.path.realpath(path)) > 1}
+    )
+    if twice:
+        _parser().error(f"--reuse-from names a file more than once: {', '.join(twice)}")
     for path in args.reuse_from or []:
         if pathlib.Path(path).resolve() == own.resolve():
             _parser().error(
@@ -3627,14 +3641,17 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
             what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
             _parser().error(f"--data {args.data!r} {what} (a run reads it)")
         if args.selected_from is not None and pathlib.Path(args.selected_from).is_file():
-            # The run's own check of RESULT, less what needs the data parsed (its
-            # choice per behavior); the data's digest where the folder is there.
+            # The run's own checks of RESULT and of the --reuse-from files. Where the
+            # data folder is there: its digest, and RESULT's choice for every modelled
+            # behavior (the behaviors come from the file names, not the data parsed).
+            there = pathlib.Path(args.data).is_dir()
+            digest = data_digest(args.data) if there else None
             try:
-                _selection_source(
-                    args.selected_from,
-                    command,
-                    data_digest(args.data) if pathlib.Path(args.data).is_dir() else None,
-                )
+                if there and D.release_behaviors(args.data):
+                    selected_points(args.selected_from, command, digest, modelled)
+                else:
+                    _selection_source(args.selected_from, command, digest)
+                reuse_sources(args.reuse_from, command, args.data, digest)
             except ValueError as e:
                 _parser().error(str(e))
     # After the flags are checked: a bad flag is named, not a kept result's command.
@@ -3700,7 +3717,15 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:  # e.g. a file on the way
         _parser().error(f"--out {args.out!r} cannot be a folder: {e.strerror or e}")
-    path = console.setup(console.log_file_path(args.out, "experiment"), verbose=args.verbose)
+    log_file = console.log_file_path(args.out, "experiment")
+    try:  # here, not at the first record: a logging error would print and go on
+        os.makedirs(os.path.dirname(log_file), exist_ok=True)
+        open(log_file, "a", encoding="utf-8").close()
+    except OSError as e:  # e.g. a read-only --out
+        _parser().error(
+            f"--out {args.out!r}: cannot write the log file {log_file!r}: {e.strerror or e}"
+        )
+    path = console.setup(log_file, verbose=args.verbose)
     print(f"Full log: {path}", flush=True)
     import tensorflow as tf  # (what run trains with)
 

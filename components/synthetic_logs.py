@@ -309,7 +309,9 @@ def write_log(path: str | pathlib.Path, config: SyntheticLogConfig | None = None
 def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m components.synthetic_logs --output PATH [--seed N] [sizes]``."""
     defaults = SyntheticLogConfig()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m components.synthetic_logs", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--output", required=True, help="CSV path; .gz compresses")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--users", type=int, default=defaults.num_users)

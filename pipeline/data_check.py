@@ -38,7 +38,8 @@ _BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (module docstring); returns the exit status."""
     parser = runtime.argument_parser(
-        "Run the multi-behavior ExampleGen alone on a log and print its accounting."
+        "Run the multi-behavior ExampleGen alone on a log and print its accounting.",
+        prog="python -m pipeline.data_check",
     )
     parser.add_argument("--input", help="the log to check (replaces data.input_base)")
     parser.add_argument("--accounting", help="also write the accounting record (JSON) here")

@@ -71,7 +71,9 @@ def paper_table(test_metrics, paper=PAPER_JD) -> str:
 
 
 def main(argv=None) -> None:
-    parser = runtime.argument_parser(__doc__.split("\n\n")[0], default_config=DEFAULT_CONFIG)
+    parser = runtime.argument_parser(
+        __doc__.split("\n\n")[0], default_config=DEFAULT_CONFIG, prog="python -m pipeline.jd"
+    )
     args = parser.parse_args(argv)
     config = runtime.load(args)
     report_splits = config.gate_config().report_splits

@@ -83,7 +83,9 @@ def check_for_kubeflow(config, pipeline_root: str, serving_model_dir: str, verte
 
 def main(argv=None) -> None:
     argv, beam_args = runtime.split_beam_args(sys.argv[1:] if argv is None else argv)
-    parser: argparse.ArgumentParser = runtime.argument_parser(__doc__.split("\n\n")[0])
+    parser: argparse.ArgumentParser = runtime.argument_parser(
+        __doc__.split("\n\n")[0], prog="python -m pipeline.kubeflow_v2_runner"
+    )
     parser.add_argument("--pipeline_root", required=True, help="artifact root (gs://...)")
     parser.add_argument("--serving_model_dir", required=True, help="model base path (gs://...)")
     parser.add_argument("--image", required=True, help="container image with the project")

@@ -21,14 +21,17 @@ from components import local_beam
 from pipeline import configs
 
 
-def argument_parser(description: str, default_config: str | None = None) -> argparse.ArgumentParser:
+def argument_parser(
+    description: str, default_config: str | None = None, *, prog: str | None = None
+) -> argparse.ArgumentParser:
     """The flags shared by the runners: ``--config`` and repeatable ``--set``.
 
     ``default_config``: the config file a runner uses without ``--config`` (e.g.
     ``pipeline/config/jd.json`` for ``pipeline.jd``); None: ``$BVAE_PIPELINE_CONFIG``,
-    else the built-in defaults.
+    else the built-in defaults. ``prog``: the command the usage line shows (e.g.
+    ``python -m pipeline.demo``); None: argparse's (the script's file name).
     """
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     if default_config is None:
         default = os.environ.get(configs.CONFIG_ENV)
         shown = f"${configs.CONFIG_ENV}, else the built-in defaults"
@@ -214,7 +217,8 @@ def parse_and_start(
     Raises:
       ValueError: as :func:`check_input`, and for an invalid configuration.
     """
-    args = argument_parser(description).parse_args(argv)
+    parser = argument_parser(description, prog=f"python -m pipeline.{entry_point}")
+    args = parser.parse_args(argv)
     config = load(args)
     check_input(config)
     return start(args, entry_point, config)

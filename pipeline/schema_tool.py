@@ -121,7 +121,9 @@ def statistics_dir(path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.schema_tool", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--statistics",
         required=True,

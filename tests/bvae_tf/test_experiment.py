@@ -849,6 +849,12 @@ def test_log_dir_and_markdown_paths_are_checked_before_any_run(release_dir, tmp_
         experiment.main([*argv, "--log-dir", str(tmp_path / "afile" / "logs")])
     assert "is (or is below) a file" in capsys.readouterr().err
     assert not (tmp_path / "popularity.json").exists()
+    unwritable = tmp_path / "unwritable"  # its log folder cannot be made: a usage error
+    (unwritable / "logs").parent.mkdir()
+    (unwritable / "logs").write_text("")
+    with pytest.raises(SystemExit):
+        experiment.main([*argv[:2], "--out", str(unwritable), *argv[4:]])
+    assert f"--out {str(unwritable)!r}: cannot write the log file" in capsys.readouterr().err
     assert experiment.main(argv) == 0
     with pytest.raises(SystemExit):  # a Markdown table must not replace a result file
         experiment.main(
@@ -1716,6 +1722,25 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
         code=2,
     )
     assert "holds no finished --grid search" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --check parses RESULT's choice as the run does
+        _run(release_dir, tmp_path, "--name", "d", "--first-seed", "2", *grid, "--check",
+             "--selected-from", str(tmp_path / "c.json"))  # fmt: skip
+    assert "holds no finished --grid search" in capsys.readouterr().err
+    no_trials = json.loads((tmp_path / "s0.json").read_text())
+    no_trials["runs"][0]["trials"] = []
+    (tmp_path / "no_trials.json").write_text(json.dumps(no_trials))
+    with pytest.raises(SystemExit):
+        _run(release_dir, tmp_path, "--name", "d", *grid, "--check",
+             "--selected-from", str(tmp_path / "no_trials.json"))  # fmt: skip
+    assert "seed 0's purchase+click+favorite holds no trials: not the run of a --grid search" in (
+        capsys.readouterr().err
+    )
+    # ... and the --reuse-from files as the run does.
+    (tmp_path / "junk.json").write_text("[1]")
+    with pytest.raises(SystemExit):
+        _run(release_dir, tmp_path, "--name", "d", *grid, "--check", "--selected-from", source,
+             "--reuse-from", str(tmp_path / "junk.json"))  # fmt: skip
+    assert "junk.json' is not a result file of this module" in capsys.readouterr().err
     # Seed 1 kept from a choice its RESULT no longer makes (the search run again).
     changed = json.loads((tmp_path / "s0.json").read_text())
     (run,) = changed["runs"]
@@ -1752,6 +1777,21 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
         (("--selected-from", source), "give the same --grid"),
         ((*grid, "--selected-from", str(tmp_path / "none.json")), "has that search run"),
         ((*grid, "--name", "s0", "--selected-from", source), "this run's own result file"),
+        (
+            (*grid, "--selected-from", source, "--selected-from", str(tmp_path / "c.json")),
+            "--selected-from is given more than once",
+        ),
+        (
+            (
+                *grid,
+                "--selected-from",
+                source,
+                "--reuse-from",
+                source,
+                str(tmp_path / "x/../s0.json"),
+            ),
+            f"--reuse-from names a file more than once: {source}",
+        ),
     ):
         with pytest.raises(SystemExit):
             _run(release_dir, tmp_path, "--name", "e", *extra)

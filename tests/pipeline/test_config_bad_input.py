@@ -205,6 +205,18 @@ def test_a_runners_own_default_config_is_used_and_named_in_its_help(monkeypatch,
     assert runtime.argument_parser("demo").parse_args([]).config == "/elsewhere.json"
 
 
+@pytest.mark.parametrize(
+    "module", ["pipeline.demo", "pipeline.jd", "pipeline.data_check", "pipeline.schema_tool",
+               "components.synthetic_logs"],
+)  # fmt: skip
+def test_usage_lines_name_the_command_that_runs_the_module(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit):
+        importlib.import_module(module).main(["--help"])
+    assert capsys.readouterr().out.startswith(f"usage: python -m {module} [-h]")
+
+
 def test_runner_command_line_prints_a_config_error_without_a_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",)}
     done = subprocess.run(
