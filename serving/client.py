@@ -235,10 +235,13 @@ class ServingClient:
           ValueError: if the model has no such signature.
         """
         defs = self.signature_defs()
-        if self.signature_name not in defs:
+        # The SavedModel's init op is listed in the metadata (as TF Serving lists it)
+        # but Predict does not run it.
+        callable_names = sorted(k for k in defs if k != "__saved_model_init_op")
+        if self.signature_name not in callable_names:
             raise ValueError(
-                f"model {self.model_name!r} has no signature {self.signature_name!r}; "
-                f"it has {sorted(defs)}"
+                f"model {self.model_name!r} has no signature {self.signature_name!r} to "
+                f"call; it has {callable_names}"
             )
         return defs[self.signature_name]
 

@@ -116,7 +116,8 @@ def parse_inputs(
             array = tensor_protos.to_ndarray(proto)
         except Exception as e:
             raise ServingError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {alias}"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"tensor parsing error: {alias}: {type(e).__name__}: {str(e)[:200]}",
             ) from e
         if not signatures.is_compatible_shape(array.shape, info.tensor_shape):
             raise ServingError(

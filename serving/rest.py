@@ -124,7 +124,7 @@ def _rest_predict_request(
     servable = model_server.resolve(spec)
     key = signature_key(spec)
     signature = servable.signature_defs.get(key)
-    if signature is None:
+    if signature is None or key not in servable.runners:  # as Predict: e.g. the init op's
         raise ServingError(
             grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
         )

@@ -149,7 +149,14 @@ def cast_to_signature(name: str, value: object, info: meta_graph_pb2.TensorInfo)
         flat = [v.encode("utf-8") if isinstance(v, str) else v for v in array.reshape(-1).tolist()]
         if not all(isinstance(v, bytes) for v in flat):
             bad = next(v for v in flat if not isinstance(v, bytes))
-            raise ValueError(f"input {name!r} expects dtype string but got value {bad!r}")
+            if isinstance(bad, list):  # NumPy keeps rows of different lengths as lists
+                raise ValueError(
+                    f"input {name!r}: its rows have different lengths; a tensor's rows must "
+                    "all have the same length"
+                )
+            shown = repr(bad)
+            shown = shown if len(shown) <= 100 else f"{shown[:100]}... ({len(shown)} characters)"
+            raise ValueError(f"input {name!r} expects dtype string but got value {shown}")
         result = np.empty(len(flat), dtype=object)
         result[:] = flat
         result = result.reshape(array.shape)

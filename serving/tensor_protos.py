@@ -50,7 +50,9 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray, dtype: i
 
 
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """The NumPy value of a TensorProto (``object`` array of ``bytes`` for strings).
+    """The NumPy value of a TensorProto (``object`` array of ``bytes`` for strings;
+    a string tensor with a shape and no values holds empty strings, as TensorFlow's
+    ``Tensor::FromProto`` leaves them).
 
     Raises:
       ValueError or TypeError: if the proto's values do not match its shape or dtype
@@ -59,9 +61,9 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     shape = [dim.size for dim in proto.tensor_shape.dim]
     size = math.prod(shape)
     if proto.dtype == types_pb2.DT_STRING and not proto.tensor_content:
-        if len(proto.string_val) == size:
+        if len(proto.string_val) in (0, size):  # none: empty strings, as TensorFlow fills
             result = np.empty(size, dtype=object)
-            result[:] = list(proto.string_val)
+            result[:] = list(proto.string_val) or b""
             return result.reshape(shape)
     elif proto.dtype in _PACKED and proto.tensor_content:
         dtype = _PACKED[proto.dtype]

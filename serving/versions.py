@@ -66,11 +66,13 @@ def complete_versions(model_dir: str | os.PathLike) -> dict[int, pathlib.Path]:
     candidates: dict[int, list[str]] = {}
     with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(model_dir) as it:
         for entry in it:
-            if (
-                _VERSION_DIR.fullmatch(entry.name)
-                and int(entry.name) <= MAX_VERSION
-                and entry.is_dir()
-            ):
+            if not _VERSION_DIR.fullmatch(entry.name):
+                continue
+            if int(entry.name) > MAX_VERSION:
+                _note_skipped(entry.path, f"its number is above the largest version {MAX_VERSION}")
+            elif not entry.is_dir():
+                _note_skipped(entry.path, "it is not a folder")
+            else:
                 candidates.setdefault(int(entry.name), []).append(entry.name)
     versions = {}
     for version, names in candidates.items():
@@ -78,11 +80,30 @@ def complete_versions(model_dir: str | os.PathLike) -> dict[int, pathlib.Path]:
         path = pathlib.Path(model_dir) / names[-1]
         if len(names) > 1:
             _warn_duplicate_version(version, path, names[:-1])
-        if (path / signatures.SAVED_MODEL_FILENAME).is_file() and (
-            path / signatures.VARIABLES_INDEX
-        ).is_file():
+        missing = [
+            name
+            for name in (signatures.SAVED_MODEL_FILENAME, signatures.VARIABLES_INDEX)
+            if not (path / name).is_file()
+        ]
+        if missing:
+            _note_skipped(str(path), f"it has no {' and no '.join(missing)} (yet)")
+        else:
             versions[version] = path
     return versions
+
+
+#: Version-like entries already said to be skipped (once per entry and reason).
+_noted_skipped: set[tuple[str, str]] = set()
+
+
+def _note_skipped(path: str, why: str) -> None:
+    """Logs (INFO, once per entry and reason, not at every poll) that a version-like
+    entry of the model folder is not served, and why: a publisher's half copy, a
+    file, a number TF Serving cannot take."""
+    if (path, why) in _noted_skipped:
+        return
+    _noted_skipped.add((path, why))
+    logging.info("Not a servable version: %s (%s)", path, why)
 
 
 #: Duplicate version folders already warned of (warn once, not at every poll).

@@ -107,6 +107,35 @@ def _remove_partial_output(output_dir: str) -> None:
         os.remove(path)
 
 
+def check_model_dir(model: str) -> None:
+    """Checks that a local ``--model`` is a folder, and not the folder of a model's
+    versions (``<serving_model_dir>/<version>/``): the export itself is read once the
+    job starts (``bvae_tf.export.read_export_info``). A URI is left to that read.
+
+    Raises:
+      ValueError: naming the path: it does not exist, is not a folder, or holds
+        version folders (the latest named).
+    """
+    if "://" in model:
+        return
+    if not os.path.exists(model):
+        raise ValueError(f"--model {model!r} does not exist")
+    if not os.path.isdir(model):
+        raise ValueError(f"--model {model!r} is not a folder (a SavedModel folder)")
+    if os.path.isfile(os.path.join(model, "saved_model.pb")):
+        return
+    versions = sorted(
+        int(name)
+        for name in os.listdir(model)
+        if name.isdigit() and os.path.isfile(os.path.join(model, name, "saved_model.pb"))
+    )
+    if versions:
+        raise ValueError(
+            f"--model {model!r} holds {len(versions)} model version folder(s), not a model: "
+            f"name one, e.g. the latest, {os.path.join(model, str(versions[-1]))!r}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
@@ -151,9 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     from components.batch_recommender import executor
 
     # The arguments are checked before --output and its logs/ folder are made.
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
     try:
         patterns = example_patterns(args.examples)
-        users = executor.read_users(args.users, "--users") if args.users else None
+        check_model_dir(args.model)
+        users = executor.read_users(args.users, "--users", warn) if args.users else None
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     try:
@@ -206,19 +239,21 @@ def main(argv: list[str] | None = None) -> int:
         listed = len(dict.fromkeys(users))
         missing = summary.get("users_without_history_ids", [])
         more = f" (the first {len(missing)} in sorted order)" if unknown > len(missing) else ""
-        message = (
-            f"{unknown} of the {listed} users listed in --users {args.users!r} have no "
-            "history in the examples: they got the ranking of an empty history (ids are "
-            "matched exactly, one per line, no header): "
-            f"{', '.join(repr(u) for u in missing)}{more}"
-        )
+        match = "ids are matched as written less surrounding whitespace, one per line, no header"
+        named = f"{', '.join(repr(u) for u in missing)}{more}"
         if unknown == listed:  # nothing of use: a failed job, and it leaves no output
             _remove_partial_output(args.output)
             parser.exit(
                 2,
-                f"error: none of the listed users is known (no output written; full log: "
-                f"{log}): {message}\n",
+                f"error: none of the {listed} users listed in --users {args.users!r} has a "
+                f"history in the examples ({match}): {named}. No output written (full log: "
+                f"{log})\n",
             )
+        message = (
+            f"{unknown} of the {listed} users listed in --users {args.users!r} have no "
+            f"history in the examples: they got the ranking of an empty history ({match}): "
+            f"{named}"
+        )
     print(json.dumps(summary, indent=2, sort_keys=True))
     print(
         f"{summary['users']} users, {summary['rows']} rows in {seconds:.1f} s "

@@ -6,6 +6,7 @@ import collections
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from absl import logging
@@ -28,7 +29,9 @@ FORMATS_KEY = "formats"
 BATCH_SIZE_KEY = "batch_size"
 
 
-def read_users(path: str, name: str = "batch_inference.users_file") -> list[str]:
+def read_users(
+    path: str, name: str = "batch_inference.users_file", warn: Callable[[str], None] | None = None
+) -> list[str]:
     """User ids of a users file: one per line, surrounding whitespace stripped (as the
     ExampleGen strips ids), blank lines skipped, a UTF-8 byte-order mark dropped (as
     the ExampleGen's CSV reader drops it). Repeated ids are returned as listed and
@@ -37,6 +40,8 @@ def read_users(path: str, name: str = "batch_inference.users_file") -> list[str]
     Args:
       path: the users file.
       name: what the messages call it (the config key, or the CLI's flag).
+      warn: where the repeated-ids warning goes (a CLI's ``warning:`` line);
+        ``None``: ``logging.warning``.
 
     Raises:
       ValueError: if the file cannot be read or lists no user.
@@ -50,12 +55,9 @@ def read_users(path: str, name: str = "batch_inference.users_file") -> list[str]
         raise ValueError(f"{name} {path!r} lists no user id")
     repeated = [user for user, n in collections.Counter(listed).items() if n > 1]
     if repeated:
-        logging.warning(
-            "%s %r lists %d user ids more than once (first: %r); each user gets one set of rows",
-            name,
-            path,
-            len(repeated),
-            repeated[0],
+        (warn or logging.warning)(
+            f"{name} {path!r} lists {len(repeated)} user ids more than once (first: "
+            f"{repeated[0]!r}); each user gets one set of rows"
         )
     return listed
 

@@ -279,16 +279,23 @@ def test_cli_refuses_an_earlier_jobs_output_and_unknown_users_and_wrong_examples
     assert "1 of the 2 users listed in --users" in warning
     assert warning.rstrip().endswith("no header): 'u70,5'") and "'u1'" not in warning
     assert {r[0] for r in _csv_rows(out)} == {"u1", "u70,5"}  # only this job's rows
+    users.write_text("u1\nu1\n")  # a repeated id: a warning line as the others are
+    assert cli.main([*argv, "--formats", "csv", "--overwrite", "--users", str(users)]) == 0
+    assert "warning: --users " in capsys.readouterr().err
     users.write_text("user_id\nu70,5\n")
     with pytest.raises(SystemExit) as stop:
         cli.main([*argv, "--overwrite", "--users", str(users)])
     said = capsys.readouterr()
-    assert stop.value.code == 2 and "none of the listed users is known" in said.err
-    assert "no output written" in said.err and said.out == ""  # no success lines
+    assert stop.value.code == 2 and "error: none of the 2 users listed in --users" in said.err
+    assert "has a history in the examples (ids are matched as written less surrounding" in said.err
+    assert "they got the ranking" not in said.err  # nothing was ranked
+    assert "No output written" in said.err and said.out == ""  # no success lines
     # A failed job: nothing of it is left, so the same command runs again as it is.
     assert not cli.previous_outputs(str(out))
     assert not list(out.glob("beam-temp-*"))
     (tmp_path / "afile").write_text("x")
+    versions = tmp_path / "serving"  # the Pusher's folder of versions, not a model
+    shutil.copytree(model_dir, versions / "7")
     for bad, message in (
         (["--output", str(tmp_path / "afile")], "exists and is not a folder"),
         (["--output", str(tmp_path / "afile" / "o")], "cannot be created: Not a directory"),
@@ -296,12 +303,19 @@ def test_cli_refuses_an_earlier_jobs_output_and_unknown_users_and_wrong_examples
         (["--output", str(tmp_path / "o3"), "--users", str(tmp_path / "no")], "--users '"),
         (["--output", str(tmp_path / "o4"), "--batch-size", "0"], "--batch-size: must be a"),
         (["--output", str(tmp_path / "o5"), "--formats", "parquet"], "--formats: invalid choice"),
+        (["--output", str(tmp_path / "o6"), "--model", str(tmp_path / "no")], "' does not exist"),
+        (["--output", str(tmp_path / "o7"), "--model", str(tmp_path / "afile")], "is not a folder"),
+        (
+            ["--output", str(tmp_path / "o8"), "--model", str(versions)],
+            f"holds 1 model version folder(s), not a model: name one, e.g. the latest, "
+            f"{str(versions / '7')!r}",
+        ),
     ):
         with pytest.raises(SystemExit) as stop:
             cli.main([*argv, *bad])
         assert stop.value.code == 2 and message in capsys.readouterr().err
     # Refused on its arguments: no output folder, no logs/ in it.
-    assert not any((tmp_path / f"o{i}").exists() for i in (3, 4, 5))
+    assert not any((tmp_path / f"o{i}").exists() for i in (3, 4, 5, 6, 7, 8))
 
 
 def test_a_failed_job_is_one_clear_error_and_leaves_no_partial_output(inputs, tmp_path, capsys):

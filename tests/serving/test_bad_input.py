@@ -283,7 +283,9 @@ def test_a_bare_inputs_list_for_several_inputs_asks_for_named_inputs():
         signature.inputs[name].dtype = types_pb2.DT_INT64
         for _ in range(rank):
             signature.inputs[name].tensor_shape.dim.add().size = -1
-    servable = SimpleNamespace(signature_defs={"score_items": signature})
+    servable = SimpleNamespace(
+        signature_defs={"score_items": signature}, runners={"score_items": None}
+    )
     model_server = SimpleNamespace(resolve=lambda spec: servable)
     for inputs in ([[1]], 1, {"b64": "AA=="}):
         with pytest.raises(ServingError) as info:
@@ -377,6 +379,27 @@ def test_version_numbers_beyond_int64_are_not_versions(tmp_path):
     for name in ("99999999999999999999999", "9223372036854775808", "9223372036854775807", "3"):
         _fake_version(tmp_path, name)
     assert sorted(complete_versions(tmp_path)) == [3, 2**63 - 1]
+
+
+def test_skipped_version_entries_are_logged_once_with_the_reason(tmp_path, caplog):
+    _fake_version(tmp_path, "99999999999999999999")
+    (tmp_path / "5").write_text("")  # a file
+    (tmp_path / "6").mkdir()  # a half copy
+    (tmp_path / "6" / "saved_model.pb").write_bytes(b"")
+    with caplog.at_level("INFO", logger="absl"):
+        assert complete_versions(tmp_path) == {}
+        said = [
+            r.getMessage() for r in caplog.records if "Not a servable version" in r.getMessage()
+        ]
+        assert sorted(said) == [
+            f"Not a servable version: {tmp_path / '5'} (it is not a folder)",
+            f"Not a servable version: {tmp_path / '6'} (it has no variables/variables.index (yet))",
+            f"Not a servable version: {tmp_path / '99999999999999999999'} (its number is above "
+            f"the largest version {2**63 - 1})",
+        ]
+        caplog.clear()
+        assert complete_versions(tmp_path) == {}  # polled again: said once
+        assert not [r for r in caplog.records if "Not a servable version" in r.getMessage()]
 
 
 def test_two_folders_of_one_version_are_named_and_the_last_name_is_served(tmp_path, caplog):

@@ -276,3 +276,22 @@ def test_which_failures_are_retried(code, retried):
                 client._call(rpc, "request")
             assert info.value.code() == code
             assert (len(calls), client.retries) == (1, 0)
+
+
+def test_the_init_op_listed_in_the_metadata_is_no_signature_to_call():
+    client = ServingClient("127.0.0.1:1", model_name="m", signature_name="__saved_model_init_op")
+    try:
+        client._signature_defs = {  # as GetModelMetadata lists them (no server needed)
+            "__saved_model_init_op": meta_graph_pb2.SignatureDef(),
+            features.SERVING_SIGNATURE: SERVING,
+        }
+        with pytest.raises(ValueError) as info:
+            client.signature()
+        assert str(info.value) == (
+            "model 'm' has no signature '__saved_model_init_op' to call; it has "
+            f"['{features.SERVING_SIGNATURE}']"
+        )
+        client.signature_name = features.SERVING_SIGNATURE
+        assert client.signature() is SERVING
+    finally:
+        client.close()

@@ -189,6 +189,11 @@ FLOAT_INPUT = tensor_pb2.TensorProto(
             'Serving signature key "nosig" not found.',
         ),
         (
+            _request(signature_name="__saved_model_init_op"),
+            "FAILED_PRECONDITION",
+            'Serving signature key "__saved_model_init_op" not found.',
+        ),
+        (
             _request(version_label="stable"),
             "INVALID_ARGUMENT",
             "Unrecognized servable version label: stable",
@@ -223,7 +228,8 @@ FLOAT_INPUT = tensor_pb2.TensorProto(
         (
             _request(inputs={features.SERVING_INPUT: _string_tensor([b"", b"", b""], dims=[1])}),
             "INVALID_ARGUMENT",
-            "tensor parsing error: examples",
+            "tensor parsing error: examples: ValueError: cannot reshape array of size 3 into "
+            "shape (1,)",
         ),
         (
             _request(inputs={features.SERVING_INPUT: _string_tensor([b"not a tf.Example"])}),
@@ -248,6 +254,7 @@ FLOAT_INPUT = tensor_pb2.TensorProto(
         "unknown-model",
         "unknown-version",
         "unknown-signature",
+        "init-op-signature",
         "version-label",
         "missing-input",
         "extra-input",
@@ -265,6 +272,20 @@ def test_predict_errors(stubs, request_, code, message):
     got_code, details = _error(predictions.Predict, request_)
     assert got_code.name == code
     assert message in details
+
+
+def test_a_string_tensor_with_a_shape_and_no_values_holds_empty_examples(stubs):
+    """TensorFlow fills a string tensor's missing values with empty strings: three
+    empty histories, answered as three ``b""`` rows are."""
+    predictions, _ = stubs
+    empty = predictions.Predict(_request(inputs={features.SERVING_INPUT: _string_tensor([], [3])}))
+    listed = predictions.Predict(
+        _request(inputs={features.SERVING_INPUT: _string_tensor([b""] * 3)})
+    )
+    assert empty.outputs == listed.outputs
+    assert list(empty.outputs[features.OOV_COUNT].tensor_shape.dim) == list(
+        listed.outputs[features.OOV_COUNT].tensor_shape.dim
+    )
 
 
 def test_output_filter(stubs):
@@ -408,6 +429,17 @@ def test_rest_api(local_server, client):
     status, body = _rest(local_server, f"/v1/models/{MODEL_NAME}:predict", {"rows": []})
     assert status == 400
     assert "instances" in body["error"]
+    # The init op is in the metadata (as TF Serving lists it) but no signature to call:
+    # refused as gRPC refuses it, whatever the body (it used to fail with HTTP 500).
+    status, body = _rest(local_server, f"/v1/models/{MODEL_NAME}/metadata")
+    assert "__saved_model_init_op" in body["metadata"]["signature_def"]["signatureDef"]
+    for rows in (instances[:1], [], ["x"]):
+        request = {"signature_name": "__saved_model_init_op", "instances": rows}
+        status, body = _rest(local_server, f"/v1/models/{MODEL_NAME}:predict", request)
+        assert (status, body) == (
+            400,
+            {"error": 'Serving signature key "__saved_model_init_op" not found.'},
+        )
 
 
 def test_num_items_fixture_matches_the_vocabulary(client):
