@@ -98,6 +98,12 @@ def _check_server(parser: argparse.ArgumentParser, target: str) -> None:
     checked."""
     if target.startswith(_TARGET_SCHEMES):
         return
+    if "://" in target:  # e.g. http://: gRPC would take it for a host name to resolve
+        scheme = target.split("://", 1)[0]
+        parser.error(
+            f"--server {target!r}: give host:port of the gRPC API without {scheme}://, e.g. "
+            f"{DEFAULT_TARGET} (or a gRPC scheme: {', '.join(_TARGET_SCHEMES)})"
+        )
     host, sep, port = target.rpartition(":")
     if not target.strip() or not sep or not host.strip() or not port:
         parser.error(f"--server {target!r}: give host:port, e.g. {DEFAULT_TARGET}")

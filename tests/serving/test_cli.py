@@ -191,6 +191,8 @@ def test_a_signature_without_top_k_outputs_is_named_for_predict(local_server, ca
         (["--server", "127.0.0.1:-1"], "port '-1' is not a number"),
         (["--server", "127.0.0.1:abc"], "port 'abc' is not a number"),
         (["--server", "127.0.0.1:80x"], "port '80x' is not a number"),
+        # gRPC would resolve "http://127.0.0.1:8500" as a host name, three times.
+        (["--server", "http://127.0.0.1:8500"], "give host:port of the gRPC API without http://"),
         # gRPC fails such deadlines at once, as DEADLINE_EXCEEDED.
         (["--timeout", "inf"], "must be > 0 and at most 86400 seconds"),
         (["--timeout", "nan"], "must be > 0 and at most 86400 seconds"),
@@ -202,6 +204,7 @@ def test_a_signature_without_top_k_outputs_is_named_for_predict(local_server, ca
         "port-negative",
         "port-letters",
         "port-suffix",
+        "http-scheme",
         "inf",
         "nan",
         "version",
