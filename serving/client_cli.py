@@ -221,6 +221,13 @@ def _format_table(users: Sequence[str], results: Sequence[Recommendations]) -> s
                 else:
                     cells.append(f"  {'':<{width}} {'':>9}")
             lines.append(f"  {rank + 1:>4}" + "".join(cells))
+        short = [f"{b} {len(result.items[b])}" for b in behaviors if len(result.items[b]) < depth]
+        short = short or [f"{b} 0" for b in behaviors if not result.items[b]]
+        if short:  # blank cells: say why
+            lines.append(
+                f"  fewer items for {', '.join(short)}: the items the user already did under "
+                "a behavior are never recommended for it"
+            )
         lines.append("")
     return "\n".join(lines)
 

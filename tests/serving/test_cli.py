@@ -271,3 +271,26 @@ def test_a_user_id_given_twice_is_answered_twice_with_a_warning(local_server, ca
     assert out.count("user u1  (model version 1") == 2
     assert "user_id 'u1' is given 2 times (line 1, line 3); each is answered" in err
     assert "'u2'" not in err
+
+
+def test_the_table_says_why_a_behavior_has_fewer_items():
+    from serving.client_requests import Recommendations
+
+    full = (("i1", 0.5), ("i2", 0.25))
+    table = client_cli._format_table(
+        ["u1", "u2"],
+        [
+            Recommendations(items={"purchase": full, "click": ()}, oov_count=0, model_version=3),
+            Recommendations(items={"purchase": full, "click": full}, oov_count=0, model_version=3),
+        ],
+    )
+    lines = table.splitlines()
+    assert lines[4] == (
+        "  fewer items for click 0: the items the user already did under a behavior are "
+        "never recommended for it"
+    )
+    assert "fewer items" not in "\n".join(lines[5:])  # u2: both lists full
+    done = client_cli._format_table(
+        ["u3"], [Recommendations(items={"click": ()}, oov_count=0, model_version=3)]
+    )
+    assert "fewer items for click 0" in done
