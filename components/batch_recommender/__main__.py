@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 
@@ -65,6 +66,10 @@ def check_examples(patterns: list[str]) -> None:
             tf.train.Example.FromString(raw.numpy())
     except Exception as e:  # zlib, TFRecord framing or protobuf errors, by TF's type
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # Without the eager wrapper's "{{function_node …}}" prefix and "[Op:…]" tag.
+        first = (
+            re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name:.*)?$", "", first) or first
+        )
         raise ValueError(
             f"--examples: {files[0]!r} is not a GZIP TFRecord file of tf.train.Example "
             f"records (what ExampleGen writes): {first}"
