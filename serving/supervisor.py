@@ -173,6 +173,7 @@ class _Supervisor:
         self._stop = threading.Event()
         self._signal_name = ""
         self._no_version_logged = False
+        self._gone_logged: set[int] = set()  # serving versions whose folder vanished
         self._idle_load_timeout_s = args.idle_load_timeout_s
         self._stand_in = None  # serving.server.LocalServer until a version serves
         self._rest_fd: int | None = None  # the shared REST listening socket
@@ -253,10 +254,24 @@ class _Supervisor:
                 self._no_version_logged = True
             return None
         self._no_version_logged = False
-        version = max(versions)
-        if self._failed.get(version) == self._versions.version_fingerprint(versions[version]):
-            return None
-        return version
+        serving = self._serving.ready["version"] if self._serving is not None else None
+        if serving is not None and serving not in versions and serving not in self._gone_logged:
+            self._gone_logged.add(serving)
+            logging.warning(
+                "The folder of version %d (serving) is gone; it serves on until another "
+                "version loads",
+                serving,
+            )
+        # The highest complete version that did not fail to load with its present files:
+        # a broken newer version does not hide an older one (e.g. once the serving
+        # version's folder is deleted).
+        usable = [
+            v
+            for v in versions
+            if v not in self._failed
+            or self._failed[v] != self._versions.version_fingerprint(versions[v])
+        ]
+        return max(usable) if usable else None
 
     def _loading_finished(self) -> None:
         """Switches to the loading process once ready; forgets it if it exited."""

@@ -754,3 +754,39 @@ def test_empty_index_rows_are_a_batch_of_empty_histories_not_a_float_error():
         signatures.cast_to_signature("purchase_items", [["1"]], info)
     with pytest.raises(ValueError, match="expects dtype int64 but got mixed or null values"):
         signatures.cast_to_signature("purchase_items", [[None]], info)
+
+
+def test_a_broken_newer_version_does_not_hide_an_older_one_once_the_served_folder_is_gone(
+    tmp_path, caplog
+):
+    """The supervisor's choice: the highest complete version that did not fail to load
+    with its present files. Deleting the serving version's folder while a broken newer
+    one is there switches to the next complete version (it used to serve the deleted
+    one on without a word), and the vanished folder is named once."""
+    import argparse
+    from types import SimpleNamespace
+
+    from serving import supervisor, versions
+
+    model_dir = tmp_path / "m"
+    for name in ("243", "300", "600"):
+        _fake_version(model_dir, name)
+    args = argparse.Namespace(
+        model_base_path=str(tmp_path), model_name="m", port=0, rest_api_port=0,
+        idle_load_timeout_s=1.0,
+    )  # fmt: skip
+    chooser = supervisor._Supervisor([], args)
+    assert chooser._wanted_version() == 600
+    chooser._failed[600] = versions.version_fingerprint(model_dir / "600")  # it failed
+    chooser._serving = SimpleNamespace(ready={"version": 300})
+    assert chooser._wanted_version() == 300  # the serving one: nothing to load
+    shutil.rmtree(model_dir / "300")
+    with caplog.at_level("WARNING", logger="absl"):
+        assert chooser._wanted_version() == 243
+        assert chooser._wanted_version() == 243
+    gone = [r.getMessage() for r in caplog.records if "is gone" in r.getMessage()]
+    assert gone == [
+        "The folder of version 300 (serving) is gone; it serves on until another version loads"
+    ]
+    (model_dir / "600" / "saved_model.pb").write_bytes(b"new files")  # republished
+    assert chooser._wanted_version() == 600
