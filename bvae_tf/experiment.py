@@ -225,9 +225,10 @@ def _parser() -> argparse.ArgumentParser:
         "nothing written, no data parsed: the --data folder must exist, each modelled "
         "behavior (--behaviors, else those with a non-blank train file) have non-blank "
         "train, valid and test files there, and --loss-weights / --latent-dims one value "
-        "per modelled behavior, and a --selected-from RESULT and a kept OUT/NAME.json, "
-        "where they exist, be of this command and data; scripts/run_comparison.sh checks "
-        "each row so",
+        "per modelled behavior, a --selected-from RESULT (with a choice for every modelled "
+        "behavior that is its search's best trial), the --reuse-from files and a kept "
+        "OUT/NAME.json, where they exist, be sound results of this command and data; "
+        "scripts/run_comparison.sh checks each row so",
     )
     p.add_argument(
         "--verbose",
