@@ -34,7 +34,7 @@ from tensorflow_serving.apis import (
 
 from bvae_tf.export import ASSETS_EXTRA, MAX_WARMUP_RECORDS, WARMUP_FILENAME, warmup_file
 from serving import tensor_protos
-from serving.request_checks import ServingError, output_aliases, parse_inputs, signature_key
+from serving.request_checks import ServingError, callable_signature, output_aliases, parse_inputs
 from serving.versions import (
     BatchingOptions,
     ServableVersion,
@@ -389,13 +389,8 @@ class ModelServer:
     def _run_predict(
         self, servable: ServableVersion, request: predict_pb2.PredictRequest
     ) -> predict_pb2.PredictResponse:
-        key = signature_key(request.model_spec)
-        signature = servable.signature_defs.get(key)
-        runner = servable.runners.get(key)
-        if signature is None or runner is None:
-            raise ServingError(
-                grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
-            )
+        key, signature = callable_signature(servable, request.model_spec)
+        runner = servable.runners[key]
         inputs = parse_inputs(
             signature, request, self._max_input_elements, self._max_rows_per_request
         )

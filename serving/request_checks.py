@@ -39,6 +39,30 @@ def signature_key(spec: model_pb2.ModelSpec) -> str:
     return spec.signature_name or features.SERVING_SIGNATURE
 
 
+def callable_signature(
+    servable, spec: model_pb2.ModelSpec
+) -> tuple[str, meta_graph_pb2.SignatureDef]:
+    """The key and SignatureDef of the signature ``spec`` names, one that Predict runs
+    (``servable.runners`` has it: the SavedModel's init op is listed among the
+    SignatureDefs, as TF Serving lists it, but is not run).
+
+    Args:
+      servable: a loaded version (``signature_defs`` and ``runners``, by key).
+      spec: the request's model spec.
+
+    Raises:
+      ServingError: ``FAILED_PRECONDITION`` ``Serving signature key "…" not found.``
+        (TF Serving's message).
+    """
+    key = signature_key(spec)
+    signature = servable.signature_defs.get(key)
+    if signature is None or key not in servable.runners:
+        raise ServingError(
+            grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
+        )
+    return key, signature
+
+
 def parse_inputs(
     signature: meta_graph_pb2.SignatureDef,
     request: predict_pb2.PredictRequest,

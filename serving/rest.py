@@ -36,7 +36,7 @@ from tensorflow_serving.apis import (
 
 from serving import signatures, tensor_protos
 from serving.model_server import SIGNATURE_DEF_FIELD, ModelServer
-from serving.request_checks import ServingError, signature_key
+from serving.request_checks import ServingError, callable_signature
 from serving.versions import MAX_VERSION
 
 #: HTTP statuses TF Serving's REST API answers for each gRPC code (http_rest_api_util).
@@ -122,12 +122,7 @@ def _rest_predict_request(
         )
     spec.signature_name = signature_name
     servable = model_server.resolve(spec)
-    key = signature_key(spec)
-    signature = servable.signature_defs.get(key)
-    if signature is None or key not in servable.runners:  # as Predict: e.g. the init op's
-        raise ServingError(
-            grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
-        )
+    key, signature = callable_signature(servable, spec)
     if ("instances" in body) == ("inputs" in body):
         raise ServingError(
             grpc.StatusCode.INVALID_ARGUMENT,
