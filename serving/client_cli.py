@@ -8,7 +8,8 @@ Command line::
     python -m serving.client --model_name bvae metadata
     python -m serving.client --model_name bvae status
 
-Prints a table (``--json``: JSON); a failed call prints ``error: CODE: message`` and
+Prints a table (``--json``: JSON, one object per user; the user ``--history``
+describes has no id: ``"user_id": null``); a failed call prints ``error: CODE: message`` and
 exits 1. :func:`serving.client.main` runs :func:`main`.
 """
 
@@ -193,12 +194,15 @@ def _warn_repeated_users(source: str, users: Sequence[str], places: Sequence[str
         print(f"warning: {source}: {len(repeated) - 5} more user ids repeat", file=sys.stderr)
 
 
-def _format_table(users: Sequence[str], results: Sequence[Recommendations]) -> str:
+def _format_table(users: Sequence[str | None], results: Sequence[Recommendations]) -> str:
+    """The human-readable answer; a ``None`` user is the one ``--history`` describes
+    (it has no id)."""
     lines = []
     for user, result in zip(users, results, strict=True):
         behaviors = list(result.items)
         lines.append(
-            f"user {user}  (model version {result.model_version}, "
+            ("the --history user" if user is None else f"user {user}")
+            + f"  (model version {result.model_version}, "
             f"unknown item ids dropped: {result.oov_count}"
             + (
                 f", feature keys not read: {result.unknown_feature_count}"
@@ -326,7 +330,7 @@ def _run(args: argparse.Namespace, client: ServingClient) -> str:
         return "\n".join(lines)
     if args.history:
         users, results = (
-            ["0"],
+            [None],  # --history describes one user, without an id
             client.recommend(
                 [_parse_history_flags(args.history)], top_k=args.top_k, batch_size=args.batch_size
             ),

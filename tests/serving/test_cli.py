@@ -38,6 +38,7 @@ def test_predict_json_matches_the_python_client(local_server, client, capsys):
     )
     assert code == 0
     (user,) = json.loads(out)
+    assert user["user_id"] is None  # --history gives no id (not a made-up "0")
     expected = client.recommend(
         [{features.PURCHASE: ["i1", "i2"], features.CLICK: ["i3", "zz"]}], top_k=3
     )[0]
@@ -46,6 +47,14 @@ def test_predict_json_matches_the_python_client(local_server, client, capsys):
     assert set(user["recommendations"]) == set(expected.items)
     for b, items in user["recommendations"].items():
         assert_same_ranking([(r["item_id"], r["score"]) for r in items], expected.items[b])
+
+
+def test_predict_table_names_the_history_user_without_an_id(local_server, capsys):
+    code, out, _ = _run(local_server, capsys, "predict", "--history", "purchase=i1")
+    assert code == 0
+    first = out.splitlines()[0]
+    assert first.startswith("the --history user  (model version 1, unknown item ids dropped: 0)")
+    assert "user 0" not in out
 
 
 def test_predict_table_from_files(local_server, capsys, tmp_path):
