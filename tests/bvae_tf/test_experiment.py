@@ -15,7 +15,26 @@ import tensorflow as tf
 from bvae_tf import experiment
 from bvae_tf.baselines import ease as ease_module
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # tf.data's map functions are traced in either mode (see _eager_unless_graph_mode).
+    pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run_functions"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _eager_unless_graph_mode(request):
+    """These tests check the CLI's logic (grids, selection, seeds, resumption, reuse,
+    result files), not TensorFlow's graph building: they run ``tf.function`` and
+    Keras' train step eagerly (``tf.config.run_functions_eagerly``), which skips
+    tracing, most of a tiny run's time (a 2-epoch BVAE run: about 5.8 s traced, 3.2 s
+    eagerly). ``test_eager_and_traced_runs_write_the_same_results`` checks that the
+    two modes give the same numbers; tests marked ``graph_mode`` trace as a real run
+    does."""
+    eager = request.node.get_closest_marker("graph_mode") is None
+    tf.config.run_functions_eagerly(eager)
+    yield
+    tf.config.run_functions_eagerly(False)
 
 
 @pytest.fixture
@@ -45,6 +64,34 @@ def _run(release_dir, out, *extra, code=0):
     assert experiment.main(argv) == code  # 130: interrupted (a simulated kill)
 
 
+@pytest.mark.graph_mode
+@pytest.mark.parametrize("model", ["bvae", "vae_pp"])
+def test_eager_and_traced_runs_write_the_same_results(release_dir, tmp_path, model):
+    """The premise of this module's eager mode: a run's curve, selection and per-user
+    test values are those of the traced run, up to float rounding."""
+    results = {}
+    for eager in (False, True):
+        tf.config.run_functions_eagerly(eager)
+        tf.keras.backend.clear_session()
+        _run(release_dir, tmp_path / str(eager), "--model", model, "--seeds", "1", "--name", "r")
+        results[eager] = json.loads((tmp_path / str(eager) / "r.json").read_text())
+    tf.config.run_functions_eagerly(False)
+    traced, eager = (results[mode]["runs"] for mode in (False, True))
+    assert len(traced) == len(eager) == 1
+    assert traced[0]["test_per_user"].keys() == eager[0]["test_per_user"].keys()
+    for behavior, values in traced[0]["test_per_user"].items():
+        assert eager[0]["test_per_user"][behavior] == pytest.approx(values, abs=1e-6), behavior
+    parts = list(zip(*(r[0].get("parts") or r for r in (traced, eager)), strict=True))
+    assert len(parts) == (3 if model == "vae_pp" else 1)  # one VAE++ per target
+    for a, b in parts:
+        assert (a["best_epoch"], a["epochs_run"]) == (b["best_epoch"], b["epochs_run"])
+        assert a["curve"].keys() == b["curve"].keys()
+        for column, values in a["curve"].items():
+            if not column.endswith("_seconds"):  # wall times differ, the numbers do not
+                assert b["curve"][column] == pytest.approx(values, rel=1e-4, abs=1e-6), column
+
+
+@pytest.mark.graph_mode
 def test_bvae_two_seeds_json_and_paper_layout_markdown(release_dir, tmp_path):
     _run(
         release_dir,
@@ -914,6 +961,7 @@ def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
 
 # BVAE; NGCF (one per target, its optimizer built at the first step); RecVAE (two
 # optimizers). A checkpoint that does not fit the model fails loudly (assert_consumed).
+@pytest.mark.graph_mode
 @pytest.mark.parametrize("model", ["bvae", "ngcf", "recvae"])
 def test_a_killed_run_resumes_at_its_next_epoch(release_dir, tmp_path, monkeypatch, model):
     evaluate, calls = experiment.M.evaluate, []
