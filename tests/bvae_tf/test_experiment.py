@@ -75,7 +75,6 @@ def test_eager_and_traced_runs_write_the_same_results(release_dir, tmp_path, mod
         tf.keras.backend.clear_session()
         _run(release_dir, tmp_path / str(eager), "--model", model, "--seeds", "1", "--name", "r")
         results[eager] = json.loads((tmp_path / str(eager) / "r.json").read_text())
-    tf.config.run_functions_eagerly(False)
     traced, eager = (results[mode]["runs"] for mode in (False, True))
     assert len(traced) == len(eager) == 1
     assert traced[0]["test_per_user"].keys() == eager[0]["test_per_user"].keys()
