@@ -48,9 +48,10 @@ report: install
 synthetic-log: install
 	$(PY) -m components.synthetic_logs --output $(or $(SYNTH_OUT),out/data/synthetic_events.csv.gz)
 
-## Local TF Serving-protocol server on the Pusher's output (gRPC 8500, REST 8501).
+## Local TF Serving-protocol server on the Pusher's output (gRPC 8500, REST 8501);
+## SERVE_ARGS: more server flags (e.g. --log_file=out/logs/server.log).
 serve: install
-	$(PY) -m serving.server --model_base_path $(or $(SERVING_MODEL_DIR),out/serving) --model_name $(or $(MODEL_NAME),bvae) --port $(or $(GRPC_PORT),8500) --rest_api_port $(or $(REST_PORT),8501) --enable_batching
+	$(PY) -m serving.server --model_base_path $(or $(SERVING_MODEL_DIR),out/serving) --model_name $(or $(MODEL_NAME),bvae) --port $(or $(GRPC_PORT),8500) --rest_api_port $(or $(REST_PORT),8501) --enable_batching $(SERVE_ARGS)
 
 ## Benchmarks (print figures; run on a quiet machine).
 bench-train: install

@@ -20,6 +20,7 @@ unless the user set a level, :func:`bvae_tf.quiet_cli`) and sends the interprete
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import pathlib
 import re
@@ -101,6 +102,11 @@ class _ServiceFilter(logging.Filter):
 
 #: A service's console lines: UTC time, level letter, process id, message.
 _SERVICE_FORMAT = "%(asctime)s %(levelname).1s %(process)d] %(message)s"
+#: A service's log file lines: the console's, with the logger and source line (a
+#: server's processes share one file).
+_SERVICE_FILE_FORMAT = (
+    "%(asctime)s %(levelname).1s %(process)d %(name)s %(filename)s:%(lineno)d] %(message)s"
+)
 
 
 class _ConsoleFormatter(logging.Formatter):
@@ -136,6 +142,16 @@ class _LazyFileHandler(logging.FileHandler):
         return super()._open()
 
 
+class _ServiceFileHandler(logging.handlers.WatchedFileHandler):
+    """A long-running server's log file: appended to, created (with its folder) with
+    the first record, and reopened when it is moved or removed, so that ``logrotate``
+    (without ``copytruncate``) can rotate it (``logging.handlers.WatchedFileHandler``)."""
+
+    def _open(self):
+        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        return super()._open()
+
+
 #: The shutdown-noise hook (defined in ``bvae_tf``: Beam workers install it at import).
 _quiet_unraisable = bvae_tf._quiet_unraisable
 
@@ -161,7 +177,9 @@ def setup(
 
     Args:
       log_file: file receiving every INFO+ record (it and its folders are created
-        with the first record); ``None``: no file.
+        with the first record; appended to); ``None``: no file. With ``service``
+        its lines also carry the process id, and it is reopened when moved
+        (log rotation).
       verbose: show every INFO record on the console as well.
       service: a long-running server's console instead: one timestamped line
         (``<UTC time> <level letter> <pid>] message``) per INFO record of the
@@ -207,9 +225,15 @@ def setup(
     path = None
     if log_file is not None:
         path = str(log_file)
-        file_handler = _LazyFileHandler(path, encoding="utf-8", delay=True)
+        if service:
+            file_handler = _ServiceFileHandler(path, encoding="utf-8", delay=True)
+            file_formatter = logging.Formatter(_SERVICE_FILE_FORMAT, "%Y-%m-%d %H:%M:%S")
+            file_formatter.converter = time.gmtime
+        else:
+            file_handler = _LazyFileHandler(path, encoding="utf-8", delay=True)
+            file_formatter = logging.Formatter(_FILE_FORMAT)
         file_handler.setLevel(logging.INFO)
-        file_handler.setFormatter(logging.Formatter(_FILE_FORMAT))
+        file_handler.setFormatter(file_formatter)
         file_handler._bvae_console = True
         root.addHandler(file_handler)
     logging.captureWarnings(True)  # Python warnings: to the file, not the console

@@ -459,6 +459,13 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         "--verbose", action="store_true", help="log every INFO record (TensorFlow's too)"
     )
     parser.add_argument(
+        "--log_file",
+        default=None,
+        help="also append every INFO+ logging record (the libraries' too, with "
+        "process id, logger and source line) to this file, which every serving process "
+        "shares; reopened when moved, for logrotate. Default: stderr only",
+    )
+    parser.add_argument(
         "--no_warmup", action="store_true", help="do not replay assets.extra warm-up requests"
     )
     parser.add_argument(
@@ -487,6 +494,15 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         socket.getaddrinfo(args.host, None)
     except (OSError, UnicodeError) as e:
         parser.error(f"--host {args.host!r} does not resolve: {e}")
+    if args.log_file is not None:
+        # Now, not at the first record: a log file that cannot be written is an error
+        # at start, not a "Logging error" traceback per record.
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(args.log_file)), exist_ok=True)
+            with open(args.log_file, "a", encoding="utf-8"):
+                pass
+        except OSError as e:
+            parser.error(f"--log_file {args.log_file!r} cannot be written: {e}")
     return args
 
 
@@ -494,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; serves until SIGTERM or SIGINT."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parse_args(argv)
-    console.setup(service=True, verbose=args.verbose)
+    console.setup(args.log_file, service=True, verbose=args.verbose)
     claims: list[socket.socket] = []
     if args.ready_fd is None:  # the first process of this server: are its ports free?
         ports = [port for port in (args.port, args.rest_api_port) if port]

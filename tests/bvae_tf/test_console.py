@@ -63,6 +63,35 @@ def test_service_console_is_timestamped_own_info_and_every_warning(capsys, resto
     assert not any("absl" in line for line in lines)
 
 
+def test_service_log_file_gets_every_record_and_follows_a_rotation(
+    tmp_path, capsys, restore_logging
+):
+    """A server's ``--log_file``: every INFO+ record (libraries' too) with process id,
+    logger and source line; after the file is moved away (logrotate), a new one."""
+    path = tmp_path / "logs" / "server.log"
+    assert console.setup(path, service=True) == str(path)
+    assert not path.exists()  # created with the first record
+    logger = logging.getLogger()
+    fingerprint = "Fingerprint not found. Saved model loading will continue."
+    logger.handle(_record(logging.INFO, fingerprint))
+    logger.handle(_record(logging.WARNING, "Could not lower this process's CPU priority"))
+    lines = path.read_text().splitlines()
+    pid = os.getpid()
+    assert len(lines) == 2, lines
+    assert re.fullmatch(
+        rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d I {pid} absl x\.py:1\] Fingerprint not found\. "
+        r"Saved model loading will continue\.",
+        lines[0],
+    ), lines[0]
+    assert lines[1].endswith("Could not lower this process's CPU priority")
+    # The console shows only the warning (the service filter), as without a file.
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    path.rename(tmp_path / "logs" / "server.log.1")
+    logger.handle(_record(logging.WARNING, "after the rotation"))
+    assert path.read_text().splitlines()[-1].endswith("after the rotation")
+    assert "after the rotation" not in (tmp_path / "logs" / "server.log.1").read_text()
+
+
 def test_console_shows_progress_own_warnings_and_errors_file_gets_all(
     tmp_path, capsys, restore_logging
 ):

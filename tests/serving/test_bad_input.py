@@ -565,6 +565,9 @@ def test_row_limit_is_configurable_and_exact(exported_model_base):
         (["--grace_seconds", "inf"], "--grace_seconds: must be in [0, 3600], got inf"),
         (["--idle_load_timeout_s", "1e300"], "--idle_load_timeout_s: must be in [0, 600.0]"),
         (["--rest_api_timeout_in_ms", "10" * 10], "must be in [1, 86400000]"),
+        (["--log_file", "/"], "--log_file '/' cannot be written: [Errno 21] Is a directory"),
+        (["--log_file", ""], "--log_file '' cannot be written"),
+        (["--log_file", "/proc/self/no/server.log"], "cannot be written"),
     ],
 )
 def test_bad_server_flags_stop_it_before_anything_serves(flags, message, capsys):

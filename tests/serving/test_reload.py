@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -290,6 +291,7 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
             # On saturated cores (a parallel test run) the idle-priority loader may get
             # no CPU: bound its wait so the switch happens within the test's timeout.
             "--idle_load_timeout_s=5",
+            f"--log_file={tmp_path / 'logs' / 'server.log'}",
         ),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -399,6 +401,15 @@ def test_cli_loads_a_new_version_in_another_process(tmp_path, model_template):
     # SIGTERM stops it gracefully: exit status 0 after both messages.
     assert "Received SIGTERM" in output
     assert "Server stopped" in output
+    # --log_file: the supervisor and both serving processes append to one file, each
+    # line with its process id; it holds what stderr showed, and more (INFO records
+    # of the libraries).
+    file_lines = (tmp_path / "logs" / "server.log").read_text().splitlines()
+    pids = {int(line.split()[3]) for line in file_lines if re.match(r"\d{4}-\d\d-\d\d ", line)}
+    assert {process.pid, first, second} <= pids, pids
+    file_text = "\n".join(file_lines)
+    for message in ("(loading at idle priority)", "Received SIGTERM", "Server stopped"):
+        assert message in file_text, message
 
 
 def test_scheduling_class_covers_every_thread(monkeypatch):
