@@ -133,23 +133,23 @@ class _ConsoleFormatter(logging.Formatter):
         return message
 
 
-class _LazyFileHandler(logging.FileHandler):
+class _CreatesItsFolder:
+    """Mixin of a ``logging.FileHandler``: its folder is created when the file opens."""
+
+    def _open(self):
+        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        return super()._open()
+
+
+class _LazyFileHandler(_CreatesItsFolder, logging.FileHandler):
     """A file handler that creates its folder and file with the first record (a run
     that fails on its arguments leaves nothing behind)."""
 
-    def _open(self):
-        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
-        return super()._open()
 
-
-class _ServiceFileHandler(logging.handlers.WatchedFileHandler):
+class _ServiceFileHandler(_CreatesItsFolder, logging.handlers.WatchedFileHandler):
     """A long-running server's log file: appended to, created (with its folder) with
     the first record, and reopened when it is moved or removed, so that ``logrotate``
     (without ``copytruncate``) can rotate it (``logging.handlers.WatchedFileHandler``)."""
-
-    def _open(self):
-        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
-        return super()._open()
 
 
 #: The shutdown-noise hook (defined in ``bvae_tf``: Beam workers install it at import).
