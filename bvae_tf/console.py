@@ -19,6 +19,7 @@ unless the user set a level, :func:`bvae_tf.quiet_cli`) and sends the interprete
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
 import os
@@ -137,7 +138,11 @@ class _CreatesItsFolder:
     """Mixin of a ``logging.FileHandler``: its folder is created when the file opens."""
 
     def _open(self):
-        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        folder = os.path.dirname(self.baseFilename)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except FileExistsError:  # a part of the path is a file: say so
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder) from None
         return super()._open()
 
 
@@ -149,7 +154,36 @@ class _LazyFileHandler(_CreatesItsFolder, logging.FileHandler):
 class _ServiceFileHandler(_CreatesItsFolder, logging.handlers.WatchedFileHandler):
     """A long-running server's log file: appended to, created (with its folder) with
     the first record, and reopened when it is moved or removed, so that ``logrotate``
-    (without ``copytruncate``) can rotate it (``logging.handlers.WatchedFileHandler``)."""
+    (without ``copytruncate``) can rotate it (``logging.handlers.WatchedFileHandler``).
+
+    A file that cannot be reopened (rotated to a path this process may not write) is
+    reported as any handler's error (``logging.Handler.handleError``: a "Logging
+    error" on stderr) and tried again with the next record; it never raises into the
+    code that logged, which Python 3.11's ``WatchedFileHandler.emit`` lets it do."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.reopenIfNeeded()
+        except Exception:
+            self.handleError(record)
+            return
+        logging.FileHandler.emit(self, record)
+
+    def write_now(self, message: str) -> None:
+        """Opens the file and writes ``message`` as an INFO record now.
+
+        Raises:
+          OSError: if the file cannot be opened or written (a folder, no space left).
+        """
+        record = logging.LogRecord(__name__, logging.INFO, __file__, 0, message, None, None)
+        self.acquire()
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+            self.stream.write(self.format(record) + self.terminator)
+            self.stream.flush()
+        finally:
+            self.release()
 
 
 #: The shutdown-noise hook (defined in ``bvae_tf``: Beam workers install it at import).
@@ -170,7 +204,11 @@ def _prints_to_terminal(handler: logging.Handler) -> bool:
 
 
 def setup(
-    log_file: str | os.PathLike | None = None, *, verbose: bool = False, service: bool = False
+    log_file: str | os.PathLike | None = None,
+    *,
+    verbose: bool = False,
+    service: bool = False,
+    open_now: bool = False,
 ) -> str | None:
     """Routes logging of a command-line run (module docstring). Call it first in
     ``main()``; calling it again replaces the previous setup.
@@ -184,10 +222,34 @@ def setup(
       service: a long-running server's console instead: one timestamped line
         (``<UTC time> <level letter> <pid>] message``) per INFO record of the
         project's own code and per warning or error from anywhere.
+      open_now: with ``service`` and ``log_file``: open the file and write its first
+        record (where logging to it starts) now, so that a file that cannot be
+        written is an error at start, raised before anything else is set up.
 
     Returns:
       The log file's path as a string, or ``None``.
+
+    Raises:
+      OSError: with ``open_now``, if the log file cannot be opened or written.
     """
+    file_handler = None
+    if log_file is not None:
+        if service:
+            file_handler = _ServiceFileHandler(str(log_file), encoding="utf-8", delay=True)
+            file_formatter = logging.Formatter(_SERVICE_FILE_FORMAT, "%Y-%m-%d %H:%M:%S")
+            file_formatter.converter = time.gmtime
+            file_handler.setFormatter(file_formatter)
+            if open_now:
+                try:
+                    file_handler.write_now(f"Logging every INFO+ record to {log_file}")
+                except OSError:
+                    file_handler.close()
+                    raise
+        else:
+            file_handler = _LazyFileHandler(str(log_file), encoding="utf-8", delay=True)
+            file_handler.setFormatter(logging.Formatter(_FILE_FORMAT))
+        file_handler.setLevel(logging.INFO)
+        file_handler._bvae_console = True
     if not verbose:
         bvae_tf.quiet_cli()
     root = logging.getLogger()
@@ -222,23 +284,11 @@ def setup(
         )
     console._bvae_console = True
     root.addHandler(console)
-    path = None
-    if log_file is not None:
-        path = str(log_file)
-        if service:
-            file_handler = _ServiceFileHandler(path, encoding="utf-8", delay=True)
-            file_formatter = logging.Formatter(_SERVICE_FILE_FORMAT, "%Y-%m-%d %H:%M:%S")
-            file_formatter.converter = time.gmtime
-        else:
-            file_handler = _LazyFileHandler(path, encoding="utf-8", delay=True)
-            file_formatter = logging.Formatter(_FILE_FORMAT)
-        file_handler.setLevel(logging.INFO)
-        file_handler.setFormatter(file_formatter)
-        file_handler._bvae_console = True
+    if file_handler is not None:
         root.addHandler(file_handler)
     logging.captureWarnings(True)  # Python warnings: to the file, not the console
     sys.unraisablehook = _quiet_unraisable(sys.__unraisablehook__)
-    return path
+    return None if log_file is None else str(log_file)
 
 
 def log_file_path(output_root: str | os.PathLike, entry_point: str) -> str:

@@ -119,6 +119,8 @@ class ModelServer:
         :class:`serving.server.LocalServer` sets this to its ``max_request_bytes``.
       retired_versions: versions an earlier serving process served; ``GetModelStatus``
         reports them ``END`` (process reload, :mod:`serving.supervisor`).
+      only_version: load this version only (a serving process the supervisor started
+        for it); ``None``: the highest complete version that does not fail to load.
       max_rows_per_request: most rows (size of dimension 0) an input may have; a
         call with more is refused with ``INVALID_ARGUMENT`` naming the limit
         (an empty serialized tf.Example costs 2 bytes on the wire, yet its row of
@@ -141,6 +143,7 @@ class ModelServer:
         max_input_elements: int = DEFAULT_MAX_REQUEST_BYTES,
         max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
         retired_versions: Iterable[int] = (),
+        only_version: int | None = None,
     ):
         check_model_name(model_name)
         if not 0 <= poll_wait_seconds <= MAX_POLL_WAIT_SECONDS:  # NaN fails too
@@ -159,6 +162,7 @@ class ModelServer:
         self._poll_wait_seconds = poll_wait_seconds
         self._enable_warmup = enable_warmup
         self._batching = batching
+        self._only_version = only_version
         self._current: ServableVersion | None = None
         self._states: dict[int, tuple[int, str]] = {v: (_State.END, "") for v in retired_versions}
         #: Versions that failed to load -> their folder's fingerprint at that load.
@@ -200,13 +204,20 @@ class ModelServer:
                 logging.exception("Polling %s failed", self.model_dir)
 
     def poll(self) -> int | None:
-        """Checks the base path once; loads and switches to a newer complete version.
+        """Checks the base path once; loads and switches to the highest complete version
+        that loads.
+
+        A version that failed to load is tried again only once its files change, and
+        does not hide a lower one: with versions 1, 2, 3 and a broken 3 before any version
+        served (or once the serving version's folder is deleted), 2 is served.
 
         Returns:
           The version switched to, or ``None`` if nothing changed.
         """
         with self._poll_lock:
             versions = complete_versions(self.model_dir)
+            if self._only_version is not None:
+                versions = {v: p for v, p in versions.items() if v == self._only_version}
             if not versions:
                 if not self._no_version_logged:
                     logging.warning(
@@ -218,15 +229,18 @@ class ModelServer:
                     self._no_version_logged = True
                 return None
             self._no_version_logged = False
-            version = max(versions)
             current = self._current
-            if current is not None and current.version == version:
-                return None
-            path = versions[version]
-            fingerprint = version_fingerprint(path)
-            if self._failed.get(version) == fingerprint:
-                return None
-            return self._load_and_switch(version, path, fingerprint)
+            for version in sorted(versions, reverse=True):
+                if current is not None and current.version == version:
+                    return None
+                path = versions[version]
+                fingerprint = version_fingerprint(path)
+                if self._failed.get(version) == fingerprint:
+                    continue  # failed with these files: the next lower one
+                switched = self._load_and_switch(version, path, fingerprint)
+                if switched is not None or self._failed.get(version) != fingerprint:
+                    return switched  # served, or its files changed while it loaded
+            return None
 
     def set_state(self, version: int, state: int, error: str = "") -> None:
         """Records a version's ``ModelVersionStatus.State`` (and its load error) for

@@ -119,6 +119,9 @@ class LocalServer:
         ``rest_api_port`` (the supervisor's: :mod:`serving.supervisor`); taken over
         (closed on :meth:`stop`).
       retired_versions: versions an earlier serving process served (reported ``END``).
+      only_version: load this version only, never another (a serving process the
+        supervisor started for it); ``None``: the highest complete version that did
+        not fail to load.
       load_versions: False: never load a version (the supervisor's stand-in while no
         serving process is ready: every call is ``NOT_FOUND``, as TF Serving answers
         before a version loads, and ``GetModelStatus`` reports what
@@ -149,6 +152,7 @@ class LocalServer:
         rest_api_fd: int | None = None,
         retired_versions: Iterable[int] = (),
         load_versions: bool = True,
+        only_version: int | None = None,
     ):
         for name, value in (
             ("max_workers", max_workers),
@@ -168,6 +172,7 @@ class LocalServer:
             max_input_elements=max_request_bytes,
             max_rows_per_request=max_rows_per_request,
             retired_versions=retired_versions,
+            only_version=only_version,
         )
         self._reuse_port = reuse_port
         self._rest_api_fd = rest_api_fd
@@ -191,7 +196,8 @@ class LocalServer:
         return _host_port(self._host, self.port)
 
     def start(self, require_version: bool = False) -> LocalServer:
-        """Loads the highest complete version (if any), binds and starts serving.
+        """Loads the highest complete version that loads (if any), binds and starts
+        serving.
 
         Args:
           require_version: bind nothing unless a version loaded (the supervisor's
@@ -487,6 +493,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rest_api_fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--load_at_idle_priority", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--retired_versions", default="", help=argparse.SUPPRESS)
+    # The version a serving process is started for (it loads that one only).
+    parser.add_argument("--load_version", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rest_api_port and args.rest_api_port == args.port:
         parser.error(f"--port and --rest_api_port are both {args.port}: give two ports")
@@ -494,15 +502,6 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         socket.getaddrinfo(args.host, None)
     except (OSError, UnicodeError) as e:
         parser.error(f"--host {args.host!r} does not resolve: {e}")
-    if args.log_file is not None:
-        # Now, not at the first record: a log file that cannot be written is an error
-        # at start, not a "Logging error" traceback per record.
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(args.log_file)), exist_ok=True)
-            with open(args.log_file, "a", encoding="utf-8"):
-                pass
-        except OSError as e:
-            parser.error(f"--log_file {args.log_file!r} cannot be written: {e}")
     return args
 
 
@@ -510,7 +509,19 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; serves until SIGTERM or SIGINT."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parse_args(argv)
-    console.setup(args.log_file, service=True, verbose=args.verbose)
+    try:
+        # The first process writes the log file's first line now: a file that cannot be
+        # written stops the server at start. Its serving processes only append (a file
+        # rotated to an unwritable path is a logged error there, not a failed version).
+        console.setup(
+            args.log_file, service=True, verbose=args.verbose, open_now=args.ready_fd is None
+        )
+    except OSError as e:
+        print(
+            f"python -m serving.server: error: --log_file {args.log_file!r} cannot be written: {e}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
     claims: list[socket.socket] = []
     if args.ready_fd is None:  # the first process of this server: are its ports free?
         ports = [port for port in (args.port, args.rest_api_port) if port]
@@ -563,6 +574,7 @@ def server_from_args(
         rest_api_fd=args.rest_api_fd if child and load_versions else None,
         retired_versions=[int(v) for v in args.retired_versions.split(",") if v],
         load_versions=load_versions,
+        only_version=args.load_version if child else None,
     )
 
 

@@ -215,6 +215,7 @@ class _Supervisor:
             f"--rest_api_port={self._rest_port}",
             f"--ready_fd={write_fd}",
             f"--retired_versions={','.join(map(str, retired))}",
+            f"--load_version={version}",
         ]
         if idle:
             flags.append("--load_at_idle_priority")

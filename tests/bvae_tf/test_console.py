@@ -92,6 +92,35 @@ def test_service_log_file_gets_every_record_and_follows_a_rotation(
     assert "after the rotation" not in (tmp_path / "logs" / "server.log.1").read_text()
 
 
+def test_a_service_log_file_that_cannot_be_reopened_does_not_raise(
+    tmp_path, capsys, restore_logging
+):
+    """Rotated to a path that cannot be opened (here: a folder): the record is a
+    "Logging error" on stderr, the caller goes on, and the file is used again once
+    it can be."""
+    path = tmp_path / "server.log"
+    console.setup(path, service=True, open_now=True)
+    assert path.read_text().endswith(f"Logging every INFO+ record to {path}\n")
+    path.rename(tmp_path / "server.log.1")
+    path.mkdir()
+    logging.getLogger().handle(_record(logging.WARNING, "while the path is a folder"))
+    assert "--- Logging error ---" in capsys.readouterr().err
+    path.rmdir()
+    logging.getLogger().handle(_record(logging.WARNING, "after"))
+    assert path.read_text().splitlines()[-1].endswith("] after")
+
+
+@pytest.mark.parametrize(
+    "name, error",
+    [("", IsADirectoryError), ("/dev/full", OSError), ("/dev/null/x.log", NotADirectoryError)],
+)
+def test_open_now_raises_before_anything_is_set_up(tmp_path, restore_logging, name, error):
+    handlers = list(logging.getLogger().handlers)
+    with pytest.raises(error):
+        console.setup(name or tmp_path, service=True, open_now=True)
+    assert logging.getLogger().handlers == handlers
+
+
 def test_console_shows_progress_own_warnings_and_errors_file_gets_all(
     tmp_path, capsys, restore_logging
 ):

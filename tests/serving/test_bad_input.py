@@ -568,6 +568,8 @@ def test_row_limit_is_configurable_and_exact(exported_model_base):
         (["--log_file", "/"], "--log_file '/' cannot be written: [Errno 21] Is a directory"),
         (["--log_file", ""], "--log_file '' cannot be written"),
         (["--log_file", "/proc/self/no/server.log"], "cannot be written"),
+        (["--log_file", "/dev/full"], "cannot be written: [Errno 28] No space left on device"),
+        (["--log_file", "/dev/null/server.log"], "[Errno 20] Not a directory: '/dev/null'"),
     ],
 )
 def test_bad_server_flags_stop_it_before_anything_serves(flags, message, capsys):
@@ -598,10 +600,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_a_server_waiting_for_its_first_version_answers_and_keeps_its_ports(tmp_path):
+def test_a_server_waiting_for_its_first_version_answers_and_keeps_its_ports(
+    tmp_path, model_template
+):
     """A server whose only version fails to load binds its ports at once: calls are
     NOT_FOUND and the status says the version failed (not UNAVAILABLE, as for no
-    server); a second server on the same port is refused, not sharing it."""
+    server); a second server on the same port is refused, not sharing it. A lower
+    version published then is served: the broken higher one does not hide it."""
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
     broken = tmp_path / MODEL_NAME / "3"
@@ -642,6 +647,18 @@ def test_a_server_waiting_for_its_first_version_answers_and_keeps_its_ports(tmp_
         second = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2, second.stderr
         assert f"127.0.0.1:{port} in use (another server?): choose free ports" in second.stderr
+        publish(model_template, tmp_path, 2)
+        while "Version 2 of model bvae serves from process" not in log.read_text():
+            assert first.poll() is None and time.monotonic() < deadline + 120, log.read_text()
+            time.sleep(0.2)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                _request([EXAMPLE]), timeout=10
+            )
+        assert answer.model_spec.version.value == 2
+        # The serving process was started for version 2 and loaded only that one.
+        after = log.read_text().rsplit("Started serving process", 1)[-1]
+        assert "Loading servable: {name: bvae version: 3} failed" not in after
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)

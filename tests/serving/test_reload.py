@@ -189,6 +189,25 @@ def test_incomplete_and_broken_versions_are_not_served(tmp_path, model_template)
         client.close()
 
 
+def test_a_broken_highest_version_does_not_hide_a_lower_one(tmp_path, model_template):
+    """In process: versions 2 and 3, 3 broken -> 2 is served from the first poll on,
+    and 3 is tried again only once its files change."""
+    publish(model_template, tmp_path, 2)
+    broken = publish(model_template, tmp_path, 3)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    with LocalServer(tmp_path, MODEL_NAME, port=0, poll_wait_seconds=0) as server:
+        assert server.model_server.current.version == 2
+        with ServingClient(server.target, model_name=MODEL_NAME, timeout_s=10) as client:
+            assert client.recommend([{}])[0].model_version == 2
+            states = _states(client)
+        assert states[2] == (_State.AVAILABLE, "")
+        assert states[3][0] == _State.END and "failed" in states[3][1]
+        assert server.model_server.poll() is None  # 3 unchanged: not loaded again
+        shutil.rmtree(broken)
+        publish(model_template, tmp_path, 3, seed=2)
+        assert server.model_server.poll() == 3
+
+
 def test_server_without_versions_answers_not_found_then_serves(tmp_path, model_template):
     with LocalServer(tmp_path, MODEL_NAME, port=0, poll_wait_seconds=0.1) as server:
         client = ServingClient(server.target, model_name=MODEL_NAME, timeout_s=10)
