@@ -8,8 +8,9 @@ small supervisor (this module) over serving processes:
 
 1. The supervisor polls the base path as the in-process server does (version policy
    ``latest``, complete versions only, a version that failed is retried only once
-   its files change) and starts ``python -m serving.server`` (the same flags) for
-   the version to serve.
+   its files change, and does not hide a lower one) and starts ``python -m
+   serving.server`` (the same flags, and ``--load_version``: it loads that version
+   only) for the version to serve.
 2. A process started while another serves loads and warms its version at Linux's
    ``SCHED_IDLE`` priority (it gets only CPU time the serving process leaves),
    then returns to normal priority, binds the same gRPC port (``SO_REUSEPORT``),
