@@ -14,6 +14,7 @@ put it on the network.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import threading
@@ -121,6 +122,11 @@ class ModelServer:
         reports them ``END`` (process reload, :mod:`serving.supervisor`).
       only_version: load this version only (a serving process the supervisor started
         for it); ``None``: the highest complete version that does not fail to load.
+      states_file: a JSON file ``{"<version>": [state, error], ...}`` the supervisor
+        keeps of the versions it started (:mod:`serving.supervisor`);
+        ``GetModelStatus`` reports those states for every version but the one this
+        server serves (a version that failed to load while this one serves: ``END``
+        with its error; one loading: ``LOADING``). Unreadable: ignored.
       max_rows_per_request: most rows (size of dimension 0) an input may have; a
         call with more is refused with ``INVALID_ARGUMENT`` naming the limit
         (an empty serialized tf.Example costs 2 bytes on the wire, yet its row of
@@ -144,6 +150,7 @@ class ModelServer:
         max_rows_per_request: int = DEFAULT_MAX_ROWS_PER_REQUEST,
         retired_versions: Iterable[int] = (),
         only_version: int | None = None,
+        states_file: str | os.PathLike | None = None,
     ):
         check_model_name(model_name)
         if not 0 <= poll_wait_seconds <= MAX_POLL_WAIT_SECONDS:  # NaN fails too
@@ -163,6 +170,7 @@ class ModelServer:
         self._enable_warmup = enable_warmup
         self._batching = batching
         self._only_version = only_version
+        self._states_file = states_file
         self._current: ServableVersion | None = None
         self._states: dict[int, tuple[int, str]] = {v: (_State.END, "") for v in retired_versions}
         #: Versions that failed to load -> their folder's fingerprint at that load.
@@ -469,6 +477,16 @@ class ModelServer:
         response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
         return response
 
+    def _supervisor_states(self) -> dict[int, tuple[int, str]]:
+        """The supervisor's ``states_file``; ``{}`` if it cannot be read."""
+        try:
+            with open(self._states_file, encoding="utf-8") as f:
+                states = json.load(f)
+            return {int(v): (int(state), str(error)) for v, (state, error) in states.items()}
+        except (OSError, ValueError, TypeError) as e:
+            logging.warning("Cannot read the supervisor's version states: %s", e)
+            return {}
+
     def get_model_status(
         self, request: get_model_status_pb2.GetModelStatusRequest
     ) -> get_model_status_pb2.GetModelStatusResponse:
@@ -484,6 +502,12 @@ class ModelServer:
         self._check_version_label(spec)
         with self._lock:
             states = dict(self._states) if spec.name == self.model_name else {}
+            current = self._current
+        if spec.name == self.model_name and self._states_file is not None:
+            own = dict(states)
+            states.update(self._supervisor_states())
+            if current is not None and current.version in own:
+                states[current.version] = own[current.version]  # it knows its own best
         if spec.HasField("version"):
             if spec.version.value not in states:
                 raise ServingError(

@@ -122,6 +122,8 @@ class LocalServer:
       only_version: load this version only, never another (a serving process the
         supervisor started for it); ``None``: the highest complete version that did
         not fail to load.
+      states_file: the supervisor's record of the other versions' states, which
+        ``GetModelStatus`` reports (:class:`ModelServer`).
       load_versions: False: never load a version (the supervisor's stand-in while no
         serving process is ready: every call is ``NOT_FOUND``, as TF Serving answers
         before a version loads, and ``GetModelStatus`` reports what
@@ -153,6 +155,7 @@ class LocalServer:
         retired_versions: Iterable[int] = (),
         load_versions: bool = True,
         only_version: int | None = None,
+        states_file: str | os.PathLike | None = None,
     ):
         for name, value in (
             ("max_workers", max_workers),
@@ -173,6 +176,7 @@ class LocalServer:
             max_rows_per_request=max_rows_per_request,
             retired_versions=retired_versions,
             only_version=only_version,
+            states_file=states_file,
         )
         self._reuse_port = reuse_port
         self._rest_api_fd = rest_api_fd
@@ -495,6 +499,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--retired_versions", default="", help=argparse.SUPPRESS)
     # The version a serving process is started for (it loads that one only).
     parser.add_argument("--load_version", type=int, default=None, help=argparse.SUPPRESS)
+    # The supervisor's record of the versions it started (serving.supervisor).
+    parser.add_argument("--states_file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rest_api_port and args.rest_api_port == args.port:
         parser.error(f"--port and --rest_api_port are both {args.port}: give two ports")
@@ -575,6 +581,7 @@ def server_from_args(
         retired_versions=[int(v) for v in args.retired_versions.split(",") if v],
         load_versions=load_versions,
         only_version=args.load_version if child else None,
+        states_file=args.states_file if child else None,
     )
 
 

@@ -49,9 +49,11 @@ import json
 import os
 import pathlib
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -62,6 +64,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 #: ``ModelVersionStatus`` states the stand-in reports (get_model_status.proto).
 _LOADING = get_model_status_pb2.ModelVersionStatus.LOADING
 _END = get_model_status_pb2.ModelVersionStatus.END
+_AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
 #: Exit status of a serving process that found no version it could load.
 EXIT_NO_VERSION = 3
@@ -132,6 +135,7 @@ class _Process:
     popen: subprocess.Popen
     fingerprint: tuple[tuple[str, int, int], ...]
     wanted_version: int
+    path: pathlib.Path  # the version's folder (its name may be "007")
     ready: dict | None = None
     reader: threading.Thread | None = None
     started: float = dataclasses.field(default_factory=time.monotonic)
@@ -178,6 +182,15 @@ class _Supervisor:
         self._idle_load_timeout_s = args.idle_load_timeout_s
         self._stand_in = None  # serving.server.LocalServer until a version serves
         self._rest_fd: int | None = None  # the shared REST listening socket
+        self._paths: dict[int, pathlib.Path] = {}  # complete versions at the last poll
+        # What GetModelStatus reports of the versions the supervisor started (loading,
+        # failed, retired), kept in a file the serving processes read (--states_file):
+        # a version that fails while another serves is reported END with its error
+        # by the serving process, as TF Serving reports it.
+        self._states: dict[int, tuple[int, str]] = {}
+        self._states_dir = tempfile.mkdtemp(prefix="bvae-serving-")
+        self._states_file = os.path.join(self._states_dir, "version_states.json")
+        self._write_states()
 
     # --- the stand-in ---------------------------------------------------------------
     def _start_stand_in(self) -> None:
@@ -196,9 +209,19 @@ class _Supervisor:
         # of its own (SO_REUSEPORT) would reset the connections queued on it.
         self._rest_fd = stand_in.rest_listening_fd()
 
-    def _stand_in_state(self, version: int, state: int, error: str = "") -> None:
+    def _set_state(self, version: int, state: int, error: str = "") -> None:
+        """Records a version's state for GetModelStatus: the stand-in's answer and the
+        serving processes' (``--states_file``)."""
         if self._stand_in is not None:
             self._stand_in.model_server.set_state(version, state, error)
+        self._states[version] = (state, error)
+        self._write_states()
+
+    def _write_states(self) -> None:
+        staging = self._states_file + ".tmp"
+        with open(staging, "w", encoding="utf-8") as f:
+            json.dump({str(v): list(state) for v, state in self._states.items()}, f)
+        os.replace(staging, self._states_file)  # readers never see half a file
 
     def _stop_stand_in(self) -> None:
         if self._stand_in is not None:
@@ -217,23 +240,25 @@ class _Supervisor:
             f"--ready_fd={write_fd}",
             f"--retired_versions={','.join(map(str, retired))}",
             f"--load_version={version}",
+            f"--states_file={self._states_file}",
         ]
         if idle:
             flags.append("--load_at_idle_priority")
         if self._rest_fd is not None:
             flags.append(f"--rest_api_fd={self._rest_fd}")
         command = [sys.executable, "-m", "serving.server", *self._argv, *flags]
-        path = self._model_dir / str(version)
+        path = self._paths.get(version, self._model_dir / str(version))
         shared = (write_fd,) if self._rest_fd is None else (write_fd, self._rest_fd)
         process = _Process(
             popen=subprocess.Popen(command, pass_fds=shared),
             fingerprint=self._versions.version_fingerprint(path),
             wanted_version=version,
+            path=path,
             idle=idle,
         )
         os.close(write_fd)
         process.start_reader(read_fd)
-        self._stand_in_state(version, _LOADING)
+        self._set_state(version, _LOADING)
         logging.info(
             "Started serving process %d for version %d of model %s%s",
             process.popen.pid,
@@ -245,6 +270,15 @@ class _Supervisor:
 
     def _wanted_version(self) -> int | None:
         versions = self._versions.complete_versions(self._model_dir)
+        self._paths = versions
+        serving = self._serving.ready["version"] if self._serving is not None else None
+        if serving is not None and serving not in versions and serving not in self._gone_logged:
+            self._gone_logged.add(serving)
+            logging.warning(
+                "The folder of version %d (serving) is gone; it serves on until another "
+                "version loads",
+                serving,
+            )
         if not versions:
             if not self._no_version_logged:
                 logging.warning(
@@ -256,14 +290,6 @@ class _Supervisor:
                 self._no_version_logged = True
             return None
         self._no_version_logged = False
-        serving = self._serving.ready["version"] if self._serving is not None else None
-        if serving is not None and serving not in versions and serving not in self._gone_logged:
-            self._gone_logged.add(serving)
-            logging.warning(
-                "The folder of version %d (serving) is gone; it serves on until another "
-                "version loads",
-                serving,
-            )
         # The highest complete version that did not fail to load with its present files:
         # a broken newer version does not hide an older one (e.g. once the serving
         # version's folder is deleted).
@@ -290,6 +316,8 @@ class _Supervisor:
                 self._draining.append(previous)
                 if previous.ready is not None:
                     self._retired.append(previous.ready["version"])
+                    self._set_state(previous.ready["version"], _END)
+            self._set_state(loading.ready["version"], _AVAILABLE)
             logging.info(
                 "Version %d of model %s serves from process %d%s",
                 loading.ready["version"],
@@ -324,10 +352,9 @@ class _Supervisor:
         if loading.is_ready:  # reported ready just before the check
             return
         self._loading = None
-        path = self._model_dir / str(loading.wanted_version)
-        if self._versions.version_fingerprint(path) == loading.fingerprint:
+        if self._versions.version_fingerprint(loading.path) == loading.fingerprint:
             self._failed[loading.wanted_version] = loading.fingerprint
-            self._stand_in_state(
+            self._set_state(
                 loading.wanted_version,
                 _END,
                 f"failed to load (serving process {loading.popen.pid} "
@@ -416,4 +443,8 @@ def run(argv: Sequence[str], args: argparse.Namespace) -> int:
     Returns:
       The exit status: 0 after SIGTERM/SIGINT, 1 if the serving process died.
     """
-    return _Supervisor(argv, args).run()
+    supervisor = _Supervisor(argv, args)
+    try:
+        return supervisor.run()
+    finally:
+        shutil.rmtree(supervisor._states_dir, ignore_errors=True)

@@ -606,10 +606,11 @@ def test_a_server_waiting_for_its_first_version_answers_and_keeps_its_ports(
     """A server whose only version fails to load binds its ports at once: calls are
     NOT_FOUND and the status says the version failed (not UNAVAILABLE, as for no
     server); a second server on the same port is refused, not sharing it. A lower
-    version published then is served: the broken higher one does not hide it."""
+    version published then is served: the broken higher one (its folder named "03")
+    does not hide it, is tried once, and the serving process reports it failed."""
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-    broken = tmp_path / MODEL_NAME / "3"
+    broken = tmp_path / MODEL_NAME / "03"
     (broken / "variables").mkdir(parents=True)
     (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
     (broken / "variables" / "variables.index").write_bytes(b"")
@@ -655,9 +656,20 @@ def test_a_server_waiting_for_its_first_version_answers_and_keeps_its_ports(
             answer = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
                 _request([EXAMPLE]), timeout=10
             )
+            status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+                get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL_NAME}),
+                timeout=10,
+            )
         assert answer.model_spec.version.value == 2
-        # The serving process was started for version 2 and loaded only that one.
-        after = log.read_text().rsplit("Started serving process", 1)[-1]
+        states = {s.version: (s.state, s.status.error_message) for s in status.model_version_status}
+        assert states[2] == (get_model_status_pb2.ModelVersionStatus.AVAILABLE, "")
+        assert states[3][0] == get_model_status_pb2.ModelVersionStatus.END
+        assert "failed to load" in states[3][1]
+        # Version 3 was tried once; the serving process was started for version 2 and
+        # loaded only that one.
+        text = log.read_text()
+        assert text.count("Started serving process") == 2, text
+        after = text.rsplit("Started serving process", 1)[-1]
         assert "Loading servable: {name: bvae version: 3} failed" not in after
     finally:
         first.send_signal(signal.SIGTERM)
