@@ -26,6 +26,7 @@ from serving import versions as versions_module
 from serving.client import ServingClient
 from serving.client_requests import build_history_request
 from serving.model_server import ModelServer
+from serving.request_checks import ServingError
 from serving.server import LocalServer
 from serving.versions import BatchingOptions, complete_versions
 from tests.serving.conftest import MODEL_NAME, publish
@@ -520,3 +521,22 @@ def test_the_no_version_warning_says_whether_the_base_path_exists(tmp_path):
     empty = versions_module.why_no_version(str(tmp_path / MODEL_NAME))
     assert "no version folder with a saved_model.pb in it yet" in empty
     assert versions_module.why_no_version("gs://bucket/models/bvae") == ""  # not looked into
+
+
+def test_status_reports_the_supervisors_states_and_ignores_an_unreadable_file(tmp_path, caplog):
+    """A serving process's GetModelStatus: the supervisor's record of the versions it
+    started (``states_file``); a file it cannot read is a warning, not an error."""
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    states_file = tmp_path / "version_states.json"
+    states = {"3": [_State.END, "failed to load"], "4": [_State.LOADING, ""]}
+    states_file.write_text(json.dumps(states))
+    server = ModelServer(tmp_path, MODEL_NAME, poll_wait_seconds=0, states_file=states_file)
+    request = get_model_status_pb2.GetModelStatusRequest(model_spec={"name": MODEL_NAME})
+    answer = server.get_model_status(request)
+    got = {s.version: (s.state, s.status.error_message) for s in answer.model_version_status}
+    assert got == {4: (_State.LOADING, ""), 3: (_State.END, "failed to load")}
+    states_file.write_text("{not json")
+    with pytest.raises(ServingError, match="Could not find any versions of model bvae"):
+        server.get_model_status(request)
+    assert "Cannot read the supervisor's version states" in caplog.text
