@@ -228,11 +228,16 @@ class ModelServer:
                 versions = {v: p for v, p in versions.items() if v == self._only_version}
             if not versions:
                 if not self._no_version_logged:
+                    serving = self._current
                     logging.warning(
-                        "No versions of servable %s found under base path %s%s",
+                        "No versions of servable %s found under base path %s%s%s",
                         self.model_name,
                         self.model_dir,
                         why_no_version(self.model_dir),
+                        ""
+                        if serving is None
+                        else f"; version {serving.version} (serving) serves on until "
+                        "another version loads",
                     )
                     self._no_version_logged = True
                 return None

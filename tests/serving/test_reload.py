@@ -190,9 +190,10 @@ def test_incomplete_and_broken_versions_are_not_served(tmp_path, model_template)
         client.close()
 
 
-def test_a_broken_highest_version_does_not_hide_a_lower_one(tmp_path, model_template):
+def test_a_broken_highest_version_does_not_hide_a_lower_one(tmp_path, model_template, caplog):
     """In process: versions 2 and 3, 3 broken -> 2 is served from the first poll on,
-    and 3 is tried again only once its files change."""
+    and 3 is tried again only once its files change. With every folder removed, the
+    serving version serves on, and the log says so."""
     publish(model_template, tmp_path, 2)
     broken = publish(model_template, tmp_path, 3)
     (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
@@ -207,6 +208,10 @@ def test_a_broken_highest_version_does_not_hide_a_lower_one(tmp_path, model_temp
         shutil.rmtree(broken)
         publish(model_template, tmp_path, 3, seed=2)
         assert server.model_server.poll() == 3
+        shutil.rmtree(tmp_path / MODEL_NAME)
+        assert server.model_server.poll() is None
+        assert "version 3 (serving) serves on until another version loads" in caplog.text
+        assert server.model_server.current.version == 3
 
 
 def test_server_without_versions_answers_not_found_then_serves(tmp_path, model_template):
