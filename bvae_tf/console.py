@@ -175,7 +175,17 @@ class _ServiceFileHandler(_CreatesItsFolder, logging.handlers.WatchedFileHandler
         Raises:
           OSError: if the file cannot be opened or written (a folder, no space left).
         """
-        record = logging.LogRecord(__name__, logging.INFO, __file__, 0, message, None, None)
+        caller = sys._getframe(1)  # the record names the line that asked for it
+        record = logging.LogRecord(
+            __name__,
+            logging.INFO,
+            caller.f_code.co_filename,
+            caller.f_lineno,
+            message,
+            None,
+            None,
+            func=caller.f_code.co_name,
+        )
         self.acquire()
         try:
             if self.stream is None:

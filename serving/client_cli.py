@@ -201,7 +201,7 @@ def _format_table(users: Sequence[str | None], results: Sequence[Recommendations
     for user, result in zip(users, results, strict=True):
         behaviors = list(result.items)
         lines.append(
-            ("the --history user" if user is None else f"user {user}")
+            ("user from --history (no id)" if user is None else f"user {user}")
             + f"  (model version {result.model_version}, "
             f"unknown item ids dropped: {result.oov_count}"
             + (

@@ -188,9 +188,8 @@ class _Supervisor:
         # a version that fails while another serves is reported END with its error
         # by the serving process, as TF Serving reports it.
         self._states: dict[int, tuple[int, str]] = {}
-        self._states_dir = tempfile.mkdtemp(prefix="bvae-serving-")
-        self._states_file = os.path.join(self._states_dir, "version_states.json")
-        self._write_states()
+        self._states_dir: str | None = None  # made by run(), once SIGTERM is handled
+        self._states_file = ""
 
     # --- the stand-in ---------------------------------------------------------------
     def _start_stand_in(self) -> None:
@@ -386,6 +385,15 @@ class _Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self._states_dir = tempfile.mkdtemp(prefix="bvae-serving-")
+        self._states_file = os.path.join(self._states_dir, "version_states.json")
+        try:
+            self._write_states()
+            return self._run()
+        finally:
+            shutil.rmtree(self._states_dir, ignore_errors=True)
+
+    def _run(self) -> int:
         poll_s = self._args.file_system_poll_wait_seconds
         polled_once = False
         status = 0
@@ -443,8 +451,4 @@ def run(argv: Sequence[str], args: argparse.Namespace) -> int:
     Returns:
       The exit status: 0 after SIGTERM/SIGINT, 1 if the serving process died.
     """
-    supervisor = _Supervisor(argv, args)
-    try:
-        return supervisor.run()
-    finally:
-        shutil.rmtree(supervisor._states_dir, ignore_errors=True)
+    return _Supervisor(argv, args).run()

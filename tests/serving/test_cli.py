@@ -53,7 +53,9 @@ def test_predict_table_names_the_history_user_without_an_id(local_server, capsys
     code, out, _ = _run(local_server, capsys, "predict", "--history", "purchase=i1")
     assert code == 0
     first = out.splitlines()[0]
-    assert first.startswith("the --history user  (model version 1, unknown item ids dropped: 0)")
+    assert first.startswith(
+        "user from --history (no id)  (model version 1, unknown item ids dropped: 0)"
+    )
     assert "user 0" not in out
 
 
