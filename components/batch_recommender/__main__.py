@@ -17,7 +17,6 @@ examples are reported (all of them: an error, exit 2).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -259,12 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             f"history in the examples: they got the ranking of an empty history ({match}): "
             f"{named}"
         )
-    print(json.dumps(summary, indent=2, sort_keys=True))
     print(
         f"{summary['users']} users, {summary['rows']} rows in {seconds:.1f} s "
         f"({summary['users'] / seconds:.3g} users/s, job start-up included) -> {args.output}"
     )
-    print(f"Full log: {log}")
+    print(f"Counts: {os.path.join(args.output, recommend.SUMMARY_FILE)}; full log: {log}")
     if message is not None:
         print(f"warning: {message}", file=sys.stderr)
     return 0

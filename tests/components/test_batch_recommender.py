@@ -252,6 +252,8 @@ def test_cli_writes_the_files_and_prints_users_per_second(inputs, tmp_path, caps
     printed = capsys.readouterr().out
     assert "2 users, 30 rows in" in printed and "users/s" in printed
     assert "(0 users/s" not in printed  # a small job is not rounded to nothing
+    # Short: the counts are in summary.json, which the output names.
+    assert len(printed.splitlines()) == 2 and f"{out}/summary.json" in printed, printed
     assert {r[0] for r in _csv_rows(out)} == {"u1", "u3"}
     with pytest.raises(SystemExit):
         missing = str(tmp_path / "missing")
