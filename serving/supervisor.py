@@ -217,10 +217,16 @@ class _Supervisor:
         self._write_states()
 
     def _write_states(self) -> None:
+        """Writes the states file; a failure is a warning (GetModelStatus of the serving
+        processes then misses the latest states), never a stop of the server."""
         staging = self._states_file + ".tmp"
-        with open(staging, "w", encoding="utf-8") as f:
-            json.dump({str(v): list(state) for v, state in self._states.items()}, f)
-        os.replace(staging, self._states_file)  # readers never see half a file
+        try:
+            os.makedirs(self._states_dir, exist_ok=True)  # a /tmp cleaner may remove it
+            with open(staging, "w", encoding="utf-8") as f:
+                json.dump({str(v): list(state) for v, state in self._states.items()}, f)
+            os.replace(staging, self._states_file)  # readers never see half a file
+        except OSError as e:
+            logging.warning("Cannot write the version states for GetModelStatus: %s", e)
 
     def _stop_stand_in(self) -> None:
         if self._stand_in is not None:

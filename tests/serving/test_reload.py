@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -545,3 +546,20 @@ def test_status_reports_the_supervisors_states_and_ignores_an_unreadable_file(tm
     with pytest.raises(ServingError, match="Could not find any versions of model bvae"):
         server.get_model_status(request)
     assert "Cannot read the supervisor's version states" in caplog.text
+
+
+def test_the_supervisors_states_file_survives_a_tmp_cleaner_and_never_stops_it(tmp_path, caplog):
+    """Its folder removed (a /tmp cleaner): made again; unwritable: a warning."""
+    from serving import supervisor
+
+    states = supervisor._Supervisor.__new__(supervisor._Supervisor)  # no server needed
+    states._states = {3: (_State.END, "failed to load")}
+    states._states_dir = str(tmp_path / "gone")
+    states._states_file = str(tmp_path / "gone" / "version_states.json")
+    states._write_states()
+    assert json.loads(pathlib.Path(states._states_file).read_text()) == {
+        "3": [_State.END, "failed to load"]
+    }
+    states._states_dir, states._states_file = "/dev/null/x", "/dev/null/x/version_states.json"
+    states._write_states()
+    assert "Cannot write the version states for GetModelStatus" in caplog.text
