@@ -252,7 +252,7 @@ class _Supervisor:
         if self._rest_fd is not None:
             flags.append(f"--rest_api_fd={self._rest_fd}")
         command = [sys.executable, "-m", "serving.server", *self._argv, *flags]
-        path = self._paths.get(version, self._model_dir / str(version))
+        path = self._paths[version]  # _wanted_version chose it from this poll
         shared = (write_fd,) if self._rest_fd is None else (write_fd, self._rest_fd)
         process = _Process(
             popen=subprocess.Popen(command, pass_fds=shared),
