@@ -255,10 +255,9 @@ class ModelServer:
                     return switched  # served, or its files changed while it loaded
             return None
 
-    def set_state(self, version: int, state: int, error: str = "") -> None:
+    def _set_state(self, version: int, state: int, error: str = "") -> None:
         """Records a version's ``ModelVersionStatus.State`` (and its load error) for
-        ``GetModelStatus``; what the supervisor's stand-in reports of the serving
-        processes' loads."""
+        ``GetModelStatus``."""
         with self._lock:
             self._states[version] = (state, error)
 
@@ -271,7 +270,7 @@ class ModelServer:
         again only once its files change. A version whose files changed during the
         load (a copy still running) is dropped and loaded again at the next poll.
         """
-        self.set_state(version, _State.LOADING)
+        self._set_state(version, _State.LOADING)
         started = time.monotonic()
         servable = None
         try:
@@ -285,7 +284,7 @@ class ModelServer:
             )
             logging.error("%s", message)
             self._failed[version] = fingerprint
-            self.set_state(version, _State.END, message)
+            self._set_state(version, _State.END, message)
             return None
         if version_fingerprint(path) != fingerprint:
             servable.close()

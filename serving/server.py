@@ -126,8 +126,8 @@ class LocalServer:
         ``GetModelStatus`` reports (:class:`ModelServer`).
       load_versions: False: never load a version (the supervisor's stand-in while no
         serving process is ready: every call is ``NOT_FOUND``, as TF Serving answers
-        before a version loads, and ``GetModelStatus`` reports what
-        :meth:`ModelServer.set_state` records).
+        before a version loads, and ``GetModelStatus`` reports what ``states_file``
+        records).
 
     Raises:
       ValueError: on a non-positive worker count, RPC bound, request size, row bound
@@ -550,12 +550,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def server_from_args(
-    args: argparse.Namespace, *, child: bool, load_versions: bool = True
+    args: argparse.Namespace,
+    *,
+    child: bool,
+    load_versions: bool = True,
+    states_file: str | None = None,
 ) -> LocalServer:
     """The :class:`LocalServer` of ``python -m serving.server``'s flags: a serving
     process's (``child``: it binds with ``SO_REUSEPORT`` and loads its version once)
     or the in-process server's; ``load_versions=False``: the supervisor's stand-in
-    (:mod:`serving.supervisor`)."""
+    (:mod:`serving.supervisor`), which reads the supervisor's ``states_file`` (the
+    serving processes get it as ``--states_file``)."""
     return LocalServer(
         args.model_base_path,
         args.model_name,
@@ -581,7 +586,7 @@ def server_from_args(
         retired_versions=[int(v) for v in args.retired_versions.split(",") if v],
         load_versions=load_versions,
         only_version=args.load_version if child else None,
-        states_file=args.states_file if child else None,
+        states_file=states_file or (args.states_file if child else None),
     )
 
 

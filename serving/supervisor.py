@@ -184,7 +184,7 @@ class _Supervisor:
         self._rest_fd: int | None = None  # the shared REST listening socket
         self._paths: dict[int, pathlib.Path] = {}  # complete versions at the last poll
         # What GetModelStatus reports of the versions the supervisor started (loading,
-        # failed, retired), kept in a file the serving processes read (--states_file):
+        # failed, retired), kept in a file the stand-in and the serving processes read:
         # a version that fails while another serves is reported END with its error
         # by the serving process, as TF Serving reports it.
         self._states: dict[int, tuple[int, str]] = {}
@@ -197,7 +197,9 @@ class _Supervisor:
         a port given as 0 is the one it picked, for the serving processes too."""
         from serving import server
 
-        stand_in = server.server_from_args(self._args, child=True, load_versions=False)
+        stand_in = server.server_from_args(
+            self._args, child=True, load_versions=False, states_file=self._states_file
+        )
         stand_in.start()
         self._stand_in = stand_in
         self._port = stand_in.port
@@ -209,10 +211,8 @@ class _Supervisor:
         self._rest_fd = stand_in.rest_listening_fd()
 
     def _set_state(self, version: int, state: int, error: str = "") -> None:
-        """Records a version's state for GetModelStatus: the stand-in's answer and the
-        serving processes' (``--states_file``)."""
-        if self._stand_in is not None:
-            self._stand_in.model_server.set_state(version, state, error)
+        """Records a version's state for GetModelStatus in the states file, which the
+        stand-in and the serving processes (``--states_file``) read."""
         self._states[version] = (state, error)
         self._write_states()
 
