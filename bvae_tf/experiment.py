@@ -1892,6 +1892,15 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
+def p_text(p: float) -> str:
+    """A p-value to 2 significant digits, 3 where 2 would round it onto the other side
+    of 0.05 (0.0498 reads 0.0498, not 0.05)."""
+    shown = f"{p:.2g}"
+    if (float(shown) < 0.05) != (p < 0.05):
+        shown = f"{p:.3g}"
+    return shown
+
+
 def _significance(
     rows, behavior: str, anchor: str, k: int, rival: Callable[[dict], bool] | None = None
 ) -> tuple[str, bool] | None:
@@ -1917,11 +1926,8 @@ def _significance(
     p = paired_test(ua, ub)
     better = "equal means" if va == vb else f"{anchor if va > vb else b['method']} higher"
     mark = "significant" if p < 0.05 else "not significant"
-    shown = f"{p:.2g}"
-    if (float(shown) < 0.05) != (p < 0.05):  # rounded onto the other side of 0.05
-        shown = f"{p:.3g}"
     sentence = (
-        f"{behavior}: {anchor} {va:.4f} vs {b['method']} {vb:.4f}, p = {shown} "
+        f"{behavior}: {anchor} {va:.4f} vs {b['method']} {vb:.4f}, p = {p_text(p)} "
         f"({mark} at 0.05; {better}; {len(ua)} users)"
     )
     return sentence, p < 0.05 and va > vb

@@ -931,3 +931,63 @@ def test_searches_never_started_are_listed_per_dataset(results_dir, tmp_path):
     line = next(x for x in text.splitlines() if x.startswith("- Searches not run"))
     assert "bvae_tuned" not in line and "vae_t_tuned" in line
     assert "bvae_tuned (1)" in next(x for x in text.splitlines() if x.startswith("- Searched rows"))
+
+
+def test_every_whole_bvae_row_with_3_seeds_is_tested_against_the_best_baseline(tmp_path):
+    """Every row that keeps BVAE whole with 3 seeds is listed against each behavior's
+    best baseline with a paired t-test (none picked); ablations, BASE's replacements
+    and rows with fewer seeds are not; the summary names the rows at or above the best
+    baseline on every behavior."""
+    folder = tmp_path / "results" / "jd"
+    folder.mkdir(parents=True)
+    base = np.linspace(0.05, 0.15, 10)
+    shifts = {  # per behavior, added to every user's test NDCG@5 of the best baseline
+        "bvae": (0.10, -0.02, 0.01),  # below on click only
+        "boost": (0.10, 0.10, 0.10),  # significantly above on all three
+        "no_tff": (0.2, 0.2, 0.2),  # an ablation: not listed
+        "mmoe": (0.2, 0.2, 0.2),  # a replacement of BASE: not listed
+        "few": (0.2, 0.2, 0.2),  # 2 seeds: not listed
+    }
+    settings = {
+        "no_tff": {"use_tff": False},
+        "mmoe": {"encoder": "mmoe"},
+        "few": {"dropout": 0.2},
+        "boost": {"dropout": 0.3},
+    }
+
+    def write(name, result, per_user):
+        run = result["runs"][0]
+        for b, values in zip(BEHAVIORS, per_user, strict=True):
+            run["test_per_user"][b] = [round(float(v), 6) for v in values]
+            run["honest"][b]["ndcg@5"] = float(np.mean(run["test_per_user"][b]))
+        (folder / f"{name}.json").write_text(json.dumps(result))
+
+    noise = np.random.default_rng(0)
+    write("ease", _result("ease"), [base, base + 0.001, base + 0.002])
+    write("popularity", _result("popularity"), [base / 2] * 3)
+    for row, shift in shifts.items():
+        for seed in range(2 if row == "few" else 3):
+            result = _result("bvae", seed=seed, **settings.get(row, {}))
+            result["name"] = row
+            per_user = [base + s + noise.normal(0, 0.01, 10) for s in shift]
+            write(f"{row}_s{seed}", result, per_user)
+    rows = [r for r in report.load(tmp_path / "results")["jd"] if not report.is_study_run(r, "jd")]
+    section, summary = report._bvae_rows_against_baselines(rows, "jd", "JD")
+    table = [line for line in section if line.startswith("| BVAE (")]
+    labels = {line.split(" | ")[0][2:]: line for line in table}
+    assert sorted(labels) == ["BVAE (gates=gated)", "BVAE (gates=gated, dropout=0.3)"]
+    assert labels["BVAE (gates=gated)"].endswith("| below on 1 |")
+    boost = labels["BVAE (gates=gated, dropout=0.3)"]
+    assert boost.endswith("| significantly above |") and boost.count("**") == 6
+    assert "purchase: ease 0.1000 (1 seed); click: ease 0.1010" in "\n".join(section)
+    assert summary == [
+        "- BVAE's rows with at least 3 seeds (2: plain BVAE, its searched settings, the "
+        "variants beyond the paper) against the best baseline of each behavior (test "
+        "NDCG@5, paired t-test over users): at or above it on every behavior: BVAE "
+        "(gates=gated, dropout=0.3); significantly above it on every behavior: BVAE "
+        "(gates=gated, dropout=0.3)."
+    ]
+    # Without a baseline there is nothing to test against.
+    assert report._bvae_rows_against_baselines(
+        [r for r in rows if not report._is_baseline(r)], "jd", "JD"
+    ) == ([], [])
