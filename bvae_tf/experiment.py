@@ -2574,7 +2574,7 @@ def run(args) -> dict:
     kept = (
         None
         if args.overwrite
-        else _kept_result(out / f"{name}.json", result["command"], args.data_digest)
+        else _kept_result(out / f"{name}.json", result["command"], args.data_digest, args.data)
     )
     done = {r.get("seed"): r for r in (kept or {}).get("runs", [])}
     if args.selected_from:
@@ -2683,15 +2683,15 @@ def _command_difference(path: pathlib.Path, command: str) -> str:
     """`` (it has '--seeds 1' where this has '--seeds 2'; this adds '--lr 0.01')``: the
     flags (each with its values) in which the command ``path`` records differs from
     ``command`` (at most three named; ``--flag=value`` read as ``--flag value``, a
-    repeated flag's occurrences together); the same flags given in another order or
-    spelling are said so; ``""`` when it records no command."""
+    repeated flag's occurrences together; :data:`_LOCATION_FLAGS` left out); ``""``
+    when it records no command or none differs."""
     try:
         kept = json.loads(path.read_text()).get("command")
-        changes = _flag_changes(kept, command)
+        changes = _flag_changes(kept, command, _LOCATION_FLAGS)
     except (OSError, ValueError, AttributeError, TypeError):
         return ""
     if not changes:
-        return " (the same flags and values, in another order or spelling)"
+        return ""
     return f" ({'; '.join(changes[:3])}{'; …' if len(changes) > 3 else ''})"
 
 
@@ -2733,43 +2733,77 @@ def _flag_groups(words: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+#: Flags that say where a run's files are, not what it trains: left out when a kept
+#: result's command is compared (:func:`_same_command`). The result file is found in
+#: ``--out`` by its name, ``--reuse-from`` only says where a seed may be taken from
+#: (:func:`reused_run`), and the data is compared by its files (:func:`_same_data`).
+_LOCATION_FLAGS = frozenset(("--data", "--out", "--log-dir", "--reuse-from"))
+
+
 def _same_command(kept, command: str) -> bool:
-    """Whether a kept file's command is ``command``, the files of ``--reuse-from`` left
-    out of both: where a seed may be taken from does not change what it is
-    (:func:`reused_run`), so a run resumes whether or not those files are named."""
-
-    def without_reuse(text):
-        try:
-            words = shlex.split(text)
-        except ValueError:
-            return [text]
-        kept, skipping = [], False
-        for word in words:
-            if word.startswith("--"):
-                skipping = word == "--reuse-from"
-            if not skipping:
-                kept.append(word)
-        return kept
-
-    return isinstance(kept, str) and without_reuse(kept) == without_reuse(command)
+    """Whether a kept file's command is ``command`` but for :data:`_LOCATION_FLAGS`:
+    the same flags with the same values (a repeated flag's values in their order; the
+    flags in any order, ``--flag=value`` as ``--flag value``)."""
+    if not isinstance(kept, str):
+        return False
+    try:
+        old, new = _flag_groups(shlex.split(kept)), _flag_groups(shlex.split(command))
+    except ValueError:  # an unclosed quote: not a command this module wrote
+        return False
+    for groups in (old, new):
+        for flag in _LOCATION_FLAGS:
+            groups.pop(flag, None)
+    return old == new
 
 
-def _kept_result(path: pathlib.Path, command: str, digest: str | None) -> dict | None:
+def _same_data(kept: dict, data, digest: str | None) -> str:
+    """``""`` if a kept result was made from the data folder ``data``, else why not.
+
+    Compared by the data files' SHA-256 digest (:func:`data_digest`; ``digest``, or
+    computed here) where the result records one; else, for a result written before
+    results recorded it, by the folder its ``data`` names, resolved from the working
+    folder as the run resolved it (real paths: a link to the same folder is the same).
+    Not compared where ``data`` is not a folder (the run names that) or the result
+    records neither."""
+    if data is None or not pathlib.Path(data).is_dir():
+        return ""
+    if "data_digest" in kept:
+        if kept["data_digest"] == (digest or data_digest(data)):
+            return ""
+        return f"the files of --data {str(data)!r} differ from those it was trained on"
+    recorded = kept.get("data")
+    if not isinstance(recorded, str) or os.path.realpath(recorded) == os.path.realpath(data):
+        return ""
+    if not pathlib.Path(recorded).exists():
+        return (
+            f"it records no data digest, and its --data {recorded!r} does not exist from "
+            "here, so its data cannot be compared with --data: run from the folder it was "
+            "run from"
+        )
+    return (
+        f"it records no data digest, and its --data {recorded!r} is another folder than "
+        f"--data {str(data)!r}"
+    )
+
+
+def _kept_result(path: pathlib.Path, command: str, digest: str | None, data=None) -> dict | None:
     """The result ``path`` holds if the same ``command`` wrote it from the same data
     (its finished seeds are kept, so that the command resumes); None if there is none,
     it cannot be read, or another command or other data files wrote it.
 
     Args:
       path: a result JSON file.
-      command: the experiment's command line.
-      digest: :func:`data_digest` of ``--data``; None: not compared. A file written
-        before results recorded their data's digest is kept on its command alone.
+      command: the experiment's command line (compared by :func:`_same_command`).
+      digest: :func:`data_digest` of ``data``, if known.
+      data: the ``--data`` folder (compared by :func:`_same_data`); None: not compared.
     """
     try:
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(kept, dict) or not _same_command(kept.get("command"), command):
+        return None
+    if data is not None and _same_data(kept, data, digest):
         return None
     if digest is not None and kept.get("data_digest", digest) != digest:
         return None
@@ -3647,6 +3681,11 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
         if data_must_exist and not pathlib.Path(args.data).is_dir():
             what = "is not a folder" if pathlib.Path(args.data).exists() else "does not exist"
             _parser().error(f"--data {args.data!r} {what} (a run reads it)")
+        if pathlib.Path(args.data).is_dir() and not D.release_behaviors(args.data):
+            _parser().error(  # e.g. the folder above the release's
+                f"--data {args.data!r} holds no release files '<behavior>_<split>' (e.g. "
+                "target_train): name the folder that holds them"
+            )
         if args.selected_from is not None and pathlib.Path(args.selected_from).is_file():
             # The run's own checks of RESULT and of the --reuse-from files. Where the
             # data folder is there: its digest, and RESULT's choice for every modelled
@@ -3688,22 +3727,17 @@ def main(argv: Sequence[str] | None = None, *, data_must_exist: bool = True) -> 
                 f"{str(existing)!r} is not a sound result ({e}): delete it, or pass "
                 "--overwrite to replace it"
             )
-        kept = _kept_result(existing, command, None)
-        if kept is None:
+        if _kept_result(existing, command, None) is None:
             _parser().error(
                 f"{str(existing)!r} holds the result of another command"
                 f"{_command_difference(existing, command)}: choose another --name or "
                 "--out, or pass --overwrite to replace it (the same command resumes)"
             )
-        if (
-            pathlib.Path(args.data).is_dir()
-            and "data_digest" in kept
-            and kept["data_digest"] != data_digest(args.data)
-        ):
+        other_data = _same_data(kept_json, args.data, None)
+        if other_data:
             _parser().error(
-                f"{str(existing)!r} holds the result of this command on other data: the "
-                f"files of --data {args.data!r} changed since. Choose another --name or "
-                "--out, or pass --overwrite to replace it"
+                f"{str(existing)!r} holds the result of this command on other data "
+                f"({other_data}): choose another --out or --name for this data"
             )
     if args.check:  # the flags, RESULT and the kept result checked: nothing written
         return 0

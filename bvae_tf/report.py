@@ -825,11 +825,14 @@ def weights_figure(results: list[dict], dataset: str, path: pathlib.Path | None)
             image[ws.index(wp), ws.index(wc)] = (_metric(r, b, "ndcg@5") or (np.nan, 0))[0]
         ax.set_facecolor("white")
         reference = _metric(sdwl, b, "ndcg@5") if sdwl else None
-        # The colour scale reaches SDWL's mean, so that its line on the bar is drawn.
+        # The colour scale reaches SDWL's mean, and a little beyond the extremes, so
+        # that its line on the bar is seen also where SDWL is the highest or lowest.
         limits = [np.nanmin(image), np.nanmax(image), *(reference[:1] if reference else ())]
-        shown = ax.imshow(image, origin="lower", cmap="viridis", vmin=min(limits), vmax=max(limits))
+        pad = 0.03 * (max(limits) - min(limits)) or 1e-6
+        low, high = min(limits) - pad, max(limits) + pad
+        shown = ax.imshow(image, origin="lower", cmap="viridis", vmin=low, vmax=high)
         ax.grid(False)
-        middle = (min(limits) + max(limits)) / 2
+        middle = (low + high) / 2
         for (row, col), value in np.ndenumerate(image):
             if round(ws[row] + ws[col], 2) >= 1.0:  # no setting: the third weight <= 0
                 ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, color="0.85", lw=0))

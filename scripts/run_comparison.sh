@@ -296,22 +296,32 @@ opts_for() {
 # row, then the experiment checks every row's flags in one process (--check: what does
 # not depend on the data). Values that depend on the data (e.g. rq4_cart on JD, whose
 # cart has no train events) are checked by the experiment at the row's turn.
+# Every seed's command is checked, so that a kept result of any seed that the run
+# would refuse (e.g. a truncated file) stops the list now, not after the seeds before it.
 declare -A listed=()
 checks=""
+checked=()  # the row of each checked command, for the messages
 for row in "${ROWS[@]}"; do
   [[ -z ${listed[$row]:-} ]] || { echo "row $row is given twice" >&2; exit 2; }
   listed[$row]=1
   flags "$row" > /dev/null
-  opts_for "$row" 0
-  checks+="$(printf '%q ' --data "$DATA" --out "$OUT" --name "$NAME" "${OPTS[@]}")"$'\n'
+  for seed in $(seq 0 $((SEEDS - 1))); do
+    case $row in popularity | repeat | ease) [[ $seed -eq 0 ]] || continue ;; esac
+    opts_for "$row" "$seed"
+    checks+="$(printf '%q ' --data "$DATA" --out "$OUT" --name "$NAME" "${OPTS[@]}")"$'\n'
+    checked+=("$row")
+  done
 done
 # (PY=echo, as the tests use, prints commands instead of running them: nothing to check.)
 if ! refused=$(TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c 'import sys; from bvae_tf.experiment import check_commands
 sys.exit(check_commands(sys.stdin))' <<< "$checks" 2>&1 > /dev/null); then
   mapped=0
+  declare -A said=()  # a row's flag error is the same at every seed: said once
   while IFS= read -r line; do
     if [[ $line =~ ^command\ ([0-9]+):\ (.*)$ ]]; then
-      echo "row ${ROWS[BASH_REMATCH[1] - 1]}: ${BASH_REMATCH[2]}" >&2; mapped=1
+      line="row ${checked[BASH_REMATCH[1] - 1]}: ${BASH_REMATCH[2]}"; mapped=1
+      [[ -n ${said[$line]:-} ]] || echo "$line" >&2
+      said[$line]=1
     fi
   done <<< "$refused"
   [[ $mapped -eq 1 ]] || echo "$refused" >&2

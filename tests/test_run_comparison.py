@@ -323,6 +323,23 @@ def test_the_experiment_checks_every_rows_flags_before_any_run(tmp_path):
     assert good.stdout.count("would run:") == len(rows) - 1
 
 
+def test_a_damaged_result_of_a_later_seed_stops_the_list_before_any_run(tmp_path):
+    """Every seed's command is checked first: a truncated ``bvae_s1.json`` stops the
+    list before seed 0 of any row runs, naming the row and the file once."""
+    import sys
+
+    _run(tmp_path, "bvae")  # (writes the release and OUT)
+    (tmp_path / "out" / "bvae_s1.json").write_text('{"command": "x", "ru')
+    args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "2", "vae_u", "bvae"]
+    env = {**os.environ, "PY": sys.executable, "DRY_RUN": "1"}
+    done = subprocess.run(
+        args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert done.returncode == 2 and "would run" not in done.stdout, done.stdout
+    (refused,) = [line for line in done.stderr.splitlines() if line.startswith("row ")]
+    assert refused.startswith("row bvae: ") and "bvae_s1.json' is not a readable result" in refused
+
+
 def test_an_unreadable_result_is_run_not_skipped(tmp_path):
     """A truncated JSON is not "done by another command": the experiment runs and names it."""
     (tmp_path / "out").mkdir()

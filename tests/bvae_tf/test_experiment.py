@@ -937,8 +937,9 @@ def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
     said = experiment._command_difference
     recorded = json.loads(kept_file.read_text())["command"]
     reordered = recorded.replace(" --seeds 1", "") + " --seeds 1"  # a flag moved
-    assert "another order" in said(kept_file, reordered)
-    assert said(kept_file, recorded.replace("--epochs 1", "--epochs=1")).endswith("spelling)")
+    assert experiment._same_command(recorded, reordered)
+    assert experiment._same_command(recorded, recorded.replace("--epochs 1", "--epochs=1"))
+    assert not experiment._same_command(recorded, recorded.replace("--epochs 1", "--epochs 3"))
     dropped = said(kept_file, recorded.replace(" --seeds 1", ""))
     assert dropped == " (it has '--seeds 1', this does not)"
     with pytest.raises(SystemExit):  # a bad flag is named first, not the kept result
@@ -956,6 +957,49 @@ def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
     assert json.loads((tmp_path / "vae_u.json").read_text())["data_digest"] == (
         experiment.data_digest(release_dir)
     )
+
+
+def test_a_kept_result_is_found_wherever_its_data_and_out_are_spelled(
+    release_dir, tmp_path, capsys
+):
+    """A result file copied to another --out, or its data named through another path
+    (a link), is the same command's; a result written before results recorded their
+    data's digest is compared by its --data folder, and another folder, or one that
+    does not exist from here, is named as other data, not as another command."""
+
+    def run(data, out, *extra):
+        flags = ["--model", "ease", "--name", "pop", *extra]
+        assert experiment.main(["--data", str(data), "--out", str(out), *flags]) == 0
+
+    run(release_dir, tmp_path / "a")
+    capsys.readouterr()
+    kept = json.loads((tmp_path / "a" / "pop.json").read_text())
+    (tmp_path / "b").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(release_dir)
+
+    def check(result, data):
+        (tmp_path / "b" / "pop.json").write_text(json.dumps(result))
+        run(data, tmp_path / "b", "--check")
+
+    check(kept, link)  # another --out, the data through a link: the same, kept
+    assert capsys.readouterr().err == ""
+    old = {k: v for k, v in kept.items() if k != "data_digest"}  # before digests
+    check({**old, "data": str(link)}, release_dir)  # the same folder by its real path
+    other = tmp_path / "other"
+    shutil.copytree(release_dir, other)
+    for data, said in (
+        (str(other), f"is another folder than --data {str(release_dir)!r}"),
+        (str(tmp_path / "gone"), "does not exist from here"),
+    ):
+        with pytest.raises(SystemExit):
+            check({**old, "data": data}, release_dir)
+        err = capsys.readouterr().err
+        assert "holds the result of this command on other data" in err and said in err, err
+        assert "another command" not in err and "--overwrite" not in err
+    with pytest.raises(SystemExit):  # a setting that differs is another command
+        run(link, tmp_path / "b", "--check", "--ease-l2", "5")
+    assert "(this adds '--ease-l2 5')" in capsys.readouterr().err
 
 
 # BVAE; NGCF (one per target, its optimizer built at the first step); RecVAE (two
@@ -1609,6 +1653,9 @@ def test_check_alone_needs_the_data_folder_and_files_for_each_named_behavior(
     assert "--behaviors: behaviors ['favourite'] have no files in" in err
     assert "favorite (favourite_*)" in err
     assert experiment.main(["--data", str(release_dir), *base, "--behaviors", "favorite"]) == 0
+    with pytest.raises(SystemExit):  # the folder above the release's: no release file
+        experiment.main(["--data", str(release_dir.parent), *base])
+    assert f"--data '{release_dir.parent}' holds no release files" in capsys.readouterr().err
     # One loss weight or latent size per modelled behavior (the data's three by default).
     for flags, said in (
         (["--loss-weights", "0.5", "0.5"], "--loss-weights: 2 values for the 3 modelled"),
@@ -1846,9 +1893,11 @@ def test_selected_from_refuses_another_command_a_run_without_a_search_and_no_gri
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "e.json").exists()
 
 
-def test_check_refuses_gate_kernels_too_large_for_any_catalog(tmp_path, capsys, monkeypatch):
+def test_check_refuses_gate_kernels_too_large_for_any_catalog(
+    release_dir, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setattr("psutil.virtual_memory", type("Memory", (), {"available": 10**10}))
-    argv = ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--check"]
+    argv = ["--data", str(release_dir), "--out", str(tmp_path / "o"), "--check"]
     with pytest.raises(SystemExit):  # 2 GFF kernels of 40,000^2 with Adam: 38.4 GB
         experiment.main([*argv, "--latent-dim", "40000"])
     assert "BVAE's 2 [d, d] GFF kernels alone need 38.4 GB" in capsys.readouterr().err
