@@ -2736,8 +2736,9 @@ def _flag_groups(words: list[str]) -> dict[str, list[str]]:
 #: Flags that say where a run's files are, not what it trains: left out when a kept
 #: result's command is compared (:func:`_same_command`). The result file is found in
 #: ``--out`` by its name, ``--reuse-from`` only says where a seed may be taken from
-#: (:func:`reused_run`), and the data is compared by its files (:func:`_same_data`).
-_LOCATION_FLAGS = frozenset(("--data", "--out", "--log-dir", "--reuse-from"))
+#: (:func:`reused_run`), the data is compared by its files (:func:`_same_data`), and a
+#: kept seed's ``--selected-from`` choice by the choice it records (:func:`run`).
+_LOCATION_FLAGS = frozenset(("--data", "--out", "--log-dir", "--reuse-from", "--selected-from"))
 
 
 def _same_command(kept, command: str) -> bool:

@@ -375,6 +375,9 @@ print(r.get("command", ""))' "$file" 2>/dev/null) || return 1
   local data=${recorded%%$'\n'*} rest=${recorded#*$'\n'}
   local kept=${rest%%$'\n'*} command=${rest#*$'\n'}
   command=${command%% --reuse-from *}  # (last in the command; see opts_for)
+  # --selected-from (last but --reuse-from) names a file in OUT, spelled as OUT was
+  # then: left out here too; the experiment checks the choice a kept seed trained.
+  command=${command%% --selected-from *}
   [[ -z $kept ]] || data_digest
   if [[ -n $kept && -n $digest && $digest != unknown ]]; then
     if [[ $kept != "$digest" ]]; then
@@ -394,7 +397,8 @@ print(r.get("command", ""))' "$file" 2>/dev/null) || return 1
     fi
     exit 2
   fi
-  [[ $command == *" --name $*" ]] || others+=("$file")
+  local want="$*"
+  [[ $command == *" --name ${want%% --selected-from *}" ]] || others+=("$file")
   return 0
 }
 for seed in $(seq 0 $((SEEDS - 1))); do

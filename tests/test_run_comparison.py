@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shlex
 import subprocess
 
 import pytest
@@ -338,6 +339,39 @@ def test_a_damaged_result_of_a_later_seed_stops_the_list_before_any_run(tmp_path
     assert done.returncode == 2 and "would run" not in done.stdout, done.stdout
     (refused,) = [line for line in done.stderr.splitlines() if line.startswith("row ")]
     assert refused.startswith("row bvae: ") and "bvae_s1.json' is not a readable result" in refused
+
+
+def test_kept_seeds_of_a_searched_row_count_in_another_out(tmp_path):
+    """A searched row's later seed records ``--selected-from OUT/<row>_s0.json`` as OUT
+    was spelled then: copied into another OUT it still counts as done (the experiment
+    checks the choice it trained)."""
+    _run(tmp_path, "vae_u_own")  # (writes the release and OUT)
+    args = [str(SCRIPT), str(tmp_path / "data"), str(tmp_path / "out"), "2", "vae_u_own"]
+    env = {**os.environ, "PY": "echo", "DRY_RUN": "1"}
+
+    def dry_run():
+        return subprocess.run(
+            args, check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+        )
+
+    (line,) = [x for x in dry_run().stdout.splitlines() if "--name vae_u_own_s1" in x]
+    words = shlex.split(line.removeprefix("would run:"))[1:]  # (after PY, echo here)
+    words = words[: words.index("--reuse-from")] if "--reuse-from" in words else words
+    out = words[words.index("--out") + 1]
+    assert words[words.index("--selected-from") + 1] == f"{out}/vae_u_own_s0.json"
+    for seed in (0, 1):  # as written from another folder, OUT spelled "elsewhere"
+        kept = [w.replace("_s1", f"_s{seed}") for w in words]
+        kept = ["elsewhere" if w == out else w.replace(f"{out}/", "elsewhere/") for w in kept]
+        if seed == 0:
+            kept = kept[: kept.index("--selected-from")]
+            kept[kept.index("--first-seed") + 1] = "0"
+        command = "python " + shlex.join(kept)
+        (tmp_path / "out" / f"vae_u_own_s{seed}.json").write_text(
+            json.dumps({"command": command, "runs": [{"seed": seed}]})
+        )
+    again = dry_run()
+    assert again.returncode == 0, again.stderr
+    assert "would run:" not in again.stdout and "another command" not in again.stderr
 
 
 def test_an_unreadable_result_is_run_not_skipped(tmp_path):

@@ -940,6 +940,9 @@ def test_the_same_command_keeps_its_finished_seeds_and_another_is_refused(
     assert experiment._same_command(recorded, reordered)
     assert experiment._same_command(recorded, recorded.replace("--epochs 1", "--epochs=1"))
     assert not experiment._same_command(recorded, recorded.replace("--epochs 1", "--epochs 3"))
+    # Where the files are is no setting (the data is compared by its files apart).
+    moved = f"{recorded} --out elsewhere --selected-from elsewhere/r_s0.json --log-dir tb"
+    assert experiment._same_command(f"{recorded} --selected-from o/r_s0.json", moved)
     dropped = said(kept_file, recorded.replace(" --seeds 1", ""))
     assert dropped == " (it has '--seeds 1', this does not)"
     with pytest.raises(SystemExit):  # a bad flag is named first, not the kept result
